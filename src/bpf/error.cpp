@@ -1,0 +1,59 @@
+#include "bpf/error.hpp"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <sstream>
+#include <vector>
+
+#include "util/log.hpp"
+
+namespace bpfgate::bpf {
+
+Error libbpf_error(int ret, const std::string &context) {
+  int err = ret < -1 ? -ret : errno;
+  if (err <= 0) err = EINVAL;
+  return Error(err, context);
+}
+
+namespace {
+int print_fn(enum libbpf_print_level level, const char *format, va_list args) {
+  char buf[1024];
+  int n = std::vsnprintf(buf, sizeof(buf), format, args);
+  std::string_view msg(buf, n < 0 ? 0 : std::min<size_t>(n, sizeof(buf) - 1));
+  while (!msg.empty() && msg.back() == '\n') msg.remove_suffix(1);
+  // libbpf's warnings are echoed by our own error messages; keep them for -v.
+  (void)level;
+  const log::Level l = log::Level::kDebug;
+  if (log::level() <= l) log::write(l, fmt::format("libbpf: {}", msg));
+  return 0;
+}
+
+bool is_noise(const std::string &line) {
+  return line.empty() || line.rfind("processed ", 0) == 0 ||
+         line.rfind("verification time", 0) == 0 || line.rfind("stack depth", 0) == 0 ||
+         line.rfind("max_states_per_insn", 0) == 0;
+}
+}  // namespace
+
+void install_libbpf_logger() { libbpf_set_print(print_fn); }
+
+VerifierReport summarize_verifier_log(const std::string &log, int tail_lines) {
+  std::vector<std::string> lines;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  VerifierReport r;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    if (!is_noise(*it)) {
+      r.reason = *it;
+      break;
+    }
+  }
+  size_t start = lines.size() > static_cast<size_t>(tail_lines) ? lines.size() - tail_lines : 0;
+  for (size_t i = start; i < lines.size(); i++) r.tail += lines[i] + "\n";
+  return r;
+}
+
+}  // namespace bpfgate::bpf

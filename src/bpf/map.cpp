@@ -1,0 +1,115 @@
+#include "bpf/map.hpp"
+
+#include <cstring>
+
+namespace bpfgate::bpf {
+
+Result<UniqueFd> open_pinned(const std::string &path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return libbpf_error(fd, "open pinned object " + path);
+  return UniqueFd(fd);
+}
+
+Result<MapInfo> map_info(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+  if (err) return libbpf_error(err, "read map info");
+  return MapInfo{info.id, info.type, info.key_size, info.value_size, info.max_entries, info.name};
+}
+
+int possible_cpus() {
+  static const int n = libbpf_num_possible_cpus();
+  return n > 0 ? n : 1;
+}
+
+namespace raw {
+
+Result<bool> lookup(int fd, const void *key, void *value) {
+  int err = bpf_map_lookup_elem(fd, key, value);
+  if (err == 0) return true;
+  if (errno == ENOENT) return false;
+  return libbpf_error(err, "map lookup");
+}
+
+Status update(int fd, const void *key, const void *value, uint64_t flags) {
+  int err = bpf_map_update_elem(fd, key, value, flags);
+  if (err) return libbpf_error(err, "map update");
+  return {};
+}
+
+Result<bool> erase(int fd, const void *key) {
+  int err = bpf_map_delete_elem(fd, key);
+  if (err == 0) return true;
+  if (errno == ENOENT) return false;
+  return libbpf_error(err, "map delete");
+}
+
+namespace {
+// Walks with get_next_key: for map types or kernels without batch ops.
+Status dump_by_iteration(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &keys,
+                         std::vector<uint8_t> &values, size_t &count) {
+  std::vector<uint8_t> cur(key_size), next(key_size), val(value_size);
+  count = 0;
+  keys.clear();
+  values.clear();
+  const void *prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    if (bpf_map_lookup_elem(fd, next.data(), val.data()) == 0) {
+      keys.insert(keys.end(), next.begin(), next.end());
+      values.insert(values.end(), val.begin(), val.end());
+      count++;
+    }
+    cur.swap(next);
+    prev = cur.data();
+  }
+  if (errno != ENOENT) return libbpf_error(-errno, "map iteration");
+  return {};
+}
+}  // namespace
+
+Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &keys,
+            std::vector<uint8_t> &values, size_t &count) {
+  auto info = map_info(fd);
+  if (!info) return info.error();
+  size_t cap = info->max_entries ? info->max_entries : 1;
+  keys.resize(cap * key_size);
+  values.resize(cap * value_size);
+  count = 0;
+  // Hash maps return a bucket cursor in the batch token; 8 bytes hold it.
+  uint64_t in_batch = 0, out_batch = 0;
+  bool first = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  while (count < cap) {
+    uint32_t n = static_cast<uint32_t>(cap - count);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch,
+                                   keys.data() + count * key_size,
+                                   values.data() + count * value_size, &n, &opts);
+    int e = err ? errno : 0;
+    if (err && e != ENOENT) {
+      if (first && (e == EINVAL || e == EOPNOTSUPP || e == 524))
+        return dump_by_iteration(fd, key_size, value_size, keys, values, count);
+      if (e == ENOSPC) break;  // entries were added while we read: keep what we have
+      return libbpf_error(-e, "map batch lookup");
+    }
+    count += n;
+    if (e == ENOENT) break;
+    in_batch = out_batch;
+    first = false;
+  }
+  keys.resize(count * key_size);
+  values.resize(count * value_size);
+  return {};
+}
+
+Result<size_t> erase_batch(int fd, const void *keys, size_t key_size, size_t count) {
+  (void)key_size;
+  uint32_t n = static_cast<uint32_t>(count);
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  int err = bpf_map_delete_batch(fd, keys, &n, &opts);
+  if (err && errno != ENOENT) return libbpf_error(err, "map batch delete");
+  return static_cast<size_t>(n);
+}
+
+}  // namespace raw
+}  // namespace bpfgate::bpf

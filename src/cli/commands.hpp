@@ -1,0 +1,36 @@
+// The CLI's subcommands. Each returns the process exit code: 0 success,
+// 1 failure (message printed); usage errors (2) are CLI11's.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "agent/filter.hpp"
+
+namespace bpfgate::cli {
+
+struct Globals {
+  bool json = false;
+  bool verbose = false;
+  std::string bpffs = "/sys/fs/bpf";
+};
+
+int cmd_attach(const Globals &g, const agent::AttachOptions &opts);
+int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> rate,
+            std::optional<uint64_t> burst);
+int cmd_detach(const Globals &g, const std::string &iface);
+int cmd_status(const Globals &g);
+
+struct TopOptions {
+  std::string iface;  // empty: every attached interface
+  double interval_s = 1.0;
+  uint64_t count = 0;  // 0: until interrupted
+  uint32_t rows = 20;
+};
+int cmd_top(const Globals &g, const TopOptions &opts);
+
+// Prints "bpfgate: error: ..." and returns 1.
+int fail(const Error &e);
+
+}  // namespace bpfgate::cli

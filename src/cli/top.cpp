@@ -1,0 +1,181 @@
+// `bpfgate top`: reads the pinned maps (from any process) and shows the
+// busiest sources, with rates computed over each interval.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "core/addr.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::cli {
+
+using nlohmann::json;
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+struct KeyLess {
+  bool operator()(const bg_src_key &a, const bg_src_key &b) const {
+    return std::memcmp(a.addr, b.addr, sizeof(a.addr)) < 0;
+  }
+};
+using Snapshot = std::map<bg_src_key, bg_src_state, KeyLess>;
+
+struct Row {
+  bg_src_key key;
+  bg_src_state st;
+  double pps;
+  double drops_ps;
+};
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + ts.tv_nsec;
+}
+
+Result<Snapshot> snapshot(const agent::PinnedFilter &f) {
+  auto entries = f.sources();
+  if (!entries) return entries.error();
+  Snapshot s;
+  for (const auto &e : *entries) s.emplace(e.key, e.state);
+  return s;
+}
+
+std::vector<Row> rows_of(const Snapshot &now, const Snapshot &before, double seconds) {
+  std::vector<Row> rows;
+  rows.reserve(now.size());
+  for (const auto &[k, st] : now) {
+    uint64_t p0 = 0, d0 = 0;
+    if (auto it = before.find(k); it != before.end()) {
+      p0 = it->second.packets;
+      d0 = it->second.drops;
+    }
+    double pps = st.packets >= p0 ? (st.packets - p0) / seconds : 0;
+    double dps = st.drops >= d0 ? (st.drops - d0) / seconds : 0;
+    rows.push_back(Row{k, st, pps, dps});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row &a, const Row &b) {
+    if (a.pps != b.pps) return a.pps > b.pps;
+    return a.st.packets > b.st.packets;
+  });
+  return rows;
+}
+
+std::string human(double v) {
+  if (v >= 1e9) return fmt::format("{:.1f}G", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.1f}M", v / 1e6);
+  if (v >= 1e4) return fmt::format("{:.1f}k", v / 1e3);
+  return fmt::format("{:.0f}", v);
+}
+
+json frame_json(const std::string &iface, const std::vector<Row> &rows, size_t limit,
+                double seconds, uint64_t now_ns, uint32_t max_sources) {
+  json srcs = json::array();
+  for (size_t i = 0; i < rows.size() && i < limit; i++) {
+    const Row &r = rows[i];
+    srcs.push_back({{"addr", core::format_addr(r.key)},
+                    {"packets", r.st.packets},
+                    {"bytes", r.st.bytes},
+                    {"drops", r.st.drops},
+                    {"pps", r.pps},
+                    {"drops_per_s", r.drops_ps},
+                    {"last_seen_s", now_ns >= r.st.last_seen_ns
+                                        ? (now_ns - r.st.last_seen_ns) / 1e9
+                                        : 0.0}});
+  }
+  return {{"iface", iface},
+          {"interval_s", seconds},
+          {"sources_total", rows.size()},
+          {"max_sources", max_sources},
+          {"sources", srcs}};
+}
+
+void print_frame(const std::string &iface, const std::vector<Row> &rows, size_t limit,
+                 double seconds, uint64_t now_ns, uint32_t max_sources) {
+  double pps = 0, dps = 0;
+  for (const Row &r : rows) pps += r.pps, dps += r.drops_ps;
+  std::time_t t = std::time(nullptr);
+  char when[16];
+  std::strftime(when, sizeof(when), "%H:%M:%S", std::localtime(&t));
+  fmt::print("{}  {}  interval {:.1f}s  sources {}/{}  in {} pps  dropped {} pps\n", when, iface,
+             seconds, rows.size(), max_sources, human(pps), human(dps));
+  fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>9}\n", "SOURCE", "PACKETS", "PPS",
+             "DROPS", "DROP/S", "BYTES", "IDLE");
+  for (size_t i = 0; i < rows.size() && i < limit; i++) {
+    const Row &r = rows[i];
+    double idle = now_ns >= r.st.last_seen_ns ? (now_ns - r.st.last_seen_ns) / 1e9 : 0;
+    fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>8.1f}s\n", core::format_addr(r.key),
+               r.st.packets, human(r.pps), r.st.drops, human(r.drops_ps), human(r.st.bytes), idle);
+  }
+  fmt::print("\n");
+}
+
+}  // namespace
+
+int cmd_top(const Globals &g, const TopOptions &opts) {
+  std::vector<std::string> names;
+  if (!opts.iface.empty()) {
+    names.push_back(opts.iface);
+  } else {
+    auto all = agent::pinned_interfaces(g.bpffs);
+    if (!all) return fail(all.error());
+    names = *all;
+    if (names.empty())
+      return fail(Error(ENOENT, "bpfgate is not attached to any interface; see `bpfgate attach`"));
+  }
+  std::vector<agent::PinnedFilter> filters;
+  std::vector<Snapshot> before;
+  std::vector<uint32_t> max_sources;
+  for (const auto &n : names) {
+    auto f = agent::PinnedFilter::open(g.bpffs, n);
+    if (!f) return fail(f.error());
+    auto s = snapshot(*f);
+    if (!s) return fail(s.error());
+    auto st = f->status();
+    if (!st) return fail(st.error());
+    max_sources.push_back(st->max_sources);
+    filters.push_back(std::move(*f));
+    before.push_back(std::move(*s));
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+
+  uint64_t last = monotonic_ns();
+  for (uint64_t frame = 0; !g_stop && (opts.count == 0 || frame < opts.count); frame++) {
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::duration<double>(opts.interval_s);
+    while (!g_stop && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    uint64_t now = monotonic_ns();
+    double seconds = (now - last) / 1e9;
+    last = now;
+    json doc = {{"interfaces", json::array()}};
+    for (size_t i = 0; i < filters.size(); i++) {
+      auto s = snapshot(filters[i]);
+      if (!s) return fail(s.error());
+      auto rows = rows_of(*s, before[i], seconds);
+      if (g.json)
+        doc["interfaces"].push_back(
+            frame_json(names[i], rows, opts.rows, seconds, now, max_sources[i]));
+      else
+        print_frame(names[i], rows, opts.rows, seconds, now, max_sources[i]);
+      before[i] = std::move(*s);
+    }
+    if (g.json) fmt::print("{}\n", doc.dump());
+    if (g_stop) break;
+  }
+  return 0;
+}
+
+}  // namespace bpfgate::cli

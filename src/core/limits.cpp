@@ -1,0 +1,47 @@
+#include "core/limits.hpp"
+
+#include <cerrno>
+
+namespace bpfgate::core {
+
+Status validate(const Limits &l) {
+  if (l.rate_pps == 0 || l.rate_pps > BG_RATE_MAX_PPS)
+    return make_error(EINVAL, "rate {} pps is out of range: give 1 to {} packets per second",
+                      l.rate_pps, BG_RATE_MAX_PPS);
+  if (l.burst == 0 || l.burst > BG_BURST_MAX)
+    return make_error(EINVAL, "burst {} is out of range: give 1 to {} packets", l.burst,
+                      BG_BURST_MAX);
+  return {};
+}
+
+Status validate_max_sources(uint64_t n) {
+  if (n < 16 || n > BG_SOURCES_MAX)
+    return make_error(EINVAL, "max-sources {} is out of range: give 16 to {} entries", n,
+                      BG_SOURCES_MAX);
+  return {};
+}
+
+namespace {
+uint64_t emission_of(uint64_t rate) { return (1000000000ULL + rate / 2) / rate; }
+}  // namespace
+
+void apply_limits(const Limits &l, bg_config &cfg) {
+  cfg.rate_pps = l.rate_pps;
+  cfg.burst = l.burst;
+  cfg.emission_ns = emission_of(l.rate_pps);
+  cfg.tolerance_ns = cfg.emission_ns * (l.burst - 1);
+}
+
+Limits limits_of(const bg_config &cfg) { return Limits{cfg.rate_pps, cfg.burst}; }
+
+Gcra::Gcra(const Limits &l)
+    : emission_ns_(emission_of(l.rate_pps)), tolerance_ns_(emission_ns_ * (l.burst - 1)) {}
+
+bool Gcra::admit(uint64_t &tat_ns, uint64_t now_ns) const {
+  uint64_t tat = tat_ns > now_ns ? tat_ns : now_ns;
+  if (tat - now_ns > tolerance_ns_) return false;
+  tat_ns = tat + emission_ns_;
+  return true;
+}
+
+}  // namespace bpfgate::core

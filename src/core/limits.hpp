@@ -1,0 +1,41 @@
+// Rate limits as the operator gives them, validated, and turned into the GCRA
+// parameters the datapath runs (see bpf/xdp_filter.bpf.c).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bpfgate/abi/xdp.h"
+#include "util/result.hpp"
+
+namespace bpfgate::core {
+
+struct Limits {
+  uint64_t rate_pps = 0;  // packets per second per source
+  uint64_t burst = 0;     // packets a source may send at once after being idle
+};
+
+inline constexpr uint64_t kDefaultRatePps = 10000;
+inline constexpr uint32_t kDefaultMaxSources = 65536;
+
+// Errors name the setting, the value and the accepted range.
+Status validate(const Limits &l);
+Status validate_max_sources(uint64_t n);
+
+// Fills rate, burst, emission and tolerance of cfg from validated limits.
+void apply_limits(const Limits &l, bg_config &cfg);
+Limits limits_of(const bg_config &cfg);
+
+// The same GCRA the datapath runs, for reasoning and tests in user space.
+class Gcra {
+ public:
+  explicit Gcra(const Limits &l);
+  // True if a packet arriving at now_ns conforms (and consumes a token).
+  bool admit(uint64_t &tat_ns, uint64_t now_ns) const;
+
+ private:
+  uint64_t emission_ns_;
+  uint64_t tolerance_ns_;
+};
+
+}  // namespace bpfgate::core
