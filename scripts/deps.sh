@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what bpfgate needs to build, test, run the demo and the benchmarks
+# on Debian 12. Idempotent: installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  cmake ninja-build g++ pkg-config clang-19 llvm-19 clang-format libbpf-dev bpftool libelf-dev
+  zlib1g-dev libcli11-dev nlohmann-json3-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev
+  libbenchmark-dev
+  # tests, demo and benchmarks: namespaces, real servers and clients, the alternatives
+  iproute2 ethtool iputils-ping curl nginx-light wrk iperf3 iptables nftables xdp-tools
+  gnuplot-nox procps util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing packages: ${missing[*]}; run as root (sudo) to install them" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts nginx on install where systemd runs; the demo and tests start their own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  systemctl stop nginx || true
+fi

@@ -1,0 +1,1 @@
+// Shared test support; see the headers in this directory.
