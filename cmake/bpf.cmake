@@ -1,4 +1,4 @@
-# bpf_object(NAME SOURCE): compiles bpf/SOURCE into NAME.bpf.o with clang and
+# bpf_object(NAME SOURCE): compiles bpf/SOURCE (or SOURCE, if absolute) into NAME.bpf.o with clang and
 # generates NAME.skel.h with bpftool. Defines the INTERFACE target NAME_skel
 # that puts the skeleton on the include path. All BPF flags live here.
 find_program(BPF_CLANG NAMES clang-19 clang-18 clang-17 clang-16 clang REQUIRED)
@@ -21,7 +21,11 @@ set(BPF_SKEL_DIR ${CMAKE_BINARY_DIR}/skel)
 file(MAKE_DIRECTORY ${BPF_SKEL_DIR})
 
 function(bpf_object NAME SOURCE)
-  set(src ${PROJECT_SOURCE_DIR}/bpf/${SOURCE})
+  if(IS_ABSOLUTE ${SOURCE})
+    set(src ${SOURCE})
+  else()
+    set(src ${PROJECT_SOURCE_DIR}/bpf/${SOURCE})
+  endif()
   set(obj ${CMAKE_BINARY_DIR}/bpf/${NAME}.bpf.o)
   set(skel ${BPF_SKEL_DIR}/${NAME}.skel.h)
   file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/bpf)
