@@ -4,6 +4,8 @@
 #include "bpfgate/filter.h"
 
 SEC("xdp")
-int bg_xdp_filter(struct xdp_md *ctx) { return bg_filter(ctx); }
+int bg_xdp_filter(struct xdp_md *ctx) {
+  return bg_filter(ctx);
+}
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

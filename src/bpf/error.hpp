@@ -8,7 +8,7 @@
 
 namespace bpfgate::bpf {
 
-// ret is a libbpf return value (negative errno) or -1 with errno set.
+// ret is a libbpf return value: a negative errno.
 Error libbpf_error(int ret, const std::string &context);
 
 // Routes libbpf's messages to our logger: warnings as debug unless verbose.

@@ -6,7 +6,8 @@ namespace bpfgate::bpf {
 
 Result<UniqueFd> open_pinned(const std::string &path) {
   int fd = bpf_obj_get(path.c_str());
-  if (fd < 0) return libbpf_error(fd, "open pinned object " + path);
+  if (fd < 0)
+    return libbpf_error(fd, "open pinned object " + path);
   return UniqueFd(fd);
 }
 
@@ -14,7 +15,8 @@ Result<MapInfo> map_info(int fd) {
   bpf_map_info info{};
   uint32_t len = sizeof(info);
   int err = bpf_obj_get_info_by_fd(fd, &info, &len);
-  if (err) return libbpf_error(err, "read map info");
+  if (err)
+    return libbpf_error(err, "read map info");
   return MapInfo{info.id, info.type, info.key_size, info.value_size, info.max_entries, info.name};
 }
 
@@ -27,21 +29,26 @@ namespace raw {
 
 Result<bool> lookup(int fd, const void *key, void *value) {
   int err = bpf_map_lookup_elem(fd, key, value);
-  if (err == 0) return true;
-  if (errno == ENOENT) return false;
+  if (err == 0)
+    return true;
+  if (errno == ENOENT)
+    return false;
   return libbpf_error(err, "map lookup");
 }
 
 Status update(int fd, const void *key, const void *value, uint64_t flags) {
   int err = bpf_map_update_elem(fd, key, value, flags);
-  if (err) return libbpf_error(err, "map update");
+  if (err)
+    return libbpf_error(err, "map update");
   return {};
 }
 
 Result<bool> erase(int fd, const void *key) {
   int err = bpf_map_delete_elem(fd, key);
-  if (err == 0) return true;
-  if (errno == ENOENT) return false;
+  if (err == 0)
+    return true;
+  if (errno == ENOENT)
+    return false;
   return libbpf_error(err, "map delete");
 }
 
@@ -63,7 +70,8 @@ Status dump_by_iteration(int fd, size_t key_size, size_t value_size, std::vector
     cur.swap(next);
     prev = cur.data();
   }
-  if (errno != ENOENT) return libbpf_error(-errno, "map iteration");
+  if (errno != ENOENT)
+    return libbpf_error(-errno, "map iteration");
   return {};
 }
 }  // namespace
@@ -71,7 +79,8 @@ Status dump_by_iteration(int fd, size_t key_size, size_t value_size, std::vector
 Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &keys,
             std::vector<uint8_t> &values, size_t &count) {
   auto info = map_info(fd);
-  if (!info) return info.error();
+  if (!info)
+    return info.error();
   size_t cap = info->max_entries ? info->max_entries : 1;
   keys.resize(cap * key_size);
   values.resize(cap * value_size);
@@ -89,11 +98,13 @@ Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &ke
     if (err && e != ENOENT) {
       if (first && (e == EINVAL || e == EOPNOTSUPP || e == 524))
         return dump_by_iteration(fd, key_size, value_size, keys, values, count);
-      if (e == ENOSPC) break;  // entries were added while we read: keep what we have
+      if (e == ENOSPC)
+        break;  // entries were added while we read: keep what we have
       return libbpf_error(-e, "map batch lookup");
     }
     count += n;
-    if (e == ENOENT) break;
+    if (e == ENOENT)
+      break;
     in_batch = out_batch;
     first = false;
   }
@@ -107,7 +118,8 @@ Result<size_t> erase_batch(int fd, const void *keys, size_t key_size, size_t cou
   uint32_t n = static_cast<uint32_t>(count);
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
   int err = bpf_map_delete_batch(fd, keys, &n, &opts);
-  if (err && errno != ENOENT) return libbpf_error(err, "map batch delete");
+  if (err && errno != ENOENT)
+    return libbpf_error(err, "map batch delete");
   return static_cast<size_t>(n);
 }
 

@@ -58,13 +58,16 @@ class Map {
 
   static Result<Map> open_pinned(const std::string &path) {
     auto fd = bpf::open_pinned(path);
-    if (!fd) return fd.error();
+    if (!fd)
+      return fd.error();
     auto info = map_info(fd->get());
-    if (!info) return info.error();
+    if (!info)
+      return info.error();
     if (info->key_size != sizeof(K) || info->value_size != sizeof(V))
-      return make_error(EPROTO, "map {} has key/value size {}/{}, expected {}/{}: built by another "
-                        "version of bpfgate?", path, info->key_size, info->value_size, sizeof(K),
-                        sizeof(V));
+      return make_error(EPROTO,
+                        "map {} has key/value size {}/{}, expected {}/{}: built by another "
+                        "version of bpfgate?",
+                        path, info->key_size, info->value_size, sizeof(K), sizeof(V));
     return Map(std::move(*fd));
   }
 
@@ -73,8 +76,10 @@ class Map {
   Result<std::optional<V>> lookup(const K &key) const {
     V v{};
     auto found = raw::lookup(fd_, &key, &v);
-    if (!found) return found.error();
-    if (!*found) return std::optional<V>();
+    if (!found)
+      return found.error();
+    if (!*found)
+      return std::optional<V>();
     return std::optional<V>(v);
   }
   Status update(const K &key, const V &value, uint64_t flags = BPF_ANY) {
@@ -89,7 +94,8 @@ class Map {
     std::vector<uint8_t> kb, vb;
     size_t n = 0;
     auto st = raw::dump(fd_, sizeof(K), sizeof(V), kb, vb, n);
-    if (!st) return st.error();
+    if (!st)
+      return st.error();
     std::vector<std::pair<K, V>> out(n);
     for (size_t i = 0; i < n; i++) {
       std::memcpy(&out[i].first, kb.data() + i * sizeof(K), sizeof(K));
@@ -115,9 +121,11 @@ class PerCpuMap {
 
   static Result<PerCpuMap> open_pinned(const std::string &path) {
     auto fd = bpf::open_pinned(path);
-    if (!fd) return fd.error();
+    if (!fd)
+      return fd.error();
     auto info = map_info(fd->get());
-    if (!info) return info.error();
+    if (!info)
+      return info.error();
     if (info->key_size != sizeof(K) || info->value_size != sizeof(V))
       return make_error(EPROTO, "map {} has key/value size {}/{}, expected {}/{}", path,
                         info->key_size, info->value_size, sizeof(K), sizeof(V));
@@ -130,8 +138,10 @@ class PerCpuMap {
   Result<std::vector<V>> lookup(const K &key) const {
     std::vector<V> v(ncpu_);
     auto found = raw::lookup(fd_, &key, v.data());
-    if (!found) return found.error();
-    if (!*found) v.clear();
+    if (!found)
+      return found.error();
+    if (!*found)
+      v.clear();
     return v;
   }
   Status update_all(const K &key, const V &value) {

@@ -40,14 +40,16 @@ class Skeleton {
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = nullptr, .kernel_log_buf = s.log_.get(),
                 .kernel_log_size = kVerifierLogSize, .kernel_log_level = 0);
     s.obj_ = Traits::open(&opts);
-    if (!s.obj_) return libbpf_error(-errno, "open BPF object " + name);
+    if (!s.obj_)
+      return libbpf_error(-errno, "open BPF object " + name);
     return s;
   }
 
   // Loads every program; a refusal by the verifier carries its reason.
   Status load() {
     int err = Traits::load(obj_);
-    if (err) return load_error(err, name_, log_.get());
+    if (err)
+      return load_error(err, name_, log_.get());
     log_.reset();  // the log is only needed for errors
     return {};
   }
@@ -73,7 +75,8 @@ class Skeleton {
  private:
   Skeleton() = default;
   void reset() {
-    if (obj_) Traits::destroy(obj_);
+    if (obj_)
+      Traits::destroy(obj_);
     obj_ = nullptr;
   }
 

@@ -26,7 +26,8 @@ bool is_bpffs(const std::string &path) {
 }  // namespace
 
 Status ensure_bpffs(const std::string &mount_point) {
-  if (is_bpffs(mount_point)) return {};
+  if (is_bpffs(mount_point))
+    return {};
   if (mount_point == kDefaultBpffs) {
     std::error_code ec;
     std::filesystem::create_directories(mount_point, ec);
@@ -34,14 +35,20 @@ Status ensure_bpffs(const std::string &mount_point) {
       log::info("mounted bpffs at {}", mount_point);
       return {};
     }
-    return make_error(errno, "bpffs is not mounted at {} and mounting it failed; mount it with "
-                      "`mount -t bpf bpf {}`", mount_point, mount_point);
+    return make_error(errno,
+                      "bpffs is not mounted at {} and mounting it failed; mount it with "
+                      "`mount -t bpf bpf {}`",
+                      mount_point, mount_point);
   }
-  return make_error(ENOTDIR, "{} is not a bpffs mount; mount one with `mount -t bpf bpf {}` or "
-                    "leave --bpffs at its default ({})", mount_point, mount_point, kDefaultBpffs);
+  return make_error(ENOTDIR,
+                    "{} is not a bpffs mount; mount one with `mount -t bpf bpf {}` or "
+                    "leave --bpffs at its default ({})",
+                    mount_point, mount_point, kDefaultBpffs);
 }
 
-std::string pin_root(const std::string &bpffs) { return bpffs + "/bpfgate"; }
+std::string pin_root(const std::string &bpffs) {
+  return bpffs + "/bpfgate";
+}
 std::string pin_dir(const std::string &bpffs, const std::string &iface) {
   return pin_root(bpffs) + "/" + iface;
 }
@@ -49,20 +56,25 @@ std::string pin_dir(const std::string &bpffs, const std::string &iface) {
 Status make_private_dir(const std::string &path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
-  if (ec) return Error(ec.value(), "create directory " + path);
-  if (::chmod(path.c_str(), 0700) != 0) return Error(errno, "chmod 0700 " + path);
+  if (ec)
+    return Error(ec.value(), "create directory " + path);
+  if (::chmod(path.c_str(), 0700) != 0)
+    return Error(errno, "chmod 0700 " + path);
   return {};
 }
 
 Status pin_fd(int fd, const std::string &path) {
   int err = bpf_obj_pin(fd, path.c_str());
-  if (err) return libbpf_error(err, "pin " + path);
-  if (::chmod(path.c_str(), 0600) != 0) return Error(errno, "chmod 0600 " + path);
+  if (err)
+    return libbpf_error(err, "pin " + path);
+  if (::chmod(path.c_str(), 0600) != 0)
+    return Error(errno, "chmod 0600 " + path);
   return {};
 }
 
 Status unpin(const std::string &path) {
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Error(errno, "unpin " + path);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Error(errno, "unpin " + path);
   return {};
 }
 
@@ -72,11 +84,14 @@ Status remove_dir_if_empty(const std::string &path) {
   return {};
 }
 
-bool exists(const std::string &path) { return ::access(path.c_str(), F_OK) == 0; }
+bool exists(const std::string &path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
 
 Result<DirLock> DirLock::acquire(const std::string &dir, bool wait) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Error(errno, "open " + dir + " for locking");
+  if (fd < 0)
+    return Error(errno, "open " + dir + " for locking");
   UniqueFd owner(fd);
   if (::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0)
     return Error(errno, "lock " + dir + " (another bpfgate is working on it)");

@@ -6,7 +6,7 @@
 
 namespace bpfgate::bpf {
 
-using XdpFilterSkel =
-    Skeleton<SkeletonTraits<xdp_filter, xdp_filter__open_opts, xdp_filter__load, xdp_filter__destroy>>;
+using XdpFilterSkel = Skeleton<
+    SkeletonTraits<xdp_filter, xdp_filter__open_opts, xdp_filter__load, xdp_filter__destroy>>;
 
 }  // namespace bpfgate::bpf

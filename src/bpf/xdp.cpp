@@ -15,19 +15,27 @@ namespace bpfgate::bpf {
 
 std::string to_string(XdpMode mode) {
   switch (mode) {
-    case XdpMode::kAuto: return "auto";
-    case XdpMode::kNative: return "native";
-    case XdpMode::kGeneric: return "generic";
-    case XdpMode::kOffload: return "offload";
+    case XdpMode::kAuto:
+      return "auto";
+    case XdpMode::kNative:
+      return "native";
+    case XdpMode::kGeneric:
+      return "generic";
+    case XdpMode::kOffload:
+      return "offload";
   }
   return "?";
 }
 
 std::optional<XdpMode> parse_xdp_mode(const std::string &s) {
-  if (s == "auto") return XdpMode::kAuto;
-  if (s == "native" || s == "drv") return XdpMode::kNative;
-  if (s == "generic" || s == "skb") return XdpMode::kGeneric;
-  if (s == "offload" || s == "hw") return XdpMode::kOffload;
+  if (s == "auto")
+    return XdpMode::kAuto;
+  if (s == "native" || s == "drv")
+    return XdpMode::kNative;
+  if (s == "generic" || s == "skb")
+    return XdpMode::kGeneric;
+  if (s == "offload" || s == "hw")
+    return XdpMode::kOffload;
   return std::nullopt;
 }
 
@@ -43,14 +51,24 @@ Result<int> ifindex_of(const std::string &iface) {
 Result<XdpQuery> query_xdp(int ifindex) {
   LIBBPF_OPTS(bpf_xdp_query_opts, opts);
   int err = bpf_xdp_query(ifindex, 0, &opts);
-  if (err) return libbpf_error(err, "query XDP state");
+  if (err)
+    return libbpf_error(err, "query XDP state");
   XdpQuery q;
   switch (opts.attach_mode) {
-    case XDP_ATTACHED_DRV: q.prog_id = opts.drv_prog_id, q.mode = XdpMode::kNative; break;
-    case XDP_ATTACHED_SKB: q.prog_id = opts.skb_prog_id, q.mode = XdpMode::kGeneric; break;
-    case XDP_ATTACHED_HW: q.prog_id = opts.hw_prog_id, q.mode = XdpMode::kOffload; break;
-    case XDP_ATTACHED_MULTI: q.prog_id = opts.prog_id ? opts.prog_id : opts.drv_prog_id; break;
-    default: break;
+    case XDP_ATTACHED_DRV:
+      q.prog_id = opts.drv_prog_id, q.mode = XdpMode::kNative;
+      break;
+    case XDP_ATTACHED_SKB:
+      q.prog_id = opts.skb_prog_id, q.mode = XdpMode::kGeneric;
+      break;
+    case XDP_ATTACHED_HW:
+      q.prog_id = opts.hw_prog_id, q.mode = XdpMode::kOffload;
+      break;
+    case XDP_ATTACHED_MULTI:
+      q.prog_id = opts.prog_id ? opts.prog_id : opts.drv_prog_id;
+      break;
+    default:
+      break;
   }
   return q;
 }
@@ -58,10 +76,14 @@ Result<XdpQuery> query_xdp(int ifindex) {
 namespace {
 uint32_t flags_for(XdpMode m) {
   switch (m) {
-    case XdpMode::kNative: return XDP_FLAGS_DRV_MODE;
-    case XdpMode::kGeneric: return XDP_FLAGS_SKB_MODE;
-    case XdpMode::kOffload: return XDP_FLAGS_HW_MODE;
-    case XdpMode::kAuto: return 0;
+    case XdpMode::kNative:
+      return XDP_FLAGS_DRV_MODE;
+    case XdpMode::kGeneric:
+      return XDP_FLAGS_SKB_MODE;
+    case XdpMode::kOffload:
+      return XDP_FLAGS_HW_MODE;
+    case XdpMode::kAuto:
+      return 0;
   }
   return 0;
 }
@@ -72,7 +94,8 @@ std::string advice(XdpMode m, int err) {
       if (err == EOPNOTSUPP || err == EINVAL)
         return "the driver has no native XDP (common on bonds, bridges and some virtual NICs); "
                "use --mode generic or --mode auto";
-      if (err == ERANGE) return "the MTU is too large for native XDP on this driver; lower it";
+      if (err == ERANGE)
+        return "the MTU is too large for native XDP on this driver; lower it";
       break;
     case XdpMode::kOffload:
       return "offload needs a NIC that runs XDP in hardware (e.g. Netronome nfp); use --mode "
@@ -90,13 +113,13 @@ std::string advice(XdpMode m, int err) {
 Result<UniqueFd> try_attach(int prog_fd, int ifindex, XdpMode m) {
   LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags_for(m));
   int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
-  if (fd < 0) return libbpf_error(fd, "attach in " + to_string(m) + " mode");
+  if (fd < 0)
+    return libbpf_error(fd, "attach in " + to_string(m) + " mode");
   return UniqueFd(fd);
 }
 }  // namespace
 
-Result<XdpAttachment> attach_xdp(int prog_fd, int ifindex, const std::string &iface,
-                                 XdpMode mode) {
+Result<XdpAttachment> attach_xdp(int prog_fd, int ifindex, const std::string &iface, XdpMode mode) {
   if (mode != XdpMode::kAuto) {
     auto l = try_attach(prog_fd, ifindex, mode);
     if (!l)
@@ -105,7 +128,8 @@ Result<XdpAttachment> attach_xdp(int prog_fd, int ifindex, const std::string &if
     return XdpAttachment{std::move(*l), mode, ""};
   }
   auto native = try_attach(prog_fd, ifindex, XdpMode::kNative);
-  if (native) return XdpAttachment{std::move(*native), XdpMode::kNative, ""};
+  if (native)
+    return XdpAttachment{std::move(*native), XdpMode::kNative, ""};
   int nerr = native.error().err();
   if (nerr == EBUSY || nerr == EEXIST || nerr == EPERM)
     return make_error(nerr, "attach XDP to {} failed: {}", iface, advice(XdpMode::kNative, nerr));
@@ -115,7 +139,8 @@ Result<XdpAttachment> attach_xdp(int prog_fd, int ifindex, const std::string &if
                       "attach XDP to {} failed in native mode ({}) and in generic mode ({}); {}",
                       iface, std::strerror(nerr), generic.error().what(),
                       advice(XdpMode::kGeneric, generic.error().err()));
-  std::string note = fmt::format("native mode unavailable ({}), using generic", std::strerror(nerr));
+  std::string note =
+      fmt::format("native mode unavailable ({}), using generic", std::strerror(nerr));
   return XdpAttachment{std::move(*generic), XdpMode::kGeneric, note};
 }
 
@@ -124,8 +149,10 @@ Status detach_foreign_xdp(int ifindex, const XdpQuery &q) {
   LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
   int err = bpf_xdp_detach(ifindex, flags, &opts);
   if (err)
-    return make_error(-err, "remove the XDP program (id {}) that is attached: it may be held by "
-                      "a bpf_link of another tool, which must detach it itself", q.prog_id);
+    return make_error(-err,
+                      "remove the XDP program (id {}) that is attached: it may be held by "
+                      "a bpf_link of another tool, which must detach it itself",
+                      q.prog_id);
   return {};
 }
 
@@ -133,7 +160,8 @@ Result<LinkInfo> link_info(int link_fd) {
   bpf_link_info info{};
   uint32_t len = sizeof(info);
   int err = bpf_obj_get_info_by_fd(link_fd, &info, &len);
-  if (err) return libbpf_error(err, "read link info");
+  if (err)
+    return libbpf_error(err, "read link info");
   return LinkInfo{info.id, info.prog_id, info.xdp.ifindex};
 }
 

@@ -30,8 +30,7 @@ struct XdpAttachment {
 };
 
 // Attaches prog_fd to ifindex as a bpf_link. kAuto tries native, then generic.
-Result<XdpAttachment> attach_xdp(int prog_fd, int ifindex, const std::string &iface,
-                                 XdpMode mode);
+Result<XdpAttachment> attach_xdp(int prog_fd, int ifindex, const std::string &iface, XdpMode mode);
 
 // Removes a program attached the classic way (netlink, not a link), for --force.
 Status detach_foreign_xdp(int ifindex, const XdpQuery &q);

@@ -17,16 +17,19 @@ int fail(const Error &e) {
 
 namespace {
 
-json limits_json(const core::Limits &l) { return {{"rate_pps", l.rate_pps}, {"burst", l.burst}}; }
+json limits_json(const core::Limits &l) {
+  return {{"rate_pps", l.rate_pps}, {"burst", l.burst}};
+}
 
 json counters_json(const agent::CounterTotals &c) {
   json out = json::object();
   for (uint32_t v = 0; v < BG_VERDICT_NR; v++) {
     for (uint32_t r = 0; r < BG_REASON_NR; r++) {
       const bg_counter &x = c[bg_counter_key(v, r)];
-      if (x.packets == 0) continue;
-      out[agent::to_string(static_cast<bg_verdict>(v))][agent::to_string(static_cast<bg_reason>(r))] =
-          {{"packets", x.packets}, {"bytes", x.bytes}};
+      if (x.packets == 0)
+        continue;
+      out[agent::to_string(static_cast<bg_verdict>(v))][agent::to_string(
+          static_cast<bg_reason>(r))] = {{"packets", x.packets}, {"bytes", x.bytes}};
     }
   }
   return out;
@@ -34,7 +37,8 @@ json counters_json(const agent::CounterTotals &c) {
 
 uint64_t sum_verdict(const agent::CounterTotals &c, bg_verdict v) {
   uint64_t n = 0;
-  for (uint32_t r = 0; r < BG_REASON_NR; r++) n += c[bg_counter_key(v, r)].packets;
+  for (uint32_t r = 0; r < BG_REASON_NR; r++)
+    n += c[bg_counter_key(v, r)].packets;
   return n;
 }
 
@@ -42,7 +46,8 @@ uint64_t sum_verdict(const agent::CounterTotals &c, bg_verdict v) {
 
 int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
   auto r = agent::attach(g.bpffs, opts);
-  if (!r) return fail(r.error());
+  if (!r)
+    return fail(r.error());
   if (g.json) {
     json j = {{"iface", opts.iface},
               {"mode", bpf::to_string(r->mode)},
@@ -50,15 +55,19 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
               {"link_id", r->link_id},
               {"limits", limits_json(opts.limits)},
               {"max_sources", opts.max_sources}};
-    if (!r->note.empty()) j["note"] = r->note;
-    if (r->replaced_prog_id) j["replaced_prog_id"] = r->replaced_prog_id;
+    if (!r->note.empty())
+      j["note"] = r->note;
+    if (r->replaced_prog_id)
+      j["replaced_prog_id"] = r->replaced_prog_id;
     fmt::print("{}\n", j.dump());
   } else {
-    if (!r->note.empty()) log::warn("{}", r->note);
-    fmt::print("attached to {} in {} mode (program id {}), {} pps per source, burst {}, up to {} "
-               "sources\n",
-               opts.iface, bpf::to_string(r->mode), r->prog_id, opts.limits.rate_pps,
-               opts.limits.burst, opts.max_sources);
+    if (!r->note.empty())
+      log::warn("{}", r->note);
+    fmt::print(
+        "attached to {} in {} mode (program id {}), {} pps per source, burst {}, up to {} "
+        "sources\n",
+        opts.iface, bpf::to_string(r->mode), r->prog_id, opts.limits.rate_pps, opts.limits.burst,
+        opts.max_sources);
   }
   return 0;
 }
@@ -66,13 +75,18 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
 int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> rate,
             std::optional<uint64_t> burst) {
   auto f = agent::PinnedFilter::open(g.bpffs, iface);
-  if (!f) return fail(f.error());
+  if (!f)
+    return fail(f.error());
   auto cfg = f->config();
-  if (!cfg) return fail(cfg.error());
+  if (!cfg)
+    return fail(cfg.error());
   core::Limits l = core::limits_of(*cfg);
-  if (rate) l.rate_pps = *rate;
-  if (burst) l.burst = *burst;
-  if (auto st = f->set_limits(l); !st) return fail(st.error().context("set " + iface));
+  if (rate)
+    l.rate_pps = *rate;
+  if (burst)
+    l.burst = *burst;
+  if (auto st = f->set_limits(l); !st)
+    return fail(st.error().context("set " + iface));
   if (g.json)
     fmt::print("{}\n", json{{"iface", iface}, {"limits", limits_json(l)}}.dump());
   else
@@ -81,7 +95,8 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
 }
 
 int cmd_detach(const Globals &g, const std::string &iface) {
-  if (auto st = agent::detach(g.bpffs, iface); !st) return fail(st.error());
+  if (auto st = agent::detach(g.bpffs, iface); !st)
+    return fail(st.error());
   if (g.json)
     fmt::print("{}\n", json{{"iface", iface}, {"detached", true}}.dump());
   else
@@ -91,7 +106,8 @@ int cmd_detach(const Globals &g, const std::string &iface) {
 
 int cmd_status(const Globals &g) {
   auto ifaces = agent::pinned_interfaces(g.bpffs);
-  if (!ifaces) return fail(ifaces.error());
+  if (!ifaces)
+    return fail(ifaces.error());
   json arr = json::array();
   int rc = 0;
   for (const auto &name : *ifaces) {
@@ -122,11 +138,12 @@ int cmd_status(const Globals &g) {
                      {"packets", {{"passed", passed}, {"dropped", dropped}}},
                      {"counters", counters_json(s->counters)}});
     } else {
-      fmt::print("{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
-                 "unparsed {}\n    passed {}  dropped {}\n",
-                 s->iface, s->ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s->mode,
-                 s->prog_id, s->link_id, s->limits.rate_pps, s->limits.burst, s->max_sources,
-                 agent::to_string(s->unparsed_verdict), passed, dropped);
+      fmt::print(
+          "{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
+          "unparsed {}\n    passed {}  dropped {}\n",
+          s->iface, s->ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s->mode, s->prog_id,
+          s->link_id, s->limits.rate_pps, s->limits.burst, s->max_sources,
+          agent::to_string(s->unparsed_verdict), passed, dropped);
     }
   }
   if (g.json)

@@ -33,7 +33,8 @@ int main(int argc, char **argv) {
   std::string unparsed = "pass";
   auto *a = app.add_subcommand("attach", "load the XDP filter and attach it to an interface");
   a->add_option("IFACE", attach.iface, "interface")->required();
-  a->add_option("--mode", mode, "auto|native|generic|offload")->check(check_mode)
+  a->add_option("--mode", mode, "auto|native|generic|offload")
+      ->check(check_mode)
       ->capture_default_str();
   a->add_option("--rate", rate, "packets per second allowed per source")->capture_default_str();
   a->add_option("--burst", burst, "packets a source may send at once (default: rate)");
@@ -87,12 +88,17 @@ int main(int argc, char **argv) {
       return 2;
     }
     std::optional<uint64_t> r, b;
-    if (s->count("--rate")) r = set_rate;
-    if (s->count("--burst")) b = set_burst;
+    if (s->count("--rate"))
+      r = set_rate;
+    if (s->count("--burst"))
+      b = set_burst;
     return cli::cmd_set(g, set_iface, r, b);
   }
-  if (*d) return cli::cmd_detach(g, detach_iface);
-  if (*st) return cli::cmd_status(g);
-  if (*t) return cli::cmd_top(g, top);
+  if (*d)
+    return cli::cmd_detach(g, detach_iface);
+  if (*st)
+    return cli::cmd_status(g);
+  if (*t)
+    return cli::cmd_top(g, top);
   return 2;
 }

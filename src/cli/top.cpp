@@ -21,7 +21,9 @@ using nlohmann::json;
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) {
+  g_stop = 1;
+}
 
 struct KeyLess {
   bool operator()(const bg_src_key &a, const bg_src_key &b) const {
@@ -45,9 +47,11 @@ uint64_t monotonic_ns() {
 
 Result<Snapshot> snapshot(const agent::PinnedFilter &f) {
   auto entries = f.sources();
-  if (!entries) return entries.error();
+  if (!entries)
+    return entries.error();
   Snapshot s;
-  for (const auto &e : *entries) s.emplace(e.key, e.state);
+  for (const auto &e : *entries)
+    s.emplace(e.key, e.state);
   return s;
 }
 
@@ -65,16 +69,20 @@ std::vector<Row> rows_of(const Snapshot &now, const Snapshot &before, double sec
     rows.push_back(Row{k, st, pps, dps});
   }
   std::sort(rows.begin(), rows.end(), [](const Row &a, const Row &b) {
-    if (a.pps != b.pps) return a.pps > b.pps;
+    if (a.pps != b.pps)
+      return a.pps > b.pps;
     return a.st.packets > b.st.packets;
   });
   return rows;
 }
 
 std::string human(double v) {
-  if (v >= 1e9) return fmt::format("{:.1f}G", v / 1e9);
-  if (v >= 1e6) return fmt::format("{:.1f}M", v / 1e6);
-  if (v >= 1e4) return fmt::format("{:.1f}k", v / 1e3);
+  if (v >= 1e9)
+    return fmt::format("{:.1f}G", v / 1e9);
+  if (v >= 1e6)
+    return fmt::format("{:.1f}M", v / 1e6);
+  if (v >= 1e4)
+    return fmt::format("{:.1f}k", v / 1e3);
   return fmt::format("{:.0f}", v);
 }
 
@@ -83,15 +91,14 @@ json frame_json(const std::string &iface, const std::vector<Row> &rows, size_t l
   json srcs = json::array();
   for (size_t i = 0; i < rows.size() && i < limit; i++) {
     const Row &r = rows[i];
-    srcs.push_back({{"addr", core::format_addr(r.key)},
-                    {"packets", r.st.packets},
-                    {"bytes", r.st.bytes},
-                    {"drops", r.st.drops},
-                    {"pps", r.pps},
-                    {"drops_per_s", r.drops_ps},
-                    {"last_seen_s", now_ns >= r.st.last_seen_ns
-                                        ? (now_ns - r.st.last_seen_ns) / 1e9
-                                        : 0.0}});
+    srcs.push_back(
+        {{"addr", core::format_addr(r.key)},
+         {"packets", r.st.packets},
+         {"bytes", r.st.bytes},
+         {"drops", r.st.drops},
+         {"pps", r.pps},
+         {"drops_per_s", r.drops_ps},
+         {"last_seen_s", now_ns >= r.st.last_seen_ns ? (now_ns - r.st.last_seen_ns) / 1e9 : 0.0}});
   }
   return {{"iface", iface},
           {"interval_s", seconds},
@@ -103,14 +110,15 @@ json frame_json(const std::string &iface, const std::vector<Row> &rows, size_t l
 void print_frame(const std::string &iface, const std::vector<Row> &rows, size_t limit,
                  double seconds, uint64_t now_ns, uint32_t max_sources) {
   double pps = 0, dps = 0;
-  for (const Row &r : rows) pps += r.pps, dps += r.drops_ps;
+  for (const Row &r : rows)
+    pps += r.pps, dps += r.drops_ps;
   std::time_t t = std::time(nullptr);
   char when[16];
   std::strftime(when, sizeof(when), "%H:%M:%S", std::localtime(&t));
   fmt::print("{}  {}  interval {:.1f}s  sources {}/{}  in {} pps  dropped {} pps\n", when, iface,
              seconds, rows.size(), max_sources, human(pps), human(dps));
-  fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>9}\n", "SOURCE", "PACKETS", "PPS",
-             "DROPS", "DROP/S", "BYTES", "IDLE");
+  fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>9}\n", "SOURCE", "PACKETS", "PPS", "DROPS",
+             "DROP/S", "BYTES", "IDLE");
   for (size_t i = 0; i < rows.size() && i < limit; i++) {
     const Row &r = rows[i];
     double idle = now_ns >= r.st.last_seen_ns ? (now_ns - r.st.last_seen_ns) / 1e9 : 0;
@@ -128,7 +136,8 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
     names.push_back(opts.iface);
   } else {
     auto all = agent::pinned_interfaces(g.bpffs);
-    if (!all) return fail(all.error());
+    if (!all)
+      return fail(all.error());
     names = *all;
     if (names.empty())
       return fail(Error(ENOENT, "bpfgate is not attached to any interface; see `bpfgate attach`"));
@@ -138,11 +147,14 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
   std::vector<uint32_t> max_sources;
   for (const auto &n : names) {
     auto f = agent::PinnedFilter::open(g.bpffs, n);
-    if (!f) return fail(f.error());
+    if (!f)
+      return fail(f.error());
     auto s = snapshot(*f);
-    if (!s) return fail(s.error());
+    if (!s)
+      return fail(s.error());
     auto st = f->status();
-    if (!st) return fail(st.error());
+    if (!st)
+      return fail(st.error());
     max_sources.push_back(st->max_sources);
     filters.push_back(std::move(*f));
     before.push_back(std::move(*s));
@@ -153,8 +165,8 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
 
   uint64_t last = monotonic_ns();
   for (uint64_t frame = 0; !g_stop && (opts.count == 0 || frame < opts.count); frame++) {
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::duration<double>(opts.interval_s);
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(opts.interval_s);
     while (!g_stop && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     uint64_t now = monotonic_ns();
@@ -163,7 +175,8 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
     json doc = {{"interfaces", json::array()}};
     for (size_t i = 0; i < filters.size(); i++) {
       auto s = snapshot(filters[i]);
-      if (!s) return fail(s.error());
+      if (!s)
+        return fail(s.error());
       auto rows = rows_of(*s, before[i], seconds);
       if (g.json)
         doc["interfaces"].push_back(
@@ -172,8 +185,10 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
         print_frame(names[i], rows, opts.rows, seconds, now, max_sources[i]);
       before[i] = std::move(*s);
     }
-    if (g.json) fmt::print("{}\n", doc.dump());
-    if (g_stop) break;
+    if (g.json)
+      fmt::print("{}\n", doc.dump());
+    if (g_stop)
+      break;
   }
   return 0;
 }

@@ -28,7 +28,8 @@ std::optional<bg_src_key> parse_addr(const std::string &text) {
     std::memcpy(key.addr + 12, &v4, 4);
     return key;
   }
-  if (inet_pton(AF_INET6, text.c_str(), key.addr) == 1) return key;
+  if (inet_pton(AF_INET6, text.c_str(), key.addr) == 1)
+    return key;
   return std::nullopt;
 }
 

@@ -22,7 +22,9 @@ Status validate_max_sources(uint64_t n) {
 }
 
 namespace {
-uint64_t emission_of(uint64_t rate) { return (1000000000ULL + rate / 2) / rate; }
+uint64_t emission_of(uint64_t rate) {
+  return (1000000000ULL + rate / 2) / rate;
+}
 }  // namespace
 
 void apply_limits(const Limits &l, bg_config &cfg) {
@@ -32,14 +34,17 @@ void apply_limits(const Limits &l, bg_config &cfg) {
   cfg.tolerance_ns = cfg.emission_ns * (l.burst - 1);
 }
 
-Limits limits_of(const bg_config &cfg) { return Limits{cfg.rate_pps, cfg.burst}; }
+Limits limits_of(const bg_config &cfg) {
+  return Limits{cfg.rate_pps, cfg.burst};
+}
 
 Gcra::Gcra(const Limits &l)
     : emission_ns_(emission_of(l.rate_pps)), tolerance_ns_(emission_ns_ * (l.burst - 1)) {}
 
 bool Gcra::admit(uint64_t &tat_ns, uint64_t now_ns) const {
   uint64_t tat = tat_ns > now_ns ? tat_ns : now_ns;
-  if (tat - now_ns > tolerance_ns_) return false;
+  if (tat - now_ns > tolerance_ns_)
+    return false;
   tat_ns = tat + emission_ns_;
   return true;
 }

@@ -21,12 +21,15 @@ void set16(std::vector<uint8_t> &b, size_t at, uint16_t v) {
   b[at + 1] = v & 0xff;
 }
 uint32_t sum_words(const uint8_t *d, size_t len, uint32_t sum) {
-  for (size_t i = 0; i + 1 < len; i += 2) sum += (d[i] << 8) | d[i + 1];
-  if (len & 1) sum += d[len - 1] << 8;
+  for (size_t i = 0; i + 1 < len; i += 2)
+    sum += (d[i] << 8) | d[i + 1];
+  if (len & 1)
+    sum += d[len - 1] << 8;
   return sum;
 }
 uint16_t fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  while (sum >> 16)
+    sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
 }
 }  // namespace
@@ -40,7 +43,8 @@ bool parse_mac(const std::string &text, Mac &out) {
   if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
     return false;
   for (int i = 0; i < 6; i++) {
-    if (v[i] > 0xff) return false;
+    if (v[i] > 0xff)
+      return false;
     out[i] = static_cast<uint8_t>(v[i]);
   }
   return true;
@@ -68,7 +72,8 @@ PacketBuilder &PacketBuilder::ipv4(const std::string &src, const std::string &ds
   return ipv4(ntohl(s.s_addr), ntohl(d.s_addr));
 }
 PacketBuilder &PacketBuilder::ipv4_options(std::vector<uint8_t> options) {
-  while (options.size() % 4) options.push_back(0);  // EOL padding
+  while (options.size() % 4)
+    options.push_back(0);  // EOL padding
   v4_opts_ = std::move(options);
   return *this;
 }
@@ -149,20 +154,28 @@ std::vector<uint8_t> PacketBuilder::build() const {
   }
   size_t l2_len = 14 + 4 * vlans_.size();
   size_t l3_len = l3_ == L3::kV4 ? 20 + v4_opts_.size() : l3_ == L3::kV6 ? 40 : 0;
-  for (const auto &e : v6_ext_) l3_len += l3_ == L3::kV6 ? (e.first == 44 ? 8 : (e.second + 1) * 8) : 0;
+  for (const auto &e : v6_ext_)
+    l3_len += l3_ == L3::kV6 ? (e.first == 44 ? 8 : (e.second + 1) * 8) : 0;
   std::vector<uint8_t> pay = payload_;
   size_t base = l2_len + l3_len + l4.size();
-  if (frame_size_ > base + pay.size()) pay.resize(frame_size_ - base, 0xab);
+  if (frame_size_ > base + pay.size())
+    pay.resize(frame_size_ - base, 0xab);
   l4.insert(l4.end(), pay.begin(), pay.end());
+  if (l4_ == L4::kUdp)
+    set16(l4, 4, static_cast<uint16_t>(l4.size()));
 
   std::vector<uint8_t> f;
   f.insert(f.end(), dst_mac_.begin(), dst_mac_.end());
   f.insert(f.end(), src_mac_.begin(), src_mac_.end());
   uint16_t ethertype = l3_ == L3::kV4 ? 0x0800 : l3_ == L3::kV6 ? 0x86dd : 0x88b5;
-  for (const auto &[tpid, id] : vlans_) put16(f, tpid), put16(f, id & 0x0fff);
+  for (const auto &[tpid, id] : vlans_)
+    put16(f, tpid), put16(f, id & 0x0fff);
   put16(f, ethertype);
 
-  uint8_t proto = l4_ == L4::kUdp ? 17 : l4_ == L4::kTcp ? 6 : l4_ == L4::kIcmp ? (l3_ == L3::kV6 ? 58 : 1) : 59;
+  uint8_t proto = l4_ == L4::kUdp    ? 17
+                  : l4_ == L4::kTcp  ? 6
+                  : l4_ == L4::kIcmp ? (l3_ == L3::kV6 ? 58 : 1)
+                                     : 59;
   uint32_t pseudo = 0;
   size_t l4_start = 0;
   if (l3_ == L3::kV4) {
@@ -207,8 +220,10 @@ std::vector<uint8_t> PacketBuilder::build() const {
     size_t csum_at = l4_start + (l4_ == L4::kUdp ? 6 : l4_ == L4::kTcp ? 16 : 2);
     bool pseudo_hdr = l4_ != L4::kIcmp || l3_ == L3::kV6;
     uint16_t c = inet_checksum(f.data() + l4_start, l4.size(), pseudo_hdr ? pseudo : 0);
-    if (l4_ == L4::kUdp && c == 0) c = 0xffff;
-    if (!(l4_ == L4::kTcp && l4.size() < 20)) set16(f, csum_at, c);
+    if (l4_ == L4::kUdp && c == 0)
+      c = 0xffff;
+    if (!(l4_ == L4::kTcp && l4.size() < 20))
+      set16(f, csum_at, c);
   }
   return f;
 }

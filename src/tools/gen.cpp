@@ -44,8 +44,10 @@ bool read_mac(const std::string &iface, core::Mac &mac) {
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
   bool ok = fd >= 0 && ioctl(fd, SIOCGIFHWADDR, &ifr) == 0;
-  if (ok) std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-  if (fd >= 0) close(fd);
+  if (ok)
+    std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+  if (fd >= 0)
+    close(fd);
   return ok;
 }
 
@@ -53,9 +55,11 @@ bool read_mac(const std::string &iface, core::Mac &mac) {
 bool parse_v4_prefix(const std::string &s, uint32_t &base, uint32_t &host_mask) {
   auto slash = s.find('/');
   in_addr a{};
-  if (inet_pton(AF_INET, s.substr(0, slash).c_str(), &a) != 1) return false;
+  if (inet_pton(AF_INET, s.substr(0, slash).c_str(), &a) != 1)
+    return false;
   int len = slash == std::string::npos ? 32 : std::stoi(s.substr(slash + 1));
-  if (len < 0 || len > 32) return false;
+  if (len < 0 || len > 32)
+    return false;
   host_mask = len == 32 ? 0 : (0xffffffffu >> len);
   base = ntohl(a.s_addr) & ~host_mask;
   return true;
@@ -121,7 +125,8 @@ int main(int argc, char **argv) {
 
   core::PacketBuilder b;
   b.eth(smac, dmac);
-  if (o.vlan >= 0) b.vlan(static_cast<uint16_t>(o.vlan));
+  if (o.vlan >= 0)
+    b.vlan(static_cast<uint16_t>(o.vlan));
   if (v6)
     b.ipv6(o.src, o.dst);
   else
@@ -151,7 +156,8 @@ int main(int argc, char **argv) {
   const bool random_src = !v6 && src_mask != 0;
   if (random_src && o.proto == "udp") {
     // UDP checksum 0 (none) so that each source rewrite only touches the IP header.
-    for (auto &f : frames) f[ip_off + 20 + 6] = f[ip_off + 20 + 7] = 0;
+    for (auto &f : frames)
+      f[ip_off + 20 + 6] = f[ip_off + 20 + 7] = 0;
   }
 
   uint64_t sent = 0, errors = 0;
@@ -171,8 +177,9 @@ int main(int argc, char **argv) {
           uint8_t *th = ip + 20;
           size_t l4len = frames[i].size() - ip_off - 20;
           th[16] = th[17] = 0;
-          uint32_t ps = ((ip[12] << 8) | ip[13]) + ((ip[14] << 8) | ip[15]) + ((ip[16] << 8) | ip[17]) +
-                        ((ip[18] << 8) | ip[19]) + 6 + static_cast<uint32_t>(l4len);
+          uint32_t ps = ((ip[12] << 8) | ip[13]) + ((ip[14] << 8) | ip[15]) +
+                        ((ip[16] << 8) | ip[17]) + ((ip[18] << 8) | ip[19]) + 6 +
+                        static_cast<uint32_t>(l4len);
           uint16_t tc = core::inet_checksum(th, l4len, ps);
           th[16] = tc >> 8, th[17] = tc & 0xff;
         }
@@ -192,7 +199,8 @@ int main(int argc, char **argv) {
     if (o.rate > 0) {
       auto due = start + std::chrono::duration<double>(sent / o.rate);
       auto now = Clock::now();
-      if (due > now) std::this_thread::sleep_until(std::min(due, deadline));
+      if (due > now)
+        std::this_thread::sleep_until(std::min(due, deadline));
     }
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();

@@ -9,8 +9,12 @@ namespace {
 std::atomic<Level> g_level{Level::kInfo};
 }
 
-void set_level(Level l) { g_level = l; }
-Level level() { return g_level; }
+void set_level(Level l) {
+  g_level = l;
+}
+Level level() {
+  return g_level;
+}
 
 void write(Level l, std::string_view message) {
   static constexpr const char *kPrefix[] = {"debug: ", "", "warning: ", "error: "};

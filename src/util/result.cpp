@@ -5,7 +5,8 @@
 namespace bpfgate {
 
 std::string Error::what() const {
-  if (errno_ == 0) return message_;
+  if (errno_ == 0)
+    return message_;
   return fmt::format("{} ({})", message_, std::strerror(errno_));
 }
 

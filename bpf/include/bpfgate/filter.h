@@ -53,7 +53,8 @@ static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
 
 static __always_inline struct bg_src_state *bg_source(const struct bg_src_key *key, __u64 now) {
   struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, key);
-  if (st) return st;
+  if (st)
+    return st;
   struct bg_src_state init = {.tat_ns = now, .first_seen_ns = now, .last_seen_ns = now};
   bpf_map_update_elem(&bg_sources, key, &init, BPF_NOEXIST);
   return bpf_map_lookup_elem(&bg_sources, key);
@@ -66,8 +67,10 @@ static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_
   for (int i = 0; i < BG_CAS_TRIES; i++) {
     __u64 old = *(volatile __u64 *)&st->tat_ns;
     __u64 tat = old > now ? old : now;
-    if (tat - now > cfg->tolerance_ns) return 0;
-    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + cfg->emission_ns) == old) return 1;
+    if (tat - now > cfg->tolerance_ns)
+      return 0;
+    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + cfg->emission_ns) == old)
+      return 1;
   }
   return 0; /* lost every race: only a source hammering several CPUs gets here */
 }
@@ -80,11 +83,13 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   __u32 zero = 0;
 
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!cfg) return XDP_PASS;
+  if (!cfg)
+    return XDP_PASS;
 
   struct bg_packet pkt = {};
   int status = bg_parse(data, data_end, &pkt);
-  if (status == BG_PARSE_NOT_IP) return bg_count(BG_VERDICT_PASS, BG_REASON_NOT_IP, len);
+  if (status == BG_PARSE_NOT_IP)
+    return bg_count(BG_VERDICT_PASS, BG_REASON_NOT_IP, len);
   if (status == BG_PARSE_BAD_L2 || status == BG_PARSE_BAD_L3)
     return bg_count(cfg->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
 
@@ -94,7 +99,8 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   struct bg_src_key key;
   __builtin_memcpy(key.addr, pkt.src, sizeof(key.addr));
   struct bg_src_state *st = bg_source(&key, now);
-  if (!st) return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len); /* map refused: fail open */
+  if (!st)
+    return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len); /* map refused: fail open */
 
   __sync_fetch_and_add(&st->packets, 1);
   __sync_fetch_and_add(&st->bytes, len);
@@ -105,7 +111,8 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
     return bg_count(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, len);
   }
   if (status == BG_PARSE_BAD_L4) {
-    if (cfg->unparsed_verdict == BG_VERDICT_DROP) __sync_fetch_and_add(&st->drops, 1);
+    if (cfg->unparsed_verdict == BG_VERDICT_DROP)
+      __sync_fetch_and_add(&st->drops, 1);
     return bg_count(cfg->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
   }
   return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);

@@ -48,30 +48,31 @@ struct bg_cursor {
 
 /* How far parsing got. */
 enum bg_parse_status {
-  BG_PARSE_OK = 0,      /* L3 and, where present, L4 header read */
-  BG_PARSE_NOT_IP = 1,  /* a well-formed frame that is not IPv4/IPv6 */
-  BG_PARSE_BAD_L2 = 2,  /* truncated Ethernet or VLAN header */
-  BG_PARSE_BAD_L3 = 3,  /* IP header truncated or malformed: no trustworthy source */
-  BG_PARSE_BAD_L4 = 4,  /* source known, transport header truncated or malformed */
+  BG_PARSE_OK = 0,     /* L3 and, where present, L4 header read */
+  BG_PARSE_NOT_IP = 1, /* a well-formed frame that is not IPv4/IPv6 */
+  BG_PARSE_BAD_L2 = 2, /* truncated Ethernet or VLAN header */
+  BG_PARSE_BAD_L3 = 3, /* IP header truncated or malformed: no trustworthy source */
+  BG_PARSE_BAD_L4 = 4, /* source known, transport header truncated or malformed */
 };
 
 /* What the filter needs to know about a packet. */
 struct bg_packet {
   __u8 src[16]; /* IPv6, or IPv4 mapped ::ffff:a.b.c.d */
   __u8 dst[16];
-  __u16 l3_proto;  /* ETH_P_IP or ETH_P_IPV6, host order */
-  __u8 l4_proto;   /* IPPROTO_*, 0 when unknown */
-  __u8 fragment;   /* 1: part of a fragmented datagram */
-  __u8 has_l4;     /* 1: sport/dport are valid */
+  __u16 l3_proto; /* ETH_P_IP or ETH_P_IPV6, host order */
+  __u8 l4_proto;  /* IPPROTO_*, 0 when unknown */
+  __u8 fragment;  /* 1: part of a fragmented datagram */
+  __u8 has_l4;    /* 1: sport/dport are valid */
   __u8 vlan_depth;
-  __u16 vlan_id;   /* innermost VLAN id, 0 when untagged */
+  __u16 vlan_id; /* innermost VLAN id, 0 when untagged */
   __be16 sport;
   __be16 dport;
 };
 
 static __always_inline void *bg_cursor_take(struct bg_cursor *c, __u32 len) {
   void *p = c->pos;
-  if (p + len > c->end) return NULL;
+  if (p + len > c->end)
+    return NULL;
   c->pos = p + len;
   return p;
 }
@@ -92,13 +93,16 @@ static __always_inline int bg_is_vlan(__be16 proto) {
 static __always_inline int bg_parse_eth(struct bg_cursor *c, struct bg_packet *pkt,
                                         __be16 *proto_out) {
   struct ethhdr *eth = bg_cursor_take(c, sizeof(*eth));
-  if (!eth) return -1;
+  if (!eth)
+    return -1;
   __be16 proto = eth->h_proto;
 #pragma unroll
   for (int i = 0; i < BG_VLAN_MAX_DEPTH; i++) {
-    if (!bg_is_vlan(proto)) break;
+    if (!bg_is_vlan(proto))
+      break;
     struct bg_vlan_hdr *vh = bg_cursor_take(c, sizeof(*vh));
-    if (!vh) return -1;
+    if (!vh)
+      return -1;
     proto = vh->encap_proto;
     pkt->vlan_id = bpf_ntohs(vh->tci) & 0x0fff;
     pkt->vlan_depth++;
@@ -111,7 +115,8 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
   switch (pkt->l4_proto) {
     case IPPROTO_TCP: {
       struct tcphdr *th = bg_cursor_take(c, sizeof(*th));
-      if (!th || th->doff < 5) return BG_PARSE_BAD_L4;
+      if (!th || th->doff < 5)
+        return BG_PARSE_BAD_L4;
       pkt->sport = th->source;
       pkt->dport = th->dest;
       pkt->has_l4 = 1;
@@ -119,7 +124,8 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
     }
     case IPPROTO_UDP: {
       struct udphdr *uh = bg_cursor_take(c, sizeof(*uh));
-      if (!uh) return BG_PARSE_BAD_L4;
+      if (!uh)
+        return BG_PARSE_BAD_L4;
       pkt->sport = uh->source;
       pkt->dport = uh->dest;
       pkt->has_l4 = 1;
@@ -129,7 +135,8 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
     case IPPROTO_ICMPV6: {
       /* type and code stand where ports would; first 4 bytes are common. */
       __u8 *ih = bg_cursor_take(c, 4);
-      if (!ih) return BG_PARSE_BAD_L4;
+      if (!ih)
+        return BG_PARSE_BAD_L4;
       pkt->sport = 0;
       pkt->dport = bpf_htons(((__u16)ih[0] << 8) | ih[1]);
       pkt->has_l4 = 1;
@@ -142,24 +149,31 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
 
 static __always_inline int bg_parse_ipv4(struct bg_cursor *c, struct bg_packet *pkt) {
   struct iphdr *iph = c->pos;
-  if ((void *)(iph + 1) > c->end) return BG_PARSE_BAD_L3;
-  if (iph->version != 4 || iph->ihl < 5) return BG_PARSE_BAD_L3;
+  if ((void *)(iph + 1) > c->end)
+    return BG_PARSE_BAD_L3;
+  if (iph->version != 4 || iph->ihl < 5)
+    return BG_PARSE_BAD_L3;
   __u32 hlen = iph->ihl * 4;
-  if (bpf_ntohs(iph->tot_len) < hlen) return BG_PARSE_BAD_L3;
-  if (!bg_cursor_take(c, hlen)) return BG_PARSE_BAD_L3; /* options cut short */
+  if (bpf_ntohs(iph->tot_len) < hlen)
+    return BG_PARSE_BAD_L3;
+  if (!bg_cursor_take(c, hlen))
+    return BG_PARSE_BAD_L3; /* options cut short */
   pkt->l3_proto = ETH_P_IP;
   bg_map_v4(pkt->src, iph->saddr);
   bg_map_v4(pkt->dst, iph->daddr);
   pkt->l4_proto = iph->protocol;
   __u16 frag = bpf_ntohs(iph->frag_off);
-  if (frag & (BG_IP_MF | BG_IP_OFFSET)) pkt->fragment = 1;
-  if (frag & BG_IP_OFFSET) return BG_PARSE_OK; /* later fragment: no L4 header */
+  if (frag & (BG_IP_MF | BG_IP_OFFSET))
+    pkt->fragment = 1;
+  if (frag & BG_IP_OFFSET)
+    return BG_PARSE_OK; /* later fragment: no L4 header */
   return bg_parse_l4(c, pkt);
 }
 
 static __always_inline int bg_parse_ipv6(struct bg_cursor *c, struct bg_packet *pkt) {
   struct ipv6hdr *ip6 = bg_cursor_take(c, sizeof(*ip6));
-  if (!ip6 || ip6->version != 6) return BG_PARSE_BAD_L3;
+  if (!ip6 || ip6->version != 6)
+    return BG_PARSE_BAD_L3;
   pkt->l3_proto = ETH_P_IPV6;
   __builtin_memcpy(pkt->src, &ip6->saddr, 16);
   __builtin_memcpy(pkt->dst, &ip6->daddr, 16);
@@ -171,21 +185,26 @@ static __always_inline int bg_parse_ipv6(struct bg_cursor *c, struct bg_packet *
       case IPPROTO_ROUTING:
       case IPPROTO_DSTOPTS: {
         struct bg_ipv6_opt_hdr *oh = c->pos;
-        if ((void *)(oh + 1) > c->end) return BG_PARSE_BAD_L4;
-        if (!bg_cursor_take(c, ((__u32)oh->hdrlen + 1) * 8)) return BG_PARSE_BAD_L4;
+        if ((void *)(oh + 1) > c->end)
+          return BG_PARSE_BAD_L4;
+        if (!bg_cursor_take(c, ((__u32)oh->hdrlen + 1) * 8))
+          return BG_PARSE_BAD_L4;
         next = oh->nexthdr;
         break;
       }
       case IPPROTO_AH: {
         struct bg_ipv6_opt_hdr *oh = c->pos;
-        if ((void *)(oh + 1) > c->end) return BG_PARSE_BAD_L4;
-        if (!bg_cursor_take(c, ((__u32)oh->hdrlen + 2) * 4)) return BG_PARSE_BAD_L4;
+        if ((void *)(oh + 1) > c->end)
+          return BG_PARSE_BAD_L4;
+        if (!bg_cursor_take(c, ((__u32)oh->hdrlen + 2) * 4))
+          return BG_PARSE_BAD_L4;
         next = oh->nexthdr;
         break;
       }
       case IPPROTO_FRAGMENT: {
         struct bg_ipv6_frag_hdr *fh = bg_cursor_take(c, sizeof(*fh));
-        if (!fh) return BG_PARSE_BAD_L4;
+        if (!fh)
+          return BG_PARSE_BAD_L4;
         pkt->fragment = 1;
         next = fh->nexthdr;
         if (bpf_ntohs(fh->frag_off) & ~7) { /* later fragment: no L4 header */
@@ -207,10 +226,14 @@ static __always_inline int bg_parse_ipv6(struct bg_cursor *c, struct bg_packet *
 static __always_inline int bg_parse(void *data, void *data_end, struct bg_packet *pkt) {
   struct bg_cursor c = {.pos = data, .end = data_end};
   __be16 proto = 0;
-  if (bg_parse_eth(&c, pkt, &proto) < 0) return BG_PARSE_BAD_L2;
-  if (proto == bpf_htons(ETH_P_IP)) return bg_parse_ipv4(&c, pkt);
-  if (proto == bpf_htons(ETH_P_IPV6)) return bg_parse_ipv6(&c, pkt);
-  if (bg_is_vlan(proto)) return BG_PARSE_BAD_L2; /* deeper than we walk */
+  if (bg_parse_eth(&c, pkt, &proto) < 0)
+    return BG_PARSE_BAD_L2;
+  if (proto == bpf_htons(ETH_P_IP))
+    return bg_parse_ipv4(&c, pkt);
+  if (proto == bpf_htons(ETH_P_IPV6))
+    return bg_parse_ipv6(&c, pkt);
+  if (bg_is_vlan(proto))
+    return BG_PARSE_BAD_L2; /* deeper than we walk */
   return BG_PARSE_NOT_IP;
 }
 

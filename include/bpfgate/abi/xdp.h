@@ -68,10 +68,10 @@ struct bg_src_state {
  * The token bucket is run as GCRA: one token every emission_ns, a bucket of
  * `burst` tokens means a packet may arrive up to tolerance_ns early. */
 struct bg_config {
-  __u64 rate_pps;       /* 0: rate limiting off */
-  __u64 burst;          /* bucket depth in packets */
-  __u64 emission_ns;    /* 1e9 / rate_pps */
-  __u64 tolerance_ns;   /* emission_ns * (burst - 1) */
+  __u64 rate_pps;         /* 0: rate limiting off */
+  __u64 burst;            /* bucket depth in packets */
+  __u64 emission_ns;      /* 1e9 / rate_pps */
+  __u64 tolerance_ns;     /* emission_ns * (burst - 1) */
   __u32 unparsed_verdict; /* enum bg_verdict for BG_REASON_UNPARSEABLE frames */
   __u32 attach_mode;      /* enum bg_attach_mode, informational */
   __u32 generation;       /* bumped by each `set`; lets readers see a change */

@@ -19,11 +19,13 @@ TEST(Gcra, AdmitsBurstThenRate) {
   Gcra g({1000, 10});  // 1 ms per token, 10 tokens
   uint64_t tat = 0, now = 1'000'000'000;
   int admitted = 0;
-  for (int i = 0; i < 100; i++) admitted += g.admit(tat, now);
+  for (int i = 0; i < 100; i++)
+    admitted += g.admit(tat, now);
   EXPECT_EQ(admitted, 10);
   now += 5'000'000;  // 5 ms: 5 tokens back
   admitted = 0;
-  for (int i = 0; i < 100; i++) admitted += g.admit(tat, now);
+  for (int i = 0; i < 100; i++)
+    admitted += g.admit(tat, now);
   EXPECT_EQ(admitted, 5);
 }
 
@@ -33,7 +35,8 @@ TEST(Gcra, LongRunRateMatchesConfiguredRate) {
   Gcra g({3000, 2});
   uint64_t tat = 0, admitted = 0;
   // One packet every 100 us for 10 s, offered 10k pps against a 3k pps limit.
-  for (uint64_t t = 0; t < 10'000'000'000ULL; t += 100'000) admitted += g.admit(tat, t);
+  for (uint64_t t = 0; t < 10'000'000'000ULL; t += 100'000)
+    admitted += g.admit(tat, t);
   EXPECT_NEAR(static_cast<double>(admitted), 30000.0, 300.0);
 }
 

@@ -1,1 +1,0 @@
-// Shared test support; see the headers in this directory.
