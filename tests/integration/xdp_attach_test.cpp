@@ -1,0 +1,289 @@
+// bpfgate attached for real to a veth in a namespace, driven by real UDP and
+// TCP sockets and by floods from bpfgate-gen; every process is the real CLI.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "support/topology.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+sockaddr_in addr_of(const char *ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  return a;
+}
+
+void bind_to(int fd, const char *ip, uint16_t port) {
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  auto a = addr_of(ip, port);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0) << strerror(errno);
+}
+
+void set_timeout(int fd, std::chrono::milliseconds t) {
+  timeval tv{static_cast<time_t>(t.count() / 1000),
+             static_cast<suseconds_t>(t.count() % 1000 * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+// Counts datagrams waiting on a UDP socket (non-blocking drain).
+int drain_udp(int fd) {
+  int n = 0;
+  char buf[2048];
+  while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+    n++;
+  return n;
+}
+
+// Per-source entries from one `top -j` frame, keyed by address.
+std::map<std::string, json> top_sources(const GatewayPair &t) {
+  auto r = t.bpfgate(fmt::format("-j top {} -c 1 -i 0.2 -n 1000", t.gw_if()));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, json> out;
+  auto j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  if (j.is_discarded())
+    return out;
+  for (const auto &s : j["interfaces"][0]["sources"])
+    out[s["addr"]] = s;
+  return out;
+}
+
+TEST(XdpAttach, NativeModeCarriesRealUdpAndTcp) {
+  GatewayPair t;
+  auto r = t.bpfgate("attach " + t.gw_if() + " --mode native --rate 1000");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("native mode"), std::string::npos) << r.out;
+  EXPECT_NE(t.xdp_prog_id(), 0u);
+  auto s = t.status();
+  EXPECT_EQ(s["mode"], "native");
+  EXPECT_EQ(s["limits"]["rate_pps"], 1000);
+  EXPECT_EQ(s["prog_id"].get<uint32_t>(), t.xdp_prog_id());
+  for (const char *pin : {"link", "prog", "sources", "counters", "config"}) {
+    struct stat st {};
+    ASSERT_EQ(stat((t.pin_dir() + "/" + pin).c_str(), &st), 0) << pin;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << pin;
+  }
+
+  // UDP: 200 datagrams from the client, every one arrives intact.
+  auto server = t.gw().socket(AF_INET, SOCK_DGRAM);
+  bind_to(server.get(), GatewayPair::kGatewayAddr, 5000);
+  set_timeout(server.get(), 2000ms);
+  auto client = t.peer().socket(AF_INET, SOCK_DGRAM);
+  bind_to(client.get(), GatewayPair::kClientAddr, 0);
+  auto dst = addr_of(GatewayPair::kGatewayAddr, 5000);
+  for (uint32_t i = 0; i < 200; i++) {
+    ASSERT_EQ(
+        sendto(client.get(), &i, sizeof(i), 0, reinterpret_cast<sockaddr *>(&dst), sizeof(dst)), 4);
+    uint32_t got = ~0U;
+    ASSERT_EQ(recv(server.get(), &got, sizeof(got), 0), 4) << "datagram " << i << " lost";
+    EXPECT_EQ(got, i);
+  }
+
+  // TCP: 1 MiB from the client, echoed byte count and checksum match.
+  auto listener = t.gw().socket(AF_INET, SOCK_STREAM);
+  bind_to(listener.get(), GatewayPair::kGatewayAddr, 5001);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  uint64_t received = 0, sum = 0;
+  std::thread srv([&] {
+    int c = accept(listener.get(), nullptr, nullptr);
+    ASSERT_GE(c, 0);
+    uint8_t buf[65536];
+    for (ssize_t n; (n = recv(c, buf, sizeof(buf), 0)) > 0;) {
+      received += n;
+      for (ssize_t i = 0; i < n; i++)
+        sum += buf[i];
+    }
+    close(c);
+  });
+  auto conn = t.peer().socket(AF_INET, SOCK_STREAM);
+  bind_to(conn.get(), GatewayPair::kClientAddr, 0);
+  auto tcp_dst = addr_of(GatewayPair::kGatewayAddr, 5001);
+  ASSERT_EQ(connect(conn.get(), reinterpret_cast<sockaddr *>(&tcp_dst), sizeof(tcp_dst)), 0)
+      << strerror(errno);
+  std::vector<uint8_t> data(1 << 20);
+  uint64_t want = 0;
+  for (size_t i = 0; i < data.size(); i++)
+    want += data[i] = static_cast<uint8_t>(i * 7);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = send(conn.get(), data.data() + off, data.size() - off, 0);
+    ASSERT_GT(n, 0) << strerror(errno);
+    off += n;
+  }
+  shutdown(conn.get(), SHUT_WR);
+  srv.join();
+  EXPECT_EQ(received, data.size());
+  EXPECT_EQ(sum, want);
+
+  auto src = top_sources(t);
+  ASSERT_TRUE(src.count(GatewayPair::kClientAddr)) << "client missing from top";
+  EXPECT_GE(src[GatewayPair::kClientAddr]["packets"].get<uint64_t>(), 200u);
+  EXPECT_EQ(src[GatewayPair::kClientAddr]["drops"], 0);
+}
+
+TEST(XdpAttach, FloodFromOneSourceIsDroppedWhileAnotherKeepsItsService) {
+  GatewayPair t;
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --mode native --rate 1000 --burst 1000").exit_code,
+            0);
+  auto server = t.gw().socket(AF_INET, SOCK_DGRAM);
+  bind_to(server.get(), GatewayPair::kGatewayAddr, 7);
+  auto client = t.peer().socket(AF_INET, SOCK_DGRAM);
+  bind_to(client.get(), GatewayPair::kClientAddr, 0);
+  set_timeout(client.get(), 200ms);
+
+  // Echo server on the gateway.
+  std::atomic<bool> stop{false};
+  std::thread echo([&] {
+    set_timeout(server.get(), 100ms);
+    char buf[2048];
+    while (!stop) {
+      sockaddr_in from{};
+      socklen_t fl = sizeof(from);
+      ssize_t n =
+          recvfrom(server.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr *>(&from), &fl);
+      if (n > 0)
+        sendto(server.get(), buf, n, 0, reinterpret_cast<sockaddr *>(&from), fl);
+    }
+  });
+  uint64_t flood_sent = 0;
+  auto flood_start = std::chrono::steady_clock::now();
+  std::thread flood([&] { flood_sent = t.flood(GatewayPair::kAttackerAddr, 400000, 100000); });
+
+  // The client: 300 requests at ~100/s during the flood, each retried up to 3 times.
+  std::this_thread::sleep_for(200ms);
+  auto dst = addr_of(GatewayPair::kGatewayAddr, 7);
+  int answered = 0;
+  for (uint32_t i = 0; i < 300; i++) {
+    for (int attempt = 0; attempt < 3; attempt++) {
+      sendto(client.get(), &i, sizeof(i), 0, reinterpret_cast<sockaddr *>(&dst), sizeof(dst));
+      uint32_t got = ~0U;
+      if (recv(client.get(), &got, sizeof(got), 0) == 4 && got == i) {
+        answered++;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  flood.join();
+  double flood_secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - flood_start).count();
+  stop = true;
+  echo.join();
+
+  EXPECT_EQ(answered, 300);
+  ASSERT_GT(flood_sent, 100000u);
+  auto src = top_sources(t);
+  ASSERT_TRUE(src.count(GatewayPair::kAttackerAddr));
+  ASSERT_TRUE(src.count(GatewayPair::kClientAddr));
+  EXPECT_EQ(src[GatewayPair::kClientAddr]["drops"], 0) << "the client lost packets to the filter";
+  const auto &att = src[GatewayPair::kAttackerAddr];
+  uint64_t seen = att["packets"], drops = att["drops"];
+  EXPECT_LE(seen, flood_sent);
+  EXPECT_GE(seen, flood_sent * 95 / 100) << "the veth lost much of the flood before XDP";
+  uint64_t passed = seen - drops;
+  EXPECT_LE(passed, 1000 + static_cast<uint64_t>(1000 * flood_secs * 1.1)) << "flood got through";
+  EXPECT_GE(passed, 1000u) << "the burst should have passed";
+  auto s = t.status();
+  EXPECT_EQ(s["counters"]["drop"]["rate_limit"]["packets"].get<uint64_t>(), drops);
+}
+
+TEST(XdpAttach, TopJsonCountsMatchWhatWasSent) {
+  GatewayPair t;
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --rate 1000000").exit_code, 0);
+  uint64_t a = t.flood("198.18.0.50", 5000, 20000);
+  uint64_t b = t.flood("198.18.0.51", 3000, 20000, "--size 200 --proto tcp --dport 443");
+  ASSERT_EQ(a, 5000u);
+  ASSERT_EQ(b, 3000u);
+  auto src = top_sources(t);
+  ASSERT_TRUE(src.count("198.18.0.50") && src.count("198.18.0.51"));
+  EXPECT_EQ(src["198.18.0.50"]["packets"], 5000);
+  EXPECT_EQ(src["198.18.0.50"]["bytes"], 5000 * 64);
+  EXPECT_EQ(src["198.18.0.50"]["drops"], 0);
+  EXPECT_EQ(src["198.18.0.51"]["packets"], 3000);
+  EXPECT_EQ(src["198.18.0.51"]["bytes"], 3000 * 200);
+
+  // Over the limit: what top reports as dropped is what the limit implies.
+  ASSERT_EQ(t.bpfgate("set " + t.gw_if() + " --rate 1000 --burst 1000").exit_code, 0);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(t.flood("198.18.0.52", 5000, 50000), 5000u);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  src = top_sources(t);
+  uint64_t drops = src["198.18.0.52"]["drops"];
+  EXPECT_EQ(src["198.18.0.52"]["packets"], 5000);
+  EXPECT_LE(drops, 4000u);
+  EXPECT_GE(drops, 4000u - static_cast<uint64_t>(1000 * secs * 1.1) - 10);
+}
+
+TEST(XdpAttach, DetachRestoresTheInterface) {
+  GatewayPair t;
+  auto sink = t.gw().socket(AF_INET, SOCK_DGRAM);
+  bind_to(sink.get(), GatewayPair::kGatewayAddr, 9);
+  int big = 8 << 20;
+  setsockopt(sink.get(), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --rate 100 --burst 100").exit_code, 0);
+  ASSERT_EQ(t.flood(GatewayPair::kAttackerAddr, 2000, 50000), 2000u);
+  std::this_thread::sleep_for(100ms);
+  int with_filter = drain_udp(sink.get());
+  EXPECT_LE(with_filter, 110);
+  EXPECT_GE(with_filter, 100);
+
+  auto r = t.bpfgate("detach " + t.gw_if());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(t.xdp_prog_id(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(t.pin_dir()));
+  ASSERT_EQ(t.flood(GatewayPair::kAttackerAddr, 2000, 50000), 2000u);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_GE(drain_udp(sink.get()), 1990) << "traffic still limited after detach";
+  auto st = t.bpfgate("-j status");
+  EXPECT_EQ(st.out.find(t.gw_if()), std::string::npos) << st.out;
+}
+
+TEST(XdpAttach, FilterOutlivesItsProcessAndANewProcessChangesIt) {
+  GatewayPair t;
+  // The attaching process exits: nothing holds the filter but its pins.
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --rate 100 --burst 100").exit_code, 0);
+  uint32_t prog = t.xdp_prog_id();
+  ASSERT_NE(prog, 0u);
+  ASSERT_EQ(t.flood(GatewayPair::kAttackerAddr, 2000, 50000), 2000u);
+  auto src = top_sources(t);  // a third process reads the pinned maps
+  EXPECT_GE(src[GatewayPair::kAttackerAddr]["drops"].get<uint64_t>(), 1880u);
+
+  auto r = t.bpfgate("set " + t.gw_if() + " --rate 1000000 --burst 1000000");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(t.xdp_prog_id(), prog) << "set must not reload the program";
+  auto s = t.status();
+  EXPECT_EQ(s["limits"]["rate_pps"], 1000000);
+  EXPECT_EQ(s["limits"]["burst"], 1000000);
+  uint64_t before = src[GatewayPair::kAttackerAddr]["drops"];
+  ASSERT_EQ(t.flood(GatewayPair::kAttackerAddr, 2000, 50000), 2000u);
+  src = top_sources(t);
+  EXPECT_EQ(src[GatewayPair::kAttackerAddr]["drops"].get<uint64_t>(), before)
+      << "the new limits did not take effect";
+  EXPECT_EQ(src[GatewayPair::kAttackerAddr]["packets"], 4000);
+}
+
+}  // namespace
+}  // namespace bpfgate::test

@@ -1,0 +1,83 @@
+#include "support/topology.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace bpfgate::test {
+
+namespace {
+std::string next_name(const char *role) {
+  static std::atomic<int> n{0};
+  return fmt::format("{}{}{}", unique_prefix(), role, n++);
+}
+}  // namespace
+
+GatewayPair::GatewayPair()
+    : gw_if_(next_name("g")), peer_if_(next_name("p")), gw_(gw_if_ + "ns"), peer_(peer_if_ + "ns") {
+  make_veth(gw_, gw_if_, std::string(kGatewayAddr) + "/24", peer_, peer_if_,
+            std::string(kClientAddr) + "/24");
+  run_ok(peer_.exec() + fmt::format("ip addr add {}/24 dev {}", kAttackerAddr, peer_if_));
+  run_ok("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
+}
+
+GatewayPair::~GatewayPair() {
+  run(gw_.exec() + bpfgate_bin() + " detach " + gw_if_ + " 2>/dev/null");
+  run("rm -rf " + pin_dir());
+}
+
+std::string GatewayPair::gw_mac() const {
+  auto r = run_ok(gw_.exec() + "ip -br link show dev " + gw_if_ + " | awk '{print $3}'");
+  std::string mac = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(mac.size(), 17u) << r.out;
+  return mac;
+}
+
+CmdResult GatewayPair::bpfgate(const std::string &args) const {
+  return run(gw_.exec() + bpfgate_bin() + " " + args);
+}
+
+uint64_t GatewayPair::flood(const std::string &src, uint64_t count, double rate_pps,
+                            const std::string &extra) const {
+  auto r = run_ok(peer_.exec() + fmt::format("{} -i {} --dst-mac {} --src {} --dst {} -n {} "
+                                             "--rate {} --duration 20 -j {}",
+                                             gen_bin(), peer_if_, gw_mac(), src, kGatewayAddr,
+                                             count, rate_pps, extra));
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded() || !j.contains("sent")) {
+    ADD_FAILURE() << "bpfgate-gen printed: " << r.out << r.err;
+    return 0;
+  }
+  return j["sent"].get<uint64_t>();
+}
+
+nlohmann::json GatewayPair::status() const {
+  auto r = bpfgate("-j status");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  if (!j.is_discarded())
+    for (const auto &i : j["interfaces"])
+      if (i["iface"] == gw_if_)
+        return i;
+  ADD_FAILURE() << "no status for " << gw_if_ << ": " << r.out;
+  return nlohmann::json::object();
+}
+
+uint32_t GatewayPair::xdp_prog_id() const {
+  auto r = run_ok(gw_.exec() + "ip -j link show dev " + gw_if_);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded() || j.empty() || !j[0].contains("xdp"))
+    return 0;
+  const auto &x = j[0]["xdp"];
+  if (x.contains("prog") && x["prog"].contains("id"))
+    return x["prog"]["id"].get<uint32_t>();
+  if (x.contains("attached") && !x["attached"].empty())
+    return x["attached"][0]["prog"]["id"].get<uint32_t>();
+  return 0;
+}
+
+}  // namespace bpfgate::test
