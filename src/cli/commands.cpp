@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "util/log.hpp"
@@ -104,10 +105,15 @@ int cmd_detach(const Globals &g, const std::string &iface) {
   return 0;
 }
 
-int cmd_status(const Globals &g) {
+int cmd_status(const Globals &g, const std::string &only) {
   auto ifaces = agent::pinned_interfaces(g.bpffs);
   if (!ifaces)
     return fail(ifaces.error());
+  if (!only.empty()) {
+    if (std::find(ifaces->begin(), ifaces->end(), only) == ifaces->end())
+      return fail(make_error(ENOENT, "bpfgate is not attached to {}; see `bpfgate status`", only));
+    *ifaces = {only};
+  }
   json arr = json::array();
   int rc = 0;
   for (const auto &name : *ifaces) {

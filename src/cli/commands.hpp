@@ -20,7 +20,8 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts);
 int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> rate,
             std::optional<uint64_t> burst);
 int cmd_detach(const Globals &g, const std::string &iface);
-int cmd_status(const Globals &g);
+// Every attached interface, or only `iface` when it is not empty.
+int cmd_status(const Globals &g, const std::string &iface);
 
 struct TopOptions {
   std::string iface;  // empty: every attached interface

@@ -1,0 +1,94 @@
+// The XDP filter's subcommands: attach, set, detach, status, top.
+#include "bpf/xdp.hpp"
+#include "cli/registry.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::cli {
+
+namespace {
+// CLI11 validator for the XDP mode names.
+std::string check_mode(const std::string &s) {
+  return bpf::parse_xdp_mode(s) ? "" : "mode must be auto, native, generic or offload";
+}
+
+void add_attach(Registry &r) {
+  struct Opts {
+    agent::AttachOptions attach;
+    std::string mode = "auto";
+    uint64_t rate = core::kDefaultRatePps, burst = 0;
+    std::string unparsed = "pass";
+  };
+  auto &o = r.keep<Opts>();
+  auto *a = r.app().add_subcommand("attach", "load the XDP filter and attach it to an interface");
+  a->add_option("IFACE", o.attach.iface, "interface")->required();
+  a->add_option("--mode", o.mode, "auto|native|generic|offload")
+      ->check(check_mode)
+      ->capture_default_str();
+  a->add_option("--rate", o.rate, "packets per second allowed per source")->capture_default_str();
+  a->add_option("--burst", o.burst, "packets a source may send at once (default: rate)");
+  a->add_option("--max-sources", o.attach.max_sources, "size of the per-source table")
+      ->capture_default_str();
+  a->add_option("--unparsed", o.unparsed, "verdict for frames that cannot be parsed: pass|drop")
+      ->check(CLI::IsMember({"pass", "drop"}))
+      ->capture_default_str();
+  a->add_flag("--force", o.attach.force, "replace an XDP program bpfgate did not attach");
+  r.add(a, [&o, &g = r.globals()] {
+    o.attach.mode = *bpf::parse_xdp_mode(o.mode);
+    o.attach.limits = core::Limits{o.rate, o.burst ? o.burst : o.rate};
+    o.attach.unparsed_verdict = o.unparsed == "drop" ? BG_VERDICT_DROP : BG_VERDICT_PASS;
+    return cmd_attach(g, o.attach);
+  });
+}
+
+void add_set(Registry &r) {
+  struct Opts {
+    std::string iface;
+    uint64_t rate = 0, burst = 0;
+  };
+  auto &o = r.keep<Opts>();
+  auto *s = r.app().add_subcommand("set", "change the limits of an attached filter");
+  s->add_option("IFACE", o.iface, "interface")->required();
+  s->add_option("--rate", o.rate, "packets per second allowed per source");
+  s->add_option("--burst", o.burst, "packets a source may send at once");
+  r.add(s, [&o, s, &g = r.globals()] {
+    if (!s->count("--rate") && !s->count("--burst")) {
+      log::error("set: give --rate and/or --burst");
+      return 2;
+    }
+    std::optional<uint64_t> rate, burst;
+    if (s->count("--rate"))
+      rate = o.rate;
+    if (s->count("--burst"))
+      burst = o.burst;
+    return cmd_set(g, o.iface, rate, burst);
+  });
+}
+}  // namespace
+
+void add_filter_commands(Registry &r) {
+  add_attach(r);
+  add_set(r);
+
+  auto &detach_iface = r.keep<std::string>();
+  auto *d = r.app().add_subcommand("detach", "detach the filter and remove its pins");
+  d->add_option("IFACE", detach_iface, "interface")->required();
+  r.add(d, [&detach_iface, &g = r.globals()] { return cmd_detach(g, detach_iface); });
+
+  auto &status_iface = r.keep<std::string>();
+  auto *st = r.app().add_subcommand("status", "what is attached where, mode, program, limits");
+  st->add_option("IFACE", status_iface, "only this interface");
+  r.add(st, [&status_iface, &g = r.globals()] { return cmd_status(g, status_iface); });
+
+  auto &top = r.keep<TopOptions>();
+  auto *t =
+      r.app().add_subcommand("top", "per-source packets, rates, drops and bytes, busiest first");
+  t->add_option("IFACE", top.iface, "interface (default: all attached)");
+  t->add_option("-i,--interval", top.interval_s, "seconds between refreshes")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  t->add_option("-c,--count", top.count, "refreshes before exiting (default: until Ctrl-C)");
+  t->add_option("-n,--rows", top.rows, "sources shown")->capture_default_str();
+  r.add(t, [&top, &g = r.globals()] { return cmd_top(g, top); });
+}
+
+}  // namespace bpfgate::cli

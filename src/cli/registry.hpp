@@ -1,0 +1,46 @@
+// How subcommands plug into the `bpfgate` binary: each group of commands
+// lives in its own file and adds its subcommands, with what to run when one
+// is chosen, to the CLI11 app. main.cpp only parses and dispatches.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "cli/commands.hpp"
+
+namespace bpfgate::cli {
+
+struct Command {
+  CLI::App *sub;
+  std::function<int()> run;  // the exit code
+};
+
+class Registry {
+ public:
+  Registry(CLI::App &app, Globals &g) : app_(app), g_(g) {}
+  CLI::App &app() { return app_; }
+  Globals &globals() { return g_; }
+  // State the parsed options write to, kept alive until the command ran.
+  template <class T>
+  T &keep() {
+    auto p = std::make_shared<T>();
+    kept_.push_back(p);
+    return *p;
+  }
+  void add(CLI::App *sub, std::function<int()> run) { commands_.push_back({sub, std::move(run)}); }
+  const std::vector<Command> &commands() const { return commands_; }
+
+ private:
+  CLI::App &app_;
+  Globals &g_;
+  std::vector<std::shared_ptr<void>> kept_;
+  std::vector<Command> commands_;
+};
+
+// The XDP filter: attach, set, detach, status, top (cli/filter_cli.cpp).
+void add_filter_commands(Registry &r);
+
+}  // namespace bpfgate::cli
