@@ -31,6 +31,16 @@ std::string to_string(bg_reason r) {
       return "unparseable";
     case BG_REASON_RATE_LIMIT:
       return "rate_limit";
+    case BG_REASON_ALLOW:
+      return "allow";
+    case BG_REASON_DENY:
+      return "deny";
+    case BG_REASON_BLOCKLIST:
+      return "blocklist";
+    case BG_REASON_RULE:
+      return "rule";
+    case BG_REASON_PREFIX_LIMIT:
+      return "prefix_limit";
     case BG_REASON_NR:
       break;
   }
@@ -39,15 +49,15 @@ std::string to_string(bg_reason r) {
 
 namespace {
 
-constexpr const char *kPins[] = {BG_PIN_LINK, BG_PIN_PROG, BG_PIN_SOURCES, BG_PIN_COUNTERS,
-                                 BG_PIN_CONFIG};
-
 std::string pin_path(const std::string &dir, const char *name) {
   return dir + "/" + name;
 }
 
 Status remove_pins(const std::string &dir) {
-  for (const char *name : kPins) {
+  std::vector<const char *> names = Datapath::pin_names();
+  names.push_back(BG_PIN_PROG);
+  names.push_back(BG_PIN_LINK);
+  for (const char *name : names) {
     auto st = bpf::unpin(pin_path(dir, name));
     if (!st)
       return st;
@@ -165,51 +175,43 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   bpf_map__set_max_entries((*skel)->maps.bg_sources, o.max_sources);
   if (o.mode == bpf::XdpMode::kOffload) {
     bpf_program__set_ifindex((*skel)->progs.bg_xdp_filter, *ifindex);
-    bpf_map__set_ifindex((*skel)->maps.bg_sources, *ifindex);
-    bpf_map__set_ifindex((*skel)->maps.bg_counters, *ifindex);
-    bpf_map__set_ifindex((*skel)->maps.bg_config, *ifindex);
+    bpf_map *m;
+    bpf_object__for_each_map(m, (*skel)->obj) bpf_map__set_ifindex(m, *ifindex);
   }
   if (auto st = skel->load(); !st) {
     if (o.mode == bpf::XdpMode::kOffload)
       return make_error(st.error().err(),
-                        "load for offload to {} failed: offload needs a NIC "
-                        "that runs XDP in hardware (e.g. Netronome nfp); use --mode native, "
-                        "generic or auto",
+                        "load for offload to {} failed: offload needs a NIC that runs XDP in "
+                        "hardware (e.g. Netronome nfp); use --mode native, generic or auto",
                         o.iface);
     return st.error();
   }
-
-  bg_config cfg{};
-  core::apply_limits(o.limits, cfg);
-  cfg.unparsed_verdict = o.unparsed_verdict;
-  bpf::Map<__u32, bg_config> config(bpf_map__fd((*skel)->maps.bg_config));
-  __u32 zero = 0;
-  if (auto st = config.update(zero, cfg); !st)
-    return st.error().context("write config");
+  auto dp = Datapath::from_skeleton(*skel->get());
+  if (!dp)
+    return dp.error();
+  // The policy is in place before the first packet is seen.
+  core::PolicyImage fallback = core::default_policy(o.limits, o.unparsed_verdict);
+  if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
+    return st.error().context("write the initial policy");
 
   int prog_fd = bpf_program__fd((*skel)->progs.bg_xdp_filter);
   auto att = bpf::attach_xdp(prog_fd, *ifindex, o.iface, o.mode);
   if (!att)
     return att.error();
-  cfg.attach_mode = mode_code(att->mode);
-  if (auto st = config.update(zero, cfg); !st)
+  if (auto st = dp->set_attach_mode(mode_code(att->mode)); !st)
     return st.error().context("write config");
 
   // Pin everything; the link last, so a failure before it leaves nothing attached.
   if (auto st = bpf::make_private_dir(dir); !st)
     return st.error();
-  const std::pair<const char *, int> pins[] = {
-      {BG_PIN_CONFIG, bpf_map__fd((*skel)->maps.bg_config)},
-      {BG_PIN_SOURCES, bpf_map__fd((*skel)->maps.bg_sources)},
-      {BG_PIN_COUNTERS, bpf_map__fd((*skel)->maps.bg_counters)},
-      {BG_PIN_PROG, prog_fd},
-      {BG_PIN_LINK, att->link.get()},
-  };
-  for (const auto &[name, fd] : pins) {
-    if (auto st = bpf::pin_fd(fd, pin_path(dir, name)); !st) {
-      (void)remove_pins(dir);
-      return st.error();
-    }
+  Status pinned = dp->pin(dir);
+  if (pinned)
+    pinned = bpf::pin_fd(prog_fd, pin_path(dir, BG_PIN_PROG));
+  if (pinned)
+    pinned = bpf::pin_fd(att->link.get(), pin_path(dir, BG_PIN_LINK));
+  if (!pinned) {
+    (void)remove_pins(dir);
+    return pinned.error();
   }
   auto info = bpf::link_info(att->link.get());
   if (info) {
@@ -266,70 +268,33 @@ Result<PinnedFilter> PinnedFilter::open(const std::string &bpffs, const std::str
   std::string dir = bpf::pin_dir(bpffs, iface);
   if (!bpf::exists(dir))
     return make_error(ENOENT,
-                      "bpfgate is not attached to {} (nothing pinned under {}); attach "
-                      "it with `bpfgate attach {}`",
+                      "bpfgate is not attached to {} (nothing pinned under {}); attach it with "
+                      "`bpfgate attach {}`",
                       iface, dir, iface);
   auto link = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
   if (!link)
     return link.error();
-  auto config = bpf::Map<__u32, bg_config>::open_pinned(pin_path(dir, BG_PIN_CONFIG));
-  if (!config)
-    return config.error();
-  auto sources = bpf::Map<bg_src_key, bg_src_state>::open_pinned(pin_path(dir, BG_PIN_SOURCES));
-  if (!sources)
-    return sources.error();
-  auto counters = bpf::PerCpuMap<__u32, bg_counter>::open_pinned(pin_path(dir, BG_PIN_COUNTERS));
-  if (!counters)
-    return counters.error();
-  return PinnedFilter(iface, std::move(*link), std::move(*config), std::move(*sources),
-                      std::move(*counters));
+  auto dp = Datapath::from_pins(dir);
+  if (!dp)
+    return dp.error().context("open the filter of " + iface);
+  return PinnedFilter(iface, std::move(*link), std::move(*dp));
 }
 
-Result<bg_config> PinnedFilter::config() const {
-  __u32 zero = 0;
-  auto v = config_.lookup(zero);
-  if (!v)
-    return v.error();
-  if (!*v)
-    return make_error(ENOENT, "config of {} is missing", iface_);
-  return **v;
+Result<uint32_t> PinnedFilter::ifindex() const {
+  auto info = bpf::link_info(link_.get());
+  if (!info)
+    return info.error();
+  return info->ifindex;
 }
 
 Status PinnedFilter::set_limits(const core::Limits &limits) {
   if (auto st = core::validate(limits); !st)
     return st;
-  auto cfg = config();
-  if (!cfg)
-    return cfg.error();
-  core::apply_limits(limits, *cfg);
-  cfg->generation++;
-  __u32 zero = 0;
-  return config_.update(zero, *cfg);
-}
-
-Result<CounterTotals> PinnedFilter::counters() const {
-  CounterTotals totals{};
-  for (__u32 k = 0; k < BG_COUNTER_NR; k++) {
-    auto per_cpu = counters_.lookup(k);
-    if (!per_cpu)
-      return per_cpu.error();
-    for (const auto &c : *per_cpu) {
-      totals[k].packets += c.packets;
-      totals[k].bytes += c.bytes;
-    }
-  }
-  return totals;
-}
-
-Result<std::vector<SourceEntry>> PinnedFilter::sources() const {
-  auto entries = sources_.dump();
-  if (!entries)
-    return entries.error();
-  std::vector<SourceEntry> out;
-  out.reserve(entries->size());
-  for (const auto &[k, v] : *entries)
-    out.push_back(SourceEntry{k, v});
-  return out;
+  auto policy = dp_.active_policy();
+  if (!policy)
+    return policy.error();
+  core::apply_limits(limits, policy->rules[BG_RULE_DEFAULT].limit);
+  return dp_.apply(*policy);
 }
 
 Result<FilterStatus> PinnedFilter::status() const {
@@ -341,17 +306,22 @@ Result<FilterStatus> PinnedFilter::status() const {
   s.ifindex = info->ifindex;
   s.prog_id = info->prog_id;
   s.link_id = info->id;
-  auto cfg = config();
+  auto cfg = dp_.config();
   if (!cfg)
     return cfg.error();
   s.mode = mode_name(cfg->attach_mode);
-  s.limits = core::limits_of(*cfg);
-  s.unparsed_verdict = static_cast<bg_verdict>(cfg->unparsed_verdict);
-  auto minfo = bpf::map_info(sources_.fd());
-  if (!minfo)
-    return minfo.error();
-  s.max_sources = minfo->max_entries;
-  auto c = counters();
+  s.generation = cfg->generation;
+  const bg_settings &set = cfg->gen[cfg->active % BG_GENERATIONS];
+  s.unparsed_verdict = static_cast<bg_verdict>(set.unparsed_verdict);
+  auto policy = dp_.active_policy();
+  if (!policy)
+    return policy.error();
+  s.limits = core::limits_of(policy->rules[BG_RULE_DEFAULT].limit);
+  auto max = dp_.max_sources();
+  if (!max)
+    return max.error();
+  s.max_sources = *max;
+  auto c = dp_.counters();
   if (!c)
     return c.error();
   s.counters = *c;

@@ -1,17 +1,16 @@
 // The XDP filter as the control plane sees it: attach (load, pin, attach),
-// adopt a pinned one from any process, change its limits, read it, detach.
+// adopt a pinned one from any process, change its policy, read it, detach.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "agent/datapath.hpp"
 #include "bpf/fd.hpp"
-#include "bpf/map.hpp"
 #include "bpf/xdp.hpp"
-#include "bpfgate/abi/xdp.h"
 #include "core/limits.hpp"
+#include "core/policy.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::agent {
@@ -19,10 +18,12 @@ namespace bpfgate::agent {
 struct AttachOptions {
   std::string iface;
   bpf::XdpMode mode = bpf::XdpMode::kAuto;
-  core::Limits limits;
+  core::Limits limits{core::kDefaultRatePps, core::kDefaultRatePps};
   uint32_t max_sources = core::kDefaultMaxSources;
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   bool force = false;  // replace an XDP program bpfgate did not attach
+  // The policy to start with; when empty, a default limit from `limits`.
+  const core::PolicyImage *policy = nullptr;
 };
 
 struct AttachReport {
@@ -33,23 +34,16 @@ struct AttachReport {
   uint32_t replaced_prog_id = 0;  // with --force, the program we removed
 };
 
-// Counters summed over CPUs, indexed by bg_counter_key(verdict, reason).
-using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
-
-struct SourceEntry {
-  bg_src_key key;
-  bg_src_state state;
-};
-
 struct FilterStatus {
   std::string iface;
   uint32_t ifindex = 0;  // 0: the interface went away; the pins are stale
   uint32_t prog_id = 0;
   uint32_t link_id = 0;
   std::string mode;
-  core::Limits limits;
+  core::Limits limits;  // the default limit
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   uint32_t max_sources = 0;
+  uint32_t generation = 0;
   CounterTotals counters{};
 };
 
@@ -59,28 +53,23 @@ class PinnedFilter {
   static Result<PinnedFilter> open(const std::string &bpffs, const std::string &iface);
 
   const std::string &iface() const { return iface_; }
+  // Changes the default limit (a policy switch like any other).
   Status set_limits(const core::Limits &limits);
-  Result<bg_config> config() const;
   Result<FilterStatus> status() const;
-  Result<CounterTotals> counters() const;
-  Result<std::vector<SourceEntry>> sources() const;
-  bpf::Map<bg_src_key, bg_src_state> &source_map() { return sources_; }
+  Result<CounterTotals> counters() const { return dp_.counters(); }
+  Result<std::vector<SourceEntry>> sources() const { return dp_.sources(); }
+  Datapath &datapath() { return dp_; }
+  const Datapath &datapath() const { return dp_; }
+  // The interface the pinned link is attached to (0: gone).
+  Result<uint32_t> ifindex() const;
 
  private:
-  PinnedFilter(std::string iface, bpf::UniqueFd link, bpf::Map<__u32, bg_config> config,
-               bpf::Map<bg_src_key, bg_src_state> sources,
-               bpf::PerCpuMap<__u32, bg_counter> counters)
-      : iface_(std::move(iface)),
-        link_(std::move(link)),
-        config_(std::move(config)),
-        sources_(std::move(sources)),
-        counters_(std::move(counters)) {}
+  PinnedFilter(std::string iface, bpf::UniqueFd link, Datapath dp)
+      : iface_(std::move(iface)), link_(std::move(link)), dp_(std::move(dp)) {}
 
   std::string iface_;
   bpf::UniqueFd link_;
-  bpf::Map<__u32, bg_config> config_;
-  bpf::Map<bg_src_key, bg_src_state> sources_;
-  bpf::PerCpuMap<__u32, bg_counter> counters_;
+  Datapath dp_;
 };
 
 Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &opts);

@@ -78,10 +78,10 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
   auto f = agent::PinnedFilter::open(g.bpffs, iface);
   if (!f)
     return fail(f.error());
-  auto cfg = f->config();
-  if (!cfg)
-    return fail(cfg.error());
-  core::Limits l = core::limits_of(*cfg);
+  auto cur = f->status();
+  if (!cur)
+    return fail(cur.error());
+  core::Limits l = cur->limits;
   if (rate)
     l.rate_pps = *rate;
   if (burst)

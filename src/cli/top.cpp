@@ -25,9 +25,13 @@ void on_signal(int) {
   g_stop = 1;
 }
 
+// Rows are per address (or prefix): the buckets a source has for rules with
+// their own limits are summed into its row.
 struct KeyLess {
   bool operator()(const bg_src_key &a, const bg_src_key &b) const {
-    return std::memcmp(a.addr, b.addr, sizeof(a.addr)) < 0;
+    if (int c = std::memcmp(a.addr, b.addr, sizeof(a.addr)))
+      return c < 0;
+    return a.kind != b.kind ? a.kind < b.kind : a.prefixlen < b.prefixlen;
   }
 };
 using Snapshot = std::map<bg_src_key, bg_src_state, KeyLess>;
@@ -50,8 +54,16 @@ Result<Snapshot> snapshot(const agent::PinnedFilter &f) {
   if (!entries)
     return entries.error();
   Snapshot s;
-  for (const auto &e : *entries)
-    s.emplace(e.key, e.state);
+  for (const auto &e : *entries) {
+    auto [it, fresh] = s.emplace(e.key, e.state);
+    if (fresh)
+      continue;
+    bg_src_state &agg = it->second;
+    agg.packets += e.state.packets;
+    agg.bytes += e.state.bytes;
+    agg.drops += e.state.drops;
+    agg.last_seen_ns = std::max(agg.last_seen_ns, e.state.last_seen_ns);
+  }
   return s;
 }
 
@@ -76,6 +88,13 @@ std::vector<Row> rows_of(const Snapshot &now, const Snapshot &before, double sec
   return rows;
 }
 
+std::string source_name(const bg_src_key &k) {
+  if (k.kind != BG_SRC_PREFIX)
+    return core::format_addr(k);
+  unsigned len = core::is_v4_mapped(k) ? k.prefixlen - 96 : k.prefixlen;
+  return fmt::format("{}/{}", core::format_addr(k), len);
+}
+
 std::string human(double v) {
   if (v >= 1e9)
     return fmt::format("{:.1f}G", v / 1e9);
@@ -92,7 +111,7 @@ json frame_json(const std::string &iface, const std::vector<Row> &rows, size_t l
   for (size_t i = 0; i < rows.size() && i < limit; i++) {
     const Row &r = rows[i];
     srcs.push_back(
-        {{"addr", core::format_addr(r.key)},
+        {{"addr", source_name(r.key)},
          {"packets", r.st.packets},
          {"bytes", r.st.bytes},
          {"drops", r.st.drops},
@@ -122,7 +141,7 @@ void print_frame(const std::string &iface, const std::vector<Row> &rows, size_t 
   for (size_t i = 0; i < rows.size() && i < limit; i++) {
     const Row &r = rows[i];
     double idle = now_ns >= r.st.last_seen_ns ? (now_ns - r.st.last_seen_ns) / 1e9 : 0;
-    fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>8.1f}s\n", core::format_addr(r.key),
+    fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>8.1f}s\n", source_name(r.key),
                r.st.packets, human(r.pps), r.st.drops, human(r.drops_ps), human(r.st.bytes), idle);
   }
   fmt::print("\n");

@@ -27,15 +27,18 @@ uint64_t emission_of(uint64_t rate) {
 }
 }  // namespace
 
-void apply_limits(const Limits &l, bg_config &cfg) {
-  cfg.rate_pps = l.rate_pps;
-  cfg.burst = l.burst;
-  cfg.emission_ns = emission_of(l.rate_pps);
-  cfg.tolerance_ns = cfg.emission_ns * (l.burst - 1);
+void apply_limits(const Limits &l, bg_limit &out) {
+  out = bg_limit{};
+  if (l.rate_pps == 0)
+    return;
+  out.rate_pps = l.rate_pps;
+  out.burst = l.burst ? l.burst : 1;
+  out.emission_ns = emission_of(l.rate_pps);
+  out.tolerance_ns = out.emission_ns * (out.burst - 1);
 }
 
-Limits limits_of(const bg_config &cfg) {
-  return Limits{cfg.rate_pps, cfg.burst};
+Limits limits_of(const bg_limit &l) {
+  return Limits{l.rate_pps, l.burst};
 }
 
 Gcra::Gcra(const Limits &l)

@@ -1,5 +1,5 @@
 // Rate limits as the operator gives them, validated, and turned into the GCRA
-// parameters the datapath runs (see bpf/xdp_filter.bpf.c).
+// parameters the datapath runs (see bpf/include/bpfgate/filter.h).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@ namespace bpfgate::core {
 struct Limits {
   uint64_t rate_pps = 0;  // packets per second per source
   uint64_t burst = 0;     // packets a source may send at once after being idle
+  bool operator==(const Limits &) const = default;
 };
 
 inline constexpr uint64_t kDefaultRatePps = 10000;
@@ -22,9 +23,9 @@ inline constexpr uint32_t kDefaultMaxSources = 65536;
 Status validate(const Limits &l);
 Status validate_max_sources(uint64_t n);
 
-// Fills rate, burst, emission and tolerance of cfg from validated limits.
-void apply_limits(const Limits &l, bg_config &cfg);
-Limits limits_of(const bg_config &cfg);
+// Fills rate, burst, emission and tolerance from validated limits.
+void apply_limits(const Limits &l, bg_limit &out);
+Limits limits_of(const bg_limit &l);
 
 // The same GCRA the datapath runs, for reasoning and tests in user space.
 class Gcra {

@@ -4,25 +4,30 @@
 
 #include "bpf/map.hpp"
 #include "core/addr.hpp"
+#include "core/cidr.hpp"
+
+#include <cstring>
 
 namespace bpfgate::test {
 
-Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t max_sources,
-                                          bg_verdict unparsed) {
+Result<FilterHarness> FilterHarness::load(const core::PolicyImage &policy, uint32_t max_sources) {
   auto skel = bpf::XdpFilterSkel::open("xdp_filter");
   if (!skel)
     return skel.error();
   bpf_map__set_max_entries((*skel)->maps.bg_sources, max_sources);
   if (auto st = skel->load(); !st)
     return st.error();
-  FilterHarness h(std::move(*skel));
-  bg_config cfg{};
-  core::apply_limits(limits, cfg);
-  cfg.unparsed_verdict = unparsed;
-  bpf::Map<__u32, bg_config> config(bpf_map__fd(h.skel_->maps.bg_config));
-  if (auto st = config.update(0, cfg); !st)
+  auto dp = agent::Datapath::from_skeleton(*skel->get());
+  if (!dp)
+    return dp.error();
+  if (auto st = dp->apply(policy); !st)
     return st.error();
-  return h;
+  return FilterHarness(std::move(*skel), std::move(*dp));
+}
+
+Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t max_sources,
+                                          bg_verdict unparsed) {
+  return load(core::default_policy(limits, unparsed), max_sources);
 }
 
 int FilterHarness::prog_fd() const {
@@ -36,62 +41,71 @@ uint32_t FilterHarness::run(const std::vector<uint8_t> &frame) {
 }
 
 Status FilterHarness::set_limits(const core::Limits &limits) {
-  bpf::Map<__u32, bg_config> config(bpf_map__fd(skel_->maps.bg_config));
-  auto cur = config.lookup(0);
-  if (!cur)
-    return cur.error();
-  bg_config cfg = cur->value_or(bg_config{});
-  core::apply_limits(limits, cfg);
-  return config.update(0, cfg);
+  auto p = dp_.active_policy();
+  if (!p)
+    return p.error();
+  core::apply_limits(limits, p->rules[BG_RULE_DEFAULT].limit);
+  return dp_.apply(*p);
 }
 
 agent::CounterTotals FilterHarness::counters() const {
-  agent::CounterTotals totals{};
-  bpf::PerCpuMap<__u32, bg_counter> m(bpf_map__fd(skel_->maps.bg_counters));
-  for (__u32 k = 0; k < BG_COUNTER_NR; k++) {
-    auto per_cpu = m.lookup(k);
-    EXPECT_TRUE(per_cpu.ok());
-    if (!per_cpu)
-      continue;
-    for (const auto &c : *per_cpu) {
-      totals[k].packets += c.packets;
-      totals[k].bytes += c.bytes;
-    }
-  }
-  return totals;
+  auto c = dp_.counters();
+  EXPECT_TRUE(c.ok());
+  return c.ok() ? *c : agent::CounterTotals{};
 }
 
 uint64_t FilterHarness::packets(bg_verdict v, bg_reason r) const {
   return counters()[bg_counter_key(v, r)].packets;
 }
 
-std::optional<bg_src_state> FilterHarness::source(const std::string &addr) const {
-  auto key = core::parse_addr(addr);
-  EXPECT_TRUE(key.has_value()) << addr;
-  if (!key)
-    return std::nullopt;
-  bpf::Map<bg_src_key, bg_src_state> m(bpf_map__fd(skel_->maps.bg_sources));
-  auto v = m.lookup(*key);
+namespace {
+std::optional<bg_src_state> lookup(const agent::Datapath &dp, const bg_src_key &key) {
+  auto v = const_cast<agent::Datapath &>(dp).source_map().lookup(key);
   EXPECT_TRUE(v.ok());
   return v.ok() ? *v : std::nullopt;
 }
 
+bg_src_key key_of(const std::string &addr, uint16_t rule) {
+  auto a = core::parse_addr(addr);
+  EXPECT_TRUE(a.has_value()) << addr;
+  bg_src_key k{};
+  if (a)
+    std::memcpy(k.addr, a->addr, 16);
+  k.rule = rule;
+  k.kind = BG_SRC_ADDR;
+  return k;
+}
+}  // namespace
+
+std::optional<bg_src_state> FilterHarness::source(const std::string &addr, uint16_t rule) const {
+  return lookup(dp_, key_of(addr, rule));
+}
+
+std::optional<bg_src_state> FilterHarness::prefix(const std::string &cidr) const {
+  auto p = core::parse_prefix(cidr);
+  EXPECT_TRUE(p.ok()) << cidr;
+  if (!p)
+    return std::nullopt;
+  bg_src_key k{};
+  std::memcpy(k.addr, p->key.addr, 16);
+  k.kind = BG_SRC_PREFIX;
+  k.prefixlen = static_cast<uint8_t>(p->key.prefixlen);
+  return lookup(dp_, k);
+}
+
 size_t FilterHarness::source_count() const {
-  bpf::Map<bg_src_key, bg_src_state> m(bpf_map__fd(skel_->maps.bg_sources));
-  auto all = m.dump();
+  auto all = dp_.sources();
   EXPECT_TRUE(all.ok());
   return all.ok() ? all->size() : 0;
 }
 
-void FilterHarness::advance_time(const std::string &addr, uint64_t ns) {
-  auto key = core::parse_addr(addr);
-  ASSERT_TRUE(key.has_value()) << addr;
-  bpf::Map<bg_src_key, bg_src_state> m(bpf_map__fd(skel_->maps.bg_sources));
-  auto v = m.lookup(*key);
+void FilterHarness::advance_time(const std::string &addr, uint64_t ns, uint16_t rule) {
+  bg_src_key key = key_of(addr, rule);
+  auto v = dp_.source_map().lookup(key);
   ASSERT_TRUE(v.ok() && v->has_value()) << "no state for " << addr;
   bg_src_state st = **v;
   st.tat_ns = st.tat_ns > ns ? st.tat_ns - ns : 0;
-  ASSERT_TRUE(m.update(*key, st, BPF_EXIST).ok());
+  ASSERT_TRUE(dp_.source_map().update(key, st, BPF_EXIST).ok());
 }
 
 }  // namespace bpfgate::test

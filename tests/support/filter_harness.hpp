@@ -18,6 +18,9 @@ class FilterHarness {
   // Loads the filter with `max_sources` per-source entries and the given limits.
   static Result<FilterHarness> load(const core::Limits &limits, uint32_t max_sources = 1024,
                                     bg_verdict unparsed = BG_VERDICT_PASS);
+  // Loads the filter with a compiled config.
+  static Result<FilterHarness> load(const core::PolicyImage &policy, uint32_t max_sources = 1024);
+  agent::Datapath &datapath() { return dp_; }
 
   // Runs the program once on `frame`; returns the XDP action.
   uint32_t run(const std::vector<uint8_t> &frame);
@@ -27,17 +30,22 @@ class FilterHarness {
   // Counters summed over CPUs.
   agent::CounterTotals counters() const;
   uint64_t packets(bg_verdict v, bg_reason r) const;
-  std::optional<bg_src_state> source(const std::string &addr) const;
+  // The default-limit bucket of one address (or of rule `rule`'s limit).
+  std::optional<bg_src_state> source(const std::string &addr, uint16_t rule = 0) const;
+  // The bucket of a source prefix (prefix limits), e.g. "198.18.7.0/24".
+  std::optional<bg_src_state> prefix(const std::string &cidr) const;
   size_t source_count() const;
 
   // The one seam for time: GCRA depends only on (tat - now), so moving a
   // source's theoretical arrival time back by `ns` is exactly `ns` passing for
   // that source. The datapath keeps reading the real clock.
-  void advance_time(const std::string &addr, uint64_t ns);
+  void advance_time(const std::string &addr, uint64_t ns, uint16_t rule = 0);
 
  private:
-  explicit FilterHarness(bpf::XdpFilterSkel skel) : skel_(std::move(skel)) {}
+  FilterHarness(bpf::XdpFilterSkel skel, agent::Datapath dp)
+      : skel_(std::move(skel)), dp_(std::move(dp)) {}
   bpf::XdpFilterSkel skel_;
+  agent::Datapath dp_;
 };
 
 }  // namespace bpfgate::test

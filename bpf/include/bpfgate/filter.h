@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The XDP filter's maps and pipeline, as one inline function so that the
- * production object (bpf/xdp_filter.bpf.c) and the benchmark objects (bench/)
- * run the very same code.
+ * The XDP filter's pipeline, as one inline function so that the production
+ * object (bpf/xdp_filter.bpf.c) and the benchmark objects (bench/) run the
+ * very same code:
  *
- * Runtime settings live in the config map, so `bpfgate set` changes limits
- * without reloading. Per-source state lives in an LRU hash whose size bounds
- * memory; its entries are shared by all CPUs and updated atomically, so the
- * rate a source gets is the configured one whichever CPUs its packets hit.
+ *   parse -> ACL (longest prefix wins: allow passes unlimited, deny drops)
+ *         -> blocklist -> rule by protocol/port (pass, drop or its own limit)
+ *         -> per-source bucket -> per-prefix bucket -> verdict
+ *
+ * A source that stays over its limit for block_after_ns goes on the
+ * blocklist for block_ttl_ns. Counters are per CPU, keyed verdict x reason.
  */
 #ifndef BPFGATE_BPF_FILTER_H
 #define BPFGATE_BPF_FILTER_H
@@ -16,30 +18,11 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/xdp.h"
+#include "bpfgate/maps.h"
 #include "bpfgate/parse.h"
 
 #define BG_CAS_TRIES 4
-
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct bg_config);
-} bg_config SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536); /* set from --max-sources before load */
-  __type(key, struct bg_src_key);
-  __type(value, struct bg_src_state);
-} bg_sources SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, BG_COUNTER_NR);
-  __type(key, __u32);
-  __type(value, struct bg_counter);
-} bg_counters SEC(".maps");
+#define BG_STREAK_GAP_NS 1000000000ULL /* a quiet second ends an over-limit streak */
 
 static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
   __u32 key = bg_counter_key(verdict, reason);
@@ -51,7 +34,7 @@ static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
   return verdict == BG_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
-static __always_inline struct bg_src_state *bg_source(const struct bg_src_key *key, __u64 now) {
+static __always_inline struct bg_src_state *bg_bucket(const struct bg_src_key *key, __u64 now) {
   struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, key);
   if (st)
     return st;
@@ -62,17 +45,90 @@ static __always_inline struct bg_src_state *bg_source(const struct bg_src_key *k
 
 /* GCRA: conforming if the theoretical arrival time is at most tolerance_ns in
  * the future. A compare-and-swap keeps concurrent CPUs from sharing a token. */
-static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_config *cfg,
+static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_limit *lim,
                                        __u64 now) {
   for (int i = 0; i < BG_CAS_TRIES; i++) {
     __u64 old = *(volatile __u64 *)&st->tat_ns;
     __u64 tat = old > now ? old : now;
-    if (tat - now > cfg->tolerance_ns)
+    if (tat - now > lim->tolerance_ns)
       return 0;
-    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + cfg->emission_ns) == old)
+    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + lim->emission_ns) == old)
       return 1;
   }
   return 0; /* lost every race: only a source hammering several CPUs gets here */
+}
+
+/* Accounts a packet to a bucket and runs it; 1 if it conforms. */
+static __always_inline int bg_take(const struct bg_src_key *key, const struct bg_limit *lim,
+                                   __u64 now, __u64 len, struct bg_src_state **out) {
+  struct bg_src_state *st = bg_bucket(key, now);
+  *out = st;
+  if (!st)
+    return 1; /* map refused the entry: fail open */
+  __sync_fetch_and_add(&st->packets, 1);
+  __sync_fetch_and_add(&st->bytes, len);
+  st->last_seen_ns = now;
+  if (!lim->rate_pps || bg_conforms(st, lim, now))
+    return 1;
+  __sync_fetch_and_add(&st->drops, 1);
+  return 0;
+}
+
+static __always_inline void bg_lpm_of(struct bg_lpm_key *k, const __u8 addr[16]) {
+  k->prefixlen = 128;
+  __builtin_memcpy(k->addr, addr, 16);
+}
+
+/* Auto-block: a source dropped at least once a second for block_after_ns
+ * goes on the blocklist for block_ttl_ns. */
+static __always_inline void bg_streak(struct bg_src_state *st, const struct bg_settings *s,
+                                      const __u8 addr[16], __u64 now) {
+  if (!s->block_after_ns || !st)
+    return;
+  if (!st->over_since_ns || now - st->last_drop_ns > BG_STREAK_GAP_NS)
+    st->over_since_ns = now;
+  st->last_drop_ns = now;
+  if (now - st->over_since_ns < s->block_after_ns)
+    return;
+  struct bg_lpm_key k;
+  bg_lpm_of(&k, addr);
+  struct bg_block b = {
+      .expires_ns = now + s->block_ttl_ns, .added_ns = now, .reason = BG_BLOCK_AUTO};
+  bpf_map_update_elem(&bg_blocklist, &k, &b, BPF_NOEXIST);
+  st->over_since_ns = 0;
+}
+
+/* Masks addr to a prefix of `len` bits (in the 128-bit space). */
+static __always_inline void bg_mask(__u8 out[16], const __u8 in[16], __u32 len) {
+#pragma unroll
+  for (int i = 0; i < 16; i++) {
+    __u32 bits = len > (__u32)i * 8 ? len - (__u32)i * 8 : 0;
+    __u8 m = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+    out[i] = in[i] & m;
+  }
+}
+
+/* The rule for this packet: by protocol and destination port, then by
+ * protocol alone, else the default (rule 0). */
+static __always_inline __u32 bg_rule_id(__u32 gen, const struct bg_packet *pkt) {
+  if (pkt->has_l4 && (pkt->l4_proto == IPPROTO_TCP || pkt->l4_proto == IPPROTO_UDP)) {
+    void *ports = bpf_map_lookup_elem(&bg_ports, &gen);
+    if (ports) {
+      __u32 slot = pkt->l4_proto == IPPROTO_TCP ? 0 : 1;
+      __u32 idx = slot * 65536 + bpf_ntohs(pkt->dport);
+      __u32 *id = bpf_map_lookup_elem(ports, &idx);
+      if (id && *id)
+        return *id;
+    }
+  }
+  void *protos = bpf_map_lookup_elem(&bg_protos, &gen);
+  if (protos) {
+    __u32 p = pkt->l4_proto;
+    __u32 *id = bpf_map_lookup_elem(protos, &p);
+    if (id && *id)
+      return *id;
+  }
+  return BG_RULE_DEFAULT;
 }
 
 /* The whole pipeline on one frame: returns an XDP action. */
@@ -85,35 +141,73 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
   if (!cfg)
     return XDP_PASS;
+  __u32 gen = cfg->active & 1;
+  const struct bg_settings *s = &cfg->gen[gen];
 
   struct bg_packet pkt = {};
   int status = bg_parse(data, data_end, &pkt);
   if (status == BG_PARSE_NOT_IP)
     return bg_count(BG_VERDICT_PASS, BG_REASON_NOT_IP, len);
   if (status == BG_PARSE_BAD_L2 || status == BG_PARSE_BAD_L3)
-    return bg_count(cfg->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
+    return bg_count(s->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
 
-  /* The source is known: it is accounted and limited even when its transport
-   * header is malformed, so a broken header buys no way around the limit. */
+  /* The source is known from here on: a broken transport header buys no way
+   * around the ACL, the blocklist or the limits. */
+  struct bg_lpm_key lk;
+  bg_lpm_of(&lk, pkt.src);
+  void *acl = bpf_map_lookup_elem(&bg_acl, &gen);
+  if (acl) {
+    __u32 *action = bpf_map_lookup_elem(acl, &lk);
+    if (action && *action == BG_ACL_ALLOW)
+      return bg_count(BG_VERDICT_PASS, BG_REASON_ALLOW, len);
+    if (action && *action == BG_ACL_DENY)
+      return bg_count(BG_VERDICT_DROP, BG_REASON_DENY, len);
+  }
+
   __u64 now = bpf_ktime_get_ns();
-  struct bg_src_key key;
+  struct bg_block *blk = bpf_map_lookup_elem(&bg_blocklist, &lk);
+  if (blk && (!blk->expires_ns || blk->expires_ns > now)) {
+    __sync_fetch_and_add(&blk->drops, 1);
+    return bg_count(BG_VERDICT_DROP, BG_REASON_BLOCKLIST, len);
+  }
+
+  __u32 rule_id = status == BG_PARSE_OK ? bg_rule_id(gen, &pkt) : BG_RULE_DEFAULT;
+  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
+  if (!rules)
+    return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
+  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
+  if (!rule)
+    return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
+  if (rule->action == BG_ACTION_DROP)
+    return bg_count(BG_VERDICT_DROP, BG_REASON_RULE, len);
+  if (rule->action == BG_ACTION_PASS)
+    return bg_count(BG_VERDICT_PASS, BG_REASON_RULE, len);
+
+  struct bg_src_key key = {.rule = (__u16)rule_id, .kind = BG_SRC_ADDR};
   __builtin_memcpy(key.addr, pkt.src, sizeof(key.addr));
-  struct bg_src_state *st = bg_source(&key, now);
-  if (!st)
-    return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len); /* map refused: fail open */
-
-  __sync_fetch_and_add(&st->packets, 1);
-  __sync_fetch_and_add(&st->bytes, len);
-  st->last_seen_ns = now;
-
-  if (cfg->rate_pps && !bg_conforms(st, cfg, now)) {
-    __sync_fetch_and_add(&st->drops, 1);
+  struct bg_src_state *st;
+  if (!bg_take(&key, &rule->limit, now, len, &st)) {
+    bg_streak(st, s, pkt.src, now);
     return bg_count(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, len);
   }
+
+  if (s->prefix_limit.rate_pps) {
+    int v4 = pkt.l3_proto == ETH_P_IP;
+    struct bg_src_key pk = {.kind = BG_SRC_PREFIX};
+    pk.prefixlen = v4 ? 96 + s->prefix_v4 : s->prefix_v6;
+    bg_mask(pk.addr, pkt.src, pk.prefixlen);
+    struct bg_src_state *pst;
+    if (!bg_take(&pk, &s->prefix_limit, now, len, &pst)) {
+      if (st)
+        __sync_fetch_and_add(&st->drops, 1);
+      return bg_count(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT, len);
+    }
+  }
+
   if (status == BG_PARSE_BAD_L4) {
-    if (cfg->unparsed_verdict == BG_VERDICT_DROP)
+    if (s->unparsed_verdict == BG_VERDICT_DROP && st)
       __sync_fetch_and_add(&st->drops, 1);
-    return bg_count(cfg->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
+    return bg_count(s->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
   }
   return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
 }

@@ -3,6 +3,12 @@
  * The XDP filter's ABI: map keys, values and enums shared by the BPF program
  * and the C++ control plane. Defined once, here. Fixed-width types, explicit
  * padding; tests/unit/abi_test.cpp pins sizes and offsets.
+ *
+ * Policy (ACL, rules, per-generation settings) is double-buffered: the
+ * control plane fills generation !active beside the running one and flips
+ * bg_config.active in one write, so a packet sees one whole policy or the
+ * other. Dynamic state (per-source buckets, blocklist, counters) is not
+ * generational and survives every apply.
  */
 #ifndef BPFGATE_ABI_XDP_H
 #define BPFGATE_ABI_XDP_H
@@ -15,11 +21,23 @@
 #define BG_PIN_SOURCES "sources"
 #define BG_PIN_COUNTERS "counters"
 #define BG_PIN_CONFIG "config"
+#define BG_PIN_ACL "acl"
+#define BG_PIN_PORTS "ports"
+#define BG_PIN_PROTOS "protos"
+#define BG_PIN_RULES "rules"
+#define BG_PIN_BLOCKLIST "blocklist"
 
 /* Upper bounds the control plane enforces on operator input. */
 #define BG_RATE_MAX_PPS 100000000ULL /* 100 Mpps per source */
 #define BG_BURST_MAX 10000000ULL
 #define BG_SOURCES_MAX (1U << 24) /* 16M per-source entries */
+#define BG_ACL_MAX (1U << 20)     /* allow + deny prefixes */
+#define BG_BLOCKLIST_MAX (1U << 18)
+#define BG_RULES_MAX 256 /* rule 0 is the default limit */
+#define BG_RULE_DEFAULT 0
+#define BG_PORT_SLOTS 2 /* TCP, UDP */
+#define BG_PORT_TABLE_SIZE (BG_PORT_SLOTS * 65536)
+#define BG_GENERATIONS 2
 
 /* What the filter does with a frame. */
 enum bg_verdict {
@@ -30,11 +48,16 @@ enum bg_verdict {
 
 /* Why. Counters are keyed by verdict x reason (bg_counter_key()). */
 enum bg_reason {
-  BG_REASON_OK = 0,          /* parsed, within limits */
-  BG_REASON_NOT_IP = 1,      /* ARP, LLDP, any other ethertype: not ours to judge */
-  BG_REASON_UNPARSEABLE = 2, /* truncated or malformed L2/L3 */
-  BG_REASON_RATE_LIMIT = 3,  /* source over its token bucket */
-  BG_REASON_NR = 4,
+  BG_REASON_OK = 0,           /* parsed, within limits */
+  BG_REASON_NOT_IP = 1,       /* ARP, LLDP, any other ethertype: not ours to judge */
+  BG_REASON_UNPARSEABLE = 2,  /* truncated or malformed L2/L3/L4 */
+  BG_REASON_RATE_LIMIT = 3,   /* source over its token bucket (default or rule's) */
+  BG_REASON_ALLOW = 4,        /* allow list: passed without limits */
+  BG_REASON_DENY = 5,         /* deny list */
+  BG_REASON_BLOCKLIST = 6,    /* on the blocklist (manual or auto-block) */
+  BG_REASON_RULE = 7,         /* a protocol/port rule whose action is pass or drop */
+  BG_REASON_PREFIX_LIMIT = 8, /* the source's prefix over its token bucket */
+  BG_REASON_NR = 9,
 };
 
 static inline __u32 bg_counter_key(__u32 verdict, __u32 reason) {
@@ -48,34 +71,101 @@ struct bg_counter {
   __u64 bytes;
 };
 
-/* Per-source key: IPv6 address; IPv4 sources are stored v4-mapped (::ffff:a.b.c.d). */
-struct bg_src_key {
-  __u8 addr[16];
+/* A token bucket run as GCRA: one token every emission_ns; a bucket of
+ * `burst` tokens lets a packet arrive up to tolerance_ns early. */
+struct bg_limit {
+  __u64 rate_pps; /* 0: no limit */
+  __u64 burst;
+  __u64 emission_ns;  /* 1e9 / rate_pps */
+  __u64 tolerance_ns; /* emission_ns * (burst - 1) */
 };
 
-/* Per-source value (sources map, BPF_MAP_TYPE_LRU_HASH). Updated with atomics:
- * the same entry is shared by all CPUs, so the rate a source gets is global. */
+enum bg_src_kind {
+  BG_SRC_ADDR = 0,   /* one source address */
+  BG_SRC_PREFIX = 1, /* a source prefix (prefix limits) */
+};
+
+/* Per-source key. Addresses are IPv6; IPv4 is stored v4-mapped
+ * (::ffff:a.b.c.d). `rule` is the limit class: 0 for the default limit, N
+ * for rule N's own limit, so one source has one bucket per class. */
+struct bg_src_key {
+  __u8 addr[16];
+  __u16 rule;
+  __u8 kind;      /* enum bg_src_kind */
+  __u8 prefixlen; /* BG_SRC_PREFIX: prefix length in the 128-bit space */
+  __u32 _pad;
+};
+
+/* Per-source value (sources map, BPF_MAP_TYPE_LRU_HASH). Updated with
+ * atomics: one entry is shared by all CPUs, so the rate a source gets is
+ * global. */
 struct bg_src_state {
   __u64 tat_ns;       /* GCRA theoretical arrival time (monotonic ns) */
   __u64 last_seen_ns; /* bpf_ktime_get_ns() of the last packet */
-  __u64 packets;      /* all packets seen from this source */
-  __u64 bytes;        /* all bytes seen from this source */
-  __u64 drops;        /* packets dropped for this source */
+  __u64 packets;      /* packets seen in this class */
+  __u64 bytes;
+  __u64 drops; /* packets dropped by this bucket */
   __u64 first_seen_ns;
+  __u64 over_since_ns; /* start of the current over-limit streak (auto-block) */
+  __u64 last_drop_ns;
 };
 
-/* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0).
- * The token bucket is run as GCRA: one token every emission_ns, a bucket of
- * `burst` tokens means a packet may arrive up to tolerance_ns early. */
-struct bg_config {
-  __u64 rate_pps;         /* 0: rate limiting off */
-  __u64 burst;            /* bucket depth in packets */
-  __u64 emission_ns;      /* 1e9 / rate_pps */
-  __u64 tolerance_ns;     /* emission_ns * (burst - 1) */
-  __u32 unparsed_verdict; /* enum bg_verdict for BG_REASON_UNPARSEABLE frames */
-  __u32 attach_mode;      /* enum bg_attach_mode, informational */
-  __u32 generation;       /* bumped by each `set`; lets readers see a change */
+/* ACL (LPM trie, allow and deny in one: the longest prefix wins). */
+struct bg_lpm_key {
+  __u32 prefixlen; /* in the 128-bit space: an IPv4 /24 is 96 + 24 */
+  __u8 addr[16];
+};
+
+enum bg_acl_action {
+  BG_ACL_ALLOW = 1,
+  BG_ACL_DENY = 2,
+};
+
+/* Rules: what a protocol/port match does (rules array, index = rule id). */
+enum bg_action {
+  BG_ACTION_LIMIT = 0, /* rate limit with the rule's own bucket */
+  BG_ACTION_PASS = 1,  /* pass without limits */
+  BG_ACTION_DROP = 2,
+};
+
+struct bg_rule {
+  struct bg_limit limit; /* BG_ACTION_LIMIT; limit.rate_pps 0 means unlimited */
+  __u32 action;          /* enum bg_action */
   __u32 _pad;
+};
+
+/* Blocklist (LPM trie): a prefix dropped until expires_ns. */
+enum bg_block_reason {
+  BG_BLOCK_MANUAL = 1,
+  BG_BLOCK_AUTO = 2, /* stayed over its rate limit for block_after_ns */
+};
+
+struct bg_block {
+  __u64 expires_ns; /* monotonic; 0: never */
+  __u64 added_ns;
+  __u64 drops;  /* packets dropped while blocked */
+  __u32 reason; /* enum bg_block_reason */
+  __u32 _pad;
+};
+
+/* Settings that belong to one policy generation. */
+struct bg_settings {
+  struct bg_limit prefix_limit; /* rate 0: prefix limits off */
+  __u64 block_after_ns;         /* 0: auto-block off */
+  __u64 block_ttl_ns;
+  __u8 prefix_v4; /* prefix length of IPv4 sources for prefix limits, e.g. 24 */
+  __u8 prefix_v6; /* e.g. 64 */
+  __u16 _pad;
+  __u32 unparsed_verdict; /* enum bg_verdict for unparseable frames */
+};
+
+/* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */
+struct bg_config {
+  __u32 active;      /* generation in use: 0 or 1 */
+  __u32 attach_mode; /* enum bg_attach_mode, informational */
+  __u32 generation;  /* bumped by each apply; lets readers see a change */
+  __u32 _pad;
+  struct bg_settings gen[BG_GENERATIONS];
 };
 
 /* How the program is attached; stored in bg_config for status. */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The XDP filter's maps. Policy maps are arrays of maps with one inner map
+ * per generation (see include/bpfgate/abi/xdp.h); the control plane replaces
+ * the inactive generation's inner maps and flips bg_config.active.
+ */
+#ifndef BPFGATE_BPF_MAPS_H
+#define BPFGATE_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "bpfgate/abi/xdp.h"
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct bg_config);
+} bg_config SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536); /* set from --max-sources before load */
+  __type(key, struct bg_src_key);
+  __type(value, struct bg_src_state);
+} bg_sources SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, BG_COUNTER_NR);
+  __type(key, __u32);
+  __type(value, struct bg_counter);
+} bg_counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, BG_BLOCKLIST_MAX);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct bg_lpm_key);
+  __type(value, struct bg_block);
+} bg_blocklist SEC(".maps");
+
+/* Inner map shapes; the control plane creates maps of the same shape. */
+struct bg_acl_map {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, BG_ACL_MAX);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct bg_lpm_key);
+  __type(value, __u32); /* enum bg_acl_action */
+} bg_acl_0 SEC(".maps"), bg_acl_1 SEC(".maps");
+
+struct bg_ports_map {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, BG_PORT_TABLE_SIZE); /* slot * 65536 + port */
+  __type(key, __u32);
+  __type(value, __u32); /* rule id, 0: none */
+} bg_ports_0 SEC(".maps"), bg_ports_1 SEC(".maps");
+
+struct bg_protos_map {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 256); /* IP protocol number */
+  __type(key, __u32);
+  __type(value, __u32); /* rule id, 0: none */
+} bg_protos_0 SEC(".maps"), bg_protos_1 SEC(".maps");
+
+struct bg_rules_map {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, BG_RULES_MAX);
+  __type(key, __u32);
+  __type(value, struct bg_rule);
+} bg_rules_0 SEC(".maps"), bg_rules_1 SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, BG_GENERATIONS);
+  __type(key, __u32);
+  __array(values, struct bg_acl_map);
+} bg_acl SEC(".maps") = {.values = {&bg_acl_0, &bg_acl_1}};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, BG_GENERATIONS);
+  __type(key, __u32);
+  __array(values, struct bg_ports_map);
+} bg_ports SEC(".maps") = {.values = {&bg_ports_0, &bg_ports_1}};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, BG_GENERATIONS);
+  __type(key, __u32);
+  __array(values, struct bg_protos_map);
+} bg_protos SEC(".maps") = {.values = {&bg_protos_0, &bg_protos_1}};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, BG_GENERATIONS);
+  __type(key, __u32);
+  __array(values, struct bg_rules_map);
+} bg_rules SEC(".maps") = {.values = {&bg_rules_0, &bg_rules_1}};
+
+#endif /* BPFGATE_BPF_MAPS_H */

@@ -1,0 +1,314 @@
+#include "agent/datapath.hpp"
+
+#include <bpf/bpf.h>
+#include <fcntl.h>
+
+#include "bpf/pin.hpp"
+#include "xdp_filter.skel.h"
+
+namespace bpfgate::agent {
+
+namespace {
+
+enum OuterIndex { kAcl = 0, kPorts = 1, kProtos = 2, kRules = 3 };
+constexpr const char *kOuterPins[] = {BG_PIN_ACL, BG_PIN_PORTS, BG_PIN_PROTOS, BG_PIN_RULES};
+
+Result<bpf::UniqueFd> dup_fd(int fd) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0)
+    return Error(errno, "duplicate a map fd");
+  return bpf::UniqueFd(d);
+}
+
+template <class M>
+Result<M> owned(int fd) {
+  auto d = dup_fd(fd);
+  if (!d)
+    return d.error();
+  return M(std::move(*d));
+}
+
+// An inner map of the same shape as the object's templates (bpf/include/bpfgate/maps.h).
+Result<bpf::UniqueFd> create_inner(OuterIndex which) {
+  LIBBPF_OPTS(bpf_map_create_opts, opts);
+  int fd = -1;
+  switch (which) {
+    case kAcl:
+      opts.map_flags = BPF_F_NO_PREALLOC;
+      fd = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "bg_acl_g", sizeof(bg_lpm_key), sizeof(__u32),
+                          BG_ACL_MAX, &opts);
+      break;
+    case kPorts:
+      fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bg_ports_g", sizeof(__u32), sizeof(__u32),
+                          BG_PORT_TABLE_SIZE, &opts);
+      break;
+    case kProtos:
+      fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bg_protos_g", sizeof(__u32), sizeof(__u32), 256,
+                          &opts);
+      break;
+    case kRules:
+      fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "bg_rules_g", sizeof(__u32), sizeof(bg_rule),
+                          BG_RULES_MAX, &opts);
+      break;
+  }
+  if (fd < 0)
+    return bpf::libbpf_error(fd, "create a policy map");
+  return bpf::UniqueFd(fd);
+}
+
+// Writes n entries, in batches where the kernel can, one by one where not.
+Status fill(int fd, const void *keys, size_t key_size, const void *values, size_t value_size,
+            size_t n) {
+  if (n == 0)
+    return {};
+  uint32_t count = static_cast<uint32_t>(n);
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  if (bpf_map_update_batch(fd, keys, values, &count, &opts) == 0)
+    return {};
+  auto *k = static_cast<const uint8_t *>(keys);
+  auto *v = static_cast<const uint8_t *>(values);
+  for (size_t i = 0; i < n; i++)
+    if (auto st = bpf::raw::update(fd, k + i * key_size, v + i * value_size, BPF_ANY); !st)
+      return st;
+  return {};
+}
+
+// The inner map of generation `gen` of an outer map, opened by id.
+Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen) {
+  auto id = outer.lookup(gen);
+  if (!id)
+    return id.error();
+  if (!*id)
+    return make_error(ENOENT, "policy generation {} has no map", gen);
+  int fd = bpf_map_get_fd_by_id(**id);
+  if (fd < 0)
+    return bpf::libbpf_error(fd, "open policy map by id");
+  return bpf::UniqueFd(fd);
+}
+
+}  // namespace
+
+const std::vector<const char *> &Datapath::pin_names() {
+  static const std::vector<const char *> kNames = {
+      BG_PIN_CONFIG, BG_PIN_SOURCES, BG_PIN_COUNTERS, BG_PIN_BLOCKLIST,
+      BG_PIN_ACL,    BG_PIN_PORTS,   BG_PIN_PROTOS,   BG_PIN_RULES};
+  return kNames;
+}
+
+Result<Datapath> Datapath::from_skeleton(const xdp_filter &s) {
+  auto config = owned<bpf::Map<__u32, bg_config>>(bpf_map__fd(s.maps.bg_config));
+  if (!config)
+    return config.error();
+  auto blocklist = owned<bpf::Map<bg_lpm_key, bg_block>>(bpf_map__fd(s.maps.bg_blocklist));
+  if (!blocklist)
+    return blocklist.error();
+  auto sources = owned<bpf::Map<bg_src_key, bg_src_state>>(bpf_map__fd(s.maps.bg_sources));
+  if (!sources)
+    return sources.error();
+  auto counters = owned<bpf::PerCpuMap<__u32, bg_counter>>(bpf_map__fd(s.maps.bg_counters));
+  if (!counters)
+    return counters.error();
+  const bpf_map *outers[] = {s.maps.bg_acl, s.maps.bg_ports, s.maps.bg_protos, s.maps.bg_rules};
+  std::vector<Outer> o;
+  for (const bpf_map *m : outers) {
+    auto om = owned<Outer>(bpf_map__fd(m));
+    if (!om)
+      return om.error();
+    o.push_back(std::move(*om));
+  }
+  return Datapath(std::move(*config),
+                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
+                  std::move(*blocklist), std::move(*sources), std::move(*counters));
+}
+
+Result<Datapath> Datapath::from_pins(const std::string &dir) {
+  auto p = [&](const char *name) { return dir + "/" + name; };
+  auto config = bpf::Map<__u32, bg_config>::open_pinned(p(BG_PIN_CONFIG));
+  if (!config)
+    return config.error();
+  auto blocklist = bpf::Map<bg_lpm_key, bg_block>::open_pinned(p(BG_PIN_BLOCKLIST));
+  if (!blocklist)
+    return blocklist.error();
+  auto sources = bpf::Map<bg_src_key, bg_src_state>::open_pinned(p(BG_PIN_SOURCES));
+  if (!sources)
+    return sources.error();
+  auto counters = bpf::PerCpuMap<__u32, bg_counter>::open_pinned(p(BG_PIN_COUNTERS));
+  if (!counters)
+    return counters.error();
+  std::vector<Outer> o;
+  for (const char *name : kOuterPins) {
+    auto om = Outer::open_pinned(p(name));
+    if (!om)
+      return om.error();
+    o.push_back(std::move(*om));
+  }
+  return Datapath(std::move(*config),
+                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
+                  std::move(*blocklist), std::move(*sources), std::move(*counters));
+}
+
+Status Datapath::pin(const std::string &dir) const {
+  const std::pair<const char *, int> pins[] = {
+      {BG_PIN_CONFIG, config_.fd()},         {BG_PIN_SOURCES, sources_.fd()},
+      {BG_PIN_COUNTERS, counters_.fd()},     {BG_PIN_BLOCKLIST, blocklist_.fd()},
+      {BG_PIN_ACL, outer_[kAcl].fd()},       {BG_PIN_PORTS, outer_[kPorts].fd()},
+      {BG_PIN_PROTOS, outer_[kProtos].fd()}, {BG_PIN_RULES, outer_[kRules].fd()}};
+  for (const auto &[name, fd] : pins)
+    if (auto st = bpf::pin_fd(fd, dir + "/" + name); !st)
+      return st;
+  return {};
+}
+
+Status Datapath::apply(const core::PolicyImage &p) {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  const uint32_t next = (cfg->active + 1) % BG_GENERATIONS;
+
+  std::array<bpf::UniqueFd, 4> inner;
+  for (int i = 0; i < 4; i++) {
+    auto fd = create_inner(static_cast<OuterIndex>(i));
+    if (!fd)
+      return fd.error();
+    inner[i] = std::move(*fd);
+  }
+  std::vector<bg_lpm_key> acl_keys;
+  std::vector<__u32> acl_vals;
+  acl_keys.reserve(p.acl.size());
+  acl_vals.reserve(p.acl.size());
+  for (const auto &[k, v] : p.acl)
+    acl_keys.push_back(k), acl_vals.push_back(v);
+  if (auto st = fill(inner[kAcl].get(), acl_keys.data(), sizeof(bg_lpm_key), acl_vals.data(),
+                     sizeof(__u32), acl_keys.size());
+      !st)
+    return st.error().context("fill the ACL");
+  std::vector<__u32> port_keys, port_vals;
+  for (const auto &[k, v] : p.ports)
+    port_keys.push_back(k), port_vals.push_back(v);
+  if (auto st =
+          fill(inner[kPorts].get(), port_keys.data(), 4, port_vals.data(), 4, port_keys.size());
+      !st)
+    return st.error().context("fill the port rules");
+  std::vector<__u32> proto_keys;
+  for (__u32 i = 0; i < 256; i++)
+    proto_keys.push_back(i);
+  if (auto st = fill(inner[kProtos].get(), proto_keys.data(), 4, p.protos.data(), 4, 256); !st)
+    return st.error().context("fill the protocol rules");
+  if (p.rules.empty() || p.rules.size() > BG_RULES_MAX)
+    return make_error(EINVAL, "a policy has 1 to {} rules, not {}", BG_RULES_MAX, p.rules.size());
+  std::vector<__u32> rule_keys;
+  for (__u32 i = 0; i < p.rules.size(); i++)
+    rule_keys.push_back(i);
+  if (auto st = fill(inner[kRules].get(), rule_keys.data(), 4, p.rules.data(), sizeof(bg_rule),
+                     p.rules.size());
+      !st)
+    return st.error().context("fill the rules");
+
+  // Install the next generation beside the running one, then switch.
+  for (int i = 0; i < 4; i++) {
+    __u32 fd = static_cast<__u32>(inner[i].get());
+    if (auto st = outer_[i].update(next, fd); !st)
+      return st.error().context("install policy generation");
+  }
+  cfg->gen[next] = p.settings;
+  cfg->active = next;
+  cfg->generation++;
+  if (auto st = config_.update(0, *cfg); !st)
+    return st.error().context("switch policy generation");
+  return {};
+}
+
+Result<core::PolicyImage> Datapath::active_policy() const {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  core::PolicyImage p;
+  p.settings = cfg->gen[cfg->active % BG_GENERATIONS];
+  std::array<bpf::UniqueFd, 4> inner;
+  for (int i = 0; i < 4; i++) {
+    auto fd = inner_of(outer_[i], cfg->active % BG_GENERATIONS);
+    if (!fd)
+      return fd.error();
+    inner[i] = std::move(*fd);
+  }
+  auto acl = bpf::Map<bg_lpm_key, __u32>(inner[kAcl].get()).dump();
+  if (!acl)
+    return acl.error();
+  p.acl = std::move(*acl);
+  auto ports = bpf::Map<__u32, __u32>(inner[kPorts].get()).dump();
+  if (!ports)
+    return ports.error();
+  for (const auto &[k, v] : *ports)
+    if (v)
+      p.ports.emplace_back(k, v);
+  auto protos = bpf::Map<__u32, __u32>(inner[kProtos].get()).dump();
+  if (!protos)
+    return protos.error();
+  for (const auto &[k, v] : *protos)
+    if (k < 256)
+      p.protos[k] = v;
+  auto rules = bpf::Map<__u32, bg_rule>(inner[kRules].get()).dump();
+  if (!rules)
+    return rules.error();
+  uint32_t used = 1;
+  for (const auto &[k, v] : *ports)
+    used = std::max(used, v + 1);
+  for (uint32_t v : p.protos)
+    used = std::max(used, v + 1);
+  p.rules.resize(used);
+  for (const auto &[k, v] : *rules)
+    if (k < used)
+      p.rules[k] = v;
+  return p;
+}
+
+Result<bg_config> Datapath::config() const {
+  auto v = config_.lookup(0);
+  if (!v)
+    return v.error();
+  if (!*v)
+    return make_error(ENOENT, "the filter's config entry is missing");
+  return **v;
+}
+
+Status Datapath::set_attach_mode(uint32_t mode) {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  cfg->attach_mode = mode;
+  return config_.update(0, *cfg);
+}
+
+Result<CounterTotals> Datapath::counters() const {
+  CounterTotals totals{};
+  for (__u32 k = 0; k < BG_COUNTER_NR; k++) {
+    auto per_cpu = counters_.lookup(k);
+    if (!per_cpu)
+      return per_cpu.error();
+    for (const auto &c : *per_cpu) {
+      totals[k].packets += c.packets;
+      totals[k].bytes += c.bytes;
+    }
+  }
+  return totals;
+}
+
+Result<std::vector<SourceEntry>> Datapath::sources() const {
+  auto entries = sources_.dump();
+  if (!entries)
+    return entries.error();
+  std::vector<SourceEntry> out;
+  out.reserve(entries->size());
+  for (const auto &[k, v] : *entries)
+    out.push_back(SourceEntry{k, v});
+  return out;
+}
+
+Result<uint32_t> Datapath::max_sources() const {
+  auto info = bpf::map_info(sources_.fd());
+  if (!info)
+    return info.error();
+  return info->max_entries;
+}
+
+}  // namespace bpfgate::agent

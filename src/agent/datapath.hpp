@@ -1,0 +1,69 @@
+// One XDP filter's maps as the control plane sees them, opened from a loaded
+// skeleton or from its pins, with the atomic policy switch: apply() builds
+// the next generation's inner maps beside the running ones and flips
+// bg_config.active in one write.
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "bpf/map.hpp"
+#include "bpfgate/abi/xdp.h"
+#include "core/policy.hpp"
+#include "util/result.hpp"
+
+struct xdp_filter;  // the generated skeleton
+
+namespace bpfgate::agent {
+
+// Counters summed over CPUs, indexed by bg_counter_key(verdict, reason).
+using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
+
+struct SourceEntry {
+  bg_src_key key;
+  bg_src_state state;
+};
+
+class Datapath {
+ public:
+  static Result<Datapath> from_skeleton(const xdp_filter &skel);  // duplicates the fds
+  static Result<Datapath> from_pins(const std::string &dir);
+  // Pins every map under dir (mode 0600); names from include/bpfgate/abi/xdp.h.
+  Status pin(const std::string &dir) const;
+  static const std::vector<const char *> &pin_names();
+
+  // Switches to `policy` atomically; counters and per-source state stay.
+  Status apply(const core::PolicyImage &policy);
+  // The policy the datapath runs now, read back from the kernel.
+  Result<core::PolicyImage> active_policy() const;
+
+  Result<bg_config> config() const;
+  Status set_attach_mode(uint32_t mode);
+  Result<CounterTotals> counters() const;
+  Result<std::vector<SourceEntry>> sources() const;
+  Result<uint32_t> max_sources() const;
+
+  bpf::Map<bg_src_key, bg_src_state> &source_map() { return sources_; }
+  bpf::Map<bg_lpm_key, bg_block> &blocklist() { return blocklist_; }
+  const bpf::Map<bg_lpm_key, bg_block> &blocklist() const { return blocklist_; }
+
+ private:
+  using Outer = bpf::Map<__u32, __u32>;
+  Datapath(bpf::Map<__u32, bg_config> config, std::array<Outer, 4> outer,
+           bpf::Map<bg_lpm_key, bg_block> blocklist, bpf::Map<bg_src_key, bg_src_state> sources,
+           bpf::PerCpuMap<__u32, bg_counter> counters)
+      : config_(std::move(config)),
+        outer_(std::move(outer)),
+        blocklist_(std::move(blocklist)),
+        sources_(std::move(sources)),
+        counters_(std::move(counters)) {}
+
+  bpf::Map<__u32, bg_config> config_;
+  std::array<Outer, 4> outer_;  // acl, ports, protos, rules
+  bpf::Map<bg_lpm_key, bg_block> blocklist_;
+  bpf::Map<bg_src_key, bg_src_state> sources_;
+  bpf::PerCpuMap<__u32, bg_counter> counters_;
+};
+
+}  // namespace bpfgate::agent

@@ -1,0 +1,26 @@
+// CIDR prefixes as the datapath's LPM tries key them: 128-bit, IPv4 mapped
+// into ::ffff:0:0/96 (so 198.18.0.0/15 is prefix length 96 + 15).
+#pragma once
+
+#include <string>
+
+#include "bpfgate/abi/xdp.h"
+#include "util/result.hpp"
+
+namespace bpfgate::core {
+
+struct Prefix {
+  bg_lpm_key key{};
+  bool v4 = false;
+  bool operator==(const Prefix &o) const;
+  bool operator<(const Prefix &o) const;
+};
+
+// "198.18.0.0/15", "2001:db8::/32", or a bare address (a /32 or /128).
+// Host bits past the prefix are an error, with the prefix meant suggested.
+Result<Prefix> parse_prefix(const std::string &text);
+std::string format_prefix(const Prefix &p);
+// Prefix length as the operator writes it (IPv4: 0-32).
+unsigned user_prefixlen(const Prefix &p);
+
+}  // namespace bpfgate::core

@@ -1,0 +1,478 @@
+#include "core/config.hpp"
+
+#include <netinet/in.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/duration.hpp"
+
+namespace bpfgate::core {
+
+namespace {
+
+// Collects every error, each with the file and line it belongs to.
+class Diag {
+ public:
+  explicit Diag(std::string path) : path_(std::move(path)) {}
+  void at(int line, const std::string &msg) {
+    errors_.push_back(fmt::format("{}:{}: {}", path_, line, msg));
+  }
+  void at(const YAML::Node &n, const std::string &msg) { at(n.Mark().line + 1, msg); }
+  void in_file(const std::string &file, int line, const std::string &msg) {
+    errors_.push_back(fmt::format("{}:{}: {}", file, line, msg));
+  }
+  bool ok() const { return errors_.empty(); }
+  Error error() const {
+    std::string all;
+    for (const auto &e : errors_)
+      all += (all.empty() ? "" : "\n") + e;
+    return Error(EINVAL, fmt::format("{} error{} in {}; nothing was applied:\n{}", errors_.size(),
+                                     errors_.size() == 1 ? "" : "s", path_, all));
+  }
+  const std::string &path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::vector<std::string> errors_;
+};
+
+int line_of(const YAML::Node &n) {
+  return n.Mark().line + 1;
+}
+
+// Reports keys of a mapping that are not in `known`.
+bool check_keys(Diag &d, const YAML::Node &map, std::initializer_list<const char *> known,
+                const char *what) {
+  if (!map.IsMap()) {
+    d.at(map, fmt::format("{} must be a mapping of keys to values", what));
+    return false;
+  }
+  for (const auto &kv : map) {
+    std::string k = kv.first.as<std::string>();
+    if (std::none_of(known.begin(), known.end(), [&](const char *x) { return k == x; })) {
+      std::string list;
+      for (const char *x : known)
+        list += (list.empty() ? "" : ", ") + std::string(x);
+      d.at(kv.first, fmt::format("unknown key '{}' in {} (known: {})", k, what, list));
+    }
+  }
+  return true;
+}
+
+std::optional<std::string> scalar(Diag &d, const YAML::Node &n, const char *what) {
+  if (!n.IsScalar()) {
+    d.at(n, fmt::format("{} must be a single value", what));
+    return std::nullopt;
+  }
+  return n.Scalar();
+}
+
+std::optional<uint64_t> number(Diag &d, const YAML::Node &n, const char *what, uint64_t lo,
+                               uint64_t hi) {
+  auto s = scalar(d, n, what);
+  if (!s)
+    return std::nullopt;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (ec != std::errc() || end != s->data() + s->size() || s->empty()) {
+    d.at(n, fmt::format("{} '{}' is not a whole number", what, *s));
+    return std::nullopt;
+  }
+  if (v < lo || v > hi) {
+    d.at(n, fmt::format("{} {} is out of range: give {} to {}", what, v, lo, hi));
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<uint64_t> duration(Diag &d, const YAML::Node &n, const char *what) {
+  auto s = scalar(d, n, what);
+  if (!s)
+    return std::nullopt;
+  auto v = parse_duration_ns(*s);
+  if (!v) {
+    d.at(n, fmt::format("{}: {}", what, v.error().message()));
+    return std::nullopt;
+  }
+  return *v;
+}
+
+std::optional<bool> boolean(Diag &d, const YAML::Node &n, const char *what) {
+  auto s = scalar(d, n, what);
+  if (!s)
+    return std::nullopt;
+  if (*s == "true" || *s == "yes")
+    return true;
+  if (*s == "false" || *s == "no")
+    return false;
+  d.at(n, fmt::format("{} must be true or false, not '{}'", what, *s));
+  return std::nullopt;
+}
+
+// rate + burst (burst defaults to rate) from a mapping that may hold more keys.
+std::optional<Limits> limits_in(Diag &d, const YAML::Node &m, const char *what, bool required) {
+  if (!m["rate"]) {
+    if (required)
+      d.at(m, fmt::format("{} needs a rate (packets per second)", what));
+    return std::nullopt;
+  }
+  auto rate = number(d, m["rate"], "rate", 1, BG_RATE_MAX_PPS);
+  std::optional<uint64_t> burst = rate;
+  if (m["burst"])
+    burst = number(d, m["burst"], "burst", 1, BG_BURST_MAX);
+  if (!rate || !burst)
+    return std::nullopt;
+  return Limits{*rate, *burst};
+}
+
+void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
+  if (!n.IsSequence()) {
+    d.at(n, "interfaces must be a list, e.g. `- name: eth0`");
+    return;
+  }
+  std::set<std::string> seen;
+  for (const auto &i : n) {
+    if (!check_keys(d, i, {"name", "mode", "max_sources"}, "an interface"))
+      continue;
+    InterfaceConfig ic;
+    ic.line = line_of(i);
+    if (!i["name"]) {
+      d.at(i, "an interface needs a name");
+      continue;
+    }
+    if (auto s = scalar(d, i["name"], "name"))
+      ic.name = *s;
+    if (ic.name.empty() || ic.name.size() >= 16 || ic.name.find('/') != std::string::npos)
+      d.at(i["name"], fmt::format("'{}' is not a valid interface name", ic.name));
+    if (!seen.insert(ic.name).second)
+      d.at(i["name"], fmt::format("interface {} is listed twice", ic.name));
+    if (i["mode"]) {
+      auto s = scalar(d, i["mode"], "mode");
+      if (s && *s != "auto" && *s != "native" && *s != "generic" && *s != "offload")
+        d.at(i["mode"],
+             fmt::format("mode '{}' is unknown: use auto, native, generic or offload", *s));
+      else if (s)
+        ic.mode = *s;
+    }
+    if (i["max_sources"])
+      if (auto v = number(d, i["max_sources"], "max_sources", 16, BG_SOURCES_MAX))
+        ic.max_sources = static_cast<uint32_t>(*v);
+    c.interfaces.push_back(ic);
+  }
+}
+
+void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
+  if (!check_keys(d, n, {"rate", "burst", "prefix"}, "limits"))
+    return;
+  if (auto l = limits_in(d, n, "limits", true))
+    c.limits = *l;
+  if (const auto &p = n["prefix"]) {
+    if (!check_keys(d, p, {"ipv4", "ipv6", "rate", "burst"}, "limits.prefix"))
+      return;
+    PrefixLimitConfig pl;
+    if (p["ipv4"])
+      if (auto v = number(d, p["ipv4"], "ipv4 prefix length", 1, 32))
+        pl.v4_len = static_cast<uint8_t>(*v);
+    if (p["ipv6"])
+      if (auto v = number(d, p["ipv6"], "ipv6 prefix length", 1, 128))
+        pl.v6_len = static_cast<uint8_t>(*v);
+    if (auto l = limits_in(d, p, "limits.prefix", true)) {
+      pl.limits = *l;
+      c.prefix_limit = pl;
+    }
+  }
+}
+
+// Prefixes from a YAML list, or from a file of one prefix a line ('#' comments).
+void parse_prefix_list(Diag &d, const YAML::Node &n, std::vector<Prefix> &out, const char *what) {
+  if (!n.IsSequence()) {
+    d.at(n, fmt::format("{} must be a list of prefixes", what));
+    return;
+  }
+  for (const auto &e : n) {
+    auto s = scalar(d, e, what);
+    if (!s)
+      continue;
+    auto p = parse_prefix(*s);
+    if (!p)
+      d.at(e, fmt::format("bad CIDR in {}: {}", what, p.error().message()));
+    else
+      out.push_back(*p);
+  }
+}
+
+void parse_prefix_file(Diag &d, const YAML::Node &n, std::vector<Prefix> &out, const char *what) {
+  auto name = scalar(d, n, what);
+  if (!name)
+    return;
+  std::filesystem::path file(*name);
+  if (file.is_relative())
+    file = std::filesystem::path(d.path()).parent_path() / file;
+  std::ifstream in(file);
+  if (!in) {
+    d.at(n, fmt::format("{}: cannot read {}", what, file.string()));
+    return;
+  }
+  int lineno = 0;
+  for (std::string line; std::getline(in, line);) {
+    lineno++;
+    if (auto hash = line.find('#'); hash != std::string::npos)
+      line.resize(hash);
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (line.empty())
+      continue;
+    auto p = parse_prefix(line);
+    if (!p)
+      d.in_file(file.string(), lineno, fmt::format("bad CIDR: {}", p.error().message()));
+    else
+      out.push_back(*p);
+  }
+}
+
+void parse_rules(Diag &d, const YAML::Node &n, Config &c) {
+  if (!n.IsSequence()) {
+    d.at(n, "rules must be a list, e.g. `- match: tcp/443`");
+    return;
+  }
+  for (const auto &r : n) {
+    if (!check_keys(d, r, {"match", "action", "rate", "burst"}, "a rule"))
+      continue;
+    RuleConfig rc;
+    rc.line = line_of(r);
+    if (!r["match"]) {
+      d.at(r, "a rule needs a match, e.g. tcp/443, udp/53, tcp/8000-8099 or icmp");
+      continue;
+    }
+    auto m = scalar(d, r["match"], "match");
+    if (!m)
+      continue;
+    if (auto st = parse_match(*m, rc); !st) {
+      d.at(r["match"], st.error().message());
+      continue;
+    }
+    std::string action = "limit";
+    if (r["action"])
+      if (auto s = scalar(d, r["action"], "action"))
+        action = *s;
+    if (action == "pass") {
+      rc.action = BG_ACTION_PASS;
+    } else if (action == "drop") {
+      rc.action = BG_ACTION_DROP;
+    } else if (action == "limit") {
+      rc.action = BG_ACTION_LIMIT;
+      if (auto l = limits_in(d, r, "a rule with action limit", true))
+        rc.limits = *l;
+    } else {
+      d.at(r["action"], fmt::format("action '{}' is unknown: use pass, drop or limit", action));
+      continue;
+    }
+    if (rc.action != BG_ACTION_LIMIT && (r["rate"] || r["burst"]))
+      d.at(r, fmt::format("rate and burst apply to action limit, not {}", action));
+    c.rules.push_back(rc);
+  }
+  // Port ranges of one protocol must not overlap; protocol-only rules are unique.
+  std::map<uint8_t, std::vector<const RuleConfig *>> by_proto;
+  for (const auto &r : c.rules)
+    by_proto[r.proto].push_back(&r);
+  for (auto &[proto, rules] : by_proto) {
+    std::sort(rules.begin(), rules.end(), [](auto *a, auto *b) {
+      return a->has_ports != b->has_ports ? !a->has_ports : a->port_lo < b->port_lo;
+    });
+    for (size_t i = 1; i < rules.size(); i++) {
+      const RuleConfig *a = rules[i - 1], *b = rules[i];
+      if (!a->has_ports && !b->has_ports)
+        d.at(b->line, fmt::format("rule {} repeats the rule on line {}", b->match, a->line));
+      else if (a->has_ports && b->port_lo <= a->port_hi)
+        d.at(b->line,
+             fmt::format("rule {} overlaps rule {} on line {}", b->match, a->match, a->line));
+    }
+  }
+  if (c.rules.size() >= BG_RULES_MAX)
+    d.at(n, fmt::format("{} rules: at most {}", c.rules.size(), BG_RULES_MAX - 1));
+}
+
+void parse_auto_block(Diag &d, const YAML::Node &n, Config &c) {
+  if (!check_keys(d, n, {"after", "ttl"}, "auto_block"))
+    return;
+  if (!n["after"] || !n["ttl"]) {
+    d.at(n, "auto_block needs both after (how long over the limit) and ttl (how long blocked)");
+    return;
+  }
+  auto after = duration(d, n["after"], "auto_block.after");
+  auto ttl = duration(d, n["ttl"], "auto_block.ttl");
+  if (after && *after < 100'000'000ULL)
+    d.at(n["after"], "auto_block.after must be at least 100ms");
+  if (ttl && *ttl < 1'000'000'000ULL)
+    d.at(n["ttl"], "auto_block.ttl must be at least 1s");
+  if (after && ttl)
+    c.auto_block = AutoBlockConfig{*after, *ttl};
+}
+
+void parse_root(Diag &d, const YAML::Node &root, Config &c) {
+  if (!check_keys(d, root,
+                  {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
+                   "rules", "auto_block", "sweep", "agent"},
+                  "the config"))
+    return;
+  if (root["interfaces"])
+    parse_interfaces(d, root["interfaces"], c);
+  else
+    d.at(1, "the config names no interfaces (interfaces: [- name: eth0])");
+  if (root["limits"])
+    parse_limits(d, root["limits"], c);
+  if (root["unparsed"]) {
+    auto s = scalar(d, root["unparsed"], "unparsed");
+    if (s && *s != "pass" && *s != "drop")
+      d.at(root["unparsed"], fmt::format("unparsed must be pass or drop, not '{}'", *s));
+    else if (s)
+      c.unparsed = *s == "drop" ? BG_VERDICT_DROP : BG_VERDICT_PASS;
+  }
+  std::map<Prefix, int> allow_line;
+  if (root["allow"])
+    parse_prefix_list(d, root["allow"], c.allow, "allow");
+  if (root["allow_file"])
+    parse_prefix_file(d, root["allow_file"], c.allow, "allow_file");
+  if (root["deny"])
+    parse_prefix_list(d, root["deny"], c.deny, "deny");
+  if (root["deny_file"])
+    parse_prefix_file(d, root["deny_file"], c.deny, "deny_file");
+  if (root["rules"])
+    parse_rules(d, root["rules"], c);
+  if (root["auto_block"])
+    parse_auto_block(d, root["auto_block"], c);
+  if (const auto &s = root["sweep"]) {
+    if (check_keys(d, s, {"interval", "source_idle"}, "sweep")) {
+      if (s["interval"])
+        if (auto v = duration(d, s["interval"], "sweep.interval"))
+          c.sweep_interval_ns = *v;
+      if (s["source_idle"])
+        if (auto v = duration(d, s["source_idle"], "sweep.source_idle"))
+          c.source_idle_ns = *v;
+      if (c.sweep_interval_ns < 10'000'000ULL)
+        d.at(s, "sweep.interval must be at least 10ms");
+    }
+  }
+  if (const auto &a = root["agent"]) {
+    if (check_keys(d, a, {"control_socket", "keep_datapath"}, "agent")) {
+      if (a["control_socket"])
+        if (auto v = scalar(d, a["control_socket"], "control_socket"))
+          c.control_socket = *v;
+      if (a["keep_datapath"])
+        if (auto v = boolean(d, a["keep_datapath"], "keep_datapath"))
+          c.keep_datapath = *v;
+    }
+  }
+}
+
+// Sorted and deduplicated; a prefix both allowed and denied is an error.
+void settle_acl(Diag &d, Config &c) {
+  for (auto *list : {&c.allow, &c.deny}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  std::vector<Prefix> both;
+  std::set_intersection(c.allow.begin(), c.allow.end(), c.deny.begin(), c.deny.end(),
+                        std::back_inserter(both));
+  for (const auto &p : both)
+    d.at(1, fmt::format("{} is in both allow and deny: a prefix has one action (the longest "
+                        "prefix of a source decides)",
+                        format_prefix(p)));
+  if (c.allow.size() + c.deny.size() > BG_ACL_MAX)
+    d.at(1, fmt::format("{} allow/deny prefixes: at most {}", c.allow.size() + c.deny.size(),
+                        BG_ACL_MAX));
+}
+
+}  // namespace
+
+Status parse_match(const std::string &text, RuleConfig &rule) {
+  rule.match = text;
+  auto slash = text.find('/');
+  std::string proto = text.substr(0, slash);
+  static const std::map<std::string, uint8_t> kProtos = {
+      {"tcp", IPPROTO_TCP},       {"udp", IPPROTO_UDP}, {"icmp", IPPROTO_ICMP},
+      {"icmpv6", IPPROTO_ICMPV6}, {"gre", IPPROTO_GRE}, {"esp", IPPROTO_ESP},
+      {"sctp", IPPROTO_SCTP}};
+  if (auto it = kProtos.find(proto); it != kProtos.end()) {
+    rule.proto = it->second;
+  } else {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(proto.data(), proto.data() + proto.size(), v);
+    if (ec != std::errc() || end != proto.data() + proto.size() || proto.empty() || v > 255)
+      return make_error(EINVAL,
+                        "match '{}': unknown protocol '{}' (tcp, udp, icmp, icmpv6, gre, "
+                        "esp, sctp or a number 0-255)",
+                        text, proto);
+    rule.proto = static_cast<uint8_t>(v);
+  }
+  rule.has_ports = false;
+  if (slash == std::string::npos || text.substr(slash + 1) == "*")
+    return {};
+  if (rule.proto != IPPROTO_TCP && rule.proto != IPPROTO_UDP)
+    return make_error(EINVAL, "match '{}': ports apply to tcp and udp only", text);
+  std::string ports = text.substr(slash + 1);
+  auto dash = ports.find('-');
+  auto port = [&](const std::string &s, uint16_t &out) {
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size() || s.empty() || v > 65535)
+      return false;
+    out = static_cast<uint16_t>(v);
+    return true;
+  };
+  if (!port(ports.substr(0, dash), rule.port_lo) ||
+      !port(dash == std::string::npos ? ports.substr(0, dash) : ports.substr(dash + 1),
+            rule.port_hi))
+    return make_error(EINVAL, "match '{}': ports must be N or N-M with 0 <= N <= M <= 65535", text);
+  if (rule.port_lo > rule.port_hi)
+    return make_error(EINVAL, "match '{}': range is backwards ({} > {})", text, rule.port_lo,
+                      rule.port_hi);
+  rule.has_ports = true;
+  return {};
+}
+
+Result<Config> parse_config(const std::string &text, const std::string &path) {
+  Diag d(path);
+  Config c;
+  c.path = path;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException &e) {
+    d.at(e.mark.line + 1, "not valid YAML: " + e.msg);
+    return d.error();
+  }
+  if (!root || root.IsNull()) {
+    d.at(1, "the config is empty");
+    return d.error();
+  }
+  try {
+    parse_root(d, root, c);
+  } catch (const YAML::Exception &e) {
+    d.at(e.mark.line + 1, e.msg);
+  }
+  settle_acl(d, c);
+  if (!d.ok())
+    return d.error();
+  return c;
+}
+
+Result<Config> load_config(const std::string &path) {
+  std::ifstream in(path);
+  if (!in)
+    return make_error(errno ? errno : ENOENT, "cannot read config {}", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace bpfgate::core

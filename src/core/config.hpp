@@ -1,0 +1,69 @@
+// The operator's config file (YAML): the model, and a parser that validates
+// everything and reports every error with file, line and reason. A config
+// that has any error is refused whole.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bpfgate/abi/xdp.h"
+#include "core/cidr.hpp"
+#include "core/limits.hpp"
+#include "util/result.hpp"
+
+namespace bpfgate::core {
+
+struct InterfaceConfig {
+  std::string name;
+  std::string mode = "auto";  // auto|native|generic|offload
+  uint32_t max_sources = kDefaultMaxSources;
+  int line = 0;
+};
+
+struct RuleConfig {
+  std::string match;  // as written: "tcp/443", "udp/8000-8099", "icmp"
+  uint8_t proto = 0;  // IPPROTO_*
+  bool has_ports = false;
+  uint16_t port_lo = 0, port_hi = 0;
+  bg_action action = BG_ACTION_LIMIT;
+  Limits limits;  // action limit
+  int line = 0;
+};
+
+struct PrefixLimitConfig {
+  uint8_t v4_len = 24;
+  uint8_t v6_len = 64;
+  Limits limits;
+};
+
+struct AutoBlockConfig {
+  uint64_t after_ns = 0;
+  uint64_t ttl_ns = 0;
+};
+
+struct Config {
+  std::string path;
+  std::vector<InterfaceConfig> interfaces;
+  Limits limits{kDefaultRatePps, kDefaultRatePps};
+  std::optional<PrefixLimitConfig> prefix_limit;
+  bg_verdict unparsed = BG_VERDICT_PASS;
+  std::vector<Prefix> allow, deny;
+  std::vector<RuleConfig> rules;
+  std::optional<AutoBlockConfig> auto_block;
+  uint64_t sweep_interval_ns = 1'000'000'000ULL;
+  uint64_t source_idle_ns = 300'000'000'000ULL;  // per-source entries idle this long are swept
+  std::string control_socket = "/run/bpfgate/agent.sock";
+  bool keep_datapath = false;  // leave the datapath running when the agent stops
+};
+
+// Parses and validates; on error, the message lists every problem as
+// "FILE:LINE: reason", one per line.
+Result<Config> parse_config(const std::string &text, const std::string &path);
+Result<Config> load_config(const std::string &path);
+
+// "tcp/443" etc. into a rule's match fields (line and action untouched).
+Status parse_match(const std::string &text, RuleConfig &rule);
+
+}  // namespace bpfgate::core

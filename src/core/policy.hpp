@@ -1,0 +1,34 @@
+// A config compiled into the contents of one policy generation of the
+// datapath's maps: pure data, no kernel, so it is unit-tested on its own.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "bpfgate/abi/xdp.h"
+#include "core/config.hpp"
+
+namespace bpfgate::core {
+
+struct PolicyImage {
+  std::vector<std::pair<bg_lpm_key, uint32_t>> acl;  // prefix -> bg_acl_action
+  std::vector<std::pair<uint32_t, uint32_t>> ports;  // port-table index -> rule id (non-zero)
+  std::array<uint32_t, 256> protos{};                // IP protocol -> rule id (0: none)
+  std::vector<bg_rule> rules;                        // index = rule id; [0] the default limit
+  bg_settings settings{};
+};
+
+// Rule ids follow the config's order, starting at 1.
+PolicyImage compile(const Config &c);
+
+// A policy with only a default limit (what `bpfgate attach` starts with).
+PolicyImage default_policy(const Limits &limits, bg_verdict unparsed);
+
+// Index into the port table for a TCP or UDP destination port.
+inline uint32_t port_index(uint8_t proto, uint16_t port) {
+  return (proto == 6 ? 0u : 1u) * 65536u + port;
+}
+
+}  // namespace bpfgate::core
