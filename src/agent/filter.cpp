@@ -277,7 +277,7 @@ Result<PinnedFilter> PinnedFilter::open(const std::string &bpffs, const std::str
   auto dp = Datapath::from_pins(dir);
   if (!dp)
     return dp.error().context("open the filter of " + iface);
-  return PinnedFilter(iface, std::move(*link), std::move(*dp));
+  return PinnedFilter(iface, dir, std::move(*link), std::move(*dp));
 }
 
 Result<uint32_t> PinnedFilter::ifindex() const {
@@ -290,11 +290,21 @@ Result<uint32_t> PinnedFilter::ifindex() const {
 Status PinnedFilter::set_limits(const core::Limits &limits) {
   if (auto st = core::validate(limits); !st)
     return st;
+  auto lock = bpf::DirLock::acquire(dir_);
+  if (!lock)
+    return lock.error();
   auto policy = dp_.active_policy();
   if (!policy)
     return policy.error();
   core::apply_limits(limits, policy->rules[BG_RULE_DEFAULT].limit);
   return dp_.apply(*policy);
+}
+
+Status PinnedFilter::apply(const core::PolicyImage &policy) {
+  auto lock = bpf::DirLock::acquire(dir_);
+  if (!lock)
+    return lock.error();
+  return dp_.apply(policy);
 }
 
 Result<FilterStatus> PinnedFilter::status() const {

@@ -55,6 +55,9 @@ class PinnedFilter {
   const std::string &iface() const { return iface_; }
   // Changes the default limit (a policy switch like any other).
   Status set_limits(const core::Limits &limits);
+  // Switches to `policy`, holding the pin directory's lock so that two
+  // processes never fill the same generation.
+  Status apply(const core::PolicyImage &policy);
   Result<FilterStatus> status() const;
   Result<CounterTotals> counters() const { return dp_.counters(); }
   Result<std::vector<SourceEntry>> sources() const { return dp_.sources(); }
@@ -64,10 +67,14 @@ class PinnedFilter {
   Result<uint32_t> ifindex() const;
 
  private:
-  PinnedFilter(std::string iface, bpf::UniqueFd link, Datapath dp)
-      : iface_(std::move(iface)), link_(std::move(link)), dp_(std::move(dp)) {}
+  PinnedFilter(std::string iface, std::string dir, bpf::UniqueFd link, Datapath dp)
+      : iface_(std::move(iface)),
+        dir_(std::move(dir)),
+        link_(std::move(link)),
+        dp_(std::move(dp)) {}
 
   std::string iface_;
+  std::string dir_;
   bpf::UniqueFd link_;
   Datapath dp_;
 };

@@ -114,13 +114,31 @@ Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &ke
 }
 
 Result<size_t> erase_batch(int fd, const void *keys, size_t key_size, size_t count) {
-  (void)key_size;
-  uint32_t n = static_cast<uint32_t>(count);
+  // The kernel stops a batch at the first key it cannot delete (one the
+  // datapath or an LRU eviction removed meanwhile): skip it and go on.
+  auto *k = static_cast<const uint8_t *>(keys);
+  size_t done = 0, deleted = 0;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  int err = bpf_map_delete_batch(fd, keys, &n, &opts);
-  if (err && errno != ENOENT)
+  while (done < count) {
+    uint32_t n = static_cast<uint32_t>(count - done);
+    int err = bpf_map_delete_batch(fd, k + done * key_size, &n, &opts);
+    deleted += n;
+    done += n;
+    if (!err)
+      break;
+    if (errno == ENOENT) {
+      done++;  // the key that was already gone
+      continue;
+    }
+    if (errno == EINVAL || errno == EOPNOTSUPP) {  // no batch ops: one by one
+      for (; done < count; done++)
+        if (bpf_map_delete_elem(fd, k + done * key_size) == 0)
+          deleted++;
+      break;
+    }
     return libbpf_error(err, "map batch delete");
-  return static_cast<size_t>(n);
+  }
+  return deleted;
 }
 
 }  // namespace raw

@@ -42,5 +42,7 @@ class Registry {
 
 // The XDP filter: attach, set, detach, status, top (cli/filter_cli.cpp).
 void add_filter_commands(Registry &r);
+// The agent and the policy: run, check, reload, block, unblock, list (cli/policy_cli.cpp).
+void add_policy_commands(Registry &r);
 
 }  // namespace bpfgate::cli

@@ -1,0 +1,98 @@
+#include "agent/blocklist.hpp"
+
+#include <ctime>
+
+namespace bpfgate::agent {
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string to_string(bg_block_reason r) {
+  switch (r) {
+    case BG_BLOCK_MANUAL:
+      return "manual";
+    case BG_BLOCK_AUTO:
+      return "auto";
+  }
+  return "unknown";
+}
+
+Status block(Datapath &dp, const core::Prefix &p, uint64_t ttl_ns, uint32_t reason) {
+  uint64_t now = monotonic_ns();
+  bg_block b{};
+  b.added_ns = now;
+  b.expires_ns = ttl_ns ? now + ttl_ns : 0;
+  b.reason = reason;
+  return dp.blocklist().update(p.key, b);
+}
+
+Result<bool> unblock(Datapath &dp, const core::Prefix &p) {
+  return dp.blocklist().erase(p.key);
+}
+
+namespace {
+core::Prefix prefix_of(const bg_lpm_key &k) {
+  core::Prefix p;
+  p.key = k;
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  p.v4 = k.prefixlen >= 96 && std::equal(kMapped, kMapped + 12, k.addr);
+  return p;
+}
+}  // namespace
+
+Result<std::vector<BlockEntry>> list_blocks(const Datapath &dp) {
+  auto all = dp.blocklist().dump();
+  if (!all)
+    return all.error();
+  uint64_t now = monotonic_ns();
+  std::vector<BlockEntry> out;
+  out.reserve(all->size());
+  for (const auto &[k, v] : *all) {
+    BlockEntry e{prefix_of(k), v, 0, false};
+    if (v.expires_ns) {
+      e.expired = v.expires_ns <= now;
+      e.remaining_ns = e.expired ? 0 : v.expires_ns - now;
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
+  SweepReport r;
+  auto blocks = list_blocks(dp);
+  if (!blocks)
+    return blocks.error();
+  for (const auto &b : *blocks) {
+    if (!b.expired)
+      continue;
+    auto gone = dp.blocklist().erase(b.prefix.key);
+    if (!gone)
+      return gone.error();
+    if (*gone)
+      r.released.push_back(b);
+  }
+  if (idle_ns == 0)
+    return r;
+  auto sources = dp.source_map().dump();
+  if (!sources)
+    return sources.error();
+  r.sources_seen = sources->size();
+  uint64_t now = monotonic_ns();
+  std::vector<bg_src_key> idle;
+  for (const auto &[k, v] : *sources)
+    if (v.last_seen_ns + idle_ns < now)
+      idle.push_back(k);
+  if (!idle.empty()) {
+    auto n = dp.source_map().erase_batch(idle);
+    if (!n)
+      return n.error();
+    r.sources_removed = *n;
+  }
+  return r;
+}
+
+}  // namespace bpfgate::agent

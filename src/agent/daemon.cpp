@@ -1,0 +1,314 @@
+#include "agent/daemon.hpp"
+
+#include <net/if.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "agent/blocklist.hpp"
+#include "bpf/pin.hpp"
+#include "core/duration.hpp"
+#include "core/policy.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::agent {
+
+namespace {
+
+uint32_t live_ifindex(const std::string &name) {
+  return if_nametoindex(name.c_str());
+}
+
+Status add_to_epoll(int epfd, int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return Error(errno, "epoll_ctl");
+  return {};
+}
+
+}  // namespace
+
+Status check_environment(const core::Config &c) {
+  std::string errors;
+  int n = 0;
+  for (const auto &i : c.interfaces) {
+    if (live_ifindex(i.name) == 0) {
+      errors += fmt::format(
+          "\n{}:{}: unknown interface '{}' (not in this network namespace; see "
+          "`ip link`)",
+          c.path, i.line, i.name);
+      n++;
+    }
+  }
+  if (n == 0)
+    return {};
+  return make_error(ENODEV, "{} error{} in {}; nothing was applied:{}", n, n == 1 ? "" : "s",
+                    c.path, errors);
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
+  auto cfg = core::load_config(opts.config_path);
+  if (!cfg)
+    return cfg.error();
+  if (auto st = check_environment(*cfg); !st)
+    return st.error();
+  std::unique_ptr<Daemon> d(new Daemon(opts));
+  if (auto st = d->open_loop(); !st)
+    return st.error();
+  if (auto st = d->converge(*cfg); !st)
+    return st.error();
+  d->config_ = *cfg;
+  if (auto st = d->open_control_socket(); !st)
+    return st.error();
+  return d;
+}
+
+Daemon::~Daemon() {
+  if (!control_path_.empty())
+    ::unlink(control_path_.c_str());
+}
+
+Status Daemon::open_loop() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0)
+    return Error(errno, "block signals");
+  signals_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals_.valid())
+    return Error(errno, "signalfd");
+  timer_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!timer_.valid())
+    return Error(errno, "timerfd_create");
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid())
+    return Error(errno, "epoll_create1");
+  for (int fd : {signals_.get(), timer_.get()})
+    if (auto st = add_to_epoll(epoll_.get(), fd); !st)
+      return st;
+  return {};
+}
+
+Status Daemon::open_control_socket() {
+  const std::string &path = config_.control_socket;
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return make_error(ENAMETOOLONG, "control socket path {} is too long", path);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  // A socket left by an agent that was killed: remove it only if nobody answers.
+  ::unlink(path.c_str());
+  control_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (!control_.valid() ||
+      bind(control_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
+      listen(control_.get(), 8) != 0)
+    return Error(errno, "listen on control socket " + path);
+  ::chmod(path.c_str(), 0600);
+  control_path_ = path;
+  return add_to_epoll(epoll_.get(), control_.get());
+}
+
+Status Daemon::converge(const core::Config &c) {
+  core::PolicyImage image = core::compile(c);
+  std::set<std::string> wanted;
+  for (const auto &i : c.interfaces) {
+    wanted.insert(i.name);
+    auto it = filters_.find(i.name);
+    if (it == filters_.end()) {
+      // Adopt what is pinned and still attached to this interface.
+      auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
+      if (pinned) {
+        auto idx = pinned->ifindex();
+        if (idx && *idx == live_ifindex(i.name)) {
+          auto max = pinned->datapath().max_sources();
+          if (max && *max != i.max_sources)
+            log::warn(
+                "{}: the running filter has {} per-source entries, the config asks for {}: "
+                "detach and restart the agent to resize",
+                i.name, *max, i.max_sources);
+          log::info("{}: adopted the running filter", i.name);
+          it = filters_.emplace(i.name, std::move(*pinned)).first;
+        }
+      }
+    }
+    if (it == filters_.end()) {
+      AttachOptions a;
+      a.iface = i.name;
+      a.mode = *bpf::parse_xdp_mode(i.mode);
+      a.max_sources = i.max_sources;
+      a.policy = &image;
+      auto r = attach(opts_.bpffs, a);
+      if (!r)
+        return r.error();
+      if (!r->note.empty())
+        log::warn("{}: {}", i.name, r->note);
+      log::info("{}: attached in {} mode (program id {})", i.name, bpf::to_string(r->mode),
+                r->prog_id);
+      auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
+      if (!pinned)
+        return pinned.error();
+      filters_.emplace(i.name, std::move(*pinned));
+      continue;
+    }
+    if (auto st = it->second.apply(image); !st)
+      return st.error().context("apply the policy to " + i.name);
+  }
+  // Interfaces no longer in the config are detached.
+  for (auto it = filters_.begin(); it != filters_.end();) {
+    if (wanted.count(it->first)) {
+      ++it;
+      continue;
+    }
+    std::string name = it->first;
+    it = filters_.erase(it);
+    if (auto st = detach(opts_.bpffs, name); !st)
+      log::warn("{}: {}", name, st.error().what());
+    else
+      log::info("{}: detached (no longer in the config)", name);
+  }
+  log::info("policy applied: {} interface(s), {} allow and {} deny prefixes, {} rules",
+            c.interfaces.size(), c.allow.size(), c.deny.size(), c.rules.size());
+  itimerspec t{};
+  t.it_interval.tv_sec = static_cast<time_t>(c.sweep_interval_ns / 1'000'000'000ULL);
+  t.it_interval.tv_nsec = static_cast<long>(c.sweep_interval_ns % 1'000'000'000ULL);
+  t.it_value = t.it_interval;
+  timerfd_settime(timer_.get(), 0, &t, nullptr);
+  return {};
+}
+
+Status Daemon::reload() {
+  auto cfg = core::load_config(opts_.config_path);
+  if (!cfg)
+    return cfg.error();
+  if (auto st = check_environment(*cfg); !st)
+    return st;
+  if (auto st = converge(*cfg); !st)
+    return st;
+  config_ = *cfg;
+  return {};
+}
+
+void Daemon::sweep_now() {
+  for (auto &[name, f] : filters_) {
+    auto r = sweep(f.datapath(), config_.source_idle_ns);
+    if (!r) {
+      log::warn("{}: sweep: {}", name, r.error().what());
+      continue;
+    }
+    for (const auto &b : r->released) {
+      log::info("{}: released {} ({} block, dropped {} packets)", name,
+                core::format_prefix(b.prefix),
+                to_string(static_cast<bg_block_reason>(b.value.reason)), b.value.drops);
+      known_blocks_.erase(name + " " + core::format_prefix(b.prefix));
+    }
+    if (r->sources_removed)
+      log::debug("{}: swept {} idle per-source entries of {}", name, r->sources_removed,
+                 r->sources_seen);
+    auto blocks = list_blocks(f.datapath());
+    if (!blocks)
+      continue;
+    for (const auto &b : *blocks) {
+      std::string id = name + " " + core::format_prefix(b.prefix);
+      if (b.expired || !known_blocks_.emplace(id, b.value.added_ns).second)
+        continue;
+      log::info("{}: blocked {} ({}{})", name, core::format_prefix(b.prefix),
+                to_string(static_cast<bg_block_reason>(b.value.reason)),
+                b.value.expires_ns ? ", for " + core::format_duration_ns(b.remaining_ns) : "");
+    }
+  }
+}
+
+void Daemon::serve_control() {
+  for (;;) {
+    int c = accept4(control_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0)
+      return;
+    bpf::UniqueFd conn(c);
+    timeval tv{2, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[256] = {};
+    ssize_t n = recv(c, buf, sizeof(buf) - 1, 0);
+    std::string cmd = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!cmd.empty() && (cmd.back() == '\n' || cmd.back() == '\r'))
+      cmd.pop_back();
+    std::string reply;
+    if (cmd == "reload") {
+      auto st = reload();
+      if (st) {
+        reply = "ok reloaded " + opts_.config_path + "\n";
+        log::info("reloaded {} (control socket)", opts_.config_path);
+      } else {
+        reply = "error " + st.error().what() + "\n";
+        log::error("reload refused, the running policy stays: {}", st.error().what());
+      }
+    } else if (cmd == "ping") {
+      reply = "ok\n";
+    } else {
+      reply = "error unknown command '" + cmd + "' (known: reload, ping)\n";
+    }
+    (void)!send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+  }
+}
+
+Status Daemon::run() {
+  log::info("bpfgate agent running (config {}, control socket {})", opts_.config_path,
+            control_path_);
+  for (;;) {
+    epoll_event evs[8];
+    int n = epoll_wait(epoll_.get(), evs, 8, -1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return Error(errno, "epoll_wait");
+    for (int i = 0; i < n; i++) {
+      int fd = evs[i].data.fd;
+      if (fd == timer_.get()) {
+        uint64_t ticks;
+        (void)!read(fd, &ticks, sizeof(ticks));
+        sweep_now();
+      } else if (fd == control_.get()) {
+        serve_control();
+      } else if (fd == signals_.get()) {
+        signalfd_siginfo si{};
+        while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+          if (si.ssi_signo == SIGHUP) {
+            if (auto st = reload(); st)
+              log::info("reloaded {} (SIGHUP)", opts_.config_path);
+            else
+              log::error("reload refused, the running policy stays: {}", st.error().what());
+            continue;
+          }
+          bool keep = opts_.keep_datapath || config_.keep_datapath;
+          for (auto it = filters_.begin(); it != filters_.end();) {
+            std::string name = it->first;
+            it = filters_.erase(it);
+            if (keep)
+              continue;
+            if (auto st = detach(opts_.bpffs, name); !st)
+              log::warn("{}: {}", name, st.error().what());
+          }
+          log::info("stopping on {}: {}", strsignal(static_cast<int>(si.ssi_signo)),
+                    keep ? "the datapath keeps running from its pins" : "detached");
+          return {};
+        }
+      }
+    }
+  }
+}
+
+}  // namespace bpfgate::agent

@@ -1,0 +1,54 @@
+// `bpfgate run`: the long-running agent. One event loop (epoll) over signals
+// (SIGHUP reloads, SIGTERM/SIGINT stop), a sweep timer and a control socket
+// (`bpfgate reload`). It attaches to the interfaces its config names, or
+// adopts the datapath it finds pinned there, so a restart never leaves a
+// window without filtering.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/filter.hpp"
+#include "bpf/fd.hpp"
+#include "core/config.hpp"
+#include "util/result.hpp"
+
+namespace bpfgate::agent {
+
+struct DaemonOptions {
+  std::string config_path;
+  std::string bpffs = "/sys/fs/bpf";
+  bool keep_datapath = false;  // also settable in the config
+};
+
+// Everything the config asks of the machine that parsing alone cannot see
+// (interfaces that exist): errors as "FILE:LINE: reason".
+Status check_environment(const core::Config &c);
+
+class Daemon {
+ public:
+  static Result<std::unique_ptr<Daemon>> start(const DaemonOptions &opts);
+  ~Daemon();
+  // Runs until SIGTERM or SIGINT; then detaches unless keep_datapath.
+  Status run();
+  // Re-reads the config; on any error the running policy stays as it was.
+  Status reload();
+  void sweep_now();
+
+ private:
+  explicit Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
+  Status converge(const core::Config &c);
+  Status open_control_socket();
+  void serve_control();
+  Status open_loop();
+
+  DaemonOptions opts_;
+  core::Config config_;
+  std::map<std::string, PinnedFilter> filters_;
+  std::map<std::string, uint64_t> known_blocks_;  // what was logged as blocked
+  bpf::UniqueFd epoll_, signals_, timer_, control_;
+  std::string control_path_;
+};
+
+}  // namespace bpfgate::agent

@@ -1,0 +1,205 @@
+#include "core/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/duration.hpp"
+#include "core/policy.hpp"
+
+namespace bpfgate::core {
+namespace {
+
+bool has(const std::string &h, const std::string &n) {
+  return h.find(n) != std::string::npos;
+}
+
+TEST(Config, FullConfigParses) {
+  auto c = parse_config(R"(
+interfaces:
+  - name: eth0
+    mode: native
+    max_sources: 100000
+  - name: eth1
+limits:
+  rate: 2000
+  burst: 4000
+  prefix: {ipv4: 24, ipv6: 64, rate: 20000}
+unparsed: drop
+allow: [198.18.0.0/24, "2001:db8:1::/48"]
+deny: [198.18.66.0/24, 198.18.66.7]
+rules:
+  - match: tcp/443
+    rate: 500
+  - match: udp/53
+    action: drop
+  - match: tcp/8000-8099
+    action: pass
+  - match: icmp
+    action: limit
+    rate: 10
+    burst: 20
+auto_block: {after: 5s, ttl: 10m}
+sweep: {interval: 500ms, source_idle: 2m}
+agent: {control_socket: /tmp/x.sock, keep_datapath: true}
+)",
+                        "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().what();
+  ASSERT_EQ(c->interfaces.size(), 2u);
+  EXPECT_EQ(c->interfaces[0].mode, "native");
+  EXPECT_EQ(c->interfaces[0].max_sources, 100000u);
+  EXPECT_EQ(c->interfaces[1].mode, "auto");
+  EXPECT_EQ(c->limits, (Limits{2000, 4000}));
+  ASSERT_TRUE(c->prefix_limit);
+  EXPECT_EQ(c->prefix_limit->limits, (Limits{20000, 20000}));
+  EXPECT_EQ(c->unparsed, BG_VERDICT_DROP);
+  EXPECT_EQ(c->allow.size(), 2u);
+  EXPECT_EQ(c->deny.size(), 2u);
+  ASSERT_EQ(c->rules.size(), 4u);
+  EXPECT_EQ(c->rules[0].action, BG_ACTION_LIMIT);
+  EXPECT_EQ(c->rules[0].limits, (Limits{500, 500}));
+  EXPECT_EQ(c->rules[2].port_lo, 8000);
+  EXPECT_EQ(c->rules[2].port_hi, 8099);
+  EXPECT_FALSE(c->rules[3].has_ports);
+  ASSERT_TRUE(c->auto_block);
+  EXPECT_EQ(c->auto_block->ttl_ns, 600'000'000'000ULL);
+  EXPECT_EQ(c->sweep_interval_ns, 500'000'000ULL);
+  EXPECT_TRUE(c->keep_datapath);
+
+  PolicyImage p = compile(*c);
+  EXPECT_EQ(p.acl.size(), 4u);
+  EXPECT_EQ(p.rules.size(), 5u);
+  EXPECT_EQ(p.ports.size(), 1u + 1u + 100u);  // tcp/443, udp/53 and tcp/8000-8099
+  EXPECT_EQ(p.protos[1], 4u);            // icmp is rule 4
+  EXPECT_EQ(p.settings.prefix_v4, 24);
+  EXPECT_EQ(p.settings.block_after_ns, 5'000'000'000ULL);
+  EXPECT_EQ(p.settings.unparsed_verdict, BG_VERDICT_DROP);
+}
+
+TEST(Config, EveryErrorIsReportedWithFileAndLine) {
+  auto c = parse_config(R"(interfaces:
+  - name: eth0
+    colour: blue
+limits:
+  rate: 0
+allow: [198.18.0.1/24, 10.0.0.0/33, banana]
+rules:
+  - match: tcp/80-90
+    action: drop
+  - match: tcp/85
+    action: pass
+  - match: tcp/70-60
+  - match: udp/53
+    action: maybe
+auto_block: {after: 5 parsecs, ttl: 1m}
+)",
+                        "bad.yaml");
+  ASSERT_FALSE(c.ok());
+  const std::string e = c.error().what();
+  EXPECT_TRUE(has(e, "nothing was applied")) << e;
+  EXPECT_TRUE(has(e, "bad.yaml:3: unknown key 'colour' in an interface")) << e;
+  EXPECT_TRUE(has(e, "bad.yaml:5: rate 0 is out of range: give 1 to 100000000")) << e;
+  EXPECT_TRUE(has(e,
+                  "bad.yaml:6: bad CIDR in allow: '198.18.0.1/24' has host bits set past /24; "
+                  "did you mean 198.18.0.0/24?"))
+      << e;
+  EXPECT_TRUE(has(e, "'10.0.0.0/33' has a bad prefix length: give 0 to 32")) << e;
+  EXPECT_TRUE(has(e, "'banana' is not an IPv4 or IPv6 address or prefix")) << e;
+  EXPECT_TRUE(has(e, "bad.yaml:10: rule tcp/85 overlaps rule tcp/80-90 on line 8")) << e;
+  EXPECT_TRUE(has(e, "bad.yaml:12: match 'tcp/70-60': range is backwards")) << e;
+  EXPECT_TRUE(has(e, "bad.yaml:14: action 'maybe' is unknown: use pass, drop or limit")) << e;
+  EXPECT_TRUE(has(e, "bad.yaml:15: auto_block.after: '5 parsecs'")) << e;
+  EXPECT_TRUE(has(e, "9 errors in bad.yaml")) << e;
+}
+
+TEST(Config, StructuralMistakes) {
+  auto not_yaml = parse_config("interfaces: [\n  - name: x\n", "a.yaml");
+  ASSERT_FALSE(not_yaml.ok());
+  EXPECT_TRUE(has(not_yaml.error().what(), "a.yaml:")) << not_yaml.error().what();
+  EXPECT_TRUE(has(not_yaml.error().what(), "not valid YAML")) << not_yaml.error().what();
+  auto empty = parse_config("", "e.yaml");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_TRUE(has(empty.error().what(), "e.yaml:1: the config is empty"));
+  auto no_if = parse_config("limits: {rate: 5}\n", "n.yaml");
+  ASSERT_FALSE(no_if.ok());
+  EXPECT_TRUE(has(no_if.error().what(), "names no interfaces"));
+  auto unknown_top = parse_config("interfaces: [{name: a}]\nfirewall: on\n", "u.yaml");
+  ASSERT_FALSE(unknown_top.ok());
+  EXPECT_TRUE(has(unknown_top.error().what(), "u.yaml:2: unknown key 'firewall' in the config"));
+  auto both = parse_config(
+      "interfaces: [{name: a}]\nallow: [198.18.0.0/16]\ndeny: [198.18.0.0/16]\n", "b.yaml");
+  ASSERT_FALSE(both.ok());
+  EXPECT_TRUE(has(both.error().what(), "198.18.0.0/16 is in both allow and deny"));
+  auto dup = parse_config("interfaces: [{name: a}, {name: a}]\n", "d.yaml");
+  ASSERT_FALSE(dup.ok());
+  EXPECT_TRUE(has(dup.error().what(), "interface a is listed twice"));
+}
+
+TEST(Config, PrefixFilesReportTheirOwnLines) {
+  auto dir = std::filesystem::temp_directory_path() / ("bgcfg" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "deny.txt")
+        << "# threat feed\n198.18.1.0/24\n\n198.18.2.0/24  # ok\nnonsense\n";
+    std::ofstream(dir / "gw.yaml") << "interfaces: [{name: a}]\ndeny_file: deny.txt\n";
+  }
+  auto c = load_config((dir / "gw.yaml").string());
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(has(c.error().what(), (dir / "deny.txt").string() + ":5: bad CIDR"))
+      << c.error().what();
+  { std::ofstream(dir / "deny.txt") << "198.18.1.0/24\n198.18.2.0/24\n198.18.1.0/24\n"; }
+  c = load_config((dir / "gw.yaml").string());
+  ASSERT_TRUE(c.ok()) << c.error().what();
+  EXPECT_EQ(c->deny.size(), 2u);  // duplicates folded
+  auto missing = load_config((dir / "nope.yaml").string());
+  EXPECT_FALSE(missing.ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Config, MatchSyntax) {
+  RuleConfig r;
+  ASSERT_TRUE(parse_match("udp/53", r).ok());
+  EXPECT_EQ(r.proto, 17);
+  EXPECT_EQ(r.port_lo, 53);
+  EXPECT_EQ(r.port_hi, 53);
+  ASSERT_TRUE(parse_match("47", r).ok());
+  EXPECT_EQ(r.proto, 47);
+  EXPECT_FALSE(r.has_ports);
+  ASSERT_TRUE(parse_match("tcp/*", r).ok());
+  EXPECT_FALSE(r.has_ports);
+  EXPECT_FALSE(parse_match("icmp/8", r).ok());
+  EXPECT_FALSE(parse_match("tcp/65536", r).ok());
+  EXPECT_FALSE(parse_match("quic/443", r).ok());
+  EXPECT_FALSE(parse_match("tcp/", r).ok());
+}
+
+TEST(Duration, ParsesAndFormats) {
+  EXPECT_EQ(parse_duration_ns("250ms").value(), 250'000'000ULL);
+  EXPECT_EQ(parse_duration_ns("30").value(), 30'000'000'000ULL);
+  EXPECT_EQ(parse_duration_ns("2h").value(), 7'200'000'000'000ULL);
+  EXPECT_FALSE(parse_duration_ns("5 s").ok());
+  EXPECT_FALSE(parse_duration_ns("s").ok());
+  EXPECT_FALSE(parse_duration_ns("5w").ok());
+  EXPECT_EQ(format_duration_ns(90'000'000'000ULL), "1m30s");
+  EXPECT_EQ(format_duration_ns(250'000'000ULL), "250ms");
+}
+
+TEST(Cidr, ParsesBothFamilies) {
+  auto v4 = parse_prefix("198.18.0.0/15");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4->key.prefixlen, 96u + 15);
+  EXPECT_EQ(format_prefix(*v4), "198.18.0.0/15");
+  auto host = parse_prefix("198.18.0.7");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(host->key.prefixlen, 128u);
+  auto v6 = parse_prefix("2001:db8::/32");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->key.prefixlen, 32u);
+  EXPECT_EQ(format_prefix(*v6), "2001:db8::/32");
+  EXPECT_FALSE(parse_prefix("2001:db8::1/32").ok());
+  EXPECT_FALSE(parse_prefix("198.18.0.0/").ok());
+}
+
+}  // namespace
+}  // namespace bpfgate::core
