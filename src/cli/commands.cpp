@@ -141,6 +141,7 @@ int cmd_status(const Globals &g, const std::string &only) {
                      {"limits", limits_json(s->limits)},
                      {"unparsed_verdict", agent::to_string(s->unparsed_verdict)},
                      {"max_sources", s->max_sources},
+                     {"generation", s->generation},
                      {"packets", {{"passed", passed}, {"dropped", dropped}}},
                      {"counters", counters_json(s->counters)}});
     } else {

@@ -44,6 +44,8 @@ class [[nodiscard]] Result {
   const T &value() const & { return std::get<T>(v_); }
   T &&value() && { return std::get<T>(std::move(v_)); }
   T &operator*() & { return value(); }
+  const T &operator*() const & { return value(); }
+  T &&operator*() && { return std::move(*this).value(); }
   T *operator->() { return &value(); }
   const T *operator->() const { return &value(); }
   const Error &error() const { return std::get<Error>(v_); }

@@ -1,0 +1,261 @@
+// The policy stages of the real XDP filter, each and in order of precedence:
+//   ACL (longest prefix wins; allow passes unlimited, deny drops)
+//   -> blocklist -> rule (pass, drop, own limit) -> source bucket -> prefix bucket.
+#include <linux/bpf.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "agent/blocklist.hpp"
+#include "core/config.hpp"
+#include "core/packet.hpp"
+#include "core/policy.hpp"
+#include "support/filter_harness.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using core::PacketBuilder;
+constexpr const char *kDst = "198.18.0.1";
+constexpr const char *kDst6 = "2001:db8::1";
+
+core::PolicyImage policy(const std::string &yaml) {
+  auto c = core::parse_config("interfaces: [{name: eth0}]\n" + yaml, "test.yaml");
+  if (!c) {
+    ADD_FAILURE() << c.error().what();
+    return {};
+  }
+  return core::compile(*c);
+}
+
+FilterHarness load(const core::PolicyImage &p, uint32_t max_sources = 4096) {
+  auto h = FilterHarness::load(p, max_sources);
+  if (!h) {
+    ADD_FAILURE() << h.error().what();
+    std::abort();
+  }
+  return std::move(*h);
+}
+
+std::vector<uint8_t> udp(const std::string &src, uint16_t dport = 9) {
+  if (src.find(':') != std::string::npos)
+    return PacketBuilder().ipv6(src, kDst6).udp(40000, dport).build();
+  return PacketBuilder().ipv4(src, kDst).udp(40000, dport).build();
+}
+std::vector<uint8_t> tcp(const std::string &src, uint16_t dport) {
+  if (src.find(':') != std::string::npos)
+    return PacketBuilder().ipv6(src, kDst6).tcp(40000, dport).build();
+  return PacketBuilder().ipv4(src, kDst).tcp(40000, dport).build();
+}
+
+int passes(FilterHarness &h, const std::vector<uint8_t> &f, int n) {
+  int p = 0;
+  for (int i = 0; i < n; i++)
+    p += h.run(f) == XDP_PASS;
+  return p;
+}
+
+TEST(Policy, AllowSkipsLimitsDenyDropsFirst) {
+  auto h =
+      load(policy("limits: {rate: 1, burst: 1}\nallow: [198.18.9.0/24, '2001:db8:9::/48']\n"
+                  "deny: [198.18.66.0/24, '2001:db8:66::/48']\n"));
+  EXPECT_EQ(passes(h, udp("198.18.9.5"), 50), 50);
+  EXPECT_EQ(passes(h, udp("2001:db8:9::5"), 50), 50);
+  EXPECT_EQ(passes(h, udp("198.18.66.1"), 10), 0);
+  EXPECT_EQ(passes(h, udp("2001:db8:66::1"), 10), 0);
+  EXPECT_EQ(passes(h, udp("198.18.10.1"), 10), 1);  // neither: the default limit
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 100u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_DENY), 20u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT), 9u);
+  EXPECT_FALSE(h.source("198.18.9.5")) << "allowed sources cost no per-source state";
+  EXPECT_FALSE(h.source("198.18.66.1")) << "denied sources cost no per-source state";
+}
+
+TEST(Policy, TheLongestPrefixDecides) {
+  auto h =
+      load(policy("limits: {rate: 1, burst: 1}\n"
+                  "deny: [198.18.0.0/16, 198.18.7.7, '2001:db8::/32']\n"
+                  "allow: [198.18.7.0/24, '2001:db8:1::/48']\n"));
+  EXPECT_EQ(h.run(udp("198.18.7.8")), XDP_PASS);  // allow /24 inside deny /16
+  EXPECT_EQ(h.run(udp("198.18.7.8")), XDP_PASS);  // ... without limits
+  EXPECT_EQ(h.run(udp("198.18.7.7")), XDP_DROP);  // deny /32 inside allow /24
+  EXPECT_EQ(h.run(udp("198.18.8.1")), XDP_DROP);  // only the deny /16
+  EXPECT_EQ(h.run(udp("2001:db8:1::9")), XDP_PASS);
+  EXPECT_EQ(h.run(udp("2001:db8:2::9")), XDP_DROP);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 3u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_DENY), 3u);
+}
+
+TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
+  auto h = load(policy("limits: {rate: 1000}\nallow: [198.18.9.0/24]\n"));
+  auto &dp = h.datapath();
+  ASSERT_TRUE(agent::block(dp, *core::parse_prefix("198.18.5.0/24"), 0).ok());
+  ASSERT_TRUE(agent::block(dp, *core::parse_prefix("198.18.9.9"), 0).ok());
+  ASSERT_TRUE(agent::block(dp, *core::parse_prefix("2001:db8:5::/64"), 0).ok());
+  EXPECT_EQ(passes(h, udp("198.18.5.1"), 5), 0);
+  EXPECT_EQ(passes(h, udp("198.18.5.200"), 5), 0);
+  EXPECT_EQ(passes(h, udp("2001:db8:5::1"), 5), 0);
+  EXPECT_EQ(passes(h, udp("198.18.6.1"), 5), 5);
+  EXPECT_EQ(passes(h, udp("198.18.9.9"), 5), 5) << "the allow list comes before the blocklist";
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST), 15u);
+  auto blocks = agent::list_blocks(dp);
+  ASSERT_TRUE(blocks.ok());
+  for (const auto &b : *blocks)
+    if (core::format_prefix(b.prefix) == "198.18.5.0/24")
+      EXPECT_EQ(b.value.drops, 10u);
+
+  // An entry whose time is up drops nothing more, and the sweep removes it.
+  bg_block old{};
+  old.expires_ns = agent::monotonic_ns() - 1;
+  old.reason = BG_BLOCK_MANUAL;
+  ASSERT_TRUE(dp.blocklist().update(core::parse_prefix("198.18.5.0/24")->key, old).ok());
+  EXPECT_EQ(passes(h, udp("198.18.5.1"), 5), 5);
+  auto r = agent::sweep(dp, 0);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->released.size(), 1u);
+  EXPECT_EQ(core::format_prefix(r->released[0].prefix), "198.18.5.0/24");
+  EXPECT_EQ(agent::list_blocks(dp)->size(), 2u);
+  ASSERT_TRUE(agent::unblock(dp, *core::parse_prefix("2001:db8:5::/64")).value());
+  EXPECT_EQ(passes(h, udp("2001:db8:5::1"), 5), 5);
+}
+
+TEST(Policy, RulesByProtocolAndPortRange) {
+  auto h =
+      load(policy("limits: {rate: 2, burst: 2}\nrules:\n"
+                  "  - {match: udp/53, action: drop}\n"
+                  "  - {match: tcp/8000-8099, action: pass}\n"
+                  "  - {match: tcp/443, rate: 3, burst: 3}\n"
+                  "  - {match: icmp, action: drop}\n"
+                  "  - {match: icmpv6, action: pass}\n"));
+  const std::string a = "198.18.1.1", b = "2001:db8::a";
+  EXPECT_EQ(passes(h, udp(a, 53), 5), 0);
+  EXPECT_EQ(passes(h, udp(b, 53), 5), 0);
+  EXPECT_EQ(passes(h, tcp(a, 8000), 10), 10);
+  EXPECT_EQ(passes(h, tcp(a, 8099), 10), 10);
+  EXPECT_EQ(passes(h, tcp(b, 8050), 10), 10);
+  EXPECT_EQ(passes(h, tcp(a, 443), 10), 3);   // the rule's own bucket
+  EXPECT_EQ(passes(h, tcp(a, 7999), 10), 2);  // the default bucket, untouched by 443
+  EXPECT_EQ(passes(h, tcp(a, 8100), 10), 0);  // ... now empty
+  EXPECT_EQ(passes(h, PacketBuilder().ipv4(a, kDst).icmp(8, 0).build(), 3), 0);
+  EXPECT_EQ(passes(h, PacketBuilder().ipv6(b, kDst6).icmp(128, 0).build(), 3), 3);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_RULE), 13u);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_RULE), 33u);
+  ASSERT_TRUE(h.source(a, 3).has_value());  // rule 3 (tcp/443) has a bucket per source
+  EXPECT_EQ(h.source(a, 3)->drops, 7u);
+  EXPECT_EQ(h.source(a, 0)->drops, 18u);
+}
+
+TEST(Policy, PrefixLimitCatchesAFloodSpreadOverAddresses) {
+  auto h = load(policy("limits: {rate: 100, prefix: {ipv4: 24, ipv6: 64, rate: 5, burst: 5}}\n"));
+  int passed = 0;
+  for (int i = 1; i <= 20; i++)
+    passed += h.run(udp("198.18.7." + std::to_string(i))) == XDP_PASS;
+  EXPECT_EQ(passed, 5);
+  EXPECT_EQ(h.run(udp("198.18.8.1")), XDP_PASS) << "another /24 has its own bucket";
+  passed = 0;
+  for (int i = 1; i <= 20; i++)
+    passed += h.run(udp("2001:db8:0:7::" + std::to_string(i))) == XDP_PASS;
+  EXPECT_EQ(passed, 5);
+  EXPECT_EQ(h.run(udp("2001:db8:0:8::1")), XDP_PASS);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT), 30u);
+  auto p4 = h.prefix("198.18.7.0/24");
+  ASSERT_TRUE(p4.has_value());
+  EXPECT_EQ(p4->packets, 20u);
+  EXPECT_EQ(p4->drops, 15u);
+  ASSERT_TRUE(h.prefix("2001:db8:0:7::/64").has_value());
+}
+
+TEST(Policy, AutoBlockAfterStayingOverTheLimitThenExpires) {
+  core::PolicyImage p = policy("limits: {rate: 1, burst: 1}\n");
+  p.settings.block_after_ns = 50'000'000;  // 50 ms over the limit
+  p.settings.block_ttl_ns = 300'000'000;   // blocked for 300 ms
+  auto h = load(p);
+  auto f = udp("198.18.3.3");
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(150)) {
+    h.run(f);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_GT(h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST), 0u);
+  auto blocks = agent::list_blocks(h.datapath());
+  ASSERT_TRUE(blocks.ok());
+  ASSERT_EQ(blocks->size(), 1u);
+  EXPECT_EQ(core::format_prefix((*blocks)[0].prefix), "198.18.3.3/32");
+  EXPECT_EQ((*blocks)[0].value.reason, BG_BLOCK_AUTO);
+  EXPECT_LE((*blocks)[0].remaining_ns, 300'000'000u);
+  EXPECT_EQ(h.run(udp("198.18.3.4")), XDP_PASS) << "only the offender is blocked";
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  uint64_t blocked = h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST);
+  h.run(f);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST), blocked) << "still blocked after TTL";
+  auto r = agent::sweep(h.datapath(), 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->released.size(), 1u);
+  EXPECT_TRUE(agent::list_blocks(h.datapath())->empty());
+}
+
+TEST(Policy, ApplyKeepsCountersAndPerSourceState) {
+  auto h = load(policy("limits: {rate: 1, burst: 3}\n"));
+  auto f = udp("198.18.4.4");
+  EXPECT_EQ(passes(h, f, 10), 3);
+  auto before = h.counters();
+  ASSERT_TRUE(
+      h.datapath().apply(policy("limits: {rate: 1, burst: 3}\ndeny: [198.18.99.0/24]\n")).ok());
+  auto after = h.counters();
+  for (int k = 0; k < BG_COUNTER_NR; k++)
+    EXPECT_EQ(after[k].packets, before[k].packets) << k;
+  EXPECT_EQ(passes(h, f, 5), 0) << "the bucket survived the switch";
+  EXPECT_EQ(h.source("198.18.4.4")->packets, 15u);
+  EXPECT_EQ(h.run(udp("198.18.99.1")), XDP_DROP);
+  auto cfg = h.datapath().config();
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->generation, 2u);  // the initial policy, then this one
+}
+
+// Packets run on every CPU while the policy switches back and forth between
+// two large policies: no packet ever sees a mix or a gap.
+TEST(Policy, SwitchingUnderTrafficNeverMisverdicts) {
+  std::string big_a = "limits: {rate: 1, burst: 1}\nallow: [198.18.9.0/24]\ndeny: [198.18.66.0/24";
+  std::string big_b = big_a;
+  for (int i = 0; i < 5000; i++) {
+    big_a += ", '2001:db8:a:" + std::to_string(i) + "::/64'";
+    big_b += ", '2001:db8:b:" + std::to_string(i) + "::/64'";
+  }
+  core::PolicyImage a = policy(big_a + "]\n"), b = policy(big_b + "]\n");
+  auto h = load(a);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> wrong{0}, runs{0};
+  auto hammer = [&](int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    ProgRunner r(h.prog_fd());
+    auto ok = udp("198.18.9.1"), bad = udp("198.18.66.1");
+    while (!stop) {
+      auto x = r.run(ok), y = r.run(bad);
+      if (!x || !y || x->retval != XDP_PASS || y->retval != XDP_DROP)
+        wrong++;
+      runs += 2;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned c = 0; c < std::max(2u, std::thread::hardware_concurrency()) && c < 4; c++)
+    threads.emplace_back(hammer, static_cast<int>(c % std::thread::hardware_concurrency()));
+  for (int i = 0; i < 10; i++)
+    ASSERT_TRUE(h.datapath().apply(i % 2 ? a : b).ok());
+  stop = true;
+  for (auto &t : threads)
+    t.join();
+  EXPECT_GT(runs.load(), 1000u);
+  EXPECT_EQ(wrong.load(), 0u);
+  EXPECT_EQ(
+      h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW) + h.packets(BG_VERDICT_DROP, BG_REASON_DENY),
+      runs.load());
+}
+
+}  // namespace
+}  // namespace bpfgate::test
