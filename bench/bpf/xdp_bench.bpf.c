@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Benchmark entry points around the filter pipeline (bpfgate/filter.h), run
+ * through BPF_PROG_TEST_RUN by bench/xdp_nspp.cpp:
+ *  - bg_bench_filter:        the pipeline, unchanged, on the frame as given;
+ *  - bg_bench_rotate_filter: rewrites the IPv4 source to the next of
+ *                            bg_bench_nr_sources addresses, then the pipeline;
+ *  - bg_bench_rotate_drop:   the same rewrite, then XDP_DROP: the floor the
+ *                            rotating case is measured against;
+ *  - bg_bench_probe:         adds one to the IPv4 identification field and
+ *                            drops; tells whether a repeat of test_run sees
+ *                            the packet as the previous repeat left it.
+ */
+#include "bpfgate/filter.h"
+
+/* Set between open and load. Sources are bg_bench_src_base + 0 .. nr - 1. */
+const volatile __u32 bg_bench_nr_sources = 1;
+const volatile __u32 bg_bench_src_base = 0x0a000000; /* 10.0.0.0, host order */
+
+/* Index of the next source, per CPU. test_run may move to another CPU when it
+ * reschedules between repeats, so the benchmark pins itself to one CPU. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} bg_bench_seq SEC(".maps");
+
+/* The IPv4 header of an untagged Ethernet frame, or NULL. */
+static __always_inline struct iphdr *bg_bench_ipv4(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  struct iphdr *iph = data + sizeof(*eth);
+  if ((void *)(iph + 1) > data_end)
+    return NULL;
+  if (eth->h_proto != bpf_htons(ETH_P_IP))
+    return NULL;
+  return iph;
+}
+
+/* Writes the next source address into the frame. The IP checksum is left
+ * stale: the pipeline does not check it and the frame goes nowhere. Returns
+ * -1 if the frame is not IPv4 (the benchmark always feeds IPv4). */
+static __always_inline int bg_bench_rotate_source(struct xdp_md *ctx) {
+  struct iphdr *iph = bg_bench_ipv4(ctx);
+  if (!iph)
+    return -1;
+  __u32 zero = 0;
+  __u32 *seq = bpf_map_lookup_elem(&bg_bench_seq, &zero);
+  if (!seq)
+    return -1;
+  __u32 idx = *seq;
+  /* Wrap instead of `% nr`: the same sequence without a division. */
+  *seq = idx + 1 >= bg_bench_nr_sources ? 0 : idx + 1;
+  iph->saddr = bpf_htonl(bg_bench_src_base + idx);
+  return 0;
+}
+
+SEC("xdp")
+int bg_bench_filter(struct xdp_md *ctx) {
+  return bg_filter(ctx);
+}
+
+SEC("xdp")
+int bg_bench_rotate_filter(struct xdp_md *ctx) {
+  if (bg_bench_rotate_source(ctx) < 0)
+    return XDP_ABORTED;
+  return bg_filter(ctx);
+}
+
+SEC("xdp")
+int bg_bench_rotate_drop(struct xdp_md *ctx) {
+  if (bg_bench_rotate_source(ctx) < 0)
+    return XDP_ABORTED;
+  return XDP_DROP;
+}
+
+SEC("xdp")
+int bg_bench_probe(struct xdp_md *ctx) {
+  struct iphdr *iph = bg_bench_ipv4(ctx);
+  if (!iph)
+    return XDP_ABORTED;
+  iph->id = bpf_htons(bpf_ntohs(iph->id) + 1);
+  return XDP_DROP;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
