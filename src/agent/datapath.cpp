@@ -4,7 +4,7 @@
 #include <fcntl.h>
 
 #include "bpf/pin.hpp"
-#include "xdp_filter.skel.h"
+#include <bpf/libbpf.h>
 
 namespace bpfgate::agent {
 
@@ -95,23 +95,34 @@ const std::vector<const char *> &Datapath::pin_names() {
   return kNames;
 }
 
-Result<Datapath> Datapath::from_skeleton(const xdp_filter &s) {
-  auto config = owned<bpf::Map<__u32, bg_config>>(bpf_map__fd(s.maps.bg_config));
+Result<Datapath> Datapath::from_object(const bpf_object *obj) {
+  auto fd_of = [&](const char *name) -> Result<int> {
+    const bpf_map *m = bpf_object__find_map_by_name(obj, name);
+    if (!m || bpf_map__fd(m) < 0)
+      return make_error(ENOENT, "the loaded object has no map {}", name);
+    return bpf_map__fd(m);
+  };
+  auto open = [&]<class M>(const char *name) -> Result<M> {
+    auto fd = fd_of(name);
+    if (!fd)
+      return fd.error();
+    return owned<M>(*fd);
+  };
+  auto config = open.operator()<bpf::Map<__u32, bg_config>>("bg_config");
   if (!config)
     return config.error();
-  auto blocklist = owned<bpf::Map<bg_lpm_key, bg_block>>(bpf_map__fd(s.maps.bg_blocklist));
+  auto blocklist = open.operator()<bpf::Map<bg_lpm_key, bg_block>>("bg_blocklist");
   if (!blocklist)
     return blocklist.error();
-  auto sources = owned<bpf::Map<bg_src_key, bg_src_state>>(bpf_map__fd(s.maps.bg_sources));
+  auto sources = open.operator()<bpf::Map<bg_src_key, bg_src_state>>("bg_sources");
   if (!sources)
     return sources.error();
-  auto counters = owned<bpf::PerCpuMap<__u32, bg_counter>>(bpf_map__fd(s.maps.bg_counters));
+  auto counters = open.operator()<bpf::PerCpuMap<__u32, bg_counter>>("bg_counters");
   if (!counters)
     return counters.error();
-  const bpf_map *outers[] = {s.maps.bg_acl, s.maps.bg_ports, s.maps.bg_protos, s.maps.bg_rules};
   std::vector<Outer> o;
-  for (const bpf_map *m : outers) {
-    auto om = owned<Outer>(bpf_map__fd(m));
+  for (const char *name : {"bg_acl", "bg_ports", "bg_protos", "bg_rules"}) {
+    auto om = open.operator()<Outer>(name);
     if (!om)
       return om.error();
     o.push_back(std::move(*om));

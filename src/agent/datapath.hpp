@@ -13,7 +13,7 @@
 #include "core/policy.hpp"
 #include "util/result.hpp"
 
-struct xdp_filter;  // the generated skeleton
+struct bpf_object;
 
 namespace bpfgate::agent {
 
@@ -27,7 +27,9 @@ struct SourceEntry {
 
 class Datapath {
  public:
-  static Result<Datapath> from_skeleton(const xdp_filter &skel);  // duplicates the fds
+  // From a loaded object that defines the filter's maps (bpfgate/maps.h): the
+  // production skeleton's or a benchmark's; the fds are duplicated.
+  static Result<Datapath> from_object(const bpf_object *obj);
   static Result<Datapath> from_pins(const std::string &dir);
   // Pins every map under dir (mode 0600); names from include/bpfgate/abi/xdp.h.
   Status pin(const std::string &dir) const;

@@ -186,7 +186,7 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
                         o.iface);
     return st.error();
   }
-  auto dp = Datapath::from_skeleton(*skel->get());
+  auto dp = Datapath::from_object((*skel)->obj);
   if (!dp)
     return dp.error();
   // The policy is in place before the first packet is seen.

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "agent/blocklist.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
@@ -102,9 +104,11 @@ TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
   EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST), 15u);
   auto blocks = agent::list_blocks(dp);
   ASSERT_TRUE(blocks.ok());
-  for (const auto &b : *blocks)
-    if (core::format_prefix(b.prefix) == "198.18.5.0/24")
+  for (const auto &b : *blocks) {
+    if (core::format_prefix(b.prefix) == "198.18.5.0/24") {
       EXPECT_EQ(b.value.drops, 10u);
+    }
+  }
 
   // An entry whose time is up drops nothing more, and the sweep removes it.
   bg_block old{};
@@ -213,6 +217,34 @@ TEST(Policy, ApplyKeepsCountersAndPerSourceState) {
   auto cfg = h.datapath().config();
   ASSERT_TRUE(cfg.ok());
   EXPECT_EQ(cfg->generation, 2u);  // the initial policy, then this one
+}
+
+TEST(Policy, HundredThousandPrefixesLoadAndWork) {
+  core::Config c;
+  for (uint32_t i = 0; i < 50000; i++) {
+    // 198.18.0.0/15 holds 512 /24s; the rest are IPv6 /64s and /48s.
+    auto v6 = core::parse_prefix(fmt::format("2001:db8:{:x}:{:x}::/64", i / 256, i % 256));
+    auto v4 = core::parse_prefix(fmt::format("2001:db8:8{:03x}:{:x}::/64", i / 4096, i % 4096));
+    ASSERT_TRUE(v6.ok() && v4.ok());
+    c.allow.push_back(*v6);
+    c.deny.push_back(*v4);
+  }
+  for (uint32_t i = 0; i < 256; i++)
+    c.deny.push_back(*core::parse_prefix(fmt::format("198.19.{}.0/24", i)));
+  c.limits = {1, 1};
+  auto t0 = std::chrono::steady_clock::now();
+  auto h = load(core::compile(c));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  RecordProperty("load_and_apply_s", std::to_string(secs));
+  EXPECT_EQ(passes(h, udp("2001:db8:0:5::1"), 10), 10);
+  EXPECT_EQ(passes(h, udp("2001:db8:c3:4f::9"), 10), 10);  // entry 49999
+  EXPECT_EQ(passes(h, udp("2001:db8:8000:1::1"), 10), 0);
+  EXPECT_EQ(passes(h, udp("2001:db8:800c:34f::1"), 10), 0);  // entry 49999
+  EXPECT_EQ(passes(h, udp("198.19.200.7"), 10), 0);
+  EXPECT_EQ(passes(h, udp("198.18.200.7"), 10), 1);  // in no list: the default limit
+  auto active = h.datapath().active_policy();
+  ASSERT_TRUE(active.ok());
+  EXPECT_EQ(active->acl.size(), 100256u);
 }
 
 // Packets run on every CPU while the policy switches back and forth between

@@ -170,18 +170,18 @@ TEST_F(AgentTest, AutoBlockHappensAndExpires) {
   EXPECT_TRUE(contains(agent_log(), "blocked 198.18.0.77/32 (auto")) << agent_log();
   EXPECT_TRUE(contains(agent_log(), "released 198.18.0.77/32 (auto block")) << agent_log();
   // Manual entries from the CLI, with and without a TTL, while the agent runs.
-  ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --ttl 1h").exit_code, 0);
-  ASSERT_EQ(t_.bpfgate("block 198.18.1.0/24").exit_code, 0);
+  ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --ttl 1h --iface " + t_.gw_if()).exit_code, 0);
+  ASSERT_EQ(t_.bpfgate("block 198.18.1.0/24 --iface " + t_.gw_if()).exit_code, 0);
   ASSERT_EQ(t_.flood("198.18.1.9", 100, 20000), 100u);
-  j = json::parse(t_.bpfgate("-j list").out);
+  j = json::parse(t_.bpfgate("-j list --iface " + t_.gw_if()).out);
   ASSERT_EQ(j["blocked"].size(), 2u) << j.dump();
   EXPECT_TRUE(j["blocked"][0]["ttl_s"].is_null() || j["blocked"][1]["ttl_s"].is_null());
-  auto un = t_.bpfgate("unblock 198.18.1.0/24");
+  auto un = t_.bpfgate("unblock 198.18.1.0/24 --iface " + t_.gw_if());
   EXPECT_EQ(un.exit_code, 0) << un.err;
-  auto again = t_.bpfgate("unblock 198.18.1.0/24");
+  auto again = t_.bpfgate("unblock 198.18.1.0/24 --iface " + t_.gw_if());
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_TRUE(contains(again.err, "is not on the blocklist")) << again.err;
-  auto bad = t_.bpfgate("block 198.18.1.0/33");
+  auto bad = t_.bpfgate("block 198.18.1.0/33 --iface " + t_.gw_if());
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_TRUE(contains(bad.err, "bad prefix length")) << bad.err;
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "bpf/map.hpp"
+#include "bpf/skeletons.hpp"
 #include "core/addr.hpp"
 #include "core/cidr.hpp"
 
@@ -17,12 +18,14 @@ Result<FilterHarness> FilterHarness::load(const core::PolicyImage &policy, uint3
   bpf_map__set_max_entries((*skel)->maps.bg_sources, max_sources);
   if (auto st = skel->load(); !st)
     return st.error();
-  auto dp = agent::Datapath::from_skeleton(*skel->get());
+  auto dp = agent::Datapath::from_object((*skel)->obj);
   if (!dp)
     return dp.error();
   if (auto st = dp->apply(policy); !st)
     return st.error();
-  return FilterHarness(std::move(*skel), std::move(*dp));
+  int prog_fd = bpf_program__fd((*skel)->progs.bg_xdp_filter);
+  return FilterHarness(std::make_shared<bpf::XdpFilterSkel>(std::move(*skel)), prog_fd,
+                       std::move(*dp));
 }
 
 Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t max_sources,
@@ -31,7 +34,7 @@ Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t m
 }
 
 int FilterHarness::prog_fd() const {
-  return bpf_program__fd(skel_->progs.bg_xdp_filter);
+  return prog_fd_;
 }
 
 uint32_t FilterHarness::run(const std::vector<uint8_t> &frame) {

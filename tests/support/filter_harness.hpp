@@ -7,7 +7,8 @@
 #include <string>
 
 #include "agent/filter.hpp"
-#include "bpf/skeletons.hpp"
+#include "agent/datapath.hpp"
+#include <memory>
 #include "core/limits.hpp"
 #include "support/prog_runner.hpp"
 
@@ -42,9 +43,10 @@ class FilterHarness {
   void advance_time(const std::string &addr, uint64_t ns, uint16_t rule = 0);
 
  private:
-  FilterHarness(bpf::XdpFilterSkel skel, agent::Datapath dp)
-      : skel_(std::move(skel)), dp_(std::move(dp)) {}
-  bpf::XdpFilterSkel skel_;
+  FilterHarness(std::shared_ptr<void> skel, int prog_fd, agent::Datapath dp)
+      : skel_(std::move(skel)), prog_fd_(prog_fd), dp_(std::move(dp)) {}
+  std::shared_ptr<void> skel_;  // the loaded skeleton (its type has internal linkage)
+  int prog_fd_;
   agent::Datapath dp_;
 };
 

@@ -157,6 +157,12 @@ TEST(Config, PrefixFilesReportTheirOwnLines) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Config, TheShippedExampleIsValid) {
+  auto c = load_config(std::string(BPFGATE_SOURCE_DIR) + "/deploy/bpfgate.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().what();
+  EXPECT_FALSE(c->rules.empty());
+}
+
 TEST(Config, MatchSyntax) {
   RuleConfig r;
   ASSERT_TRUE(parse_match("udp/53", r).ok());
