@@ -3,8 +3,9 @@
  * Benchmark entry points around the filter pipeline (bpfgate/filter.h), run
  * through BPF_PROG_TEST_RUN by bench/xdp_nspp.cpp:
  *  - bg_bench_filter:        the pipeline, unchanged, on the frame as given;
- *  - bg_bench_rotate_filter: rewrites the IPv4 source to the next of
- *                            bg_bench_nr_sources addresses, then the pipeline;
+ *  - bg_bench_rotate_filter: rewrites the low 32 bits of the IPv6 source
+ *                            (2001:db8::/96 in the benchmark's frame) to the
+ *                            next of bg_bench_nr_sources, then the pipeline;
  *  - bg_bench_rotate_drop:   the same rewrite, then XDP_DROP: the floor the
  *                            rotating case is measured against;
  *  - bg_bench_probe:         adds one to the IPv4 identification field and
@@ -13,9 +14,8 @@
  */
 #include "bpfgate/filter.h"
 
-/* Set between open and load. Sources are bg_bench_src_base + 0 .. nr - 1. */
+/* Set between open and load: sources are <prefix of the frame's source>::0 .. nr - 1. */
 const volatile __u32 bg_bench_nr_sources = 1;
-const volatile __u32 bg_bench_src_base = 0x0a000000; /* 10.0.0.0, host order */
 
 /* Index of the next source, per CPU. test_run may move to another CPU when it
  * reschedules between repeats, so the benchmark pins itself to one CPU. */
@@ -39,12 +39,26 @@ static __always_inline struct iphdr *bg_bench_ipv4(struct xdp_md *ctx) {
   return iph;
 }
 
-/* Writes the next source address into the frame. The IP checksum is left
- * stale: the pipeline does not check it and the frame goes nowhere. Returns
- * -1 if the frame is not IPv4 (the benchmark always feeds IPv4). */
+/* The IPv6 header of an untagged Ethernet frame, or NULL. */
+static __always_inline struct ipv6hdr *bg_bench_ipv6(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  struct ipv6hdr *ip6 = data + sizeof(*eth);
+  if ((void *)(ip6 + 1) > data_end)
+    return NULL;
+  if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+    return NULL;
+  return ip6;
+}
+
+/* Writes the next source address into the frame (its low 32 bits). The UDP
+ * checksum is left stale: the pipeline does not check it and the frame goes
+ * nowhere. Returns -1 if the frame is not IPv6 (the rotating cases feed IPv6,
+ * whose documentation prefix has room for a million sources). */
 static __always_inline int bg_bench_rotate_source(struct xdp_md *ctx) {
-  struct iphdr *iph = bg_bench_ipv4(ctx);
-  if (!iph)
+  struct ipv6hdr *ip6 = bg_bench_ipv6(ctx);
+  if (!ip6)
     return -1;
   __u32 zero = 0;
   __u32 *seq = bpf_map_lookup_elem(&bg_bench_seq, &zero);
@@ -53,7 +67,7 @@ static __always_inline int bg_bench_rotate_source(struct xdp_md *ctx) {
   __u32 idx = *seq;
   /* Wrap instead of `% nr`: the same sequence without a division. */
   *seq = idx + 1 >= bg_bench_nr_sources ? 0 : idx + 1;
-  iph->saddr = bpf_htonl(bg_bench_src_base + idx);
+  ip6->saddr.in6_u.u6_addr32[3] = bpf_htonl(idx);
   return 0;
 }
 
