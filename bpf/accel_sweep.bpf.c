@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The drain iterator of socket acceleration (SEC("iter/sockmap"), Linux 5.10+).
+ *
+ * Removing a socket from the sockhash frees its psock, and with it every
+ * redirected message its owner has not read yet (the kernel purges the psock's
+ * ingress queue; bytes that came the normal way wait in the TCP receive queue
+ * and are not touched). So `bpfgate accel disable` removes a socket only once
+ * its psock holds no message: this iterator walks the sockhash and writes, for
+ * each socket, its key, whether messages wait in its psock, its unread bytes
+ * of both kinds (sk_rmem_alloc, which the backlog guard watches) and its state.
+ *
+ * A tracing program reads kernel structs through BTF. Instead of a whole
+ * vmlinux.h it declares the few fields it reads with preserve_access_index:
+ * libbpf relocates them against the running kernel's BTF (CO-RE), so the
+ * build does not depend on the build machine's kernel.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
+#include "bpfgate/abi/accel.h"
+
+struct bpf_iter_meta {
+  struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+struct bg_atomic {
+  int counter;
+};
+
+struct sock {
+  struct {
+    struct bg_atomic rmem_alloc;
+  } sk_backlog;
+  void *sk_user_data;
+} __attribute__((preserve_access_index));
+
+struct bg_list_head {
+  void *next;
+  void *prev;
+};
+
+struct sk_psock {
+  struct bg_list_head ingress_msg;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__sockmap {
+  struct bpf_iter_meta *meta;
+  void *map;
+  void *key;
+  struct sock *sk;
+} __attribute__((preserve_access_index));
+
+/* sk_user_data carries flags in its low bits (SK_USER_DATA_NOCOPY, _BPF,
+ * _PSOCK); a psock is at least 8-byte aligned. */
+#define BG_SK_USER_DATA_PTRMASK (~7ULL)
+
+/* The socket state map of the accel object, reused by fd at load time. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct bg_accel_sk_state);
+} bg_accel_sk_state SEC(".maps");
+
+/* 0: the psock's ingress queue is empty; 1: messages wait; 2: no psock. */
+static __always_inline __u32 bg_ingress_pending(struct sock *sk) {
+  __u64 ud = (__u64)sk->sk_user_data & BG_SK_USER_DATA_PTRMASK;
+  if (!ud)
+    return 2;
+  __u64 head = ud + __builtin_preserve_field_info(((struct sk_psock *)0)->ingress_msg,
+                                                  BPF_FIELD_BYTE_OFFSET);
+  __u64 next = 0;
+  if (bpf_probe_read_kernel(&next, sizeof(next), (void *)head) != 0)
+    return 2;
+  return next == head ? 0 : 1;
+}
+
+SEC("iter/sockmap")
+int bg_accel_sweep(struct bpf_iter__sockmap *ctx) {
+  struct sock *sk = ctx->sk;
+  void *key = ctx->key;
+  if (!sk || !key)
+    return 0;
+  struct bg_accel_sweep_rec rec = {};
+  __builtin_memcpy(&rec.key, key, sizeof(rec.key));
+  rec.rmem_alloc = (__u32)sk->sk_backlog.rmem_alloc.counter;
+  rec.ingress_pending = bg_ingress_pending(sk);
+  struct bg_accel_sk_state *st = bpf_sk_storage_get(&bg_accel_sk_state, sk, 0, 0);
+  if (st)
+    rec.sk_flags = st->flags;
+  bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+  return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,188 @@
+#include "agent/accel_sweep.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+
+#include "accel_sweep.skel.h"
+#include "agent/accel.hpp"
+#include "bpf/error.hpp"
+#include "bpf/fd.hpp"
+#include "bpf/map.hpp"
+#include "bpf/object.hpp"
+#include "bpf/pin.hpp"
+
+namespace bpfgate::agent::accel {
+
+namespace {
+using SweepSkel = bpf::Skeleton<bpf::SkeletonTraits<accel_sweep, accel_sweep__open_opts,
+                                                    accel_sweep__load, accel_sweep__destroy>>;
+struct LinkDeleter {
+  void operator()(bpf_link *l) const { bpf_link__destroy(l); }
+};
+}  // namespace
+
+struct Sweeper::Impl {
+  SweepSkel skel;
+  std::unique_ptr<bpf_link, LinkDeleter> link;
+};
+
+Sweeper::Sweeper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Sweeper::Sweeper(Sweeper &&) noexcept = default;
+Sweeper &Sweeper::operator=(Sweeper &&) noexcept = default;
+Sweeper::~Sweeper() = default;
+
+Result<Sweeper> Sweeper::open(int sockets_fd, int sk_state_fd) {
+  auto skel = SweepSkel::open("accel_sweep");
+  if (!skel)
+    return skel.error();
+  if (int err = bpf_map__reuse_fd((*skel)->maps.bg_accel_sk_state, sk_state_fd); err)
+    return bpf::libbpf_error(err, "reuse the socket state map");
+  if (auto st = skel->load(); !st)
+    return st.error();
+  union bpf_iter_link_info linfo {};
+  linfo.map.map_fd = static_cast<__u32>(sockets_fd);
+  LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
+  bpf_link *link = bpf_program__attach_iter((*skel)->progs.bg_accel_sweep, &opts);
+  if (!link)
+    return bpf::libbpf_error(-errno, "attach the drain iterator to the sockhash");
+  return Sweeper(std::unique_ptr<Impl>(new Impl{std::move(*skel), {link, LinkDeleter{}}}));
+}
+
+Result<std::vector<bg_accel_sweep_rec>> Sweeper::scan() {
+  int fd = bpf_iter_create(bpf_link__fd(impl_->link.get()));
+  if (fd < 0)
+    return bpf::libbpf_error(fd, "start the drain iterator");
+  bpf::UniqueFd it(fd);
+  std::vector<uint8_t> buf;
+  uint8_t chunk[16384];
+  for (;;) {
+    ssize_t n = ::read(it.get(), chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return Error(errno, "read the drain iterator");
+    if (n == 0)
+      break;
+    buf.insert(buf.end(), chunk, chunk + n);
+  }
+  std::vector<bg_accel_sweep_rec> recs(buf.size() / sizeof(bg_accel_sweep_rec));
+  std::memcpy(recs.data(), buf.data(), recs.size() * sizeof(bg_accel_sweep_rec));
+  return recs;
+}
+
+struct Housekeeper::Impl {
+  bpf::UniqueFd sockets;
+  bpf::Map<bg_accel_key, __u64> congested;
+  Sweeper sweeper;
+  // Fallen-back sockets found releasable by the previous check.
+  std::set<std::string> release_candidates;
+};
+
+Housekeeper::Housekeeper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Housekeeper::Housekeeper(Housekeeper &&) noexcept = default;
+Housekeeper &Housekeeper::operator=(Housekeeper &&) noexcept = default;
+Housekeeper::~Housekeeper() = default;
+
+Result<Housekeeper> Housekeeper::open(const std::string &bpffs) {
+  std::string dir = pin_dir(bpffs);
+  auto pin = [&](const char *name) { return dir + "/" + name; };
+  if (!bpf::exists(pin(BG_ACCEL_PIN_SOCKETS)))
+    return make_error(ENOENT, "socket acceleration is not enabled (nothing pinned under {})", dir);
+  auto sockets = bpf::open_pinned(pin(BG_ACCEL_PIN_SOCKETS));
+  if (!sockets)
+    return sockets.error();
+  auto sk_state = bpf::open_pinned(pin(BG_ACCEL_PIN_SK_STATE));
+  if (!sk_state)
+    return sk_state.error();
+  auto congested = bpf::Map<bg_accel_key, __u64>::open_pinned(pin(BG_ACCEL_PIN_CONGESTED));
+  if (!congested)
+    return congested.error();
+  auto sweeper = Sweeper::open(sockets->get(), sk_state->get());
+  if (!sweeper)
+    return sweeper.error().context("socket acceleration housekeeping");
+  return Housekeeper(std::unique_ptr<Impl>(
+      new Impl{std::move(*sockets), std::move(*congested), std::move(*sweeper), {}}));
+}
+
+namespace {
+std::string key_bytes(const bg_accel_key &k) {
+  return std::string(reinterpret_cast<const char *>(&k), sizeof(k));
+}
+bg_accel_key peer_of(const bg_accel_key &k) {
+  bg_accel_key p = k;
+  std::memcpy(p.local_ip, k.remote_ip, sizeof(p.local_ip));
+  std::memcpy(p.remote_ip, k.local_ip, sizeof(p.remote_ip));
+  p.local_port = k.remote_port;
+  p.remote_port = k.local_port;
+  return p;
+}
+}  // namespace
+
+Result<HousekeepingReport> Housekeeper::check(uint64_t limit) {
+  auto recs = impl_->sweeper.scan();
+  if (!recs)
+    return recs.error();
+  HousekeepingReport r;
+  r.sockets = recs->size();
+  std::map<std::string, const bg_accel_sweep_rec *> live;
+  for (const auto &rec : *recs)
+    live[key_bytes(rec.key)] = &rec;
+  std::set<std::string> candidates;
+  for (const auto &rec : *recs) {
+    r.max_unread = std::max<uint64_t>(r.max_unread, rec.rmem_alloc);
+    if (rec.rmem_alloc > limit) {
+      r.over_limit++;
+      auto old = impl_->congested.lookup(rec.key);
+      if (!old)
+        return old.error();
+      if (!*old)
+        r.newly_marked++;
+      if (auto st = impl_->congested.update(rec.key, rec.rmem_alloc); !st)
+        return st.error().context("mark a congested socket");
+    }
+    // Nothing can be redirected into a socket whose peer is not in the
+    // sockhash, or fell back for good itself.
+    if (!(rec.sk_flags & BG_ACCEL_SK_FALLBACK) || rec.ingress_pending != 0)
+      continue;
+    auto peer = live.find(key_bytes(peer_of(rec.key)));
+    if (peer != live.end() && !(peer->second->sk_flags & BG_ACCEL_SK_FALLBACK))
+      continue;
+    std::string k = key_bytes(rec.key);
+    candidates.insert(k);
+    // Twice in a row: a peer that had not made it into the sockhash at the
+    // first look would have by now (sockets only enter when established).
+    if (impl_->release_candidates.count(k) &&
+        bpf_map_delete_elem(impl_->sockets.get(), &rec.key) == 0)
+      r.released++;
+  }
+  impl_->release_candidates = std::move(candidates);
+  // Forget congested sockets that left the sockhash.
+  auto marked = impl_->congested.dump();
+  if (!marked)
+    return marked.error();
+  for (const auto &[k, v] : *marked)
+    if (!live.count(key_bytes(k)))
+      (void)impl_->congested.erase(k);
+  return r;
+}
+
+uint64_t default_backlog_limit() {
+  uint64_t min = 0, def = 0, max = 0;
+  if (FILE *f = std::fopen("/proc/sys/net/ipv4/tcp_rmem", "re")) {
+    if (std::fscanf(f, "%lu %lu %lu", &min, &def, &max) != 3)
+      max = 0;
+    std::fclose(f);
+  }
+  return max ? max : 6U << 20;
+}
+
+}  // namespace bpfgate::agent::accel
