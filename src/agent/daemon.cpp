@@ -15,6 +15,7 @@
 #include <set>
 
 #include "agent/blocklist.hpp"
+#include "agent/observer.hpp"
 #include "bpf/pin.hpp"
 #include "core/duration.hpp"
 #include "core/policy.hpp"
@@ -69,6 +70,12 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   if (auto st = d->converge(*cfg); !st)
     return st.error();
   d->config_ = *cfg;
+  auto obs = Observer::start(opts.bpffs, *cfg, d->filters_);
+  if (!obs)
+    return obs.error();
+  d->observer_ = std::move(*obs);
+  if (auto st = add_to_epoll(d->epoll_.get(), d->observer_->fd()); !st)
+    return st.error();
   if (auto st = d->open_control_socket(); !st)
     return st.error();
   return d;
@@ -152,6 +159,8 @@ Status Daemon::converge(const core::Config &c) {
       a.mode = *bpf::parse_xdp_mode(i.mode);
       a.max_sources = i.max_sources;
       a.policy = &image;
+      a.event_buffer = parse_event_buffer(c.events.buffer).value_or(EventBufferChoice::kAuto);
+      a.drop_sample_interval_ns = c.events.drop_sample_interval_ns;
       auto r = attach(opts_.bpffs, a);
       if (!r)
         return r.error();
@@ -192,6 +201,13 @@ Status Daemon::converge(const core::Config &c) {
 }
 
 Status Daemon::reload() {
+  Status st = reload_config();
+  if (observer_)
+    observer_->note_reload(st.ok());
+  return st;
+}
+
+Status Daemon::reload_config() {
   auto cfg = core::load_config(opts_.config_path);
   if (!cfg)
     return cfg.error();
@@ -199,6 +215,9 @@ Status Daemon::reload() {
     return st;
   if (auto st = converge(*cfg); !st)
     return st;
+  if (observer_)
+    if (auto st = observer_->apply(*cfg, filters_); !st)
+      return st;
   config_ = *cfg;
   return {};
 }
@@ -210,6 +229,8 @@ void Daemon::sweep_now() {
       log::warn("{}: sweep: {}", name, r.error().what());
       continue;
     }
+    if (observer_)
+      observer_->on_sweep(name, f.datapath(), *r);
     for (const auto &b : r->released) {
       log::info("{}: released {} ({} block, dropped {} packets)", name,
                 core::format_prefix(b.prefix),
@@ -256,10 +277,13 @@ void Daemon::serve_control() {
         reply = "error " + st.error().what() + "\n";
         log::error("reload refused, the running policy stays: {}", st.error().what());
       }
+    } else if (cmd.rfind("events", 0) == 0 && observer_) {
+      observer_->subscribe(std::move(conn), cmd);
+      continue;
     } else if (cmd == "ping") {
       reply = "ok\n";
     } else {
-      reply = "error unknown command '" + cmd + "' (known: reload, ping)\n";
+      reply = "error unknown command '" + cmd + "' (known: reload, ping, events)\n";
     }
     (void)!send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
   }
@@ -283,6 +307,8 @@ Status Daemon::run() {
         sweep_now();
       } else if (fd == control_.get()) {
         serve_control();
+      } else if (observer_ && fd == observer_->fd()) {
+        observer_->on_readable();
       } else if (fd == signals_.get()) {
         signalfd_siginfo si{};
         while (read(fd, &si, sizeof(si)) == sizeof(si)) {
@@ -302,6 +328,8 @@ Status Daemon::run() {
             if (auto st = detach(opts_.bpffs, name); !st)
               log::warn("{}: {}", name, st.error().what());
           }
+          if (observer_)
+            observer_->stop(keep);
           log::info("stopping on {}: {}", strsignal(static_cast<int>(si.ssi_signo)),
                     keep ? "the datapath keeps running from its pins" : "detached");
           return {};

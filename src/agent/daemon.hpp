@@ -10,6 +10,7 @@
 #include <string>
 
 #include "agent/filter.hpp"
+#include "agent/observer.hpp"
 #include "bpf/fd.hpp"
 #include "core/config.hpp"
 #include "util/result.hpp"
@@ -39,6 +40,7 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
   Status converge(const core::Config &c);
+  Status reload_config();
   Status open_control_socket();
   void serve_control();
   Status open_loop();
@@ -48,6 +50,7 @@ class Daemon {
   std::map<std::string, PinnedFilter> filters_;
   std::map<std::string, uint64_t> known_blocks_;  // what was logged as blocked
   bpf::UniqueFd epoll_, signals_, timer_, control_;
+  std::unique_ptr<Observer> observer_;
   std::string control_path_;
 };
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "agent/events.hpp"
 #include "bpf/features.hpp"
 #include "bpf/pin.hpp"
 #include "bpf/skeletons.hpp"
@@ -57,6 +58,7 @@ Status remove_pins(const std::string &dir) {
   std::vector<const char *> names = Datapath::pin_names();
   names.push_back(BG_PIN_PROG);
   names.push_back(BG_PIN_LINK);
+  names.insert(names.end(), event_pin_names().begin(), event_pin_names().end());
   for (const char *name : names) {
     auto st = bpf::unpin(pin_path(dir, name));
     if (!st)
@@ -178,6 +180,13 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
     bpf_map *m;
     bpf_object__for_each_map(m, (*skel)->obj) bpf_map__set_ifindex(m, *ifindex);
   }
+  auto transport = resolve_transport(o.event_buffer);
+  if (!transport)
+    return transport.error();
+  if (!transport->note.empty())
+    log::warn("{}: {}", o.iface, transport->note);
+  if (auto st = set_event_transport(*skel, transport->transport); !st)
+    return st.error();
   if (auto st = skel->load(); !st) {
     if (o.mode == bpf::XdpMode::kOffload)
       return make_error(st.error().err(),
@@ -193,6 +202,10 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   core::PolicyImage fallback = core::default_policy(o.limits, o.unparsed_verdict);
   if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
     return st.error().context("write the initial policy");
+  if (auto st = set_sample_interval(bpf_map__fd((*skel)->maps.bg_event_config),
+                                    o.drop_sample_interval_ns);
+      !st)
+    return st.error().context("write the event settings");
 
   int prog_fd = bpf_program__fd((*skel)->progs.bg_xdp_filter);
   auto att = bpf::attach_xdp(prog_fd, *ifindex, o.iface, o.mode);
@@ -205,6 +218,8 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   if (auto st = bpf::make_private_dir(dir); !st)
     return st.error();
   Status pinned = dp->pin(dir);
+  if (pinned)
+    pinned = pin_event_maps((*skel)->obj, dir);
   if (pinned)
     pinned = bpf::pin_fd(prog_fd, pin_path(dir, BG_PIN_PROG));
   if (pinned)

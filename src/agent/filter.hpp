@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/datapath.hpp"
+#include "agent/events.hpp"
 #include "bpf/fd.hpp"
 #include "bpf/xdp.hpp"
 #include "core/limits.hpp"
@@ -24,6 +25,10 @@ struct AttachOptions {
   bool force = false;  // replace an XDP program bpfgate did not attach
   // The policy to start with; when empty, a default limit from `limits`.
   const core::PolicyImage *policy = nullptr;
+  // Events (agent/events.hpp): ring or perf buffer, and at most one sample of
+  // a dropped frame per CPU per interval (0: no samples).
+  EventBufferChoice event_buffer = EventBufferChoice::kAuto;
+  uint64_t drop_sample_interval_ns = 100'000'000ULL;
 };
 
 struct AttachReport {

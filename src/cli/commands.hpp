@@ -28,6 +28,7 @@ struct TopOptions {
   double interval_s = 1.0;
   uint64_t count = 0;  // 0: until interrupted
   uint32_t rows = 20;
+  bool plain = false;  // plain frames even on a terminal (cli/top_view.hpp)
 };
 int cmd_top(const Globals &g, const TopOptions &opts);
 

@@ -88,6 +88,8 @@ void add_filter_commands(Registry &r) {
       ->capture_default_str();
   t->add_option("-c,--count", top.count, "refreshes before exiting (default: until Ctrl-C)");
   t->add_option("-n,--rows", top.rows, "sources shown")->capture_default_str();
+  t->add_flag("--plain", top.plain,
+              "plain text frames, even on a terminal (default off a terminal)");
   r.add(t, [&top, &g = r.globals()] { return cmd_top(g, top); });
 }
 

@@ -21,6 +21,7 @@ int main(int argc, char **argv) {
   cli::Registry registry(app, g);
   cli::add_filter_commands(registry);
   cli::add_policy_commands(registry);
+  cli::add_observe_commands(registry);
   cli::add_accel_commands(registry);
 
   try {

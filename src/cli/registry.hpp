@@ -44,6 +44,8 @@ class Registry {
 void add_filter_commands(Registry &r);
 // The agent and the policy: run, check, reload, block, unblock, list (cli/policy_cli.cpp).
 void add_policy_commands(Registry &r);
+// Observability: events (cli/observe_cli.cpp).
+void add_observe_commands(Registry &r);
 // Socket acceleration: accel enable, disable, status (cli/accel_cli.cpp).
 void add_accel_commands(Registry &r);
 

@@ -10,7 +10,11 @@
 #include <map>
 #include <thread>
 
+#include <poll.h>
+#include <unistd.h>
+
 #include "cli/commands.hpp"
+#include "cli/top_view.hpp"
 #include "core/addr.hpp"
 #include "util/log.hpp"
 
@@ -126,25 +130,27 @@ json frame_json(const std::string &iface, const std::vector<Row> &rows, size_t l
           {"sources", srcs}};
 }
 
-void print_frame(const std::string &iface, const std::vector<Row> &rows, size_t limit,
-                 double seconds, uint64_t now_ns, uint32_t max_sources) {
+std::string format_frame(const std::string &iface, const std::vector<Row> &rows, size_t limit,
+                         double seconds, uint64_t now_ns, uint32_t max_sources) {
+  std::string out;
   double pps = 0, dps = 0;
   for (const Row &r : rows)
     pps += r.pps, dps += r.drops_ps;
   std::time_t t = std::time(nullptr);
   char when[16];
   std::strftime(when, sizeof(when), "%H:%M:%S", std::localtime(&t));
-  fmt::print("{}  {}  interval {:.1f}s  sources {}/{}  in {} pps  dropped {} pps\n", when, iface,
-             seconds, rows.size(), max_sources, human(pps), human(dps));
-  fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>9}\n", "SOURCE", "PACKETS", "PPS", "DROPS",
-             "DROP/S", "BYTES", "IDLE");
+  out += fmt::format("{}  {}  interval {:.1f}s  sources {}/{}  in {} pps  dropped {} pps\n", when,
+                     iface, seconds, rows.size(), max_sources, human(pps), human(dps));
+  out += fmt::format("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>9}\n", "SOURCE", "PACKETS", "PPS",
+                     "DROPS", "DROP/S", "BYTES", "IDLE");
   for (size_t i = 0; i < rows.size() && i < limit; i++) {
     const Row &r = rows[i];
     double idle = now_ns >= r.st.last_seen_ns ? (now_ns - r.st.last_seen_ns) / 1e9 : 0;
-    fmt::print("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>8.1f}s\n", source_name(r.key),
-               r.st.packets, human(r.pps), r.st.drops, human(r.drops_ps), human(r.st.bytes), idle);
+    out += fmt::format("{:<40} {:>12} {:>9} {:>12} {:>9} {:>12} {:>8.1f}s\n", source_name(r.key),
+                       r.st.packets, human(r.pps), r.st.drops, human(r.drops_ps), human(r.st.bytes),
+                       idle);
   }
-  fmt::print("\n");
+  return out;
 }
 
 }  // namespace
@@ -163,6 +169,7 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
   }
   std::vector<agent::PinnedFilter> filters;
   std::vector<Snapshot> before;
+  std::vector<agent::CounterTotals> counters_before;
   std::vector<uint32_t> max_sources;
   for (const auto &n : names) {
     auto f = agent::PinnedFilter::open(g.bpffs, n);
@@ -175,37 +182,67 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
     if (!st)
       return fail(st.error());
     max_sources.push_back(st->max_sources);
+    counters_before.push_back(st->counters);
     filters.push_back(std::move(*f));
     before.push_back(std::move(*s));
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  auto svc_before = agent::read_services(g.bpffs);
+  if (!svc_before)
+    return fail(svc_before.error());
+  // A terminal gets the full-screen view; a pipe or file, plain frames.
+  Screen screen(!g.json && !opts.plain && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO));
 
   uint64_t last = monotonic_ns();
   for (uint64_t frame = 0; !g_stop && (opts.count == 0 || frame < opts.count); frame++) {
     auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration<double>(opts.interval_s);
-    while (!g_stop && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    while (!g_stop && std::chrono::steady_clock::now() < deadline) {
+      pollfd in{STDIN_FILENO, POLLIN, 0};
+      char key = 0;
+      if (screen.full() && poll(&in, 1, 20) > 0 && read(STDIN_FILENO, &key, 1) == 1 &&
+          (key == 'q' || key == 'Q'))
+        g_stop = 1;
+      else if (!screen.full())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     uint64_t now = monotonic_ns();
     double seconds = (now - last) / 1e9;
     last = now;
     json doc = {{"interfaces", json::array()}};
+    std::string text;
     for (size_t i = 0; i < filters.size(); i++) {
       auto s = snapshot(filters[i]);
       if (!s)
         return fail(s.error());
       auto rows = rows_of(*s, before[i], seconds);
-      if (g.json)
+      auto c = filters[i].counters();
+      if (!c)
+        return fail(c.error());
+      if (g.json) {
         doc["interfaces"].push_back(
             frame_json(names[i], rows, opts.rows, seconds, now, max_sources[i]));
-      else
-        print_frame(names[i], rows, opts.rows, seconds, now, max_sources[i]);
+        doc["interfaces"].back()["drops"] = reasons_json(*c, counters_before[i], seconds);
+      } else {
+        text += format_frame(names[i], rows, opts.rows, seconds, now, max_sources[i]);
+        text += reasons_text(*c, counters_before[i], seconds) + "\n";
+      }
       before[i] = std::move(*s);
+      counters_before[i] = *c;
     }
-    if (g.json)
+    auto svc = agent::read_services(g.bpffs);
+    if (!svc)
+      return fail(svc.error());
+    if (g.json) {
+      doc["services"] = services_json(*svc, *svc_before, seconds);
       fmt::print("{}\n", doc.dump());
+    } else {
+      text += services_text(*svc, *svc_before, seconds);
+      screen.show(text);
+    }
+    *svc_before = std::move(*svc);
     if (g_stop)
       break;
   }

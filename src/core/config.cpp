@@ -1,9 +1,11 @@
 #include "core/config.hpp"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "bpfgate/abi/observe.h"
 #include "core/duration.hpp"
 
 namespace bpfgate::core {
@@ -318,11 +321,115 @@ void parse_auto_block(Diag &d, const YAML::Node &n, Config &c) {
     c.auto_block = AutoBlockConfig{*after, *ttl};
 }
 
+// metrics: {listen: 127.0.0.1:9477 | "[::1]:9477" | off}
+void parse_metrics(Diag &d, const YAML::Node &n, Config &c) {
+  if (!check_keys(d, n, {"listen"}, "metrics"))
+    return;
+  c.metrics.line = line_of(n);
+  if (!n["listen"])
+    return;
+  auto s = scalar(d, n["listen"], "metrics.listen");
+  if (!s)
+    return;
+  if (*s == "off" || *s == "false" || *s == "no") {
+    c.metrics.enabled = false;
+    return;
+  }
+  auto colon = s->rfind(':');
+  std::string host = colon == std::string::npos ? "" : s->substr(0, colon);
+  std::string port = colon == std::string::npos ? *s : s->substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  unsigned char buf[16];
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+  bool port_ok = ec == std::errc() && end == port.data() + port.size() && v >= 1 && v <= 65535;
+  bool host_ok =
+      inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+  if (colon == std::string::npos || !port_ok || !host_ok) {
+    d.at(n["listen"], fmt::format("metrics.listen '{}' is not ADDRESS:PORT with a numeric "
+                                  "address (e.g. 127.0.0.1:9477, [::1]:9477, 0.0.0.0:9477) or off",
+                                  *s));
+    return;
+  }
+  c.metrics.address = host;
+  c.metrics.port = static_cast<uint16_t>(v);
+}
+
+// events: {buffer: auto|ringbuf|perf, drop_samples: N per second per CPU (0: none)}
+void parse_events(Diag &d, const YAML::Node &n, Config &c) {
+  if (!check_keys(d, n, {"buffer", "drop_samples"}, "events"))
+    return;
+  if (n["buffer"]) {
+    auto s = scalar(d, n["buffer"], "events.buffer");
+    if (s && *s != "auto" && *s != "ringbuf" && *s != "perf")
+      d.at(n["buffer"],
+           fmt::format("events.buffer '{}' is unknown: use auto, ringbuf or perf", *s));
+    else if (s)
+      c.events.buffer = *s;
+  }
+  if (n["drop_samples"])
+    if (auto v = number(d, n["drop_samples"], "events.drop_samples (per second per CPU)", 0, 1000))
+      c.events.drop_sample_interval_ns = *v ? 1'000'000'000ULL / *v : 0;
+}
+
+// services: [{name: web, port: 80, protocol: http|tcp}]
+void parse_services(Diag &d, const YAML::Node &n, Config &c) {
+  if (!n.IsSequence()) {
+    d.at(n, "services must be a list, e.g. `- {name: web, port: 80}`");
+    return;
+  }
+  std::map<std::string, int> names;
+  std::map<uint16_t, int> ports;
+  for (const auto &s : n) {
+    if (!check_keys(d, s, {"name", "port", "protocol"}, "a service"))
+      continue;
+    ServiceConfig sc;
+    sc.line = line_of(s);
+    if (!s["name"] || !s["port"]) {
+      d.at(s, "a service needs a name and a port, e.g. `{name: web, port: 80}`");
+      continue;
+    }
+    if (auto v = scalar(d, s["name"], "name"))
+      sc.name = *v;
+    bool name_ok = !sc.name.empty() && sc.name.size() < BG_OBS_NAME_MAX &&
+                   std::all_of(sc.name.begin(), sc.name.end(), [](char ch) {
+                     return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                            ch == '-' || ch == '.';
+                   });
+    if (!name_ok)
+      d.at(s["name"], fmt::format("service name '{}' must be 1 to {} letters, digits, '_', '-' "
+                                  "or '.'",
+                                  sc.name, BG_OBS_NAME_MAX - 1));
+    if (auto v = number(d, s["port"], "port", 1, 65535))
+      sc.port = static_cast<uint16_t>(*v);
+    if (s["protocol"]) {
+      auto p = scalar(d, s["protocol"], "protocol");
+      if (p && *p != "http" && *p != "tcp")
+        d.at(s["protocol"], fmt::format("protocol '{}' is unknown: use http (HTTP/1.x, status "
+                                        "classes) or tcp (requests and latency only)",
+                                        *p));
+      else if (p)
+        sc.http = *p == "http";
+    }
+    if (name_ok && !names.emplace(sc.name, sc.line).second)
+      d.at(s["name"],
+           fmt::format("service {} is already defined on line {}", sc.name, names[sc.name]));
+    if (sc.port && !ports.emplace(sc.port, sc.line).second)
+      d.at(s["port"], fmt::format("port {} already belongs to the service on line {}", sc.port,
+                                  ports[sc.port]));
+    c.services.push_back(sc);
+  }
+  if (c.services.size() >= BG_OBS_SERVICES_MAX)
+    d.at(n, fmt::format("{} services: at most {}", c.services.size(), BG_OBS_SERVICES_MAX - 1));
+}
+
 void parse_root(Diag &d, const YAML::Node &root, Config &c) {
-  if (!check_keys(d, root,
-                  {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
-                   "rules", "auto_block", "sweep", "agent"},
-                  "the config"))
+  if (!check_keys(
+          d, root,
+          {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file", "rules",
+           "auto_block", "sweep", "agent", "metrics", "events", "services", "tcp_probes"},
+          "the config"))
     return;
   if (root["interfaces"])
     parse_interfaces(d, root["interfaces"], c);
@@ -350,6 +457,21 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c) {
     parse_rules(d, root["rules"], c);
   if (root["auto_block"])
     parse_auto_block(d, root["auto_block"], c);
+  if (root["metrics"])
+    parse_metrics(d, root["metrics"], c);
+  if (root["events"])
+    parse_events(d, root["events"], c);
+  if (root["services"])
+    parse_services(d, root["services"], c);
+  if (root["tcp_probes"]) {
+    auto s = scalar(d, root["tcp_probes"], "tcp_probes");
+    if (s && *s != "auto" && *s != "fexit" && *s != "tp_btf" && *s != "tracepoint" && *s != "off")
+      d.at(root["tcp_probes"], fmt::format("tcp_probes '{}' is unknown: use auto, fexit, tp_btf, "
+                                           "tracepoint or off",
+                                           *s));
+    else if (s)
+      c.tcp_probes = *s;
+  }
   if (const auto &s = root["sweep"]) {
     if (check_keys(d, s, {"interval", "source_idle"}, "sweep")) {
       if (s["interval"])

@@ -43,6 +43,27 @@ struct AutoBlockConfig {
   uint64_t ttl_ns = 0;
 };
 
+// A TCP port of this host whose requests are measured (agent/probes.hpp).
+struct ServiceConfig {
+  std::string name;
+  uint16_t port = 0;
+  bool http = true;  // read HTTP/1.x status lines
+  int line = 0;
+};
+
+// The Prometheus endpoint; `listen: off` turns it off.
+struct MetricsConfig {
+  bool enabled = true;
+  std::string address = "127.0.0.1";  // numeric IPv4 or IPv6
+  uint16_t port = 9477;
+  int line = 0;
+};
+
+struct EventsConfig {
+  std::string buffer = "auto";                        // auto|ringbuf|perf
+  uint64_t drop_sample_interval_ns = 100'000'000ULL;  // per CPU; 0: no drop samples
+};
+
 struct Config {
   std::string path;
   std::vector<InterfaceConfig> interfaces;
@@ -56,6 +77,10 @@ struct Config {
   uint64_t source_idle_ns = 300'000'000'000ULL;  // per-source entries idle this long are swept
   std::string control_socket = "/run/bpfgate/agent.sock";
   bool keep_datapath = false;  // leave the datapath running when the agent stops
+  MetricsConfig metrics;
+  EventsConfig events;
+  std::vector<ServiceConfig> services;
+  std::string tcp_probes = "auto";  // auto|fexit|tp_btf|tracepoint|off
 };
 
 // Parses and validates; on error, the message lists every problem as

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 
+#include "bpfgate/abi/events.h"
+#include "bpfgate/abi/observe.h"
 #include "bpfgate/abi/xdp.h"
 
 namespace {
@@ -37,6 +39,36 @@ static_assert(sizeof(bg_config) == 128);
 static_assert(offsetof(bg_config, active) == 0);
 static_assert(offsetof(bg_config, generation) == 8);
 static_assert(offsetof(bg_config, gen) == 16);
+
+// Events and per-service probes (issue 5).
+static_assert(sizeof(bg_event) == 56);
+static_assert(offsetof(bg_event, type) == 8);
+static_assert(offsetof(bg_event, reason) == 12);
+static_assert(offsetof(bg_event, addr) == 16);
+static_assert(offsetof(bg_event, value) == 32);
+static_assert(offsetof(bg_event, rule) == 40);
+static_assert(offsetof(bg_event, len) == 44);
+static_assert(offsetof(bg_event, dport) == 48);
+static_assert(offsetof(bg_event, proto) == 50);
+static_assert(offsetof(bg_event, prefixlen) == 51);
+static_assert(sizeof(bg_event_config) == 8);
+static_assert(sizeof(bg_event_sampler) == 24);
+static_assert(sizeof(bg_rule_stats) == 24);
+static_assert(offsetof(bg_rule_stats, generation) == 16);
+static_assert(sizeof(bg_obs_service) == 4);
+static_assert(sizeof(bg_obs_service_info) == 40);
+static_assert(offsetof(bg_obs_service_info, port) == 32);
+static_assert(sizeof(bg_obs_stats) == 20 * 8 + 2 * BG_OBS_HIST_BUCKETS * 8);
+static_assert(offsetof(bg_obs_stats, status) == 24);
+static_assert(offsetof(bg_obs_stats, handshakes) == 88);
+static_assert(offsetof(bg_obs_stats, retransmits) == 120);
+static_assert(offsetof(bg_obs_stats, latency_hist) == 160);
+static_assert(offsetof(bg_obs_stats, handshake_hist) == 160 + BG_OBS_HIST_BUCKETS * 8);
+static_assert(sizeof(bg_obs_flow_key) == 40);
+static_assert(offsetof(bg_obs_flow_key, client_port) == 32);
+static_assert(sizeof(bg_obs_flow) == 16);
+static_assert(BG_HTTP_NR <= 8, "status[] has 8 slots");
+static_assert((BG_OBS_HIST_BUCKETS & (BG_OBS_HIST_BUCKETS - 1)) == 0, "masked as an index");
 
 TEST(Abi, CounterKeysAreDenseAndDistinct) {
   std::vector<bool> seen(BG_COUNTER_NR, false);

@@ -18,6 +18,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/xdp.h"
+#include "bpfgate/events.h"
 #include "bpfgate/maps.h"
 #include "bpfgate/parse.h"
 
@@ -32,6 +33,14 @@ static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
     c->bytes += bytes;
   }
   return verdict == BG_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+}
+
+/* bg_count for a verdict that may be a drop: drops are sampled as events. */
+static __always_inline int bg_verdict(void *ctx, __u32 verdict, __u32 reason, __u64 bytes,
+                                      const struct bg_packet *pkt, __u32 rule_id) {
+  if (verdict == BG_VERDICT_DROP)
+    bg_event_drop(ctx, pkt, reason, rule_id, bytes);
+  return bg_count(verdict, reason, bytes);
 }
 
 static __always_inline struct bg_src_state *bg_bucket(const struct bg_src_key *key, __u64 now) {
@@ -81,21 +90,22 @@ static __always_inline void bg_lpm_of(struct bg_lpm_key *k, const __u8 addr[16])
 
 /* Auto-block: a source dropped at least once a second for block_after_ns
  * goes on the blocklist for block_ttl_ns. */
-static __always_inline void bg_streak(struct bg_src_state *st, const struct bg_settings *s,
-                                      const __u8 addr[16], __u64 now) {
+static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_settings *s,
+                                     const __u8 addr[16], __u64 now) {
   if (!s->block_after_ns || !st)
-    return;
+    return 0;
   if (!st->over_since_ns || now - st->last_drop_ns > BG_STREAK_GAP_NS)
     st->over_since_ns = now;
   st->last_drop_ns = now;
   if (now - st->over_since_ns < s->block_after_ns)
-    return;
+    return 0;
   struct bg_lpm_key k;
   bg_lpm_of(&k, addr);
   struct bg_block b = {
       .expires_ns = now + s->block_ttl_ns, .added_ns = now, .reason = BG_BLOCK_AUTO};
-  bpf_map_update_elem(&bg_blocklist, &k, &b, BPF_NOEXIST);
+  int added = bpf_map_update_elem(&bg_blocklist, &k, &b, BPF_NOEXIST) == 0;
   st->over_since_ns = 0;
+  return added;
 }
 
 /* Masks addr to a prefix of `len` bits (in the 128-bit space). */
@@ -149,7 +159,7 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   if (status == BG_PARSE_NOT_IP)
     return bg_count(BG_VERDICT_PASS, BG_REASON_NOT_IP, len);
   if (status == BG_PARSE_BAD_L2 || status == BG_PARSE_BAD_L3)
-    return bg_count(s->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
+    return bg_verdict(ctx, s->unparsed_verdict, BG_REASON_UNPARSEABLE, len, &pkt, 0);
 
   /* The source is known from here on: a broken transport header buys no way
    * around the ACL, the blocklist or the limits. */
@@ -161,14 +171,14 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
     if (action && *action == BG_ACL_ALLOW)
       return bg_count(BG_VERDICT_PASS, BG_REASON_ALLOW, len);
     if (action && *action == BG_ACL_DENY)
-      return bg_count(BG_VERDICT_DROP, BG_REASON_DENY, len);
+      return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_DENY, len, &pkt, 0);
   }
 
   __u64 now = bpf_ktime_get_ns();
   struct bg_block *blk = bpf_map_lookup_elem(&bg_blocklist, &lk);
   if (blk && (!blk->expires_ns || blk->expires_ns > now)) {
     __sync_fetch_and_add(&blk->drops, 1);
-    return bg_count(BG_VERDICT_DROP, BG_REASON_BLOCKLIST, len);
+    return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_BLOCKLIST, len, &pkt, 0);
   }
 
   __u32 rule_id = status == BG_PARSE_OK ? bg_rule_id(gen, &pkt) : BG_RULE_DEFAULT;
@@ -178,8 +188,9 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
   if (!rule)
     return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
+  bg_rule_hit(ctx, rule_id, cfg->generation, &pkt, len);
   if (rule->action == BG_ACTION_DROP)
-    return bg_count(BG_VERDICT_DROP, BG_REASON_RULE, len);
+    return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_RULE, len, &pkt, rule_id);
   if (rule->action == BG_ACTION_PASS)
     return bg_count(BG_VERDICT_PASS, BG_REASON_RULE, len);
 
@@ -187,8 +198,9 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   __builtin_memcpy(key.addr, pkt.src, sizeof(key.addr));
   struct bg_src_state *st;
   if (!bg_take(&key, &rule->limit, now, len, &st)) {
-    bg_streak(st, s, pkt.src, now);
-    return bg_count(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, len);
+    if (bg_streak(st, s, pkt.src, now))
+      bg_event_blocked(ctx, &pkt, rule_id, s->block_ttl_ns, now);
+    return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, len, &pkt, rule_id);
   }
 
   if (s->prefix_limit.rate_pps) {
@@ -200,14 +212,14 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
     if (!bg_take(&pk, &s->prefix_limit, now, len, &pst)) {
       if (st)
         __sync_fetch_and_add(&st->drops, 1);
-      return bg_count(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT, len);
+      return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT, len, &pkt, rule_id);
     }
   }
 
   if (status == BG_PARSE_BAD_L4) {
     if (s->unparsed_verdict == BG_VERDICT_DROP && st)
       __sync_fetch_and_add(&st->drops, 1);
-    return bg_count(s->unparsed_verdict, BG_REASON_UNPARSEABLE, len);
+    return bg_verdict(ctx, s->unparsed_verdict, BG_REASON_UNPARSEABLE, len, &pkt, rule_id);
   }
   return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
 }

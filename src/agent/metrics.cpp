@@ -1,0 +1,254 @@
+#include "agent/metrics.hpp"
+
+#include <cstring>
+
+#include "agent/blocklist.hpp"
+#include "agent/filter.hpp"
+#include "agent/probes.hpp"
+#include "bpf/map.hpp"
+#include "bpf/pin.hpp"
+#include "core/prometheus.hpp"
+
+namespace bpfgate::agent {
+
+namespace {
+
+using core::prom::Labels;
+using core::prom::Writer;
+
+const char *kActionNames[] = {"limit", "pass", "drop"};
+const char *kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+
+struct FilterView {
+  std::string iface;
+  bool up = false;
+  FilterStatus status;
+  std::vector<BlockEntry> blocks;
+  std::vector<std::pair<uint32_t, bg_rule_stats>> rules;  // active generation only
+  std::vector<bg_rule> rule_defs;
+};
+
+FilterView read_filter(const std::string &bpffs, const std::string &iface) {
+  FilterView v;
+  v.iface = iface;
+  auto f = PinnedFilter::open(bpffs, iface);
+  if (!f)
+    return v;
+  auto s = f->status();
+  if (!s)
+    return v;
+  v.status = *s;
+  auto blocks = list_blocks(f->datapath());
+  if (blocks)
+    v.blocks = std::move(*blocks);
+  auto policy = f->datapath().active_policy();
+  if (policy)
+    v.rule_defs = policy->rules;
+  std::string pin = bpf::pin_dir(bpffs, iface) + "/" + BG_PIN_RULE_STATS;
+  if (bpf::exists(pin)) {
+    auto m = bpf::PerCpuMap<__u32, bg_rule_stats>::open_pinned(pin);
+    for (uint32_t id = 1; m && id < v.rule_defs.size(); id++) {
+      auto per_cpu = m->lookup(id);
+      if (!per_cpu)
+        break;
+      bg_rule_stats sum{};
+      for (const auto &c : *per_cpu)
+        if (c.generation == v.status.generation)
+          sum.packets += c.packets, sum.bytes += c.bytes;
+      v.rules.emplace_back(id, sum);
+    }
+  }
+  v.up = true;
+  return v;
+}
+
+std::vector<double> latency_bounds() {
+  std::vector<double> b;
+  for (uint32_t i = 0; i + 1 < BG_OBS_HIST_BUCKETS; i++)
+    b.push_back(bucket_upper_seconds(i));
+  return b;
+}
+
+void histogram(Writer &w, const char *name, const Labels &l, const __u64 *hist, uint64_t sum_ns) {
+  static const std::vector<double> bounds = latency_bounds();
+  std::vector<uint64_t> counts(hist, hist + BG_OBS_HIST_BUCKETS);
+  w.histogram(name, l, bounds, counts, sum_ns / 1e9);
+}
+
+}  // namespace
+
+std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
+  Writer w;
+  std::vector<FilterView> filters;
+  for (const auto &iface : a.interfaces)
+    filters.push_back(read_filter(bpffs, iface));
+
+  w.family("bpfgate_interface_up", "gauge",
+           "1 when the filter of the interface is attached and readable");
+  for (const auto &f : filters)
+    w.sample("bpfgate_interface_up", {{"interface", f.iface}},
+             f.up && f.status.ifindex != 0 ? 1 : 0);
+  w.family("bpfgate_packets_total", "counter",
+           "Frames seen by the XDP filter, by verdict and reason");
+  for (const auto &f : filters)
+    for (uint32_t v = 0; f.up && v < BG_VERDICT_NR; v++)
+      for (uint32_t r = 0; r < BG_REASON_NR; r++)
+        w.sample("bpfgate_packets_total",
+                 {{"interface", f.iface},
+                  {"verdict", to_string(static_cast<bg_verdict>(v))},
+                  {"reason", to_string(static_cast<bg_reason>(r))}},
+                 static_cast<double>(f.status.counters[bg_counter_key(v, r)].packets));
+  w.family("bpfgate_bytes_total", "counter", "Bytes of the frames seen by the XDP filter");
+  for (const auto &f : filters)
+    for (uint32_t v = 0; f.up && v < BG_VERDICT_NR; v++)
+      for (uint32_t r = 0; r < BG_REASON_NR; r++)
+        w.sample("bpfgate_bytes_total",
+                 {{"interface", f.iface},
+                  {"verdict", to_string(static_cast<bg_verdict>(v))},
+                  {"reason", to_string(static_cast<bg_reason>(r))}},
+                 static_cast<double>(f.status.counters[bg_counter_key(v, r)].bytes));
+
+  auto rule_labels = [&](const FilterView &f, uint32_t id) {
+    std::string match;
+    auto it = a.rule_names.find(f.iface);
+    if (it != a.rule_names.end() && id - 1 < it->second.size())
+      match = it->second[id - 1];
+    uint32_t act = id < f.rule_defs.size() ? f.rule_defs[id].action : 0;
+    return Labels{{"interface", f.iface},
+                  {"rule", std::to_string(id)},
+                  {"match", match},
+                  {"action", act < 3 ? kActionNames[act] : "unknown"}};
+  };
+  w.family("bpfgate_rule_packets_total", "counter",
+           "Frames that matched a protocol/port rule (restarts at each policy apply)");
+  for (const auto &f : filters)
+    for (const auto &[id, s] : f.rules)
+      w.sample("bpfgate_rule_packets_total", rule_labels(f, id), static_cast<double>(s.packets));
+  w.family("bpfgate_rule_bytes_total", "counter",
+           "Bytes of the frames that matched a rule (restarts at each policy apply)");
+  for (const auto &f : filters)
+    for (const auto &[id, s] : f.rules)
+      w.sample("bpfgate_rule_bytes_total", rule_labels(f, id), static_cast<double>(s.bytes));
+
+  w.family("bpfgate_blocklist_entries", "gauge", "Prefixes on the blocklist, by reason");
+  for (const auto &f : filters) {
+    if (!f.up)
+      continue;
+    uint64_t manual = 0, autob = 0;
+    for (const auto &b : f.blocks)
+      if (!b.expired)
+        (b.value.reason == BG_BLOCK_AUTO ? autob : manual)++;
+    w.sample("bpfgate_blocklist_entries", {{"interface", f.iface}, {"reason", "manual"}},
+             static_cast<double>(manual));
+    w.sample("bpfgate_blocklist_entries", {{"interface", f.iface}, {"reason", "auto"}},
+             static_cast<double>(autob));
+  }
+  w.family("bpfgate_map_entries", "gauge", "Entries in a BPF map (sources: as of the last sweep)");
+  for (const auto &f : filters) {
+    if (!f.up)
+      continue;
+    auto it = a.sources_after_sweep.find(f.iface);
+    if (it != a.sources_after_sweep.end())
+      w.sample("bpfgate_map_entries", {{"interface", f.iface}, {"map", "sources"}},
+               static_cast<double>(it->second));
+    w.sample("bpfgate_map_entries", {{"interface", f.iface}, {"map", "blocklist"}},
+             static_cast<double>(f.blocks.size()));
+  }
+  auto flows = a.services ? count_flows(bpffs) : Result<int64_t>(int64_t{-1});
+  if (flows && *flows >= 0)
+    w.sample("bpfgate_map_entries", {{"interface", ""}, {"map", "flows"}},
+             static_cast<double>(*flows));
+  w.family("bpfgate_map_max_entries", "gauge", "Capacity of a BPF map");
+  for (const auto &f : filters) {
+    if (!f.up)
+      continue;
+    w.sample("bpfgate_map_max_entries", {{"interface", f.iface}, {"map", "sources"}},
+             f.status.max_sources);
+    w.sample("bpfgate_map_max_entries", {{"interface", f.iface}, {"map", "blocklist"}},
+             BG_BLOCKLIST_MAX);
+  }
+  if (flows && *flows >= 0)
+    w.sample("bpfgate_map_max_entries", {{"interface", ""}, {"map", "flows"}}, BG_OBS_FLOWS_MAX);
+  w.family("bpfgate_policy_generation", "gauge", "Policy generation the filter runs");
+  for (const auto &f : filters)
+    if (f.up)
+      w.sample("bpfgate_policy_generation", {{"interface", f.iface}}, f.status.generation);
+
+  std::vector<ServiceStats> services;
+  if (a.services)
+    if (auto s = read_services(bpffs))
+      services = std::move(*s);
+  auto sl = [](const ServiceStats &s) {
+    return Labels{{"service", s.name}, {"port", std::to_string(s.port)}};
+  };
+  auto with = [](Labels l, const char *k, const std::string &v) {
+    l.emplace_back(k, v);
+    return l;
+  };
+  w.family("bpfgate_service_requests_total", "counter",
+           "Requests to a service (first payload from a client on an idle connection)");
+  for (const auto &s : services)
+    w.sample("bpfgate_service_requests_total", sl(s), static_cast<double>(s.total.requests));
+  w.family("bpfgate_service_responses_total", "counter",
+           "Responses of a service (first payload back after a request)");
+  for (const auto &s : services)
+    w.sample("bpfgate_service_responses_total", sl(s), static_cast<double>(s.total.responses));
+  w.family("bpfgate_service_http_responses_total", "counter",
+           "HTTP/1.x responses by status class (other: no HTTP/1.x status line)");
+  for (const auto &s : services)
+    for (uint32_t c = 0; s.http && c < BG_HTTP_NR; c++)
+      w.sample("bpfgate_service_http_responses_total", with(sl(s), "class", kClassNames[c]),
+               static_cast<double>(s.total.status[c]));
+  w.family("bpfgate_service_request_duration_seconds", "histogram",
+           "Time from a request's first byte in to the response's first byte out (log2 "
+           "buckets kept in BPF)");
+  for (const auto &s : services)
+    histogram(w, "bpfgate_service_request_duration_seconds", sl(s), s.total.latency_hist,
+              s.total.latency_sum_ns);
+  w.family("bpfgate_service_tcp_handshake_duration_seconds", "histogram",
+           "Time from a client's SYN to its ACK of the SYN-ACK");
+  for (const auto &s : services)
+    histogram(w, "bpfgate_service_tcp_handshake_duration_seconds", sl(s), s.total.handshake_hist,
+              s.total.handshake_sum_ns);
+  w.family("bpfgate_service_tcp_resets_total", "counter",
+           "TCP resets on a service's connections (received: from clients, sent: by the service)");
+  for (const auto &s : services) {
+    w.sample("bpfgate_service_tcp_resets_total", with(sl(s), "direction", "received"),
+             static_cast<double>(s.total.resets_rx));
+    w.sample("bpfgate_service_tcp_resets_total", with(sl(s), "direction", "sent"),
+             static_cast<double>(s.total.resets_tx));
+  }
+  w.family("bpfgate_service_tcp_retransmits_total", "counter",
+           "Segments a service's sockets retransmitted (TCP probes)");
+  for (const auto &s : services)
+    w.sample("bpfgate_service_tcp_retransmits_total", sl(s),
+             static_cast<double>(s.total.retransmits));
+  w.family("bpfgate_service_tcp_connections_total", "counter",
+           "Connections to a service that became established (TCP probes)");
+  for (const auto &s : services)
+    w.sample("bpfgate_service_tcp_connections_total", sl(s), static_cast<double>(s.total.accepted));
+
+  w.family("bpfgate_agent_info", "gauge", "The agent's version and the probes it runs");
+  w.sample("bpfgate_agent_info", {{"version", a.version}, {"tcp_probes", a.tcp_probes}}, 1);
+  w.family("bpfgate_agent_start_time_seconds", "gauge", "Unix time the agent started");
+  w.sample("bpfgate_agent_start_time_seconds", {}, a.start_time_s);
+  w.family("bpfgate_agent_reloads_total", "counter", "Config reloads, by result");
+  w.sample("bpfgate_agent_reloads_total", {{"result", "ok"}}, static_cast<double>(a.reloads_ok));
+  w.sample("bpfgate_agent_reloads_total", {{"result", "error"}},
+           static_cast<double>(a.reloads_failed));
+  w.family("bpfgate_agent_events_total", "counter", "Events the agent read or made, by type");
+  for (const auto &[type, n] : a.events)
+    w.sample("bpfgate_agent_events_total", {{"type", type}}, static_cast<double>(n));
+  w.family("bpfgate_agent_events_lost_total", "counter",
+           "Events the kernel could not queue to the agent (perf buffer overruns)");
+  w.sample("bpfgate_agent_events_lost_total", {}, static_cast<double>(a.events_lost));
+  w.family("bpfgate_agent_event_subscribers", "gauge", "`bpfgate events` clients connected");
+  w.sample("bpfgate_agent_event_subscribers", {}, static_cast<double>(a.event_subscribers));
+  w.family("bpfgate_agent_event_buffer_info", "gauge",
+           "How events reach the agent from each filter (ringbuf, perfbuf, none)");
+  for (const auto &[iface, kind] : a.event_buffers)
+    w.sample("bpfgate_agent_event_buffer_info", {{"interface", iface}, {"buffer", kind}}, 1);
+  return w.text();
+}
+
+}  // namespace bpfgate::agent

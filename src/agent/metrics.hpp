@@ -1,0 +1,75 @@
+// The agent's /metrics: everything read fresh from the pinned maps at each
+// scrape (so the HTTP thread never touches the event loop's objects), plus a
+// snapshot of the agent's own health that the event loop publishes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "util/result.hpp"
+
+namespace bpfgate::agent {
+
+// What only the agent knows; copied under a lock by each scrape.
+struct AgentSnapshot {
+  std::string version;
+  double start_time_s = 0;  // unix time
+  uint64_t reloads_ok = 0, reloads_failed = 0;
+  std::map<std::string, uint64_t> events;  // by type name
+  uint64_t events_lost = 0;
+  uint64_t event_subscribers = 0;
+  std::vector<std::string> interfaces;                         // from the config
+  std::map<std::string, std::vector<std::string>> rule_names;  // iface -> match by rule id - 1
+  std::map<std::string, std::string> event_buffers;            // iface -> ringbuf|perfbuf|none
+  std::map<std::string, uint64_t> sources_after_sweep;         // iface -> entries
+  std::string tcp_probes = "off";                              // fexit|tp_btf|tracepoint|off
+  bool services = false;
+};
+
+class AgentState {
+ public:
+  void update(const std::function<void(AgentSnapshot &)> &fn) {
+    std::lock_guard<std::mutex> l(mu_);
+    fn(s_);
+  }
+  AgentSnapshot get() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return s_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  AgentSnapshot s_;
+};
+
+// The whole exposition: filters (per interface, per rule), blocklist and map
+// fill levels, services (requests, status classes, latency and handshake
+// histograms, TCP resets, retransmits, connections), the agent's health.
+std::string render_metrics(const std::string &bpffs, const AgentSnapshot &agent);
+
+// Serves GET /metrics on its own thread (cpp-httplib), so a slow scraper
+// never holds up the event loop.
+class MetricsServer {
+ public:
+  static Result<std::unique_ptr<MetricsServer>> start(const std::string &address, uint16_t port,
+                                                      std::function<std::string()> render);
+  ~MetricsServer();
+  const std::string &address() const { return address_; }
+  uint16_t port() const { return port_; }
+
+ private:
+  struct Impl;
+  MetricsServer() = default;
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+  std::string address_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace bpfgate::agent

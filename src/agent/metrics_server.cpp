@@ -1,0 +1,48 @@
+// cpp-httplib (Debian's libcpp-httplib-dev, a shared library) stays in this
+// one translation unit: it is large and slow to compile.
+#include <httplib.h>
+
+#include "agent/metrics.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::agent {
+
+struct MetricsServer::Impl {
+  httplib::Server server;
+};
+
+Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string &address,
+                                                            uint16_t port,
+                                                            std::function<std::string()> render) {
+  std::unique_ptr<MetricsServer> m(new MetricsServer());
+  m->impl_ = std::make_unique<Impl>();
+  m->address_ = address;
+  m->port_ = port;
+  auto &srv = m->impl_->server;
+  srv.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  srv.set_keep_alive_max_count(100);
+  srv.set_read_timeout(5, 0);
+  srv.set_write_timeout(5, 0);
+  srv.Get("/metrics", [render](const httplib::Request &, httplib::Response &res) {
+    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  srv.Get("/", [](const httplib::Request &, httplib::Response &res) {
+    res.set_content("bpfgate agent: metrics at /metrics\n", "text/plain");
+  });
+  if (!srv.bind_to_port(address, port))
+    return make_error(errno ? errno : EADDRINUSE,
+                      "serve metrics on {}:{}: cannot bind (in use, or not an address of this "
+                      "host); change metrics.listen in the config or set it to off",
+                      address.find(':') != std::string::npos ? "[" + address + "]" : address, port);
+  m->thread_ = std::thread([s = &srv] { s->listen_after_bind(); });
+  return m;
+}
+
+MetricsServer::~MetricsServer() {
+  if (impl_)
+    impl_->server.stop();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+}  // namespace bpfgate::agent

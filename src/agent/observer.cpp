@@ -1,0 +1,279 @@
+#include "agent/observer.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "bpf/map.hpp"
+#include "bpf/pin.hpp"
+#include "core/cidr.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::agent {
+
+namespace {
+double unix_now() {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Result<std::unique_ptr<Observer>> Observer::start(const std::string &bpffs, const core::Config &c,
+                                                  const std::map<std::string, PinnedFilter> &f) {
+  std::unique_ptr<Observer> o(new Observer());
+  o->bpffs_ = bpffs;
+  o->epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!o->epoll_.valid())
+    return Error(errno, "epoll_create1");
+  o->state_.update([](AgentSnapshot &s) {
+    s.version = "0.1.0";
+    s.start_time_s = unix_now();
+  });
+  if (auto st = o->apply(c, f); !st)
+    return st.error();
+  return o;
+}
+
+Observer::~Observer() = default;
+
+Status Observer::watch(const std::string &iface, const PinnedFilter &f,
+                       uint64_t sample_interval_ns) {
+  std::string dir = bpf::pin_dir(bpffs_, iface);
+  if (!bpf::exists(dir + "/" + BG_PIN_EVENTS)) {
+    log::warn(
+        "{}: the running filter has no event buffer (attached by an older bpfgate): no events "
+        "from it until it is detached and attached again",
+        iface);
+    state_.update([&](AgentSnapshot &s) { s.event_buffers[iface] = "none"; });
+    return {};
+  }
+  auto cfg = bpf::open_pinned(dir + "/" + BG_PIN_EVENT_CONFIG);
+  if (!cfg)
+    return cfg.error();
+  if (auto st = set_sample_interval(cfg->get(), sample_interval_ns); !st)
+    return st.error().context(iface + ": set the drop sample interval");
+  if (sources_.count(iface))
+    return {};
+  (void)f;
+  auto map = bpf::open_pinned(dir + "/" + BG_PIN_EVENTS);
+  if (!map)
+    return map.error();
+  auto buf = bpf::EventBuffer::open(map->get(), [this, iface](std::string_view rec) {
+    auto e = decode_event(iface, rec);
+    if (!e) {
+      log::warn("{}: {}", iface, e.error().what());
+      return;
+    }
+    publish(std::move(*e));
+  });
+  if (!buf)
+    return buf.error().context(iface + ": open the event buffer");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = buf->fd();
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, buf->fd(), &ev) != 0)
+    return Error(errno, "epoll_ctl");
+  log::info("{}: events through a {}", iface,
+            buf->is_ring() ? "ring buffer"
+                           : "perf buffer (the kernel has no ring buffers, or "
+                             "events.buffer asked for one)");
+  state_.update([&](AgentSnapshot &s) { s.event_buffers[iface] = buf->kind(); });
+  sources_.emplace(iface, Source{std::move(*buf), 0});
+  return {};
+}
+
+Status Observer::serve_metrics(const core::MetricsConfig &m) {
+  bool same =
+      metrics_ && m.enabled && metrics_->address() == m.address && metrics_->port() == m.port;
+  if (same)
+    return {};
+  metrics_.reset();
+  metrics_config_ = m;
+  if (!m.enabled) {
+    log::info("metrics are off (metrics.listen: off)");
+    return {};
+  }
+  auto srv = MetricsServer::start(m.address, m.port,
+                                  [this] { return render_metrics(bpffs_, state_.get()); });
+  if (!srv)
+    return srv.error();
+  metrics_ = std::move(*srv);
+  log::info("metrics on http://{}:{}/metrics",
+            m.address.find(':') != std::string::npos ? "[" + m.address + "]" : m.address, m.port);
+  return {};
+}
+
+Status Observer::apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters) {
+  for (auto it = sources_.begin(); it != sources_.end();) {
+    if (filters.count(it->first)) {
+      ++it;
+      continue;
+    }
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.buffer.fd(), nullptr);
+    it = sources_.erase(it);
+  }
+  for (const auto &[iface, f] : filters)
+    if (auto st = watch(iface, f, c.events.drop_sample_interval_ns); !st)
+      return st;
+  rule_names_.clear();
+  for (const auto &[iface, _] : filters)
+    for (const auto &r : c.rules)
+      rule_names_[iface].push_back(r.match);
+
+  if (!c.services.empty() && !probes_) {
+    auto p = ServiceProbes::load(bpffs_, c.tcp_probes);
+    if (!p)
+      return p.error();
+    probes_ = std::move(*p);
+    if (!probes_->tcp_note().empty())
+      log::warn("TCP probes: {}", probes_->tcp_note());
+    log::info("service probes: tc on the agent's interfaces, TCP probes {}", probes_->tcp_mode());
+  }
+  if (probes_) {
+    if (auto st = probes_->set_services(c.services); !st)
+      return st.error().context("set the services");
+    std::set<std::string> wanted;
+    if (!c.services.empty())
+      for (const auto &i : c.interfaces)
+        wanted.insert(i.name);
+    for (const auto &name : probes_->attached())
+      if (!wanted.count(name))
+        probes_->detach(name);
+    for (const auto &name : wanted)
+      if (auto st = probes_->attach(name); !st)
+        return st;
+  }
+  sync_snapshot(c);
+  return serve_metrics(c.metrics);
+}
+
+void Observer::sync_snapshot(const core::Config &c) {
+  state_.update([&](AgentSnapshot &s) {
+    s.interfaces.clear();
+    for (const auto &i : c.interfaces)
+      s.interfaces.push_back(i.name);
+    s.rule_names = rule_names_;
+    s.services = probes_ != nullptr && !c.services.empty();
+    s.tcp_probes = probes_ ? probes_->tcp_mode() : "off";
+  });
+}
+
+void Observer::note_reload(bool ok) {
+  state_.update([&](AgentSnapshot &s) { (ok ? s.reloads_ok : s.reloads_failed)++; });
+}
+
+void Observer::on_readable() {
+  for (auto &[iface, src] : sources_) {
+    if (auto n = src.buffer.consume(); !n)
+      log::warn("{}: {}", iface, n.error().what());
+    uint64_t lost = src.buffer.lost();
+    if (lost != src.lost_seen) {
+      log::warn("{}: the kernel dropped {} events (the agent read too slowly)", iface,
+                lost - src.lost_seen);
+      state_.update([&](AgentSnapshot &s) { s.events_lost += lost - src.lost_seen; });
+      src.lost_seen = lost;
+    }
+  }
+}
+
+void Observer::on_sweep(const std::string &iface, const Datapath &dp, const SweepReport &r) {
+  for (const auto &b : r.released)
+    publish(agent_event(iface, BG_EVENT_RELEASED, b.prefix.key, b.value.reason, 0));
+  if (r.sources_seen)
+    state_.update([&](AgentSnapshot &s) {
+      s.sources_after_sweep[iface] = r.sources_seen - r.sources_removed;
+    });
+  auto blocks = list_blocks(dp);
+  if (!blocks)
+    return;
+  std::set<std::string> now;
+  auto &seen = manual_blocks_[iface];
+  for (const auto &b : *blocks) {
+    if (b.value.reason != BG_BLOCK_MANUAL || b.expired)
+      continue;
+    std::string p = core::format_prefix(b.prefix);
+    now.insert(p);
+    if (!seen.count(p))
+      publish(
+          agent_event(iface, BG_EVENT_MANUAL_BLOCK, b.prefix.key, b.value.reason, b.remaining_ns));
+  }
+  seen = std::move(now);
+}
+
+void Observer::publish(Event e) {
+  if (e.raw.rule) {
+    auto it = rule_names_.find(e.iface);
+    if (it != rule_names_.end() && e.raw.rule - 1 < it->second.size())
+      e.rule_match = it->second[e.raw.rule - 1];
+  }
+  std::string text = event_text(e);
+  log::info("event: {}", text);
+  std::string json = event_json(e) + "\n";
+  text += "\n";
+  for (auto it = subscribers_.begin(); it != subscribers_.end();) {
+    if (!it->iface.empty() && it->iface != e.iface) {
+      ++it;
+      continue;
+    }
+    const std::string &line = it->json ? json : text;
+    ssize_t n = send(it->fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(line.size())) {
+      ++it;
+      continue;
+    }
+    // Gone, or too slow to keep up: a follower must never hold up the agent.
+    log::info("an events client {}", n < 0 && errno != EAGAIN ? "left" : "fell behind: dropped");
+    it = subscribers_.erase(it);
+  }
+  state_.update([&](AgentSnapshot &s) {
+    s.events[event_type_name(e.raw.type)]++;
+    s.event_subscribers = subscribers_.size();
+  });
+}
+
+void Observer::subscribe(bpf::UniqueFd conn, const std::string &request) {
+  std::vector<std::string> words;
+  for (size_t i = 0; i < request.size();) {
+    size_t j = request.find(' ', i);
+    if (j == std::string::npos)
+      j = request.size();
+    if (j > i)
+      words.push_back(request.substr(i, j - i));
+    i = j + 1;
+  }
+  Subscriber sub{std::move(conn), !(words.size() > 1 && words[1] == "text"),
+                 words.size() > 2 ? words[2] : ""};
+  std::string names;
+  for (const auto &[iface, src] : sources_)
+    if (sub.iface.empty() || sub.iface == iface)
+      names += fmt::format("{}{} ({})", names.empty() ? "" : ", ", iface, src.buffer.kind());
+  std::string hello = names.empty() ? "error the agent reads no events of " +
+                                          (sub.iface.empty() ? "any interface" : sub.iface) + "\n"
+                                    : "ok events of " + names + "\n";
+  if (send(sub.fd.get(), hello.data(), hello.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+          static_cast<ssize_t>(hello.size()) ||
+      names.empty())
+    return;
+  int size = 1 << 20;  // room for a burst while the client is scheduled out
+  setsockopt(sub.fd.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+  subscribers_.push_back(std::move(sub));
+  state_.update([&](AgentSnapshot &s) { s.event_subscribers = subscribers_.size(); });
+}
+
+void Observer::stop(bool keep) {
+  subscribers_.clear();
+  metrics_.reset();
+  if (!probes_)
+    return;
+  if (keep) {
+    probes_->release_all();
+    probes_.reset();
+    return;
+  }
+  probes_.reset();  // detaches the tc programs
+  remove_observe_pins(bpffs_);
+}
+
+}  // namespace bpfgate::agent

@@ -1,0 +1,75 @@
+// What the agent shows: the event stream (read from each filter's event
+// buffer, logged, and sent to `bpfgate events` clients), /metrics on its own
+// thread, and the per-service probes. The daemon owns one Observer and calls
+// it at a few points of its loop; everything else lives here.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/blocklist.hpp"
+#include "agent/events.hpp"
+#include "agent/filter.hpp"
+#include "agent/metrics.hpp"
+#include "agent/probes.hpp"
+#include "bpf/event_buffer.hpp"
+#include "bpf/fd.hpp"
+#include "core/config.hpp"
+
+namespace bpfgate::agent {
+
+class Observer {
+ public:
+  static Result<std::unique_ptr<Observer>> start(const std::string &bpffs, const core::Config &c,
+                                                 const std::map<std::string, PinnedFilter> &f);
+  ~Observer();
+
+  // After every successful converge: event buffers, sample intervals,
+  // services, tc probes on the configured interfaces, the metrics address.
+  Status apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters);
+  void note_reload(bool ok);
+
+  // One epoll fd over every event buffer; readable when events wait.
+  int fd() const { return epoll_.get(); }
+  void on_readable();
+  // After each sweep: released blocks, and manual blocks not seen before.
+  void on_sweep(const std::string &iface, const Datapath &dp, const SweepReport &r);
+  // A control-socket client that asked for "events [json|text] [IFACE]".
+  void subscribe(bpf::UniqueFd conn, const std::string &request);
+  // The agent stops: keep leaves the tc probes and pins for the next agent.
+  void stop(bool keep);
+
+ private:
+  Observer() = default;
+  void publish(Event e);
+  Status watch(const std::string &iface, const PinnedFilter &f, uint64_t sample_interval_ns);
+  Status serve_metrics(const core::MetricsConfig &m);
+  void sync_snapshot(const core::Config &c);
+
+  struct Subscriber {
+    bpf::UniqueFd fd;
+    bool json = true;
+    std::string iface;  // empty: every interface
+  };
+  struct Source {
+    bpf::EventBuffer buffer;
+    uint64_t lost_seen = 0;
+  };
+
+  std::string bpffs_;
+  bpf::UniqueFd epoll_;
+  std::map<std::string, Source> sources_;
+  std::map<std::string, std::set<std::string>> manual_blocks_;  // iface -> prefixes seen
+  std::map<std::string, std::vector<std::string>> rule_names_;
+  std::vector<Subscriber> subscribers_;
+  std::unique_ptr<ServiceProbes> probes_;
+  std::unique_ptr<MetricsServer> metrics_;
+  core::MetricsConfig metrics_config_;
+  AgentState state_;
+};
+
+}  // namespace bpfgate::agent
