@@ -20,6 +20,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string &a
   m->port_ = port;
   auto &srv = m->impl_->server;
   srv.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  srv.set_tcp_nodelay(true);
   srv.set_keep_alive_max_count(100);
   srv.set_read_timeout(5, 0);
   srv.set_write_timeout(5, 0);

@@ -18,6 +18,7 @@ int main(int argc, char **argv) {
   }
   httplib::Server srv;
   srv.new_task_queue = [] { return new httplib::ThreadPool(64); };
+  srv.set_tcp_nodelay(true);  // headers and body go out in two writes: no Nagle delay
   srv.Get(R"(/.*)", [](const httplib::Request &req, httplib::Response &res) {
     int ms = req.has_param("ms") ? std::atoi(req.get_param_value("ms").c_str()) : 0;
     int status = req.has_param("status") ? std::atoi(req.get_param_value("status").c_str()) : 200;

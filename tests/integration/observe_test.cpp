@@ -1,0 +1,463 @@
+// Observability end to end, over veth in namespaces made here (bgobs*):
+// nginx proxying to a backend that sleeps a known time, driven by curl and
+// wrk, with the agent timing requests from tc and serving /metrics; a real
+// scrape parsed and checked against what the clients saw and the traffic
+// sent; the event stream; top off and on a terminal; and what the agent
+// leaves behind (nothing, unless told to keep the datapath).
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/prometheus.hpp"
+#include "support/system.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace prom = core::prom;
+using nlohmann::json;
+
+constexpr const char *kGw = "198.18.0.1";
+constexpr const char *kClient = "198.18.0.2";
+constexpr int kBackendPort = 8081;
+
+std::string backend_bin() {
+  return std::filesystem::path(bpfgate_bin()).parent_path() / "bpfgate-slow-backend";
+}
+
+std::string name(const char *role) {
+  return fmt::format("bgobs{}{}", getpid() % 100000, role);
+}
+
+class Observe : public ::testing::Test {
+ protected:
+  Observe() : gw_if_(name("g")), cl_if_(name("c")), gw_(gw_if_ + "ns"), cl_(cl_if_ + "ns") {}
+
+  void SetUp() override {
+    make_veth(gw_, gw_if_, std::string(kGw) + "/24", cl_, cl_if_, std::string(kClient) + "/24");
+    run_ok("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
+    dir_ = std::filesystem::temp_directory_path() / name("dir");
+    std::filesystem::create_directories(dir_);
+    std::filesystem::permissions(dir_, std::filesystem::perms::all);
+    log_ = (dir_ / "agent.log").string();
+  }
+
+  void TearDown() override {
+    if (agent_) {
+      agent_->kill(SIGTERM);  // a clean stop removes the probes and their pins
+      agent_->wait(5s);
+    }
+    agent_.reset();
+    run("rm -rf /sys/fs/bpf/bpfgate-observe");
+    nginx_.reset();
+    backend_.reset();
+    run(gw_.exec() + bpfgate_bin() + " detach " + gw_if_ + " 2>/dev/null");
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string sock() const { return (dir_ / "agent.sock").string(); }
+  std::string config() const { return (dir_ / "gw.yaml").string(); }
+
+  void write_config(const std::string &body) {
+    std::ofstream(config()) << fmt::format(
+        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}}}\n"
+        "sweep: {{interval: 100ms}}\nmetrics: {{listen: 127.0.0.1:9477}}\n{}{}",
+        gw_if_, sock(),
+        body.find("limits:") == std::string::npos ? "limits: {rate: 1000000}\n" : "", body);
+  }
+
+  void start_agent(const std::string &flags = "") {
+    agent_.emplace(Process::spawn("exec " + gw_.exec() + bpfgate_bin() + " run -c " + config() +
+                                  " " + flags + " >>" + log_ + " 2>&1"));
+    for (int i = 0; i < 100; i++) {
+      if (run(bpfgate_bin() + " reload --socket " + sock() + " >/dev/null 2>&1").exit_code == 0)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "the agent did not come up: " << agent_log();
+  }
+
+  std::string agent_log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // nginx on kGw:80 proxying to the sleeping backend on the gateway's loopback.
+  void start_servers() {
+    backend_.emplace(Process::spawn("exec " + gw_.exec() + backend_bin() + " 127.0.0.1 " +
+                                    std::to_string(kBackendPort)));
+    std::string d = dir_.string();
+    std::ofstream(dir_ / "nginx.conf") << fmt::format(R"(daemon off;
+worker_processes 1;
+pid {0}/nginx.pid;
+error_log {0}/nginx-error.log warn;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {0}/body;
+  proxy_temp_path {0}/proxy;
+  fastcgi_temp_path {0}/fastcgi;
+  uwsgi_temp_path {0}/uwsgi;
+  scgi_temp_path {0}/scgi;
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{1}; keepalive 16; }}
+  server {{
+    listen {2}:80;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+)",
+                                                      d, kBackendPort, kGw);
+    nginx_.emplace(Process::spawn("exec " + gw_.exec() + "nginx -e " + d + "/nginx-error.log -p " +
+                                  d + " -c " + d + "/nginx.conf"));
+    for (int i = 0; i < 100; i++) {
+      if (run(cl_.exec() + "curl -sf --max-time 1 -o /dev/null http://" + std::string(kGw) +
+              "/up?ms=0")
+              .exit_code == 0)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "nginx or the backend did not come up";
+  }
+
+  prom::Parsed scrape() {
+    auto r = run_ok(gw_.exec() + "curl -sf --max-time 5 http://127.0.0.1:9477/metrics");
+    auto p = prom::parse(r.out);
+    EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().what());
+    return p.ok() ? *p : prom::Parsed{};
+  }
+
+  std::string gw_if_, cl_if_;
+  Netns gw_, cl_;
+  std::filesystem::path dir_;
+  std::string log_;
+  std::optional<Process> agent_, nginx_, backend_;
+};
+
+prom::Labels web() {
+  return {{"service", "web"}, {"port", "80"}};
+}
+
+double mean_latency(const prom::Parsed &p, const prom::Parsed &before) {
+  const char *n = "bpfgate_service_request_duration_seconds";
+  double sum = prom::value_of(p, std::string(n) + "_sum", web()) -
+               prom::value_of(before, std::string(n) + "_sum", web());
+  double count = prom::value_of(p, std::string(n) + "_count", web()) -
+                 prom::value_of(before, std::string(n) + "_count", web());
+  return count > 0 ? sum / count : 0;
+}
+
+TEST_F(Observe, RequestLatencyAndStatusClassesMatchTheClients) {
+  write_config("services: [{name: web, port: 80}]\n");
+  start_servers();
+  start_agent();
+  auto before = scrape();
+  // curl, on one keep-alive connection: 12 requests of 40 ms, 6 answered 200,
+  // 4 answered 404, 2 answered 503; curl measures each from sending the
+  // request to the first byte of the answer.
+  std::string urls;
+  std::vector<int> codes = {200, 200, 404, 200, 503, 200, 404, 200, 404, 503, 200, 404};
+  for (int c : codes)
+    urls += fmt::format(" -o /dev/null 'http://{}/r?ms=40&status={}'", kGw, c);
+  auto r = run_ok(cl_.exec() +
+                  "curl -s -o /dev/null -w '%{http_code} %{time_pretransfer} "
+                  "%{time_starttransfer}\\n'" +
+                  urls);
+  std::istringstream in(r.out);
+  double client_sum = 0;
+  int n = 0, c2 = 0, c4 = 0, c5 = 0;
+  for (int code; in >> code;) {
+    double pre, first;
+    in >> pre >> first;
+    client_sum += first - pre;
+    n++;
+    (code == 200 ? c2 : code == 404 ? c4 : c5)++;
+  }
+  ASSERT_EQ(n, 12) << r.out;
+  auto after = scrape();
+  double client_mean = client_sum / n, kernel_mean = mean_latency(after, before);
+  EXPECT_NEAR(kernel_mean, client_mean, 0.1 * client_mean)
+      << "client " << client_mean << " s, bpfgate " << kernel_mean << " s";
+  EXPECT_GE(kernel_mean, 0.040);
+  fmt::print("curl: client mean {:.2f} ms, bpfgate mean {:.2f} ms ({:+.1f}%)\n", client_mean * 1e3,
+             kernel_mean * 1e3, (kernel_mean / client_mean - 1) * 100);
+  auto delta = [&](const char *metric, prom::Labels l) {
+    return prom::value_of(after, metric, l) - prom::value_of(before, metric, l);
+  };
+  EXPECT_EQ(delta("bpfgate_service_requests_total", web()), 12);
+  EXPECT_EQ(delta("bpfgate_service_responses_total", web()), 12);
+  auto cls = [&](const char *c) {
+    auto l = web();
+    l.emplace_back("class", c);
+    return delta("bpfgate_service_http_responses_total", l);
+  };
+  EXPECT_EQ(cls("2xx"), c2);
+  EXPECT_EQ(cls("4xx"), c4);
+  EXPECT_EQ(cls("5xx"), c5);
+  EXPECT_EQ(cls("other") + cls("1xx") + cls("3xx"), 0);
+  EXPECT_EQ(delta("bpfgate_service_tcp_handshake_duration_seconds_count", web()), 1)
+      << "curl used one connection";
+  EXPECT_GE(delta("bpfgate_service_tcp_connections_total", web()), 1);
+  // The 40 ms bucket: [32.768, 65.536) ms, so le=0.065536 holds all twelve.
+  auto le = [&](const char *b) {
+    auto l = web();
+    l.emplace_back("le", b);
+    return delta("bpfgate_service_request_duration_seconds_bucket", l);
+  };
+  EXPECT_EQ(le("0.065536") - le("0.032768"), 12);
+
+  // wrk: 4 connections for 3 s against a 25 ms handler; its mean latency
+  // (send to complete response, a small response) against bpfgate's.
+  before = scrape();
+  auto w =
+      run_ok(cl_.exec() + fmt::format("wrk -t1 -c4 -d3s --timeout 2s 'http://{}/w?ms=25'", kGw));
+  after = scrape();
+  double wrk_mean = 0;
+  {
+    std::istringstream wi(w.out);
+    for (std::string word; wi >> word;)
+      if (word == "Latency") {
+        std::string v;
+        wi >> v;
+        double x = std::stod(v);
+        wrk_mean = v.find("us") != std::string::npos   ? x / 1e6
+                   : v.find("ms") != std::string::npos ? x / 1e3
+                                                       : x;
+        break;
+      }
+  }
+  ASSERT_GT(wrk_mean, 0) << w.out;
+  kernel_mean = mean_latency(after, before);
+  fmt::print("wrk: client mean {:.2f} ms, bpfgate mean {:.2f} ms ({:+.1f}%)\n", wrk_mean * 1e3,
+             kernel_mean * 1e3, (kernel_mean / wrk_mean - 1) * 100);
+  EXPECT_NEAR(kernel_mean, wrk_mean, 0.1 * wrk_mean)
+      << "wrk " << wrk_mean << " s, bpfgate " << kernel_mean << " s\n"
+      << w.out;
+  double reqs = delta("bpfgate_service_requests_total", web());
+  EXPECT_GT(reqs, 300) << w.out;
+  EXPECT_LE(delta("bpfgate_service_responses_total", web()), reqs);
+  EXPECT_GE(delta("bpfgate_service_responses_total", web()), reqs - 4) << "at most one in flight "
+                                                                          "per connection";
+}
+
+TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
+  write_config(
+      "deny: [198.18.0.66]\nrules: [{match: udp/53, action: drop}, {match: udp/123, action: "
+      "pass}]\nservices: [{name: web, port: 80}, {name: closed, port: 81, protocol: tcp}]\n");
+  start_agent();
+  std::string mac = run_ok(gw_.exec() + "ip -br link show dev " + gw_if_ + " | awk '{print $3}'")
+                        .out.substr(0, 17);
+  auto gen = [&](const std::string &src, int n, const std::string &extra) {
+    run_ok(cl_.exec() + fmt::format("{} -i {} --dst-mac {} --src {} --dst {} -n {} --rate 20000 "
+                                    "--duration 10 -j {}",
+                                    gen_bin(), cl_if_, mac, src, kGw, n, extra));
+  };
+  gen("198.18.0.66", 500, "");
+  gen("198.18.0.70", 300, "--dport 53");
+  gen("198.18.0.71", 200, "--dport 123");
+  // A SYN to a port with no listener: the gateway answers RST.
+  run(cl_.exec() + fmt::format("curl -s --max-time 2 http://{}:81/", kGw));
+  ASSERT_EQ(run(gw_.exec() + bpfgate_bin() + " block 198.18.9.0/24 --iface " + gw_if_).exit_code,
+            0);
+  ASSERT_EQ(run(bpfgate_bin() + " reload --socket " + sock()).exit_code, 0);
+  std::this_thread::sleep_for(300ms);  // a sweep or two
+  auto p = scrape();
+  auto st = json::parse(run_ok(gw_.exec() + bpfgate_bin() + " -j status " + gw_if_).out);
+  auto counters = st["interfaces"][0]["counters"];
+  prom::Labels iface = {{"interface", gw_if_}};
+  auto with = [](prom::Labels l, prom::Labels more) {
+    l.insert(l.end(), more.begin(), more.end());
+    return l;
+  };
+  EXPECT_EQ(prom::value_of(p, "bpfgate_packets_total",
+                           with(iface, {{"verdict", "drop"}, {"reason", "deny"}})),
+            500);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_bytes_total",
+                           with(iface, {{"verdict", "drop"}, {"reason", "deny"}})),
+            counters["drop"]["deny"]["bytes"].get<double>());
+  EXPECT_EQ(prom::value_of(p, "bpfgate_packets_total",
+                           with(iface, {{"verdict", "drop"}, {"reason", "rule"}})),
+            300);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_packets_total",
+                           with(iface, {{"verdict", "pass"}, {"reason", "rule"}})),
+            200);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_rule_packets_total",
+                           with(iface, {{"match", "udp/53"}, {"action", "drop"}, {"rule", "1"}})),
+            0)
+      << "rule counters restart at each apply (the reload above)";
+  EXPECT_EQ(prom::value_of(p, "bpfgate_blocklist_entries", with(iface, {{"reason", "manual"}})), 1);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_map_max_entries", with(iface, {{"map", "sources"}})), 65536);
+  EXPECT_GE(prom::value_of(p, "bpfgate_map_entries", with(iface, {{"map", "sources"}})), 1);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_service_tcp_resets_total",
+                           {{"service", "closed"}, {"direction", "sent"}}),
+            1);
+  // start_agent() asks for one reload to see the agent answer, the test one more.
+  EXPECT_EQ(prom::value_of(p, "bpfgate_agent_reloads_total", {{"result", "ok"}}), 2);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_interface_up", iface), 1);
+  EXPECT_EQ(
+      prom::value_of(p, "bpfgate_agent_event_buffer_info", with(iface, {{"buffer", "ringbuf"}})),
+      1);
+  // Rule counters after the apply: 50 more frames to udp/53.
+  gen("198.18.0.70", 50, "--dport 53");
+  p = scrape();
+  EXPECT_EQ(prom::value_of(p, "bpfgate_rule_packets_total", with(iface, {{"match", "udp/53"}})),
+            50);
+  // Conventions: counters end in _total, durations are _seconds histograms.
+  for (const auto &[family, type] : p.types) {
+    if (type == "counter")
+      EXPECT_TRUE(family.ends_with("_total")) << family;
+    if (family.find("seconds") != std::string::npos &&
+        family.find("start_time") == std::string::npos)
+      EXPECT_EQ(type, "histogram") << family;
+  }
+  EXPECT_EQ(p.types["bpfgate_service_request_duration_seconds"], "histogram");
+  // Loopback only by default: the client cannot reach it.
+  EXPECT_NE(
+      run(cl_.exec() + fmt::format("curl -sf --max-time 1 http://{}:9477/metrics", kGw)).exit_code,
+      0);
+}
+
+TEST_F(Observe, RetransmitsAreCounted) {
+  write_config("services: [{name: web, port: 80}]\n");
+  start_servers();
+  start_agent();
+  // The response to a 1.5 s request goes out while the gateway drops
+  // everything the client sends: the service retransmits until it is let go.
+  Process client = Process::spawn(cl_.exec() + fmt::format("curl -s -o /dev/null --max-time 10 "
+                                                           "'http://{}/slow?ms=1500'",
+                                                           kGw));
+  std::this_thread::sleep_for(500ms);
+  run_ok(gw_.exec() + "nft add table inet bgobs");
+  run_ok(gw_.exec() + "nft 'add chain inet bgobs in { type filter hook input priority 0; }'");
+  run_ok(gw_.exec() +
+         fmt::format("nft add rule inet bgobs in ip saddr {} tcp dport 80 drop", kClient));
+  std::this_thread::sleep_for(2500ms);
+  run_ok(gw_.exec() + "nft delete table inet bgobs");
+  EXPECT_EQ(client.wait(10s), 0);
+  auto p = scrape();
+  EXPECT_GE(prom::value_of(p, "bpfgate_service_tcp_retransmits_total", web()), 1);
+  EXPECT_NE(prom::value_of(p, "bpfgate_agent_info", {{"tcp_probes", "off"}}), 1) << agent_log();
+}
+
+TEST_F(Observe, EventsAreStreamedAndLogged) {
+  write_config(
+      "rules: [{match: udp/53, action: drop}]\nlimits: {rate: 100, burst: 100}\n"
+      "auto_block: {after: 200ms, ttl: 1s}\nevents: {drop_samples: 5}\n");
+  start_agent();
+  std::string events = (dir_ / "events.jsonl").string();
+  Process follower =
+      Process::spawn(bpfgate_bin() + " -j events --timeout 6 --socket " + sock() + " >" + events);
+  std::this_thread::sleep_for(300ms);
+  std::string mac = run_ok(gw_.exec() + "ip -br link show dev " + gw_if_ + " | awk '{print $3}'")
+                        .out.substr(0, 17);
+  auto t0 = std::chrono::steady_clock::now();
+  run_ok(cl_.exec() + fmt::format("{} -i {} --dst-mac {} --src 198.18.0.70 --dst {} -n 100 --rate "
+                                  "20000 --dport 53",
+                                  gen_bin(), cl_if_, mac, kGw));
+  run_ok(cl_.exec() + fmt::format("{} -i {} --dst-mac {} --src 198.18.0.77 --dst {} -n 10000 "
+                                  "--rate 10000",
+                                  gen_bin(), cl_if_, mac, kGw));
+  double flood_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run_ok(gw_.exec() + bpfgate_bin() + " block 198.18.9.0/24 --ttl 1h --iface " + gw_if_);
+  EXPECT_EQ(follower.wait(10s), 0);
+  std::ifstream in(events);
+  std::map<std::string, int> n;
+  bool blocked = false, released = false, manual = false, hit = false;
+  for (std::string line; std::getline(in, line);) {
+    auto e = json::parse(line, nullptr, false);
+    ASSERT_FALSE(e.is_discarded()) << line;
+    EXPECT_EQ(e["iface"], gw_if_);
+    n[e["type"]]++;
+    if (e["type"] == "rule_hit")
+      hit = e["source"] == "198.18.0.70" && e["match"] == "udp/53" && e["dport"] == 53;
+    if (e["type"] == "blocked")
+      blocked = e["source"] == "198.18.0.77/32" && e["reason"] == "auto" && e["ttl_s"] == 1.0;
+    if (e["type"] == "released")
+      released = e["source"] == "198.18.0.77/32";
+    if (e["type"] == "manual_block")
+      manual = e["source"] == "198.18.9.0/24";
+  }
+  EXPECT_TRUE(hit && blocked && released && manual) << agent_log();
+  EXPECT_EQ(n["rule_hit"], 1);
+  EXPECT_EQ(n["blocked"], 1);
+  // 5 samples a second per CPU at most (and one more per CPU to start).
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  EXPECT_GE(n["drop_sample"], 2);
+  EXPECT_LE(n["drop_sample"], static_cast<int>(std::ceil(flood_s * 5 + 1) * cpus)) << flood_s;
+  std::string log = agent_log();
+  EXPECT_TRUE(contains(log, "event: ")) << log;
+  EXPECT_TRUE(contains(log, "blocked 198.18.0.77/32 (auto, for 1s)")) << log;
+  EXPECT_TRUE(contains(log, "released 198.18.0.77/32 (auto block expired)")) << log;
+  // Without an agent: no agent answers, and --direct reads the pinned buffer.
+  agent_->kill(SIGTERM);
+  EXPECT_EQ(agent_->wait(5s), 0);
+  auto none = run(bpfgate_bin() + " events --timeout 0.2 --socket " + sock());
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_TRUE(contains(none.err, "use --direct")) << none.err;
+}
+
+TEST_F(Observe, TopOnAndOffATerminalAndNothingLeftBehind) {
+  write_config("services: [{name: web, port: 80}]\n");
+  start_servers();
+  start_agent("--keep-datapath");
+  run_ok(cl_.exec() + fmt::format("curl -s -o /dev/null 'http://{}/t?ms=5'", kGw));
+  auto plain = run_ok(gw_.exec() + bpfgate_bin() + " top " + gw_if_ + " -c 1 -i 0.1");
+  EXPECT_TRUE(contains(plain.out, "DROP REASON")) << plain.out;
+  EXPECT_TRUE(contains(plain.out, "SERVICE")) << plain.out;
+  EXPECT_TRUE(contains(plain.out, "\nweb ")) << plain.out;
+  EXPECT_FALSE(contains(plain.out, "\x1b[")) << "no escapes off a terminal";
+  // On a terminal (script gives it a pty): the alternate screen, restored at exit.
+  auto tty = run_ok("TERM=xterm script -qec '" + gw_.exec() + bpfgate_bin() + " top " + gw_if_ +
+                    " -c 2 -i 0.1' /dev/null </dev/null");
+  EXPECT_TRUE(contains(tty.out, "\x1b[?1049h")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "\x1b[?1049l")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "web")) << tty.out;
+  auto j =
+      json::parse(run_ok(gw_.exec() + bpfgate_bin() + " -j top " + gw_if_ + " -c 1 -i 0.1").out);
+  ASSERT_EQ(j["services"].size(), 1u);
+  EXPECT_EQ(j["services"][0]["service"], "web");
+  EXPECT_GE(j["services"][0]["requests"].get<int>(), 1);
+
+  auto filters = [&](const char *dir) {
+    return run_ok(gw_.exec() + fmt::format("tc filter show dev {} {}", gw_if_, dir)).out;
+  };
+  // --keep-datapath: the probes stay for the next agent, which replaces them.
+  agent_->kill(SIGTERM);
+  EXPECT_EQ(agent_->wait(5s), 0);
+  EXPECT_TRUE(contains(filters("ingress"), "bg_obs_tc_"));
+  EXPECT_TRUE(std::filesystem::exists("/sys/fs/bpf/bpfgate-observe/service_stats"));
+  start_agent();
+  run_ok(cl_.exec() + fmt::format("curl -s -o /dev/null 'http://{}/t?ms=5'", kGw));
+  auto p = scrape();
+  EXPECT_EQ(prom::value_of(p, "bpfgate_service_requests_total", web()), 2)
+      << "counters carried over the restart (one request before, one after)";
+  auto in = filters("ingress");
+  EXPECT_NE(in.find("handle 0xb6e0"), std::string::npos) << in;
+  EXPECT_EQ(in.find("handle 0xb6e0"), in.rfind("handle 0xb6e0")) << "one probe, not two: " << in;
+  // A plain stop removes everything.
+  agent_->kill(SIGTERM);
+  EXPECT_EQ(agent_->wait(5s), 0);
+  EXPECT_FALSE(contains(filters("ingress"), "bg_obs"));
+  EXPECT_FALSE(contains(filters("egress"), "bg_obs"));
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/bpfgate-observe"));
+  EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/bpfgate/" + gw_if_));
+}
+
+}  // namespace
+}  // namespace bpfgate::test
