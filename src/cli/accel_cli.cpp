@@ -2,8 +2,11 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <csignal>
+#include <thread>
 
 #include "agent/accel.hpp"
+#include "bpf/pin.hpp"
 #include "core/cidr.hpp"
 #include "cli/registry.hpp"
 #include "util/log.hpp"
@@ -193,6 +196,52 @@ int cmd_status(const Globals &g) {
   return 0;
 }
 
+volatile std::sig_atomic_t g_stop = 0;
+
+struct WatchArgs {
+  double interval_s = 0.5;
+  uint64_t limit = 0;  // 0: the default (tcp_rmem's maximum)
+  uint64_t count = 0;  // 0: until interrupted or disabled
+};
+
+int cmd_watch(const Globals &g, const WatchArgs &a) {
+  auto hk = accel::Housekeeper::open(g.bpffs);
+  if (!hk)
+    return fail(hk.error());
+  uint64_t limit = a.limit ? a.limit : accel::default_backlog_limit();
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  if (!g.json)
+    fmt::print("watching accelerated sockets every {} s: backlog limit {}, Ctrl-C to stop\n",
+               a.interval_s, bytes_text(limit));
+  for (uint64_t n = 0; !g_stop && (a.count == 0 || n < a.count); n++) {
+    if (n > 0)
+      std::this_thread::sleep_for(std::chrono::duration<double>(a.interval_s));
+    if (!bpf::exists(accel::pin_dir(g.bpffs) + "/" BG_ACCEL_PIN_SOCKETS)) {
+      if (!g.json)
+        fmt::print("socket acceleration was disabled\n");
+      return 0;
+    }
+    auto rep = hk->check(limit);
+    if (!rep)
+      return fail(rep.error());
+    if (g.json)
+      fmt::print("{}\n", json{{"sockets", rep->sockets},
+                              {"over_limit", rep->over_limit},
+                              {"newly_marked", rep->newly_marked},
+                              {"released", rep->released},
+                              {"max_unread", rep->max_unread}}
+                             .dump());
+    else if (rep->newly_marked || rep->released)
+      fmt::print(
+          "{} sockets: {} newly over the backlog limit (their peers fall back), {} "
+          "released to plain TCP; most unread {}\n",
+          rep->sockets, rep->newly_marked, rep->released, bytes_text(rep->max_unread));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_accel_commands(Registry &r) {
@@ -247,6 +296,19 @@ void add_accel_commands(Registry &r) {
         .force = d.force};
     return cmd_disable(g, o);
   });
+
+  auto &w = r.keep<WatchArgs>();
+  auto *wa = accel_cmd->add_subcommand(
+      "watch",
+      "housekeeping in the foreground, when the agent does not run: bound the backlog of "
+      "readers that stop reading, give fallen-back sockets plain TCP back");
+  wa->add_option("-i,--interval", w.interval_s, "seconds between checks")
+      ->check(CLI::Range(0.01, 3600.0))
+      ->capture_default_str();
+  wa->add_option("--backlog-limit", w.limit,
+                 "unread bytes past which a socket's peer falls back (default: tcp_rmem max)");
+  wa->add_option("-c,--count", w.count, "checks before exiting (default: until Ctrl-C)");
+  r.add(wa, [&w, &g = r.globals()] { return cmd_watch(g, w); });
 
   auto *st = accel_cmd->add_subcommand(
       "status", "state, cgroup, filters, sockets in the sockhash, redirected and fallback counts");

@@ -79,6 +79,13 @@ TEST_F(AccelCli, EnableStatusDisableFromSeparateProcesses) {
   EXPECT_TRUE(contains(text.out, "socket acceleration: enabled  cgroup " + cg.path())) << text.out;
   EXPECT_TRUE(contains(text.out, "ports 8080,9000-9002")) << text.out;
 
+  auto watch = acc.cli("-j accel watch -c 2 -i 0.05");
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_EQ(
+      watch.out,
+      "{\"max_unread\":0,\"newly_marked\":0,\"over_limit\":0,\"released\":0,\"sockets\":0}\n"
+      "{\"max_unread\":0,\"newly_marked\":0,\"over_limit\":0,\"released\":0,\"sockets\":0}\n");
+
   expect_failure(acc.cli("accel enable --cgroup " + cg.path()), 1,
                  "socket acceleration is already enabled (cgroup " + cg.path() +
                      "); run `bpfgate accel disable` first");
@@ -90,6 +97,7 @@ TEST_F(AccelCli, EnableStatusDisableFromSeparateProcesses) {
   show = run_ok("bpftool -j cgroup show " + cg.path());
   EXPECT_FALSE(contains(show.out, "sock_ops")) << show.out;
   expect_failure(acc.cli("accel disable"), 1, "socket acceleration is not enabled");
+  expect_failure(acc.cli("accel watch -c 1"), 1, "socket acceleration is not enabled");
 }
 
 TEST_F(AccelCli, CgroupGivenAsAPathInsideTheHierarchy) {
