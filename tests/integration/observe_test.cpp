@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -327,6 +328,25 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
       EXPECT_EQ(type, "histogram") << family;
   }
   EXPECT_EQ(p.types["bpfgate_service_request_duration_seconds"], "histogram");
+  // Every metric the Grafana dashboard queries is in the scrape.
+  std::ifstream dash(std::string(BPFGATE_SOURCE_DIR) + "/deploy/grafana-bpfgate.json");
+  std::string text((std::istreambuf_iterator<char>(dash)), {});
+  ASSERT_FALSE(text.empty());
+  int used = 0;
+  for (size_t i = text.find("bpfgate_"); i != std::string::npos; i = text.find("bpfgate_", i + 1)) {
+    size_t j = i;
+    while (j < text.size() && (std::islower(static_cast<unsigned char>(text[j])) || text[j] == '_'))
+      j++;
+    std::string metric = text.substr(i, j - i);
+    if (metric == "bpfgate_")
+      continue;
+    used++;
+    bool found = false;
+    for (const auto &s : p.samples)
+      found = found || s.name == metric;
+    EXPECT_TRUE(found) << "the dashboard queries " << metric << ", which the agent does not export";
+  }
+  EXPECT_GT(used, 20);
   // Loopback only by default: the client cannot reach it.
   EXPECT_NE(
       run(cl_.exec() + fmt::format("curl -sf --max-time 1 http://{}:9477/metrics", kGw)).exit_code,
