@@ -53,6 +53,8 @@ class Observe : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     std::filesystem::permissions(dir_, std::filesystem::perms::all);
     log_ = (dir_ / "agent.log").string();
+    bpffs_ = "/sys/fs/bpf/" + name("fs");
+    std::filesystem::create_directories(bpffs_);
   }
 
   void TearDown() override {
@@ -61,14 +63,17 @@ class Observe : public ::testing::Test {
       agent_->wait(5s);
     }
     agent_.reset();
-    run("rm -rf /sys/fs/bpf/bpfgate-observe");
+    run("rm -rf " + bpffs_);
     nginx_.reset();
     backend_.reset();
-    run(gw_.exec() + bpfgate_bin() + " detach " + gw_if_ + " 2>/dev/null");
+    run(gw_.exec() + bg() + "detach " + gw_if_ + " 2>/dev/null");
     std::filesystem::remove_all(dir_);
   }
 
   std::string sock() const { return (dir_ / "agent.sock").string(); }
+  // bpfgate with this test's own bpffs directory: pins (the filter's and the
+  // probes' /bpfgate-observe) are never shared with another run of the tests.
+  std::string bg() const { return bpfgate_bin() + " --bpffs " + bpffs_ + " "; }
   std::string config() const { return (dir_ / "gw.yaml").string(); }
 
   void write_config(const std::string &body) {
@@ -80,8 +85,8 @@ class Observe : public ::testing::Test {
   }
 
   void start_agent(const std::string &flags = "") {
-    agent_.emplace(Process::spawn("exec " + gw_.exec() + bpfgate_bin() + " run -c " + config() +
-                                  " " + flags + " >>" + log_ + " 2>&1"));
+    agent_.emplace(Process::spawn("exec " + gw_.exec() + bg() + "run -c " + config() + " " + flags +
+                                  " >>" + log_ + " 2>&1"));
     for (int i = 0; i < 100; i++) {
       if (run(bpfgate_bin() + " reload --socket " + sock() + " >/dev/null 2>&1").exit_code == 0)
         return;
@@ -147,7 +152,7 @@ http {{
   std::string gw_if_, cl_if_;
   Netns gw_, cl_;
   std::filesystem::path dir_;
-  std::string log_;
+  std::string log_, bpffs_;
   std::optional<Process> agent_, nginx_, backend_;
 };
 
@@ -274,12 +279,11 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   gen("198.18.0.71", 200, "--dport 123");
   // A SYN to a port with no listener: the gateway answers RST.
   run(cl_.exec() + fmt::format("curl -s --max-time 2 http://{}:81/", kGw));
-  ASSERT_EQ(run(gw_.exec() + bpfgate_bin() + " block 198.18.9.0/24 --iface " + gw_if_).exit_code,
-            0);
+  ASSERT_EQ(run(gw_.exec() + bg() + "block 198.18.9.0/24 --iface " + gw_if_).exit_code, 0);
   ASSERT_EQ(run(bpfgate_bin() + " reload --socket " + sock()).exit_code, 0);
   std::this_thread::sleep_for(300ms);  // a sweep or two
   auto p = scrape();
-  auto st = json::parse(run_ok(gw_.exec() + bpfgate_bin() + " -j status " + gw_if_).out);
+  auto st = json::parse(run_ok(gw_.exec() + bg() + "-j status " + gw_if_).out);
   auto counters = st["interfaces"][0]["counters"];
   prom::Labels iface = {{"interface", gw_if_}};
   auto with = [](prom::Labels l, prom::Labels more) {
@@ -394,7 +398,7 @@ TEST_F(Observe, EventsAreStreamedAndLogged) {
                                   "--rate 10000",
                                   gen_bin(), cl_if_, mac, kGw));
   double flood_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run_ok(gw_.exec() + bpfgate_bin() + " block 198.18.9.0/24 --ttl 1h --iface " + gw_if_);
+  run_ok(gw_.exec() + bg() + "block 198.18.9.0/24 --ttl 1h --iface " + gw_if_);
   EXPECT_EQ(follower.wait(10s), 0);
   std::ifstream in(events);
   std::map<std::string, int> n;
@@ -437,19 +441,18 @@ TEST_F(Observe, TopOnAndOffATerminalAndNothingLeftBehind) {
   start_servers();
   start_agent("--keep-datapath");
   run_ok(cl_.exec() + fmt::format("curl -s -o /dev/null 'http://{}/t?ms=5'", kGw));
-  auto plain = run_ok(gw_.exec() + bpfgate_bin() + " top " + gw_if_ + " -c 1 -i 0.1");
+  auto plain = run_ok(gw_.exec() + bg() + "top " + gw_if_ + " -c 1 -i 0.1");
   EXPECT_TRUE(contains(plain.out, "DROP REASON")) << plain.out;
   EXPECT_TRUE(contains(plain.out, "SERVICE")) << plain.out;
   EXPECT_TRUE(contains(plain.out, "\nweb ")) << plain.out;
   EXPECT_FALSE(contains(plain.out, "\x1b[")) << "no escapes off a terminal";
   // On a terminal (script gives it a pty): the alternate screen, restored at exit.
-  auto tty = run_ok("TERM=xterm script -qec '" + gw_.exec() + bpfgate_bin() + " top " + gw_if_ +
+  auto tty = run_ok("TERM=xterm script -qec '" + gw_.exec() + bg() + "top " + gw_if_ +
                     " -c 2 -i 0.1' /dev/null </dev/null");
   EXPECT_TRUE(contains(tty.out, "\x1b[?1049h")) << tty.out;
   EXPECT_TRUE(contains(tty.out, "\x1b[?1049l")) << tty.out;
   EXPECT_TRUE(contains(tty.out, "web")) << tty.out;
-  auto j =
-      json::parse(run_ok(gw_.exec() + bpfgate_bin() + " -j top " + gw_if_ + " -c 1 -i 0.1").out);
+  auto j = json::parse(run_ok(gw_.exec() + bg() + "-j top " + gw_if_ + " -c 1 -i 0.1").out);
   ASSERT_EQ(j["services"].size(), 1u);
   EXPECT_EQ(j["services"][0]["service"], "web");
   EXPECT_GE(j["services"][0]["requests"].get<int>(), 1);
@@ -461,7 +464,7 @@ TEST_F(Observe, TopOnAndOffATerminalAndNothingLeftBehind) {
   agent_->kill(SIGTERM);
   EXPECT_EQ(agent_->wait(5s), 0);
   EXPECT_TRUE(contains(filters("ingress"), "bg_obs_tc_"));
-  EXPECT_TRUE(std::filesystem::exists("/sys/fs/bpf/bpfgate-observe/service_stats"));
+  EXPECT_TRUE(std::filesystem::exists(bpffs_ + "/bpfgate-observe/service_stats"));
   start_agent();
   run_ok(cl_.exec() + fmt::format("curl -s -o /dev/null 'http://{}/t?ms=5'", kGw));
   auto p = scrape();
@@ -475,8 +478,8 @@ TEST_F(Observe, TopOnAndOffATerminalAndNothingLeftBehind) {
   EXPECT_EQ(agent_->wait(5s), 0);
   EXPECT_FALSE(contains(filters("ingress"), "bg_obs"));
   EXPECT_FALSE(contains(filters("egress"), "bg_obs"));
-  EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/bpfgate-observe"));
-  EXPECT_FALSE(std::filesystem::exists("/sys/fs/bpf/bpfgate/" + gw_if_));
+  EXPECT_FALSE(std::filesystem::exists(bpffs_ + "/bpfgate-observe"));
+  EXPECT_FALSE(std::filesystem::exists(bpffs_ + "/bpfgate/" + gw_if_));
 }
 
 }  // namespace

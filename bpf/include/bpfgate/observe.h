@@ -132,14 +132,13 @@ static __always_inline int bg_obs_ingress(struct __sk_buff *skb) {
     return TC_ACT_OK;
   struct bg_obs_flow_key k;
   bg_obs_key(&k, seg.src, seg.dst, seg.sport, seg.dport);
-  __u64 now = bpf_ktime_get_ns();
   if (seg.flags & BG_TCP_RST) {
     st->resets_rx++;
     bpf_map_delete_elem(&bg_obs_flows, &k);
     return TC_ACT_OK;
   }
   if ((seg.flags & BG_TCP_SYN) && !(seg.flags & BG_TCP_ACK)) {
-    struct bg_obs_flow f = {.syn_ns = now};
+    struct bg_obs_flow f = {.syn_ns = bpf_ktime_get_ns()};
     bpf_map_update_elem(&bg_obs_flows, &k, &f, BPF_ANY);
     return TC_ACT_OK;
   }
@@ -154,7 +153,10 @@ static __always_inline int bg_obs_ingress(struct __sk_buff *skb) {
     if (!f)
       return TC_ACT_OK;
   }
+  /* The clock only when something is timed: most segments are not. */
+  __u64 now = 0;
   if (f->syn_ns && (seg.flags & BG_TCP_ACK)) {
+    now = bpf_ktime_get_ns();
     __u64 d = now - f->syn_ns;
     f->syn_ns = 0;
     st->handshakes++;
@@ -162,7 +164,7 @@ static __always_inline int bg_obs_ingress(struct __sk_buff *skb) {
     st->handshake_hist[bg_obs_bucket(d) & (BG_OBS_HIST_BUCKETS - 1)]++;
   }
   if (seg.payload_len && !f->request_ns) {
-    f->request_ns = now;
+    f->request_ns = now ? now : bpf_ktime_get_ns();
     st->requests++;
   }
   return TC_ACT_OK;
