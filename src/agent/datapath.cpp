@@ -273,6 +273,19 @@ Result<core::PolicyImage> Datapath::active_policy() const {
   return p;
 }
 
+Result<bg_rule> Datapath::default_rule() const {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  auto fd = inner_of(outer_[kRules], cfg->active % BG_GENERATIONS);
+  if (!fd)
+    return fd.error();
+  auto rule = bpf::Map<__u32, bg_rule>(fd->get()).lookup(BG_RULE_DEFAULT);
+  if (!rule)
+    return rule.error();
+  return rule->value_or(bg_rule{});
+}
+
 Result<bg_config> Datapath::config() const {
   auto v = config_.lookup(0);
   if (!v)

@@ -39,6 +39,8 @@ class Datapath {
   Status apply(const core::PolicyImage &policy);
   // The policy the datapath runs now, read back from the kernel.
   Result<core::PolicyImage> active_policy() const;
+  // Only its default rule (rule 0): what `status` shows, without a full read.
+  Result<bg_rule> default_rule() const;
 
   Result<bg_config> config() const;
   Status set_attach_mode(uint32_t mode);

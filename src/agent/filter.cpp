@@ -338,10 +338,10 @@ Result<FilterStatus> PinnedFilter::status() const {
   s.generation = cfg->generation;
   const bg_settings &set = cfg->gen[cfg->active % BG_GENERATIONS];
   s.unparsed_verdict = static_cast<bg_verdict>(set.unparsed_verdict);
-  auto policy = dp_.active_policy();
-  if (!policy)
-    return policy.error();
-  s.limits = core::limits_of(policy->rules[BG_RULE_DEFAULT].limit);
+  auto rule = dp_.default_rule();
+  if (!rule)
+    return rule.error();
+  s.limits = core::limits_of(rule->limit);
   auto max = dp_.max_sources();
   if (!max)
     return max.error();
