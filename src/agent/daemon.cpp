@@ -16,6 +16,7 @@
 
 #include "agent/blocklist.hpp"
 #include "agent/observer.hpp"
+#include "agent/tc.hpp"
 #include "bpf/pin.hpp"
 #include "core/duration.hpp"
 #include "core/policy.hpp"
@@ -53,7 +54,7 @@ Status check_environment(const core::Config &c) {
     }
   }
   if (n == 0)
-    return {};
+    return tc_check_environment(c);
   return make_error(ENODEV, "{} error{} in {}; nothing was applied:{}", n, n == 1 ? "" : "s",
                     c.path, errors);
 }
@@ -190,6 +191,8 @@ Status Daemon::converge(const core::Config &c) {
     else
       log::info("{}: detached (no longer in the config)", name);
   }
+  if (auto st = tc_converge(opts_.bpffs, config_.tc, c.tc); !st)
+    return st;
   log::info("policy applied: {} interface(s), {} allow and {} deny prefixes, {} rules",
             c.interfaces.size(), c.allow.size(), c.deny.size(), c.rules.size());
   itimerspec t{};
@@ -330,6 +333,7 @@ Status Daemon::run() {
           }
           if (observer_)
             observer_->stop(keep);
+          tc_stop(opts_.bpffs, config_.tc, keep);
           log::info("stopping on {}: {}", strsignal(static_cast<int>(si.ssi_signo)),
                     keep ? "the datapath keeps running from its pins" : "detached");
           return {};

@@ -23,6 +23,7 @@ int main(int argc, char **argv) {
   cli::add_policy_commands(registry);
   cli::add_observe_commands(registry);
   cli::add_accel_commands(registry);
+  cli::add_tc_commands(registry);
 
   try {
     app.parse(argc, argv);

@@ -48,5 +48,7 @@ void add_policy_commands(Registry &r);
 void add_observe_commands(Registry &r);
 // Socket acceleration: accel enable, disable, status (cli/accel_cli.cpp).
 void add_accel_commands(Registry &r);
+// The tc datapath: tc attach, detach, status, enable, disable; class list (cli/tc_cli.cpp).
+void add_tc_commands(Registry &r);
 
 }  // namespace bpfgate::cli

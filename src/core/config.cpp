@@ -428,7 +428,7 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c) {
   if (!check_keys(
           d, root,
           {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file", "rules",
-           "auto_block", "sweep", "agent", "metrics", "events", "services", "tcp_probes"},
+           "auto_block", "sweep", "agent", "metrics", "events", "services", "tcp_probes", "tc"},
           "the config"))
     return;
   if (root["interfaces"])
@@ -463,6 +463,9 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c) {
     parse_events(d, root["events"], c);
   if (root["services"])
     parse_services(d, root["services"], c);
+  if (root["tc"])
+    for (const auto &e : parse_tc(root["tc"], c.tc))
+      d.at(e.line, e.message);
   if (root["tcp_probes"]) {
     auto s = scalar(d, root["tcp_probes"], "tcp_probes");
     if (s && *s != "auto" && *s != "fexit" && *s != "tp_btf" && *s != "tracepoint" && *s != "off")

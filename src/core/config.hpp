@@ -11,6 +11,7 @@
 #include "bpfgate/abi/xdp.h"
 #include "core/cidr.hpp"
 #include "core/limits.hpp"
+#include "core/tc_config.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::core {
@@ -81,6 +82,7 @@ struct Config {
   EventsConfig events;
   std::vector<ServiceConfig> services;
   std::string tcp_probes = "auto";  // auto|fexit|tp_btf|tracepoint|off
+  std::optional<TcConfig> tc;       // the tc datapath (core/tc_config.hpp)
 };
 
 // Parses and validates; on error, the message lists every problem as

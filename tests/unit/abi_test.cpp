@@ -82,3 +82,44 @@ TEST(Abi, CounterKeysAreDenseAndDistinct) {
 }
 
 }  // namespace
+
+// The tc datapath (issue 6).
+#include "bpfgate/abi/tc.h"
+
+namespace {
+
+static_assert(sizeof(bg_tc_match) == 80);
+static_assert(offsetof(bg_tc_match, src_mask) == 16);
+static_assert(offsetof(bg_tc_match, dst) == 32);
+static_assert(offsetof(bg_tc_match, dst_mask) == 48);
+static_assert(offsetof(bg_tc_match, sport_lo) == 64);
+static_assert(offsetof(bg_tc_match, dport_lo) == 68);
+static_assert(offsetof(bg_tc_match, l4_proto) == 72);
+static_assert(offsetof(bg_tc_match, dscp) == 73);
+static_assert(offsetof(bg_tc_match, flags) == 76);
+static_assert(sizeof(bg_tc_class) == 160);
+static_assert(offsetof(bg_tc_class, name) == 80);
+static_assert(offsetof(bg_tc_class, rate_bps) == 112);
+static_assert(offsetof(bg_tc_class, burst_bytes) == 120);
+static_assert(offsetof(bg_tc_class, burst_ns) == 128);
+static_assert(offsetof(bg_tc_class, skb_priority) == 136);
+static_assert(offsetof(bg_tc_class, mirror_ifindex) == 140);
+static_assert(offsetof(bg_tc_class, mirror_sample) == 144);
+static_assert(offsetof(bg_tc_class, flags) == 148);
+static_assert(offsetof(bg_tc_class, dirs) == 152);
+static_assert(offsetof(bg_tc_class, exceed) == 153);
+static_assert(offsetof(bg_tc_class, set_dscp) == 154);
+static_assert(offsetof(bg_tc_class, exceed_dscp) == 155);
+static_assert(sizeof(bg_tc_bucket) == 64, "a cache line each: no false sharing between classes");
+static_assert(sizeof(bg_tc_stats) == 96);
+static_assert(offsetof(bg_tc_stats, mirror_seq) == 40);
+static_assert(offsetof(bg_tc_stats, win_start_ns) == 48);
+static_assert(offsetof(bg_tc_stats, prev_ns) == 88);
+static_assert(sizeof(bg_tc_config) == 32);
+static_assert(offsetof(bg_tc_config, active) == 0);
+static_assert(offsetof(bg_tc_config, owned) == 12);
+static_assert(offsetof(bg_tc_config, htb_rate_bps) == 16);
+static_assert(BG_TC_STAGE_NR == 5);
+static_assert(BG_TC_PRIORITY < 0xb6e0, "ours run before the observability probes on clsact");
+
+}  // namespace
