@@ -33,6 +33,7 @@
 #include "bpf/error.hpp"
 #include "bpf/pin.hpp"
 #include "core/config.hpp"
+#include "core/packet.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::bench {
@@ -215,6 +216,23 @@ Run wrk(const std::string &dir, unsigned conns, double seconds) {
   return r;
 }
 
+// ns per run of a program on one frame under BPF_PROG_TEST_RUN (1M repeats).
+double test_run_ns(int prog_fd, const std::string &src, const std::string &dst, uint16_t sport,
+                   uint16_t dport, const std::string &payload) {
+  auto frame = core::PacketBuilder()
+                   .ipv4(src, dst)
+                   .tcp(sport, dport, 0x18)
+                   .payload(std::vector<uint8_t>(payload.begin(), payload.end()))
+                   .build();
+  std::vector<uint8_t> out(frame.size() + 64);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out.data(),
+              .data_size_in = static_cast<uint32_t>(frame.size()),
+              .data_size_out = static_cast<uint32_t>(out.size()), .repeat = 1000000);
+  if (bpf_prog_test_run_opts(prog_fd, &opts) != 0)
+    return 0;
+  return opts.duration;
+}
+
 struct ProgStats {
   uint64_t run_ns = 0, runs = 0;
 };
@@ -267,6 +285,11 @@ int main_(int argc, char **argv) {
     fmt::print(stderr, "probes bench: {}\n", st.error().what());
     return 1;
   }
+  int in_fd = (*probes)->ingress_prog_fd(), out_fd = (*probes)->egress_prog_fd();
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n", resp = "HTTP/1.1 200 OK\r\n\r\n";
+  double tr_in = test_run_ns(in_fd, "198.18.0.2", kGw, 40000, 80, req);       // request in flight
+  double tr_out = test_run_ns(out_fd, kGw, "198.18.0.2", 80, 40001, resp);    // none open
+  double tr_other = test_run_ns(in_fd, "198.18.0.2", kGw, 40000, 8080, req);  // not a service
   // The kernel counts the probes' run time while this fd is open.
   int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
 
@@ -341,7 +364,10 @@ int main_(int argc, char **argv) {
                              median(on_cpu) > 0 ? ns_per_req / (median(on_cpu) * 1e3) * 100 : 0},
                             {"responses_counted", counted},
                             {"responses_sent", on_requests},
-                            {"tcp_probes", tcp_mode}}
+                            {"tcp_probes", tcp_mode},
+                            {"test_run_ns_ingress_in_flight", tr_in},
+                            {"test_run_ns_egress_no_request", tr_out},
+                            {"test_run_ns_other_port", tr_other}}
                            .dump());
     return 0;
   }

@@ -3,8 +3,8 @@
  * TCP health per service from the kernel's TCP stack, for kernels with BTF:
  *  - fexit/tcp_retransmit_skb: a segment a service's socket retransmitted
  *    (counted when the retransmission was sent, ret == 0); where the kernel
- *    refuses trampolines (no BPF_TRAMPOLINE for the arch, or a lockdown that
- *    forbids them: this host answers EPERM) the agent loads
+ *    refuses trampolines (no BPF_TRAMPOLINE for the arch, or a policy that
+ *    forbids them: the 6.18 host this was built on answers EPERM) the agent loads
  *    tp_btf/tcp_retransmit_skb instead, which counts every attempt;
  *  - tp_btf/inet_sock_set_state: a connection to a service became
  *    established (SYN_RECV -> ESTABLISHED on the service's port).

@@ -38,8 +38,7 @@ Result<std::unique_ptr<Observer>> Observer::start(const std::string &bpffs, cons
 
 Observer::~Observer() = default;
 
-Status Observer::watch(const std::string &iface, const PinnedFilter &f,
-                       uint64_t sample_interval_ns) {
+Status Observer::watch(const std::string &iface, uint64_t sample_interval_ns) {
   std::string dir = bpf::pin_dir(bpffs_, iface);
   if (!bpf::exists(dir + "/" + BG_PIN_EVENTS)) {
     log::warn(
@@ -56,7 +55,6 @@ Status Observer::watch(const std::string &iface, const PinnedFilter &f,
     return st.error().context(iface + ": set the drop sample interval");
   if (sources_.count(iface))
     return {};
-  (void)f;
   auto map = bpf::open_pinned(dir + "/" + BG_PIN_EVENTS);
   if (!map)
     return map.error();
@@ -114,8 +112,8 @@ Status Observer::apply(const core::Config &c, const std::map<std::string, Pinned
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.buffer.fd(), nullptr);
     it = sources_.erase(it);
   }
-  for (const auto &[iface, f] : filters)
-    if (auto st = watch(iface, f, c.events.drop_sample_interval_ns); !st)
+  for (const auto &[iface, _] : filters)
+    if (auto st = watch(iface, c.events.drop_sample_interval_ns); !st)
       return st;
   rule_names_.clear();
   for (const auto &[iface, _] : filters)

@@ -46,7 +46,7 @@ class Observer {
  private:
   Observer() = default;
   void publish(Event e);
-  Status watch(const std::string &iface, const PinnedFilter &f, uint64_t sample_interval_ns);
+  Status watch(const std::string &iface, uint64_t sample_interval_ns);
   Status serve_metrics(const core::MetricsConfig &m);
   void sync_snapshot(const core::Config &c);
 

@@ -428,12 +428,31 @@ TEST_F(Observe, EventsAreStreamedAndLogged) {
   EXPECT_TRUE(contains(log, "event: ")) << log;
   EXPECT_TRUE(contains(log, "blocked 198.18.0.77/32 (auto, for 1s)")) << log;
   EXPECT_TRUE(contains(log, "released 198.18.0.77/32 (auto block expired)")) << log;
-  // Without an agent: no agent answers, and --direct reads the pinned buffer.
+  // Without an agent: no agent answers, and --direct reads the pinned buffer
+  // of the filter the agent left running (--keep-datapath).
+  agent_->kill(SIGTERM);
+  EXPECT_EQ(agent_->wait(5s), 0);
+  start_agent("--keep-datapath");
   agent_->kill(SIGTERM);
   EXPECT_EQ(agent_->wait(5s), 0);
   auto none = run(bpfgate_bin() + " events --timeout 0.2 --socket " + sock());
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_TRUE(contains(none.err, "use --direct")) << none.err;
+  std::string direct = (dir_ / "direct.jsonl").string();
+  Process reader = Process::spawn(
+      gw_.exec() + bg() + "-j events --direct -c 1 --timeout 5 --iface " + gw_if_ + " >" + direct);
+  std::this_thread::sleep_for(300ms);
+  run_ok(cl_.exec() + fmt::format("{} -i {} --dst-mac {} --src 198.18.0.71 --dst {} -n 20 --rate "
+                                  "20000 --dport 53",
+                                  gen_bin(), cl_if_, mac, kGw));
+  EXPECT_EQ(reader.wait(6s), 0);
+  std::ifstream d(direct);
+  std::string line;
+  std::getline(d, line);
+  auto e = json::parse(line, nullptr, false);
+  ASSERT_FALSE(e.is_discarded()) << line;
+  EXPECT_EQ(e["source"], "198.18.0.71");
+  EXPECT_TRUE(e["type"] == "drop_sample" || e["type"] == "rule_hit") << line;
 }
 
 TEST_F(Observe, TopOnAndOffATerminalAndNothingLeftBehind) {
