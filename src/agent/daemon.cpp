@@ -149,6 +149,12 @@ Status Daemon::converge(const core::Config &c) {
                 "{}: the running filter has {} per-source entries, the config asks for {}: "
                 "detach and restart the agent to resize",
                 i.name, *max, i.max_sources);
+          auto st = pinned->status();
+          if (st && i.mode != "auto" && st->mode != i.mode)
+            log::warn(
+                "{}: the running filter is attached in {} mode, the config asks for {}: "
+                "detach and restart the agent to change it",
+                i.name, st->mode, i.mode);
           log::info("{}: adopted the running filter", i.name);
           it = filters_.emplace(i.name, std::move(*pinned)).first;
         }
