@@ -1,17 +1,19 @@
 // probes: what the per-service latency probes cost a server. nginx serves a
 // small file on a veth in a namespace of its own; wrk, in a second namespace,
-// drives it as hard as it can, with the probes off and on in alternate runs of
-// the same process (drift hits both alike). Reported per mode as min / median
-// / max requests/s, and the ratio of the medians; with the probes on, the
-// kernel's own accounting of the probes (BPF_ENABLE_STATS run time) gives
-// their CPU time per request, beside the CPU time the whole request costs
-// (wrk's and nginx's CPU time, kernel included, over the run / requests).
-// Target: under 3%.
+// drives it as hard as it can: without tc programs, with an empty tc program
+// on the same hooks (the floor), and with the probes, in turn, in the same
+// process (drift hits all three alike). Reported per mode: min / median / max
+// requests/s, and CPU time per request (wrk's and nginx's, kernel included,
+// so other load on the host stays out); then each mode against the run
+// without tc of the same round. One extra run with the kernel's accounting on
+// (BPF_ENABLE_STATS) gives the probes' own run time per request. Target: a
+// cost under 3% per request.
 //
 //   bench/run probes [--runs N] [--seconds S] [--conns N] [-j]
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -21,6 +23,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -34,6 +37,9 @@
 #include "bpf/pin.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
+#include "bpf/object.hpp"
+#include "bpf/tc_attach.hpp"
+#include "tc_empty.skel.h"
 #include "util/log.hpp"
 
 namespace bpfgate::bench {
@@ -45,6 +51,9 @@ constexpr const char *kGwNs = "bgobsb-gw", *kClNs = "bgobsb-cl";
 constexpr const char *kGwIf = "bgobsb-g0", *kClIf = "bgobsb-c0";
 constexpr const char *kGw = "198.18.0.1";
 constexpr const char *kBpffs = "/sys/fs/bpf/bgobs-bench";
+
+using TcEmptySkel = bpf::Skeleton<
+    bpf::SkeletonTraits<tc_empty, tc_empty__open_opts, tc_empty__load, tc_empty__destroy>>;
 
 int sh(const std::string &cmd) {
   return std::system(cmd.c_str());
@@ -290,34 +299,61 @@ int main_(int argc, char **argv) {
   double tr_in = test_run_ns(in_fd, "198.18.0.2", kGw, 40000, 80, req);       // request in flight
   double tr_out = test_run_ns(out_fd, kGw, "198.18.0.2", 80, 40001, resp);    // none open
   double tr_other = test_run_ns(in_fd, "198.18.0.2", kGw, 40000, 8080, req);  // not a service
-  // The kernel counts the probes' run time while this fd is open.
-  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  auto floor_skel = TcEmptySkel::open("tc_empty");
+  if (!floor_skel || !floor_skel->load()) {
+    fmt::print(stderr, "probes bench: cannot load the empty tc program\n");
+    return 1;
+  }
+  int floor_fd = bpf_program__fd((*floor_skel)->progs.bg_tc_empty);
+  int ifindex = static_cast<int>(if_nametoindex(kGwIf));
 
-  wrk(topo.dir, conns, 1);  // warm-up
-  std::vector<double> off_rps, on_rps, off_cpu, on_cpu, off_lat, on_lat;
+  // Three modes in turn, so that drift and other load hit them alike: no tc
+  // program, an empty tc program on ingress and egress (the hook's own cost),
+  // the probes.
+  enum Mode { kOff = 0, kFloor = 1, kOn = 2 };
+  const char *names[] = {"probes off", "empty tc", "probes on"};
+  const char *keys[] = {"probes_off", "tc_floor", "probes_on"};
+  std::vector<Run> results[3];
   uint64_t on_requests = 0;
-  ProgStats in0 = prog_stats((*probes)->ingress_prog_fd());
-  ProgStats out0 = prog_stats((*probes)->egress_prog_fd());
+  wrk(topo.dir, conns, 1);  // warm-up
   for (unsigned i = 0; i < runs; i++) {
-    for (bool on : {false, true}) {
-      if (on && !(*probes)->attach(kGwIf)) {
+    for (int m : {kOff, kFloor, kOn}) {
+      std::optional<bpf::TcFilter> fin, fout;
+      if (m == kFloor) {
+        auto a = bpf::TcFilter::attach(floor_fd, ifindex, kGwIf, bpf::TcDirection::kIngress,
+                                       BG_OBS_TC_PRIORITY);
+        auto b = bpf::TcFilter::attach(floor_fd, ifindex, kGwIf, bpf::TcDirection::kEgress,
+                                       BG_OBS_TC_PRIORITY);
+        if (!a || !b) {
+          fmt::print(stderr, "probes bench: attach the empty program failed\n");
+          return 1;
+        }
+        fin.emplace(std::move(*a));
+        fout.emplace(std::move(*b));
+      }
+      if (m == kOn && !(*probes)->attach(kGwIf)) {
         fmt::print(stderr, "probes bench: attach failed\n");
         return 1;
       }
       Run r = wrk(topo.dir, conns, seconds);
-      if (on) {
+      if (m == kOn) {
         (*probes)->detach(kGwIf);
         on_requests += r.requests;
       }
-      (on ? on_rps : off_rps).push_back(r.rps);
-      (on ? on_cpu : off_cpu).push_back(r.cpu_us_per_req);
-      (on ? on_lat : off_lat).push_back(r.latency_ms);
+      results[m].push_back(r);
     }
   }
-  ProgStats in1 = prog_stats((*probes)->ingress_prog_fd());
-  ProgStats out1 = prog_stats((*probes)->egress_prog_fd());
+  // One more run with the probes, with the kernel counting their run time
+  // (kept out of the runs above: the accounting has a cost of its own).
+  int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  ProgStats in0 = prog_stats(in_fd), out0 = prog_stats(out_fd);
+  (void)(*probes)->attach(kGwIf);
+  Run stats_run = wrk(topo.dir, conns, seconds);
+  (*probes)->detach(kGwIf);
+  ProgStats in1 = prog_stats(in_fd), out1 = prog_stats(out_fd);
   if (stats_fd >= 0)
     close(stats_fd);
+  on_requests += stats_run.requests;
   auto svc = agent::read_services(kBpffs);
   uint64_t counted = svc && !svc->empty() ? (*svc)[0].total.responses : 0;
   std::string tcp_mode = (*probes)->tcp_mode();
@@ -327,73 +363,87 @@ int main_(int argc, char **argv) {
 
   double probe_ns = static_cast<double>((in1.run_ns - in0.run_ns) + (out1.run_ns - out0.run_ns));
   double probe_runs = static_cast<double>((in1.runs - in0.runs) + (out1.runs - out0.runs));
-  double ns_per_req = on_requests ? probe_ns / static_cast<double>(on_requests) : 0;
-  double ratio = median(on_rps) / median(off_rps);
-  // Each "on" run against the "off" run just before it: drift and outside
-  // load hit a pair alike, so the median of the pairs is the steadier figure.
-  std::vector<double> pairs;
-  for (size_t i = 0; i < on_rps.size() && i < off_rps.size(); i++)
-    if (off_rps[i] > 0)
-      pairs.push_back(on_rps[i] / off_rps[i]);
-  double paired = median(pairs);
-  auto minmax = [](const std::vector<double> &v) {
-    return std::make_pair(*std::min_element(v.begin(), v.end()),
-                          *std::max_element(v.begin(), v.end()));
+  double reqs = static_cast<double>(stats_run.requests);
+  double ns_per_req = reqs ? probe_ns / reqs : 0;
+  auto col = [&](int m, double Run::*f) {
+    std::vector<double> v;
+    for (const auto &r : results[m])
+      v.push_back(r.*f);
+    return v;
   };
+  // Each mode's runs against the "off" run of the same round, then the median.
+  auto paired = [&](int m, double Run::*f) {
+    std::vector<double> v;
+    for (size_t i = 0; i < results[m].size(); i++)
+      if (results[kOff][i].*f > 0)
+        v.push_back(results[m][i].*f / (results[kOff][i].*f));
+    return median(v);
+  };
+  double rps_on = paired(kOn, &Run::rps), rps_floor = paired(kFloor, &Run::rps);
+  double cpu_on = paired(kOn, &Run::cpu_us_per_req),
+         cpu_floor = paired(kFloor, &Run::cpu_us_per_req);
+  double cpu_off_us = median(col(kOff, &Run::cpu_us_per_req));
   if (as_json) {
-    for (bool on : {false, true}) {
-      const auto &v = on ? on_rps : off_rps;
-      fmt::print("{}\n", json{{"name", on ? "probes_on" : "probes_off"},
+    for (int m : {kOff, kFloor, kOn}) {
+      auto v = col(m, &Run::rps);
+      fmt::print("{}\n", json{{"name", keys[m]},
                               {"runs", runs},
-                              {"rps_min", minmax(v).first},
+                              {"rps_min", *std::min_element(v.begin(), v.end())},
                               {"rps_median", median(v)},
-                              {"rps_max", minmax(v).second},
-                              {"latency_ms_median", median(on ? on_lat : off_lat)},
-                              {"cpu_us_per_request_median", median(on ? on_cpu : off_cpu)}}
+                              {"rps_max", *std::max_element(v.begin(), v.end())},
+                              {"latency_ms_median", median(col(m, &Run::latency_ms))},
+                              {"cpu_us_per_request_median", median(col(m, &Run::cpu_us_per_req))}}
                              .dump());
     }
     fmt::print("{}\n", json{{"name", "probes_cost"},
-                            {"throughput_ratio", ratio},
-                            {"throughput_cost_pct", (1 - ratio) * 100},
-                            {"paired_ratio_median", paired},
-                            {"paired_cost_pct", (1 - paired) * 100},
+                            {"rps_ratio_on_off", rps_on},
+                            {"rps_ratio_floor_off", rps_floor},
+                            {"cpu_per_request_ratio_on_off", cpu_on},
+                            {"cpu_per_request_ratio_floor_off", cpu_floor},
                             {"probe_ns_per_request", ns_per_req},
-                            {"probe_runs_per_request",
-                             on_requests ? probe_runs / static_cast<double>(on_requests) : 0},
+                            {"probe_runs_per_request", reqs ? probe_runs / reqs : 0},
                             {"probe_share_of_request_cpu_pct",
-                             median(on_cpu) > 0 ? ns_per_req / (median(on_cpu) * 1e3) * 100 : 0},
-                            {"responses_counted", counted},
-                            {"responses_sent", on_requests},
-                            {"tcp_probes", tcp_mode},
+                             cpu_off_us > 0 ? ns_per_req / (cpu_off_us * 1e3) * 100 : 0},
                             {"test_run_ns_ingress_in_flight", tr_in},
                             {"test_run_ns_egress_no_request", tr_out},
-                            {"test_run_ns_other_port", tr_other}}
+                            {"test_run_ns_other_port", tr_other},
+                            {"responses_counted", counted},
+                            {"responses_sent", on_requests},
+                            {"tcp_probes", tcp_mode}}
                            .dump());
     return 0;
   }
   fmt::print(
-      "probes: nginx (1 worker, 600-byte file) over veth, wrk -c{} for {}s, {} runs per "
-      "mode, alternating\n",
+      "probes: nginx (1 worker, 600-byte file) over veth, wrk -c{} for {}s, {} rounds of "
+      "the three modes in turn\n",
       conns, seconds, runs);
   fmt::print("{:<12} {:>10} {:>10} {:>10} {:>12} {:>14}\n", "mode", "min req/s", "median", "max",
              "latency ms", "CPU us/req");
-  for (bool on : {false, true}) {
-    const auto &v = on ? on_rps : off_rps;
-    fmt::print("{:<12} {:>10.0f} {:>10.0f} {:>10.0f} {:>12.3f} {:>14.2f}\n",
-               on ? "probes on" : "probes off", minmax(v).first, median(v), minmax(v).second,
-               median(on ? on_lat : off_lat), median(on ? on_cpu : off_cpu));
+  for (int m : {kOff, kFloor, kOn}) {
+    auto v = col(m, &Run::rps);
+    fmt::print("{:<12} {:>10.0f} {:>10.0f} {:>10.0f} {:>12.3f} {:>14.2f}\n", names[m],
+               *std::min_element(v.begin(), v.end()), median(v),
+               *std::max_element(v.begin(), v.end()), median(col(m, &Run::latency_ms)),
+               median(col(m, &Run::cpu_us_per_req)));
   }
+  fmt::print("against the run without tc of the same round (medians of the ratios):\n");
+  fmt::print("  req/s        empty tc {:.4f} ({:+.2f}%)   probes {:.4f} ({:+.2f}%)\n", rps_floor,
+             (rps_floor - 1) * 100, rps_on, (rps_on - 1) * 100);
   fmt::print(
-      "throughput on/off: medians {:.4f} ({:+.2f}%), median of adjacent pairs {:.4f} "
-      "({:+.2f}%); target: a cost under 3%\n",
-      ratio, (ratio - 1) * 100, paired, (paired - 1) * 100);
+      "  CPU/request  empty tc {:.4f} ({:+.2f}%)   probes {:.4f} ({:+.2f}%)   target: "
+      "probes under +3%\n",
+      cpu_floor, (cpu_floor - 1) * 100, cpu_on, (cpu_on - 1) * 100);
   fmt::print(
-      "probe CPU per request (kernel run-time stats): {:.0f} ns over {:.2f} runs, {:.2f}% of "
-      "the {:.1f} us a request costs wrk and nginx\n",
-      ns_per_req, on_requests ? probe_runs / static_cast<double>(on_requests) : 0,
-      median(on_cpu) > 0 ? ns_per_req / (median(on_cpu) * 1e3) * 100 : 0, median(on_cpu));
+      "the probes' own run time (kernel stats, one extra run): {:.0f} ns per request over "
+      "{:.2f} runs, {:.2f}% of the {:.1f} us a request costs wrk and nginx\n",
+      ns_per_req, reqs ? probe_runs / reqs : 0,
+      cpu_off_us > 0 ? ns_per_req / (cpu_off_us * 1e3) * 100 : 0, cpu_off_us);
   fmt::print(
-      "responses counted by the probes: {} of {} sent in the runs with probes on (TCP "
+      "under BPF_PROG_TEST_RUN: {:.0f} ns for a client segment while its request is open, "
+      "{:.0f} ns for a service segment with none open, {:.0f} ns for another port\n",
+      tr_in, tr_out, tr_other);
+  fmt::print(
+      "responses counted by the probes: {} of {} sent while they were attached (TCP "
       "probes: {})\n",
       counted, on_requests, tcp_mode);
   return 0;
