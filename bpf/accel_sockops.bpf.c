@@ -167,6 +167,7 @@ static __always_inline void bg_accel_add(struct bpf_sock_ops *skops) {
     return;
   }
   st->flags = 0;
+  st->key = key;
   if (bpf_sock_hash_update(skops, &bg_accel_sockets, &key, BPF_NOEXIST) != 0) {
     st->flags = BG_ACCEL_SK_FALLBACK;
     bg_accel_count(BG_ACCEL_SOCK_ADD_FAILED, 0);

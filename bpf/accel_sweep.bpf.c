@@ -10,6 +10,15 @@
  * each socket, its key, whether messages wait in its psock, its unread bytes
  * of both kinds (sk_rmem_alloc, which the backlog guard watches) and its state.
  *
+ * Some kernels refuse iter/sockmap programs outright (EPERM, even to root,
+ * before verifying a single instruction: seen on this project's 6.18 hosts)
+ * while iter/tcp loads. So there is a second iterator, bg_accel_sweep_tcp,
+ * that walks every TCP socket of the caller's network namespace and writes
+ * the same record for each one our sock_ops program gave a socket state; the
+ * key is the one sock_ops stored in that state. User space loads one of the
+ * two (src/agent/accel_sweep.cpp) and drops the records of sockets no longer
+ * in the sockhash.
+ *
  * A tracing program reads kernel structs through BTF. Instead of a whole
  * vmlinux.h it declares the few fields it reads with preserve_access_index:
  * libbpf relocates them against the running kernel's BTF (CO-RE), so the
@@ -52,6 +61,14 @@ struct bpf_iter__sockmap {
   struct sock *sk;
 } __attribute__((preserve_access_index));
 
+struct sock_common;
+
+struct bpf_iter__tcp {
+  struct bpf_iter_meta *meta;
+  struct sock_common *sk_common;
+  __u32 uid;
+} __attribute__((preserve_access_index));
+
 /* sk_user_data carries flags in its low bits (SK_USER_DATA_NOCOPY, _BPF,
  * _PSOCK); a psock is at least 8-byte aligned. */
 #define BG_SK_USER_DATA_PTRMASK (~7ULL)
@@ -77,6 +94,11 @@ static __always_inline __u32 bg_ingress_pending(struct sock *sk) {
   return next == head ? 0 : 1;
 }
 
+static __always_inline void bg_fill(struct bg_accel_sweep_rec *rec, struct sock *sk) {
+  rec->rmem_alloc = (__u32)sk->sk_backlog.rmem_alloc.counter;
+  rec->ingress_pending = bg_ingress_pending(sk);
+}
+
 SEC("iter/sockmap")
 int bg_accel_sweep(struct bpf_iter__sockmap *ctx) {
   struct sock *sk = ctx->sk;
@@ -85,11 +107,30 @@ int bg_accel_sweep(struct bpf_iter__sockmap *ctx) {
     return 0;
   struct bg_accel_sweep_rec rec = {};
   __builtin_memcpy(&rec.key, key, sizeof(rec.key));
-  rec.rmem_alloc = (__u32)sk->sk_backlog.rmem_alloc.counter;
-  rec.ingress_pending = bg_ingress_pending(sk);
+  bg_fill(&rec, sk);
   struct bg_accel_sk_state *st = bpf_sk_storage_get(&bg_accel_sk_state, sk, 0, 0);
   if (st)
     rec.sk_flags = st->flags;
+  bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
+  return 0;
+}
+
+SEC("iter/tcp")
+int bg_accel_sweep_tcp(struct bpf_iter__tcp *ctx) {
+  struct sock_common *skc = ctx->sk_common;
+  if (!skc)
+    return 0;
+  /* NULL for listeners' request sockets and TIME_WAIT: never in the sockhash. */
+  struct sock *sk = (struct sock *)bpf_skc_to_tcp_sock(skc);
+  if (!sk)
+    return 0;
+  struct bg_accel_sk_state *st = bpf_sk_storage_get(&bg_accel_sk_state, sk, 0, 0);
+  if (!st)
+    return 0;
+  struct bg_accel_sweep_rec rec = {};
+  rec.key = st->key;
+  rec.sk_flags = st->flags;
+  bg_fill(&rec, sk);
   bpf_seq_write(ctx->meta->seq, &rec, sizeof(rec));
   return 0;
 }

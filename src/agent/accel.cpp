@@ -3,7 +3,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,6 +216,64 @@ Result<std::vector<core::Prefix>> wanted_prefixes(const std::vector<std::string>
   return std::vector<core::Prefix>(out.begin(), out.end());
 }
 
+// Whether FIONREAD on a socket in the sockhash counts the bytes redirected to
+// it: a loopback pair goes into the (not yet attached) sockhash from user
+// space, one byte is sent, and the receiver is asked. The counters are zeroed
+// afterwards; closing the pair takes it out of the sockhash.
+Result<bool> fionread_counts_redirects(int sockets_fd, int sk_state_fd, int counters_fd,
+                                       uint64_t netns) {
+  bpf::UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (!listener.valid() || ::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), len) != 0 ||
+      ::listen(listener.get(), 1) != 0 ||
+      ::getsockname(listener.get(), reinterpret_cast<sockaddr *>(&a), &len) != 0)
+    return Error(errno, "probe FIONREAD: listen on 127.0.0.1 (is lo up?)");
+  bpf::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!client.valid() || ::connect(client.get(), reinterpret_cast<sockaddr *>(&a), len) != 0)
+    return Error(errno, "probe FIONREAD: connect over loopback");
+  bpf::UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!server.valid())
+    return Error(errno, "probe FIONREAD: accept");
+  auto key_of = [&](int fd) {
+    sockaddr_in l{}, r{};
+    socklen_t ll = sizeof(l), rl = sizeof(r);
+    ::getsockname(fd, reinterpret_cast<sockaddr *>(&l), &ll);
+    ::getpeername(fd, reinterpret_cast<sockaddr *>(&r), &rl);
+    bg_accel_key k{};
+    k.local_ip[2] = k.remote_ip[2] = htonl(0x0000ffff);
+    k.local_ip[3] = l.sin_addr.s_addr;
+    k.remote_ip[3] = r.sin_addr.s_addr;
+    k.local_port = ntohs(l.sin_port);
+    k.remote_port = ntohs(r.sin_port);
+    k.netns_cookie = netns;
+    return k;
+  };
+  for (int fd : {client.get(), server.get()}) {
+    bg_accel_key k = key_of(fd);
+    bg_accel_sk_state st{.flags = 0, ._pad = 0, .key = k};
+    uint64_t value = static_cast<uint64_t>(fd);
+    if (int err = bpf_map_update_elem(sk_state_fd, &fd, &st, BPF_NOEXIST); err)
+      return bpf::libbpf_error(err, "probe FIONREAD: socket state");
+    if (int err = bpf_map_update_elem(sockets_fd, &k, &value, BPF_NOEXIST); err)
+      return bpf::libbpf_error(err, "probe FIONREAD: put a loopback pair into the sockhash");
+  }
+  char byte = 'x';
+  if (::send(client.get(), &byte, 1, MSG_NOSIGNAL) != 1)
+    return Error(errno, "probe FIONREAD: send");
+  int inq = -1;
+  if (::ioctl(server.get(), FIONREAD, &inq) != 0)
+    return Error(errno, "probe FIONREAD: ioctl");
+  (void)::recv(server.get(), &byte, 1, MSG_DONTWAIT);
+  bpf::PerCpuMap<__u32, bg_accel_counter> counters(counters_fd);
+  for (__u32 e = 0; e < BG_ACCEL_EVENT_NR; e++)
+    if (auto st = counters.update_all(e, bg_accel_counter{}); !st)
+      return st.error();
+  return inq == 1;
+}
+
 Result<bpf::UniqueFd> attach_cgroup(int prog_fd, const std::string &cgroup) {
   int cg = ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (cg < 0)
@@ -290,6 +352,21 @@ Result<EnableReport> load_and_attach(const std::string &dir, const std::string &
   int sockops_fd = bpf_program__fd((*skel)->progs.bg_accel_sockops);
   if (int err = bpf_prog_attach(msg_fd, sockets_fd, BPF_SK_MSG_VERDICT, 0); err)
     return bpf::libbpf_error(err, "attach the sk_msg program to the sockhash");
+  if (!o.ignore_fionread_check) {
+    auto visible =
+        fionread_counts_redirects(sockets_fd, bpf_map__fd((*skel)->maps.bg_accel_sk_state),
+                                  bpf_map__fd((*skel)->maps.bg_accel_counters), netns);
+    if (!visible)
+      return visible.error();
+    if (!*visible)
+      return make_error(EOPNOTSUPP,
+                        "this kernel ({}) does not count redirected bytes in FIONREAD/SIOCINQ "
+                        "(sockmap's TCP code has no ioctl before late-2025 kernels): nginx and "
+                        "other programs that size their reads with FIONREAD stall reading from "
+                        "accelerated sockets. Use a newer kernel, or pass "
+                        "--ignore-fionread-check if no such program runs in the cgroup",
+                        bpf::kernel_release());
+  }
 
   // Pin everything, the cgroup link last: a failure before it leaves nothing
   // running, since the sockhash (and the sk_msg program it holds) goes with

@@ -28,6 +28,11 @@ struct EnableOptions {
   // addresses of this network namespace (when enabling) plus loopback.
   std::vector<std::string> addresses;
   uint32_t max_sockets = BG_ACCEL_MAX_SOCKETS_DEFAULT;
+  // Enable even when the kernel does not count redirected bytes in
+  // FIONREAD/SIOCINQ (tcp_bpf has no ioctl before late-2025 kernels; Debian
+  // 12's 6.1 lacks it). Programs that size their reads with FIONREAD, nginx
+  // among them, then stall reading from accelerated sockets.
+  bool ignore_fionread_check = false;
 };
 
 struct EnableReport {

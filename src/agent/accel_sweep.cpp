@@ -19,6 +19,7 @@
 #include "bpf/map.hpp"
 #include "bpf/object.hpp"
 #include "bpf/pin.hpp"
+#include "util/log.hpp"
 
 namespace bpfgate::agent::accel {
 
@@ -33,6 +34,8 @@ struct LinkDeleter {
 struct Sweeper::Impl {
   SweepSkel skel;
   std::unique_ptr<bpf_link, LinkDeleter> link;
+  int sockets_fd;  // borrowed from the caller, who outlives the sweeper
+  bool by_tcp;     // iter/tcp: the records include sockets no longer in the sockhash
 };
 
 Sweeper::Sweeper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -40,21 +43,56 @@ Sweeper::Sweeper(Sweeper &&) noexcept = default;
 Sweeper &Sweeper::operator=(Sweeper &&) noexcept = default;
 Sweeper::~Sweeper() = default;
 
-Result<Sweeper> Sweeper::open(int sockets_fd, int sk_state_fd) {
+namespace {
+// Loads one of the two iterators of accel_sweep.bpf.c.
+Result<SweepSkel> load_sweeper(int sk_state_fd, bool by_tcp) {
   auto skel = SweepSkel::open("accel_sweep");
   if (!skel)
     return skel.error();
   if (int err = bpf_map__reuse_fd((*skel)->maps.bg_accel_sk_state, sk_state_fd); err)
     return bpf::libbpf_error(err, "reuse the socket state map");
+  bpf_program__set_autoload((*skel)->progs.bg_accel_sweep, !by_tcp);
+  bpf_program__set_autoload((*skel)->progs.bg_accel_sweep_tcp, by_tcp);
   if (auto st = skel->load(); !st)
     return st.error();
-  union bpf_iter_link_info linfo {};
-  linfo.map.map_fd = static_cast<__u32>(sockets_fd);
-  LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
-  bpf_link *link = bpf_program__attach_iter((*skel)->progs.bg_accel_sweep, &opts);
+  return skel;
+}
+}  // namespace
+
+Result<Sweeper> Sweeper::open(int sockets_fd, int sk_state_fd) {
+  // iter/sockmap walks exactly the sockhash; some kernels refuse it (EPERM
+  // before verifying anything) and take iter/tcp. libbpf's complaint about
+  // the first try is only worth a debug line.
+  auto prev = log::level();
+  if (prev < log::Level::kError)
+    log::set_level(log::Level::kError);
+  auto skel = load_sweeper(sk_state_fd, false);
+  log::set_level(prev);
+  bool by_tcp = false;
+  if (!skel) {
+    log::debug(
+        "the kernel refused the sockmap iterator ({}); walking this namespace's TCP "
+        "sockets instead (iter/tcp)",
+        skel.error().what());
+    skel = load_sweeper(sk_state_fd, true);
+    if (!skel)
+      return skel.error();
+    by_tcp = true;
+  }
+  bpf_link *link = nullptr;
+  if (by_tcp) {
+    link = bpf_program__attach_iter((*skel)->progs.bg_accel_sweep_tcp, nullptr);
+  } else {
+    union bpf_iter_link_info linfo {};
+    linfo.map.map_fd = static_cast<__u32>(sockets_fd);
+    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
+    link = bpf_program__attach_iter((*skel)->progs.bg_accel_sweep, &opts);
+  }
   if (!link)
-    return bpf::libbpf_error(-errno, "attach the drain iterator to the sockhash");
-  return Sweeper(std::unique_ptr<Impl>(new Impl{std::move(*skel), {link, LinkDeleter{}}}));
+    return bpf::libbpf_error(-errno, by_tcp ? "attach the drain iterator to the TCP sockets"
+                                            : "attach the drain iterator to the sockhash");
+  return Sweeper(
+      std::unique_ptr<Impl>(new Impl{std::move(*skel), {link, LinkDeleter{}}, sockets_fd, by_tcp}));
 }
 
 Result<std::vector<bg_accel_sweep_rec>> Sweeper::scan() {
@@ -76,6 +114,13 @@ Result<std::vector<bg_accel_sweep_rec>> Sweeper::scan() {
   }
   std::vector<bg_accel_sweep_rec> recs(buf.size() / sizeof(bg_accel_sweep_rec));
   std::memcpy(recs.data(), buf.data(), recs.size() * sizeof(bg_accel_sweep_rec));
+  if (impl_->by_tcp) {
+    // A socket keeps its state after it left the sockhash.
+    std::erase_if(recs, [&](const bg_accel_sweep_rec &r) {
+      __u64 cookie = 0;
+      return bpf_map_lookup_elem(impl_->sockets_fd, &r.key, &cookie) != 0;
+    });
+  }
   return recs;
 }
 

@@ -1,7 +1,10 @@
 // The drain iterator of socket acceleration (bpf/accel_sweep.bpf.c) attached
 // to a sockhash: each scan lists every socket in it with the bytes its owner
 // has not read yet. Used by disable (release only sockets that hold none) and
-// by the backlog guard. Internal to src/agent.
+// by the backlog guard. Where the kernel refuses iter/sockmap, it walks the
+// TCP sockets of the caller's network namespace instead (iter/tcp): sockets
+// of the sockhash in another namespace are then not seen. Internal to
+// src/agent.
 #pragma once
 
 #include <memory>
@@ -14,7 +17,8 @@ namespace bpfgate::agent::accel {
 
 class Sweeper {
  public:
-  // sk_state_fd: the accel object's socket state map, shared with the iterator.
+  // sk_state_fd: the accel object's socket state map, shared with the iterator;
+  // sockets_fd must stay open as long as the sweeper.
   static Result<Sweeper> open(int sockets_fd, int sk_state_fd);
   Result<std::vector<bg_accel_sweep_rec>> scan();
 

@@ -252,6 +252,7 @@ void add_accel_commands(Registry &r) {
   struct EnableArgs {
     std::string cgroup, ports, addresses;
     uint32_t max_sockets = BG_ACCEL_MAX_SOCKETS_DEFAULT;
+    bool ignore_fionread = false;
   };
   auto &e = r.keep<EnableArgs>();
   auto *en = accel_cmd->add_subcommand(
@@ -267,10 +268,13 @@ void add_accel_commands(Registry &r) {
   en->add_option("--max-sockets", e.max_sockets, "size of the sockhash")
       ->check(CLI::Range(1U, BG_ACCEL_MAX_SOCKETS_MAX))
       ->capture_default_str();
+  en->add_flag("--ignore-fionread-check", e.ignore_fionread,
+               "enable even if this kernel's FIONREAD misses redirected bytes (nginx stalls)");
   r.add(en, [&e, &g = r.globals()] {
     accel::EnableOptions o;
     o.cgroup = e.cgroup;
     o.max_sockets = e.max_sockets;
+    o.ignore_fionread_check = e.ignore_fionread;
     if (!e.ports.empty())
       o.ports = accel::parse_ports(e.ports).value();
     o.addresses = split(e.addresses);

@@ -18,7 +18,6 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr const char *kPinDir = "/sys/fs/bpf/bpfgate-accel";
 constexpr const char *kPins[] = {"sockops_link", "sockops_prog", "msg_prog", "sockets",
                                  "config",       "counters",     "ports",    "addresses",
                                  "sk_state",     "congested"};
@@ -28,8 +27,8 @@ void expect_failure(const CmdResult &r, int code, const std::string &message) {
   EXPECT_TRUE(contains(r.err, message)) << "stderr: " << r.err;
 }
 
-void expect_nothing_pinned() {
-  EXPECT_FALSE(fs::exists(kPinDir)) << "left behind: " << kPinDir;
+void expect_nothing_pinned(const accel::Accel &acc) {
+  EXPECT_FALSE(fs::exists(acc.pin_dir())) << "left behind: " << acc.pin_dir();
 }
 
 class AccelCli : public ::testing::Test {
@@ -54,10 +53,10 @@ TEST_F(AccelCli, EnableStatusDisableFromSeparateProcesses) {
   EXPECT_TRUE(contains(en.out, "ports 8080,9000-9002")) << en.out;
 
   struct stat st {};
-  ASSERT_EQ(stat(kPinDir, &st), 0);
+  ASSERT_EQ(stat(acc.pin_dir().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   for (const char *pin : kPins) {
-    ASSERT_EQ(stat((std::string(kPinDir) + "/" + pin).c_str(), &st), 0) << pin;
+    ASSERT_EQ(stat((acc.pin_dir() + "/" + pin).c_str(), &st), 0) << pin;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << pin;
   }
   auto s = acc.status();
@@ -93,7 +92,7 @@ TEST_F(AccelCli, EnableStatusDisableFromSeparateProcesses) {
   auto dis = acc.cli("accel disable");
   EXPECT_EQ(dis.exit_code, 0) << dis.err;
   EXPECT_TRUE(contains(dis.out, "socket acceleration disabled; 0 sockets released")) << dis.out;
-  expect_nothing_pinned();
+  expect_nothing_pinned(acc);
   show = run_ok("bpftool -j cgroup show " + cg.path());
   EXPECT_FALSE(contains(show.out, "sock_ops")) << show.out;
   expect_failure(acc.cli("accel disable"), 1, "socket acceleration is not enabled");
@@ -110,7 +109,7 @@ TEST_F(AccelCli, CgroupGivenAsAPathInsideTheHierarchy) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["cgroup"], cg.path());
   ASSERT_EQ(acc.cli("accel disable").exit_code, 0);
-  expect_nothing_pinned();
+  expect_nothing_pinned(acc);
 }
 
 TEST_F(AccelCli, ErrorsSayWhatWentWrongAndLeaveNothing) {
@@ -119,15 +118,15 @@ TEST_F(AccelCli, ErrorsSayWhatWentWrongAndLeaveNothing) {
   expect_failure(r, 1, "bpfgate accel needs root");
   EXPECT_TRUE(contains(r.err, "sudo")) << r.err;
   expect_failure(run(ns.exec() + nobody + bpfgate_bin() + " accel disable"), 1, "");
-  expect_nothing_pinned();
+  expect_nothing_pinned(acc);
 
   expect_failure(acc.cli("accel enable --cgroup " + accel::name("-nosuch")), 1, "does not exist");
   expect_failure(acc.cli("accel enable --cgroup /sys/fs/cgroup/cpu"), 1,
                  "/sys/fs/cgroup/cpu is not a cgroup v2 directory");
   expect_failure(acc.cli("accel disable"), 1,
-                 "socket acceleration is not enabled (nothing pinned under "
-                 "/sys/fs/bpf/bpfgate-accel); enable it with `bpfgate accel enable`");
-  expect_nothing_pinned();
+                 "socket acceleration is not enabled (nothing pinned under " + acc.pin_dir() +
+                     "); enable it with `bpfgate accel enable`");
+  expect_nothing_pinned(acc);
 
   // Usage errors: exit 2, nothing done.
   for (const auto &[args, msg] : std::vector<std::pair<std::string, std::string>>{
@@ -142,7 +141,7 @@ TEST_F(AccelCli, ErrorsSayWhatWentWrongAndLeaveNothing) {
     expect_failure(acc.cli("accel enable --cgroup " + cg.path() + " " + args), 2, msg);
   expect_failure(acc.cli("accel"), 2, "");
   expect_failure(acc.cli("accel frobnicate"), 2, "");
-  expect_nothing_pinned();
+  expect_nothing_pinned(acc);
 
   // No cgroup v2 at all: in a mount namespace of its own, unmount every one.
   r =
@@ -151,7 +150,7 @@ TEST_F(AccelCli, ErrorsSayWhatWentWrongAndLeaveNothing) {
           ns.exec() + bpfgate_bin() + " accel enable'");
   expect_failure(r, 1, "no cgroup v2 hierarchy is mounted");
   EXPECT_TRUE(contains(r.err, "mount -t cgroup2")) << r.err;
-  expect_nothing_pinned();
+  expect_nothing_pinned(acc);
 }
 
 }  // namespace

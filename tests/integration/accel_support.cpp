@@ -91,17 +91,19 @@ Cgroup::~Cgroup() {
   ADD_FAILURE() << "could not remove cgroup " << path_ << ": " << strerror(errno);
 }
 
-Accel::Accel(const Netns &ns, const Cgroup &cg) : ns_(ns), cg_(cg) {
-  // A leftover of a killed run would make enable fail.
-  run(ns_.exec() + bpfgate_bin() + " accel disable --force --timeout 0 2>/dev/null");
+Accel::Accel(const Netns &ns, const Cgroup &cg)
+    : ns_(ns), cg_(cg), bpffs_("/tmp/" + name("-bpffs-") + ns.name()) {
+  run("umount " + bpffs_ + " 2>/dev/null; rmdir " + bpffs_ + " 2>/dev/null");  // a killed run's
+  run_ok("mkdir -p " + bpffs_ + " && mount -t bpf bpf " + bpffs_);
 }
 
 Accel::~Accel() {
-  run(ns_.exec() + bpfgate_bin() + " accel disable --force --timeout 1 2>/dev/null");
+  cli("accel disable --force --timeout 1 2>/dev/null");
+  run("umount " + bpffs_ + " && rmdir " + bpffs_);
 }
 
 CmdResult Accel::cli(const std::string &args) const {
-  return run(ns_.exec() + bpfgate_bin() + " " + args);
+  return run(ns_.exec() + bpfgate_bin() + " --bpffs " + bpffs_ + " " + args);
 }
 
 void Accel::enable(const std::string &extra) {

@@ -43,7 +43,9 @@ class Cgroup {
 };
 
 // A network namespace with socket acceleration enabled in it, for the
-// cgroup; disabled (--force) when the owner goes, whatever happened.
+// cgroup; disabled (--force) when the owner goes, whatever happened. Its pins
+// live in a bpffs of its own (--bpffs), so that test runs on one machine
+// never meet in /sys/fs/bpf/bpfgate-accel.
 class Accel {
  public:
   Accel(const Netns &ns, const Cgroup &cg);
@@ -58,10 +60,13 @@ class Accel {
   nlohmann::json status() const;  // `bpfgate -j accel status`
   uint64_t redirected_bytes() const;
   uint64_t sockets() const;
+  const std::string &bpffs() const { return bpffs_; }
+  std::string pin_dir() const { return bpffs_ + "/bpfgate-accel"; }
 
  private:
   const Netns &ns_;
   const Cgroup &cg_;
+  std::string bpffs_;
 };
 
 // A connected TCP pair in `ns` over loopback (127.0.0.1 or ::1).

@@ -55,6 +55,7 @@ enum bg_accel_sk_flags {
 struct bg_accel_sk_state {
   __u32 flags; /* enum bg_accel_sk_flags */
   __u32 _pad;
+  struct bg_accel_key key; /* the socket's key in the sockhash (for iter/tcp) */
 };
 
 /* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */
