@@ -8,7 +8,7 @@
 SEC("tc")
 int bg_tc_empty(struct __sk_buff *skb) {
   (void)skb;
-  return TC_ACT_OK;
+  return TC_ACT_UNSPEC; /* as the probes: no verdict */
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -8,7 +8,9 @@
  *   ingress payload, flow idle     -> a request starts
  *   egress payload, request open   -> its response: latency, HTTP status class
  *   RST either way                 -> resets received / sent
- * The programs never change a packet and always return TC_ACT_OK.
+ * The programs never change a packet and always return TC_ACT_UNSPEC: no
+ * verdict, so the filters after ours on the hook (the tc datapath's, anyone's)
+ * still run, and the packet passes when none decides.
  */
 #ifndef BPFGATE_BPF_OBSERVE_H
 #define BPFGATE_BPF_OBSERVE_H
@@ -122,36 +124,36 @@ static __always_inline void bg_obs_key(struct bg_obs_flow_key *k, const __u8 cli
 static __always_inline int bg_obs_ingress(struct __sk_buff *skb) {
   struct bg_obs_segment seg = {};
   if (bg_obs_parse(skb, &seg) < 0)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   __u32 port = seg.dport;
   const struct bg_obs_service *svc = bpf_map_lookup_elem(&bg_obs_services, &port);
   if (!svc || !svc->id)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   struct bg_obs_stats *st = bg_obs_stats_of(svc->id);
   if (!st)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   struct bg_obs_flow_key k;
   bg_obs_key(&k, seg.src, seg.dst, seg.sport, seg.dport);
   if (seg.flags & BG_TCP_RST) {
     st->resets_rx++;
     bpf_map_delete_elem(&bg_obs_flows, &k);
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   }
   if ((seg.flags & BG_TCP_SYN) && !(seg.flags & BG_TCP_ACK)) {
     struct bg_obs_flow f = {.syn_ns = bpf_ktime_get_ns()};
     bpf_map_update_elem(&bg_obs_flows, &k, &f, BPF_ANY);
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   }
   struct bg_obs_flow *f = bpf_map_lookup_elem(&bg_obs_flows, &k);
   if (!f) {
     if (!seg.payload_len)
-      return TC_ACT_OK;
+      return TC_ACT_UNSPEC;
     /* A connection older than the probes, or evicted: start tracking it. */
     struct bg_obs_flow nf = {};
     bpf_map_update_elem(&bg_obs_flows, &k, &nf, BPF_ANY);
     f = bpf_map_lookup_elem(&bg_obs_flows, &k);
     if (!f)
-      return TC_ACT_OK;
+      return TC_ACT_UNSPEC;
   }
   /* The clock only when something is timed: most segments are not. */
   __u64 now = 0;
@@ -167,33 +169,33 @@ static __always_inline int bg_obs_ingress(struct __sk_buff *skb) {
     f->request_ns = now ? now : bpf_ktime_get_ns();
     st->requests++;
   }
-  return TC_ACT_OK;
+  return TC_ACT_UNSPEC;
 }
 
 /* A service's segment to a client. */
 static __always_inline int bg_obs_egress(struct __sk_buff *skb) {
   struct bg_obs_segment seg = {};
   if (bg_obs_parse(skb, &seg) < 0)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   __u32 port = seg.sport;
   const struct bg_obs_service *svc = bpf_map_lookup_elem(&bg_obs_services, &port);
   if (!svc || !svc->id)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   struct bg_obs_stats *st = bg_obs_stats_of(svc->id);
   if (!st)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   struct bg_obs_flow_key k;
   bg_obs_key(&k, seg.dst, seg.src, seg.dport, seg.sport);
   if (seg.flags & BG_TCP_RST) {
     st->resets_tx++;
     bpf_map_delete_elem(&bg_obs_flows, &k);
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   }
   if (!seg.payload_len)
-    return TC_ACT_OK;
+    return TC_ACT_UNSPEC;
   struct bg_obs_flow *f = bpf_map_lookup_elem(&bg_obs_flows, &k);
   if (!f || !f->request_ns)
-    return TC_ACT_OK; /* more of a response already counted, or a server that speaks first */
+    return TC_ACT_UNSPEC; /* more of a response already counted, or a server that speaks first */
   __u64 d = bpf_ktime_get_ns() - f->request_ns;
   f->request_ns = 0;
   st->responses++;
@@ -205,7 +207,7 @@ static __always_inline int bg_obs_egress(struct __sk_buff *skb) {
     if (cls < BG_HTTP_NR)
       st->status[cls]++;
   }
-  return TC_ACT_OK;
+  return TC_ACT_UNSPEC;
 }
 
 #endif /* BPFGATE_BPF_OBSERVE_H */
