@@ -1,4 +1,4 @@
-// The tc datapath's subcommands: tc attach, detach, status, enable, disable;
+// The tc datapath's subcommands: tc attach, apply, detach, status, enable, disable;
 // class list.
 #include <net/if.h>
 
@@ -103,29 +103,35 @@ struct AttachOpts {
   std::string iface, config;
 };
 
+// Classes, HTB and stages from a config file's tc: section.
+Result<agent::TcSetup> setup_from(const std::string &file, const std::string &iface) {
+  auto c = core::load_config(file);
+  if (!c)
+    return c.error();
+  if (!c->tc)
+    return make_error(EINVAL,
+                      "{} has no tc section: add `tc: {{interfaces: [{}], classes: [...]}}`", file,
+                      iface);
+  if (auto st = agent::tc_check_environment(*c); !st)
+    return st.error();
+  auto image = core::compile_tc(*c->tc, [](const std::string &n) -> Result<uint32_t> {
+    auto i = bpf::ifindex_of(n);
+    if (!i)
+      return i.error();
+    return static_cast<uint32_t>(*i);
+  });
+  if (!image)
+    return image.error();
+  return agent::TcSetup{*image, c->tc->htb};
+}
+
 int cmd_tc_attach(const Globals &g, const AttachOpts &o) {
   agent::TcSetup setup;
   if (!o.config.empty()) {
-    auto c = core::load_config(o.config);
-    if (!c)
-      return fail(c.error());
-    if (!c->tc)
-      return fail(make_error(EINVAL,
-                             "{} has no tc section: add `tc: {{interfaces: [{}], classes: "
-                             "[...]}}` or attach without --config",
-                             o.config, o.iface));
-    if (auto st = agent::tc_check_environment(*c); !st)
-      return fail(st.error());
-    auto image = core::compile_tc(*c->tc, [](const std::string &n) -> Result<uint32_t> {
-      auto i = bpf::ifindex_of(n);
-      if (!i)
-        return i.error();
-      return static_cast<uint32_t>(*i);
-    });
-    if (!image)
-      return fail(image.error());
-    setup.image = *image;
-    setup.htb = c->tc->htb;
+    auto s = setup_from(o.config, o.iface);
+    if (!s)
+      return fail(s.error());
+    setup = *s;
   }
   auto s = agent::tc_attach(g.bpffs, o.iface, setup);
   if (!s)
@@ -138,6 +144,26 @@ int cmd_tc_attach(const Globals &g, const AttachOpts &o) {
                s->classes == 1 ? "" : "es");
     fmt::print("  stages: {}\n", stages_text(s->stages));
   }
+  return 0;
+}
+
+int cmd_tc_apply(const Globals &g, const AttachOpts &o) {
+  auto setup = setup_from(o.config, o.iface);
+  if (!setup)
+    return fail(setup.error());
+  auto p = agent::PinnedTc::open(g.bpffs, o.iface);
+  if (!p)
+    return fail(p.error());
+  if (auto st = p->apply(*setup); !st)
+    return fail(st.error().context("apply to " + o.iface));
+  auto s = p->status();
+  if (!s)
+    return fail(s.error());
+  if (g.json)
+    fmt::print("{}\n", status_json(*s).dump());
+  else
+    fmt::print("{}: applied {} (generation {}, {} class{})\n", o.iface, o.config,
+               s->config.generation, s->classes, s->classes == 1 ? "" : "es");
   return 0;
 }
 
@@ -285,6 +311,13 @@ void add_tc_commands(Registry &r) {
   a->add_option("IFACE", ao.iface, "interface")->required();
   a->add_option("-c,--config", ao.config, "take classes, HTB and stages from this config's tc:");
   r.add(a, [&ao, &g = r.globals()] { return cmd_tc_attach(g, ao); });
+
+  auto &po = r.keep<AttachOpts>();
+  auto *p = tc->add_subcommand(
+      "apply", "switch an attached datapath to a config's classes, HTB and stages (no reload)");
+  p->add_option("IFACE", po.iface, "interface")->required();
+  p->add_option("-c,--config", po.config, "config file whose tc: section to apply")->required();
+  r.add(p, [&po, &g = r.globals()] { return cmd_tc_apply(g, po); });
 
   auto &detach_iface = r.keep<std::string>();
   auto *d = tc->add_subcommand(

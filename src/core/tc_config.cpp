@@ -484,7 +484,7 @@ std::optional<bg_tc_stage> parse_stage(const std::string &name) {
 }
 
 uint64_t default_burst(uint64_t rate_bps) {
-  return std::max<uint64_t>(64 * 1024, rate_bps / 8 / 50);
+  return std::max<uint64_t>(512 * 1024, rate_bps / 8 / 20);
 }
 
 namespace {

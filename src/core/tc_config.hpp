@@ -104,7 +104,9 @@ inline constexpr uint64_t kTcRateMinBps = 8000;                // 8 kbit/s
 inline constexpr uint64_t kTcRateMaxBps = 400'000'000'000ULL;  // 400 gbit/s
 inline constexpr uint64_t kTcBurstMinBytes = 1514;             // one full-size frame
 inline constexpr uint64_t kTcBurstMaxBytes = 256ULL << 20;
-// Without a burst: 20 ms at the rate, at least 64 KiB (a GSO packet).
+// Without a burst: 50 ms at the rate, at least 512 KiB. TCP sends GSO packets
+// of up to 64 KiB back to back and a policer drops them whole: a smaller
+// bucket costs TCP most of its rate (measured: README, "tc datapath").
 uint64_t default_burst(uint64_t rate_bps);
 
 // skb->priority that sends a packet to the HTB leaf of priority `p`.

@@ -274,9 +274,11 @@ TEST(TcPolice, TheBurstPassesThenTheRateAndOverTheLimitIsDropped) {
       "  interfaces: [eth0]\n  classes:\n"
       "    - {name: capped, match: {protocol: udp}, rate: 8kbit, burst: 10000}\n");
   auto f = udp4("198.18.0.2", "198.18.0.1", 1, 2, 1000);
+  // A frame conforms while the bucket is not empty, then pays: the burst and
+  // one frame of debt pass.
   int first = passes(dp, f, 30);
-  EXPECT_GE(first, 10);
-  EXPECT_LE(first, 11) << "30 frames in well under a second: the burst and at most one more";
+  EXPECT_GE(first, 11);
+  EXPECT_LE(first, 12) << "30 frames in well under a second: the burst and at most one more";
   advance_time(dp, 0, 5'000'000'000ULL);
   int later = passes(dp, f, 10);
   EXPECT_GE(later, 5);
@@ -291,15 +293,16 @@ TEST(TcPolice, TheBurstPassesThenTheRateAndOverTheLimitIsDropped) {
 
 TEST(TcPolice, AFrameLargerThanTheBurstPassesOnlyFromAFullBucket) {
   // A GSO packet can be larger than the burst: it must not be dropped forever.
+  // 3000 bytes cost 3 s at 8 kbit/s; the bucket holds 1.514 s.
   auto dp = load(
       "  interfaces: [eth0]\n  classes:\n"
       "    - {name: small, match: {protocol: udp}, rate: 8kbit, burst: 1514}\n");
   auto big = udp4("198.18.0.2", "198.18.0.1", 1, 2, 3000);
   EXPECT_EQ(passes(dp, big, 5), 1) << "one from the full bucket, then 3 s of debt";
-  advance_time(dp, 0, 2'000'000'000ULL);
-  EXPECT_EQ(passes(dp, big, 1), 0) << "the debt is not paid yet";
-  advance_time(dp, 0, 2'000'000'000ULL);
-  EXPECT_EQ(passes(dp, big, 2), 1);
+  advance_time(dp, 0, 1'000'000'000ULL);
+  EXPECT_EQ(passes(dp, big, 1), 0) << "2 s of debt: more than the bucket holds";
+  advance_time(dp, 0, 1'000'000'000ULL);
+  EXPECT_EQ(passes(dp, big, 2), 1) << "1 s of debt: the bucket has credit again";
 }
 
 TEST(TcPolice, OverTheRateOnEgressIsMarkedNotDropped) {
@@ -321,8 +324,8 @@ TEST(TcPolice, OverTheRateOnEgressIsMarkedNotDropped) {
     EXPECT_EQ(core::inet_checksum(r.frame.data() + kL3, 20), 0) << "IPv4 header checksum";
     EXPECT_TRUE(udp_checksum_ok(r.frame));
   }
-  EXPECT_GE(marked, 7);
-  EXPECT_LE(marked, 8);
+  EXPECT_GE(marked, 6) << "2000 bytes of burst and one frame of debt conform";
+  EXPECT_LE(marked, 7);
   auto s = named(stats(dp), "marked");
   EXPECT_EQ(s.marked, static_cast<uint64_t>(marked));
   EXPECT_EQ(s.drops, 0u);
@@ -477,15 +480,15 @@ TEST(TcMirror, OneInNIsClonedToTheMirrorInterface) {
     auto f = udp4("198.18.0.1", "198.18.0.2", 1, 9, 200);
     for (int i = 0; i < 40; i++)
       EXPECT_EQ(run_skb(dp.prog_fd(true), f).retval, kPass);
-    EXPECT_EQ(passes(dp, udp4("198.18.0.1", "198.18.0.2", 1, 10, 1000), 5), 1);
+    EXPECT_EQ(passes(dp, udp4("198.18.0.1", "198.18.0.2", 1, 10, 1000), 5), 2);
     EXPECT_EQ(passes(dp, udp4("198.18.0.1", "198.18.0.2", 1, 11), 5, true), 5);
     auto s = stats(dp);
     EXPECT_EQ(named(s, "copied").mirrored, 10u) << "1 in 4 of 40 (one CPU runs them)";
-    EXPECT_EQ(named(s, "dropped").mirrored, 1u) << "a dropped packet is not mirrored";
+    EXPECT_EQ(named(s, "dropped").mirrored, 2u) << "a dropped packet is not mirrored";
     uint64_t got = 0;
-    for (int i = 0; i < 50 && (got = rx() - before) < 11; i++)
+    for (int i = 0; i < 50 && (got = rx() - before) < 12; i++)
       usleep(20'000);
-    EXPECT_EQ(got, 11u) << "the copies arrive on the mirror's peer";
+    EXPECT_EQ(got, 12u) << "the copies arrive on the mirror's peer";
   });
 }
 

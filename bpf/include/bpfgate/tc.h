@@ -290,16 +290,27 @@ static __always_inline void bg_tc_do_classify(struct __sk_buff *skb) {
 
 /* ---- police ---- */
 
-/* GCRA over time: conforming if the bucket is full (tat <= now), which lets
- * one packet larger than the bucket through (a GSO packet can be), or if the
- * packet fits in what is left. A compare-and-swap keeps CPUs from sharing a
+/* The bytes a packet puts on the wire: on egress the kernel has counted the
+ * headers of every segment of a GSO packet (qdisc_pkt_len_init, before
+ * clsact); elsewhere (ingress, BPF_PROG_TEST_RUN) the frame's length. */
+static __always_inline __u64 bg_tc_wire_len(struct __sk_buff *skb) {
+  __u32 wire = skb->wire_len;
+  return wire > skb->len ? wire : skb->len;
+}
+
+/* GCRA over time: a packet conforms while the bucket is not empty, i.e. the
+ * theoretical arrival time is at most `depth` ahead of now, and then pays its
+ * whole cost. The bucket can so go up to one packet into debt: a GSO packet
+ * larger than the bucket still gets through when the bucket has credit,
+ * instead of never, and the long-run rate stays exact because every byte
+ * that passes is paid for. A compare-and-swap keeps CPUs from sharing a
  * token. */
 static __always_inline int bg_tc_conforms(struct bg_tc_bucket *b, __u64 cost, __u64 depth,
                                           __u64 now) {
   for (int i = 0; i < BG_TC_CAS_TRIES; i++) {
     __u64 old = *(volatile __u64 *)&b->tat_ns;
     __u64 tat = old > now ? old : now;
-    if (tat > now && tat + cost - now > depth)
+    if (tat - now > depth)
       return 0;
     if (__sync_val_compare_and_swap(&b->tat_ns, old, tat + cost) == old)
       return 1;
@@ -315,7 +326,7 @@ static __always_inline void bg_tc_do_police(struct __sk_buff *skb) {
   struct bg_tc_bucket *b = bpf_map_lookup_elem(&bg_tc_buckets, &pos);
   if (!b)
     return;
-  __u64 cost = (__u64)skb->len * 8000000000ULL / c->rate_bps;
+  __u64 cost = bg_tc_wire_len(skb) * 8000000000ULL / c->rate_bps;
   if (bg_tc_conforms(b, cost, c->burst_ns, bpf_ktime_get_ns()))
     return;
   if (c->exceed == BG_TC_EXCEED_MARK && (skb->cb[BG_TC_CB_FLAGS] & BG_TC_F_EGRESS)) {
@@ -355,7 +366,7 @@ static __always_inline void bg_tc_do_count(struct __sk_buff *skb) {
   if (!st)
     return;
   __u32 flags = skb->cb[BG_TC_CB_FLAGS];
-  __u64 len = skb->len;
+  __u64 len = bg_tc_wire_len(skb);
   st->packets++;
   st->bytes += len;
   if (flags & BG_TC_F_MARKED)

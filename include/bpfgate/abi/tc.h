@@ -112,7 +112,8 @@ enum bg_tc_exceed {
 struct bg_tc_class {
   struct bg_tc_match match;
   char name[BG_TC_NAME_MAX];
-  __u64 rate_bps;       /* policing rate in bits/s of Ethernet frames; 0: none */
+  __u64 rate_bps;       /* policing rate in bits/s of Ethernet frames as sent (a GSO packet
+                         * counts the headers of every segment); 0: none */
   __u64 burst_bytes;    /* bucket depth, for readers */
   __u64 burst_ns;       /* bucket depth as time at rate_bps: burst_bytes * 8e9 / rate_bps */
   __u32 skb_priority;   /* written to skb->priority (an HTB classid); 0: untouched */
@@ -127,9 +128,11 @@ struct bg_tc_class {
 };
 
 /* buckets: ARRAY of BG_TC_CLASSES_MAX. The policer is a GCRA in time: a
- * packet of L bytes costs L * 8e9 / rate_bps ns; it conforms when the
- * bucket is full (tat <= now) or when tat + cost - now <= burst_ns. One
- * entry is shared by all CPUs (compare-and-swap); a cache line each. */
+ * packet of L bytes costs L * 8e9 / rate_bps ns; it conforms while
+ * tat - now <= burst_ns (the bucket is not empty) and then moves tat by its
+ * cost, so the bucket may go one packet into debt (a GSO packet larger than
+ * the bucket is never stuck). One entry is shared by all CPUs
+ * (compare-and-swap); a cache line each. */
 struct bg_tc_bucket {
   __u64 tat_ns;
   __u64 _pad[7];
