@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "agent/source_sweep.hpp"
+
 namespace bpfgate::agent {
 
 uint64_t monotonic_ns() {
@@ -77,6 +79,15 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
   }
   if (idle_ns == 0)
     return r;
+  if (SourceSweeper *k = dp.source_sweeper()) {
+    uint64_t now = monotonic_ns();
+    auto pass = k->run(now > idle_ns ? now - idle_ns : 0);
+    if (!pass)
+      return pass.error();
+    r.sources_seen = pass->seen;
+    r.sources_removed = pass->removed;
+    return r;
+  }
   auto sources = dp.source_map().dump();
   if (!sources)
     return sources.error();

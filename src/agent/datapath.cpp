@@ -1,5 +1,8 @@
 #include "agent/datapath.hpp"
 
+#include "agent/source_sweep.hpp"
+#include "util/log.hpp"
+
 #include <bpf/bpf.h>
 #include <fcntl.h>
 
@@ -333,6 +336,21 @@ Result<uint32_t> Datapath::max_sources() const {
   if (!info)
     return info.error();
   return info->max_entries;
+}
+
+SourceSweeper *Datapath::source_sweeper() {
+  if (!sweeper_tried_) {
+    sweeper_tried_ = true;
+    auto s = SourceSweeper::open(sources_.fd());
+    if (s)
+      sweeper_ = std::move(*s);
+    else
+      log::info(
+          "sweeping idle sources from user space: the kernel refused the in-kernel "
+          "sweeper ({})",
+          s.error().what());
+  }
+  return sweeper_.get();
 }
 
 }  // namespace bpfgate::agent

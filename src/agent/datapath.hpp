@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@
 struct bpf_object;
 
 namespace bpfgate::agent {
+
+class SourceSweeper;
 
 // Counters summed over CPUs, indexed by bg_counter_key(verdict, reason).
 using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
@@ -50,6 +53,9 @@ class Datapath {
 
   bpf::Map<bg_src_key, bg_src_state> &source_map() { return sources_; }
   bpf::Map<bg_lpm_key, bg_block> &blocklist() { return blocklist_; }
+  // The in-kernel sweeper of the sources map, loaded at the first call;
+  // nullptr (and said once) where the kernel refuses it.
+  SourceSweeper *source_sweeper();
   const bpf::Map<bg_lpm_key, bg_block> &blocklist() const { return blocklist_; }
 
  private:
@@ -68,6 +74,8 @@ class Datapath {
   bpf::Map<bg_lpm_key, bg_block> blocklist_;
   bpf::Map<bg_src_key, bg_src_state> sources_;
   bpf::PerCpuMap<__u32, bg_counter> counters_;
+  std::shared_ptr<SourceSweeper> sweeper_;
+  bool sweeper_tried_ = false;
 };
 
 }  // namespace bpfgate::agent
