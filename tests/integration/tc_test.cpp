@@ -1,0 +1,253 @@
+// The tc datapath attached for real (`bpfgate tc attach`) to the gateway's
+// veth, with real traffic: iperf3 against a policed class, a bulk TCP flow
+// beside pings with and without a priority, and a mirror interface that
+// receives a sample of a class's packets.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "support/topology.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// The tc datapath on the gateway's interface, detached (programs, qdiscs,
+// pins) when the owner goes, whatever happened.
+class TcOn {
+ public:
+  TcOn(const GatewayPair &t, const std::string &tc_yaml) : t_(t) {
+    file_ = fmt::format("/tmp/{}-tc.yaml", unique_prefix() + t.gw_if());
+    std::ofstream(file_) << fmt::format("interfaces: [{{name: {}}}]\ntc:\n  interfaces: [{}]\n{}",
+                                        t.gw_if(), t.gw_if(), tc_yaml);
+    auto r = t_.bpfgate("tc attach " + t.gw_if() + " --config " + file_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    attached_ = r.exit_code == 0;
+  }
+  ~TcOn() {
+    if (attached_) {
+      auto r = t_.bpfgate("tc detach " + t_.gw_if());
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+    fs::remove(file_);
+    std::error_code ec;
+    fs::remove_all("/sys/fs/bpf/bpfgate-tc/" + t_.gw_if(), ec);
+  }
+  bool attached() const { return attached_; }
+  json classes() const {
+    auto r = t_.bpfgate("-j class list " + t_.gw_if());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out;
+    return j;
+  }
+
+ private:
+  const GatewayPair &t_;
+  std::string file_;
+  bool attached_ = false;
+};
+
+// One class's entry of `class list -j`.
+json class_named(const json &list, const std::string &name) {
+  const json &arr = list.is_array() ? list : list.value("classes", json::array());
+  for (const auto &c : arr)
+    if (c["name"].is_string() && c["name"] == name)
+      return c;
+  ADD_FAILURE() << "no class " << name << " in " << list.dump();
+  return json::object();
+}
+
+// An iperf3 server in the peer namespace, one test at a time; killed with its owner.
+Process iperf3_server(const GatewayPair &t, int port) {
+  auto p = Process::spawn(t.peer().exec() + fmt::format("iperf3 -s -1 -p {} -B {} >/dev/null 2>&1",
+                                                        port, GatewayPair::kClientAddr));
+  for (int i = 0; i < 50; i++) {
+    if (run(t.peer().exec() + fmt::format("ss -Hltn 'sport = :{}' | grep -q LISTEN", port))
+            .exit_code == 0)
+      break;
+    std::this_thread::sleep_for(50ms);
+  }
+  return p;
+}
+
+// iperf3 from the gateway to the peer; its JSON report.
+json iperf3_client(const GatewayPair &t, int port, const std::string &args) {
+  auto r = run(t.gw().exec() + fmt::format("timeout 30 iperf3 -c {} -p {} -J {}",
+                                           GatewayPair::kClientAddr, port, args));
+  auto j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out << r.err;
+  EXPECT_FALSE(j.is_discarded() || j.contains("error")) << r.out;
+  return j.is_discarded() ? json::object() : j;
+}
+
+// Round-trip times (ms) of `count` pings from the gateway to the peer.
+std::vector<double> ping_rtts(const GatewayPair &t, int count, const std::string &interval) {
+  auto r = run(t.gw().exec() + fmt::format("ping -n -c {} -i {} -W 1 {}", count, interval,
+                                           GatewayPair::kClientAddr));
+  std::vector<double> rtts;
+  std::regex re("time=([0-9.]+) ms");
+  for (std::sregex_iterator it(r.out.begin(), r.out.end(), re), end; it != end; ++it)
+    rtts.push_back(std::stod((*it)[1]));
+  EXPECT_GE(rtts.size(), static_cast<size_t>(count * 9 / 10)) << r.out << r.err;
+  return rtts;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// A class limited to N bit/s, fed three times N: the receiver gets N (of
+// Ethernet frames; less the headers in iperf3's goodput) within 10 %. A small
+// burst, so that the first bucketful does not count in 3 s of traffic.
+TEST(TcTraffic, APolicedClassMeasuresWithinTenPercentOfItsRate) {
+  GatewayPair t;
+  constexpr double kRate = 20e6;
+  TcOn tc(t,
+          "  classes:\n"
+          "    - {name: capped, direction: egress, match: {protocol: udp, dport: 5201}, "
+          "rate: 20mbit, burst: 32kb}\n");
+  ASSERT_TRUE(tc.attached());
+  auto srv = iperf3_server(t, 5201);
+  // 1400-byte datagrams: 1442-byte frames, so goodput is 97.1 % of the frame rate.
+  auto j = iperf3_client(t, 5201, "-u -b 60M -l 1400 -t 3");
+  const json &sum = j["end"]["sum"];
+  double sent_bps = sum.value("bits_per_second", 0.0);
+  double lost = sum.value("lost_percent", 100.0) / 100.0;
+  double got_bps = sent_bps * (1 - lost) * 1442.0 / 1400.0;
+  RecordProperty("received_mbit", fmt::format("{:.2f}", got_bps / 1e6));
+  EXPECT_GT(sent_bps, 2 * kRate) << "the sender did not offer more than the rate";
+  EXPECT_NEAR(got_bps, kRate, 0.1 * kRate) << "received " << got_bps / 1e6 << " Mbit/s";
+  auto c = class_named(tc.classes(), "capped");
+  EXPECT_GT(c.value("drops", 0), 0) << c.dump();
+  EXPECT_GT(c.value("packets", 0), 0) << c.dump();
+}
+
+// TCP through the same policer: the default burst lets TCP keep most of the rate.
+TEST(TcTraffic, TcpThroughAPolicedClassGetsCloseToItsRate) {
+  GatewayPair t;
+  constexpr double kRate = 20e6;
+  TcOn tc(t,
+          "  classes:\n"
+          "    - {name: capped, direction: egress, match: {protocol: tcp, dport: 5202}, "
+          "rate: 20mbit}\n");
+  ASSERT_TRUE(tc.attached());
+  auto srv = iperf3_server(t, 5202);
+  auto j = iperf3_client(t, 5202, "-t 4");
+  double got_bps = j["end"]["sum_received"].value("bits_per_second", 0.0);
+  RecordProperty("received_mbit", fmt::format("{:.2f}", got_bps / 1e6));
+  EXPECT_LE(got_bps, 1.1 * kRate) << got_bps / 1e6 << " Mbit/s";
+  EXPECT_GE(got_bps, 0.8 * kRate) << got_bps / 1e6 << " Mbit/s";
+}
+
+// A bulk TCP flow fills a 40 Mbit/s HTB; pings classified with priority 0 keep
+// their idle latency (within 2x), pings left in the bulk's class wait behind it.
+TEST(TcTraffic, APrioritisedFlowKeepsItsLatencyBesideBulk) {
+  GatewayPair t;
+  auto under_load = [&](const std::string &classes, int port) {
+    TcOn tc(t, "  htb: {rate: 40mbit, default_priority: 7}\n  classes:\n" + classes);
+    EXPECT_TRUE(tc.attached());
+    if (!tc.attached())
+      return std::pair{0.0, 0.0};
+    double idle = median(ping_rtts(t, 20, "0.02"));
+    auto srv = iperf3_server(t, port);
+    std::vector<double> loaded;
+    std::thread pinger([&] {
+      std::this_thread::sleep_for(1s);  // TCP has filled the queue by then
+      loaded = ping_rtts(t, 40, "0.05");
+    });
+    auto j = iperf3_client(t, port, "-t 4");
+    pinger.join();
+    double bulk_bps = j["end"]["sum_received"].value("bits_per_second", 0.0);
+    EXPECT_GT(bulk_bps, 20e6) << "the bulk flow did not fill the link";
+    EXPECT_LT(bulk_bps, 44e6) << "the HTB did not hold the bulk flow to its rate";
+    return std::pair{idle, median(loaded)};
+  };
+  auto [idle_p, loaded_p] = under_load(
+      "    - {name: api, direction: egress, match: {protocol: icmp}, priority: 0}\n"
+      "    - {name: bulk, direction: egress, match: {protocol: tcp}, priority: 7}\n",
+      5203);
+  auto [idle_n, loaded_n] = under_load(
+      "    - {name: bulk, direction: egress, match: {protocol: tcp}, priority: 7}\n", 5204);
+  RecordProperty("idle_ms", fmt::format("{:.3f}", idle_p));
+  RecordProperty("prioritised_ms", fmt::format("{:.3f}", loaded_p));
+  RecordProperty("not_prioritised_ms", fmt::format("{:.3f}", loaded_n));
+  EXPECT_LE(loaded_p, 2 * idle_p) << "idle " << idle_p << " ms, under load " << loaded_p << " ms";
+  EXPECT_GT(loaded_n, 4 * loaded_p) << "without the priority: " << loaded_n << " ms vs " << loaded_p
+                                    << " ms with it (idle " << idle_n << " ms)";
+}
+
+// A class mirrored 1 in 4 to a third interface: its peer receives a quarter
+// of the class's packets, and nothing of the others.
+TEST(TcTraffic, AMirrorInterfaceReceivesTheSampledCopies) {
+  GatewayPair t;
+  std::string mon = t.gw_if() + "m", mon_peer = t.gw_if() + "n";
+  make_veth(t.gw(), mon, "", t.peer(), mon_peer, "");
+  auto rx_of = [&] {
+    auto r = run_ok(t.peer().exec() + "ip -j -s link show dev " + mon_peer);
+    auto j = json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? 0 : j[0]["stats64"]["rx"]["packets"].get<uint64_t>();
+  };
+  TcOn tc(t, fmt::format("  classes:\n"
+                         "    - {{name: copied, direction: egress, match: {{protocol: udp, dport: "
+                         "9}}, mirror: {{interface: {}, sample: 4}}}}\n"
+                         "    - {{name: other, match: {{protocol: udp}}}}\n",
+                         mon));
+  ASSERT_TRUE(tc.attached());
+  uint64_t before = rx_of();
+  constexpr int kSent = 400;
+  // Real datagrams from a socket in the gateway namespace: to port 9 (copied)
+  // and to port 10 (not copied).
+  for (int port : {9, 10}) {
+    t.gw().within([&] {
+      int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ASSERT_GE(fd, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      inet_pton(AF_INET, GatewayPair::kClientAddr, &a.sin_addr);
+      char payload[100] = {};
+      for (int i = 0; i < kSent; i++) {
+        ASSERT_EQ(
+            sendto(fd, payload, sizeof(payload), 0, reinterpret_cast<sockaddr *>(&a), sizeof(a)),
+            static_cast<ssize_t>(sizeof(payload)));
+        if (i % 50 == 0)
+          std::this_thread::sleep_for(1ms);
+      }
+      close(fd);
+    });
+  }
+  auto list = tc.classes();
+  uint64_t mirrored = class_named(list, "copied").value("mirrored", 0);
+  uint64_t got = 0;
+  for (int i = 0; i < 50 && (got = rx_of() - before) < mirrored; i++)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_GE(class_named(list, "copied").value("packets", 0), kSent);
+  EXPECT_NEAR(static_cast<double>(mirrored), kSent / 4.0, 3) << list.dump();
+  EXPECT_EQ(class_named(list, "other").value("mirrored", 0), 0);
+  EXPECT_EQ(got, mirrored) << "the copies arrive on the mirror's peer";
+}
+
+}  // namespace
+}  // namespace bpfgate::test
