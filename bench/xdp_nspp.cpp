@@ -9,6 +9,8 @@
 //   1m_sources              1,000,000 rotating sources through the default 65,536 entries (LRU
 //                           churn), vs the same rotation followed by XDP_DROP
 //   1m_sources_fit          the same with 1,048,576 entries, so every source keeps its entry
+//   1m_sources_guarded      1m_sources with new sources limited as `bpfgate attach` does: nearly
+//                           every packet is a new source over that rate, dropped without state
 //   100k_prefixes           100,000 allow/deny prefixes in the ACL, the source in none, vs xdp_drop
 //   100k_prefixes_denied    the same, the source denied by a /24, vs xdp_drop
 #include <bpf/bpf.h>
@@ -132,6 +134,14 @@ std::vector<CaseSpec> all_cases() {
        defaults, core::kDefaultMaxSources, 1'000'000, XDP_PASS},
       {"1m_sources_fit", "1,000,000 rotating sources, 1,048,576 entries: all fit", Feed::kRotating,
        defaults, 1u << 20, 1'000'000, XDP_PASS},
+      {"1m_sources_guarded",
+       "1,000,000 rotating sources, new sources limited as attach does (10,000/s): dropped, no "
+       "state made",
+       Feed::kRotating, defaults, core::kDefaultMaxSources, 1'000'000, XDP_DROP,
+       [](const core::Limits &l) {
+         const core::Limits admit{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
+         return core::default_policy(l, BG_VERDICT_PASS, admit);
+       }},
       {"100k_prefixes", "100,000 allow/deny prefixes loaded, the source in none: limited",
        Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, XDP_PASS,
        [](const core::Limits &l) { return hundred_k_prefixes(l, false); }},

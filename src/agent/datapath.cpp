@@ -225,6 +225,8 @@ Status Datapath::apply(const core::PolicyImage &p) {
       return st.error().context("install policy generation");
   }
   cfg->gen[next] = p.settings;
+  core::share_per_cpu(cfg->gen[next].new_source_limit,
+                      static_cast<unsigned>(std::max(bpf::possible_cpus(), 1)));
   cfg->active = next;
   cfg->generation++;
   if (auto st = config_.update(0, *cfg); !st)

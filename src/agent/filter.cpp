@@ -42,6 +42,8 @@ std::string to_string(bg_reason r) {
       return "rule";
     case BG_REASON_PREFIX_LIMIT:
       return "prefix_limit";
+    case BG_REASON_NEW_SOURCE:
+      return "new_source";
     case BG_REASON_NR:
       break;
   }
@@ -199,7 +201,7 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   if (!dp)
     return dp.error();
   // The policy is in place before the first packet is seen.
-  core::PolicyImage fallback = core::default_policy(o.limits, o.unparsed_verdict);
+  core::PolicyImage fallback = core::default_policy(o.limits, o.unparsed_verdict, o.new_sources);
   if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
     return st.error().context("write the initial policy");
   if (auto st = set_sample_interval(bpf_map__fd((*skel)->maps.bg_event_config),
@@ -338,6 +340,7 @@ Result<FilterStatus> PinnedFilter::status() const {
   s.generation = cfg->generation;
   const bg_settings &set = cfg->gen[cfg->active % BG_GENERATIONS];
   s.unparsed_verdict = static_cast<bg_verdict>(set.unparsed_verdict);
+  s.new_sources = core::limits_of(set.new_source_limit);
   auto rule = dp_.default_rule();
   if (!rule)
     return rule.error();

@@ -21,6 +21,8 @@ struct AttachOptions {
   bpf::XdpMode mode = bpf::XdpMode::kAuto;
   core::Limits limits{core::kDefaultRatePps, core::kDefaultRatePps};
   uint32_t max_sources = core::kDefaultMaxSources;
+  // New sources let in per second and at once, all CPUs together (rate 0: no bound).
+  core::Limits new_sources{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   bool force = false;  // replace an XDP program bpfgate did not attach
   // The policy to start with; when empty, a default limit from `limits`.
@@ -45,7 +47,8 @@ struct FilterStatus {
   uint32_t prog_id = 0;
   uint32_t link_id = 0;
   std::string mode;
-  core::Limits limits;  // the default limit
+  core::Limits limits;       // the default limit
+  core::Limits new_sources;  // new sources let in per second (rate 0: no bound)
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   uint32_t max_sources = 0;
   uint32_t generation = 0;

@@ -55,6 +55,7 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
               {"prog_id", r->prog_id},
               {"link_id", r->link_id},
               {"limits", limits_json(opts.limits)},
+              {"new_sources", limits_json(opts.new_sources)},
               {"max_sources", opts.max_sources}};
     if (!r->note.empty())
       j["note"] = r->note;
@@ -139,6 +140,7 @@ int cmd_status(const Globals &g, const std::string &only) {
                      {"prog_id", s->prog_id},
                      {"link_id", s->link_id},
                      {"limits", limits_json(s->limits)},
+                     {"new_sources", limits_json(s->new_sources)},
                      {"unparsed_verdict", agent::to_string(s->unparsed_verdict)},
                      {"max_sources", s->max_sources},
                      {"generation", s->generation},
@@ -147,9 +149,10 @@ int cmd_status(const Globals &g, const std::string &only) {
     } else {
       fmt::print(
           "{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
-          "unparsed {}\n    passed {}  dropped {}\n",
+          "new-sources {}  unparsed {}\n    passed {}  dropped {}\n",
           s->iface, s->ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s->mode, s->prog_id,
           s->link_id, s->limits.rate_pps, s->limits.burst, s->max_sources,
+          s->new_sources.rate_pps ? fmt::format("{}/s", s->new_sources.rate_pps) : "unbounded",
           agent::to_string(s->unparsed_verdict), passed, dropped);
     }
   }

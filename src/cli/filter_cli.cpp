@@ -16,6 +16,7 @@ void add_attach(Registry &r) {
     agent::AttachOptions attach;
     std::string mode = "auto";
     uint64_t rate = core::kDefaultRatePps, burst = 0;
+    uint64_t new_sources = core::kDefaultNewSourcesPps;
     std::string unparsed = "pass";
   };
   auto &o = r.keep<Opts>();
@@ -28,6 +29,10 @@ void add_attach(Registry &r) {
   a->add_option("--burst", o.burst, "packets a source may send at once (default: rate)");
   a->add_option("--max-sources", o.attach.max_sources, "size of the per-source table")
       ->capture_default_str();
+  a->add_option("--new-sources", o.new_sources,
+                "sources without state let in per second, all CPUs together (0: no bound)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{BG_RATE_MAX_PPS}))
+      ->capture_default_str();
   a->add_option("--unparsed", o.unparsed, "verdict for frames that cannot be parsed: pass|drop")
       ->check(CLI::IsMember({"pass", "drop"}))
       ->capture_default_str();
@@ -35,6 +40,7 @@ void add_attach(Registry &r) {
   r.add(a, [&o, &g = r.globals()] {
     o.attach.mode = *bpf::parse_xdp_mode(o.mode);
     o.attach.limits = core::Limits{o.rate, o.burst ? o.burst : o.rate};
+    o.attach.new_sources = core::Limits{o.new_sources, o.new_sources};
     o.attach.unparsed_verdict = o.unparsed == "drop" ? BG_VERDICT_DROP : BG_VERDICT_PASS;
     return cmd_attach(g, o.attach);
   });

@@ -174,8 +174,21 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
 }
 
 void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
-  if (!check_keys(d, n, {"rate", "burst", "prefix"}, "limits"))
+  if (!check_keys(d, n, {"rate", "burst", "prefix", "new_sources"}, "limits"))
     return;
+  if (const auto &ns = n["new_sources"]) {
+    // `new_sources: off`, or {rate, burst}: sources without state let in per second.
+    if (ns.IsScalar()) {
+      if (ns.Scalar() == "off")
+        c.new_sources = Limits{};
+      else
+        d.at(ns, fmt::format("limits.new_sources is off or {{rate: N, burst: N}}, not '{}'",
+                             ns.Scalar()));
+    } else if (check_keys(d, ns, {"rate", "burst"}, "limits.new_sources")) {
+      if (auto l = limits_in(d, ns, "limits.new_sources", true))
+        c.new_sources = *l;
+    }
+  }
   if (auto l = limits_in(d, n, "limits", true))
     c.limits = *l;
   if (const auto &p = n["prefix"]) {

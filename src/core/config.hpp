@@ -70,6 +70,8 @@ struct Config {
   std::vector<InterfaceConfig> interfaces;
   Limits limits{kDefaultRatePps, kDefaultRatePps};
   std::optional<PrefixLimitConfig> prefix_limit;
+  // limits.new_sources (off: rate 0): sources without state let in per second.
+  Limits new_sources{kDefaultNewSourcesPps, kDefaultNewSourcesPps};
   bg_verdict unparsed = BG_VERDICT_PASS;
   std::vector<Prefix> allow, deny;
   std::vector<RuleConfig> rules;

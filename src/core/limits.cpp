@@ -1,5 +1,7 @@
 #include "core/limits.hpp"
 
+#include <algorithm>
+
 #include <cerrno>
 
 namespace bpfgate::core {
@@ -35,6 +37,14 @@ void apply_limits(const Limits &l, bg_limit &out) {
   out.burst = l.burst ? l.burst : 1;
   out.emission_ns = emission_of(l.rate_pps);
   out.tolerance_ns = out.emission_ns * (out.burst - 1);
+}
+
+void share_per_cpu(bg_limit &l, unsigned cpus) {
+  if (l.rate_pps == 0 || cpus == 0)
+    return;
+  l.emission_ns = emission_of(l.rate_pps) * cpus;
+  uint64_t burst = std::max<uint64_t>(l.burst / cpus, 1);
+  l.tolerance_ns = l.emission_ns * (burst - 1);
 }
 
 Limits limits_of(const bg_limit &l) {

@@ -18,6 +18,8 @@ struct Limits {
 
 inline constexpr uint64_t kDefaultRatePps = 10000;
 inline constexpr uint32_t kDefaultMaxSources = 65536;
+// New sources a filter lets in per second (and at once), all CPUs together.
+inline constexpr uint64_t kDefaultNewSourcesPps = 10000;
 
 // Errors name the setting, the value and the accepted range.
 Status validate(const Limits &l);
@@ -26,6 +28,10 @@ Status validate_max_sources(uint64_t n);
 // Fills rate, burst, emission and tolerance from validated limits.
 void apply_limits(const Limits &l, bg_limit &out);
 Limits limits_of(const bg_limit &l);
+// Makes a limit of the whole filter into each CPU's share, for limits kept
+// per CPU: rate_pps and burst stay the totals, emission and tolerance become
+// those of rate/cpus and burst/cpus (at least 1).
+void share_per_cpu(bg_limit &l, unsigned cpus);
 
 // The same GCRA the datapath runs, for reasoning and tests in user space.
 class Gcra {

@@ -2,8 +2,9 @@
 
 namespace bpfgate::core {
 
-PolicyImage default_policy(const Limits &limits, bg_verdict unparsed) {
+PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limits &new_sources) {
   PolicyImage p;
+  apply_limits(new_sources, p.settings.new_source_limit);
   bg_rule def{};
   def.action = BG_ACTION_LIMIT;
   apply_limits(limits, def.limit);
@@ -13,7 +14,7 @@ PolicyImage default_policy(const Limits &limits, bg_verdict unparsed) {
 }
 
 PolicyImage compile(const Config &c) {
-  PolicyImage p = default_policy(c.limits, c.unparsed);
+  PolicyImage p = default_policy(c.limits, c.unparsed, c.new_sources);
   p.acl.reserve(c.allow.size() + c.deny.size());
   for (const auto &pre : c.allow)
     p.acl.emplace_back(pre.key, BG_ACL_ALLOW);

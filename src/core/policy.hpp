@@ -24,7 +24,9 @@ struct PolicyImage {
 PolicyImage compile(const Config &c);
 
 // A policy with only a default limit (what `bpfgate attach` starts with).
-PolicyImage default_policy(const Limits &limits, bg_verdict unparsed);
+// new_sources: how fast sources without state get some (rate 0: no bound).
+PolicyImage default_policy(const Limits &limits, bg_verdict unparsed,
+                           const Limits &new_sources = {});
 
 // Index into the port table for a TCP or UDP destination port.
 inline uint32_t port_index(uint8_t proto, uint16_t port) {

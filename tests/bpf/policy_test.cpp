@@ -2,15 +2,18 @@
 //   ACL (longest prefix wins; allow passes unlimited, deny drops)
 //   -> blocklist -> rule (pass, drop, own limit) -> source bucket -> prefix bucket.
 #include <linux/bpf.h>
+#include <sched.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "agent/blocklist.hpp"
+#include "bpf/map.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
 #include "core/policy.hpp"
@@ -169,6 +172,40 @@ TEST(Policy, PrefixLimitCatchesAFloodSpreadOverAddresses) {
   EXPECT_EQ(p4->packets, 20u);
   EXPECT_EQ(p4->drops, 15u);
   ASSERT_TRUE(h.prefix("2001:db8:0:7::/64").has_value());
+}
+
+// Sources without state get some at the new-source rate (each CPU its share);
+// the rest are dropped and leave nothing in the sources map, so a flood of
+// spoofed sources cannot churn it; sources already known keep passing.
+TEST(Policy, NewSourcesGetInAtTheirRateAndKnownSourcesKeepPassing) {
+  const unsigned cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
+  // One CPU runs every frame below: its share of a 40-burst.
+  cpu_set_t old_set, one;
+  sched_getaffinity(0, sizeof(old_set), &old_set);
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const int share = static_cast<int>(std::max(40u / cpus, 1u));
+  auto h = load(policy("limits: {rate: 100, new_sources: {rate: 4, burst: 40}}\n"));
+  ASSERT_EQ(h.run(udp("198.18.9.1")), XDP_PASS) << "the first source takes one of the share";
+  int passed = 0;
+  for (int i = 0; i < 200; i++)
+    passed += h.run(udp(fmt::format("198.18.{}.{}", 10 + i / 200, 1 + i % 200))) == XDP_PASS;
+  EXPECT_GE(passed, share - 1);
+  EXPECT_LE(passed, share) << "at most one token refilled while the loop ran";
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE), static_cast<uint64_t>(200 - passed));
+  EXPECT_EQ(h.source_count(), static_cast<size_t>(1 + passed)) << "refused sources leave no state";
+  for (int i = 0; i < 5; i++)
+    EXPECT_EQ(h.run(udp("198.18.9.1")), XDP_PASS) << "a known source is not a new one";
+  EXPECT_EQ(h.run(udp("2001:db8:77::1")), XDP_DROP) << "IPv6 sources count the same";
+
+  auto off = load(policy("limits: {rate: 100, new_sources: off}\n"));
+  int all = 0;
+  for (int i = 0; i < 200; i++)
+    all += off.run(udp(fmt::format("198.18.11.{}", 1 + i % 250))) == XDP_PASS;
+  EXPECT_EQ(all, 200) << "off: every new source gets state";
+  EXPECT_EQ(off.packets(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE), 0u);
+  sched_setaffinity(0, sizeof(old_set), &old_set);
 }
 
 TEST(Policy, AutoBlockAfterStayingOverTheLimitThenExpires) {

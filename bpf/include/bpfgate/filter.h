@@ -43,10 +43,35 @@ static __always_inline int bg_verdict(void *ctx, __u32 verdict, __u32 reason, __
   return bg_count(verdict, reason, bytes);
 }
 
-static __always_inline struct bg_src_state *bg_bucket(const struct bg_src_key *key, __u64 now) {
+/* Whether a source without state may get some now: this CPU's share of the
+ * new-source GCRA (no atomics: a CPU runs one XDP program at a time). */
+static __always_inline int bg_admit(const struct bg_limit *lim, __u64 now) {
+  if (!lim->rate_pps)
+    return 1;
+  __u32 zero = 0;
+  struct bg_admission *a = bpf_map_lookup_elem(&bg_admission, &zero);
+  if (!a)
+    return 1;
+  __u64 tat = a->tat_ns > now ? a->tat_ns : now;
+  if (tat - now > lim->tolerance_ns)
+    return 0;
+  a->tat_ns = tat + lim->emission_ns;
+  return 1;
+}
+
+/* The bucket of key, made if missing. NULL with *refused set: a new source
+ * over the new-source limit (admission is NULL for prefix buckets, which
+ * only admitted sources make); NULL alone: the map refused the entry. */
+static __always_inline struct bg_src_state *bg_bucket(const struct bg_src_key *key, __u64 now,
+                                                      const struct bg_limit *admission,
+                                                      int *refused) {
   struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, key);
   if (st)
     return st;
+  if (admission && !bg_admit(admission, now)) {
+    *refused = 1;
+    return NULL;
+  }
   struct bg_src_state init = {.tat_ns = now, .first_seen_ns = now, .last_seen_ns = now};
   bpf_map_update_elem(&bg_sources, key, &init, BPF_NOEXIST);
   return bpf_map_lookup_elem(&bg_sources, key);
@@ -69,11 +94,12 @@ static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_
 
 /* Accounts a packet to a bucket and runs it; 1 if it conforms. */
 static __always_inline int bg_take(const struct bg_src_key *key, const struct bg_limit *lim,
-                                   __u64 now, __u64 len, struct bg_src_state **out) {
-  struct bg_src_state *st = bg_bucket(key, now);
+                                   __u64 now, __u64 len, struct bg_src_state **out,
+                                   const struct bg_limit *admission, int *refused) {
+  struct bg_src_state *st = bg_bucket(key, now, admission, refused);
   *out = st;
   if (!st)
-    return 1; /* map refused the entry: fail open */
+    return !*refused; /* map refused the entry: fail open */
   __sync_fetch_and_add(&st->packets, 1);
   __sync_fetch_and_add(&st->bytes, len);
   st->last_seen_ns = now;
@@ -197,7 +223,10 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   struct bg_src_key key = {.rule = (__u16)rule_id, .kind = BG_SRC_ADDR};
   __builtin_memcpy(key.addr, pkt.src, sizeof(key.addr));
   struct bg_src_state *st;
-  if (!bg_take(&key, &rule->limit, now, len, &st)) {
+  int refused = 0;
+  if (!bg_take(&key, &rule->limit, now, len, &st, &s->new_source_limit, &refused)) {
+    if (refused)
+      return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_NEW_SOURCE, len, &pkt, rule_id);
     if (bg_streak(st, s, pkt.src, now))
       bg_event_blocked(ctx, &pkt, rule_id, s->block_ttl_ns, now);
     return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, len, &pkt, rule_id);
@@ -209,7 +238,7 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
     pk.prefixlen = v4 ? 96 + s->prefix_v4 : s->prefix_v6;
     bg_mask(pk.addr, pkt.src, pk.prefixlen);
     struct bg_src_state *pst;
-    if (!bg_take(&pk, &s->prefix_limit, now, len, &pst)) {
+    if (!bg_take(&pk, &s->prefix_limit, now, len, &pst, NULL, &refused)) {
       if (st)
         __sync_fetch_and_add(&st->drops, 1);
       return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT, len, &pkt, rule_id);

@@ -28,6 +28,13 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct bg_admission);
+} bg_admission SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, BG_COUNTER_NR);
   __type(key, __u32);
   __type(value, struct bg_counter);

@@ -57,7 +57,8 @@ enum bg_reason {
   BG_REASON_BLOCKLIST = 6,    /* on the blocklist (manual or auto-block) */
   BG_REASON_RULE = 7,         /* a protocol/port rule whose action is pass or drop */
   BG_REASON_PREFIX_LIMIT = 8, /* the source's prefix over its token bucket */
-  BG_REASON_NR = 9,
+  BG_REASON_NEW_SOURCE = 9,   /* a source without state while new sources are over their rate */
+  BG_REASON_NR = 10,
 };
 
 static inline __u32 bg_counter_key(__u32 verdict, __u32 reason) {
@@ -151,12 +152,24 @@ struct bg_block {
 /* Settings that belong to one policy generation. */
 struct bg_settings {
   struct bg_limit prefix_limit; /* rate 0: prefix limits off */
-  __u64 block_after_ns;         /* 0: auto-block off */
+  /* New sources: how fast sources without state may get some (rate 0: no
+   * bound). rate_pps and burst are for the whole filter; emission_ns and
+   * tolerance_ns are those of each CPU's share (bg_admission), which the
+   * control plane writes. A source refused is dropped (BG_REASON_NEW_SOURCE)
+   * and leaves no state: a flood of spoofed sources cannot churn the sources
+   * map faster than this, and known sources keep their buckets. */
+  struct bg_limit new_source_limit;
+  __u64 block_after_ns; /* 0: auto-block off */
   __u64 block_ttl_ns;
   __u8 prefix_v4; /* prefix length of IPv4 sources for prefix limits, e.g. 24 */
   __u8 prefix_v6; /* e.g. 64 */
   __u16 _pad;
   __u32 unparsed_verdict; /* enum bg_verdict for unparseable frames */
+};
+
+/* admission: PERCPU_ARRAY, one entry: each CPU's GCRA for new sources. */
+struct bg_admission {
+  __u64 tat_ns;
 };
 
 /* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */

@@ -71,7 +71,7 @@ agent: {control_socket: /tmp/x.sock, keep_datapath: true}
   EXPECT_EQ(p.acl.size(), 4u);
   EXPECT_EQ(p.rules.size(), 5u);
   EXPECT_EQ(p.ports.size(), 1u + 1u + 100u);  // tcp/443, udp/53 and tcp/8000-8099
-  EXPECT_EQ(p.protos[1], 4u);            // icmp is rule 4
+  EXPECT_EQ(p.protos[1], 4u);                 // icmp is rule 4
   EXPECT_EQ(p.settings.prefix_v4, 24);
   EXPECT_EQ(p.settings.block_after_ns, 5'000'000'000ULL);
   EXPECT_EQ(p.settings.unparsed_verdict, BG_VERDICT_DROP);
@@ -111,6 +111,33 @@ auto_block: {after: 5 parsecs, ttl: 1m}
   EXPECT_TRUE(has(e, "bad.yaml:14: action 'maybe' is unknown: use pass, drop or limit")) << e;
   EXPECT_TRUE(has(e, "bad.yaml:15: auto_block.after: '5 parsecs'")) << e;
   EXPECT_TRUE(has(e, "9 errors in bad.yaml")) << e;
+}
+
+TEST(Config, NewSourcesOnByDefaultOffOrSetAndBadValues) {
+  auto def = parse_config("interfaces: [{name: a}]\n", "n.yaml");
+  ASSERT_TRUE(def.ok()) << def.error().what();
+  EXPECT_EQ(def->new_sources, (Limits{kDefaultNewSourcesPps, kDefaultNewSourcesPps}));
+  auto p = compile(*def);
+  EXPECT_EQ(p.settings.new_source_limit.rate_pps, kDefaultNewSourcesPps);
+  auto set = parse_config(
+      "interfaces: [{name: a}]\nlimits: {rate: 5, new_sources: {rate: 300, "
+      "burst: 900}}\n",
+      "n.yaml");
+  ASSERT_TRUE(set.ok()) << set.error().what();
+  EXPECT_EQ(set->new_sources, (Limits{300, 900}));
+  auto off =
+      parse_config("interfaces: [{name: a}]\nlimits: {rate: 5, new_sources: off}\n", "n.yaml");
+  ASSERT_TRUE(off.ok()) << off.error().what();
+  EXPECT_EQ(compile(*off).settings.new_source_limit.rate_pps, 0u);
+  auto bad =
+      parse_config("interfaces: [{name: a}]\nlimits:\n  rate: 5\n  new_sources: lots\n", "n.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(has(bad.error().what(), "n.yaml:4: limits.new_sources is off or {rate: N, burst: N}"))
+      << bad.error().what();
+  auto zero = parse_config(
+      "interfaces: [{name: a}]\nlimits:\n  rate: 5\n  new_sources: {rate: 0}\n", "n.yaml");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_TRUE(has(zero.error().what(), "n.yaml:4:")) << zero.error().what();
 }
 
 TEST(Config, StructuralMistakes) {
