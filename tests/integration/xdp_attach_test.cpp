@@ -209,6 +209,76 @@ TEST(XdpAttach, FloodFromOneSourceIsDroppedWhileAnotherKeepsItsService) {
   EXPECT_EQ(s["counters"]["drop"]["rate_limit"]["packets"].get<uint64_t>(), drops);
 }
 
+// A flood from random (spoofed) sources: new sources get state only at the
+// new-source rate, the rest is dropped as new_source without state, so the
+// sources map stays small; a client known before the flood keeps its service.
+TEST(XdpAttach, SpoofedSourcesAreBoundedAndAKnownClientKeepsItsService) {
+  GatewayPair t;
+  constexpr uint64_t kNewPerSec = 200;
+  ASSERT_EQ(t.bpfgate(fmt::format("attach {} --mode native --rate 1000 --new-sources {} "
+                                  "--max-sources 4096",
+                                  t.gw_if(), kNewPerSec))
+                .exit_code,
+            0);
+  EXPECT_EQ(t.status()["new_sources"]["rate_pps"], kNewPerSec);
+  auto server = t.gw().socket(AF_INET, SOCK_DGRAM);
+  bind_to(server.get(), GatewayPair::kGatewayAddr, 7);
+  auto client = t.peer().socket(AF_INET, SOCK_DGRAM);
+  bind_to(client.get(), GatewayPair::kClientAddr, 0);
+  set_timeout(client.get(), 200ms);
+  std::atomic<bool> stop{false};
+  std::thread echo([&] {
+    set_timeout(server.get(), 100ms);
+    char buf[2048];
+    while (!stop) {
+      sockaddr_in from{};
+      socklen_t fl = sizeof(from);
+      ssize_t n =
+          recvfrom(server.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr *>(&from), &fl);
+      if (n > 0)
+        sendto(server.get(), buf, n, 0, reinterpret_cast<sockaddr *>(&from), fl);
+    }
+  });
+  auto dst = addr_of(GatewayPair::kGatewayAddr, 7);
+  auto ask = [&](uint32_t i) {
+    for (int attempt = 0; attempt < 3; attempt++) {
+      sendto(client.get(), &i, sizeof(i), 0, reinterpret_cast<sockaddr *>(&dst), sizeof(dst));
+      uint32_t got = ~0U;
+      if (recv(client.get(), &got, sizeof(got), 0) == 4 && got == i)
+        return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(ask(12345)) << "the client becomes known before the flood";
+
+  uint64_t flood_sent = 0;
+  auto flood_start = std::chrono::steady_clock::now();
+  std::thread flood([&] { flood_sent = t.flood("198.19.0.0/16", 200000, 100000, "--seed 7"); });
+  std::this_thread::sleep_for(200ms);
+  int answered = 0;
+  for (uint32_t i = 0; i < 150; i++) {
+    answered += ask(i);
+    std::this_thread::sleep_for(10ms);
+  }
+  flood.join();
+  double flood_secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - flood_start).count();
+  stop = true;
+  echo.join();
+
+  EXPECT_EQ(answered, 150);
+  ASSERT_GT(flood_sent, 100000u);
+  auto s = t.status();
+  uint64_t refused = s["counters"]["drop"]["new_source"]["packets"].get<uint64_t>();
+  EXPECT_GE(refused, flood_sent * 90 / 100) << s.dump();
+  auto src = top_sources(t);
+  ASSERT_TRUE(src.count(GatewayPair::kClientAddr));
+  EXPECT_EQ(src[GatewayPair::kClientAddr]["drops"], 0) << "the client lost packets to the filter";
+  uint64_t admitted_max = kNewPerSec + static_cast<uint64_t>(kNewPerSec * flood_secs * 1.2) + 2;
+  EXPECT_LE(src.size(), 1 + admitted_max) << "sources with state: the client and those let in";
+  EXPECT_GE(src.size(), 2u) << "some new sources were let in";
+}
+
 TEST(XdpAttach, TopJsonCountsMatchWhatWasSent) {
   GatewayPair t;
   ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --rate 1000000").exit_code, 0);
