@@ -304,9 +304,13 @@ Result<uint32_t> PinnedFilter::ifindex() const {
   return info->ifindex;
 }
 
-Status PinnedFilter::set_limits(const core::Limits &limits) {
+Status PinnedFilter::set_limits(const core::Limits &limits,
+                                std::optional<core::Limits> new_sources) {
   if (auto st = core::validate(limits); !st)
     return st;
+  if (new_sources && new_sources->rate_pps)
+    if (auto st = core::validate(*new_sources); !st)
+      return st.error().context("new sources");
   auto lock = bpf::DirLock::acquire(dir_);
   if (!lock)
     return lock.error();
@@ -314,6 +318,8 @@ Status PinnedFilter::set_limits(const core::Limits &limits) {
   if (!policy)
     return policy.error();
   core::apply_limits(limits, policy->rules[BG_RULE_DEFAULT].limit);
+  if (new_sources)
+    core::apply_limits(*new_sources, policy->settings.new_source_limit);
   return dp_.apply(*policy);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,9 @@ class PinnedFilter {
   static Result<PinnedFilter> open(const std::string &bpffs, const std::string &iface);
 
   const std::string &iface() const { return iface_; }
-  // Changes the default limit (a policy switch like any other).
-  Status set_limits(const core::Limits &limits);
+  // Changes the default limit, and the new-source limit if given (rate 0:
+  // no bound); a policy switch like any other.
+  Status set_limits(const core::Limits &limits, std::optional<core::Limits> new_sources = {});
   // Switches to `policy`, holding the pin directory's lock so that two
   // processes never fill the same generation.
   Status apply(const core::PolicyImage &policy);

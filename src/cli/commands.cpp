@@ -75,7 +75,7 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
 }
 
 int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> rate,
-            std::optional<uint64_t> burst) {
+            std::optional<uint64_t> burst, std::optional<uint64_t> new_sources) {
   auto f = agent::PinnedFilter::open(g.bpffs, iface);
   if (!f)
     return fail(f.error());
@@ -87,12 +87,18 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
     l.rate_pps = *rate;
   if (burst)
     l.burst = *burst;
-  if (auto st = f->set_limits(l); !st)
+  core::Limits ns = cur->new_sources;
+  if (new_sources)
+    ns = core::Limits{*new_sources, *new_sources};
+  if (auto st = f->set_limits(l, ns); !st)
     return fail(st.error().context("set " + iface));
   if (g.json)
-    fmt::print("{}\n", json{{"iface", iface}, {"limits", limits_json(l)}}.dump());
+    fmt::print("{}\n",
+               json{{"iface", iface}, {"limits", limits_json(l)}, {"new_sources", limits_json(ns)}}
+                   .dump());
   else
-    fmt::print("{}: {} pps per source, burst {}\n", iface, l.rate_pps, l.burst);
+    fmt::print("{}: {} pps per source, burst {}, new sources {}\n", iface, l.rate_pps, l.burst,
+               ns.rate_pps ? fmt::format("{}/s", ns.rate_pps) : "unbounded");
   return 0;
 }
 

@@ -49,24 +49,29 @@ void add_attach(Registry &r) {
 void add_set(Registry &r) {
   struct Opts {
     std::string iface;
-    uint64_t rate = 0, burst = 0;
+    uint64_t rate = 0, burst = 0, new_sources = 0;
   };
   auto &o = r.keep<Opts>();
   auto *s = r.app().add_subcommand("set", "change the limits of an attached filter");
   s->add_option("IFACE", o.iface, "interface")->required();
   s->add_option("--rate", o.rate, "packets per second allowed per source");
   s->add_option("--burst", o.burst, "packets a source may send at once");
+  s->add_option("--new-sources", o.new_sources,
+                "sources without state let in per second, all CPUs together (0: no bound)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{BG_RATE_MAX_PPS}));
   r.add(s, [&o, s, &g = r.globals()] {
-    if (!s->count("--rate") && !s->count("--burst")) {
-      log::error("set: give --rate and/or --burst");
+    if (!s->count("--rate") && !s->count("--burst") && !s->count("--new-sources")) {
+      log::error("set: give --rate, --burst and/or --new-sources");
       return 2;
     }
-    std::optional<uint64_t> rate, burst;
+    std::optional<uint64_t> rate, burst, new_sources;
+    if (s->count("--new-sources"))
+      new_sources = o.new_sources;
     if (s->count("--rate"))
       rate = o.rate;
     if (s->count("--burst"))
       burst = o.burst;
-    return cmd_set(g, o.iface, rate, burst);
+    return cmd_set(g, o.iface, rate, burst, new_sources);
   });
 }
 }  // namespace

@@ -277,6 +277,12 @@ TEST(XdpAttach, SpoofedSourcesAreBoundedAndAKnownClientKeepsItsService) {
   uint64_t admitted_max = kNewPerSec + static_cast<uint64_t>(kNewPerSec * flood_secs * 1.2) + 2;
   EXPECT_LE(src.size(), 1 + admitted_max) << "sources with state: the client and those let in";
   EXPECT_GE(src.size(), 2u) << "some new sources were let in";
+  // Changed at run time, from another process, like the other limits.
+  auto set = t.bpfgate("set " + t.gw_if() + " --new-sources 0");
+  EXPECT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_NE(set.out.find("new sources unbounded"), std::string::npos) << set.out;
+  EXPECT_EQ(t.status()["new_sources"]["rate_pps"], 0);
+  EXPECT_EQ(t.status()["limits"]["rate_pps"], 1000) << "the other limits stay";
 }
 
 TEST(XdpAttach, TopJsonCountsMatchWhatWasSent) {
