@@ -224,9 +224,23 @@ Status Datapath::apply(const core::PolicyImage &p) {
     if (auto st = outer_[i].update(next, fd); !st)
       return st.error().context("install policy generation");
   }
-  cfg->gen[next] = p.settings;
-  core::share_per_cpu(cfg->gen[next].new_source_limit,
+  bg_settings &set = cfg->gen[next];
+  set = p.settings;
+  core::share_per_cpu(set.new_source_limit,
                       static_cast<unsigned>(std::max(bpf::possible_cpus(), 1)));
+  // What the datapath may skip: an empty ACL, rules beyond the default.
+  set.flags = 0;
+  if (!p.acl.empty())
+    set.flags |= BG_SET_ACL;
+  if (p.rules.size() > 1)
+    set.flags |= BG_SET_RULES;
+  // Two writes: the settings of the generation not in use, then the switch.
+  // An array update is a copy, not atomic: written together, a packet could
+  // see the new `active` beside settings not copied yet. The second write
+  // changes only active and generation; every other byte it copies is
+  // unchanged.
+  if (auto st = config_.update(0, *cfg); !st)
+    return st.error().context("write the next generation's settings");
   cfg->active = next;
   cfg->generation++;
   if (auto st = config_.update(0, *cfg); !st)

@@ -191,7 +191,7 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
    * around the ACL, the blocklist or the limits. */
   struct bg_lpm_key lk;
   bg_lpm_of(&lk, pkt.src);
-  void *acl = bpf_map_lookup_elem(&bg_acl, &gen);
+  void *acl = (s->flags & BG_SET_ACL) ? bpf_map_lookup_elem(&bg_acl, &gen) : NULL;
   if (acl) {
     __u32 *action = bpf_map_lookup_elem(acl, &lk);
     if (action && *action == BG_ACL_ALLOW)
@@ -207,7 +207,8 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
     return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_BLOCKLIST, len, &pkt, 0);
   }
 
-  __u32 rule_id = status == BG_PARSE_OK ? bg_rule_id(gen, &pkt) : BG_RULE_DEFAULT;
+  __u32 rule_id =
+      status == BG_PARSE_OK && (s->flags & BG_SET_RULES) ? bg_rule_id(gen, &pkt) : BG_RULE_DEFAULT;
   void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
   if (!rules)
     return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
