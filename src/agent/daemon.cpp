@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <set>
 
+#include "agent/accel.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/observer.hpp"
 #include "agent/tc.hpp"
@@ -41,6 +42,15 @@ Status add_to_epoll(int epfd, int fd) {
 
 }  // namespace
 
+namespace {
+// The config's accel.ports; empty: every port.
+Result<std::vector<uint16_t>> accel_ports(const core::AccelConfig &a) {
+  if (a.ports.empty())
+    return std::vector<uint16_t>{};
+  return accel::parse_ports(a.ports);
+}
+}  // namespace
+
 Status check_environment(const core::Config &c) {
   std::string errors;
   int n = 0;
@@ -50,6 +60,18 @@ Status check_environment(const core::Config &c) {
           "\n{}:{}: unknown interface '{}' (not in this network namespace; see "
           "`ip link`)",
           c.path, i.line, i.name);
+      n++;
+    }
+  }
+  if (c.accel) {
+    if (auto p = accel_ports(*c.accel); !p) {
+      errors +=
+          fmt::format("\n{}:{}: accel.ports: {}", c.path, c.accel->ports_line, p.error().what());
+      n++;
+    }
+    if (auto g = accel::resolve_cgroup(c.accel->cgroup); !g) {
+      errors +=
+          fmt::format("\n{}:{}: accel.cgroup: {}", c.path, c.accel->cgroup_line, g.error().what());
       n++;
     }
   }
@@ -199,6 +221,8 @@ Status Daemon::converge(const core::Config &c) {
   }
   if (auto st = tc_converge(opts_.bpffs, config_.tc, c.tc); !st)
     return st;
+  if (auto st = accel_converge(c); !st)
+    return st;
   log::info("policy applied: {} interface(s), {} allow and {} deny prefixes, {} rules",
             c.interfaces.size(), c.allow.size(), c.deny.size(), c.rules.size());
   itimerspec t{};
@@ -231,7 +255,91 @@ Status Daemon::reload_config() {
   return {};
 }
 
+Status Daemon::accel_converge(const core::Config &c) {
+  if (!c.accel) {
+    if (!accel_managed_)
+      return {};
+    stop_accel();
+    return {};
+  }
+  auto cur = accel::status(opts_.bpffs);
+  if (!cur)
+    return cur.error().context("socket acceleration");
+  auto ports = accel_ports(*c.accel);
+  auto cgroup = accel::resolve_cgroup(c.accel->cgroup);
+  if (!ports || !cgroup)
+    return (!ports ? ports.error() : cgroup.error()).context("socket acceleration");
+  if (cur->state == accel::State::kEnabled) {
+    if (cur->cgroup != *cgroup || cur->ports != *ports)
+      log::warn(
+          "socket acceleration runs on cgroup {} (ports {}); the config asks for {} "
+          "(ports {}): `bpfgate accel disable` and reload to change it",
+          cur->cgroup, cur->ports.empty() ? "any" : c.accel->ports, *cgroup,
+          ports->empty() ? "any" : c.accel->ports);
+    else if (!accel_managed_)
+      log::info("socket acceleration: adopted (cgroup {}, {} sockets)", cur->cgroup, cur->sockets);
+    accel_managed_ = true;
+    return {};
+  }
+  accel::EnableOptions o;
+  o.cgroup = c.accel->cgroup;
+  o.ports = *ports;
+  o.addresses = c.accel->addresses;
+  if (c.accel->max_sockets)
+    o.max_sockets = c.accel->max_sockets;
+  auto r = accel::enable(opts_.bpffs, o);
+  if (!r)
+    return r.error().context("socket acceleration");
+  log::info("socket acceleration enabled on cgroup {} (ports {}, sock_ops program id {})",
+            r->cgroup, c.accel->ports.empty() ? "any" : c.accel->ports, r->sockops_prog_id);
+  accel_managed_ = true;
+  return {};
+}
+
+void Daemon::stop_accel() {
+  housekeeper_.reset();
+  accel_managed_ = false;
+  accel::DisableOptions o;
+  o.drain_timeout = std::chrono::milliseconds(2000);
+  auto r = accel::disable(opts_.bpffs, o);
+  if (!r) {
+    log::warn("socket acceleration: disable: {}", r.error().what());
+    return;
+  }
+  if (!r->note.empty())
+    log::warn("socket acceleration: {}", r->note);
+  log::info("socket acceleration disabled: {} sockets released, {} still draining", r->released,
+            r->remaining);
+}
+
+void Daemon::accel_housekeeping() {
+  if (!accel_managed_)
+    return;
+  if (!housekeeper_) {
+    auto hk = accel::Housekeeper::open(opts_.bpffs);
+    if (!hk) {
+      if (!housekeeper_warned_)
+        log::warn("socket acceleration housekeeping: {}", hk.error().what());
+      housekeeper_warned_ = true;
+      return;
+    }
+    housekeeper_ = std::make_unique<accel::Housekeeper>(std::move(*hk));
+  }
+  auto r = housekeeper_->check(accel::default_backlog_limit());
+  if (!r) {
+    log::warn("socket acceleration housekeeping: {}", r.error().what());
+    housekeeper_.reset();
+    return;
+  }
+  if (r->newly_marked)
+    log::warn(
+        "socket acceleration: {} socket(s) hold more than {} unread bytes; their peers "
+        "fall back to TCP",
+        r->newly_marked, accel::default_backlog_limit());
+}
+
 void Daemon::sweep_now() {
+  accel_housekeeping();
   for (auto &[name, f] : filters_) {
     auto r = sweep(f.datapath(), config_.source_idle_ns);
     if (!r) {
@@ -340,6 +448,8 @@ Status Daemon::run() {
           if (observer_)
             observer_->stop(keep);
           tc_stop(opts_.bpffs, config_.tc, keep);
+          if (accel_managed_ && !keep)
+            stop_accel();
           log::info("stopping on {}: {}", strsignal(static_cast<int>(si.ssi_signo)),
                     keep ? "the datapath keeps running from its pins" : "detached");
           return {};

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/accel.hpp"
 #include "agent/filter.hpp"
 #include "agent/observer.hpp"
 #include "bpf/fd.hpp"
@@ -40,6 +41,12 @@ class Daemon {
  private:
   explicit Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
   Status converge(const core::Config &c);
+  // Socket acceleration: enables what the config's accel: asks (or adopts
+  // it, running), disables it when the section goes; watched on the sweep
+  // timer (accel::Housekeeper).
+  Status accel_converge(const core::Config &c);
+  void stop_accel();
+  void accel_housekeeping();
   Status reload_config();
   Status open_control_socket();
   void serve_control();
@@ -52,6 +59,9 @@ class Daemon {
   bpf::UniqueFd epoll_, signals_, timer_, control_;
   std::unique_ptr<Observer> observer_;
   std::string control_path_;
+  bool accel_managed_ = false;
+  bool housekeeper_warned_ = false;
+  std::unique_ptr<accel::Housekeeper> housekeeper_;
 };
 
 }  // namespace bpfgate::agent

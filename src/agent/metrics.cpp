@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "agent/accel.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/filter.hpp"
 #include "agent/probes.hpp"
@@ -227,6 +228,32 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
            "Connections to a service that became established (TCP probes)");
   for (const auto &s : services)
     w.sample("bpfgate_service_tcp_connections_total", sl(s), static_cast<double>(s.total.accepted));
+
+  // Socket acceleration, read from its pins (whoever enabled it).
+  auto acc = accel::status(bpffs);
+  bool acc_on = acc && acc->state != accel::State::kOff;
+  w.family("bpfgate_accel_enabled", "gauge",
+           "1 when socket acceleration is enabled, 0.5 while it drains, 0 when off");
+  w.sample("bpfgate_accel_enabled", {},
+           !acc_on ? 0 : (acc->state == accel::State::kEnabled ? 1 : 0.5));
+  w.family("bpfgate_accel_sockets", "gauge", "Sockets in the acceleration sockhash");
+  if (acc_on)
+    w.sample("bpfgate_accel_sockets", {}, static_cast<double>(acc->sockets));
+  w.family("bpfgate_accel_congested_sockets", "gauge",
+           "Sockets marked by the housekeeper for holding too many unread redirected bytes");
+  if (acc_on)
+    w.sample("bpfgate_accel_congested_sockets", {}, static_cast<double>(acc->congested));
+  w.family("bpfgate_accel_messages_total", "counter",
+           "Sends seen by the sk_msg program and sockets seen by sock_ops, by what happened");
+  for (uint32_t e = 0; acc_on && e < BG_ACCEL_EVENT_NR; e++)
+    w.sample("bpfgate_accel_messages_total",
+             {{"event", accel::event_name(static_cast<bg_accel_event>(e))}},
+             static_cast<double>(acc->counters[e].count));
+  w.family("bpfgate_accel_bytes_total", "counter", "Bytes of those sends, by what happened");
+  for (uint32_t e = 0; acc_on && e < BG_ACCEL_EVENT_NR; e++)
+    w.sample("bpfgate_accel_bytes_total",
+             {{"event", accel::event_name(static_cast<bg_accel_event>(e))}},
+             static_cast<double>(acc->counters[e].bytes));
 
   w.family("bpfgate_agent_info", "gauge", "The agent's version and the probes it runs");
   w.sample("bpfgate_agent_info", {{"version", a.version}, {"tcp_probes", a.tcp_probes}}, 1);

@@ -1,5 +1,7 @@
 #include "core/config.hpp"
 
+#include "bpfgate/abi/accel.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
@@ -437,12 +439,50 @@ void parse_services(Diag &d, const YAML::Node &n, Config &c) {
     d.at(n, fmt::format("{} services: at most {}", c.services.size(), BG_OBS_SERVICES_MAX - 1));
 }
 
+void parse_accel(Diag &d, const YAML::Node &n, Config &c) {
+  if (!check_keys(d, n, {"cgroup", "ports", "addresses", "max_sockets"}, "accel"))
+    return;
+  AccelConfig a;
+  a.line = a.cgroup_line = a.ports_line = line_of(n);
+  if (n["cgroup"]) {
+    a.cgroup_line = line_of(n["cgroup"]);
+    if (auto v = scalar(d, n["cgroup"], "accel.cgroup"))
+      a.cgroup = *v;
+  }
+  if (const auto &p = n["ports"]) {
+    a.ports_line = line_of(p);
+    // "8080,9000-9010", a number, or a list of either.
+    if (p.IsSequence()) {
+      for (const auto &item : p)
+        if (auto v = scalar(d, item, "a port"))
+          a.ports += (a.ports.empty() ? "" : ",") + *v;
+    } else if (auto v = scalar(d, p, "accel.ports")) {
+      a.ports = *v;
+    }
+  }
+  if (const auto &l = n["addresses"]) {
+    if (!l.IsSequence())
+      d.at(l, "accel.addresses must be a list of prefixes, e.g. [127.0.0.0/8, ::1]");
+    else
+      for (const auto &item : l)
+        if (auto v = scalar(d, item, "an address")) {
+          if (!parse_prefix(*v))
+            d.at(item, fmt::format("'{}' is not an address or prefix", *v));
+          a.addresses.push_back(*v);
+        }
+  }
+  if (n["max_sockets"])
+    if (auto v = number(d, n["max_sockets"], "accel.max_sockets", 1, BG_ACCEL_MAX_SOCKETS_MAX))
+      a.max_sockets = static_cast<uint32_t>(*v);
+  c.accel = a;
+}
+
 void parse_root(Diag &d, const YAML::Node &root, Config &c) {
-  if (!check_keys(
-          d, root,
-          {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file", "rules",
-           "auto_block", "sweep", "agent", "metrics", "events", "services", "tcp_probes", "tc"},
-          "the config"))
+  if (!check_keys(d, root,
+                  {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
+                   "rules", "auto_block", "sweep", "agent", "metrics", "events", "services",
+                   "tcp_probes", "tc", "accel"},
+                  "the config"))
     return;
   if (root["interfaces"])
     parse_interfaces(d, root["interfaces"], c);
@@ -476,6 +516,8 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c) {
     parse_events(d, root["events"], c);
   if (root["services"])
     parse_services(d, root["services"], c);
+  if (root["accel"])
+    parse_accel(d, root["accel"], c);
   if (root["tc"])
     for (const auto &e : parse_tc(root["tc"], c.tc))
       d.at(e.line, e.message);

@@ -65,6 +65,17 @@ struct EventsConfig {
   uint64_t drop_sample_interval_ns = 100'000'000ULL;  // per CPU; 0: no drop samples
 };
 
+// Socket acceleration run by the agent (agent/accel.hpp); the ports and the
+// cgroup are checked against the machine by the agent (check_environment).
+struct AccelConfig {
+  std::string cgroup;                  // empty: the unified hierarchy's root
+  std::string ports;                   // "8080,9000-9010"; empty: every port
+  std::vector<std::string> addresses;  // empty: this namespace's, plus loopback
+  uint32_t max_sockets = 0;            // 0: the default
+  int line = 0, cgroup_line = 0, ports_line = 0;
+  bool operator==(const AccelConfig &) const = default;
+};
+
 struct Config {
   std::string path;
   std::vector<InterfaceConfig> interfaces;
@@ -83,8 +94,9 @@ struct Config {
   MetricsConfig metrics;
   EventsConfig events;
   std::vector<ServiceConfig> services;
-  std::string tcp_probes = "auto";  // auto|fexit|tp_btf|tracepoint|off
-  std::optional<TcConfig> tc;       // the tc datapath (core/tc_config.hpp)
+  std::string tcp_probes = "auto";   // auto|fexit|tp_btf|tracepoint|off
+  std::optional<TcConfig> tc;        // the tc datapath (core/tc_config.hpp)
+  std::optional<AccelConfig> accel;  // socket acceleration, enabled and watched by the agent
 };
 
 // Parses and validates; on error, the message lists every problem as

@@ -1,0 +1,148 @@
+// Socket acceleration run by the agent: the config's accel: section enables
+// it, /metrics shows it beside the rest, SIGTERM disables it and unpins.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "accel_support.hpp"
+#include "core/prometheus.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class AccelAgent : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / (accel::name("-agent"));
+    fs::create_directories(dir_);
+    // The agent needs an interface for its XDP filter: a veth pair inside the namespace.
+    make_veth(ns, accel::name("x"), "198.18.30.1/24", ns, accel::name("y"), "198.18.30.2/24");
+  }
+  void TearDown() override {
+    if (agent_) {
+      agent_->kill(SIGTERM);
+      (void)agent_->wait(5000ms);
+    }
+    agent_.reset();
+    fs::remove_all(dir_);
+  }
+  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+  std::string log_path() const { return (dir_ / "agent.log").string(); }
+  std::string log() const {
+    std::ifstream in(log_path());
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  void start(const std::string &accel_yaml) {
+    std::string cfg = (dir_ / "gw.yaml").string();
+    std::ofstream(cfg) << fmt::format(
+        "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}}}\nsweep: {{interval: 100ms}}\n"
+        "metrics: {{listen: 127.0.0.1:9478}}\n{}",
+        accel::name("x"), socket_path(), accel_yaml);
+    agent_.emplace(Process::spawn("exec " + ns.exec() + bpfgate_bin() + " --bpffs " + acc.bpffs() +
+                                  " run -c " + cfg + " >>" + log_path() + " 2>&1"));
+    for (int i = 0; i < 100; i++) {
+      if (run(bpfgate_bin() + " reload --socket " + socket_path() + " >/dev/null 2>&1").exit_code ==
+          0)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "the agent did not come up: " << log();
+  }
+  core::prom::Parsed scrape() const {
+    auto r = run(ns.exec() + "curl -sf http://127.0.0.1:9478/metrics");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto p = core::prom::parse(r.out);
+    EXPECT_TRUE(p.ok()) << (p ? "" : p.error().what());
+    return p ? *p : core::prom::Parsed{};
+  }
+
+  Netns ns{accel::name("g")};
+  accel::Cgroup cg{"agent"};
+  accel::Accel acc{ns, cg};
+  fs::path dir_;
+  std::optional<Process> agent_;
+};
+
+TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
+  start(fmt::format("accel: {{cgroup: {}, max_sockets: 4096}}\n", cg.path()));
+  auto s = acc.status();
+  ASSERT_EQ(s["state"], "enabled") << log();
+  EXPECT_EQ(s["cgroup"], cg.path());
+  EXPECT_EQ(s["max_sockets"], 4096);
+  EXPECT_NE(log().find("socket acceleration enabled on cgroup " + cg.path()), std::string::npos)
+      << log();
+
+  cg.join();
+  accel::Pair p = accel::connect_pair(ns, AF_INET);
+  cg.leave();
+  ASSERT_TRUE(accel::send_pattern(p.client.get(), 7, 1 << 20, 65536));
+  accel::set_timeouts(p.server.get(), 3000);
+  auto got = accel::recv_pattern(p.server.get(), 7, 1 << 20, 65536);
+  EXPECT_EQ(got.bytes, 1u << 20);
+  EXPECT_EQ(got.first_bad, -1);
+  uint64_t redirected = acc.status()["redirected"]["bytes"].get<uint64_t>();
+  EXPECT_EQ(redirected, 1u << 20);
+
+  auto m = scrape();
+  EXPECT_EQ(core::prom::value_of(m, "bpfgate_accel_enabled"), 1);
+  EXPECT_EQ(core::prom::value_of(m, "bpfgate_accel_sockets"), 2);
+  EXPECT_EQ(core::prom::value_of(m, "bpfgate_accel_bytes_total", {{"event", "redirected"}}),
+            static_cast<double>(redirected));
+  EXPECT_GE(core::prom::value_of(m, "bpfgate_packets_total",
+                                 {{"verdict", "pass"}, {"reason", "not_ip"}}) +
+                1,
+            1)
+      << "the filter's families are there too";
+
+  // A reload keeps it running as it is.
+  EXPECT_EQ(run(bpfgate_bin() + " reload --socket " + socket_path()).exit_code, 0);
+  EXPECT_EQ(acc.status()["state"], "enabled");
+
+  agent_->kill(SIGTERM);
+  EXPECT_EQ(agent_->wait(5000ms), 0) << log();
+  agent_.reset();
+  EXPECT_EQ(acc.status()["state"], "off") << log();
+  EXPECT_FALSE(fs::exists(acc.pin_dir())) << "the sockets held nothing unread: all released";
+  EXPECT_NE(log().find("socket acceleration disabled: 2 sockets released"), std::string::npos)
+      << log();
+  // The connection keeps working on the normal path.
+  ASSERT_TRUE(accel::send_pattern(p.client.get(), 8, 4096, 4096));
+  got = accel::recv_pattern(p.server.get(), 8, 4096, 4096);
+  EXPECT_EQ(got.bytes, 4096u);
+  EXPECT_EQ(got.first_bad, -1);
+}
+
+TEST_F(AccelAgent, ABadSectionIsRefusedWithItsLine) {
+  std::string cfg = (dir_ / "bad.yaml").string();
+  std::ofstream(cfg) << fmt::format(
+      "interfaces: [{{name: {}}}]\naccel:\n  cgroup: {}\n  ports: 80,70000\n", accel::name("x"),
+      cg.path());
+  auto r = run(ns.exec() + bpfgate_bin() + " --bpffs " + acc.bpffs() + " check " + cfg);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(cfg + ":4: accel.ports:"), std::string::npos) << r.err;
+  std::ofstream(cfg) << fmt::format("interfaces: [{{name: {}}}]\naccel: {{cgroup: {}, speed: 9}}\n",
+                                    accel::name("x"), cg.path());
+  r = run(ns.exec() + bpfgate_bin() + " --bpffs " + acc.bpffs() + " check " + cfg);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(cfg + ":2: unknown key 'speed' in accel"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(acc.pin_dir()));
+}
+
+}  // namespace
+}  // namespace bpfgate::test
