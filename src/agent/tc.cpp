@@ -673,19 +673,26 @@ Status tc_check_environment(const core::Config &c) {
                     errors.size() == 1 ? "" : "s", c.path, all);
 }
 
+Result<TcSetup> tc_setup_of(const core::TcConfig &tc) {
+  auto image = core::compile_tc(tc, [](const std::string &n) -> Result<uint32_t> {
+    auto i = bpf::ifindex_of(n);
+    if (!i)
+      return i.error();
+    return static_cast<uint32_t>(*i);
+  });
+  if (!image)
+    return image.error();
+  return TcSetup{*image, tc.htb};
+}
+
 Status tc_converge(const std::string &bpffs, const std::optional<core::TcConfig> &running,
                    const std::optional<core::TcConfig> &wanted) {
   std::set<std::string> keep;
   if (wanted) {
-    auto image = core::compile_tc(*wanted, [](const std::string &n) -> Result<uint32_t> {
-      auto i = bpf::ifindex_of(n);
-      if (!i)
-        return i.error();
-      return static_cast<uint32_t>(*i);
-    });
-    if (!image)
-      return image.error();
-    TcSetup setup{*image, wanted->htb};
+    auto compiled = tc_setup_of(*wanted);
+    if (!compiled)
+      return compiled.error();
+    const TcSetup &setup = *compiled;
     std::set<std::string> before;
     if (running)
       for (const auto &i : running->interfaces)

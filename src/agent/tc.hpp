@@ -96,6 +96,10 @@ struct TcSetup {
   std::optional<core::TcHtbConfig> htb;  // none: no HTB (an HTB bpfgate set up is removed)
 };
 
+// A config's tc: section compiled against this namespace's interfaces
+// (mirror targets by their ifindex).
+Result<TcSetup> tc_setup_of(const core::TcConfig &tc);
+
 struct TcStatus {
   std::string iface;
   uint32_t ifindex = 0;                              // 0: the interface is gone; the pins are stale

@@ -114,15 +114,7 @@ Result<agent::TcSetup> setup_from(const std::string &file, const std::string &if
                       iface);
   if (auto st = agent::tc_check_environment(*c); !st)
     return st.error();
-  auto image = core::compile_tc(*c->tc, [](const std::string &n) -> Result<uint32_t> {
-    auto i = bpf::ifindex_of(n);
-    if (!i)
-      return i.error();
-    return static_cast<uint32_t>(*i);
-  });
-  if (!image)
-    return image.error();
-  return agent::TcSetup{*image, c->tc->htb};
+  return agent::tc_setup_of(*c->tc);
 }
 
 int cmd_tc_attach(const Globals &g, const AttachOpts &o) {
