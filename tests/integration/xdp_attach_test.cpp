@@ -70,6 +70,49 @@ std::map<std::string, json> top_sources(const GatewayPair &t) {
   return out;
 }
 
+// A UDP echo server on the gateway (port 7) and a client socket in the peer
+// namespace; ask() sends a number and waits for it back, up to 3 tries.
+class UdpEcho {
+ public:
+  explicit UdpEcho(const GatewayPair &t)
+      : server_(t.gw().socket(AF_INET, SOCK_DGRAM)), client_(t.peer().socket(AF_INET, SOCK_DGRAM)) {
+    bind_to(server_.get(), GatewayPair::kGatewayAddr, 7);
+    bind_to(client_.get(), GatewayPair::kClientAddr, 0);
+    set_timeout(client_.get(), 200ms);
+    set_timeout(server_.get(), 100ms);
+    echo_ = std::thread([this] {
+      char buf[2048];
+      while (!stop_) {
+        sockaddr_in from{};
+        socklen_t fl = sizeof(from);
+        ssize_t n =
+            recvfrom(server_.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr *>(&from), &fl);
+        if (n > 0)
+          sendto(server_.get(), buf, n, 0, reinterpret_cast<sockaddr *>(&from), fl);
+      }
+    });
+  }
+  ~UdpEcho() {
+    stop_ = true;
+    echo_.join();
+  }
+  bool ask(uint32_t i) {
+    auto dst = addr_of(GatewayPair::kGatewayAddr, 7);
+    for (int attempt = 0; attempt < 3; attempt++) {
+      sendto(client_.get(), &i, sizeof(i), 0, reinterpret_cast<sockaddr *>(&dst), sizeof(dst));
+      uint32_t got = ~0U;
+      if (recv(client_.get(), &got, sizeof(got), 0) == 4 && got == i)
+        return true;
+    }
+    return false;
+  }
+
+ private:
+  bpf::UniqueFd server_, client_;
+  std::atomic<bool> stop_{false};
+  std::thread echo_;
+};
+
 TEST(XdpAttach, NativeModeCarriesRealUdpAndTcp) {
   GatewayPair t;
   auto r = t.bpfgate("attach " + t.gw_if() + " --mode native --rate 1000");
@@ -147,50 +190,21 @@ TEST(XdpAttach, FloodFromOneSourceIsDroppedWhileAnotherKeepsItsService) {
   GatewayPair t;
   ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --mode native --rate 1000 --burst 1000").exit_code,
             0);
-  auto server = t.gw().socket(AF_INET, SOCK_DGRAM);
-  bind_to(server.get(), GatewayPair::kGatewayAddr, 7);
-  auto client = t.peer().socket(AF_INET, SOCK_DGRAM);
-  bind_to(client.get(), GatewayPair::kClientAddr, 0);
-  set_timeout(client.get(), 200ms);
-
-  // Echo server on the gateway.
-  std::atomic<bool> stop{false};
-  std::thread echo([&] {
-    set_timeout(server.get(), 100ms);
-    char buf[2048];
-    while (!stop) {
-      sockaddr_in from{};
-      socklen_t fl = sizeof(from);
-      ssize_t n =
-          recvfrom(server.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr *>(&from), &fl);
-      if (n > 0)
-        sendto(server.get(), buf, n, 0, reinterpret_cast<sockaddr *>(&from), fl);
-    }
-  });
+  UdpEcho echo(t);
   uint64_t flood_sent = 0;
   auto flood_start = std::chrono::steady_clock::now();
   std::thread flood([&] { flood_sent = t.flood(GatewayPair::kAttackerAddr, 400000, 100000); });
 
   // The client: 300 requests at ~100/s during the flood, each retried up to 3 times.
   std::this_thread::sleep_for(200ms);
-  auto dst = addr_of(GatewayPair::kGatewayAddr, 7);
   int answered = 0;
   for (uint32_t i = 0; i < 300; i++) {
-    for (int attempt = 0; attempt < 3; attempt++) {
-      sendto(client.get(), &i, sizeof(i), 0, reinterpret_cast<sockaddr *>(&dst), sizeof(dst));
-      uint32_t got = ~0U;
-      if (recv(client.get(), &got, sizeof(got), 0) == 4 && got == i) {
-        answered++;
-        break;
-      }
-    }
+    answered += echo.ask(i);
     std::this_thread::sleep_for(10ms);
   }
   flood.join();
   double flood_secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - flood_start).count();
-  stop = true;
-  echo.join();
 
   EXPECT_EQ(answered, 300);
   ASSERT_GT(flood_sent, 100000u);
@@ -221,35 +235,8 @@ TEST(XdpAttach, SpoofedSourcesAreBoundedAndAKnownClientKeepsItsService) {
                 .exit_code,
             0);
   EXPECT_EQ(t.status()["new_sources"]["rate_pps"], kNewPerSec);
-  auto server = t.gw().socket(AF_INET, SOCK_DGRAM);
-  bind_to(server.get(), GatewayPair::kGatewayAddr, 7);
-  auto client = t.peer().socket(AF_INET, SOCK_DGRAM);
-  bind_to(client.get(), GatewayPair::kClientAddr, 0);
-  set_timeout(client.get(), 200ms);
-  std::atomic<bool> stop{false};
-  std::thread echo([&] {
-    set_timeout(server.get(), 100ms);
-    char buf[2048];
-    while (!stop) {
-      sockaddr_in from{};
-      socklen_t fl = sizeof(from);
-      ssize_t n =
-          recvfrom(server.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr *>(&from), &fl);
-      if (n > 0)
-        sendto(server.get(), buf, n, 0, reinterpret_cast<sockaddr *>(&from), fl);
-    }
-  });
-  auto dst = addr_of(GatewayPair::kGatewayAddr, 7);
-  auto ask = [&](uint32_t i) {
-    for (int attempt = 0; attempt < 3; attempt++) {
-      sendto(client.get(), &i, sizeof(i), 0, reinterpret_cast<sockaddr *>(&dst), sizeof(dst));
-      uint32_t got = ~0U;
-      if (recv(client.get(), &got, sizeof(got), 0) == 4 && got == i)
-        return true;
-    }
-    return false;
-  };
-  ASSERT_TRUE(ask(12345)) << "the client becomes known before the flood";
+  UdpEcho echo(t);
+  ASSERT_TRUE(echo.ask(12345)) << "the client becomes known before the flood";
 
   uint64_t flood_sent = 0;
   auto flood_start = std::chrono::steady_clock::now();
@@ -257,14 +244,12 @@ TEST(XdpAttach, SpoofedSourcesAreBoundedAndAKnownClientKeepsItsService) {
   std::this_thread::sleep_for(200ms);
   int answered = 0;
   for (uint32_t i = 0; i < 150; i++) {
-    answered += ask(i);
+    answered += echo.ask(i);
     std::this_thread::sleep_for(10ms);
   }
   flood.join();
   double flood_secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - flood_start).count();
-  stop = true;
-  echo.join();
 
   EXPECT_EQ(answered, 150);
   ASSERT_GT(flood_sent, 100000u);
