@@ -343,9 +343,11 @@ TEST(TcDscp, RewriteOnIpv4KeepsEcnAndEveryChecksumRight) {
     EXPECT_EQ(r.frame[kL3 + 1], (46 << 2) | ecn);
     EXPECT_EQ(core::inet_checksum(r.frame.data() + kL3, 20), 0) << "IPv4 header checksum";
     EXPECT_TRUE(udp_checksum_ok(r.frame)) << "the UDP checksum does not cover the TOS";
-    for (size_t i = 0; i < f.size(); i++)
-      if (i != kL3 + 1 && i != kL3 + 10 && i != kL3 + 11)
+    for (size_t i = 0; i < f.size(); i++) {
+      if (i != kL3 + 1 && i != kL3 + 10 && i != kL3 + 11) {
         ASSERT_EQ(r.frame[i], f[i]) << "byte " << i << " changed";
+      }
+    }
   }
   auto t = PacketBuilder().ipv4("198.18.0.2", "198.18.0.1").ipv4_options({1, 1, 1, 1});
   auto r = run_skb(dp.prog_fd(true), t.tcp(1, 2).build());

@@ -71,9 +71,10 @@ void Cgroup::join() {
 }
 
 void Cgroup::leave() {
-  if (joined_)
+  if (joined_) {
     EXPECT_TRUE(write_file(original_ + "/cgroup.procs", std::to_string(getpid())))
         << "leave " << path_ << " for " << original_;
+  }
   joined_ = false;
 }
 
