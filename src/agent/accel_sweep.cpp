@@ -16,6 +16,7 @@
 #include "agent/accel.hpp"
 #include "bpf/error.hpp"
 #include "bpf/fd.hpp"
+#include "bpf/iter.hpp"
 #include "bpf/map.hpp"
 #include "bpf/object.hpp"
 #include "bpf/pin.hpp"
@@ -26,14 +27,11 @@ namespace bpfgate::agent::accel {
 namespace {
 using SweepSkel = bpf::Skeleton<bpf::SkeletonTraits<accel_sweep, accel_sweep__open_opts,
                                                     accel_sweep__load, accel_sweep__destroy>>;
-struct LinkDeleter {
-  void operator()(bpf_link *l) const { bpf_link__destroy(l); }
-};
 }  // namespace
 
 struct Sweeper::Impl {
   SweepSkel skel;
-  std::unique_ptr<bpf_link, LinkDeleter> link;
+  bpf::IterLink link;
   int sockets_fd;  // borrowed from the caller, who outlives the sweeper
   bool by_tcp;     // iter/tcp: the records include sockets no longer in the sockhash
 };
@@ -79,39 +77,21 @@ Result<Sweeper> Sweeper::open(int sockets_fd, int sk_state_fd) {
       return skel.error();
     by_tcp = true;
   }
-  bpf_link *link = nullptr;
-  if (by_tcp) {
-    link = bpf_program__attach_iter((*skel)->progs.bg_accel_sweep_tcp, nullptr);
-  } else {
-    union bpf_iter_link_info linfo {};
-    linfo.map.map_fd = static_cast<__u32>(sockets_fd);
-    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
-    link = bpf_program__attach_iter((*skel)->progs.bg_accel_sweep, &opts);
-  }
+  auto link = by_tcp ? bpf::IterLink::attach((*skel)->progs.bg_accel_sweep_tcp, -1,
+                                             "the drain iterator over the TCP sockets")
+                     : bpf::IterLink::attach((*skel)->progs.bg_accel_sweep, sockets_fd,
+                                             "the drain iterator to the sockhash");
   if (!link)
-    return bpf::libbpf_error(-errno, by_tcp ? "attach the drain iterator to the TCP sockets"
-                                            : "attach the drain iterator to the sockhash");
+    return link.error();
   return Sweeper(
-      std::unique_ptr<Impl>(new Impl{std::move(*skel), {link, LinkDeleter{}}, sockets_fd, by_tcp}));
+      std::unique_ptr<Impl>(new Impl{std::move(*skel), std::move(*link), sockets_fd, by_tcp}));
 }
 
 Result<std::vector<bg_accel_sweep_rec>> Sweeper::scan() {
-  int fd = bpf_iter_create(bpf_link__fd(impl_->link.get()));
-  if (fd < 0)
-    return bpf::libbpf_error(fd, "start the drain iterator");
-  bpf::UniqueFd it(fd);
-  std::vector<uint8_t> buf;
-  uint8_t chunk[16384];
-  for (;;) {
-    ssize_t n = ::read(it.get(), chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return Error(errno, "read the drain iterator");
-    if (n == 0)
-      break;
-    buf.insert(buf.end(), chunk, chunk + n);
-  }
+  auto bytes = impl_->link.read_all();
+  if (!bytes)
+    return bytes.error();
+  const std::vector<uint8_t> &buf = *bytes;
   std::vector<bg_accel_sweep_rec> recs(buf.size() / sizeof(bg_accel_sweep_rec));
   std::memcpy(recs.data(), buf.data(), recs.size() * sizeof(bg_accel_sweep_rec));
   if (impl_->by_tcp) {

@@ -7,7 +7,7 @@
 #include <cerrno>
 
 #include "bpf/error.hpp"
-#include "bpf/fd.hpp"
+#include "bpf/iter.hpp"
 #include "bpf/object.hpp"
 #include "source_sweep.skel.h"
 
@@ -16,14 +16,11 @@ namespace bpfgate::agent {
 namespace {
 using SweepSkel = bpf::Skeleton<bpf::SkeletonTraits<source_sweep, source_sweep__open_opts,
                                                     source_sweep__load, source_sweep__destroy>>;
-struct LinkDeleter {
-  void operator()(bpf_link *l) const { bpf_link__destroy(l); }
-};
 }  // namespace
 
 struct SourceSweeper::Impl {
   SweepSkel skel;
-  std::unique_ptr<bpf_link, LinkDeleter> link;
+  bpf::IterLink link;
 };
 
 SourceSweeper::SourceSweeper(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -37,14 +34,12 @@ Result<std::unique_ptr<SourceSweeper>> SourceSweeper::open(int sources_fd) {
     return bpf::libbpf_error(err, "reuse the sources map");
   if (auto st = skel->load(); !st)
     return st.error();
-  union bpf_iter_link_info linfo {};
-  linfo.map.map_fd = static_cast<__u32>(sources_fd);
-  LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
-  bpf_link *link = bpf_program__attach_iter((*skel)->progs.bg_sweep_sources, &opts);
+  auto link = bpf::IterLink::attach((*skel)->progs.bg_sweep_sources, sources_fd,
+                                    "the sweeper to the sources map");
   if (!link)
-    return bpf::libbpf_error(-errno, "attach the sweeper to the sources map");
+    return link.error();
   return std::unique_ptr<SourceSweeper>(
-      new SourceSweeper(std::unique_ptr<Impl>(new Impl{std::move(*skel), {link, LinkDeleter{}}})));
+      new SourceSweeper(std::unique_ptr<Impl>(new Impl{std::move(*skel), std::move(*link)})));
 }
 
 Result<SourceSweeper::Pass> SourceSweeper::run(uint64_t cutoff_ns) {
@@ -52,20 +47,8 @@ Result<SourceSweeper::Pass> SourceSweeper::run(uint64_t cutoff_ns) {
   bss->cutoff_ns = cutoff_ns;
   bss->seen = 0;
   bss->removed = 0;
-  int fd = bpf_iter_create(bpf_link__fd(impl_->link.get()));
-  if (fd < 0)
-    return bpf::libbpf_error(fd, "start the sweeper");
-  bpf::UniqueFd it(fd);
-  char buf[64];
-  for (;;) {
-    ssize_t n = ::read(it.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return Error(errno, "run the sweeper");
-    if (n == 0)
-      break;
-  }
+  if (auto r = impl_->link.read_all(); !r)  // the program writes nothing: it counts
+    return r.error();
   return Pass{bss->seen, bss->removed};
 }
 
