@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <set>
 
+#include <fmt/ranges.h>
+
 #include "agent/accel.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/observer.hpp"
@@ -274,8 +276,8 @@ Status Daemon::accel_converge(const core::Config &c) {
       log::warn(
           "socket acceleration runs on cgroup {} (ports {}); the config asks for {} "
           "(ports {}): `bpfgate accel disable` and reload to change it",
-          cur->cgroup, cur->ports.empty() ? "any" : c.accel->ports, *cgroup,
-          ports->empty() ? "any" : c.accel->ports);
+          cur->cgroup, cur->ports.empty() ? "any" : fmt::format("{}", fmt::join(cur->ports, ",")),
+          *cgroup, ports->empty() ? "any" : c.accel->ports);
     else if (!accel_managed_)
       log::info("socket acceleration: adopted (cgroup {}, {} sockets)", cur->cgroup, cur->sockets);
     accel_managed_ = true;
