@@ -17,7 +17,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "core/packet.hpp"
+#include "util/netif.hpp"
 #include "flood_gen.skel.h"
 
 using namespace bpfgate;
@@ -79,18 +79,6 @@ bool parse_prefix(const std::string &s, Prefix &p) {
   return true;
 }
 
-bool read_mac(const std::string &iface, core::Mac &mac) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
-  bool ok = fd >= 0 && ioctl(fd, SIOCGIFHWADDR, &ifr) == 0;
-  if (ok)
-    std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-  if (fd >= 0)
-    close(fd);
-  return ok;
-}
-
 int silent_libbpf(enum libbpf_print_level level, const char *fmt, va_list args) {
   return level == LIBBPF_WARN ? vfprintf(stderr, fmt, args) : 0;
 }
@@ -133,7 +121,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   unsigned ifindex = if_nametoindex(o.iface.c_str());
-  if (!ifindex || !read_mac(o.iface, smac)) {
+  if (!ifindex || !util::read_mac(o.iface, smac)) {
     fmt::print(stderr, "bgcmp-flood: no interface '{}'\n", o.iface);
     return 1;
   }

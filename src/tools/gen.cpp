@@ -7,7 +7,6 @@
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "core/packet.hpp"
+#include "util/netif.hpp"
 
 using namespace bpfgate;
 using Clock = std::chrono::steady_clock;
@@ -38,18 +38,6 @@ struct Options {
   bool json = false;
   uint32_t seed = 1;
 };
-
-bool read_mac(const std::string &iface, core::Mac &mac) {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
-  bool ok = fd >= 0 && ioctl(fd, SIOCGIFHWADDR, &ifr) == 0;
-  if (ok)
-    std::memcpy(mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-  if (fd >= 0)
-    close(fd);
-  return ok;
-}
 
 // "198.18.0.0/15" -> base and host mask; a plain address -> mask 0.
 bool parse_v4_prefix(const std::string &s, uint32_t &base, uint32_t &host_mask) {
@@ -102,7 +90,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   unsigned ifindex = if_nametoindex(o.iface.c_str());
-  if (!ifindex || !read_mac(o.iface, smac)) {
+  if (!ifindex || !util::read_mac(o.iface, smac)) {
     fmt::print(stderr, "bpfgate-gen: no interface '{}'\n", o.iface);
     return 1;
   }
