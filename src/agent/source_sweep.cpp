@@ -2,9 +2,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <unistd.h>
-
-#include <cerrno>
 
 #include "bpf/error.hpp"
 #include "bpf/iter.hpp"
