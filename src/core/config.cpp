@@ -459,6 +459,8 @@ void parse_accel(Diag &d, const YAML::Node &n, Config &c) {
     } else if (auto v = scalar(d, p, "accel.ports")) {
       a.ports = *v;
     }
+    if (a.ports.empty())
+      d.at(p, "accel.ports is empty: list ports (8080,9000-9010), or leave it out for every port");
   }
   if (const auto &l = n["addresses"]) {
     if (!l.IsSequence())

@@ -140,6 +140,27 @@ TEST(Config, NewSourcesOnByDefaultOffOrSetAndBadValues) {
   EXPECT_TRUE(has(zero.error().what(), "n.yaml:4:")) << zero.error().what();
 }
 
+TEST(Config, AccelSection) {
+  auto c = parse_config(
+      "interfaces: [{name: a}]\naccel:\n  cgroup: /gw\n  ports: [8080, 9000-9010]\n"
+      "  addresses: [127.0.0.0/8, '::1']\n  max_sockets: 4096\n",
+      "a.yaml");
+  ASSERT_TRUE(c.ok()) << c.error().what();
+  ASSERT_TRUE(c->accel);
+  EXPECT_EQ(c->accel->cgroup, "/gw");
+  EXPECT_EQ(c->accel->ports, "8080,9000-9010");
+  EXPECT_EQ(c->accel->ports_line, 4);
+  EXPECT_EQ(c->accel->addresses.size(), 2u);
+  EXPECT_EQ(c->accel->max_sockets, 4096u);
+  auto empty = parse_config("interfaces: [{name: a}]\naccel:\n  ports: ''\n", "a.yaml");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_TRUE(has(empty.error().what(), "a.yaml:3: accel.ports is empty")) << empty.error().what();
+  auto bad = parse_config("interfaces: [{name: a}]\naccel: {addresses: [300.1.1.1]}\n", "a.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(has(bad.error().what(), "a.yaml:2: '300.1.1.1' is not an address or prefix"))
+      << bad.error().what();
+}
+
 TEST(Config, StructuralMistakes) {
   auto not_yaml = parse_config("interfaces: [\n  - name: x\n", "a.yaml");
   ASSERT_FALSE(not_yaml.ok());
