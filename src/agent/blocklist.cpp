@@ -28,11 +28,17 @@ Status block(Datapath &dp, const core::Prefix &p, uint64_t ttl_ns, uint32_t reas
   b.added_ns = now;
   b.expires_ns = ttl_ns ? now + ttl_ns : 0;
   b.reason = reason;
-  return dp.blocklist().update(p.key, b);
+  if (auto st = dp.blocklist().update(p.key, b); !st)
+    return st;
+  return dp.blocklist_added();
 }
 
 Result<bool> unblock(Datapath &dp, const core::Prefix &p) {
-  return dp.blocklist().erase(p.key);
+  auto gone = dp.blocklist().erase(p.key);
+  if (gone && *gone)
+    if (auto st = dp.blocklist_removed(); !st)
+      return st.error();
+  return gone;
 }
 
 namespace {
@@ -77,6 +83,9 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
     if (*gone)
       r.released.push_back(b);
   }
+  if (!r.released.empty())
+    if (auto st = dp.blocklist_removed(); !st)
+      return st.error();
   if (idle_ns == 0)
     return r;
   if (SourceSweeper *k = dp.source_sweeper()) {

@@ -93,7 +93,7 @@ Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen
 
 const std::vector<const char *> &Datapath::pin_names() {
   static const std::vector<const char *> kNames = {
-      BG_PIN_CONFIG, BG_PIN_SOURCES, BG_PIN_COUNTERS, BG_PIN_BLOCKLIST,
+      BG_PIN_CONFIG, BG_PIN_SOURCES, BG_PIN_COUNTERS, BG_PIN_BLOCKLIST, BG_PIN_RUNTIME,
       BG_PIN_ACL,    BG_PIN_PORTS,   BG_PIN_PROTOS,   BG_PIN_RULES};
   return kNames;
 }
@@ -123,6 +123,9 @@ Result<Datapath> Datapath::from_object(const bpf_object *obj) {
   auto counters = open.operator()<bpf::PerCpuMap<__u32, bg_counter>>("bg_counters");
   if (!counters)
     return counters.error();
+  auto runtime = open.operator()<bpf::Map<__u32, bg_runtime>>("bg_runtime");
+  if (!runtime)
+    return runtime.error();
   std::vector<Outer> o;
   for (const char *name : {"bg_acl", "bg_ports", "bg_protos", "bg_rules"}) {
     auto om = open.operator()<Outer>(name);
@@ -130,9 +133,9 @@ Result<Datapath> Datapath::from_object(const bpf_object *obj) {
       return om.error();
     o.push_back(std::move(*om));
   }
-  return Datapath(std::move(*config),
-                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
-                  std::move(*blocklist), std::move(*sources), std::move(*counters));
+  return Datapath(
+      std::move(*config), {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
+      std::move(*blocklist), std::move(*sources), std::move(*counters), std::move(*runtime));
 }
 
 Result<Datapath> Datapath::from_pins(const std::string &dir) {
@@ -149,6 +152,10 @@ Result<Datapath> Datapath::from_pins(const std::string &dir) {
   auto counters = bpf::PerCpuMap<__u32, bg_counter>::open_pinned(p(BG_PIN_COUNTERS));
   if (!counters)
     return counters.error();
+  auto runtime = bpf::Map<__u32, bg_runtime>::open_pinned(p(BG_PIN_RUNTIME));
+  if (!runtime)
+    return runtime.error().context(
+        "a filter pinned by an older bpfgate (no runtime map): detach and attach it again");
   std::vector<Outer> o;
   for (const char *name : kOuterPins) {
     auto om = Outer::open_pinned(p(name));
@@ -156,17 +163,18 @@ Result<Datapath> Datapath::from_pins(const std::string &dir) {
       return om.error();
     o.push_back(std::move(*om));
   }
-  return Datapath(std::move(*config),
-                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
-                  std::move(*blocklist), std::move(*sources), std::move(*counters));
+  return Datapath(
+      std::move(*config), {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
+      std::move(*blocklist), std::move(*sources), std::move(*counters), std::move(*runtime));
 }
 
 Status Datapath::pin(const std::string &dir) const {
   const std::pair<const char *, int> pins[] = {
-      {BG_PIN_CONFIG, config_.fd()},         {BG_PIN_SOURCES, sources_.fd()},
-      {BG_PIN_COUNTERS, counters_.fd()},     {BG_PIN_BLOCKLIST, blocklist_.fd()},
-      {BG_PIN_ACL, outer_[kAcl].fd()},       {BG_PIN_PORTS, outer_[kPorts].fd()},
-      {BG_PIN_PROTOS, outer_[kProtos].fd()}, {BG_PIN_RULES, outer_[kRules].fd()}};
+      {BG_PIN_CONFIG, config_.fd()},       {BG_PIN_SOURCES, sources_.fd()},
+      {BG_PIN_COUNTERS, counters_.fd()},   {BG_PIN_BLOCKLIST, blocklist_.fd()},
+      {BG_PIN_RUNTIME, runtime_.fd()},     {BG_PIN_ACL, outer_[kAcl].fd()},
+      {BG_PIN_PORTS, outer_[kPorts].fd()}, {BG_PIN_PROTOS, outer_[kProtos].fd()},
+      {BG_PIN_RULES, outer_[kRules].fd()}};
   for (const auto &[name, fd] : pins)
     if (auto st = bpf::pin_fd(fd, dir + "/" + name); !st)
       return st;
@@ -334,6 +342,33 @@ Result<CounterTotals> Datapath::counters() const {
     }
   }
   return totals;
+}
+
+Result<StatTotals> Datapath::stats() const {
+  StatTotals totals{};
+  for (__u32 s = 0; s < BG_STAT_NR; s++) {
+    auto per_cpu = counters_.lookup(bg_stat_key(s));
+    if (!per_cpu)
+      return per_cpu.error();
+    for (const auto &c : *per_cpu)
+      totals[s] += c.packets;
+  }
+  return totals;
+}
+
+Status Datapath::blocklist_added() {
+  return runtime_.update(0, bg_runtime{.blocklist_live = 1, ._pad = 0});
+}
+
+Status Datapath::blocklist_removed() {
+  if (auto st = runtime_.update(0, bg_runtime{.blocklist_live = 0, ._pad = 0}); !st)
+    return st;
+  // An auto-block stores the flag after its insert: one that raced the clear
+  // above is in the map now, and found here.
+  bg_lpm_key first{};
+  if (bpf_map_get_next_key(blocklist_.fd(), nullptr, &first) == 0)
+    return blocklist_added();
+  return {};
 }
 
 Result<std::vector<SourceEntry>> Datapath::sources() const {

@@ -22,6 +22,8 @@ class SourceSweeper;
 
 // Counters summed over CPUs, indexed by bg_counter_key(verdict, reason).
 using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
+// Datapath events that are no verdict, summed over CPUs, indexed by enum bg_stat.
+using StatTotals = std::array<uint64_t, BG_STAT_NR>;
 
 struct SourceEntry {
   bg_src_key key;
@@ -48,11 +50,16 @@ class Datapath {
   Result<bg_config> config() const;
   Status set_attach_mode(uint32_t mode);
   Result<CounterTotals> counters() const;
+  Result<StatTotals> stats() const;
   Result<std::vector<SourceEntry>> sources() const;
   Result<uint32_t> max_sources() const;
 
   bpf::Map<bg_src_key, bg_src_state> &source_map() { return sources_; }
   bpf::Map<bg_lpm_key, bg_block> &blocklist() { return blocklist_; }
+  // Keep the datapath's blocklist flag right (struct bg_runtime): after
+  // adding entries, and after removing some.
+  Status blocklist_added();
+  Status blocklist_removed();
   // The in-kernel sweeper of the sources map, loaded at the first call;
   // nullptr (and said once) where the kernel refuses it.
   SourceSweeper *source_sweeper();
@@ -62,18 +69,20 @@ class Datapath {
   using Outer = bpf::Map<__u32, __u32>;
   Datapath(bpf::Map<__u32, bg_config> config, std::array<Outer, 4> outer,
            bpf::Map<bg_lpm_key, bg_block> blocklist, bpf::Map<bg_src_key, bg_src_state> sources,
-           bpf::PerCpuMap<__u32, bg_counter> counters)
+           bpf::PerCpuMap<__u32, bg_counter> counters, bpf::Map<__u32, bg_runtime> runtime)
       : config_(std::move(config)),
         outer_(std::move(outer)),
         blocklist_(std::move(blocklist)),
         sources_(std::move(sources)),
-        counters_(std::move(counters)) {}
+        counters_(std::move(counters)),
+        runtime_(std::move(runtime)) {}
 
   bpf::Map<__u32, bg_config> config_;
   std::array<Outer, 4> outer_;  // acl, ports, protos, rules
   bpf::Map<bg_lpm_key, bg_block> blocklist_;
   bpf::Map<bg_src_key, bg_src_state> sources_;
   bpf::PerCpuMap<__u32, bg_counter> counters_;
+  bpf::Map<__u32, bg_runtime> runtime_;
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;
 };

@@ -189,6 +189,51 @@ TEST_P(Events, AutoBlockIsReported) {
     }
 }
 
+// The ring buffer full (nobody reads it): a drop sample it refuses keeps its
+// count, so the samples that get through still stand for every drop.
+TEST(EventsWhenFull, RefusedSamplesKeepTheirCount) {
+  auto f = Filter::load(BG_EVENT_RINGBUF, policy("deny: [198.18.66.0/24]\n"), 1);
+  ASSERT_TRUE(f);
+  cpu_set_t old_set, one;  // one CPU: one sampler
+  sched_getaffinity(0, sizeof(old_set), &old_set);
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  auto frame = udp("198.18.66.5", 9);
+  const uint32_t drops = 2 * BG_EVENT_RING_BYTES / sizeof(bg_event);  // twice what the ring holds
+  EXPECT_EQ(f->run(frame, drops), static_cast<uint32_t>(XDP_DROP));
+  auto first = f->drain();
+  EXPECT_EQ(f->run(frame, 1), static_cast<uint32_t>(XDP_DROP));  // room again: a sample
+  auto last = f->drain();
+  sched_setaffinity(0, sizeof(old_set), &old_set);
+  ASSERT_FALSE(first.empty());
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_LT(first.size(), drops) << "the ring never filled: the case tests nothing";
+  uint64_t stood_for = 0;
+  for (const auto &e : first)
+    stood_for += 1 + e.value;
+  stood_for += 1 + last[0].value;
+  EXPECT_EQ(stood_for, drops + 1u) << "drops behind refused samples were lost";
+}
+
+// A rule's first hit that the full ring refuses is reported by its next hit.
+TEST(EventsWhenFull, ARefusedFirstRuleHitIsReportedByTheNextHit) {
+  auto f =
+      Filter::load(BG_EVENT_RINGBUF,
+                   policy("deny: [198.18.66.0/24]\nrules: [{match: tcp/443, action: pass}]\n"), 1);
+  ASSERT_TRUE(f);
+  // Fill the ring with drop samples.
+  EXPECT_EQ(f->run(udp("198.18.66.5", 9), 2 * BG_EVENT_RING_BYTES / sizeof(bg_event)),
+            static_cast<uint32_t>(XDP_DROP));
+  auto web = PacketBuilder().ipv4("198.18.0.9", "198.18.0.1").tcp(40000, 443).build();
+  EXPECT_EQ(f->run(web), static_cast<uint32_t>(XDP_PASS));
+  auto ev = f->drain();
+  EXPECT_EQ(f->count(ev, BG_EVENT_RULE_HIT), 0u) << "the ring had room: the case tests nothing";
+  EXPECT_EQ(f->run(web), static_cast<uint32_t>(XDP_PASS));
+  ev = f->drain();
+  EXPECT_EQ(f->count(ev, BG_EVENT_RULE_HIT), 1u) << "the first hit was marked seen, unreported";
+}
+
 INSTANTIATE_TEST_SUITE_P(Transport, Events, ::testing::Values(BG_EVENT_RINGBUF, BG_EVENT_PERFBUF),
                          [](const auto &info) {
                            return info.param == BG_EVENT_RINGBUF ? "RingBuffer" : "PerfBuffer";

@@ -53,11 +53,11 @@ struct {
   __type(value, __u32);
 } bg_rule_seen SEC(".maps");
 
-static __always_inline void bg_emit(void *ctx, struct bg_event *e) {
+/* 0 when the event went out; negative when the buffer refused it (full). */
+static __always_inline long bg_emit(void *ctx, struct bg_event *e) {
   if (bg_event_transport == BG_EVENT_PERFBUF)
-    bpf_perf_event_output(ctx, &bg_events, BPF_F_CURRENT_CPU, e, sizeof(*e));
-  else
-    bpf_ringbuf_output(&bg_events, e, sizeof(*e), 0);
+    return bpf_perf_event_output(ctx, &bg_events, BPF_F_CURRENT_CPU, e, sizeof(*e));
+  return bpf_ringbuf_output(&bg_events, e, sizeof(*e), 0);
 }
 
 static __always_inline void bg_event_of(struct bg_event *e, __u32 type,
@@ -69,12 +69,16 @@ static __always_inline void bg_event_of(struct bg_event *e, __u32 type,
   e->dport = pkt->has_l4 ? bpf_ntohs(pkt->dport) : 0;
 }
 
+/* The functions below are global (not inlined): the verifier checks each once,
+ * whatever path of the pipeline calls it. */
+
 /* Counts a frame under its rule (not the default one) and reports the rule's
- * first hit in this generation. */
-static __always_inline void bg_rule_hit(void *ctx, __u32 rule_id, __u32 generation,
-                                        const struct bg_packet *pkt, __u64 len) {
-  if (rule_id == BG_RULE_DEFAULT)
-    return;
+ * first hit in this generation. A report the buffer refuses is tried again
+ * by the rule's next hit. */
+__noinline int bg_rule_hit(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 rule_id,
+                           __u32 generation, __u32 len) {
+  if (!pkt || rule_id == BG_RULE_DEFAULT)
+    return 0;
   struct bg_rule_stats *rs = bpf_map_lookup_elem(&bg_rule_stats, &rule_id);
   if (rs) {
     if (rs->generation != generation) {
@@ -87,21 +91,27 @@ static __always_inline void bg_rule_hit(void *ctx, __u32 rule_id, __u32 generati
   }
   __u32 *seen = bpf_map_lookup_elem(&bg_rule_seen, &rule_id);
   if (!seen)
-    return;
+    return 0;
   __u32 old = *(volatile __u32 *)seen;
   if (old == generation || __sync_val_compare_and_swap(seen, old, generation) != old)
-    return;
+    return 0;
   struct bg_event e;
   bg_event_of(&e, BG_EVENT_RULE_HIT, pkt);
   e.ts_ns = bpf_ktime_get_ns();
   e.rule = rule_id;
   e.value = generation;
-  bg_emit(ctx, &e);
+  if (bg_emit(ctx, &e) < 0) {
+    __sync_val_compare_and_swap(seen, generation, old); /* not reported: the next hit tries */
+    return 0;
+  }
+  return 1;
 }
 
 /* A source just went on the blocklist. */
-static __always_inline void bg_event_blocked(void *ctx, const struct bg_packet *pkt, __u32 rule_id,
-                                             __u64 ttl_ns, __u64 now) {
+__noinline int bg_event_blocked(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 rule_id,
+                                __u64 ttl_ns, __u64 now) {
+  if (!pkt)
+    return 0;
   struct bg_event e;
   bg_event_of(&e, BG_EVENT_BLOCKED, pkt);
   e.ts_ns = now;
@@ -109,44 +119,49 @@ static __always_inline void bg_event_blocked(void *ctx, const struct bg_packet *
   e.value = ttl_ns;
   e.rule = rule_id;
   e.prefixlen = 128;
-  bg_emit(ctx, &e);
+  return bg_emit(ctx, &e) == 0;
 }
 
 /* A dropped frame: sampled at most once per interval per CPU. After a refused
  * sample the next BG_EVENT_SAMPLE_SKIP drops do not even read the clock, so a
- * flood costs an increment per frame. */
-static __always_inline void bg_event_drop(void *ctx, const struct bg_packet *pkt, __u32 reason,
-                                          __u32 rule_id, __u64 len) {
+ * flood costs an increment per frame. A sample the buffer refuses keeps its
+ * count: the next sample stands for its drops too. */
+__noinline int bg_event_drop(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 reason,
+                             __u32 rule_id, __u32 len) {
   __u32 zero = 0;
   struct bg_event_sampler *s = bpf_map_lookup_elem(&bg_event_sampler, &zero);
-  if (!s)
-    return;
+  if (!s || !pkt)
+    return 0;
   if (s->skip) {
     s->skip--;
     s->suppressed++;
-    return;
+    return 0;
   }
   const struct bg_event_config *cfg = bpf_map_lookup_elem(&bg_event_config, &zero);
   if (!cfg || !cfg->sample_interval_ns) {
     s->suppressed++;
-    return;
+    return 0;
   }
   __u64 now = bpf_ktime_get_ns();
   if (now < s->next_ns) {
     s->suppressed++;
     s->skip = BG_EVENT_SAMPLE_SKIP;
-    return;
+    return 0;
   }
   struct bg_event e;
   bg_event_of(&e, BG_EVENT_DROP_SAMPLE, pkt);
   e.ts_ns = now;
   e.reason = reason;
   e.rule = rule_id;
-  e.len = (__u32)len;
+  e.len = len;
   e.value = s->suppressed;
-  s->suppressed = 0;
   s->next_ns = now + cfg->sample_interval_ns;
-  bg_emit(ctx, &e);
+  if (bg_emit(ctx, &e) < 0) {
+    s->suppressed++; /* this drop was not sampled either */
+    return 0;
+  }
+  s->suppressed = 0;
+  return 1;
 }
 
 #endif /* BPFGATE_BPF_EVENTS_H */

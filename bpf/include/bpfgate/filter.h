@@ -10,6 +10,15 @@
  *
  * A source that stays over its limit for block_after_ns goes on the
  * blocklist for block_ttl_ns. Counters are per CPU, keyed verdict x reason.
+ *
+ * Verification stays linear: each stage is a global (not inlined) function
+ * that the verifier checks once, on its own, instead of once for every path
+ * through the stages before it (the whole pipeline inlined made Linux 6.1's
+ * verifier give up after 1,000,000 instructions). On 6.1 a global function
+ * takes the context, scalars or pointers to sized memory and returns a
+ * scalar, so the stages share their state through one struct bg_work on the
+ * entry program's stack. tests/bpf/verifier_budget_test.cpp holds every
+ * program under 100,000 processed instructions.
  */
 #ifndef BPFGATE_BPF_FILTER_H
 #define BPFGATE_BPF_FILTER_H
@@ -22,8 +31,45 @@
 #include "bpfgate/maps.h"
 #include "bpfgate/parse.h"
 
-#define BG_CAS_TRIES 4
+#ifndef BG_CAS_TRIES
+#define BG_CAS_TRIES 4 /* a test object builds with 0 to see every race lost */
+#endif
 #define BG_STREAK_GAP_NS 1000000000ULL /* a quiet second ends an over-limit streak */
+
+/* A stage's result: a verdict and its reason, or BG_NEXT to go on. */
+#define BG_RES(verdict, reason) ((int)((verdict) | ((reason) << 8)))
+#define BG_NEXT (-1)
+
+/* What the stages know of the frame, on the entry program's stack. */
+struct bg_work {
+  struct bg_packet pkt;
+  __u64 now; /* bpf_ktime_get_ns(), 0 until a stage needs it */
+  __u32 len;
+  __u32 status; /* enum bg_parse_status */
+  __u32 gen;    /* the active policy generation: 0 or 1 */
+  __u32 generation;
+  __u32 rule_id;
+  __u32 blocked; /* the source went on the blocklist with this frame */
+};
+
+enum bg_take_result {
+  BG_TAKE_OK = 0,      /* conforming (or unlimited): charged */
+  BG_TAKE_OVER = 1,    /* over its limit */
+  BG_TAKE_REFUSED = 2, /* no bucket yet, and new sources are over their rate */
+  BG_TAKE_NOSTATE = 3, /* the map refused the entry: fail open */
+};
+
+static __always_inline const struct bg_settings *bg_settings_of(const struct bg_config *cfg,
+                                                                __u32 gen) {
+  return gen ? &cfg->gen[1] : &cfg->gen[0];
+}
+
+static __always_inline void bg_stat(__u32 stat) {
+  __u32 key = bg_stat_key(stat);
+  struct bg_counter *c = bpf_map_lookup_elem(&bg_counters, &key);
+  if (c)
+    c->packets++;
+}
 
 static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
   __u32 key = bg_counter_key(verdict, reason);
@@ -35,50 +81,27 @@ static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
   return verdict == BG_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
-/* bg_count for a verdict that may be a drop: drops are sampled as events. */
-static __always_inline int bg_verdict(void *ctx, __u32 verdict, __u32 reason, __u64 bytes,
-                                      const struct bg_packet *pkt, __u32 rule_id) {
-  if (verdict == BG_VERDICT_DROP)
-    bg_event_drop(ctx, pkt, reason, rule_id, bytes);
-  return bg_count(verdict, reason, bytes);
-}
-
 /* Whether a source without state may get some now: this CPU's share of the
  * new-source GCRA (no atomics: a CPU runs one XDP program at a time). */
 static __always_inline int bg_admit(const struct bg_limit *lim, __u64 now) {
   if (!lim->rate_pps)
     return 1;
   __u32 zero = 0;
-  struct bg_admission *a = bpf_map_lookup_elem(&bg_admission, &zero);
-  if (!a)
+  struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &zero);
+  if (!adm)
     return 1;
-  __u64 tat = a->tat_ns > now ? a->tat_ns : now;
+  __u64 tat = adm->tat_ns > now ? adm->tat_ns : now;
   if (tat - now > lim->tolerance_ns)
     return 0;
-  a->tat_ns = tat + lim->emission_ns;
+  adm->tat_ns = tat + lim->emission_ns;
   return 1;
 }
 
-/* The bucket of key, made if missing. NULL with *refused set: a new source
- * over the new-source limit (admission is NULL for prefix buckets, which
- * only admitted sources make); NULL alone: the map refused the entry. */
-static __always_inline struct bg_src_state *bg_bucket(const struct bg_src_key *key, __u64 now,
-                                                      const struct bg_limit *admission,
-                                                      int *refused) {
-  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, key);
-  if (st)
-    return st;
-  if (admission && !bg_admit(admission, now)) {
-    *refused = 1;
-    return NULL;
-  }
-  struct bg_src_state init = {.tat_ns = now, .first_seen_ns = now, .last_seen_ns = now};
-  bpf_map_update_elem(&bg_sources, key, &init, BPF_NOEXIST);
-  return bpf_map_lookup_elem(&bg_sources, key);
-}
-
 /* GCRA: conforming if the theoretical arrival time is at most tolerance_ns in
- * the future. A compare-and-swap keeps concurrent CPUs from sharing a token. */
+ * the future. A compare-and-swap keeps concurrent CPUs from sharing a token.
+ * A packet whose every try lost to other CPUs' updates of the same bucket
+ * passes and is counted as contended: losing a race is no evidence of being
+ * over the limit, and must never feed auto-block. */
 static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_limit *lim,
                                        __u64 now) {
   for (int i = 0; i < BG_CAS_TRIES; i++) {
@@ -89,59 +112,152 @@ static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_
     if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + lim->emission_ns) == old)
       return 1;
   }
-  return 0; /* lost every race: only a source hammering several CPUs gets here */
-}
-
-/* Accounts a packet to a bucket and runs it; 1 if it conforms. */
-static __always_inline int bg_take(const struct bg_src_key *key, const struct bg_limit *lim,
-                                   __u64 now, __u64 len, struct bg_src_state **out,
-                                   const struct bg_limit *admission, int *refused) {
-  struct bg_src_state *st = bg_bucket(key, now, admission, refused);
-  *out = st;
-  if (!st)
-    return !*refused; /* map refused the entry: fail open */
-  __sync_fetch_and_add(&st->packets, 1);
-  __sync_fetch_and_add(&st->bytes, len);
-  st->last_seen_ns = now;
-  if (!lim->rate_pps || bg_conforms(st, lim, now))
-    return 1;
-  __sync_fetch_and_add(&st->drops, 1);
-  return 0;
-}
-
-static __always_inline void bg_lpm_of(struct bg_lpm_key *k, const __u8 addr[16]) {
-  k->prefixlen = 128;
-  __builtin_memcpy(k->addr, addr, 16);
+  bg_stat(BG_STAT_CAS_CONTENDED);
+  return 1;
 }
 
 /* Auto-block: a source dropped at least once a second for block_after_ns
- * goes on the blocklist for block_ttl_ns. */
+ * goes on the blocklist for block_ttl_ns. A blocklist that refuses the entry
+ * (full) is counted and the streak goes on, so the source is blocked as soon
+ * as there is room. */
 static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_settings *s,
                                      const __u8 addr[16], __u64 now) {
-  if (!s->block_after_ns || !st)
-    return 0;
   if (!st->over_since_ns || now - st->last_drop_ns > BG_STREAK_GAP_NS)
     st->over_since_ns = now;
   st->last_drop_ns = now;
   if (now - st->over_since_ns < s->block_after_ns)
     return 0;
-  struct bg_lpm_key k;
-  bg_lpm_of(&k, addr);
+  struct bg_lpm_key k = {.prefixlen = 128};
+  __builtin_memcpy(k.addr, addr, 16);
   struct bg_block b = {
       .expires_ns = now + s->block_ttl_ns, .added_ns = now, .reason = BG_BLOCK_AUTO};
-  int added = bpf_map_update_elem(&bg_blocklist, &k, &b, BPF_NOEXIST) == 0;
+  long err = bpf_map_update_elem(&bg_blocklist, &k, &b, BPF_NOEXIST);
+  if (err && err != -17 /* EEXIST: another CPU blocked it */) {
+    bg_stat(BG_STAT_AUTOBLOCK_FAILED);
+    return 0;
+  }
   st->over_since_ns = 0;
-  return added;
+  if (err)
+    return 0;
+  __u32 zero = 0;
+  struct bg_runtime *rt = bpf_map_lookup_elem(&bg_runtime, &zero);
+  if (rt)
+    rt->blocklist_live = 1; /* after the insert: see struct bg_runtime */
+  return 1;
 }
 
-/* Masks addr to a prefix of `len` bits (in the 128-bit space). */
-static __always_inline void bg_mask(__u8 out[16], const __u8 in[16], __u32 len) {
-#pragma unroll
-  for (int i = 0; i < 16; i++) {
-    __u32 bits = len > (__u32)i * 8 ? len - (__u32)i * 8 : 0;
-    __u8 m = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
-    out[i] = in[i] & m;
+/* The bucket key of w's source (BG_SRC_ADDR, under its rule) or of its
+ * prefix (BG_SRC_PREFIX). */
+static __always_inline void bg_key_of(struct bg_src_key *key, const struct bg_work *w,
+                                      const struct bg_settings *s, __u32 kind);
+
+/* Charges the frame to its source's bucket (kind BG_SRC_ADDR: the rule's
+ * limit, made if missing and admitted; auto-block) or to its prefix's
+ * (BG_SRC_PREFIX); returns an enum bg_take_result. Reads the limits itself,
+ * so that its caller's stack stays small. */
+__noinline int bg_take(struct bg_work *w, __u32 kind) {
+  __u32 zero = 0;
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!w || !cfg)
+    return BG_TAKE_NOSTATE;
+  __u32 gen = w->gen & 1;
+  const struct bg_settings *s = bg_settings_of(cfg, gen);
+  const struct bg_limit *lim = &s->prefix_limit;
+  if (kind == BG_SRC_ADDR) {
+    void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
+    if (!rules)
+      return BG_TAKE_NOSTATE;
+    __u32 rule_id = w->rule_id;
+    const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
+    if (!rule)
+      return BG_TAKE_NOSTATE;
+    lim = &rule->limit;
   }
+  __u64 now = w->now;
+  struct bg_src_key key;
+  bg_key_of(&key, w, s, kind);
+  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
+  if (!st) {
+    if (kind == BG_SRC_ADDR && !bg_admit(&s->new_source_limit, now))
+      return BG_TAKE_REFUSED;
+    struct bg_src_state init = {.tat_ns = now, .first_seen_ns = now, .last_seen_ns = now};
+    bpf_map_update_elem(&bg_sources, &key, &init, BPF_NOEXIST);
+    st = bpf_map_lookup_elem(&bg_sources, &key);
+    if (!st)
+      return BG_TAKE_NOSTATE;
+  }
+  __sync_fetch_and_add(&st->packets, 1);
+  __sync_fetch_and_add(&st->bytes, w->len);
+  st->last_seen_ns = now;
+  if (!lim->rate_pps || bg_conforms(st, lim, now))
+    return BG_TAKE_OK;
+  __sync_fetch_and_add(&st->drops, 1);
+  if (kind == BG_SRC_ADDR && s->block_after_ns)
+    w->blocked = bg_streak(st, s, w->pkt.src, now);
+  return BG_TAKE_OVER;
+}
+
+/* The frame charged to its source's bucket was dropped after all: counts the
+ * drop there, and with `refund` gives the token back (a later bucket refused
+ * the frame, so the source keeps what it did not use). */
+__noinline int bg_untake(struct bg_work *w, __u32 refund) {
+  __u32 zero = 0;
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!w || !cfg)
+    return 0;
+  __u32 gen = w->gen & 1;
+  const struct bg_settings *s = bg_settings_of(cfg, gen);
+  struct bg_src_key key;
+  bg_key_of(&key, w, s, BG_SRC_ADDR);
+  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
+  if (!st)
+    return 0;
+  __sync_fetch_and_add(&st->drops, 1);
+  if (!refund)
+    return 1;
+  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
+  if (!rules)
+    return 0;
+  __u32 rule_id = w->rule_id;
+  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
+  if (rule && rule->limit.rate_pps)
+    __sync_fetch_and_add(&st->tat_ns, -rule->limit.emission_ns);
+  return 1;
+}
+
+/* A mask of the first `bits` (0..64) bits of a big-endian 64-bit word. */
+static __always_inline __u64 bg_mask64(__u32 bits) {
+  if (!bits)
+    return 0;
+  return bpf_cpu_to_be64(~0ULL << (64 - (bits & 63 ? bits & 63 : 64)));
+}
+
+/* Masks addr to a prefix of `len` bits (in the 128-bit space). Two words, no
+ * branch per byte: a loop over bytes with a branch each was 2^16 paths to
+ * the verifier. */
+static __always_inline void bg_mask(__u8 out[16], const __u8 in[16], __u32 len) {
+  __u64 w[2];
+  __builtin_memcpy(w, in, 16);
+  __u32 hi = len >= 64 ? 64 : len;
+  __u32 lo = len > 64 ? (len >= 128 ? 64 : len - 64) : 0;
+  w[0] &= bg_mask64(hi);
+  w[1] &= bg_mask64(lo);
+  __builtin_memcpy(out, w, 16);
+}
+
+static __always_inline void bg_key_of(struct bg_src_key *key, const struct bg_work *w,
+                                      const struct bg_settings *s, __u32 kind) {
+  __builtin_memset(key, 0, sizeof(*key));
+  if (kind == BG_SRC_ADDR) {
+    key->rule = (__u16)w->rule_id;
+    key->kind = BG_SRC_ADDR;
+    __builtin_memcpy(key->addr, w->pkt.src, 16);
+    return;
+  }
+  __u32 plen = w->pkt.l3_proto == ETH_P_IP ? 96 + s->prefix_v4 : s->prefix_v6;
+  key->kind = BG_SRC_PREFIX;
+  key->prefixlen = plen;
+  bg_mask(key->addr, w->pkt.src, plen);
 }
 
 /* The rule for this packet: by protocol and destination port, then by
@@ -167,91 +283,130 @@ static __always_inline __u32 bg_rule_id(__u32 gen, const struct bg_packet *pkt) 
   return BG_RULE_DEFAULT;
 }
 
-/* The whole pipeline on one frame: returns an XDP action. */
-static __always_inline int bg_filter(struct xdp_md *ctx) {
+/* Stage 1: parse the frame into w->pkt. */
+__noinline int bg_stage_parse(struct xdp_md *ctx, struct bg_work *w) {
+  if (!w)
+    return 0;
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
-  __u64 len = data_end - data;
-  __u32 zero = 0;
+  w->len = data_end - data;
+  w->status = bg_parse(data, data_end, &w->pkt);
+  return 0;
+}
 
+/* Stage 2: what the policy says of the source before any bucket: frames
+ * without a trustworthy source, the ACL (longest prefix wins), the blocklist,
+ * and which rule the frame falls under (w->rule_id). */
+__noinline int bg_stage_policy(struct bg_work *w) {
+  if (!w)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  __u32 zero = 0;
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
   if (!cfg)
-    return XDP_PASS;
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   __u32 gen = cfg->active & 1;
-  const struct bg_settings *s = &cfg->gen[gen];
+  const struct bg_settings *s = bg_settings_of(cfg, gen);
+  w->gen = gen;
+  w->generation = cfg->generation;
 
-  struct bg_packet pkt = {};
-  int status = bg_parse(data, data_end, &pkt);
+  __u32 status = w->status;
   if (status == BG_PARSE_NOT_IP)
-    return bg_count(BG_VERDICT_PASS, BG_REASON_NOT_IP, len);
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_NOT_IP);
   if (status == BG_PARSE_BAD_L2 || status == BG_PARSE_BAD_L3)
-    return bg_verdict(ctx, s->unparsed_verdict, BG_REASON_UNPARSEABLE, len, &pkt, 0);
+    return BG_RES(s->unparsed_verdict & 1, BG_REASON_UNPARSEABLE);
 
   /* The source is known from here on: a broken transport header buys no way
    * around the ACL, the blocklist or the limits. */
-  struct bg_lpm_key lk;
-  bg_lpm_of(&lk, pkt.src);
-  void *acl = (s->flags & BG_SET_ACL) ? bpf_map_lookup_elem(&bg_acl, &gen) : NULL;
-  if (acl) {
-    __u32 *action = bpf_map_lookup_elem(acl, &lk);
-    if (action && *action == BG_ACL_ALLOW)
-      return bg_count(BG_VERDICT_PASS, BG_REASON_ALLOW, len);
-    if (action && *action == BG_ACL_DENY)
-      return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_DENY, len, &pkt, 0);
-  }
-
-  __u64 now = bpf_ktime_get_ns();
-  struct bg_block *blk = bpf_map_lookup_elem(&bg_blocklist, &lk);
-  if (blk && (!blk->expires_ns || blk->expires_ns > now)) {
-    __sync_fetch_and_add(&blk->drops, 1);
-    return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_BLOCKLIST, len, &pkt, 0);
-  }
-
-  __u32 rule_id =
-      status == BG_PARSE_OK && (s->flags & BG_SET_RULES) ? bg_rule_id(gen, &pkt) : BG_RULE_DEFAULT;
-  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
-  if (!rules)
-    return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
-  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
-  if (!rule)
-    return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
-  bg_rule_hit(ctx, rule_id, cfg->generation, &pkt, len);
-  if (rule->action == BG_ACTION_DROP)
-    return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_RULE, len, &pkt, rule_id);
-  if (rule->action == BG_ACTION_PASS)
-    return bg_count(BG_VERDICT_PASS, BG_REASON_RULE, len);
-
-  struct bg_src_key key = {.rule = (__u16)rule_id, .kind = BG_SRC_ADDR};
-  __builtin_memcpy(key.addr, pkt.src, sizeof(key.addr));
-  struct bg_src_state *st;
-  int refused = 0;
-  if (!bg_take(&key, &rule->limit, now, len, &st, &s->new_source_limit, &refused)) {
-    if (refused)
-      return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_NEW_SOURCE, len, &pkt, rule_id);
-    if (bg_streak(st, s, pkt.src, now))
-      bg_event_blocked(ctx, &pkt, rule_id, s->block_ttl_ns, now);
-    return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, len, &pkt, rule_id);
-  }
-
-  if (s->prefix_limit.rate_pps) {
-    int v4 = pkt.l3_proto == ETH_P_IP;
-    struct bg_src_key pk = {.kind = BG_SRC_PREFIX};
-    pk.prefixlen = v4 ? 96 + s->prefix_v4 : s->prefix_v6;
-    bg_mask(pk.addr, pkt.src, pk.prefixlen);
-    struct bg_src_state *pst;
-    if (!bg_take(&pk, &s->prefix_limit, now, len, &pst, NULL, &refused)) {
-      if (st)
-        __sync_fetch_and_add(&st->drops, 1);
-      return bg_verdict(ctx, BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT, len, &pkt, rule_id);
+  struct bg_lpm_key lk = {.prefixlen = 128};
+  __builtin_memcpy(lk.addr, w->pkt.src, 16);
+  if (s->flags & BG_SET_ACL) {
+    void *acl = bpf_map_lookup_elem(&bg_acl, &gen);
+    if (acl) {
+      __u32 *action = bpf_map_lookup_elem(acl, &lk);
+      if (action && *action == BG_ACL_ALLOW)
+        return BG_RES(BG_VERDICT_PASS, BG_REASON_ALLOW);
+      if (action && *action == BG_ACL_DENY)
+        return BG_RES(BG_VERDICT_DROP, BG_REASON_DENY);
     }
   }
 
-  if (status == BG_PARSE_BAD_L4) {
-    if (s->unparsed_verdict == BG_VERDICT_DROP && st)
-      __sync_fetch_and_add(&st->drops, 1);
-    return bg_verdict(ctx, s->unparsed_verdict, BG_REASON_UNPARSEABLE, len, &pkt, rule_id);
+  const struct bg_runtime *rt = bpf_map_lookup_elem(&bg_runtime, &zero);
+  if (!rt || rt->blocklist_live) {
+    struct bg_block *blk = bpf_map_lookup_elem(&bg_blocklist, &lk);
+    if (blk) {
+      __u64 now = bpf_ktime_get_ns();
+      w->now = now;
+      if (!blk->expires_ns || blk->expires_ns > now) {
+        __sync_fetch_and_add(&blk->drops, 1);
+        return BG_RES(BG_VERDICT_DROP, BG_REASON_BLOCKLIST);
+      }
+    }
   }
-  return bg_count(BG_VERDICT_PASS, BG_REASON_OK, len);
+
+  w->rule_id = status == BG_PARSE_OK && (s->flags & BG_SET_RULES) ? bg_rule_id(gen, &w->pkt)
+                                                                  : BG_RULE_DEFAULT;
+  return BG_NEXT;
+}
+
+/* Stage 3: the rule's action, then the per-source and per-prefix buckets. */
+__noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
+  if (!w)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  __u32 zero = 0;
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!cfg)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  __u32 gen = w->gen & 1;
+  const struct bg_settings *s = bg_settings_of(cfg, gen);
+  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
+  if (!rules)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  __u32 rule_id = w->rule_id;
+  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
+  if (!rule)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
+  if (rule->action == BG_ACTION_DROP)
+    return BG_RES(BG_VERDICT_DROP, BG_REASON_RULE);
+  if (rule->action == BG_ACTION_PASS)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_RULE);
+
+  if (!w->now)
+    w->now = bpf_ktime_get_ns();
+  int taken = bg_take(w, BG_SRC_ADDR);
+  if (taken == BG_TAKE_REFUSED)
+    return BG_RES(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE);
+  if (taken == BG_TAKE_OVER) {
+    if (w->blocked)
+      bg_event_blocked(ctx, &w->pkt, rule_id, s->block_ttl_ns, w->now);
+    return BG_RES(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT);
+  }
+  if (s->prefix_limit.rate_pps && bg_take(w, BG_SRC_PREFIX) == BG_TAKE_OVER) {
+    if (taken == BG_TAKE_OK)
+      bg_untake(w, 1); /* the source keeps the token its prefix refused */
+    return BG_RES(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT);
+  }
+  if (w->status == BG_PARSE_BAD_L4) {
+    __u32 verdict = s->unparsed_verdict & 1;
+    if (verdict == BG_VERDICT_DROP && taken == BG_TAKE_OK)
+      bg_untake(w, 0);
+    return BG_RES(verdict, BG_REASON_UNPARSEABLE);
+  }
+  return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+}
+
+/* The whole pipeline on one frame: returns an XDP action. */
+static __always_inline int bg_filter(struct xdp_md *ctx) {
+  struct bg_work w = {};
+  bg_stage_parse(ctx, &w);
+  int r = bg_stage_policy(&w);
+  if (r == BG_NEXT)
+    r = bg_stage_limit(ctx, &w);
+  __u32 verdict = r & 1;
+  __u32 reason = (r >> 8) & 0xff;
+  if (verdict == BG_VERDICT_DROP)
+    bg_event_drop(ctx, &w.pkt, reason, w.rule_id, w.len);
+  return bg_count(verdict, reason, w.len);
 }
 
 #endif /* BPFGATE_BPF_FILTER_H */

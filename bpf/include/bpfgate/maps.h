@@ -34,8 +34,15 @@ struct {
 } bg_admission SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct bg_runtime);
+} bg_runtime SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, BG_COUNTER_NR);
+  __uint(max_entries, BG_COUNTER_SLOTS);
   __type(key, __u32);
   __type(value, struct bg_counter);
 } bg_counters SEC(".maps");

@@ -26,6 +26,7 @@
 #define BG_PIN_PROTOS "protos"
 #define BG_PIN_RULES "rules"
 #define BG_PIN_BLOCKLIST "blocklist"
+#define BG_PIN_RUNTIME "runtime"
 
 /* Upper bounds the control plane enforces on operator input. */
 #define BG_RATE_MAX_PPS 100000000ULL /* 100 Mpps per source */
@@ -65,6 +66,19 @@ static inline __u32 bg_counter_key(__u32 verdict, __u32 reason) {
   return verdict * BG_REASON_NR + reason;
 }
 #define BG_COUNTER_NR ((int)BG_VERDICT_NR * (int)BG_REASON_NR)
+
+/* Events of the datapath that are not verdicts, counted per CPU in the same
+ * counters map after the verdict counters (bg_stat_key(); `packets` only). */
+enum bg_stat {
+  BG_STAT_CAS_CONTENDED = 0,    /* a bucket's compare-and-swap lost every try: passed */
+  BG_STAT_AUTOBLOCK_FAILED = 1, /* the blocklist refused an auto-block (full): streak kept */
+  BG_STAT_NR = 2,
+};
+
+static inline __u32 bg_stat_key(__u32 stat) {
+  return BG_COUNTER_NR + stat;
+}
+#define BG_COUNTER_SLOTS (BG_COUNTER_NR + (int)BG_STAT_NR)
 
 /* Per-CPU counter value (counters map, BPF_MAP_TYPE_PERCPU_ARRAY). */
 struct bg_counter {
@@ -186,6 +200,18 @@ struct bg_config {
   __u32 generation;  /* bumped by each apply; lets readers see a change */
   __u32 _pad;
   struct bg_settings gen[BG_GENERATIONS];
+};
+
+/* State shared by the datapath and the control plane that is no policy
+ * (runtime map, ARRAY, one entry). */
+struct bg_runtime {
+  /* Nonzero while the blocklist may hold entries; the datapath skips its
+   * lookup otherwise. The datapath sets it after each auto-block; the control
+   * plane sets it after each block and, after removing entries, clears it
+   * and sets it again if any entry is left (so an auto-block racing the clear
+   * is always seen: its flag store follows its insert). */
+  __u32 blocklist_live;
+  __u32 _pad;
 };
 
 /* How the program is attached; stored in bg_config for status. */
