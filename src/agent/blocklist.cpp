@@ -88,30 +88,38 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
       return st.error();
   if (idle_ns == 0)
     return r;
+  uint64_t now = monotonic_ns();
+  // Idle entries of a table, read out and deleted in batches.
+  auto sweep_map = [&](bpf::Map<bg_src_key, bg_src_state> &m) -> Status {
+    auto all = m.dump();
+    if (!all)
+      return all.error();
+    r.sources_seen += all->size();
+    std::vector<bg_src_key> idle;
+    for (const auto &[k, v] : *all)
+      if (v.last_seen_ns + idle_ns < now)
+        idle.push_back(k);
+    if (idle.empty())
+      return {};
+    auto n = m.erase_batch(idle);
+    if (!n)
+      return n.error();
+    r.sources_removed += *n;
+    return {};
+  };
+  // Sources that proved themselves leave only when idle, like the others.
+  if (auto st = sweep_map(dp.known_map()); !st)
+    return st.error();
   if (SourceSweeper *k = dp.source_sweeper()) {
-    uint64_t now = monotonic_ns();
     auto pass = k->run(now > idle_ns ? now - idle_ns : 0);
     if (!pass)
       return pass.error();
-    r.sources_seen = pass->seen;
-    r.sources_removed = pass->removed;
+    r.sources_seen += pass->seen;
+    r.sources_removed += pass->removed;
     return r;
   }
-  auto sources = dp.source_map().dump();
-  if (!sources)
-    return sources.error();
-  r.sources_seen = sources->size();
-  uint64_t now = monotonic_ns();
-  std::vector<bg_src_key> idle;
-  for (const auto &[k, v] : *sources)
-    if (v.last_seen_ns + idle_ns < now)
-      idle.push_back(k);
-  if (!idle.empty()) {
-    auto n = dp.source_map().erase_batch(idle);
-    if (!n)
-      return n.error();
-    r.sources_removed = *n;
-  }
+  if (auto st = sweep_map(dp.source_map()); !st)
+    return st.error();
   return r;
 }
 

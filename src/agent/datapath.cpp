@@ -9,6 +9,9 @@
 #include "bpf/pin.hpp"
 #include <bpf/libbpf.h>
 
+#include <algorithm>
+#include <cstring>
+
 namespace bpfgate::agent {
 
 namespace {
@@ -93,8 +96,9 @@ Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen
 
 const std::vector<const char *> &Datapath::pin_names() {
   static const std::vector<const char *> kNames = {
-      BG_PIN_CONFIG, BG_PIN_SOURCES, BG_PIN_COUNTERS, BG_PIN_BLOCKLIST, BG_PIN_RUNTIME,
-      BG_PIN_ACL,    BG_PIN_PORTS,   BG_PIN_PROTOS,   BG_PIN_RULES};
+      BG_PIN_CONFIG,  BG_PIN_SOURCES, BG_PIN_COUNTERS, BG_PIN_BLOCKLIST,
+      BG_PIN_RUNTIME, BG_PIN_KNOWN,   BG_PIN_NOBLOCK,  BG_PIN_ACL,
+      BG_PIN_PORTS,   BG_PIN_PROTOS,  BG_PIN_RULES};
   return kNames;
 }
 
@@ -126,6 +130,12 @@ Result<Datapath> Datapath::from_object(const bpf_object *obj) {
   auto runtime = open.operator()<bpf::Map<__u32, bg_runtime>>("bg_runtime");
   if (!runtime)
     return runtime.error();
+  auto known = open.operator()<bpf::Map<bg_src_key, bg_src_state>>("bg_known");
+  if (!known)
+    return known.error();
+  auto noblock = open.operator()<bpf::Map<bg_lpm_key, __u32>>("bg_noblock");
+  if (!noblock)
+    return noblock.error();
   std::vector<Outer> o;
   for (const char *name : {"bg_acl", "bg_ports", "bg_protos", "bg_rules"}) {
     auto om = open.operator()<Outer>(name);
@@ -133,9 +143,10 @@ Result<Datapath> Datapath::from_object(const bpf_object *obj) {
       return om.error();
     o.push_back(std::move(*om));
   }
-  return Datapath(
-      std::move(*config), {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
-      std::move(*blocklist), std::move(*sources), std::move(*counters), std::move(*runtime));
+  return Datapath(std::move(*config),
+                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
+                  std::move(*blocklist), std::move(*sources), std::move(*counters),
+                  std::move(*runtime), std::move(*known), std::move(*noblock));
 }
 
 Result<Datapath> Datapath::from_pins(const std::string &dir) {
@@ -156,6 +167,12 @@ Result<Datapath> Datapath::from_pins(const std::string &dir) {
   if (!runtime)
     return runtime.error().context(
         "a filter pinned by an older bpfgate (no runtime map): detach and attach it again");
+  auto known = bpf::Map<bg_src_key, bg_src_state>::open_pinned(p(BG_PIN_KNOWN));
+  if (!known)
+    return known.error();
+  auto noblock = bpf::Map<bg_lpm_key, __u32>::open_pinned(p(BG_PIN_NOBLOCK));
+  if (!noblock)
+    return noblock.error();
   std::vector<Outer> o;
   for (const char *name : kOuterPins) {
     auto om = Outer::open_pinned(p(name));
@@ -163,16 +180,18 @@ Result<Datapath> Datapath::from_pins(const std::string &dir) {
       return om.error();
     o.push_back(std::move(*om));
   }
-  return Datapath(
-      std::move(*config), {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
-      std::move(*blocklist), std::move(*sources), std::move(*counters), std::move(*runtime));
+  return Datapath(std::move(*config),
+                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
+                  std::move(*blocklist), std::move(*sources), std::move(*counters),
+                  std::move(*runtime), std::move(*known), std::move(*noblock));
 }
 
 Status Datapath::pin(const std::string &dir) const {
   const std::pair<const char *, int> pins[] = {
       {BG_PIN_CONFIG, config_.fd()},       {BG_PIN_SOURCES, sources_.fd()},
       {BG_PIN_COUNTERS, counters_.fd()},   {BG_PIN_BLOCKLIST, blocklist_.fd()},
-      {BG_PIN_RUNTIME, runtime_.fd()},     {BG_PIN_ACL, outer_[kAcl].fd()},
+      {BG_PIN_RUNTIME, runtime_.fd()},     {BG_PIN_KNOWN, known_.fd()},
+      {BG_PIN_NOBLOCK, noblock_.fd()},     {BG_PIN_ACL, outer_[kAcl].fd()},
       {BG_PIN_PORTS, outer_[kPorts].fd()}, {BG_PIN_PROTOS, outer_[kProtos].fd()},
       {BG_PIN_RULES, outer_[kRules].fd()}};
   for (const auto &[name, fd] : pins)
@@ -234,14 +253,26 @@ Status Datapath::apply(const core::PolicyImage &p) {
   }
   bg_settings &set = cfg->gen[next];
   set = p.settings;
-  core::share_per_cpu(set.new_source_limit,
-                      static_cast<unsigned>(std::max(bpf::possible_cpus(), 1)));
+  const auto cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
+  core::share_per_cpu(set.new_source_limit, cpus);
+  core::share_per_cpu(set.block_limit, cpus);
   // What the datapath may skip: an empty ACL, rules beyond the default.
   set.flags = 0;
   if (!p.acl.empty())
     set.flags |= BG_SET_ACL;
   if (p.rules.size() > 1)
     set.flags |= BG_SET_RULES;
+  if (p.prove)
+    set.flags |= BG_SET_PROVE;
+  // The never-block list is read only when a source is about to be
+  // auto-blocked; it is not generational: added before the switch, removed
+  // after it, so a prefix in both policies is never missing.
+  auto old_noblock = noblock_.dump();
+  if (!old_noblock)
+    return old_noblock.error().context("read the never-block list");
+  for (const auto &k : p.noblock)
+    if (auto st = noblock_.update(k, 1); !st)
+      return st.error().context("fill the never-block list");
   // Two writes: the settings of the generation not in use, then the switch.
   // An array update is a copy, not atomic: written together, a packet could
   // see the new `active` beside settings not copied yet. The second write
@@ -253,6 +284,14 @@ Status Datapath::apply(const core::PolicyImage &p) {
   cfg->generation++;
   if (auto st = config_.update(0, *cfg); !st)
     return st.error().context("switch policy generation");
+  for (const auto &[k, v] : *old_noblock) {
+    bool kept = std::any_of(p.noblock.begin(), p.noblock.end(), [&](const bg_lpm_key &n) {
+      return std::memcmp(&n, &k, sizeof(k)) == 0;
+    });
+    if (!kept)
+      if (auto gone = noblock_.erase(k); !gone)
+        return gone.error().context("trim the never-block list");
+  }
   return {};
 }
 
@@ -262,6 +301,12 @@ Result<core::PolicyImage> Datapath::active_policy() const {
     return cfg.error();
   core::PolicyImage p;
   p.settings = cfg->gen[cfg->active % BG_GENERATIONS];
+  p.prove = (p.settings.flags & BG_SET_PROVE) != 0;
+  auto noblock = noblock_.dump();
+  if (!noblock)
+    return noblock.error();
+  for (const auto &[k, v] : *noblock)
+    p.noblock.push_back(k);
   std::array<bpf::UniqueFd, 4> inner;
   for (int i = 0; i < 4; i++) {
     auto fd = inner_of(outer_[i], cfg->active % BG_GENERATIONS);
@@ -375,10 +420,15 @@ Result<std::vector<SourceEntry>> Datapath::sources() const {
   auto entries = sources_.dump();
   if (!entries)
     return entries.error();
+  auto known = known_.dump();
+  if (!known)
+    return known.error();
   std::vector<SourceEntry> out;
-  out.reserve(entries->size());
+  out.reserve(entries->size() + known->size());
+  for (const auto &[k, v] : *known)
+    out.push_back(SourceEntry{k, v, true});
   for (const auto &[k, v] : *entries)
-    out.push_back(SourceEntry{k, v});
+    out.push_back(SourceEntry{k, v, false});
   return out;
 }
 

@@ -28,6 +28,7 @@ using StatTotals = std::array<uint64_t, BG_STAT_NR>;
 struct SourceEntry {
   bg_src_key key;
   bg_src_state state;
+  bool known = false;  // in the known table: proved itself
 };
 
 class Datapath {
@@ -55,6 +56,7 @@ class Datapath {
   Result<uint32_t> max_sources() const;
 
   bpf::Map<bg_src_key, bg_src_state> &source_map() { return sources_; }
+  bpf::Map<bg_src_key, bg_src_state> &known_map() { return known_; }
   bpf::Map<bg_lpm_key, bg_block> &blocklist() { return blocklist_; }
   // Keep the datapath's blocklist flag right (struct bg_runtime): after
   // adding entries, and after removing some.
@@ -69,13 +71,16 @@ class Datapath {
   using Outer = bpf::Map<__u32, __u32>;
   Datapath(bpf::Map<__u32, bg_config> config, std::array<Outer, 4> outer,
            bpf::Map<bg_lpm_key, bg_block> blocklist, bpf::Map<bg_src_key, bg_src_state> sources,
-           bpf::PerCpuMap<__u32, bg_counter> counters, bpf::Map<__u32, bg_runtime> runtime)
+           bpf::PerCpuMap<__u32, bg_counter> counters, bpf::Map<__u32, bg_runtime> runtime,
+           bpf::Map<bg_src_key, bg_src_state> known, bpf::Map<bg_lpm_key, __u32> noblock)
       : config_(std::move(config)),
         outer_(std::move(outer)),
         blocklist_(std::move(blocklist)),
         sources_(std::move(sources)),
         counters_(std::move(counters)),
-        runtime_(std::move(runtime)) {}
+        runtime_(std::move(runtime)),
+        known_(std::move(known)),
+        noblock_(std::move(noblock)) {}
 
   bpf::Map<__u32, bg_config> config_;
   std::array<Outer, 4> outer_;  // acl, ports, protos, rules
@@ -83,6 +88,8 @@ class Datapath {
   bpf::Map<bg_src_key, bg_src_state> sources_;
   bpf::PerCpuMap<__u32, bg_counter> counters_;
   bpf::Map<__u32, bg_runtime> runtime_;
+  bpf::Map<bg_src_key, bg_src_state> known_;  // sources that proved themselves
+  bpf::Map<bg_lpm_key, __u32> noblock_;
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;
 };

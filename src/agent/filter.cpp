@@ -138,6 +138,12 @@ Status check_not_attached(const std::string &dir, const std::string &iface, int 
 
 }  // namespace
 
+bool syncookie_helpers() {
+  static const bool have =
+      bpf::has_helper(BPF_PROG_TYPE_XDP, BPF_FUNC_tcp_raw_check_syncookie_ipv4);
+  return have;
+}
+
 Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   if (auto st = core::validate(o.limits); !st)
     return st.error();
@@ -176,7 +182,7 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   auto skel = bpf::XdpFilterSkel::open("xdp_filter");
   if (!skel)
     return skel.error();
-  bpf_map__set_max_entries((*skel)->maps.bg_sources, o.max_sources);
+  prepare_filter(*skel, o.max_sources);
   if (o.mode == bpf::XdpMode::kOffload) {
     bpf_program__set_ifindex((*skel)->progs.bg_xdp_filter, *ifindex);
     bpf_map *m;

@@ -10,6 +10,7 @@
 #include "agent/datapath.hpp"
 #include "agent/events.hpp"
 #include "bpf/fd.hpp"
+#include "bpf/skeletons.hpp"
 #include "bpf/xdp.hpp"
 #include "core/limits.hpp"
 #include "core/policy.hpp"
@@ -90,6 +91,17 @@ class PinnedFilter {
 };
 
 Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &opts);
+// Whether XDP programs may call bpf_tcp_raw_check_syncookie_* (asked once).
+bool syncookie_helpers();
+// Between open and load of the filter object: its per-source tables sized
+// to `max_sources` entries each (admitted and known), and the SYN-cookie
+// proof compiled in where the kernel has the helpers (Linux 6.0).
+// (Inline: a skeleton's type has internal linkage.)
+inline void prepare_filter(bpf::XdpFilterSkel &skel, uint32_t max_sources) {
+  bpf_map__set_max_entries(skel->maps.bg_sources, max_sources);
+  bpf_map__set_max_entries(skel->maps.bg_known, max_sources);
+  skel->rodata->bg_have_syncookie = syncookie_helpers() ? 1 : 0;
+}
 Status detach(const std::string &bpffs, const std::string &iface);
 // Interfaces with a pin directory, whether or not the interface still exists.
 Result<std::vector<std::string>> pinned_interfaces(const std::string &bpffs);

@@ -34,3 +34,11 @@ bool has_bpf_privileges() {
 }
 
 }  // namespace bpfgate::bpf
+
+namespace bpfgate::bpf {
+
+bool has_helper(bpf_prog_type type, bpf_func_id helper) {
+  return libbpf_probe_bpf_helper(type, helper, nullptr) == 1;
+}
+
+}  // namespace bpfgate::bpf

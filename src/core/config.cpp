@@ -176,8 +176,16 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
 }
 
 void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
-  if (!check_keys(d, n, {"rate", "burst", "prefix", "new_sources"}, "limits"))
+  if (!check_keys(d, n, {"rate", "burst", "prefix", "new_sources", "prove"}, "limits"))
     return;
+  if (const auto &pv = n["prove"]) {
+    // `prove: syncookies` (default) or `off`: TCP sources prove themselves with SYN cookies.
+    if (pv.IsScalar() && (pv.Scalar() == "syncookies" || pv.Scalar() == "off"))
+      c.prove = pv.Scalar() == "syncookies";
+    else
+      d.at(pv, fmt::format("limits.prove is syncookies or off, not '{}'",
+                           pv.IsScalar() ? pv.Scalar() : std::string("a map or list")));
+  }
   if (const auto &ns = n["new_sources"]) {
     // `new_sources: off`, or {rate, burst}: sources without state let in per second.
     if (ns.IsScalar()) {
@@ -320,7 +328,7 @@ void parse_rules(Diag &d, const YAML::Node &n, Config &c) {
 }
 
 void parse_auto_block(Diag &d, const YAML::Node &n, Config &c) {
-  if (!check_keys(d, n, {"after", "ttl"}, "auto_block"))
+  if (!check_keys(d, n, {"after", "ttl", "max_rate", "never"}, "auto_block"))
     return;
   if (!n["after"] || !n["ttl"]) {
     d.at(n, "auto_block needs both after (how long over the limit) and ttl (how long blocked)");
@@ -332,8 +340,25 @@ void parse_auto_block(Diag &d, const YAML::Node &n, Config &c) {
     d.at(n["after"], "auto_block.after must be at least 100ms");
   if (ttl && *ttl < 1'000'000'000ULL)
     d.at(n["ttl"], "auto_block.ttl must be at least 1s");
-  if (after && ttl)
-    c.auto_block = AutoBlockConfig{*after, *ttl};
+  if (!after || !ttl)
+    return;
+  AutoBlockConfig ab{*after, *ttl};
+  if (const auto &m = n["max_rate"]) {
+    // max_rate: N (auto-blocks a second, burst N) or {rate: N, burst: N}.
+    if (m.IsScalar()) {
+      if (auto v = number(d, m, "auto_block.max_rate", 1, BG_RATE_MAX_PPS))
+        ab.max_rate = Limits{*v, *v};
+    } else if (check_keys(d, m, {"rate", "burst"}, "auto_block.max_rate")) {
+      if (auto l = limits_in(d, m, "auto_block.max_rate", true))
+        ab.max_rate = *l;
+    }
+  }
+  if (n["never"])
+    parse_prefix_list(d, n["never"], ab.never, "auto_block.never");
+  if (ab.never.size() > BG_NOBLOCK_MAX)
+    d.at(n["never"], fmt::format("auto_block.never has {} prefixes: at most {}", ab.never.size(),
+                                 BG_NOBLOCK_MAX));
+  c.auto_block = std::move(ab);
 }
 
 // metrics: {listen: 127.0.0.1:9477 | "[::1]:9477" | off}

@@ -42,6 +42,8 @@ struct PrefixLimitConfig {
 struct AutoBlockConfig {
   uint64_t after_ns = 0;
   uint64_t ttl_ns = 0;
+  Limits max_rate{kDefaultAutoBlockPps, kDefaultAutoBlockPps};  // auto-blocks a second
+  std::vector<Prefix> never;                                    // prefixes never auto-blocked
 };
 
 // A TCP port of this host whose requests are measured (agent/probes.hpp).
@@ -83,6 +85,8 @@ struct Config {
   std::optional<PrefixLimitConfig> prefix_limit;
   // limits.new_sources (off: rate 0): sources without state let in per second.
   Limits new_sources{kDefaultNewSourcesPps, kDefaultNewSourcesPps};
+  // limits.prove: TCP sources prove themselves with SYN cookies (syncookies | off).
+  bool prove = true;
   bg_verdict unparsed = BG_VERDICT_PASS;
   std::vector<Prefix> allow, deny;
   std::vector<RuleConfig> rules;

@@ -20,6 +20,8 @@ inline constexpr uint64_t kDefaultRatePps = 10000;
 inline constexpr uint32_t kDefaultMaxSources = 65536;
 // New sources a filter lets in per second (and at once), all CPUs together.
 inline constexpr uint64_t kDefaultNewSourcesPps = 10000;
+// Auto-blocks a second for the whole filter (auto_block.max_rate).
+inline constexpr uint64_t kDefaultAutoBlockPps = 100;
 
 // Errors name the setting, the value and the accepted range.
 Status validate(const Limits &l);

@@ -116,6 +116,12 @@ PacketBuilder &PacketBuilder::tcp(uint16_t sport, uint16_t dport, uint8_t flags)
   tcp_flags_ = flags;
   return *this;
 }
+
+PacketBuilder &PacketBuilder::tcp_seq(uint32_t seq, uint32_t ack) {
+  tcp_seq_ = seq;
+  tcp_ack_ = ack;
+  return *this;
+}
 PacketBuilder &PacketBuilder::icmp(uint8_t type, uint8_t code) {
   l4_ = L4::kIcmp;
   icmp_type_ = type;
@@ -143,7 +149,7 @@ std::vector<uint8_t> PacketBuilder::build() const {
       put16(l4, sport_), put16(l4, dport_), put16(l4, 0), put16(l4, 0);
       break;
     case L4::kTcp:
-      put16(l4, sport_), put16(l4, dport_), put32(l4, 1), put32(l4, 0);
+      put16(l4, sport_), put16(l4, dport_), put32(l4, tcp_seq_), put32(l4, tcp_ack_);
       l4.push_back(5 << 4), l4.push_back(tcp_flags_), put16(l4, 65535), put16(l4, 0), put16(l4, 0);
       break;
     case L4::kIcmp:

@@ -10,6 +10,7 @@ PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limi
   apply_limits(limits, def.limit);
   p.rules.push_back(def);
   p.settings.unparsed_verdict = unparsed;
+  apply_limits(Limits{kDefaultAutoBlockPps, kDefaultAutoBlockPps}, p.settings.block_limit);
   return p;
 }
 
@@ -42,7 +43,11 @@ PolicyImage compile(const Config &c) {
   if (c.auto_block) {
     p.settings.block_after_ns = c.auto_block->after_ns;
     p.settings.block_ttl_ns = c.auto_block->ttl_ns;
+    apply_limits(c.auto_block->max_rate, p.settings.block_limit);
+    for (const auto &pre : c.auto_block->never)
+      p.noblock.push_back(pre.key);
   }
+  p.prove = c.prove;
   return p;
 }
 

@@ -18,6 +18,8 @@ struct PolicyImage {
   std::array<uint32_t, 256> protos{};                // IP protocol -> rule id (0: none)
   std::vector<bg_rule> rules;                        // index = rule id; [0] the default limit
   bg_settings settings{};
+  std::vector<bg_lpm_key> noblock;  // never auto-blocked (not generational: see Datapath::apply)
+  bool prove = true;                // BG_SET_PROVE: TCP sources prove themselves with SYN cookies
 };
 
 // Rule ids follow the config's order, starting at 1.

@@ -14,6 +14,7 @@
 #include "agent/datapath.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/events.hpp"
+#include "agent/filter.hpp"
 #include "bpf/event_buffer.hpp"
 #include "bpf/skeletons.hpp"
 #include "core/config.hpp"
@@ -47,6 +48,7 @@ struct Filter {
     if (!s)
       return nullptr;
     f->skel = std::make_unique<bpf::XdpFilterSkel>(std::move(*s));
+    agent::prepare_filter(*f->skel, 4096);
     EXPECT_TRUE(agent::set_event_transport(*f->skel, t).ok());
     auto st = f->skel->load();
     EXPECT_TRUE(st.ok()) << (st.ok() ? "" : st.error().what());

@@ -15,7 +15,7 @@ Result<FilterHarness> FilterHarness::load(const core::PolicyImage &policy, uint3
   auto skel = bpf::XdpFilterSkel::open("xdp_filter");
   if (!skel)
     return skel.error();
-  bpf_map__set_max_entries((*skel)->maps.bg_sources, max_sources);
+  agent::prepare_filter(*skel, max_sources);
   if (auto st = skel->load(); !st)
     return st.error();
   auto dp = agent::Datapath::from_object((*skel)->obj);
@@ -63,7 +63,10 @@ uint64_t FilterHarness::packets(bg_verdict v, bg_reason r) const {
 
 namespace {
 std::optional<bg_src_state> lookup(const agent::Datapath &dp, const bg_src_key &key) {
-  auto v = const_cast<agent::Datapath &>(dp).source_map().lookup(key);
+  auto &d = const_cast<agent::Datapath &>(dp);
+  if (auto k = d.known_map().lookup(key); k.ok() && *k)
+    return *k;
+  auto v = d.source_map().lookup(key);
   EXPECT_TRUE(v.ok());
   return v.ok() ? *v : std::nullopt;
 }
@@ -94,6 +97,18 @@ std::optional<bg_src_state> FilterHarness::prefix(const std::string &cidr) const
   k.kind = BG_SRC_PREFIX;
   k.prefixlen = static_cast<uint8_t>(p->key.prefixlen);
   return lookup(dp_, k);
+}
+
+bool FilterHarness::known(const std::string &addr, uint16_t rule) const {
+  auto v = const_cast<agent::Datapath &>(dp_).known_map().lookup(key_of(addr, rule));
+  EXPECT_TRUE(v.ok());
+  return v.ok() && v->has_value();
+}
+
+uint64_t FilterHarness::stat(bg_stat s) const {
+  auto v = dp_.stats();
+  EXPECT_TRUE(v.ok());
+  return v.ok() ? (*v)[s] : 0;
 }
 
 size_t FilterHarness::source_count() const {

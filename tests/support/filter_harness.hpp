@@ -36,6 +36,9 @@ class FilterHarness {
   // The bucket of a source prefix (prefix limits), e.g. "198.18.7.0/24".
   std::optional<bg_src_state> prefix(const std::string &cidr) const;
   size_t source_count() const;
+  // Whether addr's bucket (of rule `rule`) is in the known table: it proved itself.
+  bool known(const std::string &addr, uint16_t rule = 0) const;
+  uint64_t stat(bg_stat s) const;
 
   // The one seam for time: GCRA depends only on (tat - now), so moving a
   // source's theoretical arrival time back by `ns` is exactly `ns` passing for

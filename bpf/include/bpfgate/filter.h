@@ -35,6 +35,10 @@
 #define BG_CAS_TRIES 4 /* a test object builds with 0 to see every race lost */
 #endif
 #define BG_STREAK_GAP_NS 1000000000ULL /* a quiet second ends an over-limit streak */
+/* A source without a proof tries one with its TCP ACKs this long after it got
+ * its bucket: a client's handshake comes first; a source that never proved
+ * itself (the kernel did not answer with cookies) stops paying for checks. */
+#define BG_PROOF_WINDOW_NS 10000000000ULL
 
 /* A stage's result: a verdict and its reason, or BG_NEXT to go on. */
 #define BG_RES(verdict, reason) ((int)((verdict) | ((reason) << 8)))
@@ -50,7 +54,13 @@ struct bg_work {
   __u32 generation;
   __u32 rule_id;
   __u32 blocked; /* the source went on the blocklist with this frame */
+  __u32 known;   /* the source's bucket is in bg_known: it proved itself */
+  __u32 young;   /* the source got its bucket less than BG_PROOF_WINDOW_NS ago */
 };
+
+/* Cleared between open and load where the kernel lacks bpf_tcp_raw_check_syncookie_*
+ * (Linux 6.0). Without them the proof is dead code the verifier never sees. */
+const volatile __u32 bg_have_syncookie = 1;
 
 enum bg_take_result {
   BG_TAKE_OK = 0,      /* conforming (or unlimited): charged */
@@ -83,11 +93,10 @@ static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {
 
 /* Whether a source without state may get some now: this CPU's share of the
  * new-source GCRA (no atomics: a CPU runs one XDP program at a time). */
-static __always_inline int bg_admit(const struct bg_limit *lim, __u64 now) {
+static __always_inline int bg_admit(__u32 slot, const struct bg_limit *lim, __u64 now) {
   if (!lim->rate_pps)
     return 1;
-  __u32 zero = 0;
-  struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &zero);
+  struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &slot);
   if (!adm)
     return 1;
   __u64 tat = adm->tat_ns > now ? adm->tat_ns : now;
@@ -117,11 +126,13 @@ static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_
 }
 
 /* Auto-block: a source dropped at least once a second for block_after_ns
- * goes on the blocklist for block_ttl_ns. A blocklist that refuses the entry
- * (full) is counted and the streak goes on, so the source is blocked as soon
- * as there is room. */
+ * goes on the blocklist for block_ttl_ns. Not a weapon: a source that proved
+ * itself (its address can be forged by a flood, which then only spends its
+ * bucket) and a never-block prefix are spared, and auto-blocks are capped
+ * per second (counted). A blocklist that refuses the entry (full) is counted
+ * and the streak goes on, so the source is blocked as soon as there is room. */
 static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_settings *s,
-                                     const __u8 addr[16], __u64 now) {
+                                     const __u8 addr[16], __u64 now, __u32 known) {
   if (!st->over_since_ns || now - st->last_drop_ns > BG_STREAK_GAP_NS)
     st->over_since_ns = now;
   st->last_drop_ns = now;
@@ -129,6 +140,15 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
     return 0;
   struct bg_lpm_key k = {.prefixlen = 128};
   __builtin_memcpy(k.addr, addr, 16);
+  if (known || bpf_map_lookup_elem(&bg_noblock, &k)) {
+    st->over_since_ns = 0;
+    bg_stat(BG_STAT_AUTOBLOCK_SPARED);
+    return 0;
+  }
+  if (!bg_admit(BG_ADMIT_BLOCK, &s->block_limit, now)) {
+    bg_stat(BG_STAT_AUTOBLOCK_CAPPED); /* the streak goes on: blocked when the cap allows */
+    return 0;
+  }
   struct bg_block b = {
       .expires_ns = now + s->block_ttl_ns, .added_ns = now, .reason = BG_BLOCK_AUTO};
   long err = bpf_map_update_elem(&bg_blocklist, &k, &b, BPF_NOEXIST);
@@ -176,9 +196,15 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   __u64 now = w->now;
   struct bg_src_key key;
   bg_key_of(&key, w, s, kind);
-  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
+  struct bg_src_state *st = NULL;
+  if (kind == BG_SRC_ADDR) {
+    st = bpf_map_lookup_elem(&bg_known, &key);
+    w->known = st != NULL;
+  }
+  if (!st)
+    st = bpf_map_lookup_elem(&bg_sources, &key);
   if (!st) {
-    if (kind == BG_SRC_ADDR && !bg_admit(&s->new_source_limit, now))
+    if (kind == BG_SRC_ADDR && !bg_admit(BG_ADMIT_SOURCE, &s->new_source_limit, now))
       return BG_TAKE_REFUSED;
     struct bg_src_state init = {.tat_ns = now, .first_seen_ns = now, .last_seen_ns = now};
     bpf_map_update_elem(&bg_sources, &key, &init, BPF_NOEXIST);
@@ -186,6 +212,8 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
     if (!st)
       return BG_TAKE_NOSTATE;
   }
+  if (kind == BG_SRC_ADDR)
+    w->young = now - st->first_seen_ns < BG_PROOF_WINDOW_NS;
   __sync_fetch_and_add(&st->packets, 1);
   __sync_fetch_and_add(&st->bytes, w->len);
   st->last_seen_ns = now;
@@ -193,7 +221,7 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
     return BG_TAKE_OK;
   __sync_fetch_and_add(&st->drops, 1);
   if (kind == BG_SRC_ADDR && s->block_after_ns)
-    w->blocked = bg_streak(st, s, w->pkt.src, now);
+    w->blocked = bg_streak(st, s, w->pkt.src, now, w->known);
   return BG_TAKE_OVER;
 }
 
@@ -209,7 +237,8 @@ __noinline int bg_untake(struct bg_work *w, __u32 refund) {
   const struct bg_settings *s = bg_settings_of(cfg, gen);
   struct bg_src_key key;
   bg_key_of(&key, w, s, BG_SRC_ADDR);
-  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
+  struct bg_src_state *st =
+      bpf_map_lookup_elem(w->known ? (void *)&bg_known : (void *)&bg_sources, &key);
   if (!st)
     return 0;
   __sync_fetch_and_add(&st->drops, 1);
@@ -281,6 +310,65 @@ static __always_inline __u32 bg_rule_id(__u32 gen, const struct bg_packet *pkt) 
       return *id;
   }
   return BG_RULE_DEFAULT;
+}
+
+/* Whether the frame is a TCP ACK (no SYN, RST or FIN) that carries a SYN
+ * cookie of this host's kernel: only a source that received the host's
+ * SYN-ACK can send one, so its address is not forged. Needs the kernel to
+ * answer SYNs with cookies (net.ipv4.tcp_syncookies=2, or 1 while the SYN
+ * queue overflows). */
+__noinline int bg_prove(struct xdp_md *ctx, struct bg_work *w) {
+  if (!w || !bg_have_syncookie)
+    return 0;
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  __u32 l3 = w->pkt.l3_off;
+  __u32 l4 = w->pkt.l4_off;
+  if (l3 > 64 || l4 > 512)
+    return 0;
+  struct tcphdr *th = data + l4;
+  if ((void *)(th + 1) > data_end)
+    return 0;
+  long err;
+  if (w->pkt.l3_proto == ETH_P_IP) {
+    struct iphdr *iph = data + l3;
+    if ((void *)(iph + 1) > data_end)
+      return 0;
+    err = bpf_tcp_raw_check_syncookie_ipv4(iph, th);
+  } else {
+    struct ipv6hdr *ip6 = data + l3;
+    if ((void *)(ip6 + 1) > data_end)
+      return 0;
+    err = bpf_tcp_raw_check_syncookie_ipv6(ip6, th);
+  }
+  bg_stat(err ? BG_STAT_PROOF_FAILED : BG_STAT_PROVEN);
+  return err == 0;
+}
+
+/* Moves the source of w, which just proved itself, into bg_known (its
+ * bucket as it was, or a fresh one); 1 if it is there now. */
+__noinline int bg_promote(struct bg_work *w) {
+  __u32 zero = 0;
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!w || !cfg)
+    return 0;
+  const struct bg_settings *s = bg_settings_of(cfg, w->gen & 1);
+  struct bg_src_key key;
+  bg_key_of(&key, w, s, BG_SRC_ADDR);
+  struct bg_src_state init = {.tat_ns = w->now, .first_seen_ns = w->now, .last_seen_ns = w->now};
+  struct bg_src_state *old = bpf_map_lookup_elem(&bg_sources, &key);
+  if (old)
+    __builtin_memcpy(&init, old, sizeof(init));
+  init.over_since_ns = 0;
+  long err = bpf_map_update_elem(&bg_known, &key, &init, BPF_NOEXIST);
+  if (err && err != -17 /* EEXIST: another CPU promoted it */) {
+    bg_stat(BG_STAT_KNOWN_FULL);
+    return 0;
+  }
+  if (old)
+    bpf_map_delete_elem(&bg_sources, &key);
+  w->known = 1;
+  return 1;
 }
 
 /* Stage 1: parse the frame into w->pkt. */
@@ -374,6 +462,21 @@ __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
   if (!w->now)
     w->now = bpf_ktime_get_ns();
   int taken = bg_take(w, BG_SRC_ADDR);
+  if (!w->known && (s->flags & BG_SET_PROVE) && w->pkt.l4_proto == IPPROTO_TCP &&
+      w->status == BG_PARSE_OK) {
+    __u8 f = w->pkt.tcp_flags & 0x17; /* FIN SYN RST ACK */
+    if (f == 0x10 && (w->young || taken == BG_TAKE_REFUSED) && bg_prove(ctx, w) && bg_promote(w) &&
+        taken == BG_TAKE_REFUSED)
+      taken = BG_TAKE_OK; /* a proof needs no admission */
+    else if (f == 0x02 && taken == BG_TAKE_REFUSED &&
+             bg_admit(BG_ADMIT_SYN, &s->new_source_limit, w->now)) {
+      /* A SYN from a source without state: the kernel answers it with a
+       * cookie and keeps nothing, so it passes without state, on a budget
+       * of its own that a flood of other new sources cannot use up. */
+      bg_stat(BG_STAT_SYN_PASSED);
+      return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+    }
+  }
   if (taken == BG_TAKE_REFUSED)
     return BG_RES(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE);
   if (taken == BG_TAKE_OVER) {

@@ -26,9 +26,26 @@ struct {
   __type(value, struct bg_src_state);
 } bg_sources SEC(".maps");
 
+/* Sources that proved themselves: never evicted by new ones. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536); /* set from --max-sources before load */
+  __type(key, struct bg_src_key);
+  __type(value, struct bg_src_state);
+} bg_known SEC(".maps");
+
+/* Prefixes never auto-blocked (auto_block.never). */
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, BG_NOBLOCK_MAX);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct bg_lpm_key);
+  __type(value, __u32);
+} bg_noblock SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
+  __uint(max_entries, BG_ADMIT_NR);
   __type(key, __u32);
   __type(value, struct bg_admission);
 } bg_admission SEC(".maps");

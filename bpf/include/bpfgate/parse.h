@@ -44,6 +44,7 @@ struct bg_ipv6_frag_hdr {
 struct bg_cursor {
   void *pos;
   void *end;
+  void *start; /* the frame's first byte, where offsets are wanted (bg_parse) */
 };
 
 /* How far parsing got. */
@@ -67,6 +68,10 @@ struct bg_packet {
   __u16 vlan_id; /* innermost VLAN id, 0 when untagged */
   __be16 sport;
   __be16 dport;
+  __u8 tcp_flags; /* TCP: the flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
+  __u8 _pad;
+  __u16 l3_off; /* bg_parse: offsets of the IP and transport headers in the frame */
+  __u16 l4_off;
 };
 
 static __always_inline void *bg_cursor_take(struct bg_cursor *c, __u32 len) {
@@ -117,6 +122,8 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
       struct tcphdr *th = bg_cursor_take(c, sizeof(*th));
       if (!th || th->doff < 5)
         return BG_PARSE_BAD_L4;
+      pkt->tcp_flags = ((__u8 *)th)[13];
+      pkt->l4_off = (__u16)((long)th - (long)c->start);
       pkt->sport = th->source;
       pkt->dport = th->dest;
       pkt->has_l4 = 1;
@@ -224,10 +231,11 @@ static __always_inline int bg_parse_ipv6(struct bg_cursor *c, struct bg_packet *
 
 /* Parses a frame from data to data_end into pkt (which must be zeroed). */
 static __always_inline int bg_parse(void *data, void *data_end, struct bg_packet *pkt) {
-  struct bg_cursor c = {.pos = data, .end = data_end};
+  struct bg_cursor c = {.pos = data, .end = data_end, .start = data};
   __be16 proto = 0;
   if (bg_parse_eth(&c, pkt, &proto) < 0)
     return BG_PARSE_BAD_L2;
+  pkt->l3_off = (__u16)((long)c.pos - (long)data);
   if (proto == bpf_htons(ETH_P_IP))
     return bg_parse_ipv4(&c, pkt);
   if (proto == bpf_htons(ETH_P_IPV6))

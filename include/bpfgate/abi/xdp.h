@@ -27,6 +27,9 @@
 #define BG_PIN_RULES "rules"
 #define BG_PIN_BLOCKLIST "blocklist"
 #define BG_PIN_RUNTIME "runtime"
+#define BG_PIN_KNOWN "known"
+#define BG_PIN_NOBLOCK "noblock"
+#define BG_NOBLOCK_MAX 4096
 
 /* Upper bounds the control plane enforces on operator input. */
 #define BG_RATE_MAX_PPS 100000000ULL /* 100 Mpps per source */
@@ -72,7 +75,13 @@ static inline __u32 bg_counter_key(__u32 verdict, __u32 reason) {
 enum bg_stat {
   BG_STAT_CAS_CONTENDED = 0,    /* a bucket's compare-and-swap lost every try: passed */
   BG_STAT_AUTOBLOCK_FAILED = 1, /* the blocklist refused an auto-block (full): streak kept */
-  BG_STAT_NR = 2,
+  BG_STAT_AUTOBLOCK_CAPPED = 2, /* over the auto-block rate: left rate-limited, not blocked */
+  BG_STAT_AUTOBLOCK_SPARED = 3, /* a proven source or a never-block prefix: not blocked */
+  BG_STAT_PROVEN = 4,           /* sources that proved themselves (a valid SYN cookie) */
+  BG_STAT_PROOF_FAILED = 5,     /* TCP ACKs of unproven sources whose cookie did not check */
+  BG_STAT_KNOWN_FULL = 6,       /* proofs the known table had no room for */
+  BG_STAT_SYN_PASSED = 7,       /* SYNs of sources without state passed statelessly */
+  BG_STAT_NR = 8,
 };
 
 static inline __u32 bg_stat_key(__u32 stat) {
@@ -111,7 +120,12 @@ struct bg_src_key {
   __u32 _pad;
 };
 
-/* Per-source value (sources map, BPF_MAP_TYPE_LRU_HASH). Updated with
+/* Per-source value (sources map, BPF_MAP_TYPE_LRU_HASH, for every source
+ * admitted; known map, BPF_MAP_TYPE_HASH, for sources that proved
+ * themselves: a TCP ACK carrying a valid SYN cookie, which only a source
+ * that received the host's SYN-ACK can send. Known entries are never
+ * evicted by new ones: only the sweeper removes them when idle, and a full
+ * known table refuses further proofs). Updated with
  * atomics: one entry is shared by all CPUs, so the rate a source gets is
  * global. */
 struct bg_src_state {
@@ -179,6 +193,10 @@ struct bg_settings {
   __u8 prefix_v6;         /* e.g. 64 */
   __u16 flags;            /* enum bg_settings_flags, written by the control plane at apply */
   __u32 unparsed_verdict; /* enum bg_verdict for unparseable frames */
+  /* At most this many auto-blocks (rate_pps a second, burst at once) for the
+   * whole filter, each CPU its share as for new sources; beyond it a source
+   * stays rate-limited and is counted (BG_STAT_AUTOBLOCK_CAPPED). */
+  struct bg_limit block_limit;
 };
 
 /* admission: PERCPU_ARRAY, one entry: each CPU's GCRA for new sources. */
@@ -191,6 +209,16 @@ struct bg_admission {
 enum bg_settings_flags {
   BG_SET_ACL = 1,   /* the ACL has entries */
   BG_SET_RULES = 2, /* rules beyond the default: the port and protocol tables */
+  BG_SET_PROVE = 4, /* TCP sources prove themselves with SYN cookies (see bg_known) */
+};
+
+/* Slots of the admission map: one GCRA per CPU for each kind of stateless
+ * admission, so that one kind's flood cannot use up another's. */
+enum bg_admission_slot {
+  BG_ADMIT_SOURCE = 0, /* a source without state gets some (settings.new_source_limit) */
+  BG_ADMIT_SYN = 1,    /* a SYN of a source without state passes without any (the same rate) */
+  BG_ADMIT_BLOCK = 2,  /* an auto-block (settings.block_limit) */
+  BG_ADMIT_NR = 3,
 };
 
 /* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */
