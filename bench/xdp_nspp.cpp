@@ -13,6 +13,10 @@
 //                           every packet is a new source over that rate, dropped without state
 //   100k_prefixes           100,000 allow/deny prefixes in the ACL, the source in none, vs xdp_drop
 //   100k_prefixes_denied    the same, the source denied by a /24, vs xdp_drop
+//
+// What a case says happens is checked against the filter's counters over its timed runs (share of
+// packets with the expected verdict and reason); a case whose every packet has one verdict also
+// checks the action of each test run's last repeat.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/if_ether.h>
@@ -38,6 +42,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/datapath.hpp"
+#include "agent/filter.hpp"
 #include "bpf/error.hpp"
 #include "bpf/map.hpp"
 #include "bpf/object.hpp"
@@ -67,6 +72,7 @@ constexpr uint32_t kMinRepeat = 100'000;
 constexpr uint32_t kMaxRepeat = 1'000'000'000;
 constexpr uint32_t kProbeRepeat = 1000;
 constexpr size_t kIpv4IdOffset = sizeof(ethhdr) + offsetof(iphdr, id);
+constexpr uint32_t kAnyAction = UINT32_MAX;  // a program whose action is not checked per run
 
 struct Options {
   unsigned runs = 7;
@@ -85,6 +91,19 @@ enum class Feed {
   kRotating,   // a new source address per packet; floor: the same rewrite, then XDP_DROP
 };
 
+// What a case says happens, checked against the filter's counters over its timed runs: at least
+// min_share of the packets get this verdict for this reason. With min_share 1 every packet does,
+// so the action of each test run's last repeat is checked too; below 1 the verdict is mixed (a
+// limit lets some through as time passes) and the last repeat's action proves nothing.
+struct Expect {
+  bg_verdict verdict = BG_VERDICT_PASS;
+  bg_reason reason = BG_REASON_OK;
+  double min_share = 1.0;
+
+  bool pure() const { return min_share >= 1.0; }
+  uint32_t action() const { return verdict == BG_VERDICT_DROP ? XDP_DROP : XDP_PASS; }
+};
+
 struct CaseSpec {
   std::string name;
   std::string about;
@@ -92,7 +111,7 @@ struct CaseSpec {
   core::Limits limits;
   uint32_t max_sources;  // entries of bg_sources, set before load
   uint32_t nr_sources;   // distinct sources fed
-  uint32_t expect;       // the contender's XDP action
+  Expect expect;
   // The policy applied; empty: a default limit only, as `bpfgate attach` starts.
   std::function<core::PolicyImage(const core::Limits &)> policy = {};
   bool keyed = true;     // false: the ACL decides first, so no per-source state is made
@@ -126,30 +145,41 @@ std::vector<CaseSpec> all_cases() {
   const core::Limits one_pps{.rate_pps = 1, .burst = 1};
   // `bpfgate attach` defaults; a rotating source comes back every 1M packets, far under them.
   const core::Limits defaults{.rate_pps = core::kDefaultRatePps, .burst = core::kDefaultRatePps};
+  const Expect passed{BG_VERDICT_PASS, BG_REASON_OK};
+  // 1 pps lets a packet through now and then: the share, not every packet.
+  const Expect over_limit{BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, 0.99};
+  // New sources let in at 10,000/s among some Mpps of them: well under 1 % admitted.
+  const Expect refused_new{BG_VERDICT_DROP, BG_REASON_NEW_SOURCE, 0.90};
   return {
       {"one_source_under_limit", "one source under its limit: every packet passes",
-       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, XDP_PASS},
+       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, passed},
       {"one_source_over_limit", "one source at 1 pps, burst 1: dropped by the limit",
-       Feed::kOneSource, one_pps, core::kDefaultMaxSources, 1, XDP_DROP},
+       Feed::kOneSource, one_pps, core::kDefaultMaxSources, 1, over_limit},
       {"1m_sources", "1,000,000 rotating sources, 65,536 entries: LRU churn", Feed::kRotating,
-       defaults, core::kDefaultMaxSources, 1'000'000, XDP_PASS},
+       defaults, core::kDefaultMaxSources, 1'000'000, passed},
       {"1m_sources_fit", "1,000,000 rotating sources, 1,048,576 entries: all fit", Feed::kRotating,
-       defaults, 1u << 20, 1'000'000, XDP_PASS},
+       defaults, 1u << 20, 1'000'000, passed},
       {"1m_sources_guarded",
        "1,000,000 rotating sources, new sources limited as attach does (10,000/s): dropped, no "
        "state made",
-       Feed::kRotating, defaults, core::kDefaultMaxSources, 1'000'000, XDP_DROP,
+       Feed::kRotating, defaults, core::kDefaultMaxSources, 1'000'000, refused_new,
        [](const core::Limits &l) {
          const core::Limits admit{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
          return core::default_policy(l, BG_VERDICT_PASS, admit);
        },
        true, true},
       {"100k_prefixes", "100,000 allow/deny prefixes loaded, the source in none: limited",
-       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, XDP_PASS,
+       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, passed,
        [](const core::Limits &l) { return hundred_k_prefixes(l, false); }},
-      {"100k_prefixes_denied", "100,000 allow/deny prefixes loaded, the source denied",
-       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, XDP_DROP,
-       [](const core::Limits &l) { return hundred_k_prefixes(l, true); }, false},
+      {"100k_prefixes_denied",
+       "100,000 allow/deny prefixes loaded, the source denied",
+       Feed::kOneSource,
+       unlimited,
+       core::kDefaultMaxSources,
+       1,
+       {BG_VERDICT_DROP, BG_REASON_DENY},
+       [](const core::Limits &l) { return hundred_k_prefixes(l, true); },
+       false},
   };
 }
 
@@ -169,7 +199,11 @@ std::string action_name(uint32_t a) {
   return fmt::format("action {}", a);
 }
 
-// A loaded program, borrowed from its skeleton, and the action it must return.
+std::string expect_name(const Expect &e) {
+  return fmt::format("{} as {}", agent::to_string(e.verdict), agent::to_string(e.reason));
+}
+
+// A loaded program, borrowed from its skeleton, and the action it must return (kAnyAction: any).
 struct Prog {
   std::string name;
   int fd = -1;
@@ -200,7 +234,7 @@ Result<Sample> test_run(const Prog &p, const std::vector<uint8_t> &frame, uint32
   double end = thread_cpu_ns();
   if (err)
     return bpf::libbpf_error(err, fmt::format("test run of {} ({} repeats)", p.name, repeat));
-  if (opts.retval != p.expect)
+  if (p.expect != kAnyAction && opts.retval != p.expect)
     return make_error(EPROTO,
                       "{} returned {}, expected {}: the case does not measure what it "
                       "says",
@@ -262,12 +296,16 @@ struct CaseResult {
   Stats kernel, floor_kernel;  // opts.duration
   bool use_kernel = false;     // which of the two the figures below report
   size_t sources_in_map = 0;
-  uint64_t passed = 0, dropped = 0;  // the filter's counters over the whole case
+  // The filter's counters over the timed runs (only the contender counts verdicts).
+  uint64_t passed = 0, dropped = 0, expected = 0;
 
   const Stats &ns() const { return use_kernel ? kernel : thread; }
   const Stats &floor_ns() const { return use_kernel ? floor_kernel : floor_thread; }
   double ratio() const { return floor_ns().median > 0 ? ns().median / floor_ns().median : 0; }
   double added() const { return ns().median - floor_ns().median; }
+  double share() const {
+    return passed + dropped ? double(expected) / double(passed + dropped) : 0;
+  }
 };
 
 Result<XdpBenchSkel> load_bench(uint32_t nr_sources, uint32_t max_sources) {
@@ -280,6 +318,13 @@ Result<XdpBenchSkel> load_bench(uint32_t nr_sources, uint32_t max_sources) {
   if (auto st = skel->load(); !st)
     return st.error();
   return std::move(*skel);
+}
+
+Result<agent::CounterTotals> read_counters(const agent::Datapath &dp) {
+  auto c = dp.counters();
+  if (!c)
+    return c.error().context("read the filter's counters");
+  return *c;
 }
 
 Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
@@ -303,12 +348,13 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
   CaseResult r;
   r.spec = &c;
   r.runs = o.runs;
+  uint32_t expect = c.expect.pure() ? c.expect.action() : kAnyAction;
   if (c.feed == Feed::kOneSource) {
-    r.contender = {"bg_bench_filter", bpf_program__fd(s->progs.bg_bench_filter), c.expect};
+    r.contender = {"bg_bench_filter", bpf_program__fd(s->progs.bg_bench_filter), expect};
     r.floor = drop_floor;
   } else {
     r.contender = {"bg_bench_rotate_filter", bpf_program__fd(s->progs.bg_bench_rotate_filter),
-                   c.expect};
+                   expect};
     r.floor = {"bg_bench_rotate_drop", bpf_program__fd(s->progs.bg_bench_rotate_drop), XDP_DROP};
   }
 
@@ -343,6 +389,9 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
   r.repeat = *repeat;
   r.floor_repeat = *floor_repeat;
 
+  auto before = read_counters(*dp);
+  if (!before)
+    return before.error().context(c.name);
   // Contender and floor alternate, and alternate which goes first, so that drift (frequency,
   // neighbours on the machine) lands on both.
   std::vector<double> ns, floor_ns, kns, floor_kns;
@@ -359,6 +408,9 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
       (is_floor ? floor_kns : kns).push_back(sample->kernel_ns);
     }
   }
+  auto after = read_counters(*dp);
+  if (!after)
+    return after.error().context(c.name);
   r.thread = stats_of(ns);
   r.floor_thread = stats_of(floor_ns);
   r.kernel = stats_of(kns);
@@ -369,13 +421,21 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
   if (!in_map)
     return in_map.error().context(c.name);
   r.sources_in_map = *in_map;
-  auto totals = dp->counters();
-  if (!totals)
-    return totals.error().context(c.name + ": read counters");
   for (__u32 reason = 0; reason < BG_REASON_NR; reason++) {
-    r.passed += (*totals)[bg_counter_key(BG_VERDICT_PASS, reason)].packets;
-    r.dropped += (*totals)[bg_counter_key(BG_VERDICT_DROP, reason)].packets;
+    for (__u32 verdict : {BG_VERDICT_PASS, BG_VERDICT_DROP}) {
+      __u32 key = bg_counter_key(verdict, reason);
+      uint64_t d = (*after)[key].packets - (*before)[key].packets;
+      (verdict == BG_VERDICT_DROP ? r.dropped : r.passed) += d;
+      if (verdict == c.expect.verdict && reason == c.expect.reason)
+        r.expected += d;
+    }
   }
+  if (r.passed + r.dropped == 0 || r.share() < c.expect.min_share)
+    return make_error(EPROTO,
+                      "{}: {:.2f}% of {} packets {}, expected at least {:g}%: the case does not "
+                      "measure what it says",
+                      c.name, 100 * r.share(), r.passed + r.dropped, expect_name(c.expect),
+                      100 * c.expect.min_share);
   return r;
 }
 
@@ -453,11 +513,13 @@ void print_details(const std::vector<CaseResult> &results) {
     fmt::print("{}: {}\n", r.spec->name, r.spec->about);
     fmt::print(
         "  {} ({} repeats/run) vs {} ({} repeats/run); {} clock: median {:.1f} vs {:.1f} ns; "
-        "{:.1f}% dropped; {} of {} entries used\n",
+        "of {} timed packets {:.1f}% dropped, {:.2f}% {} (expected >= {:g}%); {} of {} entries "
+        "used\n",
         r.contender.name, fmt_count(r.repeat), r.floor.name, fmt_count(r.floor_repeat),
         r.use_kernel ? "thread CPU" : "kernel's", r.use_kernel ? r.thread.median : r.kernel.median,
-        r.use_kernel ? r.floor_thread.median : r.floor_kernel.median,
-        total ? 100.0 * r.dropped / total : 0.0, r.sources_in_map, r.spec->max_sources);
+        r.use_kernel ? r.floor_thread.median : r.floor_kernel.median, fmt_count(total),
+        total ? 100.0 * r.dropped / total : 0.0, 100 * r.share(), expect_name(r.spec->expect),
+        100 * r.spec->expect.min_share, r.sources_in_map, r.spec->max_sources);
   }
 }
 
@@ -486,7 +548,10 @@ json to_json(const CaseResult &r, bool keeps_changes) {
       {"floor_kernel_ns_per_pkt", two_decimals(r.floor_kernel.median)},
       {"contender", r.contender.name},
       {"floor", r.floor.name},
-      {"verdict", action_name(r.contender.expect)},
+      {"verdict", action_name(r.spec->expect.action())},  // of most packets, if not all
+      {"expected", expect_name(r.spec->expect)},
+      {"expected_min_share", r.spec->expect.min_share},
+      {"expected_share", std::round(r.share() * 1e4) / 1e4},
       {"runs", r.runs},
       {"repeat", r.repeat},
       {"floor_repeat", r.floor_repeat},
