@@ -1,6 +1,10 @@
 // xdp_nspp: nanoseconds per packet of the XDP filter pipeline under
-// BPF_PROG_TEST_RUN, each case against a floor program measured in the same
-// run, the two interleaved. Loads programs, attaches nothing; needs root.
+// BPF_PROG_TEST_RUN, each case against a floor program and a seed-style reference measured in the
+// same run, the three interleaved. Loads programs, attaches nothing; needs root.
+//
+// The seed-style reference does what the project's first filter did: one lookup of the source in
+// an LRU hash, inserted if missing, a counter in its value, a verdict. Each case reports our
+// program's ns, the floor's and the reference's, and (ours - floor) / (seed - floor).
 //
 // Cases (a 64-byte UDP/IPv4 frame from 198.18.0.2; rotating cases a 78-byte UDP/IPv6 frame whose
 // source the program rewrites to 2001:db8::N):
@@ -107,13 +111,13 @@ struct Expect {
 struct CaseSpec {
   std::string name;
   std::string about;
-  Feed feed;
-  core::Limits limits;
-  uint32_t max_sources;  // entries of bg_sources, set before load
-  uint32_t nr_sources;   // distinct sources fed
-  Expect expect;
+  Feed feed = Feed::kOneSource;
+  core::Limits limits{};  // the default limit of default_policy(); policies may ignore it
+  uint32_t max_sources = core::kDefaultMaxSources;  // entries of bg_sources, set before load
+  uint32_t nr_sources = 1;                          // distinct sources fed
+  Expect expect{};
   // The policy applied; empty: a default limit only, as `bpfgate attach` starts.
-  std::function<core::PolicyImage(const core::Limits &)> policy = {};
+  std::function<Result<core::PolicyImage>(const core::Limits &)> policy = {};
   bool keyed = true;     // false: the ACL decides first, so no per-source state is made
   bool guarded = false;  // new sources limited: few of them get state
 };
@@ -151,35 +155,51 @@ std::vector<CaseSpec> all_cases() {
   // New sources let in at 10,000/s among some Mpps of them: well under 1 % admitted.
   const Expect refused_new{BG_VERDICT_DROP, BG_REASON_NEW_SOURCE, 0.90};
   return {
-      {"one_source_under_limit", "one source under its limit: every packet passes",
-       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, passed},
-      {"one_source_over_limit", "one source at 1 pps, burst 1: dropped by the limit",
-       Feed::kOneSource, one_pps, core::kDefaultMaxSources, 1, over_limit},
-      {"1m_sources", "1,000,000 rotating sources, 65,536 entries: LRU churn", Feed::kRotating,
-       defaults, core::kDefaultMaxSources, 1'000'000, passed},
-      {"1m_sources_fit", "1,000,000 rotating sources, 1,048,576 entries: all fit", Feed::kRotating,
-       defaults, 1u << 20, 1'000'000, passed},
-      {"1m_sources_guarded",
-       "1,000,000 rotating sources, new sources limited as attach does (10,000/s): dropped, no "
-       "state made",
-       Feed::kRotating, defaults, core::kDefaultMaxSources, 1'000'000, refused_new,
-       [](const core::Limits &l) {
-         const core::Limits admit{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
-         return core::default_policy(l, BG_VERDICT_PASS, admit);
-       },
-       true, true},
-      {"100k_prefixes", "100,000 allow/deny prefixes loaded, the source in none: limited",
-       Feed::kOneSource, unlimited, core::kDefaultMaxSources, 1, passed,
-       [](const core::Limits &l) { return hundred_k_prefixes(l, false); }},
-      {"100k_prefixes_denied",
-       "100,000 allow/deny prefixes loaded, the source denied",
-       Feed::kOneSource,
-       unlimited,
-       core::kDefaultMaxSources,
-       1,
-       {BG_VERDICT_DROP, BG_REASON_DENY},
-       [](const core::Limits &l) { return hundred_k_prefixes(l, true); },
-       false},
+      {.name = "one_source_under_limit",
+       .about = "one source under its limit: every packet passes",
+       .limits = unlimited,
+       .expect = passed},
+      {.name = "one_source_over_limit",
+       .about = "one source at 1 pps, burst 1: dropped by the limit",
+       .limits = one_pps,
+       .expect = over_limit},
+      {.name = "1m_sources",
+       .about = "1,000,000 rotating sources, 65,536 entries: LRU churn",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .nr_sources = 1'000'000,
+       .expect = passed},
+      {.name = "1m_sources_fit",
+       .about = "1,000,000 rotating sources, 1,048,576 entries: all fit",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .max_sources = 1u << 20,
+       .nr_sources = 1'000'000,
+       .expect = passed},
+      {.name = "1m_sources_guarded",
+       .about = "1,000,000 rotating sources, new sources limited as attach does (10,000/s): "
+                "dropped, no state made",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .nr_sources = 1'000'000,
+       .expect = refused_new,
+       .policy =
+           [](const core::Limits &l) {
+             const core::Limits admit{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
+             return core::default_policy(l, BG_VERDICT_PASS, admit);
+           },
+       .guarded = true},
+      {.name = "100k_prefixes",
+       .about = "100,000 allow/deny prefixes loaded, the source in none: limited",
+       .limits = unlimited,
+       .expect = passed,
+       .policy = [](const core::Limits &l) { return hundred_k_prefixes(l, false); }},
+      {.name = "100k_prefixes_denied",
+       .about = "100,000 allow/deny prefixes loaded, the source denied",
+       .limits = unlimited,
+       .expect = {BG_VERDICT_DROP, BG_REASON_DENY},
+       .policy = [](const core::Limits &l) { return hundred_k_prefixes(l, true); },
+       .keyed = false},
   };
 }
 
@@ -287,22 +307,36 @@ Result<size_t> count_entries(int fd) {
   return n;
 }
 
+// One program of a case and its figures.
+struct Timed {
+  Prog prog;
+  uint32_t repeat = 0;
+  Stats thread{}, kernel{};  // this thread's CPU time per repeat; opts.duration
+  std::vector<double> thread_runs{}, kernel_runs{};
+};
+
+// Indexes into CaseResult::progs.
+enum { kContender = 0, kFloor = 1, kSeed = 2 };
+
 struct CaseResult {
   const CaseSpec *spec = nullptr;
-  Prog contender, floor;
+  std::vector<Timed> progs;  // contender, floor, seed-style reference
   unsigned runs = 0;
-  uint32_t repeat = 0, floor_repeat = 0;
-  Stats thread, floor_thread;  // this thread's CPU time per repeat
-  Stats kernel, floor_kernel;  // opts.duration
-  bool use_kernel = false;     // which of the two the figures below report
+  bool use_kernel = false;  // which of the two clocks the figures below report
   size_t sources_in_map = 0;
   // The filter's counters over the timed runs (only the contender counts verdicts).
   uint64_t passed = 0, dropped = 0, expected = 0;
 
-  const Stats &ns() const { return use_kernel ? kernel : thread; }
-  const Stats &floor_ns() const { return use_kernel ? floor_kernel : floor_thread; }
+  const Stats &ns(size_t i = kContender) const {
+    return use_kernel ? progs[i].kernel : progs[i].thread;
+  }
+  const Stats &floor_ns() const { return ns(kFloor); }
+  const Stats &seed_ns() const { return ns(kSeed); }
   double ratio() const { return floor_ns().median > 0 ? ns().median / floor_ns().median : 0; }
   double added() const { return ns().median - floor_ns().median; }
+  double seed_added() const { return seed_ns().median - floor_ns().median; }
+  // What our pipeline adds to the floor per what the seed-style reference adds.
+  double vs_seed() const { return seed_added() > 0 ? added() / seed_added() : 0; }
   double share() const {
     return passed + dropped ? double(expected) / double(passed + dropped) : 0;
   }
@@ -315,9 +349,27 @@ Result<XdpBenchSkel> load_bench(uint32_t nr_sources, uint32_t max_sources) {
   (*skel)->rodata->bg_bench_nr_sources = nr_sources;
   if (int err = bpf_map__set_max_entries((*skel)->maps.bg_sources, max_sources))
     return bpf::libbpf_error(err, fmt::format("size the sources map to {} entries", max_sources));
+  // The seed-style reference gets as many entries as the filter.
+  if (int err = bpf_map__set_max_entries((*skel)->maps.bg_bench_seed_sources, max_sources))
+    return bpf::libbpf_error(err, fmt::format("size the seed's map to {} entries", max_sources));
   if (auto st = skel->load(); !st)
     return st.error();
   return std::move(*skel);
+}
+
+std::vector<uint8_t> frame_for(const CaseSpec &c) {
+  if (c.feed == Feed::kOneSource)
+    return core::PacketBuilder()
+        .ipv4("198.18.0.2", "198.18.0.1")
+        .udp(40000, 9)
+        .frame_size(64)
+        .build();
+  // Rotating cases: 2001:db8::/96 + index, so a million sources stay in the documentation prefix.
+  return core::PacketBuilder()
+      .ipv6("2001:db8::", "2001:db8:1::1")
+      .udp(40000, 9)
+      .frame_size(78)
+      .build();
 }
 
 Result<agent::CounterTotals> read_counters(const agent::Datapath &dp) {
@@ -327,10 +379,10 @@ Result<agent::CounterTotals> read_counters(const agent::Datapath &dp) {
   return *c;
 }
 
-Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
-                            const std::vector<uint8_t> &frame, const Options &o) {
+Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor, const Options &o) {
   if (auto st = core::validate(c.limits); !st)
     return st.error().context(c.name);
+  const auto frame = frame_for(c);
   auto skel = load_bench(c.nr_sources, c.max_sources);
   if (!skel)
     return skel.error().context(c.name);
@@ -340,29 +392,38 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
     return dp.error().context(c.name);
   // What `bpfgate attach --rate R --burst B` starts with (a default limit, no ACL, no rules),
   // or the case's own policy.
-  auto policy = c.policy ? c.policy(c.limits) : core::default_policy(c.limits, BG_VERDICT_PASS);
-  if (auto st = dp->apply(policy); !st)
+  auto policy = c.policy
+                    ? c.policy(c.limits)
+                    : Result<core::PolicyImage>(core::default_policy(c.limits, BG_VERDICT_PASS));
+  if (!policy)
+    return policy.error().context(c.name);
+  if (auto st = dp->apply(*policy); !st)
     return st.error().context(c.name + ": apply the policy");
   int sources_fd = dp->source_map().fd();
 
   CaseResult r;
   r.spec = &c;
   r.runs = o.runs;
+  r.use_kernel = o.clock == "kernel";
   uint32_t expect = c.expect.pure() ? c.expect.action() : kAnyAction;
+  auto fd = [](const bpf_program *p) { return bpf_program__fd(p); };
+  auto add = [&r](const Prog &p) { r.progs.push_back(Timed{.prog = p}); };
   if (c.feed == Feed::kOneSource) {
-    r.contender = {"bg_bench_filter", bpf_program__fd(s->progs.bg_bench_filter), expect};
-    r.floor = drop_floor;
+    add(Prog{"bg_bench_filter", fd(s->progs.bg_bench_filter), expect});
+    add(drop_floor);
+    add(Prog{"bg_bench_seed", fd(s->progs.bg_bench_seed), XDP_PASS});
   } else {
-    r.contender = {"bg_bench_rotate_filter", bpf_program__fd(s->progs.bg_bench_rotate_filter),
-                   expect};
-    r.floor = {"bg_bench_rotate_drop", bpf_program__fd(s->progs.bg_bench_rotate_drop), XDP_DROP};
+    add(Prog{"bg_bench_rotate_filter", fd(s->progs.bg_bench_rotate_filter), expect});
+    add(Prog{"bg_bench_rotate_drop", fd(s->progs.bg_bench_rotate_drop), XDP_DROP});
+    add(Prog{"bg_bench_rotate_seed", fd(s->progs.bg_bench_rotate_seed), XDP_PASS});
   }
-
-  // Warm-up. For the limit case this spends the burst; for rotating cases it is one pass over
-  // every source, so the fit case is timed with every source already in the map.
+  // Warm-up of the contender and the reference. For the limit case this spends the burst; for
+  // rotating cases it is one pass over every source, so the fit case is timed with every source
+  // already in both maps.
   uint32_t warm = c.feed == Feed::kRotating ? c.nr_sources : kCalibrationRepeat;
-  if (auto w = test_run(r.contender, frame, warm); !w)
-    return w.error().context(c.name);
+  for (size_t i : {size_t(kContender), size_t(kSeed)})
+    if (auto w = test_run(r.progs[i].prog, frame, warm); !w)
+      return w.error().context(c.name);
   auto seen = count_entries(sources_fd);
   if (!seen)
     return seen.error().context(c.name);
@@ -380,42 +441,38 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor,
                       c.name, warm, c.nr_sources, *seen, fits ? "" : "about ", want);
   log::debug("{}: {} entries in the sources map after the warm-up", c.name, *seen);
 
-  auto repeat = calibrate(r.contender, frame, o);
-  if (!repeat)
-    return repeat.error().context(c.name);
-  auto floor_repeat = calibrate(r.floor, frame, o);
-  if (!floor_repeat)
-    return floor_repeat.error().context(c.name);
-  r.repeat = *repeat;
-  r.floor_repeat = *floor_repeat;
+  for (auto &t : r.progs) {
+    auto repeat = calibrate(t.prog, frame, o);
+    if (!repeat)
+      return repeat.error().context(c.name);
+    t.repeat = *repeat;
+  }
 
   auto before = read_counters(*dp);
   if (!before)
     return before.error().context(c.name);
-  // Contender and floor alternate, and alternate which goes first, so that drift (frequency,
-  // neighbours on the machine) lands on both.
-  std::vector<double> ns, floor_ns, kns, floor_kns;
+  // The programs take turns, and each run starts with the next one, so that drift (frequency,
+  // neighbours on the machine) lands on all.
+  const size_t n = r.progs.size();
   for (unsigned i = 0; i < o.runs; i++) {
-    for (int k = 0; k < 2; k++) {
-      bool is_floor = (k == 0) == (i % 2 == 1);
-      const Prog &p = is_floor ? r.floor : r.contender;
-      auto sample = test_run(p, frame, is_floor ? r.floor_repeat : r.repeat);
+    for (size_t k = 0; k < n; k++) {
+      Timed &t = r.progs[(i + k) % n];
+      auto sample = test_run(t.prog, frame, t.repeat);
       if (!sample)
         return sample.error().context(c.name);
-      log::debug("{} run {}: {}: {:.1f} ns/pkt (kernel's clock {} ns)", c.name, i + 1, p.name,
+      log::debug("{} run {}: {}: {:.1f} ns/pkt (kernel's clock {} ns)", c.name, i + 1, t.prog.name,
                  sample->ns, sample->kernel_ns);
-      (is_floor ? floor_ns : ns).push_back(sample->ns);
-      (is_floor ? floor_kns : kns).push_back(sample->kernel_ns);
+      t.thread_runs.push_back(sample->ns);
+      t.kernel_runs.push_back(sample->kernel_ns);
     }
   }
   auto after = read_counters(*dp);
   if (!after)
     return after.error().context(c.name);
-  r.thread = stats_of(ns);
-  r.floor_thread = stats_of(floor_ns);
-  r.kernel = stats_of(kns);
-  r.floor_kernel = stats_of(floor_kns);
-  r.use_kernel = o.clock == "kernel";
+  for (auto &t : r.progs) {
+    t.thread = stats_of(t.thread_runs);
+    t.kernel = stats_of(t.kernel_runs);
+  }
 
   auto in_map = count_entries(sources_fd);
   if (!in_map)
@@ -488,22 +545,25 @@ void print_header(const Options &o, bool keeps_changes) {
       "{} CPUs, pinned to CPU {}\n",
       kernel_release(), sysconf(_SC_NPROCESSORS_ONLN), o.cpu);
   fmt::print(
-      "{} runs per program and case, contender and floor interleaved; min / median / max "
-      "of {}\n",
+      "{} runs per program and case, our pipeline, the floor and the seed-style reference "
+      "interleaved; min / median / max of {}\n",
       o.runs,
       o.clock == "kernel" ? "the kernel's average per repeat (opts.duration, whole ns)"
                           : "this thread's CPU time per repeat");
-  fmt::print("test_run keeps packet changes between repeats: {}\n\n", keeps_changes ? "yes" : "no");
-  fmt::print("{:<24} {:^23}   {:^23}   {:>7} {:>8}  {}\n", "case", "pipeline ns/pkt",
-             "floor ns/pkt", "ratio", "+ns/pkt", fmt::format("<={:g}x", kTargetRatio));
-  fmt::print("{:<24} {:>7} {:>7} {:>7}   {:>7} {:>7} {:>7}\n", "", "min", "med", "max", "min",
-             "med", "max");
+  fmt::print("test_run keeps packet changes between repeats: {}\n", keeps_changes ? "yes" : "no");
+  fmt::print(
+      "ours/floor: the pipeline against the empty program (target <={:g}x); vs seed: (ours - "
+      "floor) / (seed - floor)\n\n",
+      kTargetRatio);
+  fmt::print("{:<24} {:^23}   {:>7} {:>7}   {:>10} {:>8} {:>8}\n", "case", "ours ns/pkt", "floor",
+             "seed", "ours/floor", "+ns/pkt", "vs seed");
+  fmt::print("{:<24} {:>7} {:>7} {:>7}   {:>7} {:>7}\n", "", "min", "med", "max", "med", "med");
 }
 
 void print_row(const CaseResult &r) {
-  fmt::print("{:<24} {}   {}   {:>6.2f}x {:>+8.1f}  {}\n", r.spec->name, fmt_stats(r.ns()),
-             fmt_stats(r.floor_ns()), r.ratio(), r.added(),
-             r.ratio() <= kTargetRatio ? "yes" : "no");
+  fmt::print("{:<24} {}   {:7.1f} {:7.1f}   {:>9.2f}x {:>+8.1f} {:>7.2f}x\n", r.spec->name,
+             fmt_stats(r.ns()), r.floor_ns().median, r.seed_ns().median, r.ratio(), r.added(),
+             r.vs_seed());
 }
 
 void print_details(const std::vector<CaseResult> &results) {
@@ -511,13 +571,19 @@ void print_details(const std::vector<CaseResult> &results) {
   for (const auto &r : results) {
     uint64_t total = r.passed + r.dropped;
     fmt::print("{}: {}\n", r.spec->name, r.spec->about);
+    std::string progs;
+    for (const auto &t : r.progs)
+      progs +=
+          fmt::format("{}{} ({}/run)", progs.empty() ? "" : ", ", t.prog.name, fmt_count(t.repeat));
+    fmt::print("  {}\n", progs);
     fmt::print(
-        "  {} ({} repeats/run) vs {} ({} repeats/run); {} clock: median {:.1f} vs {:.1f} ns; "
-        "of {} timed packets {:.1f}% dropped, {:.2f}% {} (expected >= {:g}%); {} of {} entries "
-        "used\n",
-        r.contender.name, fmt_count(r.repeat), r.floor.name, fmt_count(r.floor_repeat),
-        r.use_kernel ? "thread CPU" : "kernel's", r.use_kernel ? r.thread.median : r.kernel.median,
-        r.use_kernel ? r.floor_thread.median : r.floor_kernel.median, fmt_count(total),
+        "  {} clock, medians: ours {:.1f}, floor {:.1f}, seed {:.1f} ns; of {} timed packets "
+        "{:.1f}% dropped, "
+        "{:.2f}% {} (expected >= {:g}%); {} of {} entries used\n",
+        r.use_kernel ? "thread CPU" : "kernel's",
+        (r.use_kernel ? r.progs[kContender].thread : r.progs[kContender].kernel).median,
+        (r.use_kernel ? r.progs[kFloor].thread : r.progs[kFloor].kernel).median,
+        (r.use_kernel ? r.progs[kSeed].thread : r.progs[kSeed].kernel).median, fmt_count(total),
         total ? 100.0 * r.dropped / total : 0.0, 100 * r.share(), expect_name(r.spec->expect),
         100 * r.spec->expect.min_share, r.sources_in_map, r.spec->max_sources);
   }
@@ -529,7 +595,7 @@ double two_decimals(double ns) {
 }
 
 json to_json(const CaseResult &r, bool keeps_changes) {
-  return json{
+  json j{
       {"name", r.spec->name},
       {"ns_per_pkt", two_decimals(r.ns().median)},
       {"ns_per_pkt_min", two_decimals(r.ns().min)},
@@ -537,24 +603,33 @@ json to_json(const CaseResult &r, bool keeps_changes) {
       {"floor_ns_per_pkt", two_decimals(r.floor_ns().median)},
       {"floor_ns_per_pkt_min", two_decimals(r.floor_ns().min)},
       {"floor_ns_per_pkt_max", two_decimals(r.floor_ns().max)},
+      {"seed_ns_per_pkt", two_decimals(r.seed_ns().median)},
+      {"seed_ns_per_pkt_min", two_decimals(r.seed_ns().min)},
+      {"seed_ns_per_pkt_max", two_decimals(r.seed_ns().max)},
       {"ratio", two_decimals(r.ratio())},
       {"added_ns_per_pkt", two_decimals(r.added())},
+      {"seed_added_ns_per_pkt", two_decimals(r.seed_added())},
+      {"ratio_vs_seed", two_decimals(r.vs_seed())},
       {"target_ratio", kTargetRatio},
       {"within_target", r.ratio() <= kTargetRatio},
       {"clock", r.use_kernel ? "kernel" : "thread"},
-      {"thread_ns_per_pkt", two_decimals(r.thread.median)},
-      {"floor_thread_ns_per_pkt", two_decimals(r.floor_thread.median)},
-      {"kernel_ns_per_pkt", two_decimals(r.kernel.median)},
-      {"floor_kernel_ns_per_pkt", two_decimals(r.floor_kernel.median)},
-      {"contender", r.contender.name},
-      {"floor", r.floor.name},
+      {"thread_ns_per_pkt", two_decimals(r.progs[kContender].thread.median)},
+      {"floor_thread_ns_per_pkt", two_decimals(r.progs[kFloor].thread.median)},
+      {"seed_thread_ns_per_pkt", two_decimals(r.progs[kSeed].thread.median)},
+      {"kernel_ns_per_pkt", two_decimals(r.progs[kContender].kernel.median)},
+      {"floor_kernel_ns_per_pkt", two_decimals(r.progs[kFloor].kernel.median)},
+      {"seed_kernel_ns_per_pkt", two_decimals(r.progs[kSeed].kernel.median)},
+      {"contender", r.progs[kContender].prog.name},
+      {"floor", r.progs[kFloor].prog.name},
+      {"seed", r.progs[kSeed].prog.name},
       {"verdict", action_name(r.spec->expect.action())},  // of most packets, if not all
       {"expected", expect_name(r.spec->expect)},
       {"expected_min_share", r.spec->expect.min_share},
       {"expected_share", std::round(r.share() * 1e4) / 1e4},
       {"runs", r.runs},
-      {"repeat", r.repeat},
-      {"floor_repeat", r.floor_repeat},
+      {"repeat", r.progs[kContender].repeat},
+      {"floor_repeat", r.progs[kFloor].repeat},
+      {"seed_repeat", r.progs[kSeed].repeat},
       {"sources", r.spec->nr_sources},
       {"max_sources", r.spec->max_sources},
       {"sources_in_map", r.sources_in_map},
@@ -562,6 +637,7 @@ json to_json(const CaseResult &r, bool keeps_changes) {
       {"packets_dropped", r.dropped},
       {"test_run_keeps_changes", keeps_changes},
   };
+  return j;
 }
 
 // Pins this thread to one CPU. test_run may reschedule between repeats, and a migration would
@@ -589,16 +665,9 @@ int run(Options o) {
   if (geteuid() != 0)
     log::warn("not root: loading BPF programs will most likely fail");
 
-  const auto frame =
+  const auto probe_frame =
       core::PacketBuilder().ipv4("198.18.0.2", "198.18.0.1").udp(40000, 9).frame_size(64).build();
-  // Rotating cases: 2001:db8::/96 + index, so a million sources stay in the documentation prefix.
-  const auto frame6 = core::PacketBuilder()
-                          .ipv6("2001:db8::", "2001:db8:1::1")
-                          .udp(40000, 9)
-                          .frame_size(78)
-                          .build();
-
-  auto keeps = test_run_keeps_changes(frame);
+  auto keeps = test_run_keeps_changes(probe_frame);
   if (!keeps) {
     log::error("{}", keeps.error().what());
     return 1;
@@ -622,7 +691,7 @@ int run(Options o) {
   for (const auto &c : cases) {
     if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), c.name) == o.only.end())
       continue;
-    auto r = run_case(c, drop_floor, c.feed == Feed::kRotating ? frame6 : frame, o);
+    auto r = run_case(c, drop_floor, o);
     if (!r) {
       log::error("{}", r.error().what());
       return 1;
