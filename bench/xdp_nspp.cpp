@@ -17,6 +17,13 @@
 //                           every packet is a new source over that rate, dropped without state
 //   100k_prefixes           100,000 allow/deny prefixes in the ACL, the source in none, vs xdp_drop
 //   100k_prefixes_denied    the same, the source denied by a /24, vs xdp_drop
+//   policy_*                the populated policy (populated_policy(): 10,000 allow/deny prefixes,
+//                           the source in none; tcp/443 pass, udp/53 limit, icmp drop; per-prefix
+//                           bucket on), frames to udp/53:
+//     policy_known_under    a known source under its udp/53 limit
+//     policy_known_over     a known source over it (1 pps, burst 1)
+//     policy_new_refused    rotating (spoofed) sources refused by the new-source limit (10,000/s)
+//     policy_new_admitted   rotating sources through 65,536 entries, new-source limit off
 //
 // What a case says happens is checked against the filter's counters over its timed runs (share of
 // packets with the expected verdict and reason); a case whose every packet has one verdict also
@@ -51,6 +58,7 @@
 #include "bpf/map.hpp"
 #include "bpf/object.hpp"
 #include "bpfgate/abi/xdp.h"
+#include "core/config.hpp"
 #include "core/limits.hpp"
 #include "core/packet.hpp"
 #include "core/policy.hpp"
@@ -118,8 +126,10 @@ struct CaseSpec {
   Expect expect{};
   // The policy applied; empty: a default limit only, as `bpfgate attach` starts.
   std::function<Result<core::PolicyImage>(const core::Limits &)> policy = {};
-  bool keyed = true;     // false: the ACL decides first, so no per-source state is made
-  bool guarded = false;  // new sources limited: few of them get state
+  uint16_t dport = 9;          // the frames' UDP destination port
+  bool keyed = true;           // false: the ACL decides first, so no per-source state is made
+  bool guarded = false;        // new sources limited: few of them get state
+  uint32_t extra_entries = 0;  // entries beside the sources' own (a prefix's bucket)
 };
 
 // 100,000 prefixes in the ACL: 50,000 allowed and 50,000 denied IPv6 /64s,
@@ -142,6 +152,45 @@ core::PolicyImage hundred_k_prefixes(const core::Limits &limits, bool deny_sourc
   return p;
 }
 
+// The populated policy, through the operator's path (YAML, parse_config, compile): a
+// default limit `limit`; 10,000 prefixes (5,000 allowed: IPv4 /24s in 10/8, IPv6 /48s in
+// 2001:db8:1::-; 5,000 denied: IPv4 /24s beside 198.18.0.2 and in 100.64/10, IPv6 /64s beside
+// 2001:db8::/64), none holding a benchmark source; three rules, of which the frames (udp/53) fall
+// under the limiting one with its own bucket `udp53`; the per-prefix bucket (/24, /64) at the
+// highest rate, so that it is charged on every frame but refuses none (rotating sources share one
+// /64); new_sources: "off" or "{rate: N, burst: N}".
+Result<core::PolicyImage> populated_policy(const core::Limits &limit, const core::Limits &udp53,
+                                           const std::string &new_sources) {
+  std::string allow, deny;
+  for (uint32_t i = 0; i < 2500; i++) {
+    allow += fmt::format("  - 10.{}.{}.0/24\n  - 2001:db8:{:x}::/48\n", i / 256, i % 256, i + 1);
+    deny += fmt::format("  - 2001:db8:0:{:x}::/64\n", i + 1);
+  }
+  uint32_t denied4 = 0;
+  for (uint32_t i = 1; i < 256; i++, denied4++)
+    deny += fmt::format("  - 198.18.{}.0/24\n", i);
+  for (uint32_t i = 0; denied4 < 2500; i++, denied4++)
+    deny += fmt::format("  - 100.{}.{}.0/24\n", 64 + i / 256, i % 256);
+  std::string yaml = fmt::format(
+      "interfaces: [{{name: bench0}}]\n"
+      "limits: {{rate: {}, burst: {}, new_sources: {},\n"
+      "         prefix: {{ipv4: 24, ipv6: 64, rate: {}, burst: {}}}}}\n"
+      "rules:\n"
+      "  - {{match: tcp/443, action: pass}}\n"
+      "  - {{match: udp/53, action: limit, rate: {}, burst: {}}}\n"
+      "  - {{match: icmp, action: drop}}\n"
+      "allow:\n{}deny:\n{}",
+      limit.rate_pps, limit.burst, new_sources, BG_RATE_MAX_PPS, BG_BURST_MAX, udp53.rate_pps,
+      udp53.burst, allow, deny);
+  auto c = core::parse_config(yaml, "bench-policy.yaml");
+  if (!c)
+    return c.error().context("the populated policy");
+  if (c->allow.size() + c->deny.size() != 10000 || c->rules.size() != 3)
+    return make_error(EINVAL, "the populated policy has {} prefixes and {} rules, not 10,000 and 3",
+                      c->allow.size() + c->deny.size(), c->rules.size());
+  return core::compile(*c);
+}
+
 std::vector<CaseSpec> all_cases() {
   // Within the ranges `bpfgate set` accepts; 100 Mpps leaves 10 ns between tokens, far less than
   // a packet costs, so the source never runs out.
@@ -149,6 +198,8 @@ std::vector<CaseSpec> all_cases() {
   const core::Limits one_pps{.rate_pps = 1, .burst = 1};
   // `bpfgate attach` defaults; a rotating source comes back every 1M packets, far under them.
   const core::Limits defaults{.rate_pps = core::kDefaultRatePps, .burst = core::kDefaultRatePps};
+  const std::string admit_default =
+      fmt::format("{{rate: {0}, burst: {0}}}", core::kDefaultNewSourcesPps);
   const Expect passed{BG_VERDICT_PASS, BG_REASON_OK};
   // 1 pps lets a packet through now and then: the share, not every packet.
   const Expect over_limit{BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, 0.99};
@@ -200,6 +251,42 @@ std::vector<CaseSpec> all_cases() {
        .expect = {BG_VERDICT_DROP, BG_REASON_DENY},
        .policy = [](const core::Limits &l) { return hundred_k_prefixes(l, true); },
        .keyed = false},
+      {.name = "policy_known_under",
+       .about = "populated policy, a known source under its udp/53 limit: passes",
+       .limits = defaults,
+       .expect = passed,
+       .policy =
+           [=](const core::Limits &l) { return populated_policy(l, unlimited, admit_default); },
+       .dport = 53,
+       .extra_entries = 1},
+      {.name = "policy_known_over",
+       .about = "populated policy, a known source over its udp/53 limit (1 pps): dropped",
+       .limits = defaults,
+       .expect = over_limit,
+       .policy = [=](const core::Limits &l) { return populated_policy(l, one_pps, admit_default); },
+       .dport = 53,
+       .extra_entries = 1},
+      {.name = "policy_new_refused",
+       .about = "populated policy, 1,000,000 rotating (spoofed) sources, new sources limited "
+                "(10,000/s): refused",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .nr_sources = 1'000'000,
+       .expect = refused_new,
+       .policy =
+           [=](const core::Limits &l) { return populated_policy(l, defaults, admit_default); },
+       .dport = 53,
+       .guarded = true},
+      {.name = "policy_new_admitted",
+       .about = "populated policy, 1,000,000 rotating sources, new-source limit off, 65,536 "
+                "entries: each admitted",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .nr_sources = 1'000'000,
+       .expect = passed,
+       .policy = [=](const core::Limits &l) { return populated_policy(l, defaults, "off"); },
+       .dport = 53,
+       .extra_entries = 1},
   };
 }
 
@@ -361,13 +448,13 @@ std::vector<uint8_t> frame_for(const CaseSpec &c) {
   if (c.feed == Feed::kOneSource)
     return core::PacketBuilder()
         .ipv4("198.18.0.2", "198.18.0.1")
-        .udp(40000, 9)
+        .udp(40000, c.dport)
         .frame_size(64)
         .build();
   // Rotating cases: 2001:db8::/96 + index, so a million sources stay in the documentation prefix.
   return core::PacketBuilder()
       .ipv6("2001:db8::", "2001:db8:1::1")
-      .udp(40000, 9)
+      .udp(40000, c.dport)
       .frame_size(78)
       .build();
 }
@@ -429,7 +516,7 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor, const Opt
     return seen.error().context(c.name);
   // All sources when they fit; when they churn, the LRU keeps most of its entries in use (some
   // wait on per-CPU free lists).
-  size_t want = c.keyed ? std::min(c.nr_sources, c.max_sources) : 0;
+  size_t want = c.keyed ? std::min(c.nr_sources, c.max_sources) + c.extra_entries : 0;
   bool fits = c.nr_sources <= c.max_sources;
   bool bad = c.guarded ? *seen == 0 || *seen >= want / 2
              : fits    ? *seen != want
