@@ -20,7 +20,7 @@
 //   policy_*                the populated policy (populated_policy(): 10,000 allow/deny prefixes,
 //                           the source in none; tcp/443 pass, udp/53 limit, icmp drop; per-prefix
 //                           bucket on), frames to udp/53:
-//     policy_known_under    a known source under its udp/53 limit
+//     policy_known_under    a known source under its udp/53 limit; also timed stage by stage
 //     policy_known_over     a known source over it (1 pps, burst 1)
 //     policy_new_refused    rotating (spoofed) sources refused by the new-source limit (10,000/s)
 //     policy_new_admitted   rotating sources through 65,536 entries, new-source limit off
@@ -130,6 +130,7 @@ struct CaseSpec {
   bool keyed = true;           // false: the ACL decides first, so no per-source state is made
   bool guarded = false;        // new sources limited: few of them get state
   uint32_t extra_entries = 0;  // entries beside the sources' own (a prefix's bucket)
+  bool stages = false;         // also time the pipeline's first stages alone (one-source feed)
 };
 
 // 100,000 prefixes in the ACL: 50,000 allowed and 50,000 denied IPv6 /64s,
@@ -258,7 +259,8 @@ std::vector<CaseSpec> all_cases() {
        .policy =
            [=](const core::Limits &l) { return populated_policy(l, unlimited, admit_default); },
        .dport = 53,
-       .extra_entries = 1},
+       .extra_entries = 1,
+       .stages = true},
       {.name = "policy_known_over",
        .about = "populated policy, a known source over its udp/53 limit (1 pps): dropped",
        .limits = defaults,
@@ -402,12 +404,12 @@ struct Timed {
   std::vector<double> thread_runs{}, kernel_runs{};
 };
 
-// Indexes into CaseResult::progs.
-enum { kContender = 0, kFloor = 1, kSeed = 2 };
+// Indexes into CaseResult::progs; stages (if any) follow the seed.
+enum { kContender = 0, kFloor = 1, kSeed = 2, kFirstStage = 3 };
 
 struct CaseResult {
   const CaseSpec *spec = nullptr;
-  std::vector<Timed> progs;  // contender, floor, seed-style reference
+  std::vector<Timed> progs;  // contender, floor, seed-style reference, then the stages
   unsigned runs = 0;
   bool use_kernel = false;  // which of the two clocks the figures below report
   size_t sources_in_map = 0;
@@ -504,6 +506,14 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor, const Opt
     add(Prog{"bg_bench_rotate_drop", fd(s->progs.bg_bench_rotate_drop), XDP_DROP});
     add(Prog{"bg_bench_rotate_seed", fd(s->progs.bg_bench_rotate_seed), XDP_PASS});
   }
+  if (c.stages) {
+    if (c.feed != Feed::kOneSource)
+      return make_error(EINVAL, "{}: stages are timed on the one-source feed only", c.name);
+    add(Prog{"bg_bench_stage_parse", fd(s->progs.bg_bench_stage_parse), XDP_DROP});
+    add(Prog{"bg_bench_stage_policy", fd(s->progs.bg_bench_stage_policy), XDP_DROP});
+    add(Prog{"bg_bench_stage_limit", fd(s->progs.bg_bench_stage_limit), XDP_DROP});
+  }
+
   // Warm-up of the contender and the reference. For the limit case this spends the burst; for
   // rotating cases it is one pass over every source, so the fit case is timed with every source
   // already in both maps.
@@ -653,6 +663,45 @@ void print_row(const CaseResult &r) {
              r.vs_seed());
 }
 
+// The stages' own cost: each stage program runs the stages before it too, so a stage costs the
+// difference to the one before; the full pipeline adds the verdict's counter (and drop sample).
+struct StageRow {
+  std::string program, stage, what;
+  double ns = 0, own = 0;
+};
+
+std::vector<StageRow> stage_rows(const CaseResult &r) {
+  std::vector<StageRow> rows;
+  if (r.progs.size() <= kFirstStage)
+    return rows;
+  static const char *const kStage[][2] = {{"parse", "headers into struct bg_work"},
+                                          {"policy", "ACL, blocklist, rule lookup"},
+                                          {"limit", "rule action, source and prefix buckets"}};
+  double prev = r.floor_ns().median;
+  for (size_t i = kFirstStage; i < r.progs.size(); i++) {
+    const auto &st = kStage[std::min<size_t>(i - kFirstStage, 2)];
+    double ns = r.ns(i).median;
+    rows.push_back({r.progs[i].prog.name, st[0], st[1], ns, ns - prev});
+    prev = ns;
+  }
+  rows.push_back({r.progs[kContender].prog.name, "verdict", "count the verdict (a drop: sample it)",
+                  r.ns().median, r.ns().median - prev});
+  return rows;
+}
+
+void print_stages(const CaseResult &r) {
+  auto rows = stage_rows(r);
+  if (rows.empty())
+    return;
+  fmt::print("\n{}: per stage (medians; each program runs the stages before it, then XDP_DROP)\n",
+             r.spec->name);
+  fmt::print("  {:<8} {:>7} {:>8}  {}\n", "stage", "ns/pkt", "+ns/pkt", "program");
+  fmt::print("  {:<8} {:>7.1f} {:>8}  {}\n", "floor", r.floor_ns().median, "",
+             r.progs[kFloor].prog.name);
+  for (const auto &s : rows)
+    fmt::print("  {:<8} {:>7.1f} {:>+8.1f}  {}: {}\n", s.stage, s.ns, s.own, s.program, s.what);
+}
+
 void print_details(const std::vector<CaseResult> &results) {
   fmt::print("\n");
   for (const auto &r : results) {
@@ -724,6 +773,17 @@ json to_json(const CaseResult &r, bool keeps_changes) {
       {"packets_dropped", r.dropped},
       {"test_run_keeps_changes", keeps_changes},
   };
+  auto rows = stage_rows(r);
+  if (!rows.empty()) {
+    json stages = json::array();
+    for (const auto &s : rows)
+      stages.push_back({{"program", s.program},
+                        {"stage", s.stage},
+                        {"what", s.what},
+                        {"ns_per_pkt", two_decimals(s.ns)},
+                        {"stage_ns_per_pkt", two_decimals(s.own)}});
+    j["stages"] = std::move(stages);
+  }
   return j;
 }
 
@@ -791,8 +851,11 @@ int run(Options o) {
     std::fflush(stdout);
     results.push_back(std::move(*r));
   }
-  if (!o.json)
+  if (!o.json) {
+    for (const auto &r : results)
+      print_stages(r);
     print_details(results);
+  }
   return 0;
 }
 

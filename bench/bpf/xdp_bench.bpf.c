@@ -12,6 +12,10 @@
  *                            project's first filter did: parse, one lookup of
  *                            the source in a hash (inserted if missing), one
  *                            counter in its value, a verdict (always pass);
+ *  - bg_bench_stage_parse, bg_bench_stage_policy, bg_bench_stage_limit: the
+ *                            pipeline's first one, two or three stages, then
+ *                            XDP_DROP (no verdict counted, no drop event), so
+ *                            differences give each stage's cost;
  *  - bg_bench_probe:         adds one to the IPv4 identification field and
  *                            drops; tells whether a repeat of test_run sees
  *                            the packet as the previous repeat left it.
@@ -137,6 +141,31 @@ int bg_bench_rotate_seed(struct xdp_md *ctx) {
   if (bg_bench_rotate_source(ctx) < 0)
     return XDP_ABORTED;
   return bg_bench_seed_filter(ctx);
+}
+
+SEC("xdp")
+int bg_bench_stage_parse(struct xdp_md *ctx) {
+  struct bg_work w = {};
+  bg_stage_parse(ctx, &w);
+  return XDP_DROP;
+}
+
+SEC("xdp")
+int bg_bench_stage_policy(struct xdp_md *ctx) {
+  struct bg_work w = {};
+  bg_stage_parse(ctx, &w);
+  bg_stage_policy(&w);
+  return XDP_DROP;
+}
+
+/* bg_filter() without its last step (count the verdict, sample a drop). */
+SEC("xdp")
+int bg_bench_stage_limit(struct xdp_md *ctx) {
+  struct bg_work w = {};
+  bg_stage_parse(ctx, &w);
+  if (bg_stage_policy(&w) == BG_NEXT)
+    bg_stage_limit(ctx, &w);
+  return XDP_DROP;
 }
 
 SEC("xdp")
