@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -268,6 +270,62 @@ TEST(XdpAttach, SpoofedSourcesAreBoundedAndAKnownClientKeepsItsService) {
   EXPECT_NE(set.out.find("new sources unbounded"), std::string::npos) << set.out;
   EXPECT_EQ(t.status()["new_sources"]["rate_pps"], 0);
   EXPECT_EQ(t.status()["limits"]["rate_pps"], 1000) << "the other limits stay";
+}
+
+// Entries of one of the filter's pinned tables.
+size_t pinned_entries(const GatewayPair &t, const std::string &map) {
+  auto r = run("bpftool -j map dump pinned " + t.pin_dir() + "/" + map);
+  if (r.exit_code != 0)
+    return SIZE_MAX;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_array() ? j.size() : SIZE_MAX;
+}
+
+// A TCP connection from the client to a listener on the gateway; true if it
+// was established.
+bool tcp_connect(const GatewayPair &t, uint16_t port) {
+  auto fd = t.peer().socket(AF_INET, SOCK_STREAM);
+  if (fd.get() < 0)
+    return false;
+  timeval tv{2, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, GatewayPair::kGatewayAddr, &a.sin_addr);
+  return connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
+}
+
+// A client that completed a handshake answered with a SYN cookie is known:
+// a flood of spoofed sources that fills the per-source table many times over
+// does not evict it, and it connects again during and after the flood.
+TEST(XdpAttach, AProvenClientKeepsItsEntryThroughASpoofedFloodThatFillsTheTable) {
+  GatewayPair t;
+  run_ok(t.gw().exec() + "sysctl -qw net.ipv4.tcp_syncookies=2");
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if() +
+                      " --mode native --rate 100000 --new-sources 0 --max-sources 256")
+                .exit_code,
+            0);
+  auto lfd = t.gw().socket(AF_INET, SOCK_STREAM);
+  ASSERT_GE(lfd.get(), 0);
+  int one = 1;
+  setsockopt(lfd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(8088);
+  inet_pton(AF_INET, GatewayPair::kGatewayAddr, &a.sin_addr);
+  ASSERT_EQ(bind(lfd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(lfd.get(), 64), 0);
+
+  ASSERT_TRUE(tcp_connect(t, 8088));
+  EXPECT_EQ(pinned_entries(t, "known"), 1u) << "the handshake did not prove the client";
+  uint64_t sent = t.flood("198.19.0.0/16", 20000, 50000, "--seed 11");
+  EXPECT_GT(sent, 10000u);
+  // 20,000 sources through 256 entries: the LRU evicted all along (it keeps
+  // some of its entries on per-CPU free lists, so it shows fewer than 256).
+  EXPECT_GE(pinned_entries(t, "sources"), 128u) << "the flood did not fill the table";
+  EXPECT_EQ(pinned_entries(t, "known"), 1u) << "the flood evicted the proven client";
+  EXPECT_TRUE(tcp_connect(t, 8088)) << "the client lost its service";
 }
 
 TEST(XdpAttach, TopJsonCountsMatchWhatWasSent) {

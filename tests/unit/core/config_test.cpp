@@ -140,6 +140,40 @@ TEST(Config, NewSourcesOnByDefaultOffOrSetAndBadValues) {
   EXPECT_TRUE(has(zero.error().what(), "n.yaml:4:")) << zero.error().what();
 }
 
+TEST(Config, ProofsAndAutoBlockGuards) {
+  auto def = parse_config("interfaces: [{name: a}]\nauto_block: {after: 1s, ttl: 1m}\n", "p.yaml");
+  ASSERT_TRUE(def.ok()) << def.error().what();
+  auto p = compile(*def);
+  EXPECT_TRUE(p.prove) << "proofs are on by default";
+  EXPECT_EQ(p.settings.block_limit.rate_pps, kDefaultAutoBlockPps);
+  EXPECT_TRUE(p.noblock.empty());
+  auto set = parse_config(
+      "interfaces: [{name: a}]\nlimits: {rate: 5, prove: off}\n"
+      "auto_block: {after: 1s, ttl: 1m, max_rate: 7, never: [198.18.0.0/24, \"2001:db8::/32\"]}\n",
+      "p.yaml");
+  ASSERT_TRUE(set.ok()) << set.error().what();
+  p = compile(*set);
+  EXPECT_FALSE(p.prove);
+  EXPECT_EQ(p.settings.block_limit.rate_pps, 7u);
+  EXPECT_EQ(p.settings.block_limit.burst, 7u);
+  ASSERT_EQ(p.noblock.size(), 2u);
+  EXPECT_EQ(p.noblock[0].prefixlen, 96u + 24u);
+  auto bad =
+      parse_config("interfaces: [{name: a}]\nlimits:\n  rate: 5\n  prove: maybe\n", "p.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(has(bad.error().what(), "p.yaml:4: limits.prove is syncookies or off, not 'maybe'"))
+      << bad.error().what();
+  auto never = parse_config(
+      "interfaces: [{name: a}]\nauto_block:\n  after: 1s\n  ttl: 1m\n  never: [198.18.0.0/33]\n",
+      "p.yaml");
+  ASSERT_FALSE(never.ok());
+  EXPECT_TRUE(has(never.error().what(), "p.yaml:5:")) << never.error().what();
+  auto rate = parse_config(
+      "interfaces: [{name: a}]\nauto_block:\n  after: 1s\n  ttl: 1m\n  max_rate: 0\n", "p.yaml");
+  ASSERT_FALSE(rate.ok());
+  EXPECT_TRUE(has(rate.error().what(), "p.yaml:5:")) << rate.error().what();
+}
+
 TEST(Config, AccelSection) {
   auto c = parse_config(
       "interfaces: [{name: a}]\naccel:\n  cgroup: /gw\n  ports: [8080, 9000-9010]\n"
