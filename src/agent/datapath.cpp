@@ -34,9 +34,37 @@ Result<M> owned(int fd) {
   return M(std::move(*d));
 }
 
-// An inner map of the same shape as the object's templates (bpf/include/bpfgate/maps.h).
-Result<bpf::UniqueFd> create_inner(OuterIndex which) {
+Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen) {
+  auto id = outer.lookup(gen);
+  if (!id)
+    return id.error();
+  if (!*id)
+    return make_error(ENOENT, "policy generation {} has no map", gen);
+  int fd = bpf_map_get_fd_by_id(**id);
+  if (fd < 0)
+    return bpf::libbpf_error(fd, "open policy map by id");
+  return bpf::UniqueFd(fd);
+}
+
+// An inner map of the same shape as the object's templates (bpf/include/bpfgate/maps.h),
+// with the BTF of `like` (the generation in use) where it has some: Linux 6.1
+// compares the BTF-derived layout (timer and spin lock offsets) of an inner
+// map with the template's, so a struct-valued map made without BTF is refused
+// (EINVAL) beside a template that has it.
+Result<bpf::UniqueFd> create_inner(OuterIndex which, int like) {
   LIBBPF_OPTS(bpf_map_create_opts, opts);
+  bpf::UniqueFd btf;
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (like >= 0 && bpf_obj_get_info_by_fd(like, &info, &len) == 0 && info.btf_id) {
+    int b = bpf_btf_get_fd_by_id(info.btf_id);
+    if (b >= 0) {
+      btf = bpf::UniqueFd(b);
+      opts.btf_fd = static_cast<__u32>(b);
+      opts.btf_key_type_id = info.btf_key_type_id;
+      opts.btf_value_type_id = info.btf_value_type_id;
+    }
+  }
   int fd = -1;
   switch (which) {
     case kAcl:
@@ -80,17 +108,6 @@ Status fill(int fd, const void *keys, size_t key_size, const void *values, size_
 }
 
 // The inner map of generation `gen` of an outer map, opened by id.
-Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen) {
-  auto id = outer.lookup(gen);
-  if (!id)
-    return id.error();
-  if (!*id)
-    return make_error(ENOENT, "policy generation {} has no map", gen);
-  int fd = bpf_map_get_fd_by_id(**id);
-  if (fd < 0)
-    return bpf::libbpf_error(fd, "open policy map by id");
-  return bpf::UniqueFd(fd);
-}
 
 }  // namespace
 
@@ -208,7 +225,8 @@ Status Datapath::apply(const core::PolicyImage &p) {
 
   std::array<bpf::UniqueFd, 4> inner;
   for (int i = 0; i < 4; i++) {
-    auto fd = create_inner(static_cast<OuterIndex>(i));
+    auto current = inner_of(outer_[i], cfg->active % BG_GENERATIONS);
+    auto fd = create_inner(static_cast<OuterIndex>(i), current ? current->get() : -1);
     if (!fd)
       return fd.error();
     inner[i] = std::move(*fd);
