@@ -23,12 +23,7 @@ namespace {
 using core::PacketBuilder;
 
 core::PolicyImage policy(const std::string &yaml) {
-  auto c = core::parse_config("interfaces: [{name: eth0}]\n" + yaml, "test.yaml");
-  if (!c) {
-    ADD_FAILURE() << c.error().what();
-    return {};
-  }
-  return core::compile(*c);
+  return policy_from_yaml(yaml);
 }
 
 std::vector<uint8_t> udp(const std::string &src) {

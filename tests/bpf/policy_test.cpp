@@ -27,12 +27,7 @@ constexpr const char *kDst = "198.18.0.1";
 constexpr const char *kDst6 = "2001:db8::1";
 
 core::PolicyImage policy(const std::string &yaml) {
-  auto c = core::parse_config("interfaces: [{name: eth0}]\n" + yaml, "test.yaml");
-  if (!c) {
-    ADD_FAILURE() << c.error().what();
-    return {};
-  }
-  return core::compile(*c);
+  return policy_from_yaml(yaml);
 }
 
 FilterHarness load(const core::PolicyImage &p, uint32_t max_sources = 4096) {

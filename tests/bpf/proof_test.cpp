@@ -29,12 +29,7 @@ constexpr const char *kServer = "198.18.0.1";
 constexpr uint8_t kSyn = 0x02, kAck = 0x10;
 
 core::PolicyImage policy(const std::string &yaml) {
-  auto c = core::parse_config("interfaces: [{name: eth0}]\n" + yaml, "test.yaml");
-  if (!c) {
-    ADD_FAILURE() << c.error().what();
-    return {};
-  }
-  return core::compile(*c);
+  return policy_from_yaml(yaml);
 }
 
 FilterHarness load(const core::PolicyImage &p, uint32_t max_sources = 4096) {

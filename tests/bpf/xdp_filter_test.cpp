@@ -48,7 +48,7 @@ int pass_count(FilterHarness &h, const std::vector<uint8_t> &frame, int n) {
 }
 
 TEST(XdpFilter, UnderTheLimitPassesAndIsCounted) {
-  auto h = load({100, 10});
+  auto h = load({10, 10});
   auto f = udp4(kSrcA, 100);
   for (int i = 0; i < 10; i++)
     EXPECT_EQ(h.run(f), XDP_PASS) << "packet " << i;
@@ -65,7 +65,7 @@ TEST(XdpFilter, UnderTheLimitPassesAndIsCounted) {
 }
 
 TEST(XdpFilter, OverTheLimitDrops) {
-  auto h = load({100, 10});
+  auto h = load({10, 10});
   auto f = udp4(kSrcA);
   EXPECT_EQ(pass_count(h, f, 10), 10);
   for (int i = 0; i < 5; i++)
@@ -98,7 +98,7 @@ TEST(XdpFilter, RealTimeRefillsToo) {
 }
 
 TEST(XdpFilter, TwoSourcesAreIndependent) {
-  auto h = load({100, 5});
+  auto h = load({10, 5});
   EXPECT_EQ(pass_count(h, udp4(kSrcA), 20), 5);
   EXPECT_EQ(pass_count(h, udp4(kSrcB), 20), 5);
   EXPECT_EQ(h.source(kSrcA)->drops, 15u);
@@ -107,10 +107,11 @@ TEST(XdpFilter, TwoSourcesAreIndependent) {
 }
 
 TEST(XdpFilter, LimitsChangeAtRunTimeWithoutReload) {
-  auto h = load({100, 5});
+  auto h = load({10, 5});
   auto f = udp4(kSrcA);
   EXPECT_EQ(pass_count(h, f, 10), 5);
-  ASSERT_TRUE(h.set_limits({10, 50}).ok());  // 100 ms a token: none refills while the loop runs, however slow
+  ASSERT_TRUE(h.set_limits({10, 50})
+                  .ok());  // 100 ms a token: none refills while the loop runs, however slow
   h.advance_time(kSrcA, 1'000'000'000);
   EXPECT_EQ(pass_count(h, f, 100), 50);
 }
@@ -146,7 +147,7 @@ TEST(XdpFilter, TaggedAndIpv6FramesAreLimitedByTheirSource) {
        PacketBuilder().ipv6("2001:db8::4", "2001:db8::ff").icmp(128, 0).build()},
       {"IPv4 ICMP", "198.18.1.3", PacketBuilder().ipv4("198.18.1.3", kDst).icmp(8, 0).build()},
   };
-  auto h = load({100, 3});
+  auto h = load({10, 3});
   for (const auto &v : variants) {
     SCOPED_TRACE(v.name);
     EXPECT_EQ(pass_count(h, v.frame, 5), 3);
@@ -161,7 +162,7 @@ TEST(XdpFilter, TaggedAndIpv6FramesAreLimitedByTheirSource) {
 }
 
 TEST(XdpFilter, Ipv4OptionsAndFragmentsAreLimitedByTheirSource) {
-  auto h = load({100, 4});
+  auto h = load({10, 4});
   auto opts = PacketBuilder().ipv4(kSrcA, kDst).ipv4_options({0x94, 0x04, 0, 0}).udp(1, 2).build();
   auto first = PacketBuilder().ipv4(kSrcA, kDst).fragment(0, true).udp(1, 2).payload(64).build();
   auto later = PacketBuilder().ipv4(kSrcA, kDst).fragment(1480, false).payload(64).build();
@@ -228,7 +229,7 @@ TEST(XdpFilter, TruncatedTransportHeaderIsLimitedThenGetsTheUnparsedVerdict) {
   auto tcp6 = PacketBuilder().ipv6("2001:db8::7", "2001:db8::1").tcp(1, 80).build();
   tcp6.resize(14 + 40 + 4);
   for (bg_verdict verdict : {BG_VERDICT_PASS, BG_VERDICT_DROP}) {
-    auto h = load({100, 2}, 1024, verdict);
+    auto h = load({10, 2}, 1024, verdict);
     const uint32_t unparsed = verdict == BG_VERDICT_PASS ? XDP_PASS : XDP_DROP;
     EXPECT_EQ(h.run(tcp), unparsed);
     EXPECT_EQ(h.run(tcp), unparsed);
@@ -255,7 +256,7 @@ TEST(XdpFilter, NonIpFramesPassAndAreCounted) {
 }
 
 TEST(XdpFilter, PerSourceStateStaysWithinItsBound) {
-  auto h = load({1000, 10}, 64);
+  auto h = load({10, 10}, 64);
   auto f = udp4(kSrcA);
   int passed = 0;
   for (uint32_t i = 0; i < 2000; i++) {

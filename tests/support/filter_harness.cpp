@@ -6,10 +6,20 @@
 #include "bpf/skeletons.hpp"
 #include "core/addr.hpp"
 #include "core/cidr.hpp"
+#include "core/config.hpp"
 
 #include <cstring>
 
 namespace bpfgate::test {
+
+core::PolicyImage policy_from_yaml(const std::string &yaml) {
+  auto c = core::parse_config("interfaces: [{name: eth0}]\n" + yaml, "test.yaml");
+  if (!c) {
+    ADD_FAILURE() << c.error().what();
+    return {};
+  }
+  return core::compile(*c);
+}
 
 Result<FilterHarness> FilterHarness::load(const core::PolicyImage &policy, uint32_t max_sources) {
   auto skel = bpf::XdpFilterSkel::open("xdp_filter");

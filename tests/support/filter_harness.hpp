@@ -14,6 +14,10 @@
 
 namespace bpfgate::test {
 
+// A policy compiled from YAML under a one-interface config ("test.yaml");
+// a config error fails the test and gives an empty policy.
+core::PolicyImage policy_from_yaml(const std::string &yaml);
+
 class FilterHarness {
  public:
   // Loads the filter with `max_sources` per-source entries and the given limits.

@@ -74,6 +74,13 @@ static __always_inline const struct bg_settings *bg_settings_of(const struct bg_
   return gen ? &cfg->gen[1] : &cfg->gen[0];
 }
 
+/* The settings of the generation the frame in w started under (w->gen). */
+static __always_inline const struct bg_settings *bg_work_settings(const struct bg_work *w) {
+  __u32 zero = 0;
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  return cfg ? bg_settings_of(cfg, w->gen & 1) : NULL;
+}
+
 static __always_inline void bg_stat(__u32 stat) {
   __u32 key = bg_stat_key(stat);
   struct bg_counter *c = bpf_map_lookup_elem(&bg_counters, &key);
@@ -176,12 +183,10 @@ static __always_inline void bg_key_of(struct bg_src_key *key, const struct bg_wo
  * (BG_SRC_PREFIX); returns an enum bg_take_result. Reads the limits itself,
  * so that its caller's stack stays small. */
 __noinline int bg_take(struct bg_work *w, __u32 kind) {
-  __u32 zero = 0;
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!w || !cfg)
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s)
     return BG_TAKE_NOSTATE;
   __u32 gen = w->gen & 1;
-  const struct bg_settings *s = bg_settings_of(cfg, gen);
   const struct bg_limit *lim = &s->prefix_limit;
   if (kind == BG_SRC_ADDR) {
     void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
@@ -229,12 +234,10 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
  * drop there, and with `refund` gives the token back (a later bucket refused
  * the frame, so the source keeps what it did not use). */
 __noinline int bg_untake(struct bg_work *w, __u32 refund) {
-  __u32 zero = 0;
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!w || !cfg)
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s)
     return 0;
   __u32 gen = w->gen & 1;
-  const struct bg_settings *s = bg_settings_of(cfg, gen);
   struct bg_src_key key;
   bg_key_of(&key, w, s, BG_SRC_ADDR);
   struct bg_src_state *st =
@@ -348,11 +351,9 @@ __noinline int bg_prove(struct xdp_md *ctx, struct bg_work *w) {
 /* Moves the source of w, which just proved itself, into bg_known (its
  * bucket as it was, or a fresh one); 1 if it is there now. */
 __noinline int bg_promote(struct bg_work *w) {
-  __u32 zero = 0;
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!w || !cfg)
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s)
     return 0;
-  const struct bg_settings *s = bg_settings_of(cfg, w->gen & 1);
   struct bg_src_key key;
   bg_key_of(&key, w, s, BG_SRC_ADDR);
   struct bg_src_state init = {.tat_ns = w->now, .first_seen_ns = w->now, .last_seen_ns = w->now};
@@ -438,14 +439,10 @@ __noinline int bg_stage_policy(struct bg_work *w) {
 
 /* Stage 3: the rule's action, then the per-source and per-prefix buckets. */
 __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
-  if (!w)
-    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
-  __u32 zero = 0;
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!cfg)
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   __u32 gen = w->gen & 1;
-  const struct bg_settings *s = bg_settings_of(cfg, gen);
   void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
   if (!rules)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
