@@ -22,10 +22,6 @@ namespace {
 
 using core::PacketBuilder;
 
-core::PolicyImage policy(const std::string &yaml) {
-  return policy_from_yaml(yaml);
-}
-
 std::vector<uint8_t> udp(const std::string &src) {
   return PacketBuilder().ipv4(src, "198.18.0.1").udp(40000, 9).build();
 }
@@ -44,7 +40,7 @@ TEST(FilterAccounting, LosingEveryCasRacePassesAndIsCountedAsContended) {
   ASSERT_EQ(bpf_object__load(obj.get()), 0);
   auto dp = agent::Datapath::from_object(obj.get());
   ASSERT_TRUE(dp.ok()) << dp.error().what();
-  core::PolicyImage p = policy("limits: {rate: 1, burst: 1}\n");
+  core::PolicyImage p = policy_from_yaml("limits: {rate: 1, burst: 1}\n");
   p.settings.block_after_ns = 1;  // any streak at all would block
   p.settings.block_ttl_ns = 60'000'000'000;
   ASSERT_TRUE(dp->apply(p).ok());
@@ -68,8 +64,8 @@ TEST(FilterAccounting, LosingEveryCasRacePassesAndIsCountedAsContended) {
 // A frame the prefix bucket refuses gives its source's token back: the
 // source's own bucket is charged only for frames that passed.
 TEST(FilterAccounting, APrefixRefusalDoesNotSpendTheSourcesToken) {
-  auto h = FilterHarness::load(
-      policy("limits: {rate: 1, burst: 10, prefix: {ipv4: 24, ipv6: 64, rate: 1, burst: 2}}\n"));
+  auto h = FilterHarness::load(policy_from_yaml(
+      "limits: {rate: 1, burst: 10, prefix: {ipv4: 24, ipv6: 64, rate: 1, burst: 2}}\n"));
   ASSERT_TRUE(h.ok()) << h.error().what();
   int passed = 0;
   for (int i = 0; i < 6; i++)
@@ -89,7 +85,7 @@ TEST(FilterAccounting, APrefixRefusalDoesNotSpendTheSourcesToken) {
 // An auto-block the blocklist refuses (full) is counted, and the source's
 // over-limit streak goes on, so it is blocked as soon as there is room.
 TEST(FilterAccounting, AnAutoBlockTheBlocklistRefusesIsCountedAndRetried) {
-  core::PolicyImage p = policy("limits: {rate: 1, burst: 1}\n");
+  core::PolicyImage p = policy_from_yaml("limits: {rate: 1, burst: 1}\n");
   p.settings.block_after_ns = 20'000'000;  // 20 ms over the limit
   p.settings.block_ttl_ns = 60'000'000'000;
   auto h = FilterHarness::load(p);

@@ -26,17 +26,8 @@ using core::PacketBuilder;
 constexpr const char *kDst = "198.18.0.1";
 constexpr const char *kDst6 = "2001:db8::1";
 
-core::PolicyImage policy(const std::string &yaml) {
-  return policy_from_yaml(yaml);
-}
-
 FilterHarness load(const core::PolicyImage &p, uint32_t max_sources = 4096) {
-  auto h = FilterHarness::load(p, max_sources);
-  if (!h) {
-    ADD_FAILURE() << h.error().what();
-    std::abort();
-  }
-  return std::move(*h);
+  return FilterHarness::load_or_abort(p, max_sources);
 }
 
 std::vector<uint8_t> udp(const std::string &src, uint16_t dport = 9) {
@@ -58,9 +49,9 @@ int passes(FilterHarness &h, const std::vector<uint8_t> &f, int n) {
 }
 
 TEST(Policy, AllowSkipsLimitsDenyDropsFirst) {
-  auto h =
-      load(policy("limits: {rate: 1, burst: 1}\nallow: [198.18.9.0/24, '2001:db8:9::/48']\n"
-                  "deny: [198.18.66.0/24, '2001:db8:66::/48']\n"));
+  auto h = load(
+      policy_from_yaml("limits: {rate: 1, burst: 1}\nallow: [198.18.9.0/24, '2001:db8:9::/48']\n"
+                       "deny: [198.18.66.0/24, '2001:db8:66::/48']\n"));
   EXPECT_EQ(passes(h, udp("198.18.9.5"), 50), 50);
   EXPECT_EQ(passes(h, udp("2001:db8:9::5"), 50), 50);
   EXPECT_EQ(passes(h, udp("198.18.66.1"), 10), 0);
@@ -75,9 +66,9 @@ TEST(Policy, AllowSkipsLimitsDenyDropsFirst) {
 
 TEST(Policy, TheLongestPrefixDecides) {
   auto h =
-      load(policy("limits: {rate: 1, burst: 1}\n"
-                  "deny: [198.18.0.0/16, 198.18.7.7, '2001:db8::/32']\n"
-                  "allow: [198.18.7.0/24, '2001:db8:1::/48']\n"));
+      load(policy_from_yaml("limits: {rate: 1, burst: 1}\n"
+                            "deny: [198.18.0.0/16, 198.18.7.7, '2001:db8::/32']\n"
+                            "allow: [198.18.7.0/24, '2001:db8:1::/48']\n"));
   EXPECT_EQ(h.run(udp("198.18.7.8")), XDP_PASS);  // allow /24 inside deny /16
   EXPECT_EQ(h.run(udp("198.18.7.8")), XDP_PASS);  // ... without limits
   EXPECT_EQ(h.run(udp("198.18.7.7")), XDP_DROP);  // deny /32 inside allow /24
@@ -89,7 +80,7 @@ TEST(Policy, TheLongestPrefixDecides) {
 }
 
 TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
-  auto h = load(policy("limits: {rate: 1000}\nallow: [198.18.9.0/24]\n"));
+  auto h = load(policy_from_yaml("limits: {rate: 1000}\nallow: [198.18.9.0/24]\n"));
   auto &dp = h.datapath();
   ASSERT_TRUE(agent::block(dp, *core::parse_prefix("198.18.5.0/24"), 0).ok());
   ASSERT_TRUE(agent::block(dp, *core::parse_prefix("198.18.9.9"), 0).ok());
@@ -125,12 +116,12 @@ TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
 
 TEST(Policy, RulesByProtocolAndPortRange) {
   auto h =
-      load(policy("limits: {rate: 2, burst: 2}\nrules:\n"
-                  "  - {match: udp/53, action: drop}\n"
-                  "  - {match: tcp/8000-8099, action: pass}\n"
-                  "  - {match: tcp/443, rate: 3, burst: 3}\n"
-                  "  - {match: icmp, action: drop}\n"
-                  "  - {match: icmpv6, action: pass}\n"));
+      load(policy_from_yaml("limits: {rate: 2, burst: 2}\nrules:\n"
+                            "  - {match: udp/53, action: drop}\n"
+                            "  - {match: tcp/8000-8099, action: pass}\n"
+                            "  - {match: tcp/443, rate: 3, burst: 3}\n"
+                            "  - {match: icmp, action: drop}\n"
+                            "  - {match: icmpv6, action: pass}\n"));
   const std::string a = "198.18.1.1", b = "2001:db8::a";
   EXPECT_EQ(passes(h, udp(a, 53), 5), 0);
   EXPECT_EQ(passes(h, udp(b, 53), 5), 0);
@@ -150,7 +141,8 @@ TEST(Policy, RulesByProtocolAndPortRange) {
 }
 
 TEST(Policy, PrefixLimitCatchesAFloodSpreadOverAddresses) {
-  auto h = load(policy("limits: {rate: 100, prefix: {ipv4: 24, ipv6: 64, rate: 5, burst: 5}}\n"));
+  auto h = load(
+      policy_from_yaml("limits: {rate: 100, prefix: {ipv4: 24, ipv6: 64, rate: 5, burst: 5}}\n"));
   int passed = 0;
   for (int i = 1; i <= 20; i++)
     passed += h.run(udp("198.18.7." + std::to_string(i))) == XDP_PASS;
@@ -181,7 +173,7 @@ TEST(Policy, NewSourcesGetInAtTheirRateAndKnownSourcesKeepPassing) {
   CPU_SET(0, &one);
   ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
   const int share = static_cast<int>(std::max(40u / cpus, 1u));
-  auto h = load(policy("limits: {rate: 100, new_sources: {rate: 4, burst: 40}}\n"));
+  auto h = load(policy_from_yaml("limits: {rate: 100, new_sources: {rate: 4, burst: 40}}\n"));
   ASSERT_EQ(h.run(udp("198.18.9.1")), XDP_PASS) << "the first source takes one of the share";
   int passed = 0;
   for (int i = 0; i < 200; i++)
@@ -194,7 +186,7 @@ TEST(Policy, NewSourcesGetInAtTheirRateAndKnownSourcesKeepPassing) {
     EXPECT_EQ(h.run(udp("198.18.9.1")), XDP_PASS) << "a known source is not a new one";
   EXPECT_EQ(h.run(udp("2001:db8:77::1")), XDP_DROP) << "IPv6 sources count the same";
 
-  auto off = load(policy("limits: {rate: 100, new_sources: off}\n"));
+  auto off = load(policy_from_yaml("limits: {rate: 100, new_sources: off}\n"));
   int all = 0;
   for (int i = 0; i < 200; i++)
     all += off.run(udp(fmt::format("198.18.11.{}", 1 + i % 250))) == XDP_PASS;
@@ -204,7 +196,7 @@ TEST(Policy, NewSourcesGetInAtTheirRateAndKnownSourcesKeepPassing) {
 }
 
 TEST(Policy, AutoBlockAfterStayingOverTheLimitThenExpires) {
-  core::PolicyImage p = policy("limits: {rate: 1, burst: 1}\n");
+  core::PolicyImage p = policy_from_yaml("limits: {rate: 1, burst: 1}\n");
   p.settings.block_after_ns = 50'000'000;  // 50 ms over the limit
   p.settings.block_ttl_ns = 300'000'000;   // blocked for 300 ms
   auto h = load(p);
@@ -234,12 +226,13 @@ TEST(Policy, AutoBlockAfterStayingOverTheLimitThenExpires) {
 }
 
 TEST(Policy, ApplyKeepsCountersAndPerSourceState) {
-  auto h = load(policy("limits: {rate: 1, burst: 3}\n"));
+  auto h = load(policy_from_yaml("limits: {rate: 1, burst: 3}\n"));
   auto f = udp("198.18.4.4");
   EXPECT_EQ(passes(h, f, 10), 3);
   auto before = h.counters();
-  ASSERT_TRUE(
-      h.datapath().apply(policy("limits: {rate: 1, burst: 3}\ndeny: [198.18.99.0/24]\n")).ok());
+  ASSERT_TRUE(h.datapath()
+                  .apply(policy_from_yaml("limits: {rate: 1, burst: 3}\ndeny: [198.18.99.0/24]\n"))
+                  .ok());
   auto after = h.counters();
   for (int k = 0; k < BG_COUNTER_NR; k++)
     EXPECT_EQ(after[k].packets, before[k].packets) << k;
@@ -288,7 +281,7 @@ TEST(Policy, SwitchingUnderTrafficNeverMisverdicts) {
     big_a += ", '2001:db8:a:" + std::to_string(i) + "::/64'";
     big_b += ", '2001:db8:b:" + std::to_string(i) + "::/64'";
   }
-  core::PolicyImage a = policy(big_a + "]\n"), b = policy(big_b + "]\n");
+  core::PolicyImage a = policy_from_yaml(big_a + "]\n"), b = policy_from_yaml(big_b + "]\n");
   auto h = load(a);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> wrong{0}, runs{0};

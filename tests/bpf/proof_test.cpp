@@ -28,17 +28,8 @@ using core::PacketBuilder;
 constexpr const char *kServer = "198.18.0.1";
 constexpr uint8_t kSyn = 0x02, kAck = 0x10;
 
-core::PolicyImage policy(const std::string &yaml) {
-  return policy_from_yaml(yaml);
-}
-
 FilterHarness load(const core::PolicyImage &p, uint32_t max_sources = 4096) {
-  auto h = FilterHarness::load(p, max_sources);
-  if (!h) {
-    ADD_FAILURE() << h.error().what();
-    std::abort();
-  }
-  return std::move(*h);
+  return FilterHarness::load_or_abort(p, max_sources);
 }
 
 std::vector<uint8_t> tcp(const std::string &src, uint8_t flags, uint32_t seq, uint32_t ack) {
@@ -90,7 +81,7 @@ TEST(Proof, ACookieAckProvesItsSourceWithoutAdmissionAndAForgedOneDoesNot) {
   if (!agent::syncookie_helpers())
     GTEST_SKIP() << "this kernel has no bpf_tcp_raw_check_syncookie (Linux 6.0)";
   OneCpu pin;
-  auto h = load(policy("limits: {rate: 100, new_sources: {rate: 1, burst: 1}}\n"));
+  auto h = load(policy_from_yaml("limits: {rate: 100, new_sources: {rate: 1, burst: 1}}\n"));
   // The new-source budget of this CPU: one source, then none for a second.
   EXPECT_EQ(h.run(udp("198.18.50.1")), XDP_PASS);
   EXPECT_EQ(h.run(udp("198.18.50.2")), XDP_DROP);
@@ -116,7 +107,8 @@ TEST(Proof, ACookieAckProvesItsSourceWithoutAdmissionAndAForgedOneDoesNot) {
   EXPECT_TRUE(h.known("2001:db8:60::7"));
 
   // With proofs off, the same ACK is a new source.
-  auto off = load(policy("limits: {rate: 100, new_sources: {rate: 1, burst: 1}, prove: off}\n"));
+  auto off =
+      load(policy_from_yaml("limits: {rate: 100, new_sources: {rate: 1, burst: 1}, prove: off}\n"));
   EXPECT_EQ(off.run(udp("198.18.50.1")), XDP_PASS);
   EXPECT_EQ(off.run(handshake_ack("198.18.60.9")), XDP_DROP);
   EXPECT_FALSE(off.known("198.18.60.9"));
@@ -127,7 +119,7 @@ TEST(Proof, ACookieAckProvesItsSourceWithoutAdmissionAndAForgedOneDoesNot) {
 TEST(Proof, AKnownSourceKeepsItsBucketThroughAFloodThatFillsTheTable) {
   if (!agent::syncookie_helpers())
     GTEST_SKIP() << "this kernel has no bpf_tcp_raw_check_syncookie (Linux 6.0)";
-  auto h = load(policy("limits: {rate: 1000, burst: 1000, new_sources: off}\n"), 256);
+  auto h = load(policy_from_yaml("limits: {rate: 1000, burst: 1000, new_sources: off}\n"), 256);
   EXPECT_EQ(h.run(handshake_ack("198.18.61.1")), XDP_PASS);
   ASSERT_TRUE(h.known("198.18.61.1"));
   for (int i = 0; i < 10; i++)
@@ -151,7 +143,7 @@ TEST(Proof, AutoBlockSparesProvenAndNeverBlockSourcesAndIsCapped) {
   if (!agent::syncookie_helpers())
     GTEST_SKIP() << "this kernel has no bpf_tcp_raw_check_syncookie (Linux 6.0)";
   OneCpu pin;
-  core::PolicyImage p = policy(
+  core::PolicyImage p = policy_from_yaml(
       "limits: {rate: 1, burst: 1, new_sources: off}\n"
       "auto_block: {after: 100ms, ttl: 10s, max_rate: {rate: 1, burst: 1}, never: "
       "[198.18.72.0/24]}\n");

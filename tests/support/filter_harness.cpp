@@ -38,6 +38,15 @@ Result<FilterHarness> FilterHarness::load(const core::PolicyImage &policy, uint3
                        std::move(*dp));
 }
 
+FilterHarness FilterHarness::load_or_abort(const core::PolicyImage &policy, uint32_t max_sources) {
+  auto h = load(policy, max_sources);
+  if (!h) {
+    ADD_FAILURE() << h.error().what();
+    std::abort();
+  }
+  return std::move(*h);
+}
+
 Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t max_sources,
                                           bg_verdict unparsed) {
   return load(core::default_policy(limits, unparsed), max_sources);

@@ -25,6 +25,8 @@ class FilterHarness {
                                     bg_verdict unparsed = BG_VERDICT_PASS);
   // Loads the filter with a compiled config.
   static Result<FilterHarness> load(const core::PolicyImage &policy, uint32_t max_sources = 1024);
+  // The same for tests that cannot go on without it: a failure fails the test and aborts.
+  static FilterHarness load_or_abort(const core::PolicyImage &policy, uint32_t max_sources);
   agent::Datapath &datapath() { return dp_; }
 
   // Runs the program once on `frame`; returns the XDP action.
