@@ -676,9 +676,10 @@ std::vector<StageRow> stage_rows(const CaseResult &r) {
   std::vector<StageRow> rows;
   if (r.progs.size() <= kFirstStage)
     return rows;
-  static const char *const kStage[][2] = {{"parse", "headers into struct bg_work"},
-                                          {"policy", "ACL, blocklist, rule lookup"},
-                                          {"limit", "rule action, source and prefix buckets"}};
+  static const char *const kStage[][2] = {
+      {"parse", "headers into struct bg_work"},
+      {"policy", "policy in force, rule lookup"},
+      {"limit", "source entry (ACL and blocklist cached), rule action, source and prefix buckets"}};
   double prev = r.floor_ns().median;
   for (size_t i = kFirstStage; i < r.progs.size(); i++) {
     const auto &st = kStage[std::min<size_t>(i - kFirstStage, 2)];

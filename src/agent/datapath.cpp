@@ -5,6 +5,9 @@
 
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bpf/pin.hpp"
 #include <bpf/libbpf.h>
@@ -217,6 +220,39 @@ Status Datapath::pin(const std::string &dir) const {
   return {};
 }
 
+namespace {
+
+// The resolution of CLOCK_MONOTONIC_COARSE: the kernel's tick (1/HZ), at
+// which bpf_ktime_get_coarse_ns() advances. 0 if unknown (no coarse clock).
+uint64_t coarse_tick_ns() {
+  timespec res{};
+  if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0)
+    return 0;
+  return static_cast<uint64_t>(res.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(res.tv_nsec);
+}
+
+// The runtime map is mmapable: the datapath bumps block_epoch with an atomic
+// add after an auto-block, so the control plane bumps it the same way (a map
+// update writes the whole value and could undo one). `live` < 0 leaves
+// blocklist_live as it is.
+Status with_runtime(int fd, int live, bool bump) {
+  const long page = sysconf(_SC_PAGESIZE);
+  void *p = mmap(nullptr, static_cast<size_t>(page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return make_error(errno,
+                      "map the filter's runtime map (a filter pinned by an older bpfgate: "
+                      "detach and attach it again)");
+  auto *rt = static_cast<bg_runtime *>(p);
+  if (live >= 0)
+    __atomic_store_n(&rt->blocklist_live, static_cast<__u32>(live), __ATOMIC_SEQ_CST);
+  if (bump)
+    __atomic_fetch_add(&rt->block_epoch, 1, __ATOMIC_SEQ_CST);
+  munmap(p, static_cast<size_t>(page));
+  return {};
+}
+
+}  // namespace
+
 Status Datapath::apply(const core::PolicyImage &p) {
   auto cfg = config();
   if (!cfg)
@@ -255,11 +291,25 @@ Status Datapath::apply(const core::PolicyImage &p) {
     return st.error().context("fill the protocol rules");
   if (p.rules.empty() || p.rules.size() > BG_RULES_MAX)
     return make_error(EINVAL, "a policy has 1 to {} rules, not {}", BG_RULES_MAX, p.rules.size());
+  bg_settings set = p.settings;
+  const auto cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
+  core::share_per_cpu(set.new_source_limit, cpus);
+  core::share_per_cpu(set.block_limit, cpus);
+  // Which rules' frames may read the coarse clock: every bucket they may be
+  // charged to keeps its rate at the kernel's tick.
+  const uint64_t tick = coarse_tick_ns();
+  const bool shared_ok = core::coarse_clock_ok(set.prefix_limit, tick) &&
+                         core::coarse_clock_ok(set.new_source_limit, tick);
+  std::vector<bg_rule> rules = p.rules;
   std::vector<__u32> rule_keys;
-  for (__u32 i = 0; i < p.rules.size(); i++)
+  for (__u32 i = 0; i < rules.size(); i++) {
     rule_keys.push_back(i);
-  if (auto st = fill(inner[kRules].get(), rule_keys.data(), 4, p.rules.data(), sizeof(bg_rule),
-                     p.rules.size());
+    rules[i].flags = 0;
+    if (shared_ok && core::coarse_clock_ok(rules[i].limit, tick))
+      rules[i].flags |= BG_RULE_COARSE_CLOCK;
+  }
+  if (auto st = fill(inner[kRules].get(), rule_keys.data(), 4, rules.data(), sizeof(bg_rule),
+                     rules.size());
       !st)
     return st.error().context("fill the rules");
 
@@ -269,11 +319,6 @@ Status Datapath::apply(const core::PolicyImage &p) {
     if (auto st = outer_[i].update(next, fd); !st)
       return st.error().context("install policy generation");
   }
-  bg_settings &set = cfg->gen[next];
-  set = p.settings;
-  const auto cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
-  core::share_per_cpu(set.new_source_limit, cpus);
-  core::share_per_cpu(set.block_limit, cpus);
   // What the datapath may skip: an empty ACL, rules beyond the default.
   set.flags = 0;
   if (!p.acl.empty())
@@ -282,6 +327,7 @@ Status Datapath::apply(const core::PolicyImage &p) {
     set.flags |= BG_SET_RULES;
   if (p.prove)
     set.flags |= BG_SET_PROVE;
+  cfg->gen[next] = set;
   // The never-block list is read only when a source is about to be
   // auto-blocked; it is not generational: added before the switch, removed
   // after it, so a prefix in both policies is never missing.
@@ -358,8 +404,10 @@ Result<core::PolicyImage> Datapath::active_policy() const {
     used = std::max(used, v + 1);
   p.rules.resize(used);
   for (const auto &[k, v] : *rules)
-    if (k < used)
+    if (k < used) {
       p.rules[k] = v;
+      p.rules[k].flags = 0;  // the datapath's, not the policy's
+    }
   return p;
 }
 
@@ -420,17 +468,20 @@ Result<StatTotals> Datapath::stats() const {
 }
 
 Status Datapath::blocklist_added() {
-  return runtime_.update(0, bg_runtime{.blocklist_live = 1, ._pad = 0});
+  // After the insert: the flag, then the epoch that makes every source entry
+  // which cached "not listed" look again.
+  return with_runtime(runtime_.fd(), 1, true);
 }
 
 Status Datapath::blocklist_removed() {
-  if (auto st = runtime_.update(0, bg_runtime{.blocklist_live = 0, ._pad = 0}); !st)
+  // A removal makes no cached "not listed" wrong: no epoch bump.
+  if (auto st = with_runtime(runtime_.fd(), 0, false); !st)
     return st;
   // An auto-block stores the flag after its insert: one that raced the clear
   // above is in the map now, and found here.
   bg_lpm_key first{};
   if (bpf_map_get_next_key(blocklist_.fd(), nullptr, &first) == 0)
-    return blocklist_added();
+    return with_runtime(runtime_.fd(), 1, false);
   return {};
 }
 

@@ -47,6 +47,14 @@ void share_per_cpu(bg_limit &l, unsigned cpus) {
   l.tolerance_ns = l.emission_ns * (burst - 1);
 }
 
+bool coarse_clock_ok(const bg_limit &l, uint64_t tick_ns) {
+  if (l.rate_pps == 0)
+    return true;
+  // The bucket spans emission * burst (tolerance plus the token itself).
+  const unsigned __int128 span = static_cast<unsigned __int128>(l.tolerance_ns) + l.emission_ns;
+  return tick_ns != 0 && span >= static_cast<unsigned __int128>(tick_ns) * 2;
+}
+
 Limits limits_of(const bg_limit &l) {
   return Limits{l.rate_pps, l.burst};
 }

@@ -35,6 +35,11 @@ Limits limits_of(const bg_limit &l);
 // those of rate/cpus and burst/cpus (at least 1).
 void share_per_cpu(bg_limit &l, unsigned cpus);
 
+// Whether a bucket of `l` keeps its rate when time advances a tick of
+// `tick_ns` at a time (the kernel's coarse clock): tokens come tick_ns / emission
+// at once, so the bucket must hold them, with a tick to spare. Unlimited: yes.
+bool coarse_clock_ok(const bg_limit &l, uint64_t tick_ns);
+
 // The same GCRA the datapath runs, for reasoning and tests in user space.
 class Gcra {
  public:

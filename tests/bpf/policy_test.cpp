@@ -101,7 +101,9 @@ TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
 
   // An entry whose time is up drops nothing more, and the sweep removes it.
   bg_block old{};
-  old.expires_ns = agent::monotonic_ns() - 1;
+  // A second ago: the datapath reads a block's expiry on the coarse clock,
+  // which may be a tick (1-10 ms) behind.
+  old.expires_ns = agent::monotonic_ns() - 1'000'000'000ULL;
   old.reason = BG_BLOCK_MANUAL;
   ASSERT_TRUE(dp.blocklist().update(core::parse_prefix("198.18.5.0/24")->key, old).ok());
   EXPECT_EQ(passes(h, udp("198.18.5.1"), 5), 5);
@@ -223,6 +225,63 @@ TEST(Policy, AutoBlockAfterStayingOverTheLimitThenExpires) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->released.size(), 1u);
   EXPECT_TRUE(agent::list_blocks(h.datapath())->empty());
+}
+
+// A source with state carries what the ACL and the blocklist said of it
+// under the policy in force (bg_src_state.policy_epoch) and skips both
+// lookups while that policy holds. Every change that could turn the answer
+// must reach a source that cached "neither".
+TEST(Policy, ASourceWithStateSeesEveryBlockAndEveryNewAcl) {
+  auto h = load(policy_from_yaml("limits: {rate: 1000, burst: 1000}\n"));
+  auto &dp = h.datapath();
+  auto f = udp("198.18.12.1");
+  EXPECT_EQ(passes(h, f, 3), 3);
+  auto st = h.source("198.18.12.1");
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->policy_epoch, 0u) << "the entry caches the lists' answer";
+
+  // A manual block of its prefix: the next frame is dropped.
+  ASSERT_TRUE(agent::block(dp, *core::parse_prefix("198.18.12.0/24"), 0).ok());
+  EXPECT_EQ(passes(h, f, 3), 0);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST), 3u);
+  ASSERT_TRUE(agent::unblock(dp, *core::parse_prefix("198.18.12.0/24")).value());
+  EXPECT_EQ(passes(h, f, 3), 3);
+
+  // A new policy that denies it, then one that allows it (no bucket).
+  ASSERT_TRUE(
+      dp.apply(policy_from_yaml("limits: {rate: 1000, burst: 1000}\ndeny: [198.18.12.0/24]\n"))
+          .ok());
+  EXPECT_EQ(passes(h, f, 2), 0);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_DENY), 2u);
+  ASSERT_TRUE(
+      dp.apply(policy_from_yaml("limits: {rate: 1000, burst: 1000}\nallow: [198.18.12.1]\n")).ok());
+  EXPECT_EQ(passes(h, f, 2), 2);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 2u);
+  ASSERT_TRUE(dp.apply(policy_from_yaml("limits: {rate: 1000, burst: 1000}\n")).ok());
+  EXPECT_EQ(passes(h, f, 2), 2);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_OK), 3u + 3u + 2u);
+}
+
+// An auto-block earned under one rule's bucket drops the source under every
+// rule, also where its entry (the default limit's) had cached "not listed".
+TEST(Policy, AnAutoBlockReachesTheSourcesOtherBuckets) {
+  core::PolicyImage p = policy_from_yaml(
+      "limits: {rate: 1000, burst: 1000}\nrules:\n  - {match: udp/53, rate: 1, burst: 1}\n");
+  p.settings.block_after_ns = 20'000'000;  // 20 ms over the limit
+  p.settings.block_ttl_ns = 60'000'000'000ULL;
+  auto h = load(p);
+  auto other = udp("198.18.13.1", 9);
+  auto dns = udp("198.18.13.1", 53);
+  EXPECT_EQ(passes(h, other, 3), 3);  // its default-limit entry caches "not listed"
+  auto start = std::chrono::steady_clock::now();
+  while (h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST) == 0 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    h.run(dns);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_GT(h.packets(BG_VERDICT_DROP, BG_REASON_BLOCKLIST), 0u) << "never auto-blocked";
+  EXPECT_EQ(passes(h, other, 3), 0) << "blocked under its other rule too";
+  EXPECT_EQ(h.run(udp("198.18.13.2", 9)), XDP_PASS) << "only the offender";
 }
 
 TEST(Policy, ApplyKeepsCountersAndPerSourceState) {

@@ -16,7 +16,7 @@ static_assert(sizeof(bg_src_key) == 24);
 static_assert(offsetof(bg_src_key, rule) == 16);
 static_assert(offsetof(bg_src_key, kind) == 18);
 static_assert(offsetof(bg_src_key, prefixlen) == 19);
-static_assert(sizeof(bg_src_state) == 64);
+static_assert(sizeof(bg_src_state) == 72);
 static_assert(offsetof(bg_src_state, tat_ns) == 0);
 static_assert(offsetof(bg_src_state, last_seen_ns) == 8);
 static_assert(offsetof(bg_src_state, packets) == 16);

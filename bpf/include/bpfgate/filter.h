@@ -8,6 +8,12 @@
  *         -> blocklist -> rule by protocol/port (pass, drop or its own limit)
  *         -> per-source bucket -> per-prefix bucket -> verdict
  *
+ * A source with state skips the ACL and blocklist lookups while the answer
+ * cached in its entry is of the policy in force (see bg_take), and frames
+ * whose buckets all span two kernel ticks read the coarse clock
+ * (BG_RULE_COARSE_CLOCK): on a known source the pipeline costs one hash
+ * lookup per bucket and one compare-and-swap each.
+ *
  * A source that stays over its limit for block_after_ns goes on the
  * blocklist for block_ttl_ns. Counters are per CPU, keyed verdict x reason.
  *
@@ -47,12 +53,20 @@
 /* What the stages know of the frame, on the entry program's stack. */
 struct bg_work {
   struct bg_packet pkt;
-  __u64 now; /* bpf_ktime_get_ns(), 0 until a stage needs it */
+  __u64 now;   /* the clock (coarse where w->coarse), 0 until a stage needs it */
+  __u64 epoch; /* the policy a source entry's cached list result must match */
+  /* The rule's limit (BG_ACTION_LIMIT), copied once by the policy stage. */
+  __u64 emission_ns;
+  __u64 tolerance_ns;
+  __u32 limited; /* the rule's limit has a rate */
+  __u32 action;  /* enum bg_action of the rule */
+  __u32 coarse;  /* BG_RULE_COARSE_CLOCK: w->now may come from the coarse clock */
   __u32 len;
   __u32 status; /* enum bg_parse_status */
   __u32 gen;    /* the active policy generation: 0 or 1 */
   __u32 generation;
   __u32 rule_id;
+  __u32 listed;  /* BG_TAKE_LISTED: the ACL's or the blocklist's BG_RES */
   __u32 blocked; /* the source went on the blocklist with this frame */
   __u32 known;   /* the source's bucket is in bg_known: it proved itself */
   __u32 young;   /* the source got its bucket less than BG_PROOF_WINDOW_NS ago */
@@ -67,7 +81,10 @@ enum bg_take_result {
   BG_TAKE_OVER = 1,    /* over its limit */
   BG_TAKE_REFUSED = 2, /* no bucket yet, and new sources are over their rate */
   BG_TAKE_NOSTATE = 3, /* the map refused the entry: fail open */
+  BG_TAKE_LISTED = 4,  /* the ACL or the blocklist decided (w->listed): no bucket */
 };
+
+#define BG_EPOCH_VALID (1ULL << 63)
 
 static __always_inline const struct bg_settings *bg_settings_of(const struct bg_config *cfg,
                                                                 __u32 gen) {
@@ -118,14 +135,14 @@ static __always_inline int bg_admit(__u32 slot, const struct bg_limit *lim, __u6
  * A packet whose every try lost to other CPUs' updates of the same bucket
  * passes and is counted as contended: losing a race is no evidence of being
  * over the limit, and must never feed auto-block. */
-static __always_inline int bg_conforms(struct bg_src_state *st, const struct bg_limit *lim,
-                                       __u64 now) {
+static __always_inline int bg_conforms(struct bg_src_state *st, __u64 emission_ns,
+                                       __u64 tolerance_ns, __u64 now) {
   for (int i = 0; i < BG_CAS_TRIES; i++) {
     __u64 old = *(volatile __u64 *)&st->tat_ns;
     __u64 tat = old > now ? old : now;
-    if (tat - now > lim->tolerance_ns)
+    if (tat - now > tolerance_ns)
       return 0;
-    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + lim->emission_ns) == old)
+    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + emission_ns) == old)
       return 1;
   }
   bg_stat(BG_STAT_CAS_CONTENDED);
@@ -168,8 +185,10 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
     return 0;
   __u32 zero = 0;
   struct bg_runtime *rt = bpf_map_lookup_elem(&bg_runtime, &zero);
-  if (rt)
-    rt->blocklist_live = 1; /* after the insert: see struct bg_runtime */
+  if (rt) {
+    rt->blocklist_live = 1;                    /* after the insert: see struct bg_runtime */
+    __sync_fetch_and_add(&rt->block_epoch, 1); /* cached "not listed" results look again */
+  }
   return 1;
 }
 
@@ -178,40 +197,93 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
 static __always_inline void bg_key_of(struct bg_src_key *key, const struct bg_work *w,
                                       const struct bg_settings *s, __u32 kind);
 
+/* The ACL (longest prefix wins: allow passes unlimited, deny drops) and the
+ * blocklist on w's source: a BG_RES, or BG_NEXT when neither decides. */
+__noinline int bg_check_lists(struct bg_work *w) {
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s)
+    return BG_NEXT;
+  __u32 gen = w->gen & 1;
+  struct bg_lpm_key lk = {.prefixlen = 128};
+  __builtin_memcpy(lk.addr, w->pkt.src, 16);
+  if (s->flags & BG_SET_ACL) {
+    void *acl = bpf_map_lookup_elem(&bg_acl, &gen);
+    if (acl) {
+      __u32 *action = bpf_map_lookup_elem(acl, &lk);
+      if (action && *action == BG_ACL_ALLOW)
+        return BG_RES(BG_VERDICT_PASS, BG_REASON_ALLOW);
+      if (action && *action == BG_ACL_DENY)
+        return BG_RES(BG_VERDICT_DROP, BG_REASON_DENY);
+    }
+  }
+  __u32 zero = 0;
+  const struct bg_runtime *rt = bpf_map_lookup_elem(&bg_runtime, &zero);
+  if (!rt || rt->blocklist_live) {
+    struct bg_block *blk = bpf_map_lookup_elem(&bg_blocklist, &lk);
+    if (blk) {
+      if (!w->now)
+        w->now = bpf_ktime_get_coarse_ns(); /* a block's expiry is not to the tick */
+      if (!blk->expires_ns || blk->expires_ns > w->now) {
+        __sync_fetch_and_add(&blk->drops, 1);
+        return BG_RES(BG_VERDICT_DROP, BG_REASON_BLOCKLIST);
+      }
+    }
+  }
+  return BG_NEXT;
+}
+
 /* Charges the frame to its source's bucket (kind BG_SRC_ADDR: the rule's
  * limit, made if missing and admitted; auto-block) or to its prefix's
- * (BG_SRC_PREFIX); returns an enum bg_take_result. Reads the limits itself,
- * so that its caller's stack stays small. */
+ * (BG_SRC_PREFIX); returns an enum bg_take_result.
+ *
+ * A source's own entry also holds what the ACL and the blocklist said of it
+ * under the policy of w->epoch: while that is the policy in force, a frame
+ * of a source with state costs one hash lookup and one compare-and-swap,
+ * not two prefix-trie lookups more. A source without state, or whose entry
+ * is older than the policy, is looked up in both lists first (BG_TAKE_LISTED
+ * if they decide). Per-source packet, byte and drop counts are plain adds on
+ * the entry the compare-and-swap just wrote: exact on one CPU, and may miss
+ * a count when CPUs update one source at the same instant (statistics, never
+ * a verdict). */
 __noinline int bg_take(struct bg_work *w, __u32 kind) {
   const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
   if (!s)
     return BG_TAKE_NOSTATE;
-  __u32 gen = w->gen & 1;
-  const struct bg_limit *lim = &s->prefix_limit;
-  if (kind == BG_SRC_ADDR) {
-    void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
-    if (!rules)
-      return BG_TAKE_NOSTATE;
-    __u32 rule_id = w->rule_id;
-    const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
-    if (!rule)
-      return BG_TAKE_NOSTATE;
-    lim = &rule->limit;
-  }
   __u64 now = w->now;
+  __u64 emission_ns = w->emission_ns;
+  __u64 tolerance_ns = w->tolerance_ns;
+  __u32 limited = w->limited;
+  if (kind != BG_SRC_ADDR) {
+    emission_ns = s->prefix_limit.emission_ns;
+    tolerance_ns = s->prefix_limit.tolerance_ns;
+    limited = s->prefix_limit.rate_pps != 0;
+  }
   struct bg_src_key key;
   bg_key_of(&key, w, s, kind);
-  struct bg_src_state *st = NULL;
+  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
   if (kind == BG_SRC_ADDR) {
-    st = bpf_map_lookup_elem(&bg_known, &key);
-    w->known = st != NULL;
+    if (!st) {
+      st = bpf_map_lookup_elem(&bg_known, &key);
+      w->known = st != NULL;
+    }
+    __u64 epoch = w->epoch;
+    if (!st || !(epoch & BG_EPOCH_VALID) || st->policy_epoch != epoch) {
+      int r = bg_check_lists(w);
+      if (r != BG_NEXT) {
+        w->listed = r;
+        return BG_TAKE_LISTED;
+      }
+      if (st)
+        st->policy_epoch = epoch;
+    }
   }
-  if (!st)
-    st = bpf_map_lookup_elem(&bg_sources, &key);
   if (!st) {
     if (kind == BG_SRC_ADDR && !bg_admit(BG_ADMIT_SOURCE, &s->new_source_limit, now))
       return BG_TAKE_REFUSED;
-    struct bg_src_state init = {.tat_ns = now, .first_seen_ns = now, .last_seen_ns = now};
+    struct bg_src_state init = {.tat_ns = now,
+                                .first_seen_ns = now,
+                                .last_seen_ns = now,
+                                .policy_epoch = kind == BG_SRC_ADDR ? w->epoch : 0};
     bpf_map_update_elem(&bg_sources, &key, &init, BPF_NOEXIST);
     st = bpf_map_lookup_elem(&bg_sources, &key);
     if (!st)
@@ -219,12 +291,16 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   }
   if (kind == BG_SRC_ADDR)
     w->young = now - st->first_seen_ns < BG_PROOF_WINDOW_NS;
-  __sync_fetch_and_add(&st->packets, 1);
-  __sync_fetch_and_add(&st->bytes, w->len);
-  st->last_seen_ns = now;
-  if (!lim->rate_pps || bg_conforms(st, lim, now))
+  if (!limited || bg_conforms(st, emission_ns, tolerance_ns, now)) {
+    st->packets++;
+    st->bytes += w->len;
+    st->last_seen_ns = now;
     return BG_TAKE_OK;
-  __sync_fetch_and_add(&st->drops, 1);
+  }
+  st->packets++;
+  st->bytes += w->len;
+  st->drops++;
+  st->last_seen_ns = now;
   if (kind == BG_SRC_ADDR && s->block_after_ns)
     w->blocked = bg_streak(st, s, w->pkt.src, now, w->known);
   return BG_TAKE_OVER;
@@ -237,23 +313,15 @@ __noinline int bg_untake(struct bg_work *w, __u32 refund) {
   const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
   if (!s)
     return 0;
-  __u32 gen = w->gen & 1;
   struct bg_src_key key;
   bg_key_of(&key, w, s, BG_SRC_ADDR);
   struct bg_src_state *st =
       bpf_map_lookup_elem(w->known ? (void *)&bg_known : (void *)&bg_sources, &key);
   if (!st)
     return 0;
-  __sync_fetch_and_add(&st->drops, 1);
-  if (!refund)
-    return 1;
-  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
-  if (!rules)
-    return 0;
-  __u32 rule_id = w->rule_id;
-  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
-  if (rule && rule->limit.rate_pps)
-    __sync_fetch_and_add(&st->tat_ns, -rule->limit.emission_ns);
+  st->drops++;
+  if (refund && w->limited)
+    __sync_fetch_and_add(&st->tat_ns, -w->emission_ns);
   return 1;
 }
 
@@ -383,9 +451,9 @@ __noinline int bg_stage_parse(struct xdp_md *ctx, struct bg_work *w) {
   return 0;
 }
 
-/* Stage 2: what the policy says of the source before any bucket: frames
- * without a trustworthy source, the ACL (longest prefix wins), the blocklist,
- * and which rule the frame falls under (w->rule_id). */
+/* Stage 2: what the policy says of the frame before any list or bucket:
+ * frames without a trustworthy source, the policy in force (w->epoch) and
+ * the rule the frame falls under (w->rule_id, its action and limit). */
 __noinline int bg_stage_policy(struct bg_work *w) {
   if (!w)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
@@ -406,59 +474,49 @@ __noinline int bg_stage_policy(struct bg_work *w) {
 
   /* The source is known from here on: a broken transport header buys no way
    * around the ACL, the blocklist or the limits. */
-  struct bg_lpm_key lk = {.prefixlen = 128};
-  __builtin_memcpy(lk.addr, w->pkt.src, 16);
-  if (s->flags & BG_SET_ACL) {
-    void *acl = bpf_map_lookup_elem(&bg_acl, &gen);
-    if (acl) {
-      __u32 *action = bpf_map_lookup_elem(acl, &lk);
-      if (action && *action == BG_ACL_ALLOW)
-        return BG_RES(BG_VERDICT_PASS, BG_REASON_ALLOW);
-      if (action && *action == BG_ACL_DENY)
-        return BG_RES(BG_VERDICT_DROP, BG_REASON_DENY);
-    }
-  }
-
   const struct bg_runtime *rt = bpf_map_lookup_elem(&bg_runtime, &zero);
-  if (!rt || rt->blocklist_live) {
-    struct bg_block *blk = bpf_map_lookup_elem(&bg_blocklist, &lk);
-    if (blk) {
-      __u64 now = bpf_ktime_get_ns();
-      w->now = now;
-      if (!blk->expires_ns || blk->expires_ns > now) {
-        __sync_fetch_and_add(&blk->drops, 1);
-        return BG_RES(BG_VERDICT_DROP, BG_REASON_BLOCKLIST);
-      }
-    }
-  }
-
-  w->rule_id = status == BG_PARSE_OK && (s->flags & BG_SET_RULES) ? bg_rule_id(gen, &w->pkt)
-                                                                  : BG_RULE_DEFAULT;
+  if (rt)
+    w->epoch = BG_EPOCH_VALID | (__u64)cfg->generation << 32 | rt->block_epoch;
+  __u32 rule_id = status == BG_PARSE_OK && (s->flags & BG_SET_RULES) ? bg_rule_id(gen, &w->pkt)
+                                                                     : BG_RULE_DEFAULT;
+  w->rule_id = rule_id;
+  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
+  if (!rules)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
+  if (!rule)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  w->action = rule->action;
+  w->coarse = rule->flags & BG_RULE_COARSE_CLOCK;
+  w->limited = rule->limit.rate_pps != 0;
+  w->emission_ns = rule->limit.emission_ns;
+  w->tolerance_ns = rule->limit.tolerance_ns;
   return BG_NEXT;
 }
 
-/* Stage 3: the rule's action, then the per-source and per-prefix buckets. */
+/* Stage 3: the ACL and the blocklist (through the source's entry where it
+ * has one), the rule's action, then the per-source and per-prefix buckets. */
 __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
   const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
   if (!s)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
-  __u32 gen = w->gen & 1;
-  void *rules = bpf_map_lookup_elem(&bg_rules, &gen);
-  if (!rules)
-    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   __u32 rule_id = w->rule_id;
-  const struct bg_rule *rule = bpf_map_lookup_elem(rules, &rule_id);
-  if (!rule)
-    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
-  bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
-  if (rule->action == BG_ACTION_DROP)
-    return BG_RES(BG_VERDICT_DROP, BG_REASON_RULE);
-  if (rule->action == BG_ACTION_PASS)
+  if (w->action != BG_ACTION_LIMIT) {
+    int r = bg_check_lists(w);
+    if (r != BG_NEXT)
+      return r;
+    bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
+    if (w->action == BG_ACTION_DROP)
+      return BG_RES(BG_VERDICT_DROP, BG_REASON_RULE);
     return BG_RES(BG_VERDICT_PASS, BG_REASON_RULE);
+  }
 
   if (!w->now)
-    w->now = bpf_ktime_get_ns();
+    w->now = w->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
   int taken = bg_take(w, BG_SRC_ADDR);
+  if (taken == BG_TAKE_LISTED)
+    return w->listed;
+  bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
   if (!w->known && (s->flags & BG_SET_PROVE) && w->pkt.l4_proto == IPPROTO_TCP &&
       w->status == BG_PARSE_OK) {
     __u8 f = w->pkt.tcp_flags & 0x17; /* FIN SYN RST ACK */

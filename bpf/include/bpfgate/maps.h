@@ -53,6 +53,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 1);
+  __uint(map_flags, BPF_F_MMAPABLE); /* the control plane bumps block_epoch atomically */
   __type(key, __u32);
   __type(value, struct bg_runtime);
 } bg_runtime SEC(".maps");

@@ -137,6 +137,10 @@ struct bg_src_state {
   __u64 first_seen_ns;
   __u64 over_since_ns; /* start of the current over-limit streak (auto-block) */
   __u64 last_drop_ns;
+  /* The policy under which the ACL and the blocklist last let this source
+   * through (bg_work.epoch: generation << 32 | bg_runtime.block_epoch, top
+   * bit set); while it is current the datapath skips both lookups. */
+  __u64 policy_epoch;
 };
 
 /* ACL (LPM trie, allow and deny in one: the longest prefix wins). */
@@ -157,10 +161,20 @@ enum bg_action {
   BG_ACTION_DROP = 2,
 };
 
+/* Written by the control plane at apply, not part of the policy. */
+enum bg_rule_flags {
+  /* Frames under this rule may read the kernel's coarse clock (one tick
+   * behind, at 1/HZ resolution; a fine clock read costs ~30 ns in a VM):
+   * every bucket the frame may be charged to (the rule's, the prefix's, a
+   * CPU's share of new sources) spans at least two ticks, so tokens that
+   * come a tick at a time fit in it and the rate is kept. */
+  BG_RULE_COARSE_CLOCK = 1,
+};
+
 struct bg_rule {
   struct bg_limit limit; /* BG_ACTION_LIMIT; limit.rate_pps 0 means unlimited */
   __u32 action;          /* enum bg_action */
-  __u32 _pad;
+  __u32 flags;           /* enum bg_rule_flags */
 };
 
 /* Blocklist (LPM trie): a prefix dropped until expires_ns. */
@@ -239,7 +253,10 @@ struct bg_runtime {
    * and sets it again if any entry is left (so an auto-block racing the clear
    * is always seen: its flag store follows its insert). */
   __u32 blocklist_live;
-  __u32 _pad;
+  /* Bumped after every change of the blocklist (atomically, by the datapath
+   * after an auto-block and by the control plane through the map's mmap):
+   * a source entry that cached "not listed" under an older value looks again. */
+  __u32 block_epoch;
 };
 
 /* How the program is attached; stored in bg_config for status. */

@@ -40,5 +40,45 @@ TEST(Gcra, LongRunRateMatchesConfiguredRate) {
   EXPECT_NEAR(static_cast<double>(admitted), 30000.0, 300.0);
 }
 
+// Offered 2x the rate, one packet every half emission, for 10 s, with time
+// read from a clock that advances a tick at a time: what a source gets.
+uint64_t admitted_at_tick(const Limits &l, uint64_t tick_ns) {
+  Gcra g(l);
+  uint64_t tat = 0, admitted = 0;
+  const uint64_t step = 1'000'000'000ULL / l.rate_pps / 2;
+  for (uint64_t t = 0; t < 10'000'000'000ULL; t += step)
+    admitted += g.admit(tat, t - t % tick_ns);
+  return admitted;
+}
+
+TEST(CoarseClock, AllowedOnlyWhereTheBucketSpansTwoTicks) {
+  const uint64_t tick = 4'000'000;  // HZ=250, Debian's
+  bg_limit l{};
+  EXPECT_TRUE(coarse_clock_ok(l, tick));  // unlimited
+  apply_limits({1000, 8}, l);             // 8 ms of tokens
+  EXPECT_TRUE(coarse_clock_ok(l, tick));
+  apply_limits({1000, 7}, l);  // 7 ms
+  EXPECT_FALSE(coarse_clock_ok(l, tick));
+  apply_limits({kDefaultRatePps, kDefaultRatePps}, l);
+  EXPECT_TRUE(coarse_clock_ok(l, tick));
+  EXPECT_FALSE(coarse_clock_ok(l, 0));  // no coarse clock
+  apply_limits({BG_RATE_MAX_PPS, BG_BURST_MAX}, l);
+  EXPECT_TRUE(coarse_clock_ok(l, 1'000'000));
+}
+
+TEST(CoarseClock, AnAllowedLimitKeepsItsRateAtTheTickAndARefusedOneWouldNot) {
+  const uint64_t tick = 4'000'000;
+  bg_limit l{};
+  // 1000 pps, burst 8: allowed; a tick at a time it still gets its 10,000.
+  apply_limits({1000, 8}, l);
+  ASSERT_TRUE(coarse_clock_ok(l, tick));
+  EXPECT_NEAR(static_cast<double>(admitted_at_tick({1000, 8}, tick)), 10000.0, 100.0);
+  // 1000 pps, burst 2: refused; a tick at a time it would get half.
+  apply_limits({1000, 2}, l);
+  ASSERT_FALSE(coarse_clock_ok(l, tick));
+  EXPECT_LT(admitted_at_tick({1000, 2}, tick), 8000u);
+  EXPECT_NEAR(static_cast<double>(admitted_at_tick({1000, 2}, 1)), 10000.0, 100.0);
+}
+
 }  // namespace
 }  // namespace bpfgate::core
