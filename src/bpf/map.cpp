@@ -113,6 +113,43 @@ Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &ke
   return {};
 }
 
+Result<size_t> count(int fd, size_t key_size, size_t value_size) {
+  // Batches of a fixed size, read and forgotten: memory stays small however
+  // large the table (a hash bucket never holds anywhere near kChunk entries).
+  constexpr uint32_t kChunk = 1024;
+  std::vector<uint8_t> keys(kChunk * key_size), values(kChunk * value_size);
+  size_t total = 0;
+  uint64_t in_batch = 0, out_batch = 0;
+  bool first = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  for (;;) {
+    uint32_t n = kChunk;
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(),
+                                   values.data(), &n, &opts);
+    int e = err ? errno : 0;
+    if (err && e != ENOENT) {
+      if (first && (e == EINVAL || e == EOPNOTSUPP || e == 524))
+        break;  // no batch operations: walk the keys below
+      return libbpf_error(-e, "map batch lookup");
+    }
+    total += n;
+    if (e == ENOENT)
+      return total;
+    in_batch = out_batch;
+    first = false;
+  }
+  std::vector<uint8_t> cur(key_size), next(key_size);
+  total = 0;
+  for (const void *prev = nullptr; bpf_map_get_next_key(fd, prev, next.data()) == 0;
+       prev = cur.data()) {
+    total++;
+    cur.swap(next);
+  }
+  if (errno != ENOENT)
+    return libbpf_error(-errno, "map iteration");
+  return total;
+}
+
 Result<size_t> erase_batch(int fd, const void *keys, size_t key_size, size_t count) {
   // The kernel stops a batch at the first key it cannot delete (one the
   // datapath or an LRU eviction removed meanwhile): skip it and go on.

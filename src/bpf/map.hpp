@@ -40,6 +40,9 @@ Result<bool> erase(int fd, const void *key);  // false: no such key
 Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &keys,
             std::vector<uint8_t> &values, size_t &count);
 Result<size_t> erase_batch(int fd, const void *keys, size_t key_size, size_t count);
+// The number of entries, read in batches of fixed size (one walk of the map,
+// little memory); entries added or removed meanwhile may or may not count.
+Result<size_t> count(int fd, size_t key_size, size_t value_size);
 }  // namespace raw
 
 int possible_cpus();
@@ -89,6 +92,8 @@ class Map {
   Result<size_t> erase_batch(const std::vector<K> &keys) {
     return raw::erase_batch(fd_, keys.data(), sizeof(K), keys.size());
   }
+
+  Result<size_t> count() const { return raw::count(fd_, sizeof(K), sizeof(V)); }
 
   Result<std::vector<std::pair<K, V>>> dump() const {
     std::vector<uint8_t> kb, vb;
