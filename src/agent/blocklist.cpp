@@ -90,11 +90,12 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
     return r;
   uint64_t now = monotonic_ns();
   // Idle entries of a table, read out and deleted in batches.
-  auto sweep_map = [&](bpf::Map<bg_src_key, bg_src_state> &m) -> Status {
+  auto sweep_map = [&](bpf::Map<bg_src_key, bg_src_state> &m, size_t &seen,
+                       size_t &removed) -> Status {
     auto all = m.dump();
     if (!all)
       return all.error();
-    r.sources_seen += all->size();
+    seen += all->size();
     std::vector<bg_src_key> idle;
     for (const auto &[k, v] : *all)
       if (v.last_seen_ns + idle_ns < now)
@@ -104,11 +105,11 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
     auto n = m.erase_batch(idle);
     if (!n)
       return n.error();
-    r.sources_removed += *n;
+    removed += *n;
     return {};
   };
   // Sources that proved themselves leave only when idle, like the others.
-  if (auto st = sweep_map(dp.known_map()); !st)
+  if (auto st = sweep_map(dp.known_map(), r.known_seen, r.known_removed); !st)
     return st.error();
   if (SourceSweeper *k = dp.source_sweeper()) {
     auto pass = k->run(now > idle_ns ? now - idle_ns : 0);
@@ -118,7 +119,7 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
     r.sources_removed += pass->removed;
     return r;
   }
-  if (auto st = sweep_map(dp.source_map()); !st)
+  if (auto st = sweep_map(dp.source_map(), r.sources_seen, r.sources_removed); !st)
     return st.error();
   return r;
 }

@@ -33,7 +33,9 @@ Result<std::vector<BlockEntry>> list_blocks(const Datapath &dp);
 struct SweepReport {
   std::vector<BlockEntry> released;  // expired blocklist entries removed
   size_t sources_removed = 0;        // idle per-source entries removed
-  size_t sources_seen = 0;
+  size_t sources_seen = 0;           // entries of the sources table
+  size_t known_removed = 0;          // the same for the known table
+  size_t known_seen = 0;
 };
 // Removes expired blocks and per-source entries idle longer than idle_ns
 // (0: keep them all), with batch map operations.

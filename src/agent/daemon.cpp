@@ -356,9 +356,9 @@ void Daemon::sweep_now() {
                 to_string(static_cast<bg_block_reason>(b.value.reason)), b.value.drops);
       known_blocks_.erase(name + " " + core::format_prefix(b.prefix));
     }
-    if (r->sources_removed)
-      log::debug("{}: swept {} idle per-source entries of {}", name, r->sources_removed,
-                 r->sources_seen);
+    if (r->sources_removed || r->known_removed)
+      log::debug("{}: swept {} idle per-source entries of {} and {} known of {}", name,
+                 r->sources_removed, r->sources_seen, r->known_removed, r->known_seen);
     auto blocks = list_blocks(f.datapath());
     if (!blocks)
       continue;

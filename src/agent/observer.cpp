@@ -179,7 +179,7 @@ void Observer::on_readable() {
 void Observer::on_sweep(const std::string &iface, const Datapath &dp, const SweepReport &r) {
   for (const auto &b : r.released)
     publish(agent_event(iface, BG_EVENT_RELEASED, b.prefix.key, b.value.reason, 0));
-  if (r.sources_seen)
+  if (r.sources_seen || r.known_seen)
     state_.update([&](AgentSnapshot &s) {
       s.sources_after_sweep[iface] = r.sources_seen - r.sources_removed;
     });
