@@ -508,6 +508,13 @@ Result<uint32_t> Datapath::max_sources() const {
   return info->max_entries;
 }
 
+Result<uint32_t> Datapath::max_known() const {
+  auto info = bpf::map_info(known_.fd());
+  if (!info)
+    return info.error();
+  return info->max_entries;
+}
+
 SourceSweeper *Datapath::source_sweeper() {
   if (!sweeper_tried_) {
     sweeper_tried_ = true;

@@ -54,6 +54,10 @@ class Datapath {
   Result<StatTotals> stats() const;
   Result<std::vector<SourceEntry>> sources() const;
   Result<uint32_t> max_sources() const;
+  // Sources in the known table (they proved themselves), counted in one walk
+  // of the table, and its capacity.
+  Result<size_t> known_entries() const { return known_.count(); }
+  Result<uint32_t> max_known() const;
 
   bpf::Map<bg_src_key, bg_src_state> &source_map() { return sources_; }
   bpf::Map<bg_src_key, bg_src_state> &known_map() { return known_; }

@@ -50,6 +50,27 @@ std::string to_string(bg_reason r) {
   return "unknown";
 }
 
+const StatName &stat_name(bg_stat s) {
+  // In enum bg_stat order. Names are part of the interface (dashboards,
+  // alerts): never renamed.
+  static const StatName kNames[] = {
+      {"cas_contended", "Frames passed because a source bucket's compare-and-swap lost every try"},
+      {"autoblocks_failed",
+       "Auto-blocks the blocklist had no room for (the source's streak goes on)"},
+      {"autoblocks_capped", "Auto-blocks over auto_block.max_rate (the source stays rate-limited)"},
+      {"autoblocks_spared",
+       "Auto-blocks not made: a source that proved itself or a prefix in auto_block.never"},
+      {"sources_proven", "Sources that proved themselves with a valid SYN cookie"},
+      {"proofs_failed", "TCP ACKs of unproven sources whose SYN cookie did not check"},
+      {"proofs_refused", "Valid proofs the known table had no room for (full)"},
+      {"syns_passed_stateless",
+       "SYNs of sources without state passed without creating any (SYN admission budget)"},
+  };
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == BG_STAT_NR, "a name for every bg_stat");
+  static const StatName kUnknown = {"unknown", "unknown"};
+  return s < BG_STAT_NR ? kNames[s] : kUnknown;
+}
+
 namespace {
 
 std::string pin_path(const std::string &dir, const char *name) {
@@ -365,6 +386,18 @@ Result<FilterStatus> PinnedFilter::status() const {
   if (!c)
     return c.error();
   s.counters = *c;
+  auto stats = dp_.stats();
+  if (!stats)
+    return stats.error();
+  s.stats = *stats;
+  auto known = dp_.known_entries();
+  if (!known)
+    return known.error();
+  s.known_sources = *known;
+  auto max_known = dp_.max_known();
+  if (!max_known)
+    return max_known.error();
+  s.max_known = *max_known;
   return s;
 }
 

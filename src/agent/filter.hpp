@@ -55,6 +55,9 @@ struct FilterStatus {
   uint32_t max_sources = 0;
   uint32_t generation = 0;
   CounterTotals counters{};
+  StatTotals stats{};          // datapath events (enum bg_stat)
+  uint64_t known_sources = 0;  // entries of the known table (sources that proved themselves)
+  uint32_t max_known = 0;
 };
 
 // A filter found pinned under <bpffs>/bpfgate/<iface>/; works from any process.
@@ -108,5 +111,12 @@ Result<std::vector<std::string>> pinned_interfaces(const std::string &bpffs);
 
 std::string to_string(bg_verdict v);
 std::string to_string(bg_reason r);
+// A datapath event's name, the same in `status -j` ("events") and in
+// /metrics (bpfgate_<name>_total), and what it counts (the metric's HELP).
+struct StatName {
+  const char *name;
+  const char *help;
+};
+const StatName &stat_name(bg_stat s);
 
 }  // namespace bpfgate::agent
