@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "cli/status_view.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::cli {
@@ -15,35 +16,6 @@ int fail(const Error &e) {
   log::error("{}", e.what());
   return 1;
 }
-
-namespace {
-
-json limits_json(const core::Limits &l) {
-  return {{"rate_pps", l.rate_pps}, {"burst", l.burst}};
-}
-
-json counters_json(const agent::CounterTotals &c) {
-  json out = json::object();
-  for (uint32_t v = 0; v < BG_VERDICT_NR; v++) {
-    for (uint32_t r = 0; r < BG_REASON_NR; r++) {
-      const bg_counter &x = c[bg_counter_key(v, r)];
-      if (x.packets == 0)
-        continue;
-      out[agent::to_string(static_cast<bg_verdict>(v))][agent::to_string(
-          static_cast<bg_reason>(r))] = {{"packets", x.packets}, {"bytes", x.bytes}};
-    }
-  }
-  return out;
-}
-
-uint64_t sum_verdict(const agent::CounterTotals &c, bg_verdict v) {
-  uint64_t n = 0;
-  for (uint32_t r = 0; r < BG_REASON_NR; r++)
-    n += c[bg_counter_key(v, r)].packets;
-  return n;
-}
-
-}  // namespace
 
 int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
   auto r = agent::attach(g.bpffs, opts);
@@ -136,31 +108,10 @@ int cmd_status(const Globals &g, const std::string &only) {
       log::error("{}: {}", name, s.error().what());
       continue;
     }
-    uint64_t passed = sum_verdict(s->counters, BG_VERDICT_PASS);
-    uint64_t dropped = sum_verdict(s->counters, BG_VERDICT_DROP);
-    if (g.json) {
-      arr.push_back({{"iface", s->iface},
-                     {"ifindex", s->ifindex},
-                     {"attached", s->ifindex != 0},
-                     {"mode", s->mode},
-                     {"prog_id", s->prog_id},
-                     {"link_id", s->link_id},
-                     {"limits", limits_json(s->limits)},
-                     {"new_sources", limits_json(s->new_sources)},
-                     {"unparsed_verdict", agent::to_string(s->unparsed_verdict)},
-                     {"max_sources", s->max_sources},
-                     {"generation", s->generation},
-                     {"packets", {{"passed", passed}, {"dropped", dropped}}},
-                     {"counters", counters_json(s->counters)}});
-    } else {
-      fmt::print(
-          "{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
-          "new-sources {}  unparsed {}\n    passed {}  dropped {}\n",
-          s->iface, s->ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s->mode, s->prog_id,
-          s->link_id, s->limits.rate_pps, s->limits.burst, s->max_sources,
-          s->new_sources.rate_pps ? fmt::format("{}/s", s->new_sources.rate_pps) : "unbounded",
-          agent::to_string(s->unparsed_verdict), passed, dropped);
-    }
+    if (g.json)
+      arr.push_back(status_json(*s));
+    else
+      fmt::print("{}", status_text(*s));
   }
   if (g.json)
     fmt::print("{}\n", json{{"interfaces", arr}}.dump());

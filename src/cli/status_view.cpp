@@ -1,0 +1,82 @@
+#include "cli/status_view.hpp"
+
+#include <fmt/format.h>
+
+namespace bpfgate::cli {
+
+using nlohmann::json;
+
+json limits_json(const core::Limits &l) {
+  return {{"rate_pps", l.rate_pps}, {"burst", l.burst}};
+}
+
+namespace {
+
+// Verdict -> reason -> {packets, bytes}, counters that are not zero only.
+json counters_json(const agent::CounterTotals &c) {
+  json out = json::object();
+  for (uint32_t v = 0; v < BG_VERDICT_NR; v++) {
+    for (uint32_t r = 0; r < BG_REASON_NR; r++) {
+      const bg_counter &x = c[bg_counter_key(v, r)];
+      if (x.packets == 0)
+        continue;
+      out[agent::to_string(static_cast<bg_verdict>(v))][agent::to_string(
+          static_cast<bg_reason>(r))] = {{"packets", x.packets}, {"bytes", x.bytes}};
+    }
+  }
+  return out;
+}
+
+// Every datapath event, zero or not, by its stable name.
+json events_json(const agent::StatTotals &s) {
+  json out = json::object();
+  for (uint32_t e = 0; e < BG_STAT_NR; e++)
+    out[agent::stat_name(static_cast<bg_stat>(e)).name] = s[e];
+  return out;
+}
+
+uint64_t sum_verdict(const agent::CounterTotals &c, bg_verdict v) {
+  uint64_t n = 0;
+  for (uint32_t r = 0; r < BG_REASON_NR; r++)
+    n += c[bg_counter_key(v, r)].packets;
+  return n;
+}
+
+}  // namespace
+
+json status_json(const agent::FilterStatus &s) {
+  return {{"iface", s.iface},
+          {"ifindex", s.ifindex},
+          {"attached", s.ifindex != 0},
+          {"mode", s.mode},
+          {"prog_id", s.prog_id},
+          {"link_id", s.link_id},
+          {"limits", limits_json(s.limits)},
+          {"new_sources", limits_json(s.new_sources)},
+          {"unparsed_verdict", agent::to_string(s.unparsed_verdict)},
+          {"max_sources", s.max_sources},
+          {"generation", s.generation},
+          {"packets",
+           {{"passed", sum_verdict(s.counters, BG_VERDICT_PASS)},
+            {"dropped", sum_verdict(s.counters, BG_VERDICT_DROP)}}},
+          {"counters", counters_json(s.counters)},
+          {"known_sources", {{"entries", s.known_sources}, {"max_entries", s.max_known}}},
+          {"events", events_json(s.stats)}};
+}
+
+std::string status_text(const agent::FilterStatus &s) {
+  std::string out = fmt::format(
+      "{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
+      "new-sources {}  unparsed {}\n    passed {}  dropped {}  known sources {}/{}\n    events:",
+      s.iface, s.ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s.mode, s.prog_id,
+      s.link_id, s.limits.rate_pps, s.limits.burst, s.max_sources,
+      s.new_sources.rate_pps ? fmt::format("{}/s", s.new_sources.rate_pps) : "unbounded",
+      agent::to_string(s.unparsed_verdict), sum_verdict(s.counters, BG_VERDICT_PASS),
+      sum_verdict(s.counters, BG_VERDICT_DROP), s.known_sources, s.max_known);
+  for (uint32_t e = 0; e < BG_STAT_NR; e++)
+    out += fmt::format("{}{} {}", e ? "  " : " ", agent::stat_name(static_cast<bg_stat>(e)).name,
+                       s.stats[e]);
+  return out + "\n";
+}
+
+}  // namespace bpfgate::cli
