@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "agent/accel.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/filter.hpp"
@@ -78,6 +80,16 @@ void histogram(Writer &w, const char *name, const Labels &l, const __u64 *hist, 
 
 }  // namespace
 
+void write_datapath_events(Writer &w, const std::vector<FilterStatus> &filters) {
+  for (uint32_t e = 0; e < BG_STAT_NR; e++) {
+    const StatName &n = stat_name(static_cast<bg_stat>(e));
+    std::string family = fmt::format("bpfgate_{}_total", n.name);
+    w.family(family, "counter", n.help);
+    for (const auto &f : filters)
+      w.sample(family, {{"interface", f.iface}}, static_cast<double>(f.stats[e]));
+  }
+}
+
 std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   Writer w;
   std::vector<FilterView> filters;
@@ -120,6 +132,12 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
                   {"match", match},
                   {"action", act < 3 ? kActionNames[act] : "unknown"}};
   };
+  std::vector<FilterStatus> up;
+  for (const auto &f : filters)
+    if (f.up)
+      up.push_back(f.status);
+  write_datapath_events(w, up);
+
   w.family("bpfgate_rule_packets_total", "counter",
            "Frames that matched a protocol/port rule (restarts at each policy apply)");
   for (const auto &f : filters)
@@ -144,7 +162,8 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
     w.sample("bpfgate_blocklist_entries", {{"interface", f.iface}, {"reason", "auto"}},
              static_cast<double>(autob));
   }
-  w.family("bpfgate_map_entries", "gauge", "Entries in a BPF map (sources: as of the last sweep)");
+  w.family("bpfgate_map_entries", "gauge",
+           "Entries in a BPF map (sources: as of the agent's last sweep)");
   for (const auto &f : filters) {
     if (!f.up)
       continue;
@@ -154,6 +173,8 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
                static_cast<double>(it->second));
     w.sample("bpfgate_map_entries", {{"interface", f.iface}, {"map", "blocklist"}},
              static_cast<double>(f.blocks.size()));
+    w.sample("bpfgate_map_entries", {{"interface", f.iface}, {"map", "known"}},
+             static_cast<double>(f.status.known_sources));
   }
   auto flows = a.services ? count_flows(bpffs) : Result<int64_t>(int64_t{-1});
   if (flows && *flows >= 0)
@@ -167,6 +188,8 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
              f.status.max_sources);
     w.sample("bpfgate_map_max_entries", {{"interface", f.iface}, {"map", "blocklist"}},
              BG_BLOCKLIST_MAX);
+    w.sample("bpfgate_map_max_entries", {{"interface", f.iface}, {"map", "known"}},
+             f.status.max_known);
   }
   if (flows && *flows >= 0)
     w.sample("bpfgate_map_max_entries", {{"interface", ""}, {"map", "flows"}}, BG_OBS_FLOWS_MAX);

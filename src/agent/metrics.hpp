@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "agent/filter.hpp"
+#include "core/prometheus.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::agent {
@@ -52,6 +54,9 @@ class AgentState {
 // fill levels, services (requests, status classes, latency and handshake
 // histograms, TCP resets, retransmits, connections), the agent's health.
 std::string render_metrics(const std::string &bpffs, const AgentSnapshot &agent);
+// The filters' datapath events (enum bg_stat): one counter family each,
+// bpfgate_<stat_name()>_total{interface}, HELP and TYPE even without filters.
+void write_datapath_events(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
 
 // Serves GET /metrics on its own thread (cpp-httplib), so a slow scraper
 // never holds up the event loop.

@@ -1,0 +1,64 @@
+// The datapath events in /metrics: one counter family per event, named
+// bpfgate_<event>_total with the names `status -j` uses, HELP and TYPE before
+// the samples, one sample per interface.
+#include "agent/metrics.hpp"
+
+#include <gtest/gtest.h>
+
+namespace bpfgate::agent {
+namespace {
+
+namespace prom = core::prom;
+
+TEST(MetricsEvents, OneCounterFamilyPerEventWithASamplePerInterface) {
+  std::vector<FilterStatus> filters(2);
+  filters[0].iface = "eth0";
+  filters[1].iface = "eth1";
+  filters[0].stats[BG_STAT_PROVEN] = 5;
+  filters[1].stats[BG_STAT_AUTOBLOCK_CAPPED] = 7;
+  filters[1].stats[BG_STAT_SYN_PASSED] = 11;
+  prom::Writer w;
+  write_datapath_events(w, filters);
+  auto p = prom::parse(w.text());
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  EXPECT_EQ(p->types.size(), static_cast<size_t>(BG_STAT_NR));
+  for (const auto &[family, type] : p->types) {
+    EXPECT_EQ(type, "counter") << family;
+    EXPECT_TRUE(family.ends_with("_total")) << family;
+  }
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_sources_proven_total", {{"interface", "eth0"}}), 5);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_sources_proven_total", {{"interface", "eth1"}}), 0);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_autoblocks_capped_total", {{"interface", "eth1"}}), 7);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_syns_passed_stateless_total", {{"interface", "eth1"}}), 11);
+  for (const char *f : {"bpfgate_cas_contended_total", "bpfgate_autoblocks_failed_total",
+                        "bpfgate_autoblocks_spared_total", "bpfgate_proofs_failed_total",
+                        "bpfgate_proofs_refused_total"})
+    EXPECT_EQ(prom::sum_of(*p, f), 0) << f;
+  EXPECT_NE(w.text().find("# HELP bpfgate_sources_proven_total Sources that proved themselves "
+                          "with a valid SYN cookie\n"
+                          "# TYPE bpfgate_sources_proven_total counter\n"
+                          "bpfgate_sources_proven_total{interface=\"eth0\"} 5\n"),
+            std::string::npos)
+      << w.text();
+}
+
+TEST(MetricsEvents, FamiliesAreDeclaredWithoutFilters) {
+  prom::Writer w;
+  write_datapath_events(w, {});
+  auto p = prom::parse(w.text());
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  EXPECT_EQ(p->types.size(), static_cast<size_t>(BG_STAT_NR));
+  EXPECT_TRUE(p->samples.empty());
+}
+
+TEST(MetricsEvents, NamesAreStable) {
+  const char *want[] = {"cas_contended",     "autoblocks_failed",    "autoblocks_capped",
+                        "autoblocks_spared", "sources_proven",       "proofs_failed",
+                        "proofs_refused",    "syns_passed_stateless"};
+  static_assert(sizeof(want) / sizeof(want[0]) == BG_STAT_NR);
+  for (uint32_t e = 0; e < BG_STAT_NR; e++)
+    EXPECT_STREQ(stat_name(static_cast<bg_stat>(e)).name, want[e]) << e;
+}
+
+}  // namespace
+}  // namespace bpfgate::agent
