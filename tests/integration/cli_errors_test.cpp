@@ -26,6 +26,21 @@ void expect_failure(const CmdResult &r, const std::string &message) {
   EXPECT_TRUE(contains(r.err, "error: ")) << r.err;
 }
 
+// Global flags go before or after the subcommand (the README shows them
+// after); an option no one knows is still a usage error.
+TEST(CliErrors, GlobalFlagsBeforeOrAfterTheSubcommand) {
+  GatewayPair t;
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if()).exit_code, 0);
+  for (const std::string &args : {"status " + t.gw_if() + " -j", "-j status " + t.gw_if(),
+                                  "list --iface " + t.gw_if() + " -j"}) {
+    auto r = t.bpfgate(args);
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.err;
+    EXPECT_FALSE(json::parse(r.out, nullptr, false).is_discarded()) << args << ": " << r.out;
+  }
+  EXPECT_EQ(t.bpfgate("status " + t.gw_if() + " --nosuch").exit_code, 2);
+  EXPECT_EQ(t.bpfgate("status " + t.gw_if() + " extra").exit_code, 2);
+}
+
 TEST(CliErrors, UnknownInterface) {
   GatewayPair t;
   expect_failure(t.bpfgate("attach nosuch0"),
