@@ -1,7 +1,8 @@
 // The agent (`bpfgate run`) over veth in namespaces: it applies its config,
 // reloads under traffic without mis-verdicting a packet, refuses a broken
 // config with its line while the old policy keeps running, auto-blocks and
-// releases, and survives SIGKILL with the datapath filtering throughout.
+// releases, shows the datapath's events in status and /metrics, and survives
+// SIGKILL with the datapath filtering throughout.
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/prometheus.hpp"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -184,6 +186,45 @@ TEST_F(AgentTest, AutoBlockHappensAndExpires) {
   auto bad = t_.bpfgate("block 198.18.1.0/33 --iface " + t_.gw_if());
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_TRUE(contains(bad.err, "bad prefix length")) << bad.err;
+}
+
+// A client that proves itself (a handshake answered with a SYN cookie) is
+// counted and known; a flood under its address then spends its bucket but
+// never gets it auto-blocked, and each auto-block spared is counted: all of
+// it in `status -j` and in the agent's /metrics.
+TEST_F(AgentTest, DatapathEventsAndTheKnownTableShowInStatusAndMetrics) {
+  run_ok(t_.gw().exec() + "sysctl -qw net.ipv4.tcp_syncookies=2");
+  write_config("limits: {rate: 100, burst: 100}\nauto_block: {after: 300ms, ttl: 1m}\n");
+  start_agent();
+  auto listener = t_.tcp_listen(8088);
+  ASSERT_TRUE(t_.tcp_connect(8088));
+  ASSERT_EQ(t_.flood(GatewayPair::kClientAddr, 10000, 10000), 10000u);  // 1 s over its limit
+  auto s = t_.status();
+  EXPECT_EQ(s["events"]["sources_proven"], 1) << s.dump();
+  uint64_t spared = s["events"]["autoblocks_spared"];
+  EXPECT_GE(spared, 1u) << s.dump();
+  EXPECT_EQ(s["events"]["autoblocks_capped"], 0) << s.dump();
+  EXPECT_EQ(s["known_sources"]["entries"], 1) << s.dump();
+  auto list = json::parse(t_.bpfgate("-j list --iface " + t_.gw_if()).out);
+  EXPECT_TRUE(list["blocked"].empty()) << list.dump();
+  auto text = t_.bpfgate("status " + t_.gw_if());
+  EXPECT_TRUE(contains(text.out, "known sources 1/65536")) << text.out;
+  EXPECT_TRUE(contains(text.out, "sources_proven 1 ")) << text.out;
+
+  auto r = run_ok(t_.gw().exec() + "curl -sf --max-time 5 http://127.0.0.1:9477/metrics");
+  auto p = core::prom::parse(r.out);
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  core::prom::Labels iface = {{"interface", t_.gw_if()}};
+  auto known = [&](const char *metric) {
+    return core::prom::value_of(*p, metric, {{"interface", t_.gw_if()}, {"map", "known"}});
+  };
+  EXPECT_EQ(core::prom::value_of(*p, "bpfgate_sources_proven_total", iface), 1);
+  EXPECT_EQ(core::prom::value_of(*p, "bpfgate_autoblocks_spared_total", iface),
+            static_cast<double>(spared));
+  EXPECT_EQ(core::prom::value_of(*p, "bpfgate_autoblocks_capped_total", iface), 0);
+  EXPECT_EQ(p->types["bpfgate_sources_proven_total"], "counter");
+  EXPECT_EQ(known("bpfgate_map_entries"), 1);
+  EXPECT_EQ(known("bpfgate_map_max_entries"), 65536);
 }
 
 TEST_F(AgentTest, SigkillAndRestartNeverStopFiltering) {

@@ -281,21 +281,6 @@ size_t pinned_entries(const GatewayPair &t, const std::string &map) {
   return j.is_array() ? j.size() : SIZE_MAX;
 }
 
-// A TCP connection from the client to a listener on the gateway; true if it
-// was established.
-bool tcp_connect(const GatewayPair &t, uint16_t port) {
-  auto fd = t.peer().socket(AF_INET, SOCK_STREAM);
-  if (fd.get() < 0)
-    return false;
-  timeval tv{2, 0};
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, GatewayPair::kGatewayAddr, &a.sin_addr);
-  return connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
-}
-
 // A client that completed a handshake answered with a SYN cookie is known:
 // a flood of spoofed sources that fills the per-source table many times over
 // does not evict it, and it connects again during and after the flood.
@@ -306,26 +291,25 @@ TEST(XdpAttach, AProvenClientKeepsItsEntryThroughASpoofedFloodThatFillsTheTable)
                       " --mode native --rate 100000 --new-sources 0 --max-sources 256")
                 .exit_code,
             0);
-  auto lfd = t.gw().socket(AF_INET, SOCK_STREAM);
-  ASSERT_GE(lfd.get(), 0);
-  int one = 1;
-  setsockopt(lfd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(8088);
-  inet_pton(AF_INET, GatewayPair::kGatewayAddr, &a.sin_addr);
-  ASSERT_EQ(bind(lfd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
-  ASSERT_EQ(listen(lfd.get(), 64), 0);
+  auto lfd = t.tcp_listen(8088);
 
-  ASSERT_TRUE(tcp_connect(t, 8088));
+  ASSERT_TRUE(t.tcp_connect(8088));
   EXPECT_EQ(pinned_entries(t, "known"), 1u) << "the handshake did not prove the client";
+  // status counts the proof and the known entry (its ACK proved it; later
+  // frames of a known source prove nothing again).
+  auto s = t.status();
+  EXPECT_EQ(s["events"]["sources_proven"], 1) << s.dump();
+  EXPECT_EQ(s["events"]["proofs_failed"], 0) << s.dump();
+  EXPECT_EQ(s["known_sources"]["entries"], 1) << s.dump();
+  EXPECT_EQ(s["known_sources"]["max_entries"], 256) << s.dump();
   uint64_t sent = t.flood("198.19.0.0/16", 20000, 50000, "--seed 11");
   EXPECT_GT(sent, 10000u);
   // 20,000 sources through 256 entries: the LRU evicted all along (it keeps
   // some of its entries on per-CPU free lists, so it shows fewer than 256).
   EXPECT_GE(pinned_entries(t, "sources"), 128u) << "the flood did not fill the table";
   EXPECT_EQ(pinned_entries(t, "known"), 1u) << "the flood evicted the proven client";
-  EXPECT_TRUE(tcp_connect(t, 8088)) << "the client lost its service";
+  EXPECT_EQ(t.status()["known_sources"]["entries"], 1);
+  EXPECT_TRUE(t.tcp_connect(8088)) << "the client lost its service";
 }
 
 TEST(XdpAttach, TopJsonCountsMatchWhatWasSent) {

@@ -1,5 +1,9 @@
 #include "support/topology.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,6 +17,14 @@ namespace {
 std::string next_name(const char *role) {
   static std::atomic<int> n{0};
   return fmt::format("{}{}{}", unique_prefix(), role, n++);
+}
+
+sockaddr_in gateway_addr(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, GatewayPair::kGatewayAddr, &a.sin_addr);
+  return a;
 }
 }  // namespace
 
@@ -78,6 +90,27 @@ uint32_t GatewayPair::xdp_prog_id() const {
   if (x.contains("attached") && !x["attached"].empty())
     return x["attached"][0]["prog"]["id"].get<uint32_t>();
   return 0;
+}
+
+bpf::UniqueFd GatewayPair::tcp_listen(uint16_t port) const {
+  auto fd = gw_.socket(AF_INET, SOCK_STREAM);
+  EXPECT_GE(fd.get(), 0);
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  auto a = gateway_addr(port);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+  EXPECT_EQ(listen(fd.get(), 64), 0);
+  return fd;
+}
+
+bool GatewayPair::tcp_connect(uint16_t port) const {
+  auto fd = peer_.socket(AF_INET, SOCK_STREAM);
+  if (fd.get() < 0)
+    return false;
+  timeval tv{2, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  auto a = gateway_addr(port);
+  return connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0;
 }
 
 }  // namespace bpfgate::test

@@ -39,6 +39,10 @@ class GatewayPair {
   nlohmann::json status() const;
   // The XDP program id attached to the gateway interface (0: none).
   uint32_t xdp_prog_id() const;
+  // A TCP listener on the gateway's address, and a connection to it from the
+  // peer namespace (true: the handshake completed).
+  bpf::UniqueFd tcp_listen(uint16_t port) const;
+  bool tcp_connect(uint16_t port) const;
 
  private:
   std::string gw_if_, peer_if_;
