@@ -89,6 +89,23 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
   if (idle_ns == 0)
     return r;
   uint64_t now = monotonic_ns();
+  uint64_t cutoff = now > idle_ns ? now - idle_ns : 0;
+  if (SourceSweeper *k = dp.source_sweeper()) {
+    auto pass = k->run(cutoff);
+    if (!pass)
+      return pass.error();
+    r.sources_seen += pass->sources_seen;
+    r.sources_removed += pass->sources_removed;
+    r.known_seen += pass->known_seen;
+    r.known_removed += pass->known_removed;
+    return r;
+  }
+  if (auto st = sweep_idle_from_user_space(dp, cutoff, r); !st)
+    return st.error();
+  return r;
+}
+
+Status sweep_idle_from_user_space(Datapath &dp, uint64_t cutoff_ns, SweepReport &r) {
   // Idle entries of a table, read out and deleted in batches.
   auto sweep_map = [&](bpf::Map<bg_src_key, bg_src_state> &m, size_t &seen,
                        size_t &removed) -> Status {
@@ -98,7 +115,7 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
     seen += all->size();
     std::vector<bg_src_key> idle;
     for (const auto &[k, v] : *all)
-      if (v.last_seen_ns + idle_ns < now)
+      if (v.last_seen_ns < cutoff_ns)
         idle.push_back(k);
     if (idle.empty())
       return {};
@@ -110,18 +127,8 @@ Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns) {
   };
   // Sources that proved themselves leave only when idle, like the others.
   if (auto st = sweep_map(dp.known_map(), r.known_seen, r.known_removed); !st)
-    return st.error();
-  if (SourceSweeper *k = dp.source_sweeper()) {
-    auto pass = k->run(now > idle_ns ? now - idle_ns : 0);
-    if (!pass)
-      return pass.error();
-    r.sources_seen += pass->seen;
-    r.sources_removed += pass->removed;
-    return r;
-  }
-  if (auto st = sweep_map(dp.source_map(), r.sources_seen, r.sources_removed); !st)
-    return st.error();
-  return r;
+    return st;
+  return sweep_map(dp.source_map(), r.sources_seen, r.sources_removed);
 }
 
 }  // namespace bpfgate::agent

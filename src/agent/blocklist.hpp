@@ -37,9 +37,14 @@ struct SweepReport {
   size_t known_removed = 0;          // the same for the known table
   size_t known_seen = 0;
 };
-// Removes expired blocks and per-source entries idle longer than idle_ns
-// (0: keep them all), with batch map operations.
+// Removes expired blocks and per-source entries (sources and known maps)
+// idle longer than idle_ns (0: keep them all): in the kernel where it loads
+// the sweeper (agent/source_sweep.hpp), else with sweep_idle_from_user_space().
 Result<SweepReport> sweep(Datapath &dp, uint64_t idle_ns);
+// Reads both per-source maps out and deletes the entries last seen before
+// cutoff_ns in batches; adds to r's counts. What sweep() does where the kernel
+// refuses the in-kernel sweeper.
+Status sweep_idle_from_user_space(Datapath &dp, uint64_t cutoff_ns, SweepReport &r);
 
 std::string to_string(bg_block_reason r);
 

@@ -518,7 +518,7 @@ Result<uint32_t> Datapath::max_known() const {
 SourceSweeper *Datapath::source_sweeper() {
   if (!sweeper_tried_) {
     sweeper_tried_ = true;
-    auto s = SourceSweeper::open(sources_.fd());
+    auto s = SourceSweeper::open(sources_.fd(), known_.fd());
     if (s)
       sweeper_ = std::move(*s);
     else

@@ -1,8 +1,9 @@
 // The in-kernel sweeper of idle per-source entries (bpf/source_sweep.bpf.c):
-// a map-element iterator over the filter's sources map that deletes, where
-// they are, the entries last seen before a cutoff. Used by sweep()
-// (agent/blocklist.hpp) when the kernel loads it; sweep() falls back to
-// reading the entries out and deleting them in batches otherwise.
+// a program run with BPF_PROG_RUN that walks the filter's sources and known
+// maps with bpf_for_each_map_elem and deletes, where they are, the entries
+// last seen before a cutoff. Used by sweep() (agent/blocklist.hpp) when the
+// kernel loads it; sweep() falls back to sweep_idle_from_user_space()
+// otherwise.
 #pragma once
 
 #include <cstdint>
@@ -15,12 +16,14 @@ namespace bpfgate::agent {
 class SourceSweeper {
  public:
   struct Pass {
-    uint64_t seen = 0;
-    uint64_t removed = 0;
+    uint64_t sources_seen = 0;
+    uint64_t sources_removed = 0;
+    uint64_t known_seen = 0;
+    uint64_t known_removed = 0;
   };
-  // sources_fd: the filter's sources map (the sweeper takes its own reference).
-  static Result<std::unique_ptr<SourceSweeper>> open(int sources_fd);
-  // Deletes every entry whose last_seen_ns is before cutoff_ns.
+  // The filter's sources and known maps (the sweeper takes its own references).
+  static Result<std::unique_ptr<SourceSweeper>> open(int sources_fd, int known_fd);
+  // Deletes every entry of both maps whose last_seen_ns is before cutoff_ns.
   Result<Pass> run(uint64_t cutoff_ns);
   ~SourceSweeper();
 
