@@ -12,9 +12,10 @@
  * to pace from user space). One thread runs it: the state needs no atomics.
  *
  * With random sources, each run draws the host bits of the source address from
- * bpf_get_prandom_u32 and derives the checksum that covers the source (IPv4:
- * the header checksum; IPv6: the UDP checksum) from the template's, never from
- * the frame: live frames are recycled and hold what an earlier run wrote.
+ * bpf_get_prandom_u32 and derives the checksums that cover the source (IPv4:
+ * the header checksum, and the TCP checksum of a TCP frame; IPv6: the UDP or
+ * TCP checksum) from the template's, never from the frame: live frames are
+ * recycled and hold what an earlier run wrote.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -27,6 +28,8 @@ const volatile __u32 flood_src_words = 1; /* 1: IPv4, 4: IPv6 */
 const volatile __u32 flood_csum_off = 24; /* offset of the checksum to fix */
 const volatile __u32 flood_csum_udp6 = 0; /* a UDP-over-IPv6 checksum: 0 becomes 0xffff */
 const volatile __u16 flood_csum = 0;      /* the template's checksum */
+const volatile __u32 flood_csum2_off = 0; /* a second one to fix (TCP over IPv4); 0: none */
+const volatile __u16 flood_csum2 = 0;     /* the template's second checksum */
 const volatile __u32 flood_base[4] = {};  /* the template's source */
 const volatile __u32 flood_mask[4] = {};  /* host bits drawn at random */
 const volatile __u64 flood_gap_ns = 0;    /* time between frames; 0: as fast as possible */
@@ -38,6 +41,14 @@ __u64 flood_next_ns = 0;
 
 static __always_inline __u32 flood_add16(__u32 sum, __u32 word) {
   return sum + (word & 0xffff) + (word >> 16);
+}
+
+/* The template's checksum `old` updated by `delta` (a sum of 16-bit words). */
+static __always_inline __u16 flood_fold(__u32 delta, __u16 old) {
+  __u32 sum = (__u16)~old + (delta & 0xffff) + (delta >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return (__u16)~sum;
 }
 
 SEC("xdp")
@@ -59,29 +70,31 @@ int flood_xdp(struct xdp_md *ctx) {
   if (!flood_random)
     return bpf_redirect(flood_ifindex, 0);
 
-  __u32 off = flood_src_off & 0xff, coff = flood_csum_off & 0xff;
+  __u32 off = flood_src_off & 0xff, coff = flood_csum_off & 0xff, coff2 = flood_csum2_off & 0xff;
   __u32 *src = data + off;
-  __u16 *csum = data + coff;
-  if ((void *)(src + 4) > data_end || (void *)(csum + 1) > data_end)
+  __u16 *csum = data + coff, *csum2 = data + coff2;
+  if ((void *)(src + 4) > data_end || (void *)(csum + 1) > data_end ||
+      (void *)(csum2 + 1) > data_end)
     return XDP_ABORTED;
 
-  /* new = ~(~old + sum(~old words) + sum(new words)), RFC 1624. */
-  __u32 sum = (__u16)~flood_csum;
+  /* new = ~(~old + sum(~old words) + sum(new words)), RFC 1624; the change of the
+   * words is the same for every checksum that covers them. */
+  __u32 delta = 0;
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     if (i >= (int)flood_src_words)
       break;
     __u32 word = flood_base[i] | (bpf_get_prandom_u32() & flood_mask[i]);
-    sum = flood_add16(sum, ~flood_base[i]);
-    sum = flood_add16(sum, word);
+    delta = flood_add16(delta, ~flood_base[i]);
+    delta = flood_add16(delta, word);
     src[i] = word;
   }
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  __u16 c = (__u16)~sum;
+  __u16 c = flood_fold(delta, flood_csum);
   if (flood_csum_udp6 && c == 0)
     c = 0xffff;
   *csum = c;
+  if (coff2)
+    *csum2 = flood_fold(delta, flood_csum2);
   return bpf_redirect(flood_ifindex, 0);
 }
 

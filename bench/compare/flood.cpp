@@ -8,8 +8,9 @@
 // load on kernels without the xdp_redirect_map_err tracepoint, and it has no
 // random sources.
 //
-// Its options follow bpfgate-gen's (UDP only): --src takes an address or a
-// prefix, IPv4 or IPv6, for random sources drawn from it; -j prints
+// Its options follow bpfgate-gen's: --proto udp (default) or tcp (SYNs);
+// --src takes an address or a prefix, IPv4 or IPv6, for random sources drawn
+// from it (every checksum that covers the source is fixed per frame); -j prints
 // {"sent","seconds","pps","send_errors"} where sent counts frames handed to the
 // interface (a full ring at the peer refuses some: count them there).
 #include <CLI/CLI.hpp>
@@ -38,6 +39,7 @@ namespace {
 
 struct Options {
   std::string iface, dst_mac = "ff:ff:ff:ff:ff:ff", src = "198.18.0.2", dst = "198.18.0.1";
+  std::string proto = "udp";
   uint16_t sport = 40000, dport = 9;
   size_t size = 64;
   uint64_t count = 1000;
@@ -87,12 +89,15 @@ int silent_libbpf(enum libbpf_print_level level, const char *fmt, va_list args) 
 
 int main(int argc, char **argv) {
   Options o;
-  CLI::App app{"bgcmp-flood: bounded XDP live-frames flood generator (UDP)"};
+  CLI::App app{"bgcmp-flood: bounded XDP live-frames flood generator (UDP, TCP SYN)"};
   app.add_option("-i,--iface", o.iface, "interface to send on")->required();
   app.add_option("--dst-mac", o.dst_mac, "destination MAC")->capture_default_str();
   app.add_option("--src", o.src, "source address, or prefix (IPv4 or IPv6) for random sources")
       ->capture_default_str();
   app.add_option("--dst", o.dst, "destination address")->capture_default_str();
+  app.add_option("--proto", o.proto, "udp, or tcp: SYNs")
+      ->check(CLI::IsMember({"udp", "tcp"}))
+      ->capture_default_str();
   app.add_option("--sport", o.sport)->capture_default_str();
   app.add_option("--dport", o.dport)->capture_default_str();
   app.add_option("--size", o.size, "frame size in bytes")->check(CLI::Range(64, 1500));
@@ -141,13 +146,23 @@ int main(int argc, char **argv) {
              std::memcpy(&a, dst.data(), 4);
              return a;
            }()));
-  b.udp(o.sport, o.dport).frame_size(o.size);
+  const bool tcp = o.proto == "tcp";
+  if (tcp)
+    b.tcp(o.sport, o.dport, 0x02 /* SYN */);
+  else
+    b.udp(o.sport, o.dport);
+  b.frame_size(o.size);
   std::vector<uint8_t> frame = b.build();
   const bool random = std::any_of(src.host.begin(), src.host.end(), [](uint8_t x) { return x; });
   const uint32_t src_off = src.v6 ? 14 + 8 : 14 + 12;
-  const uint32_t csum_off = src.v6 ? 14 + 40 + 6 : 14 + 10;
-  if (random && !src.v6)  // UDP checksum 0 (none): a new source changes only the IP header
-    frame[14 + 20 + 6] = frame[14 + 20 + 7] = 0;
+  const uint32_t l4_off = src.v6 ? 14 + 40 : 14 + 20;
+  const uint32_t l4_csum_off = l4_off + (tcp ? 16 : 6);
+  // IPv4: the header checksum, and TCP's (UDP's is set to 0, none: a new source then
+  // changes only the IP header); IPv6: the transport's, the only one there.
+  const uint32_t csum_off = src.v6 ? l4_csum_off : 14 + 10;
+  const uint32_t csum2_off = !src.v6 && tcp ? l4_csum_off : 0;
+  if (random && !src.v6 && !tcp)
+    frame[l4_csum_off] = frame[l4_csum_off + 1] = 0;
 
   libbpf_set_print(silent_libbpf);
   flood_gen *skel = flood_gen__open();
@@ -161,8 +176,11 @@ int main(int argc, char **argv) {
   ro->flood_src_off = src_off;
   ro->flood_src_words = src.v6 ? 4 : 1;
   ro->flood_csum_off = csum_off;
-  ro->flood_csum_udp6 = src.v6;
+  ro->flood_csum_udp6 = src.v6 && !tcp;
   std::memcpy(const_cast<uint16_t *>(&ro->flood_csum), frame.data() + csum_off, 2);
+  ro->flood_csum2_off = csum2_off;
+  if (csum2_off)
+    std::memcpy(const_cast<uint16_t *>(&ro->flood_csum2), frame.data() + csum2_off, 2);
   for (unsigned i = 0; i < (src.v6 ? 4u : 1u); i++) {
     uint32_t base, mask;
     std::memcpy(&base, frame.data() + src_off + 4 * i, 4);
