@@ -334,12 +334,26 @@ served() {  # address t0 t1 -> "ok other": requests nginx answered that source w
     END {printf "%d %d", ok, bad}' "$ACCESS"
 }
 gw_counters() {  # frames the gateway's NAPI took in, frames its full ring refused, the NAPI
-  # kthread's CPU time (ns), now (s)
-  echo "$(gw ethtool -S "$GW_IF" | awk '$1 == "rx_queue_0_xdp_packets:" {print $2}') $(gw cat /proc/self/net/dev | awk -v d="$GW_IF:" '$1 == d {print $5}') $(awk '{print $1}' "/proc/$NAPI_PID/schedstat") $(date +%s.%N)"
+  # kthread's CPU time (ns), now (s), SYNs the listener dropped (TcpExt ListenDrops: a spoofed
+  # SYN has no route back, so the kernel drops it before it sends a cookie), checksum errors
+  # (TCP, UDP: the generator's fault if any), frames XDP dropped
+  local xdp refused cpu now stack
+  xdp=$(gw ethtool -S "$GW_IF" | awk '$1 == "rx_queue_0_xdp_packets:" {p = $2}
+    $1 == "rx_queue_0_xdp_drops:" {d = $2} END {printf "%d %d", p, d}')
+  refused=$(gw cat /proc/self/net/dev | awk -v d="$GW_IF:" '$1 == d {print $5}')
+  cpu=$(awk '{print $1}' "/proc/$NAPI_PID/schedstat")
+  now=$(date +%s.%N)
+  stack=$(gw sh -c 'cat /proc/self/net/netstat /proc/self/net/snmp /proc/self/net/snmp6' | awk '
+    /^(TcpExt|Tcp|Udp): / { if (!($1 in h)) { for (i = 2; i <= NF; i++) c[$1, $i] = i; h[$1] = 1; next }
+      if ($1 == "TcpExt:") sc = $c["TcpExt:", "ListenDrops"]
+      else if ($1 == "Tcp:") ce += $c["Tcp:", "InCsumErrors"]; else ce += $c["Udp:", "InCsumErrors"] }
+    $1 == "Udp6InCsumErrors" { ce += $2 }
+    END { printf "%d %d", sc, ce }')
+  echo "${xdp% *} $refused $cpu $now $stack ${xdp#* }"
 }
 PHASE_NO=0
 RAW="$out/raw.csv"
-echo "round,family,flood,mode,window_s,keep_rps,keep_req,keep_err,keep_fail_pct,new_rps,new_req,new_err,new_fail_pct,newcomer_ms,offered_pps,in_pps,refused_pct,sources_before,sources_after,sources_max,known_before,known_after,keep_known_before,keep_known_after,new_known_before,new_known_after,napi_busy_pct,gw_ns_per_frame,keep_bpfgate_drops,new_bpfgate_drops" >"$RAW"
+echo "round,family,flood,mode,window_s,keep_rps,keep_req,keep_err,keep_fail_pct,new_rps,new_req,new_err,new_fail_pct,newcomer_ms,offered_pps,in_pps,refused_pct,sources_before,sources_after,sources_max,known_before,known_after,keep_known_before,keep_known_after,new_known_before,new_known_after,napi_busy_pct,gw_ns_per_frame,keep_bpfgate_drops,new_bpfgate_drops,listen_drops_per_s,csum_errors,passed_pct" >"$RAW"
 phase() {  # round family(v4|v6) flood(udp|syn) mode [window]
   local round=$1 fam=$2 flood=$3 mode=$4 win=${5:-$window}
   local gw_addr=$GW4 url keep=$KEEP4 new=$NEW4 came spoof=$SPOOF4 proto=udp dport=9
@@ -418,10 +432,12 @@ phase() {  # round family(v4|v6) flood(udp|syn) mode [window]
       inp = b[1] - a[1]; ref = b[2] - a[2]
       busy = b[4] - a[4] > 0 ? 100 * (b[3] - a[3]) / 1e9 / (b[4] - a[4]) : 0
       nspf = inp > 0 ? (b[3] - a[3]) / inp : 0
-      printf "%s,%s,%s,%s,%.3f,%.1f,%d,%d,%.2f,%.1f,%d,%d,%.2f,%s,%.0f,%.0f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s,%.1f,%.0f,%s,%s\n",
+      cookies = b[4] - a[4] > 0 ? (b[5] - a[5]) / (b[4] - a[4]) : 0
+      passed = mode != "none" && inp > 0 ? 100 * (inp - (b[7] - a[7])) / inp : 100
+      printf "%s,%s,%s,%s,%.3f,%.1f,%d,%d,%.2f,%.1f,%d,%d,%.2f,%s,%.0f,%.0f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s,%.1f,%.0f,%s,%s,%.0f,%d,%.2f\n",
         round, fam, flood, mode, w, k[1] / w, kr[1], kr[2], kf, n[1] / w, nr[1], nr[2], nf, cms,
         sent / gsecs, inp / gsecs, inp + ref ? 100 * ref / (inp + ref) : 0,
-        mb[1], ma[1], ma[2], mb[3], ma[3], mb[4], ma[4], mb[6], ma[6], busy, nspf, ma[5], ma[7] }' >>"$RAW"
+        mb[1], ma[1], ma[2], mb[3], ma[3], mb[4], ma[4], mb[6], ma[6], busy, nspf, ma[5], ma[7], cookies, b[6] - a[6], passed }' >>"$RAW"
   tail -n 1 "$RAW" | awk -F, '{printf "flood:   %s-%s %-7s keep %7.1f req/s (%5.2f %% failed)  new %7.1f req/s (%5.2f %% failed)  newcomer %s ms  offered %.2f Mpps, gateway NAPI %.0f %% busy%s\n",
     $2, $3, $4, $6, $9, $10, $13, $14 == "" ? "-" : $14, $15 / 1e6, $27,
     $4 == "bpfgate" ? sprintf("  sources %s/%s  known %s->%s", $19, $20, $21, $22) : ""}' >&2
@@ -432,6 +448,8 @@ phase() {  # round family(v4|v6) flood(udp|syn) mode [window]
       die "$mode passed no client traffic in $fam-$flood: the setup is broken ($TMP/wrk-*.txt)"
   fi
   if [ "$mode" != none ] && [ "$sent" -eq 0 ]; then die "the generator sent nothing ($fam $flood)"; fi
+  tail -n 1 "$RAW" | awk -F, '$32 > 0 {exit 1}' ||
+    log "warning: $(tail -n 1 "$RAW" | cut -d, -f32) checksum errors at the gateway ($fam $flood $mode): the generator's frames are broken"
 }
 
 # ---- the rounds ------------------------------------------------------------------------------

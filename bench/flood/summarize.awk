@@ -101,15 +101,17 @@ END {
   print ""
   print "ms until its first request succeeded (median; rounds in which it did within the window)."
   print ""
-  print "| scenario | newcomer: no flood | oracle | bpfgate | offered Mpps (oracle / bpfgate) | ring refused %: oracle / bpfgate | gateway NAPI busy %: none / oracle / bpfgate | gateway ns per frame taken in: oracle / bpfgate |"
-  print "|---|---|---|---|---|---|---|---|"
+  print "| scenario | newcomer: no flood | oracle | bpfgate | offered Mpps (oracle / bpfgate) | ring refused %: oracle / bpfgate | gateway NAPI busy %: none / oracle / bpfgate | gateway ns per frame taken in: oracle / bpfgate | flood SYNs that reached the listener, /s: oracle / bpfgate | frames taken in that XDP passed, %: oracle / bpfgate |"
+  print "|---|---|---|---|---|---|---|---|---|---|"
   for (i = 1; i <= nsc; i++) {
     sc = order[i]
-    printf "| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s / %s | %s / %s |\n", sc, newcomer(sc, "none"),
+    printf "| %s | %s | %s | %s | %s / %s | %s / %s | %s / %s / %s | %s / %s | %s / %s | %s / %s |\n", sc, newcomer(sc, "none"),
       newcomer(sc, "oracle"), newcomer(sc, "bpfgate"), fmt(med(sc, "oracle", 15) / 1e6, 2),
       fmt(med(sc, "bpfgate", 15) / 1e6, 2), fmt(med(sc, "oracle", 17), 1), fmt(med(sc, "bpfgate", 17), 1),
       fmt(med(sc, "none", 27), 0), fmt(med(sc, "oracle", 27), 0), fmt(med(sc, "bpfgate", 27), 0),
-      fmt(med(sc, "oracle", 28), 0), fmt(med(sc, "bpfgate", 28), 0)
+      fmt(med(sc, "oracle", 28), 0), fmt(med(sc, "bpfgate", 28), 0),
+      fmt(med(sc, "oracle", 31), 0), fmt(med(sc, "bpfgate", 31), 0),
+      fmt(med(sc, "oracle", 33), 2), fmt(med(sc, "bpfgate", 33), 1)
   }
   print ""
   print "### bpfgate's maps (pin dir: sources = per-source LRU table, known = proven sources)"
