@@ -76,8 +76,8 @@ usage: bench/run flood [--quick] [--rounds N] [--window S] [--scenarios LIST]
   --no-boost       the generator, the clients, nginx and the NAPI kthread at nice 0
                    (default -10, each in an autogroup of its own; every mode alike)
   --keep-conns N --new-conns N --think-ms N
-                   the clients: connections of `keep` (default $keep_conns) and `new` (default
-                   $new_conns); each connection waits think-ms (default $think_ms) between requests
+                   connections of the keep client (default $keep_conns) and of the new one
+                   (default $new_conns); each waits think-ms (default $think_ms) between requests
 EOF
 }
 while [ $# -gt 0 ]; do
