@@ -241,10 +241,9 @@ __noinline int bg_check_lists(struct bg_work *w) {
  * of a source with state costs one hash lookup and one compare-and-swap,
  * not two prefix-trie lookups more. A source without state, or whose entry
  * is older than the policy, is looked up in both lists first (BG_TAKE_LISTED
- * if they decide). Per-source packet, byte and drop counts are plain adds on
- * the entry the compare-and-swap just wrote: exact on one CPU, and may miss
- * a count when CPUs update one source at the same instant (statistics, never
- * a verdict). */
+ * if they decide). Per-source counts are atomic: one source flooding from
+ * every CPU at once is counted exactly (plain adds lost 5-25 % of them in
+ * tests/bpf/shared_bucket_test.cpp). */
 __noinline int bg_take(struct bg_work *w, __u32 kind) {
   const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
   if (!s)
@@ -291,16 +290,12 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   }
   if (kind == BG_SRC_ADDR)
     w->young = now - st->first_seen_ns < BG_PROOF_WINDOW_NS;
-  if (!limited || bg_conforms(st, emission_ns, tolerance_ns, now)) {
-    st->packets++;
-    st->bytes += w->len;
-    st->last_seen_ns = now;
-    return BG_TAKE_OK;
-  }
-  st->packets++;
-  st->bytes += w->len;
-  st->drops++;
+  __sync_fetch_and_add(&st->packets, 1);
+  __sync_fetch_and_add(&st->bytes, w->len);
   st->last_seen_ns = now;
+  if (!limited || bg_conforms(st, emission_ns, tolerance_ns, now))
+    return BG_TAKE_OK;
+  __sync_fetch_and_add(&st->drops, 1);
   if (kind == BG_SRC_ADDR && s->block_after_ns)
     w->blocked = bg_streak(st, s, w->pkt.src, now, w->known);
   return BG_TAKE_OVER;
@@ -319,7 +314,7 @@ __noinline int bg_untake(struct bg_work *w, __u32 refund) {
       bpf_map_lookup_elem(w->known ? (void *)&bg_known : (void *)&bg_sources, &key);
   if (!st)
     return 0;
-  st->drops++;
+  __sync_fetch_and_add(&st->drops, 1);
   if (refund && w->limited)
     __sync_fetch_and_add(&st->tat_ns, -w->emission_ns);
   return 1;
