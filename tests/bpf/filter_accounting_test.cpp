@@ -26,26 +26,17 @@ std::vector<uint8_t> udp(const std::string &src) {
   return PacketBuilder().ipv4(src, "198.18.0.1").udp(40000, 9).build();
 }
 
-struct ObjectCloser {
-  void operator()(bpf_object *o) const { bpf_object__close(o); }
-};
-
 // A packet whose compare-and-swap lost every try is no evidence of a source
 // over its limit: it passes, is counted as contended, and never feeds the
 // auto-block streak.
 TEST(FilterAccounting, LosingEveryCasRacePassesAndIsCountedAsContended) {
-  const std::string path = std::string(BPFGATE_BPF_DIR) + "/cas_lost_filter.bpf.o";
-  std::unique_ptr<bpf_object, ObjectCloser> obj(bpf_object__open_file(path.c_str(), nullptr));
-  ASSERT_TRUE(obj) << path;
-  ASSERT_EQ(bpf_object__load(obj.get()), 0);
-  auto dp = agent::Datapath::from_object(obj.get());
-  ASSERT_TRUE(dp.ok()) << dp.error().what();
+  CasLostFilter f = load_cas_lost_filter_or_abort();
+  agent::Datapath *dp = &f.dp;
   core::PolicyImage p = policy_from_yaml("limits: {rate: 1, burst: 1}\n");
   p.settings.block_after_ns = 1;  // any streak at all would block
   p.settings.block_ttl_ns = 60'000'000'000;
   ASSERT_TRUE(dp->apply(p).ok());
-  ProgRunner run(
-      bpf_program__fd(bpf_object__find_program_by_name(obj.get(), "bg_cas_lost_filter")));
+  ProgRunner run(f.prog_fd);
   for (int i = 0; i < 20; i++) {
     auto r = run.run(udp("198.18.4.4"));
     ASSERT_TRUE(r.ok());

@@ -283,26 +283,17 @@ TEST(SharedBucket, OneSourceOnEveryCpuGetsItsLimitOnce) {
       << "tokens left unused under load";
 }
 
-struct ObjectCloser {
-  void operator()(bpf_object *o) const { bpf_object__close(o); }
-};
-
 // The filter built to lose every compare-and-swap (tests/bpf/cas_lost_filter.bpf.c),
 // on every CPU at once: every packet passes as contended, none is refused.
 TEST(SharedBucket, LostRacesOnEveryCpuPassAndAreCountedAsContended) {
   if (usable_cpus().size() < 2)
     GTEST_SKIP() << "SKIPPED: needs 2 CPUs, this process may use " << usable_cpus().size();
-  const std::string path = std::string(BPFGATE_BPF_DIR) + "/cas_lost_filter.bpf.o";
-  std::unique_ptr<bpf_object, ObjectCloser> obj(bpf_object__open_file(path.c_str(), nullptr));
-  ASSERT_TRUE(obj) << path;
-  ASSERT_EQ(bpf_object__load(obj.get()), 0);
-  auto dp = agent::Datapath::from_object(obj.get());
-  ASSERT_TRUE(dp.ok()) << dp.error().what();
+  CasLostFilter f = load_cas_lost_filter_or_abort();
+  agent::Datapath *dp = &f.dp;
   ASSERT_TRUE(dp->apply(core::default_policy({kMinRate, 1}, BG_VERDICT_PASS)).ok());
 
-  const Hammered run = hammer_from_every_cpu(
-      bpf_program__fd(bpf_object__find_program_by_name(obj.get(), "bg_cas_lost_filter")),
-      [](uint64_t, Clock::duration) { return true; });
+  const Hammered run =
+      hammer_from_every_cpu(f.prog_fd, [](uint64_t, Clock::duration) { return true; });
   auto c = dp->counters();
   auto s = dp->stats();
   ASSERT_TRUE(c.ok() && s.ok());

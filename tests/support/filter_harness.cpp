@@ -47,6 +47,27 @@ FilterHarness FilterHarness::load_or_abort(const core::PolicyImage &policy, uint
   return std::move(*h);
 }
 
+CasLostFilter load_cas_lost_filter_or_abort() {
+  const std::string path = std::string(BPFGATE_BPF_DIR) + "/cas_lost_filter.bpf.o";
+  bpf_object *raw = bpf_object__open_file(path.c_str(), nullptr);
+  if (!raw) {
+    ADD_FAILURE() << "open " << path;
+    std::abort();
+  }
+  std::shared_ptr<void> obj(raw, [](void *o) { bpf_object__close(static_cast<bpf_object *>(o)); });
+  if (int err = bpf_object__load(raw); err) {
+    ADD_FAILURE() << "load " << path << ": " << err;
+    std::abort();
+  }
+  auto dp = agent::Datapath::from_object(raw);
+  if (!dp) {
+    ADD_FAILURE() << dp.error().what();
+    std::abort();
+  }
+  int fd = bpf_program__fd(bpf_object__find_program_by_name(raw, "bg_cas_lost_filter"));
+  return CasLostFilter{std::move(obj), std::move(*dp), fd};
+}
+
 Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t max_sources,
                                           bg_verdict unparsed) {
   return load(core::default_policy(limits, unparsed), max_sources);

@@ -59,4 +59,13 @@ class FilterHarness {
   agent::Datapath dp_;
 };
 
+// The filter built to lose every compare-and-swap (tests/bpf/cas_lost_filter.bpf.c),
+// loaded, with its datapath and its program; a failure fails the test and aborts.
+struct CasLostFilter {
+  std::shared_ptr<void> obj;  // the bpf_object, closed last
+  agent::Datapath dp;
+  int prog_fd;
+};
+CasLostFilter load_cas_lost_filter_or_abort();
+
 }  // namespace bpfgate::test
