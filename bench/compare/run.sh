@@ -142,7 +142,8 @@ GEN_CPU=0 GW_CPU=1
 RATE=10000 BURST=10000 MAX_SOURCES=65536  # bpfgate attach's defaults, given to every limiter
 PIN_DIR=/sys/fs/bpf/bpfgate/$GW_IF
 
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+# shellcheck source=bench/lib/netns.sh
+. "$REPO/bench/lib/netns.sh"
 gw() { in_ns "$NS_GW" "$@"; }  # fails if the namespace is gone: never the root namespace's firewall
 
 # ---- cleanup: on exit, failure and interrupt ------------------------------------------------
@@ -158,22 +159,7 @@ cleanup() {
   fi
   [ -d "$PIN_DIR" ] && rm -rf "$PIN_DIR"  # only if detach could not (namespace gone)
   [ "$XDPF_PINS_OURS" = 1 ] && [ -d /sys/fs/bpf/xdp-filter ] && rm -rf /sys/fs/bpf/xdp-filter
-  # Every process left in our namespaces is ours (nginx, a stray wrk or generator).
-  local ns pids i
-  for ns in "${ALL_NS[@]}"; do
-    [ -e "/run/netns/$ns" ] || continue
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    [ -n "$pids" ] && kill $pids 2>/dev/null
-  done
-  for i in $(seq 1 20); do
-    pids=""
-    for ns in "${ALL_NS[@]}"; do [ -e "/run/netns/$ns" ] && pids+="$(ip netns pids "$ns" 2>/dev/null) "; done
-    [ -z "${pids// /}" ] && break
-    sleep 0.1
-  done
-  [ -n "${pids// /}" ] && kill -KILL $pids 2>/dev/null
-  # Deleting a namespace removes its links, their XDP programs and its firewall rules.
-  for ns in "${ALL_NS[@]}"; do [ -e "/run/netns/$ns" ] && ip netns del "$ns"; done
+  ns_remove_all "${ALL_NS[@]}"  # the processes left in them are ours
   [ -n "$TMP" ] && rm -rf "$TMP"
   [ "$rc" -ne 0 ] && log "failed or interrupted (exit $rc); cleaned up"
   exit "$rc"
@@ -183,9 +169,7 @@ flock -n "$LOCK_FD" || die "another comparison is running (lock /run/bgcmp.lock)
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-leftovers=0
-for ns in "${ALL_NS[@]}"; do [ -e "/run/netns/$ns" ] && leftovers=1; done
-if [ "$leftovers" = 1 ] || [ -d "$PIN_DIR" ]; then
+if ns_any_left "${ALL_NS[@]}" || [ -d "$PIN_DIR" ]; then
   log "removing leftovers of an earlier run"
   (trap - EXIT; cleanup) || true
 fi
@@ -215,32 +199,15 @@ gw ip link set "$GW_IF" up
 in_ns "$NS_CLI" ip link set lo up
 in_ns "$NS_CLI" ip addr add "$CLI_IP/24" dev "$CLI_IF"
 in_ns "$NS_CLI" ip link set "$CLI_IF" up
-for ns in "${ALL_NS[@]}"; do
-  in_ns "$ns" ip route show default | grep -q . && die "$ns has a default route"
-  in_ns "$ns" ip -6 route show default | grep -q . && die "$ns has an IPv6 default route"
-done
-mac_of() { in_ns "$1" ip -br link show dev "$2" | awk '{print $3}'; }
+ns_expect_no_default_route "${ALL_NS[@]}"
 GW_MAC=$(mac_of "$NS_GW" "$GW_IF")
 # Static forwarding entries: the bridge never floods the client's traffic to other ports.
 in_ns "$NS_NET" bridge fdb replace "$GW_MAC" dev "$SW_GW" master static
 in_ns "$NS_NET" bridge fdb replace "$(mac_of "$NS_CLI" "$CLI_IF")" dev "$SW_CLI" master static
 # The gateway's receive path in a kthread of its own: GRO gives its veth NAPI (so XDP
 # redirects and skbs from the peer queue up there), threaded NAPI runs it in a kthread.
-in_ns "$NS_NET" ethtool -K "$SW_GW" tso off >/dev/null
-gw ethtool -K "$GW_IF" gro on >/dev/null
-# /sys/class/net shows the namespace of whoever mounted sysfs: mount one privately.
-gw unshare --mount --propagation private \
-  sh -c "mount -t sysfs sysfs /sys && echo 1 > /sys/class/net/$GW_IF/threaded"
-NAPI_PID=""
-pin_napi() {  # finds the gateway veth's NAPI kthread (again: XDP attach may renew it), pins it
-  local pids
-  pids=$(ps -e -o pid=,comm= | awk -v n="napi/$GW_IF" 'index($2, n) == 1 {print $1}')
-  [ -n "$pids" ] || die "no NAPI kthread for $GW_IF"
-  [ "$(wc -w <<<"$pids")" -eq 1 ] || die "several NAPI kthreads for $GW_IF: $pids"
-  taskset -pc "$GW_CPU" "$pids" >/dev/null
-  renice -n "$nice" -p "$pids" >/dev/null
-  NAPI_PID=$pids
-}
+threaded_napi "$NS_NET" "$SW_GW" "$NS_GW" "$GW_IF"
+pin_napi() { pin_napi_of "$GW_IF" "$GW_CPU" "$nice"; }
 # Runs "$@" in a session, hence an autogroup, of its own, at nice $nice: with autogroups
 # (sched_autogroup_enabled), nice only weighs within a group, so the group gets it too.
 boosted() {

@@ -133,7 +133,8 @@ SPOOF4=198.19.0.0/16 SPOOF6=2001:db8:8000::/33  # off the gateway's /24 and /64
 GEN_CPU=0 GW_CPU=1
 PIN_DIR=/sys/fs/bpf/bpfgate/$GW_IF
 
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+# shellcheck source=bench/lib/netns.sh
+. "$REPO/bench/lib/netns.sh"
 gw() { in_ns "$NS_GW" "$@"; }  # fails if the namespace is gone: never the root namespace
 
 # ---- cleanup: on exit, failure and interrupt ------------------------------------------------
@@ -145,22 +146,7 @@ cleanup() {
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
   if [ -e "/run/netns/$NS_GW" ] && [ -d "$PIN_DIR" ]; then gw "$BG" detach "$GW_IF" >/dev/null 2>&1; fi
   [ -d "$PIN_DIR" ] && rm -rf "$PIN_DIR"  # only if detach could not (namespace gone)
-  # Every process left in our namespaces is ours (nginx, a stray wrk, curl or generator).
-  local ns pids i
-  for ns in "${ALL_NS[@]}"; do
-    [ -e "/run/netns/$ns" ] || continue
-    pids=$(ip netns pids "$ns" 2>/dev/null)
-    [ -n "$pids" ] && kill $pids 2>/dev/null
-  done
-  for i in $(seq 1 20); do
-    pids=""
-    for ns in "${ALL_NS[@]}"; do [ -e "/run/netns/$ns" ] && pids+="$(ip netns pids "$ns" 2>/dev/null) "; done
-    [ -z "${pids// /}" ] && break
-    sleep 0.1
-  done
-  [ -n "${pids// /}" ] && kill -KILL $pids 2>/dev/null
-  # Deleting a namespace removes its links and their XDP programs.
-  for ns in "${ALL_NS[@]}"; do [ -e "/run/netns/$ns" ] && ip netns del "$ns"; done
+  ns_remove_all "${ALL_NS[@]}"  # the processes left in them are ours
   [ -n "$TMP" ] && rm -rf "$TMP"
   [ "$rc" -ne 0 ] && log "failed or interrupted (exit $rc); cleaned up"
   exit "$rc"
@@ -170,9 +156,7 @@ flock -n "$LOCK_FD" || die "another flood bench is running (lock /run/bgflood.lo
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-leftovers=0
-for ns in "${ALL_NS[@]}"; do [ -e "/run/netns/$ns" ] && leftovers=1; done
-if [ "$leftovers" = 1 ] || [ -d "$PIN_DIR" ]; then
+if ns_any_left "${ALL_NS[@]}" || [ -d "$PIN_DIR" ]; then
   log "removing leftovers of an earlier run"
   (trap - EXIT; cleanup) || true
 fi
@@ -187,7 +171,6 @@ for ns in "${ALL_NS[@]}"; do ip netns add "$ns"; done
 in_ns "$NS_NET" ip link set lo up
 in_ns "$NS_NET" ip link add "$BR" type bridge
 in_ns "$NS_NET" ip link set "$BR" up
-mac_of() { in_ns "$1" ip -br link show dev "$2" | awk '{print $3}'; }
 plug() {  # namespace switch-port its-interface v4 v6: a host on the bridge
   in_ns "$NS_NET" ip link add "$2" type veth peer name "$3" netns "$1"
   in_ns "$NS_NET" ip link set "$2" master "$BR" up
@@ -202,28 +185,13 @@ plug "$NS_GW" "$SW_GW" "$GW_IF" "$GW4" "$GW6"
 plug "$NS_KEEP" bgfl-ska bgfl-ka0 "$KEEP4" "$KEEP6"
 plug "$NS_NEW" bgfl-scl bgfl-cl0 "$NEW4" "$NEW6"
 plug "$NS_CAME" bgfl-snw bgfl-nw0 "" ""
-for ns in "${ALL_NS[@]}"; do
-  in_ns "$ns" ip route show default | grep -q . && die "$ns has a default route"
-  in_ns "$ns" ip -6 route show default | grep -q . && die "$ns has an IPv6 default route"
-done
+ns_expect_no_default_route "${ALL_NS[@]}"
 GW_MAC=$(mac_of "$NS_GW" "$GW_IF")
 # SYN proofs need the kernel to answer every SYN with a cookie (README, proofs).
 gw sysctl -qw net.ipv4.tcp_syncookies=2
 # The gateway's receive path in a kthread of its own (as bench/compare/run.sh does).
-in_ns "$NS_NET" ethtool -K "$SW_GW" tso off >/dev/null
-gw ethtool -K "$GW_IF" gro on >/dev/null
-gw unshare --mount --propagation private \
-  sh -c "mount -t sysfs sysfs /sys && echo 1 > /sys/class/net/$GW_IF/threaded"
-NAPI_PID=""
-pin_napi() {  # finds the gateway veth's NAPI kthread (again: XDP attach may renew it), pins it
-  local pids
-  pids=$(ps -e -o pid=,comm= | awk -v n="napi/$GW_IF" 'index($2, n) == 1 {print $1}')
-  [ -n "$pids" ] || die "no NAPI kthread for $GW_IF"
-  [ "$(wc -w <<<"$pids")" -eq 1 ] || die "several NAPI kthreads for $GW_IF: $pids"
-  taskset -pc "$GW_CPU" "$pids" >/dev/null
-  renice -n "$nice" -p "$pids" >/dev/null
-  NAPI_PID=$pids
-}
+threaded_napi "$NS_NET" "$SW_GW" "$NS_GW" "$GW_IF"
+pin_napi() { pin_napi_of "$GW_IF" "$GW_CPU" "$nice"; }
 boosted() {  # PIDFILE COMMAND...: in a session (an autogroup) of its own, at nice $nice; the
   # command's pid goes to PIDFILE
   setsid nice -n "$nice" sh -c 'echo "$0" >/proc/self/autogroup 2>/dev/null; echo $$ >"$1"; shift; exec "$@"' \
