@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bpf/fd.hpp"
+#include "util/log.hpp"
 
 namespace bpfgate::agent::qdisc {
 
@@ -117,6 +119,14 @@ Result<RootQdisc> root_qdisc(const std::string &iface) {
   std::string kind = q.value("kind", "");
   std::string handle = q.value("handle", "");
   r.description = kind + " " + handle;
+  if (kind == "htb" && q.contains("options") && q["options"].is_object()) {
+    // iproute2 prints the default class as hex text ("0x14").
+    const auto &d = q["options"].value("default", nlohmann::json());
+    if (d.is_string())
+      r.htb_default = std::strtoll(d.get<std::string>().c_str(), nullptr, 16);
+    else if (d.is_number_integer())
+      r.htb_default = d.get<int64_t>();
+  }
   if (handle == "0:" || handle.empty())
     r.kind = RootKind::kDefault;
   else if (kind == "htb" && handle == handle_str())
@@ -126,13 +136,16 @@ Result<RootQdisc> root_qdisc(const std::string &iface) {
   return r;
 }
 
+// The root (when created: HTB has no `qdisc change`), its parent class and
+// the leaves; `change` updates the classes of a root that is there.
 std::string htb_batch(const std::string &iface, const core::TcHtbConfig &htb, bool create) {
   const char *verb = create ? "add" : "change";
   std::string h = handle_str();
   uint64_t leaf = std::max<uint64_t>(htb.rate_bps / BG_TC_PRIORITIES, core::kTcRateMinBps);
   std::string b;
-  b += fmt::format("qdisc {} dev {} root handle {} htb default {:x}\n", create ? "add" : "change",
-                   iface, h, BG_TC_HTB_MINOR_BASE + htb.default_priority);
+  if (create)
+    b += fmt::format("qdisc add dev {} root handle {} htb default {:x}\n", iface, h,
+                     BG_TC_HTB_MINOR_BASE + htb.default_priority);
   b += fmt::format("class {} dev {} parent {} classid {}1 htb rate {}bit ceil {}bit quantum {}\n",
                    verb, iface, h, h, htb.rate_bps, htb.rate_bps, kQuantum);
   // Each leaf is guaranteed an eighth of the link and may borrow up to all of
@@ -154,6 +167,16 @@ Result<bool> htb_apply(const std::string &iface, const core::TcHtbConfig &htb) {
                       "(`tc qdisc del dev {} root`) or leave tc.htb out of the config",
                       iface, root->description, iface);
   bool create = root->kind == RootKind::kDefault;
+  if (root->kind == RootKind::kOurs &&
+      root->htb_default != BG_TC_HTB_MINOR_BASE + htb.default_priority) {
+    // The default class is fixed when an HTB root is made: a new one is made,
+    // and what was queued under the old one is dropped.
+    log::info("{}: HTB default priority changes to {}: the root qdisc is re-created", iface,
+              htb.default_priority);
+    if (auto st = htb_remove(iface); !st)
+      return st.error().context("re-create HTB on " + iface);
+    create = true;
+  }
   auto out = run_tc({"-batch", "-"}, htb_batch(iface, htb, create));
   if (!out) {
     if (create)

@@ -22,7 +22,8 @@ enum class RootKind {
 };
 struct RootQdisc {
   RootKind kind = RootKind::kDefault;
-  std::string description;  // "htb 1:" etc., for messages
+  std::string description;   // "htb 1:" etc., for messages
+  int64_t htb_default = -1;  // an HTB root's default class minor (-1: not HTB)
 };
 Result<RootQdisc> root_qdisc(const std::string &iface);
 

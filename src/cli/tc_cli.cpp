@@ -105,7 +105,7 @@ struct AttachOpts {
 
 // Classes, HTB and stages from a config file's tc: section.
 Result<agent::TcSetup> setup_from(const std::string &file, const std::string &iface) {
-  auto c = core::load_config(file);
+  auto c = core::load_config(file, core::ConfigFor::tc);
   if (!c)
     return c.error();
   if (!c->tc)

@@ -504,7 +504,7 @@ void parse_accel(Diag &d, const YAML::Node &n, Config &c) {
   c.accel = a;
 }
 
-void parse_root(Diag &d, const YAML::Node &root, Config &c) {
+void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
   if (!check_keys(d, root,
                   {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
                    "rules", "auto_block", "sweep", "agent", "metrics", "events", "services",
@@ -513,7 +513,7 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c) {
     return;
   if (root["interfaces"])
     parse_interfaces(d, root["interfaces"], c);
-  else
+  else if (use == ConfigFor::agent)
     d.at(1, "the config names no interfaces (interfaces: [- name: eth0])");
   if (root["limits"])
     parse_limits(d, root["limits"], c);
@@ -647,7 +647,7 @@ Status parse_match(const std::string &text, RuleConfig &rule) {
   return {};
 }
 
-Result<Config> parse_config(const std::string &text, const std::string &path) {
+Result<Config> parse_config(const std::string &text, const std::string &path, ConfigFor use) {
   Diag d(path);
   Config c;
   c.path = path;
@@ -663,7 +663,7 @@ Result<Config> parse_config(const std::string &text, const std::string &path) {
     return d.error();
   }
   try {
-    parse_root(d, root, c);
+    parse_root(d, root, c, use);
   } catch (const YAML::Exception &e) {
     d.at(e.mark.line + 1, e.msg);
   }
@@ -673,13 +673,13 @@ Result<Config> parse_config(const std::string &text, const std::string &path) {
   return c;
 }
 
-Result<Config> load_config(const std::string &path) {
+Result<Config> load_config(const std::string &path, ConfigFor use) {
   std::ifstream in(path);
   if (!in)
     return make_error(errno ? errno : ENOENT, "cannot read config {}", path);
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  return parse_config(ss.str(), path, use);
 }
 
 }  // namespace bpfgate::core

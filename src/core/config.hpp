@@ -103,10 +103,16 @@ struct Config {
   std::optional<AccelConfig> accel;  // socket acceleration, enabled and watched by the agent
 };
 
+// What a config is read for: the agent needs interfaces for its XDP filter;
+// `bpfgate tc attach/apply IFACE --config FILE` reads only the tc: section, so
+// a file that holds nothing else is one.
+enum class ConfigFor { agent, tc };
+
 // Parses and validates; on error, the message lists every problem as
 // "FILE:LINE: reason", one per line.
-Result<Config> parse_config(const std::string &text, const std::string &path);
-Result<Config> load_config(const std::string &path);
+Result<Config> parse_config(const std::string &text, const std::string &path,
+                            ConfigFor use = ConfigFor::agent);
+Result<Config> load_config(const std::string &path, ConfigFor use = ConfigFor::agent);
 
 // "tcp/443" etc. into a rule's match fields (line and action untouched).
 Status parse_match(const std::string &text, RuleConfig &rule);

@@ -249,5 +249,38 @@ TEST(TcTraffic, AMirrorInterfaceReceivesTheSampledCopies) {
   EXPECT_EQ(got, mirrored) << "the copies arrive on the mirror's peer";
 }
 
+// `tc apply` of a config with HTB to an interface that has our HTB already:
+// the same config again changes nothing (iproute2 once failed it: HTB has no
+// `qdisc change`), and a new default priority re-creates the root with it.
+TEST(TcApply, AnHtbConfigAppliesAgainAndChangesItsDefault) {
+  GatewayPair t;
+  auto file = fmt::format("/tmp/{}-htb.yaml", unique_prefix() + t.gw_if());
+  auto write = [&](int prio) {
+    std::ofstream(file) << fmt::format(
+        "tc:\n  interfaces: [{}]\n  htb: {{rate: 100mbit, default_priority: {}}}\n  classes:\n"
+        "    - {{name: bulk, direction: egress, match: {{protocol: udp}}, priority: 6}}\n",
+        t.gw_if(), prio);
+  };
+  auto root_default = [&] {
+    auto r = run_ok(t.gw().exec() + "tc -j qdisc show dev " + t.gw_if() + " root");
+    auto j = json::parse(r.out, nullptr, false);
+    return j.is_array() && !j.empty() ? j[0]["options"].value("default", std::string()) : "";
+  };
+  write(4);
+  auto r = t.bpfgate("tc attach " + t.gw_if() + " --config " + file);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(root_default(), "0x14");
+  r = t.bpfgate("tc apply " + t.gw_if() + " --config " + file);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(root_default(), "0x14");
+  write(2);
+  r = t.bpfgate("tc apply " + t.gw_if() + " --config " + file);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(root_default(), "0x12");
+  EXPECT_EQ(t.bpfgate("tc detach " + t.gw_if()).exit_code, 0);
+  EXPECT_FALSE(contains(run_ok(t.gw().exec() + "tc qdisc show dev " + t.gw_if()).out, "htb"));
+  fs::remove(file);
+}
+
 }  // namespace
 }  // namespace bpfgate::test

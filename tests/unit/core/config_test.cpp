@@ -206,6 +206,14 @@ TEST(Config, StructuralMistakes) {
   auto no_if = parse_config("limits: {rate: 5}\n", "n.yaml");
   ASSERT_FALSE(no_if.ok());
   EXPECT_TRUE(has(no_if.error().what(), "names no interfaces"));
+  // `bpfgate tc attach IFACE --config FILE` reads a file that holds only tc:.
+  auto tc_only =
+      parse_config("tc:\n  interfaces: [eth0]\n  classes: [{name: a, match: {protocol: udp}}]\n",
+                   "t.yaml", ConfigFor::tc);
+  ASSERT_TRUE(tc_only.ok()) << tc_only.error().what();
+  ASSERT_TRUE(tc_only->tc.has_value());
+  EXPECT_TRUE(tc_only->interfaces.empty());
+  EXPECT_FALSE(parse_config("tc:\n  interfaces: [eth0]\n", "t.yaml").ok());
   auto unknown_top = parse_config("interfaces: [{name: a}]\nfirewall: on\n", "u.yaml");
   ASSERT_FALSE(unknown_top.ok());
   EXPECT_TRUE(has(unknown_top.error().what(), "u.yaml:2: unknown key 'firewall' in the config"));
