@@ -92,6 +92,10 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   std::unique_ptr<Daemon> d(new Daemon(opts));
   if (auto st = d->open_loop(); !st)
     return st.error();
+  // First the control socket: a second agent on the same one stops here,
+  // before it touches the datapath.
+  if (auto st = d->open_control_socket(cfg->control_socket); !st)
+    return st.error();
   if (auto st = d->converge(*cfg); !st)
     return st.error();
   d->config_ = *cfg;
@@ -100,8 +104,6 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
     return obs.error();
   d->observer_ = std::move(*obs);
   if (auto st = add_to_epoll(d->epoll_.get(), d->observer_->fd()); !st)
-    return st.error();
-  if (auto st = d->open_control_socket(); !st)
     return st.error();
   return d;
 }
@@ -134,18 +136,31 @@ Status Daemon::open_loop() {
   return {};
 }
 
-Status Daemon::open_control_socket() {
-  const std::string &path = config_.control_socket;
+Status Daemon::open_control_socket(const std::string &path) {
   if (path.size() >= sizeof(sockaddr_un::sun_path))
     return make_error(ENAMETOOLONG, "control socket path {} is too long", path);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  // A socket left by an agent that was killed: remove it only if nobody answers.
-  ::unlink(path.c_str());
-  control_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  // A socket left by an agent that was killed is removed, but only a socket,
+  // and only if nobody answers on it.
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return make_error(EEXIST, "control socket path {} exists and is not a socket; not touched",
+                        path);
+    bpf::UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() &&
+        connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
+      return make_error(EADDRINUSE,
+                        "another agent answers on {}: one agent per control socket (stop it, or "
+                        "set agent.control_socket)",
+                        path);
+    ::unlink(path.c_str());
+  }
+  control_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!control_.valid() ||
       bind(control_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
       listen(control_.get(), 8) != 0)

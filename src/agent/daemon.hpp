@@ -48,7 +48,7 @@ class Daemon {
   void stop_accel();
   void accel_housekeeping();
   Status reload_config();
-  Status open_control_socket();
+  Status open_control_socket(const std::string &path);
   void serve_control();
   Status open_loop();
 

@@ -10,6 +10,7 @@
 
 #include "bpf/error.hpp"
 #include "util/log.hpp"
+#include "util/netif.hpp"
 
 namespace bpfgate::bpf {
 
@@ -40,8 +41,8 @@ std::optional<XdpMode> parse_xdp_mode(const std::string &s) {
 }
 
 Result<int> ifindex_of(const std::string &iface) {
-  if (iface.empty() || iface.size() >= IF_NAMESIZE)
-    return make_error(EINVAL, "'{}' is not a valid interface name", iface);
+  if (auto why = util::interface_name_problem(iface))
+    return make_error(EINVAL, "{}", *why);
   unsigned idx = if_nametoindex(iface.c_str());
   if (idx == 0)
     return make_error(ENODEV, "no interface '{}' in this network namespace (see `ip link`)", iface);

@@ -21,7 +21,7 @@ void add_attach(Registry &r) {
   };
   auto &o = r.keep<Opts>();
   auto *a = r.app().add_subcommand("attach", "load the XDP filter and attach it to an interface");
-  a->add_option("IFACE", o.attach.iface, "interface")->required();
+  a->add_option("IFACE", o.attach.iface, "interface")->required()->check(iface_name());
   a->add_option("--mode", o.mode, "auto|native|generic|offload")
       ->check(check_mode)
       ->capture_default_str();
@@ -53,7 +53,7 @@ void add_set(Registry &r) {
   };
   auto &o = r.keep<Opts>();
   auto *s = r.app().add_subcommand("set", "change the limits of an attached filter");
-  s->add_option("IFACE", o.iface, "interface")->required();
+  s->add_option("IFACE", o.iface, "interface")->required()->check(iface_name());
   s->add_option("--rate", o.rate, "packets per second allowed per source");
   s->add_option("--burst", o.burst, "packets a source may send at once");
   s->add_option("--new-sources", o.new_sources,
@@ -82,18 +82,18 @@ void add_filter_commands(Registry &r) {
 
   auto &detach_iface = r.keep<std::string>();
   auto *d = r.app().add_subcommand("detach", "detach the filter and remove its pins");
-  d->add_option("IFACE", detach_iface, "interface")->required();
+  d->add_option("IFACE", detach_iface, "interface")->required()->check(iface_name());
   r.add(d, [&detach_iface, &g = r.globals()] { return cmd_detach(g, detach_iface); });
 
   auto &status_iface = r.keep<std::string>();
   auto *st = r.app().add_subcommand("status", "what is attached where, mode, program, limits");
-  st->add_option("IFACE", status_iface, "only this interface");
+  st->add_option("IFACE", status_iface, "only this interface")->check(iface_name());
   r.add(st, [&status_iface, &g = r.globals()] { return cmd_status(g, status_iface); });
 
   auto &top = r.keep<TopOptions>();
   auto *t =
       r.app().add_subcommand("top", "per-source packets, rates, drops and bytes, busiest first");
-  t->add_option("IFACE", top.iface, "interface (default: all attached)");
+  t->add_option("IFACE", top.iface, "interface (default: all attached)")->check(iface_name());
   t->add_option("-i,--interval", top.interval_s, "seconds between refreshes")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();

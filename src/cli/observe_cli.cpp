@@ -161,7 +161,7 @@ void add_observe_commands(Registry &r) {
       "follow the datapath's events live: blocks, releases, first rule hits, samples "
       "of dropped frames");
   e->add_option("--socket", o.socket, "the agent's control socket")->capture_default_str();
-  e->add_option("--iface", o.iface, "only this interface");
+  e->add_option("--iface", o.iface, "only this interface")->check(iface_name());
   e->add_option("-c,--count", o.count, "exit after this many events");
   e->add_option("--timeout", o.timeout_s, "exit after this many seconds")
       ->check(CLI::Range(0.0, 1e6));

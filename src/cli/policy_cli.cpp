@@ -218,13 +218,14 @@ void add_policy_commands(Registry &r) {
     b->add_option("ADDR", bo.target, "address or CIDR prefix")->required();
     if (add)
       b->add_option("--ttl", bo.ttl, "release after this long (e.g. 30s, 10m, 1h)");
-    b->add_option("--iface", bo.iface, "only this interface (default: every attached one)");
+    b->add_option("--iface", bo.iface, "only this interface (default: every attached one)")
+        ->check(iface_name());
     r.add(b, [&bo, add, &g = r.globals()] { return cmd_block(g, bo, add); });
   }
 
   auto &list_iface = r.keep<std::string>();
   auto *list = r.app().add_subcommand("list", "the blocklist, with reason and remaining TTL");
-  list->add_option("--iface", list_iface, "only this interface");
+  list->add_option("--iface", list_iface, "only this interface")->check(iface_name());
   r.add(list, [&list_iface, &g = r.globals()] { return cmd_list(g, list_iface); });
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "core/input_guard.hpp"
 
 namespace bpfgate::cli {
 
@@ -39,6 +40,17 @@ class Registry {
   std::vector<std::shared_ptr<void>> kept_;
   std::vector<Command> commands_;
 };
+
+// An IFACE argument: refused when it cannot be an interface name (it becomes
+// a pin path under bpffs), before any command runs.
+inline CLI::Validator iface_name() {
+  return CLI::Validator(
+      [](std::string &s) {
+        auto why = core::interface_name_problem(s);
+        return why ? *why : std::string();
+      },
+      "", "interface name");
+}
 
 // The XDP filter: attach, set, detach, status, top (cli/filter_cli.cpp).
 void add_filter_commands(Registry &r);

@@ -300,26 +300,26 @@ void add_tc_commands(Registry &r) {
 
   auto &ao = r.keep<AttachOpts>();
   auto *a = tc->add_subcommand("attach", "load the tc programs and attach them to clsact");
-  a->add_option("IFACE", ao.iface, "interface")->required();
+  a->add_option("IFACE", ao.iface, "interface")->required()->check(iface_name());
   a->add_option("-c,--config", ao.config, "take classes, HTB and stages from this config's tc:");
   r.add(a, [&ao, &g = r.globals()] { return cmd_tc_attach(g, ao); });
 
   auto &po = r.keep<AttachOpts>();
   auto *p = tc->add_subcommand(
       "apply", "switch an attached datapath to a config's classes, HTB and stages (no reload)");
-  p->add_option("IFACE", po.iface, "interface")->required();
+  p->add_option("IFACE", po.iface, "interface")->required()->check(iface_name());
   p->add_option("-c,--config", po.config, "config file whose tc: section to apply")->required();
   r.add(p, [&po, &g = r.globals()] { return cmd_tc_apply(g, po); });
 
   auto &detach_iface = r.keep<std::string>();
   auto *d = tc->add_subcommand(
       "detach", "remove the tc programs, the HTB and clsact qdiscs bpfgate set up, the pins");
-  d->add_option("IFACE", detach_iface, "interface")->required();
+  d->add_option("IFACE", detach_iface, "interface")->required()->check(iface_name());
   r.add(d, [&detach_iface, &g = r.globals()] { return cmd_tc_detach(g, detach_iface); });
 
   auto &status_iface = r.keep<std::string>();
   auto *st = tc->add_subcommand("status", "where the tc datapath runs, its stages and qdiscs");
-  st->add_option("IFACE", status_iface, "only this interface");
+  st->add_option("IFACE", status_iface, "only this interface")->check(iface_name());
   r.add(st, [&status_iface, &g = r.globals()] { return cmd_tc_status(g, status_iface); });
 
   for (bool on : {true, false}) {
@@ -328,7 +328,8 @@ void add_tc_commands(Registry &r) {
                                  on ? "put a stage back in the chain (no reload)"
                                     : "take a stage out of the chain (no reload)");
     s->add_option("STAGE", so.stage, "parse|classify|police|mirror|count")->required();
-    s->add_option("IFACE", so.iface, "interface (default: every one attached)");
+    s->add_option("IFACE", so.iface, "interface (default: every one attached)")
+        ->check(iface_name());
     r.add(s, [&so, on, &g = r.globals()] { return cmd_tc_stage(g, so, on); });
   }
 
@@ -336,7 +337,8 @@ void add_tc_commands(Registry &r) {
   cls->require_subcommand(1);
   auto &list_iface = r.keep<std::string>();
   auto *l = cls->add_subcommand("list", "per class: packets, bytes, drops, marks, mirrored, rate");
-  l->add_option("IFACE", list_iface, "interface (default: every one attached)");
+  l->add_option("IFACE", list_iface, "interface (default: every one attached)")
+      ->check(iface_name());
   r.add(l, [&list_iface, &g = r.globals()] { return cmd_class_list(g, list_iface); });
 }
 

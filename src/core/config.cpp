@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -19,6 +21,8 @@
 
 #include "bpfgate/abi/observe.h"
 #include "core/duration.hpp"
+#include "core/input_guard.hpp"
+#include "core/tc_config.hpp"
 
 namespace bpfgate::core {
 
@@ -29,11 +33,11 @@ class Diag {
  public:
   explicit Diag(std::string path) : path_(std::move(path)) {}
   void at(int line, const std::string &msg) {
-    errors_.push_back(fmt::format("{}:{}: {}", path_, line, msg));
+    errors_.push_back(fmt::format("{}:{}: {}", excerpt(path_, 200), line, excerpt(msg, 400)));
   }
   void at(const YAML::Node &n, const std::string &msg) { at(n.Mark().line + 1, msg); }
   void in_file(const std::string &file, int line, const std::string &msg) {
-    errors_.push_back(fmt::format("{}:{}: {}", file, line, msg));
+    errors_.push_back(fmt::format("{}:{}: {}", excerpt(file, 200), line, excerpt(msg, 400)));
   }
   bool ok() const { return errors_.empty(); }
   Error error() const {
@@ -49,6 +53,23 @@ class Diag {
   std::string path_;
   std::vector<std::string> errors_;
 };
+
+// Why `path` cannot be the agent's control socket: it must be absolute, fit
+// a sockaddr_un, and be a socket or nothing (the agent replaces what is there).
+std::optional<std::string> control_socket_problem(const std::string &path) {
+  if (path.empty() || path[0] != '/')
+    return fmt::format("control_socket '{}' must be an absolute path", excerpt(path));
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return fmt::format("control_socket '{}' is longer than a socket path can be ({} bytes)",
+                       excerpt(path), sizeof(sockaddr_un{}.sun_path) - 1);
+  if (path.find('\0') != std::string::npos)
+    return "control_socket holds a NUL byte";
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+    return fmt::format("control_socket '{}' exists and is not a socket: the agent would replace it",
+                       excerpt(path));
+  return std::nullopt;
+}
 
 int line_of(const YAML::Node &n) {
   return n.Mark().line + 1;
@@ -144,6 +165,8 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
     d.at(n, "interfaces must be a list, e.g. `- name: eth0`");
     return;
   }
+  if (n.size() == 0)
+    d.at(n, "interfaces is empty: name at least one (interfaces: [- name: eth0])");
   std::set<std::string> seen;
   for (const auto &i : n) {
     if (!check_keys(d, i, {"name", "mode", "max_sources"}, "an interface"))
@@ -156,8 +179,8 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
     }
     if (auto s = scalar(d, i["name"], "name"))
       ic.name = *s;
-    if (ic.name.empty() || ic.name.size() >= 16 || ic.name.find('/') != std::string::npos)
-      d.at(i["name"], fmt::format("'{}' is not a valid interface name", ic.name));
+    if (auto why = interface_name_problem(ic.name))
+      d.at(i["name"], *why);
     if (!seen.insert(ic.name).second)
       d.at(i["name"], fmt::format("interface {} is listed twice", ic.name));
     if (i["mode"]) {
@@ -236,18 +259,20 @@ void parse_prefix_list(Diag &d, const YAML::Node &n, std::vector<Prefix> &out, c
   }
 }
 
-void parse_prefix_file(Diag &d, const YAML::Node &n, std::vector<Prefix> &out, const char *what) {
+void parse_prefix_file(Diag &d, const YAML::Node &n, std::vector<Prefix> &out, const char *what,
+                       uint64_t max_bytes) {
   auto name = scalar(d, n, what);
   if (!name)
     return;
   std::filesystem::path file(*name);
   if (file.is_relative())
     file = std::filesystem::path(d.path()).parent_path() / file;
-  std::ifstream in(file);
-  if (!in) {
-    d.at(n, fmt::format("{}: cannot read {}", what, file.string()));
+  auto text = read_bounded_file(file.string(), max_bytes, what);
+  if (!text) {
+    d.at(n, text.error().message());
     return;
   }
+  std::istringstream in(*text);
   int lineno = 0;
   for (std::string line; std::getline(in, line);) {
     lineno++;
@@ -507,8 +532,8 @@ void parse_accel(Diag &d, const YAML::Node &n, Config &c) {
 void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
   if (!check_keys(d, root,
                   {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
-                   "rules", "auto_block", "sweep", "agent", "metrics", "events", "services",
-                   "tcp_probes", "tc", "accel"},
+                   "prefix_file_max", "rules", "auto_block", "sweep", "agent", "metrics", "events",
+                   "services", "tcp_probes", "tc", "accel"},
                   "the config"))
     return;
   if (root["interfaces"])
@@ -527,12 +552,23 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
   std::map<Prefix, int> allow_line;
   if (root["allow"])
     parse_prefix_list(d, root["allow"], c.allow, "allow");
+  uint64_t prefix_file_max = kPrefixFileMaxBytes;
+  if (root["prefix_file_max"]) {
+    if (auto s = scalar(d, root["prefix_file_max"], "prefix_file_max")) {
+      auto v = parse_size_bytes(*s);
+      if (!v || *v == 0)
+        d.at(root["prefix_file_max"],
+             fmt::format("prefix_file_max '{}' is not a size in bytes (e.g. 64mb)", excerpt(*s)));
+      else
+        prefix_file_max = *v;
+    }
+  }
   if (root["allow_file"])
-    parse_prefix_file(d, root["allow_file"], c.allow, "allow_file");
+    parse_prefix_file(d, root["allow_file"], c.allow, "allow_file", prefix_file_max);
   if (root["deny"])
     parse_prefix_list(d, root["deny"], c.deny, "deny");
   if (root["deny_file"])
-    parse_prefix_file(d, root["deny_file"], c.deny, "deny_file");
+    parse_prefix_file(d, root["deny_file"], c.deny, "deny_file", prefix_file_max);
   if (root["rules"])
     parse_rules(d, root["rules"], c);
   if (root["auto_block"])
@@ -572,8 +608,12 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
   if (const auto &a = root["agent"]) {
     if (check_keys(d, a, {"control_socket", "keep_datapath"}, "agent")) {
       if (a["control_socket"])
-        if (auto v = scalar(d, a["control_socket"], "control_socket"))
-          c.control_socket = *v;
+        if (auto v = scalar(d, a["control_socket"], "control_socket")) {
+          if (auto why = control_socket_problem(*v))
+            d.at(a["control_socket"], *why);
+          else
+            c.control_socket = *v;
+        }
       if (a["keep_datapath"])
         if (auto v = boolean(d, a["keep_datapath"], "keep_datapath"))
           c.keep_datapath = *v;
@@ -651,6 +691,10 @@ Result<Config> parse_config(const std::string &text, const std::string &path, Co
   Diag d(path);
   Config c;
   c.path = path;
+  for (const auto &[line, why] : yaml_problems(text))
+    d.at(line, why);
+  if (!d.ok())
+    return d.error();
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -674,12 +718,10 @@ Result<Config> parse_config(const std::string &text, const std::string &path, Co
 }
 
 Result<Config> load_config(const std::string &path, ConfigFor use) {
-  std::ifstream in(path);
-  if (!in)
-    return make_error(errno ? errno : ENOENT, "cannot read config {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path, use);
+  auto text = read_bounded_file(path, kConfigMaxBytes, "config");
+  if (!text)
+    return text.error();
+  return parse_config(*text, path, use);
 }
 
 }  // namespace bpfgate::core

@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include "util/netif.hpp"
+
 namespace bpfgate::core {
 
 namespace {
@@ -93,13 +95,6 @@ std::optional<bool> on_off(Issues &d, const YAML::Node &n, const char *what) {
     return false;
   d.at(n, fmt::format("{} must be on or off, not '{}'", what, *s));
   return std::nullopt;
-}
-
-bool valid_iface(const std::string &s) {
-  return !s.empty() && s.size() < 16 && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
-           c == '@' || c == ':';
-  });
 }
 
 // "80" or "8000-8099".
@@ -296,8 +291,8 @@ void parse_class(Issues &d, const YAML::Node &n, bool have_htb, TcClassConfig &c
         d.at(m, "mirror needs an interface to copy packets to");
       else if (auto s = scalar(d, m["interface"], "mirror.interface"))
         mc.iface = *s;
-      if (!mc.iface.empty() && !valid_iface(mc.iface))
-        d.at(m["interface"], fmt::format("'{}' is not a valid interface name", mc.iface));
+      if (auto why = util::interface_name_problem(mc.iface); why && !mc.iface.empty())
+        d.at(m["interface"], *why);
       if (m["sample"])
         if (auto v = number(d, m["sample"], "mirror.sample (one packet in N)", 1, 1'000'000))
           mc.sample = static_cast<uint32_t>(*v);
@@ -324,8 +319,8 @@ std::vector<ConfigIssue> parse_tc(const YAML::Node &n, std::optional<TcConfig> &
       auto s = scalar(d, i, "an interface");
       if (!s)
         continue;
-      if (!valid_iface(*s))
-        d.at(i, fmt::format("'{}' is not a valid interface name", *s));
+      if (auto why = util::interface_name_problem(*s))
+        d.at(i, *why);
       else if (!seen.insert(*s).second)
         d.at(i, fmt::format("interface {} is listed twice", *s));
       else

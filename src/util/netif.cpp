@@ -5,7 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
+
+#include <fmt/format.h>
+
+#include "util/text.hpp"
 
 namespace bpfgate::util {
 
@@ -19,6 +24,26 @@ bool read_mac(const std::string &iface, std::array<uint8_t, 6> &mac) {
   if (fd >= 0)
     close(fd);
   return ok;
+}
+
+}  // namespace bpfgate::util
+
+namespace bpfgate::util {
+
+std::optional<std::string> interface_name_problem(std::string_view name) {
+  if (name.empty())
+    return "an interface name cannot be empty";
+  if (name.size() >= IFNAMSIZ)
+    return fmt::format("'{}' is not a valid interface name: longer than {} bytes", excerpt(name),
+                       IFNAMSIZ - 1);
+  if (name == "." || name == "..")
+    return fmt::format("'{}' is not a valid interface name", name);
+  for (unsigned char c : name)
+    if (c == '/' || c == ':' || std::isspace(c) || c < 0x20 || c == 0x7f)
+      return fmt::format(
+          "'{}' is not a valid interface name: no '/', ':', spaces or control characters",
+          excerpt(name));
+  return std::nullopt;
 }
 
 }  // namespace bpfgate::util

@@ -3,11 +3,18 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace bpfgate::util {
 
 // The interface's hardware address (SIOCGIFHWADDR); false if there is no such interface.
 bool read_mac(const std::string &iface, std::array<uint8_t, 6> &mac);
+
+// Why `name` cannot be a Linux interface name (the kernel's dev_valid_name:
+// 1-15 bytes, not "." or "..", no '/', ':', whitespace or control bytes), or
+// nullopt when it can. Checked wherever a name becomes a path or a request.
+std::optional<std::string> interface_name_problem(std::string_view name);
 
 }  // namespace bpfgate::util

@@ -104,6 +104,21 @@ TEST_F(AgentTest, AppliesItsConfigAndDetachesOnSigterm) {
   EXPECT_FALSE(std::filesystem::exists(socket_path()));
 }
 
+// One agent per control socket: a second one on the same socket says who
+// answers there and exits before it touches the datapath; the first goes on.
+TEST_F(AgentTest, ASecondAgentOnTheSameSocketTouchesNothing) {
+  write_config("limits: {rate: 100, burst: 100}\n");
+  start_agent();
+  uint32_t prog = t_.xdp_prog_id();
+  ASSERT_NE(prog, 0u);
+  auto second = run(t_.gw().exec() + bpfgate_bin() + " run -c " + config_path());
+  EXPECT_EQ(second.exit_code, 1) << second.err;
+  EXPECT_TRUE(contains(second.err, "another agent answers on " + socket_path())) << second.err;
+  EXPECT_EQ(t_.xdp_prog_id(), prog);
+  EXPECT_EQ(reload().exit_code, 0) << "the first agent no longer answers";
+  EXPECT_TRUE(std::filesystem::exists(socket_path()));
+}
+
 TEST_F(AgentTest, ReloadUnderTrafficKeepsVerdictsAndCounters) {
   const std::string base = "limits: {rate: 1000000}\nallow: [198.18.0.2]\ndeny: [198.18.0.66]\n";
   write_config(base);

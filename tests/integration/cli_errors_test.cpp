@@ -50,6 +50,26 @@ TEST(CliErrors, UnknownInterface) {
   expect_clean(t);
 }
 
+// A name that cannot be an interface is refused by every command that takes
+// one, before it becomes a pin path (`detach ..` once named bpffs's root).
+TEST(CliErrors, NamesThatCannotBeInterfaces) {
+  GatewayPair t;
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if()).exit_code, 0);
+  for (const std::string &args :
+       {std::string("detach .."), std::string("detach ."), std::string("status ../x"),
+        std::string("set a/b --rate 5"), std::string("top 'a b' -c 1"), std::string("tc detach .."),
+        std::string("list --iface ..")}) {
+    auto r = t.bpfgate(args);
+    expect_failure(r, "interface name");
+  }
+  auto esc = t.bpfgate("detach \"$(printf 'a\\033[2Jb')\"");
+  expect_failure(esc, "a\\x1b[2Jb");
+  EXPECT_EQ(esc.err.find('\x1b'), std::string::npos) << "a control character reached stderr";
+  EXPECT_TRUE(std::filesystem::exists(t.pin_dir())) << "the filter's pins are gone";
+  EXPECT_NE(t.xdp_prog_id(), 0u);
+  EXPECT_EQ(t.bpfgate("detach " + t.gw_if()).exit_code, 0);
+}
+
 TEST(CliErrors, NotRootOrMissingCapabilities) {
   GatewayPair t;
   auto as_nobody = run(t.gw().exec() + "setpriv --reuid=65534 --regid=65534 --clear-groups " +
