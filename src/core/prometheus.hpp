@@ -1,17 +1,14 @@
 // The Prometheus text exposition format (version 0.0.4): a writer that keeps
 // each family's HELP and TYPE in front of its samples, escapes label values
-// and lays out histograms (cumulative buckets, +Inf, _sum, _count), and a
-// parser for the same format, which the tests use to read a real scrape.
+// and lays out histograms (cumulative buckets, +Inf, _sum, _count). The tests
+// read it back with their parser (tests/support/prometheus_parse.hpp).
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include "util/result.hpp"
 
 namespace bpfgate::core::prom {
 
@@ -34,22 +31,5 @@ class Writer {
 
 std::string escape_label_value(std::string_view v);
 std::string format_value(double v);
-
-struct Sample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-struct Parsed {
-  std::vector<Sample> samples;
-  std::map<std::string, std::string> types;  // family -> counter|gauge|histogram|...
-};
-// Parses a scrape; every malformed line is an error with its line number.
-Result<Parsed> parse(std::string_view text);
-
-// The value of the one sample of `name` whose labels include `match`; NaN if none.
-double value_of(const Parsed &p, std::string_view name, const Labels &match = {});
-// The sum over every sample of `name` whose labels include `match`.
-double sum_of(const Parsed &p, std::string_view name, const Labels &match = {});
 
 }  // namespace bpfgate::core::prom

@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel_support.hpp"
-#include "core/prometheus.hpp"
+#include "support/prometheus_parse.hpp"
 
 namespace bpfgate::test {
 namespace {
@@ -64,12 +64,12 @@ class AccelAgent : public ::testing::Test {
     }
     FAIL() << "the agent did not come up: " << log();
   }
-  core::prom::Parsed scrape() const {
+  prom::Parsed scrape() const {
     auto r = run(ns.exec() + "curl -sf http://127.0.0.1:9478/metrics");
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    auto p = core::prom::parse(r.out);
+    auto p = prom::parse(r.out);
     EXPECT_TRUE(p.ok()) << (p ? "" : p.error().what());
-    return p ? *p : core::prom::Parsed{};
+    return p ? *p : prom::Parsed{};
   }
 
   Netns ns{accel::name("g")};
@@ -100,14 +100,13 @@ TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
   EXPECT_EQ(redirected, 1u << 20);
 
   auto m = scrape();
-  EXPECT_EQ(core::prom::value_of(m, "bpfgate_accel_enabled"), 1);
-  EXPECT_EQ(core::prom::value_of(m, "bpfgate_accel_sockets"), 2);
-  EXPECT_EQ(core::prom::value_of(m, "bpfgate_accel_bytes_total", {{"event", "redirected"}}),
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_enabled"), 1);
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_sockets"), 2);
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_bytes_total", {{"event", "redirected"}}),
             static_cast<double>(redirected));
-  EXPECT_GE(core::prom::value_of(m, "bpfgate_packets_total",
-                                 {{"verdict", "pass"}, {"reason", "not_ip"}}) +
-                1,
-            1)
+  EXPECT_GE(
+      prom::value_of(m, "bpfgate_packets_total", {{"verdict", "pass"}, {"reason", "not_ip"}}) + 1,
+      1)
       << "the filter's families are there too";
 
   // A reload keeps it running as it is.

@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "core/prometheus.hpp"
+#include "support/prometheus_parse.hpp"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -227,16 +227,16 @@ TEST_F(AgentTest, DatapathEventsAndTheKnownTableShowInStatusAndMetrics) {
   EXPECT_TRUE(contains(text.out, "sources_proven 1 ")) << text.out;
 
   auto r = run_ok(t_.gw().exec() + "curl -sf --max-time 5 http://127.0.0.1:9477/metrics");
-  auto p = core::prom::parse(r.out);
+  auto p = prom::parse(r.out);
   ASSERT_TRUE(p.ok()) << p.error().what();
-  core::prom::Labels iface = {{"interface", t_.gw_if()}};
+  prom::Labels iface = {{"interface", t_.gw_if()}};
   auto known = [&](const char *metric) {
-    return core::prom::value_of(*p, metric, {{"interface", t_.gw_if()}, {"map", "known"}});
+    return prom::value_of(*p, metric, {{"interface", t_.gw_if()}, {"map", "known"}});
   };
-  EXPECT_EQ(core::prom::value_of(*p, "bpfgate_sources_proven_total", iface), 1);
-  EXPECT_EQ(core::prom::value_of(*p, "bpfgate_autoblocks_spared_total", iface),
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_sources_proven_total", iface), 1);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_autoblocks_spared_total", iface),
             static_cast<double>(spared));
-  EXPECT_EQ(core::prom::value_of(*p, "bpfgate_autoblocks_capped_total", iface), 0);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_autoblocks_capped_total", iface), 0);
   EXPECT_EQ(p->types["bpfgate_sources_proven_total"], "counter");
   EXPECT_EQ(known("bpfgate_map_entries"), 1);
   EXPECT_EQ(known("bpfgate_map_max_entries"), 65536);

@@ -20,14 +20,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "core/prometheus.hpp"
+#include "support/prometheus_parse.hpp"
 #include "support/system.hpp"
 
 namespace bpfgate::test {
 namespace {
 
 using namespace std::chrono_literals;
-namespace prom = core::prom;
 using nlohmann::json;
 
 constexpr const char *kGw = "198.18.0.1";

@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/prometheus_parse.hpp"
+
 namespace bpfgate::agent {
 namespace {
 
-namespace prom = core::prom;
+namespace prom = test::prom;
+using core::prom::Writer;
 
 TEST(MetricsEvents, OneCounterFamilyPerEventWithASamplePerInterface) {
   std::vector<FilterStatus> filters(2);
@@ -17,7 +20,7 @@ TEST(MetricsEvents, OneCounterFamilyPerEventWithASamplePerInterface) {
   filters[0].stats[BG_STAT_PROVEN] = 5;
   filters[1].stats[BG_STAT_AUTOBLOCK_CAPPED] = 7;
   filters[1].stats[BG_STAT_SYN_PASSED] = 11;
-  prom::Writer w;
+  Writer w;
   write_datapath_events(w, filters);
   auto p = prom::parse(w.text());
   ASSERT_TRUE(p.ok()) << p.error().what();
@@ -43,7 +46,7 @@ TEST(MetricsEvents, OneCounterFamilyPerEventWithASamplePerInterface) {
 }
 
 TEST(MetricsEvents, FamiliesAreDeclaredWithoutFilters) {
-  prom::Writer w;
+  Writer w;
   write_datapath_events(w, {});
   auto p = prom::parse(w.text());
   ASSERT_TRUE(p.ok()) << p.error().what();
