@@ -111,6 +111,32 @@ Result<std::vector<std::string>> pinned_interfaces(const std::string &bpffs);
 
 std::string to_string(bg_verdict v);
 std::string to_string(bg_reason r);
+
+// The verdict x reason pairs the XDP pipeline (bpf/include/bpfgate/filter.h)
+// can produce, declared once: /metrics exports these and no other (the
+// counters of every other pair stay 0). tests/bpf/verdict_pairs_test.cpp
+// produces each with a crafted frame and fails on a pair it does not produce.
+struct VerdictReason {
+  bg_verdict verdict;
+  bg_reason reason;
+};
+inline constexpr VerdictReason kVerdictReasons[] = {
+    // bg_stage_policy: the frame's source cannot be trusted, or is not IP.
+    {BG_VERDICT_PASS, BG_REASON_NOT_IP},
+    {BG_VERDICT_PASS, BG_REASON_UNPARSEABLE},  // unparsed: pass (the default)
+    {BG_VERDICT_DROP, BG_REASON_UNPARSEABLE},  // unparsed: drop
+    // bg_check_lists: the ACL (longest prefix) and the blocklist.
+    {BG_VERDICT_PASS, BG_REASON_ALLOW},
+    {BG_VERDICT_DROP, BG_REASON_DENY},
+    {BG_VERDICT_DROP, BG_REASON_BLOCKLIST},
+    // bg_stage_limit: a rule's action, then the buckets.
+    {BG_VERDICT_PASS, BG_REASON_RULE},
+    {BG_VERDICT_DROP, BG_REASON_RULE},
+    {BG_VERDICT_DROP, BG_REASON_NEW_SOURCE},
+    {BG_VERDICT_DROP, BG_REASON_RATE_LIMIT},
+    {BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT},
+    {BG_VERDICT_PASS, BG_REASON_OK},
+};
 // A datapath event's name, the same in `status -j` ("events") and in
 // /metrics (bpfgate_<name>_total), and what it counts (the metric's HELP).
 struct StatName {

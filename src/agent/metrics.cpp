@@ -80,6 +80,21 @@ void histogram(Writer &w, const char *name, const Labels &l, const __u64 *hist, 
 
 }  // namespace
 
+void write_verdicts(Writer &w, const std::vector<FilterStatus> &filters) {
+  auto write = [&](const char *family, __u64 bg_counter::*field) {
+    for (const auto &f : filters)
+      for (const auto &[v, r] : kVerdictReasons)
+        w.sample(family,
+                 {{"interface", f.iface}, {"verdict", to_string(v)}, {"reason", to_string(r)}},
+                 static_cast<double>(f.counters[bg_counter_key(v, r)].*field));
+  };
+  w.family("bpfgate_packets_total", "counter",
+           "Frames seen by the XDP filter, by verdict and reason");
+  write("bpfgate_packets_total", &bg_counter::packets);
+  w.family("bpfgate_bytes_total", "counter", "Bytes of the frames seen by the XDP filter");
+  write("bpfgate_bytes_total", &bg_counter::bytes);
+}
+
 void write_datapath_events(Writer &w, const std::vector<FilterStatus> &filters) {
   for (uint32_t e = 0; e < BG_STAT_NR; e++) {
     const StatName &n = stat_name(static_cast<bg_stat>(e));
@@ -101,25 +116,11 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   for (const auto &f : filters)
     w.sample("bpfgate_interface_up", {{"interface", f.iface}},
              f.up && f.status.ifindex != 0 ? 1 : 0);
-  w.family("bpfgate_packets_total", "counter",
-           "Frames seen by the XDP filter, by verdict and reason");
+  std::vector<FilterStatus> up;
   for (const auto &f : filters)
-    for (uint32_t v = 0; f.up && v < BG_VERDICT_NR; v++)
-      for (uint32_t r = 0; r < BG_REASON_NR; r++)
-        w.sample("bpfgate_packets_total",
-                 {{"interface", f.iface},
-                  {"verdict", to_string(static_cast<bg_verdict>(v))},
-                  {"reason", to_string(static_cast<bg_reason>(r))}},
-                 static_cast<double>(f.status.counters[bg_counter_key(v, r)].packets));
-  w.family("bpfgate_bytes_total", "counter", "Bytes of the frames seen by the XDP filter");
-  for (const auto &f : filters)
-    for (uint32_t v = 0; f.up && v < BG_VERDICT_NR; v++)
-      for (uint32_t r = 0; r < BG_REASON_NR; r++)
-        w.sample("bpfgate_bytes_total",
-                 {{"interface", f.iface},
-                  {"verdict", to_string(static_cast<bg_verdict>(v))},
-                  {"reason", to_string(static_cast<bg_reason>(r))}},
-                 static_cast<double>(f.status.counters[bg_counter_key(v, r)].bytes));
+    if (f.up)
+      up.push_back(f.status);
+  write_verdicts(w, up);
 
   auto rule_labels = [&](const FilterView &f, uint32_t id) {
     std::string match;
@@ -132,10 +133,6 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
                   {"match", match},
                   {"action", act < 3 ? kActionNames[act] : "unknown"}};
   };
-  std::vector<FilterStatus> up;
-  for (const auto &f : filters)
-    if (f.up)
-      up.push_back(f.status);
   write_datapath_events(w, up);
 
   w.family("bpfgate_rule_packets_total", "counter",

@@ -54,6 +54,9 @@ class AgentState {
 // fill levels, services (requests, status classes, latency and handshake
 // histograms, TCP resets, retransmits, connections), the agent's health.
 std::string render_metrics(const std::string &bpffs, const AgentSnapshot &agent);
+// The filters' verdict counters: bpfgate_packets_total and bpfgate_bytes_total
+// {interface, verdict, reason}, one sample for each pair of kVerdictReasons.
+void write_verdicts(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
 // The filters' datapath events (enum bg_stat): one counter family each,
 // bpfgate_<stat_name()>_total{interface}, HELP and TYPE even without filters.
 void write_datapath_events(core::prom::Writer &w, const std::vector<FilterStatus> &filters);

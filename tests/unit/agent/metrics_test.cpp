@@ -1,9 +1,13 @@
 // The datapath events in /metrics: one counter family per event, named
 // bpfgate_<event>_total with the names `status -j` uses, HELP and TYPE before
-// the samples, one sample per interface.
+// the samples, one sample per interface. The verdict counters: only the pairs
+// the pipeline can produce.
 #include "agent/metrics.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <iterator>
 
 #include "support/prometheus_parse.hpp"
 
@@ -61,6 +65,49 @@ TEST(MetricsEvents, NamesAreStable) {
   static_assert(sizeof(want) / sizeof(want[0]) == BG_STAT_NR);
   for (uint32_t e = 0; e < BG_STAT_NR; e++)
     EXPECT_STREQ(stat_name(static_cast<bg_stat>(e)).name, want[e]) << e;
+}
+
+TEST(MetricsVerdicts, OnlyThePairsThePipelineCanProduce) {
+  std::vector<FilterStatus> filters(2);
+  filters[0].iface = "eth0";
+  filters[1].iface = "eth1";
+  filters[0].counters[bg_counter_key(BG_VERDICT_DROP, BG_REASON_DENY)] = {7, 700};
+  filters[1].counters[bg_counter_key(BG_VERDICT_PASS, BG_REASON_OK)] = {3, 180};
+  Writer w;
+  write_verdicts(w, filters);
+  auto p = prom::parse(w.text());
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  EXPECT_EQ(p->types.at("bpfgate_packets_total"), "counter");
+  EXPECT_EQ(p->types.at("bpfgate_bytes_total"), "counter");
+  const size_t pairs = std::size(kVerdictReasons);
+  EXPECT_LT(pairs, static_cast<size_t>(BG_COUNTER_NR));
+  EXPECT_EQ(p->samples.size(), 2 * 2 * pairs) << "two families, two interfaces";
+  for (const auto &s : p->samples) {
+    bool listed = false;
+    for (const auto &[v, r] : kVerdictReasons)
+      listed |= s.labels.at("verdict") == to_string(v) && s.labels.at("reason") == to_string(r);
+    EXPECT_TRUE(listed) << s.name << " " << s.labels.at("verdict") << "/" << s.labels.at("reason");
+  }
+  EXPECT_TRUE(std::isnan(
+      prom::value_of(*p, "bpfgate_packets_total", {{"verdict", "pass"}, {"reason", "deny"}})));
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_packets_total",
+                           {{"interface", "eth0"}, {"verdict", "drop"}, {"reason", "deny"}}),
+            7);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_bytes_total",
+                           {{"interface", "eth0"}, {"verdict", "drop"}, {"reason", "deny"}}),
+            700);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_bytes_total",
+                           {{"interface", "eth1"}, {"verdict", "pass"}, {"reason", "ok"}}),
+            180);
+  EXPECT_EQ(prom::sum_of(*p, "bpfgate_packets_total"), 10);
+}
+
+TEST(MetricsVerdicts, ThePairsAreDistinct) {
+  for (size_t i = 0; i < std::size(kVerdictReasons); i++)
+    for (size_t j = i + 1; j < std::size(kVerdictReasons); j++)
+      EXPECT_FALSE(kVerdictReasons[i].verdict == kVerdictReasons[j].verdict &&
+                   kVerdictReasons[i].reason == kVerdictReasons[j].reason)
+          << i << " and " << j;
 }
 
 }  // namespace
