@@ -65,6 +65,20 @@ FilterView read_filter(const std::string &bpffs, const std::string &iface) {
   return v;
 }
 
+std::vector<TcClassesView> read_tc_classes(const std::string &bpffs,
+                                           const std::vector<std::string> &ifaces) {
+  std::vector<TcClassesView> out;
+  for (const auto &iface : ifaces) {
+    auto p = PinnedTc::open(bpffs, iface);
+    if (!p)
+      continue;  // not attached (yet): no samples, as for a filter that is down
+    auto stats = p->datapath().class_stats();
+    if (stats)
+      out.push_back({iface, std::move(*stats)});
+  }
+  return out;
+}
+
 std::vector<double> latency_bounds() {
   std::vector<double> b;
   for (uint32_t i = 0; i + 1 < BG_OBS_HIST_BUCKETS; i++)
@@ -93,6 +107,36 @@ void write_verdicts(Writer &w, const std::vector<FilterStatus> &filters) {
   write("bpfgate_packets_total", &bg_counter::packets);
   w.family("bpfgate_bytes_total", "counter", "Bytes of the frames seen by the XDP filter");
   write("bpfgate_bytes_total", &bg_counter::bytes);
+}
+
+void write_tc_classes(Writer &w, const std::vector<TcClassesView> &tc) {
+  struct Family {
+    const char *name;
+    const char *help;
+    uint64_t TcClassStats::*field;
+  };
+  static const Family kFamilies[] = {
+      {"bpfgate_tc_class_packets_total",
+       "Packets of a tc class, passed or not (unclassified: of no class)", &TcClassStats::packets},
+      {"bpfgate_tc_class_bytes_total", "Bytes of those packets", &TcClassStats::bytes},
+      {"bpfgate_tc_class_drops_total", "Packets of a tc class its policer dropped",
+       &TcClassStats::drops},
+      {"bpfgate_tc_class_marked_total",
+       "Packets of a tc class over its rate, marked with exceed_dscp and passed (egress)",
+       &TcClassStats::marked},
+      {"bpfgate_tc_class_mirrored_total", "Copies of a tc class's packets sent to its mirror",
+       &TcClassStats::mirrored},
+  };
+  for (const auto &f : kFamilies) {
+    w.family(f.name, "counter", f.help);
+    for (const auto &t : tc)
+      for (const auto &c : t.classes)
+        w.sample(f.name,
+                 {{"interface", t.iface},
+                  {"class", c.unclassified ? "(unclassified)" : c.name},
+                  {"direction", c.unclassified ? "both" : core::direction_name(c.def.dirs)}},
+                 static_cast<double>(c.*f.field));
+  }
 }
 
 void write_datapath_events(Writer &w, const std::vector<FilterStatus> &filters) {
@@ -194,6 +238,7 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   for (const auto &f : filters)
     if (f.up)
       w.sample("bpfgate_policy_generation", {{"interface", f.iface}}, f.status.generation);
+  write_tc_classes(w, read_tc_classes(bpffs, a.tc_interfaces));
 
   std::vector<ServiceStats> services;
   if (a.services)

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/filter.hpp"
+#include "agent/tc.hpp"
 #include "core/prometheus.hpp"
 #include "util/result.hpp"
 
@@ -30,6 +31,7 @@ struct AgentSnapshot {
   std::map<std::string, std::vector<std::string>> rule_names;  // iface -> match by rule id - 1
   std::map<std::string, std::string> event_buffers;            // iface -> ringbuf|perfbuf|none
   std::map<std::string, uint64_t> sources_after_sweep;         // iface -> entries
+  std::vector<std::string> tc_interfaces;                      // the config's tc: section
   std::string tcp_probes = "off";                              // fexit|tp_btf|tracepoint|off
   bool services = false;
 };
@@ -51,8 +53,8 @@ class AgentState {
 };
 
 // The whole exposition: filters (per interface, per rule), blocklist and map
-// fill levels, services (requests, status classes, latency and handshake
-// histograms, TCP resets, retransmits, connections), the agent's health.
+// fill levels, tc classes, services (requests, status classes, latency and
+// handshake histograms, TCP resets, retransmits, connections), the agent's health.
 std::string render_metrics(const std::string &bpffs, const AgentSnapshot &agent);
 // The filters' verdict counters: bpfgate_packets_total and bpfgate_bytes_total
 // {interface, verdict, reason}, one sample for each pair of kVerdictReasons.
@@ -60,6 +62,16 @@ void write_verdicts(core::prom::Writer &w, const std::vector<FilterStatus> &filt
 // The filters' datapath events (enum bg_stat): one counter family each,
 // bpfgate_<stat_name()>_total{interface}, HELP and TYPE even without filters.
 void write_datapath_events(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
+
+// The tc datapath's classes on one interface, as `class list` reads them.
+struct TcClassesView {
+  std::string iface;
+  std::vector<TcClassStats> classes;  // the last one: the packets of no class
+};
+// bpfgate_tc_class_{packets,bytes,drops,marked,mirrored}_total{interface,
+// class, direction}, one sample per class; the packets that matched no class
+// as class="(unclassified)", direction="both". HELP and TYPE even without tc.
+void write_tc_classes(core::prom::Writer &w, const std::vector<TcClassesView> &tc);
 
 // Serves GET /metrics on its own thread (cpp-httplib), so a slow scraper
 // never holds up the event loop.

@@ -153,6 +153,10 @@ void Observer::sync_snapshot(const core::Config &c) {
     for (const auto &i : c.interfaces)
       s.interfaces.push_back(i.name);
     s.rule_names = rule_names_;
+    s.tc_interfaces.clear();
+    if (c.tc)
+      for (const auto &i : c.tc->interfaces)
+        s.tc_interfaces.push_back(i.name);
     s.services = probes_ != nullptr && !c.services.empty();
     s.tcp_probes = probes_ ? probes_->tcp_mode() : "off";
   });

@@ -29,14 +29,6 @@ std::string stages_text(const core::TcStages &s) {
   return out;
 }
 
-const char *dirs_name(uint8_t dirs) {
-  if (dirs == BG_TC_DIR_INGRESS)
-    return "ingress";
-  if (dirs == BG_TC_DIR_EGRESS)
-    return "egress";
-  return "both";
-}
-
 std::optional<unsigned> priority_of(uint32_t skb_priority) {
   if (!skb_priority || (skb_priority >> 16) != BG_TC_HTB_MAJOR)
     return std::nullopt;
@@ -241,7 +233,7 @@ json class_json(const std::string &iface, const agent::TcClassStats &c) {
     return j;
   const bg_tc_class &d = c.def;
   j["position"] = c.position;
-  j["direction"] = dirs_name(d.dirs);
+  j["direction"] = core::direction_name(d.dirs);
   j["limit_bps"] = d.rate_bps ? json(d.rate_bps) : json(nullptr);
   j["burst_bytes"] = d.rate_bps ? json(d.burst_bytes) : json(nullptr);
   j["exceed"] = d.rate_bps ? json(d.exceed == BG_TC_EXCEED_MARK ? "mark" : "drop") : json(nullptr);
@@ -281,9 +273,9 @@ int cmd_class_list(const Globals &g, const std::string &iface) {
     for (const auto &c : *stats) {
       const bg_tc_class &d = c.def;
       fmt::print("  {:<20} {:<7} {:>12} {:>14} {:>10} {:>9} {:>9} {:>12} {:>12}\n",
-                 c.unclassified ? "(no class)" : c.name, c.unclassified ? "-" : dirs_name(d.dirs),
-                 c.packets, c.bytes, c.drops, c.marked, c.mirrored,
-                 core::format_rate_bps(c.rate_bps),
+                 c.unclassified ? "(no class)" : c.name,
+                 c.unclassified ? "-" : core::direction_name(d.dirs), c.packets, c.bytes, c.drops,
+                 c.marked, c.mirrored, core::format_rate_bps(c.rate_bps),
                  d.rate_bps ? core::format_rate_bps(static_cast<double>(d.rate_bps)) : "-");
     }
   }

@@ -471,6 +471,14 @@ const char *stage_name(uint32_t stage) {
   return stage < BG_TC_STAGE_NR ? kNames[stage] : "unknown";
 }
 
+const char *direction_name(uint8_t dirs) {
+  if (dirs == BG_TC_DIR_INGRESS)
+    return "ingress";
+  if (dirs == BG_TC_DIR_EGRESS)
+    return "egress";
+  return "both";
+}
+
 std::optional<bg_tc_stage> parse_stage(const std::string &name) {
   for (uint32_t i = 0; i < BG_TC_STAGE_NR; i++)
     if (name == stage_name(i))

@@ -98,6 +98,8 @@ Result<uint8_t> parse_dscp(const std::string &text);
 std::string format_rate_bps(double bps);
 
 const char *stage_name(uint32_t stage);
+// A class's enum bg_tc_dir bits as the config writes them: ingress, egress or both.
+const char *direction_name(uint8_t dirs);
 std::optional<bg_tc_stage> parse_stage(const std::string &name);
 
 inline constexpr uint64_t kTcRateMinBps = 8000;                // 8 kbit/s

@@ -262,9 +262,20 @@ TEST_F(Observe, RequestLatencyAndStatusClassesMatchTheClients) {
 }
 
 TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
-  write_config(
-      "deny: [198.18.0.66]\nrules: [{match: udp/53, action: drop}, {match: udp/123, action: "
-      "pass}]\nservices: [{name: web, port: 80}, {name: closed, port: 81, protocol: tcp}]\n");
+  // The tc datapath too: udp/123 policed on ingress (8 kbit/s, one frame's
+  // burst: most of a burst of frames is dropped), the gateway's echo replies
+  // to the client marked over 8 kbit/s on egress and every one mirrored.
+  std::string mon = name("m");
+  make_veth(gw_, mon, "", cl_, name("n"), "");
+  write_config(fmt::format(
+      "deny: [198.18.0.66]\nrules: [{{match: udp/53, action: drop}}, {{match: udp/123, action: "
+      "pass}}]\nservices: [{{name: web, port: 80}}, {{name: closed, port: 81, protocol: tcp}}]\n"
+      "tc:\n  interfaces: [{}]\n  classes:\n"
+      "    - {{name: ntp, direction: ingress, match: {{protocol: udp, dport: 123}}, rate: 8kbit, "
+      "burst: 1514}}\n"
+      "    - {{name: pong, direction: egress, match: {{protocol: icmp, dst: {}/32}}, rate: 8kbit, "
+      "burst: 1514, exceed: mark, mirror: {{interface: {}}}}}\n",
+      gw_if_, kClient, mon));
   start_agent();
   std::string mac = run_ok(gw_.exec() + "ip -br link show dev " + gw_if_ + " | awk '{print $3}'")
                         .out.substr(0, 17);
@@ -280,6 +291,8 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   run(cl_.exec() + fmt::format("curl -s --max-time 2 http://{}:81/", kGw));
   ASSERT_EQ(run(gw_.exec() + bg() + "block 198.18.9.0/24 --iface " + gw_if_).exit_code, 0);
   ASSERT_EQ(run(bpfgate_bin() + " reload --socket " + sock()).exit_code, 0);
+  // 40 echo replies of 1042-byte frames: a second of 8 kbit/s each.
+  run_ok(cl_.exec() + fmt::format("ping -n -q -c 40 -i 0.01 -s 1000 -W 1 {}", kGw));
   std::this_thread::sleep_for(300ms);  // a sweep or two
   auto p = scrape();
   auto st = json::parse(run_ok(gw_.exec() + bg() + "-j status " + gw_if_).out);
@@ -317,6 +330,32 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   EXPECT_EQ(
       prom::value_of(p, "bpfgate_agent_event_buffer_info", with(iface, {{"buffer", "ringbuf"}})),
       1);
+  // tc classes, as `class list` reads them (the reload kept their counters).
+  auto classes = json::parse(run_ok(gw_.exec() + bg() + "-j class list " + gw_if_).out);
+  auto listed = [&](const std::string &cls, const char *field) {
+    for (const auto &c : classes["classes"])
+      if (c["name"].is_string() && c["name"] == cls)
+        return c[field].get<double>();
+    ADD_FAILURE() << "no class " << cls << " in " << classes.dump();
+    return -1.0;
+  };
+  auto tc_class = [&](const char *metric, const std::string &cls, const std::string &dir) {
+    return prom::value_of(p, fmt::format("bpfgate_tc_class_{}_total", metric),
+                          with(iface, {{"class", cls}, {"direction", dir}}));
+  };
+  EXPECT_EQ(tc_class("packets", "ntp", "ingress"), 200);
+  EXPECT_EQ(tc_class("bytes", "ntp", "ingress"), listed("ntp", "bytes"));
+  EXPECT_GT(tc_class("drops", "ntp", "ingress"), 100);
+  EXPECT_LT(tc_class("drops", "ntp", "ingress"), 200);
+  EXPECT_EQ(tc_class("drops", "ntp", "ingress"), listed("ntp", "drops"));
+  EXPECT_EQ(tc_class("marked", "ntp", "ingress"), 0);
+  EXPECT_EQ(tc_class("packets", "pong", "egress"), 40);
+  EXPECT_EQ(tc_class("bytes", "pong", "egress"), 40 * 1042);
+  EXPECT_GE(tc_class("marked", "pong", "egress"), 30);
+  EXPECT_EQ(tc_class("marked", "pong", "egress"), listed("pong", "marked"));
+  EXPECT_EQ(tc_class("mirrored", "pong", "egress"), 40);
+  EXPECT_EQ(tc_class("drops", "pong", "egress"), 0);
+  EXPECT_GE(tc_class("packets", "(unclassified)", "both"), 1) << "ARP, TCP: no class";
   // Rule counters after the apply: 50 more frames to udp/53.
   gen("198.18.0.70", 50, "--dport 53");
   p = scrape();
