@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "agent/filter.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/system.hpp"
 
@@ -389,6 +390,14 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
     EXPECT_TRUE(found) << "the dashboard queries " << metric << ", which the agent does not export";
   }
   EXPECT_GT(used, 20);
+  // ... and it has panels for the tc classes and the datapath's events.
+  for (const auto &[family, type] : p.types)
+    if (family.starts_with("bpfgate_tc_class_"))
+      EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
+  for (uint32_t e = 0; e < BG_STAT_NR; e++) {
+    auto family = fmt::format("bpfgate_{}_total", agent::stat_name(static_cast<bg_stat>(e)).name);
+    EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
+  }
   // Loopback only by default: the client cannot reach it.
   EXPECT_NE(
       run(cl_.exec() + fmt::format("curl -sf --max-time 1 http://{}:9477/metrics", kGw)).exit_code,
