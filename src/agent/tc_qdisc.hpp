@@ -1,8 +1,9 @@
-// The qdiscs around the tc datapath, driven through iproute2's `tc` command:
-// the HTB hierarchy that priorities map to, and whether clsact still holds
-// filters. (Why `tc` and not netlink: README, "tc datapath".)
+// The qdiscs around the tc datapath, over rtnetlink (Debian's libnl-route-3)
+// on a socket of the caller's network namespace: the HTB hierarchy that
+// priorities map to, and whether clsact still holds filters. No subprocess.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,10 +11,6 @@
 #include "util/result.hpp"
 
 namespace bpfgate::agent::qdisc {
-
-// Runs `tc ARGS` (no shell) with `input` on its stdin; its stdout, or an
-// error carrying what tc printed on stderr.
-Result<std::string> run_tc(const std::vector<std::string> &args, const std::string &input = "");
 
 enum class RootKind {
   kDefault,  // the kernel's default (handle 0:, e.g. noqueue, pfifo_fast, mq)
@@ -27,6 +24,29 @@ struct RootQdisc {
 };
 Result<RootQdisc> root_qdisc(const std::string &iface);
 
+// What htb_apply does with the root it finds.
+enum class HtbAction {
+  kCreate,    // no root of ours: make it and its classes
+  kUpdate,    // ours with the same default class: change the classes only
+  kRecreate,  // ours with another default (HTB cannot change it): remove, then create
+  kRefuse,    // someone else's root
+};
+HtbAction htb_action(const RootQdisc &root, const core::TcHtbConfig &htb);
+
+// One HTB class as bpfgate sets it up; handles are major:minor (TC_H_MAKE).
+struct HtbClass {
+  uint32_t parent = 0;
+  uint32_t classid = 0;
+  uint64_t rate_bps = 0;  // bits/s, as in the config
+  uint64_t ceil_bps = 0;
+  uint32_t prio = 0;
+  uint32_t quantum = 0;
+};
+// The root's default class minor for the config.
+uint32_t htb_default_minor(const core::TcHtbConfig &htb);
+// The parent class :1 first, then one leaf per priority.
+std::vector<HtbClass> htb_classes(const core::TcHtbConfig &htb);
+
 // Sets up the HTB hierarchy (root, parent class, one leaf per priority) or
 // updates its rates; an error if another root qdisc is in place. True when
 // it created the root.
@@ -36,8 +56,5 @@ Status htb_remove(const std::string &iface);
 
 // Whether the interface's clsact qdisc holds any filter (ingress or egress).
 Result<bool> clsact_has_filters(const std::string &iface);
-
-// The commands htb_apply runs (a tc batch), for tests and messages.
-std::string htb_batch(const std::string &iface, const core::TcHtbConfig &htb, bool create);
 
 }  // namespace bpfgate::agent::qdisc

@@ -222,14 +222,40 @@ TEST(TcConfig, CompilesIntoTheClassTable) {
   EXPECT_TRUE(has(bad.error().message(), "class mon: mirror")) << bad.error().message();
 }
 
-TEST(TcConfig, HtbBatchHasOneLeafPerPriority) {
+TEST(TcConfig, HtbHasAParentClassAndOneLeafPerPriority) {
   TcHtbConfig h{.rate_bps = 80'000'000, .default_priority = 4};
-  std::string b = agent::qdisc::htb_batch("eth9", h, true);
-  EXPECT_TRUE(has(b, "qdisc add dev eth9 root handle 6267: htb default 14\n")) << b;
-  EXPECT_TRUE(has(b, "class add dev eth9 parent 6267: classid 6267:1 htb rate 80000000bit")) << b;
-  EXPECT_TRUE(has(b, "classid 6267:10 htb rate 10000000bit ceil 80000000bit prio 0")) << b;
-  EXPECT_TRUE(has(b, "classid 6267:17 htb rate 10000000bit ceil 80000000bit prio 7")) << b;
-  EXPECT_TRUE(has(agent::qdisc::htb_batch("eth9", h, false), "class change dev eth9")) << b;
+  EXPECT_EQ(agent::qdisc::htb_default_minor(h), 0x14u);
+  auto cls = agent::qdisc::htb_classes(h);
+  ASSERT_EQ(cls.size(), 1u + BG_TC_PRIORITIES);
+  EXPECT_EQ(cls[0].parent, 0x62670000u);
+  EXPECT_EQ(cls[0].classid, 0x62670001u);
+  EXPECT_EQ(cls[0].rate_bps, 80'000'000u);
+  EXPECT_EQ(cls[0].ceil_bps, 80'000'000u);
+  for (uint32_t p = 0; p < BG_TC_PRIORITIES; p++) {
+    const auto &c = cls[1 + p];
+    EXPECT_EQ(c.parent, 0x62670001u);
+    EXPECT_EQ(c.classid, 0x62670010u + p);
+    EXPECT_EQ(c.rate_bps, 10'000'000u) << "an eighth of the link";
+    EXPECT_EQ(c.ceil_bps, 80'000'000u) << "may borrow all of it";
+    EXPECT_EQ(c.prio, p);
+    EXPECT_EQ(c.quantum, 60000u);
+  }
+  // A slow link's leaves still get the smallest rate.
+  TcHtbConfig slow{.rate_bps = 16'000, .default_priority = 0};
+  EXPECT_EQ(agent::qdisc::htb_classes(slow)[1].rate_bps, kTcRateMinBps);
+}
+
+TEST(TcConfig, HtbIsCreatedKeptReCreatedOrRefusedByTheRootItFinds) {
+  using agent::qdisc::HtbAction;
+  using agent::qdisc::RootKind;
+  TcHtbConfig h{.rate_bps = 80'000'000, .default_priority = 4};
+  auto action = [&](RootKind kind, int64_t dflt) {
+    return agent::qdisc::htb_action({.kind = kind, .description = "", .htb_default = dflt}, h);
+  };
+  EXPECT_EQ(action(RootKind::kDefault, -1), HtbAction::kCreate);
+  EXPECT_EQ(action(RootKind::kOurs, 0x14), HtbAction::kUpdate) << "HTB has no qdisc change";
+  EXPECT_EQ(action(RootKind::kOurs, 0x12), HtbAction::kRecreate);
+  EXPECT_EQ(action(RootKind::kForeign, 0x14), HtbAction::kRefuse);
 }
 
 }  // namespace
