@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bpfgate/abi/tc.h"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -280,6 +282,126 @@ TEST(TcApply, AnHtbConfigAppliesAgainAndChangesItsDefault) {
   EXPECT_EQ(t.bpfgate("tc detach " + t.gw_if()).exit_code, 0);
   EXPECT_FALSE(contains(run_ok(t.gw().exec() + "tc qdisc show dev " + t.gw_if()).out, "htb"));
   fs::remove(file);
+}
+
+// The HTB classes of the gateway's interface as the kernel reports them, by
+// handle. iproute2 6.1 prints no JSON for classes (`tc -j class show` is
+// text), so the text of `tc -d class show` is read; rates in bit/s.
+struct ShownClass {
+  std::string parent;  // "" for a root class
+  uint64_t rate = 0, ceil = 0;
+  int prio = -1;  // leaves only
+  uint64_t quantum = 0;
+};
+uint64_t shown_rate(const std::string &num, const std::string &unit) {
+  uint64_t v = std::stoull(num);
+  for (size_t i = unit.empty() ? 0 : std::string("KMGT").find(unit) + 1; i > 0; i--)
+    v *= 1000;
+  return v;
+}
+std::map<std::string, ShownClass> htb_classes_shown(const GatewayPair &t) {
+  auto out = run_ok(t.gw().exec() + "tc -d class show dev " + t.gw_if()).out;
+  std::regex re(R"(class htb (\S+) (?:parent (\S+)|root) (?:prio (\d+) )?(?:quantum (\d+) )?)"
+                R"(rate (\d+)([KMGT]?)bit ceil (\d+)([KMGT]?)bit)");
+  std::map<std::string, ShownClass> m;
+  for (std::sregex_iterator it(out.begin(), out.end(), re), end; it != end; ++it) {
+    const auto &x = *it;
+    ShownClass c{.parent = x[2].str(),
+                 .rate = shown_rate(x[5], x[6]),
+                 .ceil = shown_rate(x[7], x[8]),
+                 .prio = x[3].matched ? std::stoi(x[3]) : -1,
+                 .quantum = x[4].matched ? std::stoull(x[4]) : 0};
+    m[x[1].str()] = c;
+  }
+  return m;
+}
+
+// Each of the config's classes is in the kernel with its rate, ceil, prio
+// and quantum: the parent at the link's rate, eight leaves at an eighth of it
+// that may borrow all of it; `tc apply` of other rates changes them in place.
+TEST(TcApply, TheKernelShowsTheHtbClassesOfTheConfig) {
+  GatewayPair t;
+  auto expect_classes = [&](uint64_t rate) {
+    auto shown = htb_classes_shown(t);
+    ASSERT_EQ(shown.size(), 1u + BG_TC_PRIORITIES)
+        << run(t.gw().exec() + "tc -d class show dev " + t.gw_if()).out;
+    EXPECT_EQ(shown["6267:1"].parent, "");
+    EXPECT_EQ(shown["6267:1"].rate, rate);
+    EXPECT_EQ(shown["6267:1"].ceil, rate);
+    for (int p = 0; p < BG_TC_PRIORITIES; p++) {
+      const auto &c = shown[fmt::format("6267:{:x}", BG_TC_HTB_MINOR_BASE + p)];
+      EXPECT_EQ(c.parent, "6267:1") << "priority " << p;
+      EXPECT_EQ(c.rate, rate / BG_TC_PRIORITIES) << "priority " << p;
+      EXPECT_EQ(c.ceil, rate) << "priority " << p;
+      EXPECT_EQ(c.prio, p);
+      EXPECT_EQ(c.quantum, 60000u) << "priority " << p;
+    }
+  };
+  TcOn tc(t,
+          "  htb: {rate: 80mbit, default_priority: 4}\n  classes:\n"
+          "    - {name: bulk, direction: egress, match: {protocol: udp}, priority: 6}\n");
+  ASSERT_TRUE(tc.attached());
+  expect_classes(80'000'000);
+  auto root = run_ok(t.gw().exec() + "tc -j qdisc show dev " + t.gw_if() + " root").out;
+  EXPECT_TRUE(contains(root, R"("kind":"htb","handle":"6267:")")) << root;
+  EXPECT_TRUE(contains(root, R"("default":"0x14")")) << root;
+
+  // Past 2^32 bytes/s the kernel takes the rate as a 64-bit attribute.
+  for (uint64_t gbit : {1, 100}) {
+    auto file = fmt::format("/tmp/{}-rates.yaml", unique_prefix() + t.gw_if());
+    std::ofstream(file) << fmt::format(
+        "tc:\n  interfaces: [{}]\n  htb: {{rate: {}gbit, default_priority: 4}}\n  classes:\n"
+        "    - {{name: bulk, direction: egress, match: {{protocol: udp}}, priority: 6}}\n",
+        t.gw_if(), gbit);
+    auto r = t.bpfgate("tc apply " + t.gw_if() + " --config " + file);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    expect_classes(gbit * 1'000'000'000);
+    fs::remove(file);
+  }
+}
+
+// A root qdisc bpfgate did not make is refused, named in the message, and
+// left as it was; nothing of bpfgate's stays on the interface.
+TEST(TcApply, AForeignRootQdiscIsRefusedAndLeftAlone) {
+  GatewayPair t;
+  run_ok(t.gw().exec() + "tc qdisc add dev " + t.gw_if() + " root handle 1: htb default 10");
+  auto file = fmt::format("/tmp/{}-foreign.yaml", unique_prefix() + t.gw_if());
+  std::ofstream(file) << fmt::format(
+      "tc:\n  interfaces: [{}]\n  htb: {{rate: 100mbit, default_priority: 4}}\n  classes:\n"
+      "    - {{name: bulk, direction: egress, match: {{protocol: udp}}, priority: 6}}\n",
+      t.gw_if());
+  auto r = t.bpfgate("tc attach " + t.gw_if() + " --config " + file);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(contains(r.err, t.gw_if() +
+                                  " already has a root qdisc (htb 1:) that bpfgate did "
+                                  "not set up; remove it (`tc qdisc del dev " +
+                                  t.gw_if() + " root`) or leave tc.htb out of the config"))
+      << r.err;
+  auto qdiscs = run_ok(t.gw().exec() + "tc qdisc show dev " + t.gw_if()).out;
+  EXPECT_TRUE(contains(qdiscs, "qdisc htb 1: root")) << qdiscs;
+  EXPECT_FALSE(contains(qdiscs, "clsact")) << qdiscs;
+  EXPECT_FALSE(fs::exists("/sys/fs/bpf/bpfgate-tc/" + t.gw_if()));
+  fs::remove(file);
+}
+
+// `tc detach` removes the clsact qdisc bpfgate made unless someone else's
+// filter is on it: the filter and its qdisc then stay.
+TEST(TcApply, DetachLeavesClsactThatHoldsAnotherFilter) {
+  GatewayPair t;
+  std::string yaml = "  classes:\n    - {name: bulk, match: {protocol: udp}}\n";
+  auto qdiscs = [&] { return run_ok(t.gw().exec() + "tc qdisc show dev " + t.gw_if()).out; };
+  { TcOn tc(t, yaml); }
+  EXPECT_FALSE(contains(qdiscs(), "clsact")) << qdiscs();
+  {
+    TcOn tc(t, yaml);
+    run_ok(t.gw().exec() + "tc filter add dev " + t.gw_if() +
+           " ingress protocol all prio 1 u32 match u32 0 0");
+  }
+  EXPECT_TRUE(contains(qdiscs(), "clsact")) << qdiscs();
+  auto filters = run_ok(t.gw().exec() + "tc filter show dev " + t.gw_if() + " ingress").out;
+  EXPECT_TRUE(contains(filters, "u32")) << filters;
+  EXPECT_FALSE(
+      contains(run_ok(t.gw().exec() + "tc filter show dev " + t.gw_if() + " egress").out, "bpf"));
 }
 
 }  // namespace
