@@ -31,9 +31,8 @@ int main(int argc, char **argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ValidationError &e) {
-    // A value that cannot be (an interface name that cannot exist, a number
-    // out of range): refused like any other bad request, before anything ran.
+  } catch (const cli::BadInterfaceName &e) {
+    // Refused like any other bad request, before anything ran.
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   } catch (const CLI::ParseError &e) {

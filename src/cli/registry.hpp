@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "cli/commands.hpp"
@@ -41,13 +42,18 @@ class Registry {
   std::vector<Command> commands_;
 };
 
-// An IFACE argument: refused when it cannot be an interface name (it becomes
-// a pin path under bpffs), before any command runs.
+// An IFACE that cannot be an interface name (it would become a pin path under
+// bpffs): the command is refused like any bad request (exit 1, "error: ..."),
+// not as a usage error; main() catches it.
+struct BadInterfaceName : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 inline CLI::Validator iface_name() {
   return CLI::Validator(
       [](std::string &s) {
-        auto why = core::interface_name_problem(s);
-        return why ? *why : std::string();
+        if (auto why = core::interface_name_problem(s))
+          throw BadInterfaceName(*why);
+        return std::string();
       },
       "", "interface name");
 }

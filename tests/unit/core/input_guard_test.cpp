@@ -85,7 +85,7 @@ TEST_F(Files, OnlyRegularFilesWithinTheCap) {
   auto big = read_bounded_file(f.string(), 5, "allow_file");
   ASSERT_FALSE(big.ok());
   EXPECT_TRUE(has(big.error().what(), "has 14 bytes, more than the 5 allowed"));
-  for (const std::string p : {dir_.string(), std::string("/dev/zero")}) {
+  for (const std::string &p : {dir_.string(), std::string("/dev/zero")}) {
     auto e = read_bounded_file(p, 1 << 20, "config");
     ASSERT_FALSE(e.ok()) << p;
     EXPECT_TRUE(has(e.error().what(), "is not a regular file")) << e.error().what();
