@@ -487,7 +487,7 @@ std::optional<bg_tc_stage> parse_stage(const std::string &name) {
 }
 
 uint64_t default_burst(uint64_t rate_bps) {
-  return std::max<uint64_t>(512 * 1024, rate_bps / 8 / 20);
+  return std::min<uint64_t>(std::max<uint64_t>(512 * 1024, rate_bps / 8 / 20), kTcBurstMaxBytes);
 }
 
 namespace {

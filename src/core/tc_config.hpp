@@ -106,7 +106,9 @@ inline constexpr uint64_t kTcRateMinBps = 8000;                // 8 kbit/s
 inline constexpr uint64_t kTcRateMaxBps = 400'000'000'000ULL;  // 400 gbit/s
 inline constexpr uint64_t kTcBurstMinBytes = 1514;             // one full-size frame
 inline constexpr uint64_t kTcBurstMaxBytes = 256ULL << 20;
-// Without a burst: 50 ms at the rate, at least 512 KiB. TCP sends GSO packets
+// Without a burst: 50 ms at the rate, at least 512 KiB and at most
+// kTcBurstMaxBytes (above 43 gbit/s 50 ms would not fit: at 400 gbit/s the
+// bucket holds 5.4 ms, and burst * 8e9 must stay below 2^64). TCP sends GSO packets
 // of up to 64 KiB back to back and a policer drops them whole: a smaller
 // bucket costs TCP most of its rate (measured: README, "tc datapath").
 uint64_t default_burst(uint64_t rate_bps);

@@ -260,3 +260,27 @@ TEST(TcConfig, HtbIsCreatedKeptReCreatedOrRefusedByTheRootItFinds) {
 
 }  // namespace
 }  // namespace bpfgate::core
+
+namespace bpfgate::core {
+namespace {
+
+// The fastest rate without a burst: the default bucket is capped, so its
+// depth in ns (burst * 8e9 / rate) does not overflow 64 bits.
+TEST(TcConfig, TheDefaultBurstOfTheFastestRateFitsItsArithmetic) {
+  EXPECT_EQ(default_burst(kTcRateMaxBps), kTcBurstMaxBytes);
+  EXPECT_EQ(default_burst(kTcRateMinBps), 512u * 1024);
+  auto c = parse(R"(  interfaces: [eth0]
+  classes:
+    - {name: fast, match: {protocol: udp}, rate: 400gbit}
+)");
+  ASSERT_TRUE(c.ok()) << c.error().what();
+  auto img = compile_tc(*c->tc, no_ifindex);
+  ASSERT_TRUE(img.ok()) << img.error().what();
+  const bg_tc_class &k = img->classes[0];
+  EXPECT_EQ(k.burst_bytes, kTcBurstMaxBytes);
+  // 256 MiB at 400 gbit/s: 5.37 ms.
+  EXPECT_NEAR(static_cast<double>(k.burst_ns), 5.368709e6, 1e3);
+}
+
+}  // namespace
+}  // namespace bpfgate::core
