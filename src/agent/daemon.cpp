@@ -96,6 +96,11 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   // before it touches the datapath.
   if (auto st = d->open_control_socket(cfg->control_socket); !st)
     return st.error();
+  // A metrics address that cannot be bound fails the start before anything
+  // is attached, not after.
+  if (cfg->metrics.enabled)
+    if (auto st = MetricsServer::check_bindable(cfg->metrics.address, cfg->metrics.port); !st)
+      return st.error();
   if (auto st = d->converge(*cfg); !st)
     return st.error();
   d->config_ = *cfg;

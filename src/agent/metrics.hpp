@@ -79,6 +79,9 @@ class MetricsServer {
  public:
   static Result<std::unique_ptr<MetricsServer>> start(const std::string &address, uint16_t port,
                                                       std::function<std::string()> render);
+  // Whether address:port can be bound now (the agent asks before it attaches
+  // anything, so a taken port is an error at start, not after).
+  static Status check_bindable(const std::string &address, uint16_t port);
   ~MetricsServer();
   const std::string &address() const { return address_; }
   uint16_t port() const { return port_; }

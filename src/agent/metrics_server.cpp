@@ -1,6 +1,13 @@
 // cpp-httplib (Debian's libcpp-httplib-dev, a shared library) stays in this
 // one translation unit: it is large and slow to compile.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <fmt/format.h>
+
+#include "bpf/fd.hpp"
 
 #include "agent/metrics.hpp"
 #include "util/log.hpp"
@@ -37,6 +44,40 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string &a
                       address.find(':') != std::string::npos ? "[" + address + "]" : address, port);
   m->thread_ = std::thread([s = &srv] { s->listen_after_bind(); });
   return m;
+}
+
+namespace {
+std::string host_port(const std::string &address, uint16_t port) {
+  return fmt::format("{}:{}",
+                     address.find(':') != std::string::npos ? "[" + address + "]" : address, port);
+}
+}  // namespace
+
+Status MetricsServer::check_bindable(const std::string &address, uint16_t port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto *v4 = reinterpret_cast<sockaddr_in *>(&ss);
+  auto *v6 = reinterpret_cast<sockaddr_in6 *>(&ss);
+  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof(*v6);
+  } else {
+    return make_error(EINVAL, "metrics.listen {} is not a numeric address", address);
+  }
+  bpf::UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  if (!fd.valid() || setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(fd.get(), reinterpret_cast<sockaddr *>(&ss), len) != 0)
+    return make_error(errno,
+                      "serve metrics on {}: cannot bind (in use, or not an address of this "
+                      "host); change metrics.listen in the config or set it to off",
+                      host_port(address, port));
+  return {};
 }
 
 MetricsServer::~MetricsServer() {

@@ -87,16 +87,24 @@ Status Observer::serve_metrics(const core::MetricsConfig &m) {
       metrics_ && m.enabled && metrics_->address() == m.address && metrics_->port() == m.port;
   if (same)
     return {};
-  metrics_.reset();
-  metrics_config_ = m;
   if (!m.enabled) {
+    metrics_.reset();
+    metrics_config_ = m;
     log::info("metrics are off (metrics.listen: off)");
     return {};
   }
-  auto srv = MetricsServer::start(m.address, m.port,
-                                  [this] { return render_metrics(bpffs_, state_.get()); });
+  // The new listener binds before the old one stops, so a scrape finds one
+  // of them; where the two cannot both be bound (the same port on an
+  // overlapping address), the old one goes first.
+  auto render = [this] { return render_metrics(bpffs_, state_.get()); };
+  auto srv = MetricsServer::start(m.address, m.port, render);
+  if (!srv && metrics_) {
+    metrics_.reset();
+    srv = MetricsServer::start(m.address, m.port, render);
+  }
   if (!srv)
     return srv.error();
+  metrics_config_ = m;
   metrics_ = std::move(*srv);
   log::info("metrics on http://{}:{}/metrics",
             m.address.find(':') != std::string::npos ? "[" + m.address + "]" : m.address, m.port);

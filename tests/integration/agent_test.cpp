@@ -3,7 +3,10 @@
 // config with its line while the old policy keeps running, auto-blocks and
 // releases, shows the datapath's events in status and /metrics, and survives
 // SIGKILL with the datapath filtering throughout.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
@@ -117,6 +120,25 @@ TEST_F(AgentTest, ASecondAgentOnTheSameSocketTouchesNothing) {
   EXPECT_EQ(t_.xdp_prog_id(), prog);
   EXPECT_EQ(reload().exit_code, 0) << "the first agent no longer answers";
   EXPECT_TRUE(std::filesystem::exists(socket_path()));
+}
+
+// A metrics address that cannot be bound ends the start before anything is
+// attached (it used to attach, fail, and leave a restart loop to systemd).
+TEST_F(AgentTest, AMetricsPortInUseFailsTheStartBeforeAttaching) {
+  auto taken = t_.gw().socket(AF_INET, SOCK_STREAM);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(9477);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(taken.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0) << strerror(errno);
+  ASSERT_EQ(listen(taken.get(), 1), 0);
+  write_config("metrics: {listen: 127.0.0.1:9477}\n");
+  auto r = run(t_.gw().exec() + bpfgate_bin() + " run -c " + config_path());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_TRUE(contains(r.err, "serve metrics on 127.0.0.1:9477: cannot bind")) << r.err;
+  EXPECT_EQ(t_.xdp_prog_id(), 0u) << "attached before finding the port taken";
+  EXPECT_FALSE(std::filesystem::exists(t_.pin_dir()));
+  EXPECT_FALSE(std::filesystem::exists(socket_path()));
 }
 
 TEST_F(AgentTest, ReloadUnderTrafficKeepsVerdictsAndCounters) {
