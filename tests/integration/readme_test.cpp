@@ -10,14 +10,12 @@
 // Each test process gets a mount namespace of its own, so the README's paths
 // can be used as written without touching the host's: a fresh bpffs at
 // /sys/fs/bpf, a tmpfs at /run (the agent's socket, the namespaces' mounts),
-// a tmpfs at /etc/bpfgate (made on the host for the time of the test if it
-// is missing) and, for `accel`, a cgroup v2 hierarchy at
-// /sys/fs/cgroup/unified as older layouts mount it.
+// an overlay on /etc whose writes (/etc/bpfgate) go to that tmpfs and, for
+// `accel`, a cgroup v2 hierarchy at /sys/fs/cgroup/unified as older layouts
+// mount it.
 #include <sched.h>
 #include <sys/mount.h>
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -181,46 +179,27 @@ void must(bool ok, const std::string &what) {
     throw std::runtime_error(what + ": " + strerror(errno));
 }
 
-// /etc/bpfgate exists on the host for the duration of the test process (made
-// here if it was missing); the mounts below are this process's alone.
-bool g_made_etc = false;
-
+// The mounts below are this process's alone: the host's /etc, /run and bpffs
+// are not touched, even when the test is killed.
 class Host : public ::testing::Environment {
  public:
   void SetUp() override {
-    host_mnt_.reset(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
-    must(host_mnt_.get() >= 0, "open /proc/self/ns/mnt");
-    std::error_code ec;
-    if (!fs::exists("/etc/bpfgate")) {
-      fs::create_directory("/etc/bpfgate", ec);
-      g_made_etc = !ec;
-    }
     must(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS)");
     must(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0, "make / private");
     must(mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) == 0, "mount bpffs");
     must(mount("tmpfs", "/run", "tmpfs", 0, "mode=755") == 0, "mount /run");
-    must(mount("tmpfs", "/etc/bpfgate", "tmpfs", 0, "mode=755") == 0, "mount /etc/bpfgate");
+    // /etc as the host has it, with writes (an /etc/bpfgate) kept in a tmpfs.
+    fs::create_directories("/run/readme-etc/upper");
+    fs::create_directories("/run/readme-etc/work");
+    must(mount("overlay", "/etc", "overlay", 0,
+               "lowerdir=/etc,upperdir=/run/readme-etc/upper,workdir=/run/readme-etc/work") == 0,
+         "overlay /etc");
+    fs::create_directories("/etc/bpfgate");
     // `bpfgate` as the README writes it: this build's binaries first on PATH.
     std::string path = fs::path(bpfgate_bin()).parent_path().string() + ":" + getenv("PATH");
     setenv("PATH", path.c_str(), 1);
     setenv("BUILD_DIR", fs::path(bpfgate_bin()).parent_path().c_str(), 1);
   }
-  void TearDown() override {
-    umount2("/etc/bpfgate", MNT_DETACH);
-    if (g_made_etc) {
-      // Removed in the host's mount namespace, from a child that joins it.
-      pid_t pid = fork();
-      if (pid == 0)
-        _exit(setns(host_mnt_.get(), CLONE_NEWNS) == 0 && rmdir("/etc/bpfgate") == 0 ? 0 : 1);
-      int status = 0;
-      if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-          WEXITSTATUS(status) != 0)
-        fprintf(stderr, "readme_test: could not remove /etc/bpfgate, which it made\n");
-    }
-  }
-
- private:
-  bpf::UniqueFd host_mnt_;  // the mount namespace the test started in
 };
 
 const auto *g_host = ::testing::AddGlobalTestEnvironment(new Host);
