@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/status_view.hpp"
 #include "util/log.hpp"
@@ -12,8 +14,34 @@ namespace bpfgate::cli {
 
 using nlohmann::json;
 
+namespace {
+bool g_json_errors = false;
+}  // namespace
+
+void set_json_errors(bool on) {
+  g_json_errors = on;
+}
+
 int fail(const Error &e) {
-  log::error("{}", e.what());
+  if (!g_json_errors) {
+    log::error("{}", e.what());
+    return 1;
+  }
+  // With -j: one JSON object on stderr, the first line of the message and
+  // each further one (a config's FILE:LINE errors) apart.
+  std::string text = e.what();
+  std::vector<std::string> lines;
+  for (size_t at = 0; at <= text.size();) {
+    size_t nl = text.find('\n', at);
+    lines.push_back(text.substr(at, nl == std::string::npos ? std::string::npos : nl - at));
+    if (nl == std::string::npos)
+      break;
+    at = nl + 1;
+  }
+  json j = {{"error", lines.front()},
+            {"errno", e.err()},
+            {"details", std::vector<std::string>(lines.begin() + 1, lines.end())}};
+  fmt::print(stderr, "{}\n", j.dump());
   return 1;
 }
 

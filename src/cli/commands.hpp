@@ -33,6 +33,9 @@ struct TopOptions {
 int cmd_top(const Globals &g, const TopOptions &opts);
 
 // Prints "bpfgate: error: ..." and returns 1.
+// Reports e (on stderr; a JSON object with set_json_errors(true), i.e. -j) and
+// returns the exit status 1.
 int fail(const Error &e);
+void set_json_errors(bool on);
 
 }  // namespace bpfgate::cli

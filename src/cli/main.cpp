@@ -33,12 +33,13 @@ int main(int argc, char **argv) {
     app.parse(argc, argv);
   } catch (const cli::BadInterfaceName &e) {
     // Refused like any other bad request, before anything ran.
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    cli::set_json_errors(g.json);
+    return cli::fail(Error(EINVAL, e.what()));
   } catch (const CLI::ParseError &e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  cli::set_json_errors(g.json);
   log::set_level(g.verbose ? log::Level::kDebug : log::Level::kInfo);
   bpf::install_libbpf_logger();
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -62,6 +63,19 @@ TEST(CliErrors, NamesThatCannotBeInterfaces) {
     auto r = t.bpfgate(args);
     expect_failure(r, "interface name");
   }
+  // With -j the error is one JSON object on stderr, a config's lines apart.
+  auto j = t.bpfgate("detach .. -j");
+  EXPECT_EQ(j.exit_code, 1);
+  auto err = json::parse(j.err, nullptr, false);
+  ASSERT_FALSE(err.is_discarded()) << j.err;
+  EXPECT_TRUE(contains(err.value("error", ""), "is not a valid interface name")) << j.err;
+  std::ofstream("/tmp/" + t.gw_if() + "-bad.yaml") << "interfaces: []\n";
+  auto c = run(bpfgate_bin() + " -j check /tmp/" + t.gw_if() + "-bad.yaml");
+  std::filesystem::remove("/tmp/" + t.gw_if() + "-bad.yaml");
+  err = json::parse(c.err, nullptr, false);
+  ASSERT_FALSE(err.is_discarded()) << c.err;
+  ASSERT_EQ(err["details"].size(), 1u) << c.err;
+  EXPECT_TRUE(contains(err["details"][0].get<std::string>(), "-bad.yaml:1: interfaces is empty"));
   auto esc = t.bpfgate("detach \"$(printf 'a\\033[2Jb')\"");
   expect_failure(esc, "a\\x1b[2Jb");
   EXPECT_EQ(esc.err.find('\x1b'), std::string::npos) << "a control character reached stderr";
