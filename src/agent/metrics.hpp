@@ -73,8 +73,8 @@ struct TcClassesView {
 // as class="(unclassified)", direction="both". HELP and TYPE even without tc.
 void write_tc_classes(core::prom::Writer &w, const std::vector<TcClassesView> &tc);
 
-// Serves GET /metrics on its own thread (cpp-httplib), so a slow scraper
-// never holds up the event loop.
+// Serves GET /metrics on its own thread (one epoll loop, bounded: see
+// metrics_server.cpp), so a slow or hostile client never holds up the agent.
 class MetricsServer {
  public:
   static Result<std::unique_ptr<MetricsServer>> start(const std::string &address, uint16_t port,

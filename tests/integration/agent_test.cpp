@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -139,6 +140,48 @@ TEST_F(AgentTest, AMetricsPortInUseFailsTheStartBeforeAttaching) {
   EXPECT_EQ(t_.xdp_prog_id(), 0u) << "attached before finding the port taken";
   EXPECT_FALSE(std::filesystem::exists(t_.pin_dir()));
   EXPECT_FALSE(std::filesystem::exists(socket_path()));
+}
+
+// /metrics faces whoever can reach its port: GET and HEAD only (a POST gets
+// 405 at once; it used to hang), a request head over 8 KiB gets 431, and 300
+// idle connections (slowloris) do not keep a scrape out; the server closes
+// an idle connection at its 5 s deadline.
+TEST_F(AgentTest, MetricsServesScrapesBesideHostileClients) {
+  write_config("metrics: {listen: 127.0.0.1:9477}\n");
+  start_agent();
+  auto curl = [&](const std::string &args) {
+    return run(t_.gw().exec() + "curl -s -o /dev/null -w '%{http_code}' --max-time 3 " + args +
+               " http://127.0.0.1:9477/metrics");
+  };
+  EXPECT_EQ(curl("").out, "200");
+  EXPECT_EQ(curl("-I").out, "200");
+  EXPECT_EQ(curl("-X POST").out, "405");
+  EXPECT_EQ(curl("-X POST --data x").out, "405");
+  EXPECT_EQ(curl("-X DELETE").out, "405");
+  EXPECT_EQ(curl("-H \"X-Big: $(head -c 10000 /dev/zero | tr '\\0' a)\"").out, "431");
+
+  std::vector<bpf::UniqueFd> idle;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(9477);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 300; i++) {
+    auto fd = t_.gw().socket(AF_INET, SOCK_STREAM);
+    ASSERT_EQ(connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0) << i;
+    if (i % 2)  // half of them start a request and never finish it
+      ASSERT_EQ(send(fd.get(), "GET /metrics HTTP/1.1\r\n", 23, MSG_NOSIGNAL), 23);
+    idle.push_back(std::move(fd));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto scrape = run(t_.gw().exec() + "curl -sf --max-time 3 http://127.0.0.1:9477/metrics");
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(scrape.exit_code, 0) << "no scrape beside 300 idle connections";
+  EXPECT_TRUE(contains(scrape.out, "bpfgate_packets_total")) << scrape.out;
+  EXPECT_LT(took, 2500ms) << "a hang, not a measurement";
+  // The last idle connection is closed by the server at its deadline.
+  std::this_thread::sleep_for(5500ms);
+  char c;
+  EXPECT_EQ(recv(idle.back().get(), &c, 1, MSG_DONTWAIT), 0) << "still open after 5 s";
 }
 
 TEST_F(AgentTest, ReloadUnderTrafficKeepsVerdictsAndCounters) {
