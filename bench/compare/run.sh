@@ -413,6 +413,14 @@ phase() {  # run contender flood(none|one|spoof)
 }
 
 # ---- the rounds -------------------------------------------------------------------------------
+# XDP live frames (BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, 5.18) can be refused (EPERM
+# on some hosts' kernels): probed with one frame; refused, the run says so and uses AF_PACKET.
+if [ "$gen" = xdp ] && ! nsenter --net="/run/netns/$NS_NET" "$FLOOD" -i "$SW_GW" --dst-mac "$GW_MAC" \
+  --src "$ATK_IP" --dst "$GW_IP" --dport 9 -n 1 --duration 1 >/dev/null 2>"$TMP/probe.err"; then
+  log "this kernel refuses the XDP live-frames generator ($(tail -n 1 "$TMP/probe.err")):" \
+    "using --gen packet (AF_PACKET) instead"
+  gen=packet
+fi
 n_phases=$((runs * (1 + $(wc -w <<<"$CONTENDERS") * $(wc -w <<<"$floods"))))
 log "$runs round(s) of $n_phases/$runs phases of ${secs}s; contenders: $CONTENDERS; floods: $floods; generator: $gen"
 log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -126,7 +126,7 @@ END {
   }
   if (has_bound) {
     print ""
-    print "### The long phase: bpfgate under the IPv6 UDP flood until the per-source table is full"
+    print "### The long phase: bpfgate under the " (B[2] == "v4" ? "IPv4" : "IPv6") " UDP flood until the per-source table is full"
     print ""
     print "| flood | keep req/s (failed %) | new req/s (failed %) | newcomer ms | sources before -> after / bound | known before -> after | keep, new known before -> after | their frames dropped by bpfgate |"
     print "|---|---|---|---|---|---|---|---|"
