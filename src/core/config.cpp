@@ -367,7 +367,9 @@ void parse_auto_block(Diag &d, const YAML::Node &n, Config &c) {
     d.at(n["ttl"], "auto_block.ttl must be at least 1s");
   if (!after || !ttl)
     return;
-  AutoBlockConfig ab{*after, *ttl};
+  AutoBlockConfig ab;
+  ab.after_ns = *after;
+  ab.ttl_ns = *ttl;
   if (const auto &m = n["max_rate"]) {
     // max_rate: N (auto-blocks a second, burst N) or {rate: N, burst: N}.
     if (m.IsScalar()) {

@@ -81,12 +81,12 @@ class Checker : public YAML::EventHandler {
   }
   void OnSequenceStart(const YAML::Mark &, const std::string &, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    frames_.push_back({false, anchor});
+    push_frame(false, anchor);
   }
   void OnSequenceEnd() override { end(); }
   void OnMapStart(const YAML::Mark &, const std::string &, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    frames_.push_back({true, anchor});
+    push_frame(true, anchor);
   }
   void OnMapEnd() override { end(); }
 
@@ -102,6 +102,12 @@ class Checker : public YAML::EventHandler {
   };
 
   void add(int line, std::string why) { problems.emplace_back(line, std::move(why)); }
+  void push_frame(bool is_map, YAML::anchor_t anchor) {
+    Frame f;
+    f.is_map = is_map;
+    f.anchor = anchor;
+    frames_.push_back(std::move(f));
+  }
   uint64_t sat_add(uint64_t a, uint64_t b) const { return std::min(a + b, max_ + 1); }
 
   void leaf(const YAML::Mark &mark, YAML::anchor_t anchor, uint64_t size) {

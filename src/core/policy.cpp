@@ -1,5 +1,10 @@
 #include "core/policy.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <map>
+
 namespace bpfgate::core {
 
 PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limits &new_sources) {
@@ -14,13 +19,75 @@ PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limi
   return p;
 }
 
+namespace {
+
+// Bit i (from the top) of a 128-bit key.
+bool bit(const uint8_t addr[16], uint32_t i) {
+  return (addr[i / 8] >> (7 - i % 8)) & 1;
+}
+
+// IPv4 sources live in the trie as ::ffff:a.b.c.d (96 + len bits). An IPv6
+// prefix of at most 96 bits that contains ::ffff:0:0/96 would match them too:
+// it becomes the prefixes that cover it except that range, one per bit from
+// its length to 96, so that ::/0 means every IPv6 source and no IPv4 one.
+// Other prefixes stay as they are.
+std::vector<bg_lpm_key> without_ipv4(const Prefix &p) {
+  static const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+  const bg_lpm_key &k = p.key;
+  bool covers = !p.v4 && k.prefixlen <= 96;
+  for (uint32_t i = 0; covers && i < k.prefixlen; i++)
+    covers = bit(k.addr, i) == bit(mapped, i);
+  if (!covers)
+    return {k};
+  std::vector<bg_lpm_key> pieces;
+  for (uint32_t len = k.prefixlen + 1; len <= 96; len++) {
+    // The mapped range's first len-1 bits, then the other value of bit len-1.
+    bg_lpm_key piece{};
+    piece.prefixlen = len;
+    for (uint32_t i = 0; i < len; i++)
+      if (i == len - 1 ? !bit(mapped, i) : bit(mapped, i))
+        piece.addr[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
+    pieces.push_back(piece);
+  }
+  return pieces;
+}
+
+}  // namespace
+
+std::vector<std::pair<bg_lpm_key, uint32_t>> compile_acl(const std::vector<Prefix> &allow,
+                                                         const std::vector<Prefix> &deny) {
+  // Shorter prefixes first, so that where a piece of one equals a piece (or
+  // the whole) of a longer one, the longer prefix's action is the one kept:
+  // the longest prefix of a source decides, as without the split.
+  std::vector<std::pair<Prefix, uint32_t>> all;
+  for (const auto &pre : allow)
+    all.emplace_back(pre, BG_ACL_ALLOW);
+  for (const auto &pre : deny)
+    all.emplace_back(pre, BG_ACL_DENY);
+  std::stable_sort(all.begin(), all.end(), [](const auto &a, const auto &b) {
+    return a.first.key.prefixlen < b.first.key.prefixlen;
+  });
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, uint32_t> entries;
+  for (const auto &[pre, action] : all)
+    for (const auto &k : without_ipv4(pre)) {
+      std::array<uint8_t, 16> a;
+      std::memcpy(a.data(), k.addr, 16);
+      entries[{k.prefixlen, a}] = action;
+    }
+  std::vector<std::pair<bg_lpm_key, uint32_t>> out;
+  out.reserve(entries.size());
+  for (const auto &[key, action] : entries) {
+    bg_lpm_key k{};
+    k.prefixlen = key.first;
+    std::memcpy(k.addr, key.second.data(), 16);
+    out.emplace_back(k, action);
+  }
+  return out;
+}
+
 PolicyImage compile(const Config &c) {
   PolicyImage p = default_policy(c.limits, c.unparsed, c.new_sources);
-  p.acl.reserve(c.allow.size() + c.deny.size());
-  for (const auto &pre : c.allow)
-    p.acl.emplace_back(pre.key, BG_ACL_ALLOW);
-  for (const auto &pre : c.deny)
-    p.acl.emplace_back(pre.key, BG_ACL_DENY);
+  p.acl = compile_acl(c.allow, c.deny);
   for (const auto &r : c.rules) {
     auto id = static_cast<uint32_t>(p.rules.size());
     bg_rule rule{};

@@ -22,6 +22,13 @@ struct PolicyImage {
   bool prove = true;                // BG_SET_PROVE: TCP sources prove themselves with SYN cookies
 };
 
+// The allow/deny trie's entries. An IPv6 prefix never matches an IPv4 source
+// (those are ::ffff:a.b.c.d in the trie): one that would, such as ::/0, is
+// split into the prefixes covering it except ::ffff:0:0/96. Where two entries
+// have the same key, the longer original prefix's action is kept.
+std::vector<std::pair<bg_lpm_key, uint32_t>> compile_acl(const std::vector<Prefix> &allow,
+                                                         const std::vector<Prefix> &deny);
+
 // Rule ids follow the config's order, starting at 1.
 PolicyImage compile(const Config &c);
 

@@ -79,6 +79,25 @@ TEST(Policy, TheLongestPrefixDecides) {
   EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_DENY), 3u);
 }
 
+// An IPv6 prefix covers IPv6 sources only, however short: ::/0 denies every
+// IPv6 source and no IPv4 one (which live in the trie as ::ffff:a.b.c.d);
+// 0.0.0.0/0 is IPv4's. The longest prefix still decides within a family.
+TEST(Policy, AnIpv6PrefixNeverMatchesIpv4Sources) {
+  auto h =
+      load(policy_from_yaml("limits: {rate: 1000, burst: 1000}\n"
+                            "deny: ['::/0', 198.18.66.0/24]\n"
+                            "allow: ['2001:db8:9::/48', '8000::/1']\n"));
+  EXPECT_EQ(h.run(udp("198.18.0.5")), XDP_PASS) << "::/0 denied an IPv4 source";
+  EXPECT_EQ(h.run(udp("198.18.66.5")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("2001:db8::5")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("::1")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("2001:db8:9::5")), XDP_PASS);
+  EXPECT_EQ(h.run(udp("fe80::1")), XDP_PASS);  // allow 8000::/1 over deny ::/0
+  auto v4 = load(policy_from_yaml("deny: ['0.0.0.0/0']\n"));
+  EXPECT_EQ(v4.run(udp("198.18.0.5")), XDP_DROP);
+  EXPECT_EQ(v4.run(udp("2001:db8::5")), XDP_PASS);
+}
+
 TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
   auto h = load(policy_from_yaml("limits: {rate: 1000}\nallow: [198.18.9.0/24]\n"));
   auto &dp = h.datapath();
