@@ -23,9 +23,14 @@ void set_json_errors(bool on) {
 }
 
 int fail(const Error &e) {
+  report(e);
+  return 1;
+}
+
+void report(const Error &e) {
   if (!g_json_errors) {
     log::error("{}", e.what());
-    return 1;
+    return;
   }
   // With -j: one JSON object on stderr, the first line of the message and
   // each further one (a config's FILE:LINE errors) apart.
@@ -42,7 +47,6 @@ int fail(const Error &e) {
             {"errno", e.err()},
             {"details", std::vector<std::string>(lines.begin() + 1, lines.end())}};
   fmt::print(stderr, "{}\n", j.dump());
-  return 1;
 }
 
 int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
@@ -127,13 +131,13 @@ int cmd_status(const Globals &g, const std::string &only) {
     auto f = agent::PinnedFilter::open(g.bpffs, name);
     if (!f) {
       rc = 1;
-      log::error("{}: {}", name, f.error().what());
+      report(f.error().context(name));
       continue;
     }
     auto s = f->status();
     if (!s) {
       rc = 1;
-      log::error("{}: {}", name, s.error().what());
+      report(s.error().context(name));
       continue;
     }
     if (g.json)

@@ -37,5 +37,7 @@ int cmd_top(const Globals &g, const TopOptions &opts);
 // returns the exit status 1.
 int fail(const Error &e);
 void set_json_errors(bool on);
+// The same without returning: one of several errors of a command.
+void report(const Error &e);
 
 }  // namespace bpfgate::cli

@@ -133,8 +133,8 @@ int cmd_block(const Globals &g, const BlockOpts &o, bool add) {
       if (!gone)
         return fail(gone.error().context("unblock on " + f.iface()));
       if (!*gone) {
-        log::error("{}: {} is not on the blocklist (see `bpfgate list`)", f.iface(),
-                   core::format_prefix(*p));
+        report(Error(0, fmt::format("{}: {} is not on the blocklist (see `bpfgate list`)",
+                                    f.iface(), core::format_prefix(*p))));
         rc = 1;
       } else if (!g.json) {
         fmt::print("{}: unblocked {}\n", f.iface(), core::format_prefix(*p));
