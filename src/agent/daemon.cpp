@@ -24,6 +24,7 @@
 #include "core/duration.hpp"
 #include "core/policy.hpp"
 #include "util/log.hpp"
+#include "util/text.hpp"
 
 namespace bpfgate::agent {
 
@@ -166,11 +167,15 @@ Status Daemon::open_control_socket(const std::string &path) {
     ::unlink(path.c_str());
   }
   control_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!control_.valid() ||
-      bind(control_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
-      listen(control_.get(), 8) != 0)
-    return Error(errno, "listen on control socket " + path);
-  ::chmod(path.c_str(), 0600);
+  // Made 0600 by bind itself (umask), not chmod-ed after: no window in which
+  // another user could connect.
+  mode_t old_mask = ::umask(0177);
+  bool bound = control_.valid() &&
+               bind(control_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0;
+  int bind_errno = errno;
+  ::umask(old_mask);
+  if (!bound || listen(control_.get(), 8) != 0)
+    return Error(bound ? errno : bind_errno, "listen on control socket " + path);
   control_path_ = path;
   return add_to_epoll(epoll_.get(), control_.get());
 }
@@ -406,12 +411,22 @@ void Daemon::serve_control() {
     std::string cmd = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
     while (!cmd.empty() && (cmd.back() == '\n' || cmd.back() == '\r'))
       cmd.pop_back();
+    // Who asks, from the kernel (SO_PEERCRED): logged with what changes, and
+    // only root is served (the socket is 0600 root's; this holds if it is not).
+    ucred peer{};
+    socklen_t plen = sizeof(peer);
+    bool known_peer = getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &plen) == 0;
+    std::string who =
+        known_peer ? fmt::format("uid {} pid {}", peer.uid, peer.pid) : "unknown peer";
     std::string reply;
-    if (cmd == "reload") {
+    if (!known_peer || peer.uid != 0) {
+      reply = "error permission denied: the agent serves root only\n";
+      log::warn("control: refused '{}' from {}", util::excerpt(cmd), who);
+    } else if (cmd == "reload") {
       auto st = reload();
       if (st) {
         reply = "ok reloaded " + opts_.config_path + "\n";
-        log::info("reloaded {} (control socket)", opts_.config_path);
+        log::info("reloaded {} (control socket, {})", opts_.config_path, who);
       } else {
         reply = "error " + st.error().what() + "\n";
         log::error("reload refused, the running policy stays: {}", st.error().what());
@@ -422,7 +437,7 @@ void Daemon::serve_control() {
     } else if (cmd == "ping") {
       reply = "ok\n";
     } else {
-      reply = "error unknown command '" + cmd + "' (known: reload, ping, events)\n";
+      reply = "error unknown command '" + util::excerpt(cmd) + "' (known: reload, ping, events)\n";
     }
     (void)!send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
   }

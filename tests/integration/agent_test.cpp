@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
@@ -182,6 +183,26 @@ TEST_F(AgentTest, MetricsServesScrapesBesideHostileClients) {
   std::this_thread::sleep_for(5500ms);
   char c;
   EXPECT_EQ(recv(idle.back().get(), &c, 1, MSG_DONTWAIT), 0) << "still open after 5 s";
+}
+
+// The control socket is made 0600 by bind itself, and the agent serves root
+// only, checked from the kernel's SO_PEERCRED even where the mode is opened
+// up; each request is logged with who asked.
+TEST_F(AgentTest, TheControlSocketServesRootOnlyAndLogsWhoAsked) {
+  write_config("limits: {rate: 100, burst: 100}\n");
+  start_agent();
+  struct stat st {};
+  ASSERT_EQ(stat(socket_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_TRUE(contains(agent_log(), "(control socket, uid 0 pid ")) << agent_log();
+  ASSERT_EQ(chmod(socket_path().c_str(), 0666), 0);
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  auto r = run("setpriv --reuid=65534 --regid=65534 --clear-groups " + bpfgate_bin() +
+               " reload --socket " + socket_path());
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "the agent serves root only")) << r.err;
+  EXPECT_TRUE(contains(agent_log(), "control: refused 'reload' from uid 65534")) << agent_log();
+  EXPECT_EQ(reload().exit_code, 0);
 }
 
 TEST_F(AgentTest, ReloadUnderTrafficKeepsVerdictsAndCounters) {
