@@ -398,49 +398,128 @@ void Daemon::sweep_now() {
   }
 }
 
-void Daemon::serve_control() {
+namespace {
+constexpr size_t kMaxControlClients = 64;
+constexpr size_t kMaxControlLine = 256;
+constexpr auto kControlDeadline = std::chrono::seconds(2);
+}  // namespace
+
+void Daemon::accept_control() {
   for (;;) {
-    int c = accept4(control_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0)
-      return;
-    bpf::UniqueFd conn(c);
-    timeval tv{2, 0};
-    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char buf[256] = {};
-    ssize_t n = recv(c, buf, sizeof(buf) - 1, 0);
-    std::string cmd = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-    while (!cmd.empty() && (cmd.back() == '\n' || cmd.back() == '\r'))
-      cmd.pop_back();
-    // Who asks, from the kernel (SO_PEERCRED): logged with what changes, and
-    // only root is served (the socket is 0600 root's; this holds if it is not).
-    ucred peer{};
-    socklen_t plen = sizeof(peer);
-    bool known_peer = getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &plen) == 0;
-    std::string who =
-        known_peer ? fmt::format("uid {} pid {}", peer.uid, peer.pid) : "unknown peer";
-    std::string reply;
-    if (!known_peer || peer.uid != 0) {
-      reply = "error permission denied: the agent serves root only\n";
-      log::warn("control: refused '{}' from {}", util::excerpt(cmd), who);
-    } else if (cmd == "reload") {
-      auto st = reload();
-      if (st) {
-        reply = "ok reloaded " + opts_.config_path + "\n";
-        log::info("reloaded {} (control socket, {})", opts_.config_path, who);
-      } else {
-        reply = "error " + st.error().what() + "\n";
-        log::error("reload refused, the running policy stays: {}", st.error().what());
+    int c = accept4(control_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno != EAGAIN) {
+        // Out of descriptors or memory: stop accepting for 100 ms rather than
+        // spin on a listener that stays readable.
+        log::warn("control socket: accept: {}; pausing 100 ms", strerror(errno));
+        epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, control_.get(), nullptr);
+        control_resume_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
       }
-    } else if (cmd.rfind("events", 0) == 0 && observer_) {
-      observer_->subscribe(std::move(conn), cmd);
-      continue;
-    } else if (cmd == "ping") {
-      reply = "ok\n";
-    } else {
-      reply = "error unknown command '" + util::excerpt(cmd) + "' (known: reload, ping, events)\n";
+      return;
     }
-    (void)!send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+    if (control_clients_.size() >= kMaxControlClients) {
+      auto oldest = std::min_element(
+          control_clients_.begin(), control_clients_.end(),
+          [](const auto &a, const auto &b) { return a.second.deadline < b.second.deadline; });
+      drop_control_client(oldest->first);
+    }
+    bpf::UniqueFd fd(c);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = c;
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c, &ev) != 0)
+      continue;
+    control_clients_.emplace(
+        c, ControlClient{std::move(fd), {}, std::chrono::steady_clock::now() + kControlDeadline});
   }
+}
+
+void Daemon::drop_control_client(int fd) {
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  control_clients_.erase(fd);
+}
+
+int Daemon::expire_control_clients() {
+  auto now = std::chrono::steady_clock::now();
+  if (control_resume_ != std::chrono::steady_clock::time_point{} && now >= control_resume_) {
+    control_resume_ = {};
+    (void)add_to_epoll(epoll_.get(), control_.get());
+  }
+  int timeout = -1;
+  for (auto it = control_clients_.begin(); it != control_clients_.end();) {
+    auto next = std::next(it);
+    if (it->second.deadline <= now) {
+      drop_control_client(it->first);  // said nothing in time
+    } else {
+      auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(it->second.deadline - now).count() +
+          1;
+      timeout = timeout < 0 ? static_cast<int>(ms) : std::min(timeout, static_cast<int>(ms));
+    }
+    it = next;
+  }
+  if (control_resume_ != std::chrono::steady_clock::time_point{})
+    timeout = timeout < 0 ? 100 : std::min(timeout, 100);
+  return timeout;
+}
+
+void Daemon::on_control_client(int fd) {
+  auto &cl = control_clients_.at(fd);
+  char buf[kMaxControlLine];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+    cl.in.append(buf, static_cast<size_t>(n));
+    if (cl.in.find('\n') != std::string::npos || cl.in.size() >= kMaxControlLine)
+      break;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR) && cl.in.find('\n') == std::string::npos &&
+      cl.in.size() < kMaxControlLine)
+    return;  // more to come, within its deadline
+  if (n == 0 && cl.in.empty()) {
+    drop_control_client(fd);  // connected and left (a liveness probe)
+    return;
+  }
+  std::string cmd = cl.in.substr(0, std::min(cl.in.find('\n'), kMaxControlLine));
+  while (!cmd.empty() && (cmd.back() == '\r' || cmd.back() == '\n'))
+    cmd.pop_back();
+  answer_control(fd, cmd);
+}
+
+void Daemon::answer_control(int fd, const std::string &cmd) {
+  // Who asks, from the kernel (SO_PEERCRED): logged with what changes, and
+  // only root is served (the socket is 0600 root's; this holds if it is not).
+  ucred peer{};
+  socklen_t plen = sizeof(peer);
+  bool known_peer = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) == 0;
+  std::string who = known_peer ? fmt::format("uid {} pid {}", peer.uid, peer.pid) : "unknown peer";
+  std::string reply;
+  if (!known_peer || peer.uid != 0) {
+    reply = "error permission denied: the agent serves root only\n";
+    log::warn("control: refused '{}' from {}", util::excerpt(cmd), who);
+  } else if (cmd == "reload") {
+    auto st = reload();
+    if (st) {
+      reply = "ok reloaded " + opts_.config_path + "\n";
+      log::info("reloaded {} (control socket, {})", opts_.config_path, who);
+    } else {
+      reply = "error " + st.error().what() + "\n";
+      log::error("reload refused, the running policy stays: {}", st.error().what());
+    }
+  } else if (cmd.rfind("events", 0) == 0 && observer_) {
+    auto cl = std::move(control_clients_.at(fd));
+    drop_control_client(fd);
+    observer_->subscribe(std::move(cl.fd), cmd);
+    return;
+  } else if (cmd == "ping") {
+    reply = "ok\n";
+  } else {
+    reply = "error unknown command '" + util::excerpt(cmd) + "' (known: reload, ping, events)\n";
+  }
+  // A reply fits the socket's buffer; one that does not is cut, never waited for.
+  (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  drop_control_client(fd);
 }
 
 Status Daemon::run() {
@@ -448,7 +527,7 @@ Status Daemon::run() {
             control_path_);
   for (;;) {
     epoll_event evs[8];
-    int n = epoll_wait(epoll_.get(), evs, 8, -1);
+    int n = epoll_wait(epoll_.get(), evs, 8, expire_control_clients());
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
@@ -460,7 +539,9 @@ Status Daemon::run() {
         (void)!read(fd, &ticks, sizeof(ticks));
         sweep_now();
       } else if (fd == control_.get()) {
-        serve_control();
+        accept_control();
+      } else if (control_clients_.count(fd)) {
+        on_control_client(fd);
       } else if (observer_ && fd == observer_->fd()) {
         observer_->on_readable();
       } else if (fd == signals_.get()) {

@@ -5,6 +5,7 @@
 // window without filtering.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,7 +50,14 @@ class Daemon {
   void accel_housekeeping();
   Status reload_config();
   Status open_control_socket(const std::string &path);
-  void serve_control();
+  // The control socket: clients are non-blocking, each has 2 s to send its
+  // one-line command, at most kMaxControlClients wait at once (a new one
+  // evicts the oldest); none can hold up the loop.
+  void accept_control();
+  void on_control_client(int fd);
+  void answer_control(int fd, const std::string &cmd);
+  void drop_control_client(int fd);
+  int expire_control_clients();  // the epoll timeout until the next deadline
   Status open_loop();
 
   DaemonOptions opts_;
@@ -59,6 +67,13 @@ class Daemon {
   bpf::UniqueFd epoll_, signals_, timer_, control_;
   std::unique_ptr<Observer> observer_;
   std::string control_path_;
+  struct ControlClient {
+    bpf::UniqueFd fd;
+    std::string in;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::map<int, ControlClient> control_clients_;
+  std::chrono::steady_clock::time_point control_resume_{};  // accept paused (EMFILE) until
   bool accel_managed_ = false;
   bool housekeeper_warned_ = false;
   std::unique_ptr<accel::Housekeeper> housekeeper_;

@@ -8,10 +8,12 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -202,6 +204,35 @@ TEST_F(AgentTest, TheControlSocketServesRootOnlyAndLogsWhoAsked) {
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(contains(r.err, "the agent serves root only")) << r.err;
   EXPECT_TRUE(contains(agent_log(), "control: refused 'reload' from uid 65534")) << agent_log();
+  EXPECT_EQ(reload().exit_code, 0);
+}
+
+// A client that connects and says nothing, and a thousand that connect at
+// once, do not hold up the agent: a reload right after is answered at once
+// (each silent client has 2 s, at most 64 wait, the oldest evicted).
+TEST_F(AgentTest, SilentControlClientsDoNotHoldUpTheAgent) {
+  write_config("limits: {rate: 100, burst: 100}\n");
+  start_agent();
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, socket_path().c_str(), sizeof(a.sun_path) - 1);
+  std::vector<bpf::UniqueFd> silent;
+  int connected = 0;
+  for (int i = 0; i < 1000; i++) {
+    bpf::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0)
+      connected++;
+    silent.push_back(std::move(fd));
+  }
+  EXPECT_GT(connected, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = reload();
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(took, 1500ms) << "held up by silent clients (a hang bound, not a measurement)";
+  std::this_thread::sleep_for(2500ms);  // past every silent client's deadline
+  char c;
+  EXPECT_EQ(recv(silent.front().get(), &c, 1, MSG_DONTWAIT), 0) << "a silent client kept open";
   EXPECT_EQ(reload().exit_code, 0);
 }
 
