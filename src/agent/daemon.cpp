@@ -250,8 +250,10 @@ Status Daemon::converge(const core::Config &c) {
     return st;
   if (auto st = accel_converge(c); !st)
     return st;
-  log::info("policy applied: {} interface(s), {} allow and {} deny prefixes, {} rules",
-            c.interfaces.size(), c.allow.size(), c.deny.size(), c.rules.size());
+  log::info(
+      "policy applied: {} interface(s), {} allow and {} deny prefixes, {} rules (config {}, "
+      "fnv1a64 {})",
+      c.interfaces.size(), c.allow.size(), c.deny.size(), c.rules.size(), c.path, c.hash);
   itimerspec t{};
   t.it_interval.tv_sec = static_cast<time_t>(c.sweep_interval_ns / 1'000'000'000ULL);
   t.it_interval.tv_nsec = static_cast<long>(c.sweep_interval_ns % 1'000'000'000ULL);

@@ -328,6 +328,12 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   w.sample("bpfgate_agent_reloads_total", {{"result", "ok"}}, static_cast<double>(a.reloads_ok));
   w.sample("bpfgate_agent_reloads_total", {{"result", "error"}},
            static_cast<double>(a.reloads_failed));
+  w.family("bpfgate_agent_config_info", "gauge", "The config in force: FNV-1a 64 of its bytes");
+  w.sample("bpfgate_agent_config_info", {{"hash", a.config_hash}}, 1);
+  w.family("bpfgate_agent_last_reload_timestamp_seconds", "gauge",
+           "When the last reload was tried (0: none yet), and whether it applied");
+  w.sample("bpfgate_agent_last_reload_timestamp_seconds",
+           {{"result", a.last_reload_ok ? "ok" : "error"}}, a.last_reload_s);
   w.family("bpfgate_agent_events_total", "counter", "Events the agent read or made, by type");
   for (const auto &[type, n] : a.events)
     w.sample("bpfgate_agent_events_total", {{"type", type}}, static_cast<double>(n));

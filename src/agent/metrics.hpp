@@ -24,6 +24,9 @@ struct AgentSnapshot {
   std::string version;
   double start_time_s = 0;  // unix time
   uint64_t reloads_ok = 0, reloads_failed = 0;
+  std::string config_hash;   // of the config in force (core::Config::hash)
+  double last_reload_s = 0;  // unix time of the last reload tried (0: none)
+  bool last_reload_ok = true;
   std::map<std::string, uint64_t> events;  // by type name
   uint64_t events_lost = 0;
   uint64_t event_subscribers = 0;

@@ -157,6 +157,7 @@ Status Observer::apply(const core::Config &c, const std::map<std::string, Pinned
 
 void Observer::sync_snapshot(const core::Config &c) {
   state_.update([&](AgentSnapshot &s) {
+    s.config_hash = c.hash;
     s.interfaces.clear();
     for (const auto &i : c.interfaces)
       s.interfaces.push_back(i.name);
@@ -171,7 +172,13 @@ void Observer::sync_snapshot(const core::Config &c) {
 }
 
 void Observer::note_reload(bool ok) {
-  state_.update([&](AgentSnapshot &s) { (ok ? s.reloads_ok : s.reloads_failed)++; });
+  double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  state_.update([&](AgentSnapshot &s) {
+    (ok ? s.reloads_ok : s.reloads_failed)++;
+    s.last_reload_s = now;
+    s.last_reload_ok = ok;
+  });
 }
 
 void Observer::on_readable() {

@@ -693,6 +693,10 @@ Result<Config> parse_config(const std::string &text, const std::string &path, Co
   Diag d(path);
   Config c;
   c.path = path;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char ch : text)
+    h = (h ^ ch) * 0x100000001b3ULL;
+  c.hash = fmt::format("{:016x}", h);
   for (const auto &[line, why] : yaml_problems(text))
     d.at(line, why);
   if (!d.ok())

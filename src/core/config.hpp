@@ -80,6 +80,7 @@ struct AccelConfig {
 
 struct Config {
   std::string path;
+  std::string hash;  // FNV-1a 64 of the file's bytes, hex: which version is applied
   std::vector<InterfaceConfig> interfaces;
   Limits limits{kDefaultRatePps, kDefaultRatePps};
   std::optional<PrefixLimitConfig> prefix_limit;

@@ -236,6 +236,36 @@ TEST_F(AgentTest, SilentControlClientsDoNotHoldUpTheAgent) {
   EXPECT_EQ(reload().exit_code, 0);
 }
 
+// /metrics says which config is in force (its hash changes with the file)
+// and when the last reload was tried, and with what result.
+TEST_F(AgentTest, MetricsNameTheConfigInForceAndTheLastReload) {
+  write_config("limits: {rate: 100, burst: 100}\n");
+  start_agent();
+  auto scrape = [&] {
+    return prom::parse(
+        run_ok(t_.gw().exec() + "curl -sf --max-time 3 http://127.0.0.1:9477/metrics").out);
+  };
+  auto hash_of = [](const prom::Parsed &p) {
+    for (const auto &s : p.samples)
+      if (s.name == "bpfgate_agent_config_info")
+        return s.labels.count("hash") ? s.labels.at("hash") : std::string();
+    return std::string();
+  };
+  auto first = scrape();
+  ASSERT_TRUE(first.ok()) << first.error().what();
+  std::string h1 = hash_of(*first);
+  EXPECT_EQ(h1.size(), 16u) << h1;
+  write_config("limits: {rate: 200, burst: 200}\n");
+  ASSERT_EQ(reload().exit_code, 0);
+  auto second = scrape();
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(hash_of(*second), h1) << "the hash did not follow the file";
+  EXPECT_GT(
+      prom::value_of(*second, "bpfgate_agent_last_reload_timestamp_seconds", {{"result", "ok"}}),
+      1.7e9);
+  EXPECT_TRUE(contains(agent_log(), "fnv1a64 " + hash_of(*second))) << agent_log();
+}
+
 TEST_F(AgentTest, ReloadUnderTrafficKeepsVerdictsAndCounters) {
   const std::string base = "limits: {rate: 1000000}\nallow: [198.18.0.2]\ndeny: [198.18.0.66]\n";
   write_config(base);

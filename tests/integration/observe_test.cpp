@@ -362,12 +362,14 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   p = scrape();
   EXPECT_EQ(prom::value_of(p, "bpfgate_rule_packets_total", with(iface, {{"match", "udp/53"}})),
             50);
-  // Conventions: counters end in _total, durations are _seconds histograms.
+  // Conventions: counters end in _total, durations are _seconds histograms
+  // (points in time, start_time and _timestamp_seconds, are gauges).
   for (const auto &[family, type] : p.types) {
     if (type == "counter")
       EXPECT_TRUE(family.ends_with("_total")) << family;
     if (family.find("seconds") != std::string::npos &&
-        family.find("start_time") == std::string::npos)
+        family.find("start_time") == std::string::npos &&
+        !family.ends_with("_timestamp_seconds"))
       EXPECT_EQ(type, "histogram") << family;
   }
   EXPECT_EQ(p.types["bpfgate_service_request_duration_seconds"], "histogram");
