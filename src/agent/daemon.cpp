@@ -445,8 +445,8 @@ void Daemon::drop_control_client(int fd) {
 
 int Daemon::expire_control_clients() {
   auto now = std::chrono::steady_clock::now();
-  if (control_resume_ != std::chrono::steady_clock::time_point{} && now >= control_resume_) {
-    control_resume_ = {};
+  if (control_resume_ && now >= *control_resume_) {
+    control_resume_.reset();
     (void)add_to_epoll(epoll_.get(), control_.get());
   }
   int timeout = -1;
@@ -462,7 +462,7 @@ int Daemon::expire_control_clients() {
     }
     it = next;
   }
-  if (control_resume_ != std::chrono::steady_clock::time_point{})
+  if (control_resume_)
     timeout = timeout < 0 ? 100 : std::min(timeout, 100);
   return timeout;
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "agent/accel.hpp"
@@ -73,7 +74,7 @@ class Daemon {
     std::chrono::steady_clock::time_point deadline;
   };
   std::map<int, ControlClient> control_clients_;
-  std::chrono::steady_clock::time_point control_resume_{};  // accept paused (EMFILE) until
+  std::optional<std::chrono::steady_clock::time_point> control_resume_;  // accept paused until
   bool accel_managed_ = false;
   bool housekeeper_warned_ = false;
   std::unique_ptr<accel::Housekeeper> housekeeper_;

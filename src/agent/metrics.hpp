@@ -85,6 +85,8 @@ class MetricsServer {
   // Whether address:port can be bound now (the agent asks before it attaches
   // anything, so a taken port is an error at start, not after).
   static Status check_bindable(const std::string &address, uint16_t port);
+  // "198.18.0.1:9477", "[::1]:9477": an address and port as messages write them.
+  static std::string host_port(const std::string &address, uint16_t port);
   ~MetricsServer();
   const std::string &address() const { return address_; }
   uint16_t port() const { return port_; }

@@ -37,11 +37,6 @@ constexpr size_t kMaxHeadBytes = 8 * 1024;
 constexpr size_t kMaxConnections = 256;
 constexpr auto kConnectionDeadline = std::chrono::seconds(5);
 
-std::string host_port(const std::string &address, uint16_t port) {
-  return fmt::format("{}:{}",
-                     address.find(':') != std::string::npos ? "[" + address + "]" : address, port);
-}
-
 // address:port as a socket address; false if the address is not numeric.
 bool to_sockaddr(const std::string &address, uint16_t port, sockaddr_storage &ss, socklen_t &len) {
   ss = {};
@@ -74,7 +69,7 @@ Result<bpf::UniqueFd> bound_socket(const std::string &address, uint16_t port) {
     return make_error(errno,
                       "serve metrics on {}: cannot bind (in use, or not an address of this "
                       "host); change metrics.listen in the config or set it to off",
-                      host_port(address, port));
+                      MetricsServer::host_port(address, port));
   return fd;
 }
 
@@ -89,6 +84,11 @@ std::string response(int status, const char *reason, const std::string &type,
 }
 
 }  // namespace
+
+std::string MetricsServer::host_port(const std::string &address, uint16_t port) {
+  return fmt::format("{}:{}",
+                     address.find(':') != std::string::npos ? "[" + address + "]" : address, port);
+}
 
 struct MetricsServer::Impl {
   struct Conn {

@@ -106,8 +106,7 @@ Status Observer::serve_metrics(const core::MetricsConfig &m) {
     return srv.error();
   metrics_config_ = m;
   metrics_ = std::move(*srv);
-  log::info("metrics on http://{}:{}/metrics",
-            m.address.find(':') != std::string::npos ? "[" + m.address + "]" : m.address, m.port);
+  log::info("metrics on http://{}/metrics", MetricsServer::host_port(m.address, m.port));
   return {};
 }
 

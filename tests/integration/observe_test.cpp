@@ -368,8 +368,7 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
     if (type == "counter")
       EXPECT_TRUE(family.ends_with("_total")) << family;
     if (family.find("seconds") != std::string::npos &&
-        family.find("start_time") == std::string::npos &&
-        !family.ends_with("_timestamp_seconds"))
+        family.find("start_time") == std::string::npos && !family.ends_with("_timestamp_seconds"))
       EXPECT_EQ(type, "histogram") << family;
   }
   EXPECT_EQ(p.types["bpfgate_service_request_duration_seconds"], "histogram");
