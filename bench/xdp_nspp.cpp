@@ -22,10 +22,14 @@
 //   policy_*                the populated policy (populated_policy(): 10,000 allow/deny prefixes,
 //                           the source in none; tcp/443 pass, udp/53 limit, icmp drop; per-prefix
 //                           bucket on), frames to udp/53:
-//     policy_known_under    a known source under its udp/53 limit; also timed stage by stage
+//     policy_known_under    a known (proven: in the known table) source under its udp/53 limit;
+//                           also timed stage by stage
 //     policy_known_over     a known source over it (1 pps, burst 1)
-//     policy_new_refused    rotating (spoofed) sources refused by the new-source limit (10,000/s)
-//     policy_new_admitted   rotating sources through 65,536 entries, new-source limit off
+//     policy_unproven_refused  rotating (spoofed) sources held back by the unproven sources'
+//                           share (the default 20,000/s; new-source limit off, so that the share
+//                           and not the admission refuses them): what a spread flood costs
+//     policy_new_refused    rotating sources refused by the new-source limit (10,000/s), share off
+//     policy_new_admitted   rotating sources through 65,536 entries, new-source limit and share off
 //
 // What a case says happens is checked against the filter's counters over its timed runs (share of
 // packets with the expected verdict and reason); a case whose every packet has one verdict also
@@ -48,6 +52,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -133,6 +138,9 @@ struct CaseSpec {
   bool guarded = false;        // new sources limited: few of them get state
   uint32_t extra_entries = 0;  // entries beside the sources' own (a prefix's bucket)
   bool stages = false;         // also time the pipeline's first stages alone (one-source feed)
+  // The one source proved itself (a SYN cookie, a connection) before the run: its bucket is in
+  // the known table, under this rule, and it is not charged to the unproven sources' share.
+  std::optional<uint16_t> proven_rule;
 };
 
 // 100,000 prefixes in the ACL: 50,000 allowed and 50,000 denied IPv6 /64s,
@@ -163,7 +171,8 @@ core::PolicyImage hundred_k_prefixes(const core::Limits &limits, bool deny_sourc
 // highest rate, so that it is charged on every frame but refuses none (rotating sources share one
 // /64); new_sources: "off" or "{rate: N, burst: N}".
 Result<core::PolicyImage> populated_policy(const core::Limits &limit, const core::Limits &udp53,
-                                           const std::string &new_sources) {
+                                           const std::string &new_sources,
+                                           const std::string &unproven = "") {
   std::string allow, deny;
   for (uint32_t i = 0; i < 2500; i++) {
     allow += fmt::format("  - 10.{}.{}.0/24\n  - 2001:db8:{:x}::/48\n", i / 256, i % 256, i + 1);
@@ -176,15 +185,16 @@ Result<core::PolicyImage> populated_policy(const core::Limits &limit, const core
     deny += fmt::format("  - 100.{}.{}.0/24\n", 64 + i / 256, i % 256);
   std::string yaml = fmt::format(
       "interfaces: [{{name: bench0}}]\n"
-      "limits: {{rate: {}, burst: {}, new_sources: {},\n"
+      "limits: {{rate: {}, burst: {}, new_sources: {},{}\n"
       "         prefix: {{ipv4: 24, ipv6: 64, rate: {}, burst: {}}}}}\n"
       "rules:\n"
       "  - {{match: tcp/443, action: pass}}\n"
       "  - {{match: udp/53, action: limit, rate: {}, burst: {}}}\n"
       "  - {{match: icmp, action: drop}}\n"
       "allow:\n{}deny:\n{}",
-      limit.rate_pps, limit.burst, new_sources, BG_RATE_MAX_PPS, BG_BURST_MAX, udp53.rate_pps,
-      udp53.burst, allow, deny);
+      limit.rate_pps, limit.burst, new_sources,
+      unproven.empty() ? "" : fmt::format(" unproven: {},", unproven), BG_RATE_MAX_PPS,
+      BG_BURST_MAX, udp53.rate_pps, udp53.burst, allow, deny);
   auto c = core::parse_config(yaml, "bench-policy.yaml");
   if (!c)
     return c.error().context("the populated policy");
@@ -193,6 +203,9 @@ Result<core::PolicyImage> populated_policy(const core::Limits &limit, const core
                       c->allow.size() + c->deny.size(), c->rules.size());
   return core::compile(*c);
 }
+
+// Rule ids follow the config's order from 1: the populated policy's udp/53 rule.
+constexpr uint16_t kUdp53Rule = 2;
 
 std::vector<CaseSpec> all_cases() {
   // Within the ranges `bpfgate set` accepts; 100 Mpps leaves 10 ns between tokens, far less than
@@ -208,6 +221,8 @@ std::vector<CaseSpec> all_cases() {
   const Expect over_limit{BG_VERDICT_DROP, BG_REASON_RATE_LIMIT, 0.99};
   // New sources let in at 10,000/s among some Mpps of them: well under 1 % admitted.
   const Expect refused_new{BG_VERDICT_DROP, BG_REASON_NEW_SOURCE, 0.90};
+  // Unproven sources' frames at 20,000/s (the default) among some Mpps of them: held back.
+  const Expect refused_unproven{BG_VERDICT_DROP, BG_REASON_UNPROVEN, 0.90};
   return {
       {.name = "one_source_under_limit",
        .about = "one source under its limit: every packet passes",
@@ -255,40 +270,54 @@ std::vector<CaseSpec> all_cases() {
        .policy = [](const core::Limits &l) { return hundred_k_prefixes(l, true); },
        .keyed = false},
       {.name = "policy_known_under",
-       .about = "populated policy, a known source under its udp/53 limit: passes",
+       .about = "populated policy, a known (proven) source under its udp/53 limit: passes",
        .limits = defaults,
        .expect = passed,
        .policy =
            [=](const core::Limits &l) { return populated_policy(l, unlimited, admit_default); },
        .dport = 53,
        .extra_entries = 1,
-       .stages = true},
+       .stages = true,
+       .proven_rule = kUdp53Rule},
       {.name = "policy_known_over",
-       .about = "populated policy, a known source over its udp/53 limit (1 pps): dropped",
+       .about = "populated policy, a known (proven) source over its udp/53 limit (1 pps): dropped",
        .limits = defaults,
        .expect = over_limit,
        .policy = [=](const core::Limits &l) { return populated_policy(l, one_pps, admit_default); },
        .dport = 53,
-       .extra_entries = 1},
+       .extra_entries = 1,
+       .proven_rule = kUdp53Rule},
+      {.name = "policy_unproven_refused",
+       .about = "populated policy, new-source limit off, 1,000,000 rotating (spoofed) sources: "
+                "held back by the unproven sources' share (20,000/s) without a state lookup",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .nr_sources = 1'000'000,
+       .expect = refused_unproven,
+       .policy = [=](const core::Limits &l) { return populated_policy(l, defaults, "off"); },
+       .dport = 53,
+       .guarded = true},
       {.name = "policy_new_refused",
-       .about = "populated policy, 1,000,000 rotating (spoofed) sources, new sources limited "
-                "(10,000/s): refused",
+       .about = "populated policy, 1,000,000 rotating (spoofed) sources, unproven share off, new "
+                "sources limited (10,000/s): refused",
        .feed = Feed::kRotating,
        .limits = defaults,
        .nr_sources = 1'000'000,
        .expect = refused_new,
        .policy =
-           [=](const core::Limits &l) { return populated_policy(l, defaults, admit_default); },
+           [=](const core::Limits &l) {
+             return populated_policy(l, defaults, admit_default, "off");
+           },
        .dport = 53,
        .guarded = true},
       {.name = "policy_new_admitted",
-       .about = "populated policy, 1,000,000 rotating sources, new-source limit off, 65,536 "
-                "entries: each admitted",
+       .about = "populated policy, 1,000,000 rotating sources, new-source limit and unproven "
+                "share off, 65,536 entries: each admitted",
        .feed = Feed::kRotating,
        .limits = defaults,
        .nr_sources = 1'000'000,
        .expect = passed,
-       .policy = [=](const core::Limits &l) { return populated_policy(l, defaults, "off"); },
+       .policy = [=](const core::Limits &l) { return populated_policy(l, defaults, "off", "off"); },
        .dport = 53,
        .extra_entries = 1},
   };
@@ -491,6 +520,17 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor, const Opt
   if (auto st = dp->apply(*policy); !st)
     return st.error().context(c.name + ": apply the policy");
   int sources_fd = dp->source_map().fd();
+  if (c.proven_rule) {
+    if (c.feed != Feed::kOneSource)
+      return make_error(EINVAL, "{}: a proven source is one source", c.name);
+    bg_src_key key{};
+    key.rule = *c.proven_rule;
+    key.kind = BG_SRC_ADDR;
+    const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2};
+    std::memcpy(key.addr, mapped, 16);
+    if (auto st = dp->known_map().update(key, bg_src_state{}); !st)
+      return st.error().context(c.name + ": prove the source");
+  }
 
   CaseResult r;
   r.spec = &c;
@@ -528,7 +568,9 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor, const Opt
     return seen.error().context(c.name);
   // All sources when they fit; when they churn, the LRU keeps most of its entries in use (some
   // wait on per-CPU free lists).
-  size_t want = c.keyed ? std::min(c.nr_sources, c.max_sources) + c.extra_entries : 0;
+  size_t want = !c.keyed        ? 0
+                : c.proven_rule ? c.extra_entries
+                                : std::min(c.nr_sources, c.max_sources) + c.extra_entries;
   bool fits = c.nr_sources <= c.max_sources;
   bool bad = c.guarded ? *seen == 0 || *seen >= want / 2
              : fits    ? *seen != want

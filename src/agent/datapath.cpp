@@ -14,6 +14,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
 
 namespace bpfgate::agent {
 
@@ -251,6 +254,24 @@ Status with_runtime(int fd, int live, bool bump) {
   return {};
 }
 
+// Why new TCP clients may not prove themselves during a flood, if they may
+// not: this namespace's kernel answers SYNs with cookies only while its SYN
+// queue overflows unless net.ipv4.tcp_syncookies is 2.
+std::optional<std::string> syncookies_note() {
+  std::ifstream f("/proc/sys/net/ipv4/tcp_syncookies");
+  int mode = -1;
+  if (!(f >> mode))
+    return "unproven sources share limits.unproven, and net.ipv4.tcp_syncookies cannot be read: "
+           "new TCP clients prove themselves with SYN cookies only where it is 2";
+  if (mode == 2)
+    return std::nullopt;
+  return fmt::format(
+      "unproven sources share limits.unproven, but net.ipv4.tcp_syncookies is {} in this network "
+      "namespace, not 2: new TCP clients prove themselves only once connected, and may not "
+      "get connected while a flood uses up that share (sysctl net.ipv4.tcp_syncookies=2)",
+      mode);
+}
+
 }  // namespace
 
 Status Datapath::apply(const core::PolicyImage &p) {
@@ -295,11 +316,13 @@ Status Datapath::apply(const core::PolicyImage &p) {
   const auto cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
   core::share_per_cpu(set.new_source_limit, cpus);
   core::share_per_cpu(set.block_limit, cpus);
+  core::share_per_cpu(set.unproven_limit, cpus);
   // Which rules' frames may read the coarse clock: every bucket they may be
   // charged to keeps its rate at the kernel's tick.
   const uint64_t tick = coarse_tick_ns();
   const bool shared_ok = core::coarse_clock_ok(set.prefix_limit, tick) &&
-                         core::coarse_clock_ok(set.new_source_limit, tick);
+                         core::coarse_clock_ok(set.new_source_limit, tick) &&
+                         core::coarse_clock_ok(set.unproven_limit, tick);
   std::vector<bg_rule> rules = p.rules;
   std::vector<__u32> rule_keys;
   for (__u32 i = 0; i < rules.size(); i++) {
@@ -327,6 +350,13 @@ Status Datapath::apply(const core::PolicyImage &p) {
     set.flags |= BG_SET_RULES;
   if (p.prove)
     set.flags |= BG_SET_PROVE;
+  // Unproven sources share a rate only where sources can prove themselves:
+  // with proofs off, every client would stay in that class.
+  if (p.prove && set.unproven_limit.rate_pps) {
+    set.flags |= BG_SET_UNPROVEN;
+    if (auto why = syncookies_note())
+      log::warn("{}", *why);
+  }
   cfg->gen[next] = set;
   // The never-block list is read only when a source is about to be
   // auto-blocked; it is not generational: added before the switch, removed

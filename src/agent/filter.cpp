@@ -44,6 +44,8 @@ std::string to_string(bg_reason r) {
       return "prefix_limit";
     case BG_REASON_NEW_SOURCE:
       return "new_source";
+    case BG_REASON_UNPROVEN:
+      return "unproven";
     case BG_REASON_NR:
       break;
   }
@@ -61,10 +63,14 @@ const StatName &stat_name(bg_stat s) {
       {"autoblocks_spared",
        "Auto-blocks not made: a source that proved itself or a prefix in auto_block.never"},
       {"sources_proven", "Sources that proved themselves with a valid SYN cookie"},
-      {"proofs_failed", "TCP ACKs of unproven sources whose SYN cookie did not check"},
+      {"proofs_failed",
+       "TCP frames of unproven sources checked for a proof (a SYN cookie, or a connection of "
+       "the host) that carried none"},
       {"proofs_refused", "Valid proofs the known table had no room for (full)"},
       {"syns_passed_stateless",
        "SYNs of sources without state passed without creating any (SYN admission budget)"},
+      {"sources_proven_connected",
+       "Sources that proved themselves with a frame of a TCP connection the host has established"},
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == BG_STAT_NR, "a name for every bg_stat");
   static const StatName kUnknown = {"unknown", "unknown"};
@@ -228,7 +234,8 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   if (!dp)
     return dp.error();
   // The policy is in place before the first packet is seen.
-  core::PolicyImage fallback = core::default_policy(o.limits, o.unparsed_verdict, o.new_sources);
+  core::PolicyImage fallback =
+      core::default_policy(o.limits, o.unparsed_verdict, o.new_sources, o.unproven);
   if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
     return st.error().context("write the initial policy");
   if (auto st = set_sample_interval(bpf_map__fd((*skel)->maps.bg_event_config),
@@ -374,6 +381,8 @@ Result<FilterStatus> PinnedFilter::status() const {
   const bg_settings &set = cfg->gen[cfg->active % BG_GENERATIONS];
   s.unparsed_verdict = static_cast<bg_verdict>(set.unparsed_verdict);
   s.new_sources = core::limits_of(set.new_source_limit);
+  s.unproven = core::limits_of(set.unproven_limit);
+  s.unproven_enforced = (set.flags & BG_SET_UNPROVEN) != 0;
   auto rule = dp_.default_rule();
   if (!rule)
     return rule.error();

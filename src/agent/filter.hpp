@@ -25,6 +25,9 @@ struct AttachOptions {
   uint32_t max_sources = core::kDefaultMaxSources;
   // New sources let in per second and at once, all CPUs together (rate 0: no bound).
   core::Limits new_sources{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
+  // Frames of unproven sources passed per second and at once, all of them and
+  // all CPUs together (rate 0: no bound).
+  core::Limits unproven{core::kDefaultUnprovenPps, core::kDefaultUnprovenPps};
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   bool force = false;  // replace an XDP program bpfgate did not attach
   // The policy to start with; when empty, a default limit from `limits`.
@@ -51,6 +54,8 @@ struct FilterStatus {
   std::string mode;
   core::Limits limits;       // the default limit
   core::Limits new_sources;  // new sources let in per second (rate 0: no bound)
+  core::Limits unproven;     // frames of unproven sources passed per second (rate 0: no bound)
+  bool unproven_enforced = false;  // BG_SET_UNPROVEN: see Datapath::apply
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   uint32_t max_sources = 0;
   uint32_t generation = 0;
@@ -133,6 +138,7 @@ inline constexpr VerdictReason kVerdictReasons[] = {
     {BG_VERDICT_PASS, BG_REASON_RULE},
     {BG_VERDICT_DROP, BG_REASON_RULE},
     {BG_VERDICT_DROP, BG_REASON_NEW_SOURCE},
+    {BG_VERDICT_DROP, BG_REASON_UNPROVEN},
     {BG_VERDICT_DROP, BG_REASON_RATE_LIMIT},
     {BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT},
     {BG_VERDICT_PASS, BG_REASON_OK},

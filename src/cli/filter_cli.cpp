@@ -17,6 +17,7 @@ void add_attach(Registry &r) {
     std::string mode = "auto";
     uint64_t rate = core::kDefaultRatePps, burst = 0;
     uint64_t new_sources = core::kDefaultNewSourcesPps;
+    uint64_t unproven = core::kDefaultUnprovenPps;
     std::string unparsed = "pass";
   };
   auto &o = r.keep<Opts>();
@@ -33,6 +34,11 @@ void add_attach(Registry &r) {
                 "sources without state let in per second, all CPUs together (0: no bound)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{BG_RATE_MAX_PPS}))
       ->capture_default_str();
+  a->add_option("--unproven", o.unproven,
+                "frames of sources that have not proved themselves passed per second, all of "
+                "them and all CPUs together (0: no bound)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{BG_RATE_MAX_PPS}))
+      ->capture_default_str();
   a->add_option("--unparsed", o.unparsed, "verdict for frames that cannot be parsed: pass|drop")
       ->check(CLI::IsMember({"pass", "drop"}))
       ->capture_default_str();
@@ -41,6 +47,7 @@ void add_attach(Registry &r) {
     o.attach.mode = *bpf::parse_xdp_mode(o.mode);
     o.attach.limits = core::Limits{o.rate, o.burst ? o.burst : o.rate};
     o.attach.new_sources = core::Limits{o.new_sources, o.new_sources};
+    o.attach.unproven = core::Limits{o.unproven, o.unproven};
     o.attach.unparsed_verdict = o.unparsed == "drop" ? BG_VERDICT_DROP : BG_VERDICT_PASS;
     return cmd_attach(g, o.attach);
   });

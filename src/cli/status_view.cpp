@@ -53,6 +53,10 @@ json status_json(const agent::FilterStatus &s) {
           {"link_id", s.link_id},
           {"limits", limits_json(s.limits)},
           {"new_sources", limits_json(s.new_sources)},
+          {"unproven",
+           {{"rate_pps", s.unproven.rate_pps},
+            {"burst", s.unproven.burst},
+            {"enforced", s.unproven_enforced}}},
           {"unparsed_verdict", agent::to_string(s.unparsed_verdict)},
           {"max_sources", s.max_sources},
           {"generation", s.generation},
@@ -67,10 +71,14 @@ json status_json(const agent::FilterStatus &s) {
 std::string status_text(const agent::FilterStatus &s) {
   std::string out = fmt::format(
       "{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
-      "new-sources {}  unparsed {}\n    passed {}  dropped {}  known sources {}/{}\n    events:",
+      "new-sources {}  unproven {}  unparsed {}\n    passed {}  dropped {}  known sources {}/{}\n  "
+      "  events:",
       s.iface, s.ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s.mode, s.prog_id,
       s.link_id, s.limits.rate_pps, s.limits.burst, s.max_sources,
       s.new_sources.rate_pps ? fmt::format("{}/s", s.new_sources.rate_pps) : "unbounded",
+      !s.unproven.rate_pps  ? std::string("unbounded")
+      : s.unproven_enforced ? fmt::format("{}/s", s.unproven.rate_pps)
+                            : fmt::format("{}/s (not enforced: no proofs)", s.unproven.rate_pps),
       agent::to_string(s.unparsed_verdict), sum_verdict(s.counters, BG_VERDICT_PASS),
       sum_verdict(s.counters, BG_VERDICT_DROP), s.known_sources, s.max_known);
   for (uint32_t e = 0; e < BG_STAT_NR; e++)

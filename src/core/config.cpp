@@ -199,7 +199,7 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
 }
 
 void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
-  if (!check_keys(d, n, {"rate", "burst", "prefix", "new_sources", "prove"}, "limits"))
+  if (!check_keys(d, n, {"rate", "burst", "prefix", "new_sources", "unproven", "prove"}, "limits"))
     return;
   if (const auto &pv = n["prove"]) {
     // `prove: syncookies` (default) or `off`: TCP sources prove themselves with SYN cookies.
@@ -209,17 +209,20 @@ void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
       d.at(pv, fmt::format("limits.prove is syncookies or off, not '{}'",
                            pv.IsScalar() ? pv.Scalar() : std::string("a map or list")));
   }
-  if (const auto &ns = n["new_sources"]) {
-    // `new_sources: off`, or {rate, burst}: sources without state let in per second.
+  // `new_sources` and `unproven`: `off`, or {rate, burst} for the whole filter.
+  for (auto [key, out] : {std::pair{"new_sources", &c.new_sources}, {"unproven", &c.unproven}}) {
+    const auto &ns = n[key];
+    if (!ns)
+      continue;
+    const std::string what = fmt::format("limits.{}", key);
     if (ns.IsScalar()) {
       if (ns.Scalar() == "off")
-        c.new_sources = Limits{};
+        *out = Limits{};
       else
-        d.at(ns, fmt::format("limits.new_sources is off or {{rate: N, burst: N}}, not '{}'",
-                             ns.Scalar()));
-    } else if (check_keys(d, ns, {"rate", "burst"}, "limits.new_sources")) {
-      if (auto l = limits_in(d, ns, "limits.new_sources", true))
-        c.new_sources = *l;
+        d.at(ns, fmt::format("{} is off or {{rate: N, burst: N}}, not '{}'", what, ns.Scalar()));
+    } else if (check_keys(d, ns, {"rate", "burst"}, what.c_str())) {
+      if (auto l = limits_in(d, ns, what.c_str(), true))
+        *out = *l;
     }
   }
   if (auto l = limits_in(d, n, "limits", true))

@@ -86,6 +86,9 @@ struct Config {
   std::optional<PrefixLimitConfig> prefix_limit;
   // limits.new_sources (off: rate 0): sources without state let in per second.
   Limits new_sources{kDefaultNewSourcesPps, kDefaultNewSourcesPps};
+  // limits.unproven (off: rate 0): frames of sources that have not proved
+  // themselves let in per second, all of them together.
+  Limits unproven{kDefaultUnprovenPps, kDefaultUnprovenPps};
   // limits.prove: TCP sources prove themselves with SYN cookies (syncookies | off).
   bool prove = true;
   bg_verdict unparsed = BG_VERDICT_PASS;

@@ -20,6 +20,10 @@ inline constexpr uint64_t kDefaultRatePps = 10000;
 inline constexpr uint32_t kDefaultMaxSources = 65536;
 // New sources a filter lets in per second (and at once), all CPUs together.
 inline constexpr uint64_t kDefaultNewSourcesPps = 10000;
+// Frames of unproven sources (admitted, not known) a filter passes per second
+// (and at once), all of them and all CPUs together: what a flood spread over
+// many spoofed sources, each under its own limit, gets through.
+inline constexpr uint64_t kDefaultUnprovenPps = 20000;
 // Auto-blocks a second for the whole filter (auto_block.max_rate).
 inline constexpr uint64_t kDefaultAutoBlockPps = 100;
 

@@ -7,9 +7,11 @@
 
 namespace bpfgate::core {
 
-PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limits &new_sources) {
+PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limits &new_sources,
+                           const Limits &unproven) {
   PolicyImage p;
   apply_limits(new_sources, p.settings.new_source_limit);
+  apply_limits(unproven, p.settings.unproven_limit);
   bg_rule def{};
   def.action = BG_ACTION_LIMIT;
   apply_limits(limits, def.limit);
@@ -86,7 +88,7 @@ std::vector<std::pair<bg_lpm_key, uint32_t>> compile_acl(const std::vector<Prefi
 }
 
 PolicyImage compile(const Config &c) {
-  PolicyImage p = default_policy(c.limits, c.unparsed, c.new_sources);
+  PolicyImage p = default_policy(c.limits, c.unparsed, c.new_sources, c.unproven);
   p.acl = compile_acl(c.allow, c.deny);
   for (const auto &r : c.rules) {
     auto id = static_cast<uint32_t>(p.rules.size());

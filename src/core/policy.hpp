@@ -33,9 +33,10 @@ std::vector<std::pair<bg_lpm_key, uint32_t>> compile_acl(const std::vector<Prefi
 PolicyImage compile(const Config &c);
 
 // A policy with only a default limit (what `bpfgate attach` starts with).
-// new_sources: how fast sources without state get some (rate 0: no bound).
+// new_sources: how fast sources without state get some; unproven: how many
+// frames of sources that have not proved themselves pass (rate 0: no bound).
 PolicyImage default_policy(const Limits &limits, bg_verdict unparsed,
-                           const Limits &new_sources = {});
+                           const Limits &new_sources = {}, const Limits &unproven = {});
 
 // Index into the port table for a TCP or UDP destination port.
 inline uint32_t port_index(uint8_t proto, uint16_t port) {

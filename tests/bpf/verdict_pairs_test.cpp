@@ -126,6 +126,15 @@ std::vector<Case> cases() {
            f.push_back(udp(fmt::format("198.18.3.{}", i)));
          return with_policy("limits: {rate: 100, new_sources: {rate: 1, burst: 1}}\n", f);
        }},
+      {{BG_VERDICT_DROP, BG_REASON_UNPROVEN},
+       "20 admitted sources, unproven sources 1 frame at once",
+       [] {
+         Frames f;
+         for (int i = 1; i <= 20; i++)
+           f.push_back(udp(fmt::format("198.18.8.{}", i)));
+         return with_policy(
+             "limits: {rate: 100, new_sources: off, unproven: {rate: 1, burst: 1}}\n", f);
+       }},
       {{BG_VERDICT_DROP, BG_REASON_RATE_LIMIT},
        "3 frames of a source with a burst of 1",
        [] {

@@ -6,7 +6,13 @@
  *
  *   parse -> ACL (longest prefix wins: allow passes unlimited, deny drops)
  *         -> blocklist -> rule by protocol/port (pass, drop or its own limit)
- *         -> per-source bucket -> per-prefix bucket -> verdict
+ *         -> per-source bucket -> unproven sources' share -> per-prefix bucket
+ *         -> verdict
+ *
+ * A source that has not proved itself (a TCP ACK with a valid SYN cookie
+ * moves it to bg_known) shares one rate with every other such source
+ * (settings.unproven_limit): a spoofed flood spread over many addresses,
+ * each under its own limit, passes at most that rate.
  *
  * A source with state skips the ACL and blocklist lookups while the answer
  * cached in its entry is of the policy in force (see bg_take), and frames
@@ -70,6 +76,9 @@ struct bg_work {
   __u32 blocked; /* the source went on the blocklist with this frame */
   __u32 known;   /* the source's bucket is in bg_known: it proved itself */
   __u32 young;   /* the source got its bucket less than BG_PROOF_WINDOW_NS ago */
+  /* The frame took a token of the unproven sources' share (its emission_ns,
+   * what giving it back takes); 0 if it took none. */
+  __u64 shared_ns;
 };
 
 /* Cleared between open and load where the kernel lacks bpf_tcp_raw_check_syncookie_*
@@ -77,11 +86,12 @@ struct bg_work {
 const volatile __u32 bg_have_syncookie = 1;
 
 enum bg_take_result {
-  BG_TAKE_OK = 0,      /* conforming (or unlimited): charged */
-  BG_TAKE_OVER = 1,    /* over its limit */
-  BG_TAKE_REFUSED = 2, /* no bucket yet, and new sources are over their rate */
-  BG_TAKE_NOSTATE = 3, /* the map refused the entry: fail open */
-  BG_TAKE_LISTED = 4,  /* the ACL or the blocklist decided (w->listed): no bucket */
+  BG_TAKE_OK = 0,       /* conforming (or unlimited): charged */
+  BG_TAKE_OVER = 1,     /* over its limit */
+  BG_TAKE_REFUSED = 2,  /* no bucket yet, and new sources are over their rate */
+  BG_TAKE_NOSTATE = 3,  /* the map refused the entry: fail open */
+  BG_TAKE_LISTED = 4,   /* the ACL or the blocklist decided (w->listed): no bucket */
+  BG_TAKE_UNPROVEN = 5, /* not known, and unproven sources are over their rate: no state touched */
 };
 
 #define BG_EPOCH_VALID (1ULL << 63)
@@ -128,6 +138,14 @@ static __always_inline int bg_admit(__u32 slot, const struct bg_limit *lim, __u6
     return 0;
   adm->tat_ns = tat + lim->emission_ns;
   return 1;
+}
+
+/* Gives back the token bg_admit() took in this CPU's share of `slot` (a
+ * later bucket refused the frame). */
+static __always_inline void bg_unadmit(__u32 slot, __u64 emission_ns) {
+  struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &slot);
+  if (adm)
+    adm->tat_ns -= emission_ns;
 }
 
 /* GCRA: conforming if the theoretical arrival time is at most tolerance_ns in
@@ -259,12 +277,30 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   }
   struct bg_src_key key;
   bg_key_of(&key, w, s, kind);
-  struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
+  struct bg_src_state *st = NULL;
   if (kind == BG_SRC_ADDR) {
-    if (!st) {
-      st = bpf_map_lookup_elem(&bg_known, &key);
-      w->known = st != NULL;
+    /* Known sources first: they are not charged to the unproven share, and
+     * a frame the share refuses costs no lookup of the (large) table of
+     * admitted sources and touches no state. */
+    st = bpf_map_lookup_elem(&bg_known, &key);
+    w->known = st != NULL;
+    if (!st && (s->flags & BG_SET_UNPROVEN)) {
+      if (!bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, now)) {
+        /* An allow-listed source is never held back (a denied or blocked
+         * one is dropped either way: counted here as unproven). */
+        int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
+        if (r != BG_NEXT) {
+          w->listed = r;
+          return BG_TAKE_LISTED;
+        }
+        return BG_TAKE_UNPROVEN;
+      }
+      w->shared_ns = s->unproven_limit.emission_ns; /* given back if the frame is dropped */
     }
+  }
+  if (!st)
+    st = bpf_map_lookup_elem(&bg_sources, &key);
+  if (kind == BG_SRC_ADDR) {
     __u64 epoch = w->epoch;
     if (!st || !(epoch & BG_EPOCH_VALID) || st->policy_epoch != epoch) {
       int r = bg_check_lists(w);
@@ -383,9 +419,7 @@ static __always_inline __u32 bg_rule_id(__u32 gen, const struct bg_packet *pkt) 
  * SYN-ACK can send one, so its address is not forged. Needs the kernel to
  * answer SYNs with cookies (net.ipv4.tcp_syncookies=2, or 1 while the SYN
  * queue overflows). */
-__noinline int bg_prove(struct xdp_md *ctx, struct bg_work *w) {
-  if (!w || !bg_have_syncookie)
-    return 0;
+static __always_inline int bg_cookie_ok(struct xdp_md *ctx, const struct bg_work *w) {
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
   __u32 l3 = w->pkt.l3_off;
@@ -407,8 +441,55 @@ __noinline int bg_prove(struct xdp_md *ctx, struct bg_work *w) {
       return 0;
     err = bpf_tcp_raw_check_syncookie_ipv6(ip6, th);
   }
-  bg_stat(err ? BG_STAT_PROOF_FAILED : BG_STAT_PROVEN);
   return err == 0;
+}
+
+/* Whether the frame belongs to a TCP connection of this host that is past
+ * its handshake (a full socket that is no listener, in the interface's
+ * network namespace): a source that completed a handshake with the host,
+ * with or without cookies, or whose connection predates the filter. A
+ * forged frame finds one only by naming a real peer's address and port. */
+static __always_inline int bg_connected(struct xdp_md *ctx, const struct bg_work *w) {
+  struct bpf_sock_tuple t = {};
+  __u32 size;
+  if (w->pkt.l3_proto == ETH_P_IP) {
+    __builtin_memcpy(&t.ipv4.saddr, &w->pkt.src[12], 4);
+    __builtin_memcpy(&t.ipv4.daddr, &w->pkt.dst[12], 4);
+    t.ipv4.sport = w->pkt.sport;
+    t.ipv4.dport = w->pkt.dport;
+    size = sizeof(t.ipv4);
+  } else {
+    __builtin_memcpy(t.ipv6.saddr, w->pkt.src, 16);
+    __builtin_memcpy(t.ipv6.daddr, w->pkt.dst, 16);
+    t.ipv6.sport = w->pkt.sport;
+    t.ipv6.dport = w->pkt.dport;
+    size = sizeof(t.ipv6);
+  }
+  struct bpf_sock *sk = bpf_sk_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+  if (!sk)
+    return 0;
+  int ok = sk->state != BPF_TCP_LISTEN;
+  bpf_sk_release(sk);
+  return ok;
+}
+
+/* Whether the TCP frame of an unproven source proves its address is not
+ * forged: an ACK carrying this host's SYN cookie, or any frame of a
+ * connection the host has established. Counted by which proof held. */
+__noinline int bg_prove(struct xdp_md *ctx, struct bg_work *w) {
+  if (!w)
+    return 0;
+  __u8 f = w->pkt.tcp_flags & 0x17; /* FIN SYN RST ACK */
+  if (f == 0x10 && bg_have_syncookie && bg_cookie_ok(ctx, w)) {
+    bg_stat(BG_STAT_PROVEN);
+    return 1;
+  }
+  if (bg_connected(ctx, w)) {
+    bg_stat(BG_STAT_PROVEN_CONNECTED);
+    return 1;
+  }
+  bg_stat(BG_STAT_PROOF_FAILED);
+  return 0;
 }
 
 /* Moves the source of w, which just proved itself, into bg_known (its
@@ -490,11 +571,11 @@ __noinline int bg_stage_policy(struct bg_work *w) {
 }
 
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
- * has one), the rule's action, then the per-source and per-prefix buckets. */
-__noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
-  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
-  if (!s)
-    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+ * has one), the rule's action, then the per-source bucket, the unproven
+ * sources' share (sources not known) and the per-prefix bucket. A frame a
+ * later bucket refuses gives back the tokens the earlier ones took. */
+static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
+                                          const struct bg_settings *s) {
   __u32 rule_id = w->rule_id;
   if (w->action != BG_ACTION_LIMIT) {
     int r = bg_check_lists(w);
@@ -512,40 +593,55 @@ __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
   if (taken == BG_TAKE_LISTED)
     return w->listed;
   bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
+  __u32 charged = taken == BG_TAKE_OK; /* a token of the source's bucket */
   if (!w->known && (s->flags & BG_SET_PROVE) && w->pkt.l4_proto == IPPROTO_TCP &&
       w->status == BG_PARSE_OK) {
     __u8 f = w->pkt.tcp_flags & 0x17; /* FIN SYN RST ACK */
-    if (f == 0x10 && (w->young || taken == BG_TAKE_REFUSED) && bg_prove(ctx, w) && bg_promote(w) &&
-        taken == BG_TAKE_REFUSED)
+    __u32 held = taken == BG_TAKE_REFUSED || taken == BG_TAKE_UNPROVEN;
+    if ((f & 0x12) == 0x10 && (w->young || held) && bg_prove(ctx, w) && bg_promote(w) && held)
       taken = BG_TAKE_OK; /* a proof needs no admission */
-    else if (f == 0x02 && taken == BG_TAKE_REFUSED &&
-             bg_admit(BG_ADMIT_SYN, &s->new_source_limit, w->now)) {
-      /* A SYN from a source without state: the kernel answers it with a
-       * cookie and keeps nothing, so it passes without state, on a budget
-       * of its own that a flood of other new sources cannot use up. */
+    else if (f == 0x02 && held && bg_admit(BG_ADMIT_SYN, &s->new_source_limit, w->now)) {
+      /* A SYN of a source without state, or of an unproven one over the
+       * unproven share: the kernel answers it with a cookie and keeps
+       * nothing, so it passes on a budget of its own that a flood of other
+       * sources cannot use up. */
       bg_stat(BG_STAT_SYN_PASSED);
       return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
     }
   }
   if (taken == BG_TAKE_REFUSED)
     return BG_RES(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE);
+  if (taken == BG_TAKE_UNPROVEN)
+    return BG_RES(BG_VERDICT_DROP, BG_REASON_UNPROVEN);
   if (taken == BG_TAKE_OVER) {
     if (w->blocked)
       bg_event_blocked(ctx, &w->pkt, rule_id, s->block_ttl_ns, w->now);
     return BG_RES(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT);
   }
   if (s->prefix_limit.rate_pps && bg_take(w, BG_SRC_PREFIX) == BG_TAKE_OVER) {
-    if (taken == BG_TAKE_OK)
+    if (charged)
       bg_untake(w, 1); /* the source keeps the token its prefix refused */
     return BG_RES(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT);
   }
   if (w->status == BG_PARSE_BAD_L4) {
     __u32 verdict = s->unparsed_verdict & 1;
-    if (verdict == BG_VERDICT_DROP && taken == BG_TAKE_OK)
+    if (verdict == BG_VERDICT_DROP && charged)
       bg_untake(w, 0);
     return BG_RES(verdict, BG_REASON_UNPARSEABLE);
   }
   return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+}
+
+__noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s)
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  int r = bg_limit_frame(ctx, w, s);
+  /* A frame dropped after all, or let through by the allow list, gives back
+   * the token it took of the unproven sources' share. */
+  if (w->shared_ns && ((r & 1) == BG_VERDICT_DROP || ((r >> 8) & 0xff) == BG_REASON_ALLOW))
+    bg_unadmit(BG_ADMIT_UNPROVEN, w->shared_ns);
+  return r;
 }
 
 /* The whole pipeline on one frame: returns an XDP action. */

@@ -62,7 +62,8 @@ enum bg_reason {
   BG_REASON_RULE = 7,         /* a protocol/port rule whose action is pass or drop */
   BG_REASON_PREFIX_LIMIT = 8, /* the source's prefix over its token bucket */
   BG_REASON_NEW_SOURCE = 9,   /* a source without state while new sources are over their rate */
-  BG_REASON_NR = 10,
+  BG_REASON_UNPROVEN = 10,    /* an unproven source while unproven sources are over their rate */
+  BG_REASON_NR = 11,
 };
 
 static inline __u32 bg_counter_key(__u32 verdict, __u32 reason) {
@@ -78,10 +79,11 @@ enum bg_stat {
   BG_STAT_AUTOBLOCK_CAPPED = 2, /* over the auto-block rate: left rate-limited, not blocked */
   BG_STAT_AUTOBLOCK_SPARED = 3, /* a proven source or a never-block prefix: not blocked */
   BG_STAT_PROVEN = 4,           /* sources that proved themselves (a valid SYN cookie) */
-  BG_STAT_PROOF_FAILED = 5,     /* TCP ACKs of unproven sources whose cookie did not check */
+  BG_STAT_PROOF_FAILED = 5,     /* TCP frames of unproven sources checked that proved nothing */
   BG_STAT_KNOWN_FULL = 6,       /* proofs the known table had no room for */
   BG_STAT_SYN_PASSED = 7,       /* SYNs of sources without state passed statelessly */
-  BG_STAT_NR = 8,
+  BG_STAT_PROVEN_CONNECTED = 8, /* sources proved by a frame of a connection the host has */
+  BG_STAT_NR = 9,
 };
 
 static inline __u32 bg_stat_key(__u32 stat) {
@@ -211,6 +213,14 @@ struct bg_settings {
    * whole filter, each CPU its share as for new sources; beyond it a source
    * stays rate-limited and is counted (BG_STAT_AUTOBLOCK_CAPPED). */
   struct bg_limit block_limit;
+  /* Unproven sources (admitted, not known): how many of their frames pass a
+   * second, all of them together, each CPU its share as for new sources
+   * (rate 0: no bound). Enforced while BG_SET_UNPROVEN is set: beyond it the
+   * frame is dropped (BG_REASON_UNPROVEN) and its source keeps its token. A
+   * spoofed flood spread over many sources, each under its own limit, so
+   * passes at most this rate, and sources that proved themselves are not
+   * charged. */
+  struct bg_limit unproven_limit;
 };
 
 /* admission: PERCPU_ARRAY, one entry: each CPU's GCRA for new sources. */
@@ -224,15 +234,20 @@ enum bg_settings_flags {
   BG_SET_ACL = 1,   /* the ACL has entries */
   BG_SET_RULES = 2, /* rules beyond the default: the port and protocol tables */
   BG_SET_PROVE = 4, /* TCP sources prove themselves with SYN cookies (see bg_known) */
+  /* settings.unproven_limit is enforced: set only where sources can prove
+   * themselves (BG_SET_PROVE, the kernel's helpers, tcp_syncookies=2), so
+   * that real TCP clients are not left in the unproven class. */
+  BG_SET_UNPROVEN = 8,
 };
 
 /* Slots of the admission map: one GCRA per CPU for each kind of stateless
  * admission, so that one kind's flood cannot use up another's. */
 enum bg_admission_slot {
-  BG_ADMIT_SOURCE = 0, /* a source without state gets some (settings.new_source_limit) */
-  BG_ADMIT_SYN = 1,    /* a SYN of a source without state passes without any (the same rate) */
-  BG_ADMIT_BLOCK = 2,  /* an auto-block (settings.block_limit) */
-  BG_ADMIT_NR = 3,
+  BG_ADMIT_SOURCE = 0,   /* a source without state gets some (settings.new_source_limit) */
+  BG_ADMIT_SYN = 1,      /* a SYN of a source without state passes without any (the same rate) */
+  BG_ADMIT_BLOCK = 2,    /* an auto-block (settings.block_limit) */
+  BG_ADMIT_UNPROVEN = 3, /* a frame of an unproven source (settings.unproven_limit) */
+  BG_ADMIT_NR = 4,
 };
 
 /* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */

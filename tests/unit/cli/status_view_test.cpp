@@ -15,6 +15,8 @@ agent::FilterStatus sample_status() {
   s.mode = "native";
   s.limits = {1000, 2000};
   s.max_sources = 65536;
+  s.unproven = {20000, 20000};
+  s.unproven_enforced = true;
   s.counters[bg_counter_key(BG_VERDICT_PASS, BG_REASON_OK)] = {10, 640};
   s.counters[bg_counter_key(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT)] = {4, 256};
   for (uint32_t e = 0; e < BG_STAT_NR; e++)
@@ -42,6 +44,18 @@ TEST(StatusView, JsonHasEveryEventByNameAndTheKnownTable) {
   EXPECT_EQ(e["proofs_failed"], 100 + BG_STAT_PROOF_FAILED);
   EXPECT_EQ(e["proofs_refused"], 100 + BG_STAT_KNOWN_FULL);
   EXPECT_EQ(e["syns_passed_stateless"], 100 + BG_STAT_SYN_PASSED);
+  EXPECT_EQ(e["sources_proven_connected"], 100 + BG_STAT_PROVEN_CONNECTED);
+  EXPECT_EQ(j["unproven"]["rate_pps"], 20000);
+  EXPECT_EQ(j["unproven"]["enforced"], true);
+}
+
+TEST(StatusView, TextSaysWhenTheUnprovenShareIsNotEnforced) {
+  auto s = sample_status();
+  s.unproven_enforced = false;
+  EXPECT_NE(status_text(s).find("unproven 20000/s (not enforced: no proofs)"), std::string::npos)
+      << status_text(s);
+  s.unproven = {};
+  EXPECT_NE(status_text(s).find("unproven unbounded"), std::string::npos) << status_text(s);
 }
 
 TEST(StatusView, JsonShowsZeroEvents) {
@@ -55,11 +69,11 @@ TEST(StatusView, JsonShowsZeroEvents) {
 TEST(StatusView, TextShowsTheKnownTableAndEveryEvent) {
   EXPECT_EQ(status_text(sample_status()),
             "veth0: mode native  prog 0  link 0  rate 1000 pps  burst 2000  max-sources 65536  "
-            "new-sources unbounded  unparsed pass\n"
+            "new-sources unbounded  unproven 20000/s  unparsed pass\n"
             "    passed 10  dropped 4  known sources 3/65536\n"
             "    events: cas_contended 100  autoblocks_failed 101  autoblocks_capped 102  "
             "autoblocks_spared 103  sources_proven 104  proofs_failed 105  proofs_refused 106  "
-            "syns_passed_stateless 107\n");
+            "syns_passed_stateless 107  sources_proven_connected 108\n");
 }
 
 }  // namespace

@@ -140,6 +140,30 @@ TEST(Config, NewSourcesOnByDefaultOffOrSetAndBadValues) {
   EXPECT_TRUE(has(zero.error().what(), "n.yaml:4:")) << zero.error().what();
 }
 
+TEST(Config, UnprovenSourcesShareARate) {
+  auto def = parse_config("interfaces: [{name: a}]\n", "u.yaml");
+  ASSERT_TRUE(def.ok()) << def.error().what();
+  EXPECT_EQ(compile(*def).settings.unproven_limit.rate_pps, kDefaultUnprovenPps) << "on by default";
+  auto set = parse_config(
+      "interfaces: [{name: a}]\nlimits: {rate: 9, unproven: {rate: 5000, burst: 50}}\n", "u.yaml");
+  ASSERT_TRUE(set.ok()) << set.error().what();
+  EXPECT_EQ(compile(*set).settings.unproven_limit.rate_pps, 5000u);
+  EXPECT_EQ(compile(*set).settings.unproven_limit.burst, 50u);
+  auto off = parse_config("interfaces: [{name: a}]\nlimits: {rate: 9, unproven: off}\n", "u.yaml");
+  ASSERT_TRUE(off.ok()) << off.error().what();
+  EXPECT_EQ(compile(*off).settings.unproven_limit.rate_pps, 0u);
+  auto bad =
+      parse_config("interfaces: [{name: a}]\nlimits:\n  rate: 9\n  unproven: lots\n", "u.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(has(bad.error().what(),
+                  "u.yaml:4: limits.unproven is off or {rate: N, burst: N}, not 'lots'"))
+      << bad.error().what();
+  auto key = parse_config(
+      "interfaces: [{name: a}]\nlimits:\n  rate: 9\n  unproven: {rate: 5, brust: 5}\n", "u.yaml");
+  ASSERT_FALSE(key.ok());
+  EXPECT_TRUE(has(key.error().what(), "u.yaml:4:")) << key.error().what();
+}
+
 TEST(Config, ProofsAndAutoBlockGuards) {
   auto def = parse_config("interfaces: [{name: a}]\nauto_block: {after: 1s, ttl: 1m}\n", "p.yaml");
   ASSERT_TRUE(def.ok()) << def.error().what();

@@ -1,0 +1,194 @@
+// Unproven sources share one rate (limits.unproven): a flood spread over many
+// spoofed sources, each under its own limit, passes at most that rate, while
+// sources that proved themselves are not charged. A source proves itself with
+// a SYN cookie (proof_test.cpp) or with a frame of a TCP connection the host
+// has established, which a connection older than the filter can do too.
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include "bpf/fd.hpp"
+#include "core/packet.hpp"
+#include "support/filter_harness.hpp"
+#include "support/system.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using core::PacketBuilder;
+constexpr const char *kServer = "198.18.0.1";
+constexpr uint8_t kSyn = 0x02, kAck = 0x10;
+
+std::vector<uint8_t> udp(const std::string &src) {
+  return PacketBuilder().ipv4(src, kServer).udp(40000, 9).build();
+}
+std::vector<uint8_t> tcp(const std::string &src, uint16_t sport, uint16_t dport, uint8_t flags) {
+  return PacketBuilder().ipv4(src, kServer).tcp(sport, dport, flags).tcp_seq(1000, 2000).build();
+}
+
+struct OneCpu {  // the shares are per CPU: run every frame on one
+  cpu_set_t old{};
+  OneCpu() {
+    sched_getaffinity(0, sizeof(old), &old);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof(one), &one);
+  }
+  ~OneCpu() { sched_setaffinity(0, sizeof(old), &old); }
+};
+
+// A policy whose unproven share lets `per_cpu` frames through on each CPU at
+// once and then one every 100 s: no token comes back while a test runs.
+std::string share_policy(unsigned per_cpu, const std::string &extra = "") {
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  return fmt::format(
+      "limits: {{rate: 100, burst: 100, new_sources: off, unproven: {{rate: 1, burst: {}}}{}}}\n",
+      per_cpu * cpus, extra);
+}
+
+// 200 sources, one frame each: every one under its own limit.
+uint64_t spread_flood(FilterHarness &h, int n = 200) {
+  uint64_t passed = 0;
+  for (int i = 0; i < n; i++)
+    passed += h.run(udp(fmt::format("198.19.{}.{}", i / 200, 1 + i % 200))) == XDP_PASS;
+  return passed;
+}
+
+TEST(UnprovenShare, ManySourcesEachUnderItsLimitShareOneRate) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(10)), 4096);
+  EXPECT_EQ(spread_flood(h), 10u) << "the share is 10 frames at once on this CPU";
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 190u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT), 0u);
+  // A frame the share refuses touches no state: no entry for its source.
+  EXPECT_FALSE(h.source("198.19.0.100").has_value());
+  EXPECT_EQ(h.source_count(), 10u);
+}
+
+TEST(UnprovenShare, AnAllowListedSourceIsNeverHeldBackNorCharged) {
+  OneCpu pin;
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("allow: [198.18.9.0/24]\nlimits: {{rate: 100, new_sources: "
+                                   "off, unproven: {{rate: 1, burst: {}}}}}\n",
+                                   cpus)),
+      4096);
+  // While the share has its token, an allowed frame gives back what it took.
+  EXPECT_EQ(h.run(udp("198.18.9.5")), XDP_PASS);
+  EXPECT_EQ(h.run(udp("198.19.2.1")), XDP_PASS) << "the allowed frame kept the share's token";
+  EXPECT_EQ(h.run(udp("198.19.2.2")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("198.18.9.6")), XDP_PASS) << "held back with the share used up";
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 2u);
+}
+
+TEST(UnprovenShare, OffOrWithoutProofsNothingIsShared) {
+  OneCpu pin;
+  auto off = FilterHarness::load_or_abort(
+      policy_from_yaml("limits: {rate: 100, new_sources: off, unproven: off}\n"), 4096);
+  EXPECT_EQ(spread_flood(off), 200u);
+  // With proofs off no source could ever leave the class: the share is not
+  // enforced (status says so), rather than every client capped.
+  auto noproof =
+      FilterHarness::load_or_abort(policy_from_yaml(share_policy(10, ", prove: off")), 4096);
+  EXPECT_EQ(spread_flood(noproof), 200u);
+  auto cfg = noproof.datapath().config();
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_FALSE(cfg->gen[cfg->active % BG_GENERATIONS].flags & BG_SET_UNPROVEN);
+  EXPECT_EQ(noproof.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 0u);
+}
+
+TEST(UnprovenShare, TheRateComesBack) {
+  OneCpu pin;
+  // 10 a second on each CPU, 1 at once: a token every 100 ms (wide enough for a slow VM).
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("limits: {{rate: 100, new_sources: off, unproven: {{rate: {}, "
+                                   "burst: {}}}}}\n",
+                                   10 * cpus, cpus)),
+      4096);
+  EXPECT_EQ(h.run(udp("198.19.1.1")), XDP_PASS);
+  EXPECT_EQ(h.run(udp("198.19.1.2")), XDP_DROP);
+  usleep(250'000);  // two tokens' time and more
+  EXPECT_EQ(h.run(udp("198.19.1.3")), XDP_PASS);
+}
+
+// Two addresses on the loopback of a namespace made here, a TCP connection
+// between them: the server's side is the socket the filter finds.
+struct Connected {
+  Netns ns{"bgt-unpr"};
+  bpf::UniqueFd listener, client, server;
+  uint16_t client_port = 0;
+  static constexpr uint16_t kPort = 8080;
+
+  Connected() {
+    run_ok(ns.exec() + "ip link set lo up");
+    run_ok(ns.exec() + "ip addr add 198.18.0.1/32 dev lo");
+    run_ok(ns.exec() + "ip addr add 198.18.0.2/32 dev lo");
+    ns.within([&] {
+      listener = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(kPort);
+      inet_pton(AF_INET, kServer, &a.sin_addr);
+      ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+      ASSERT_EQ(::listen(listener.get(), 4), 0);
+      client = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in c{};
+      c.sin_family = AF_INET;
+      inet_pton(AF_INET, "198.18.0.2", &c.sin_addr);
+      ASSERT_EQ(::bind(client.get(), reinterpret_cast<sockaddr *>(&c), sizeof(c)), 0);
+      ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+      server = bpf::UniqueFd(::accept(listener.get(), nullptr, nullptr));
+      ASSERT_GE(server.get(), 0);
+      socklen_t len = sizeof(c);
+      ::getsockname(client.get(), reinterpret_cast<sockaddr *>(&c), &len);
+      client_port = ntohs(c.sin_port);
+    });
+  }
+};
+
+TEST(ConnectedProof, AFrameOfAnEstablishedConnectionProvesItsSourceOverTheShare) {
+  OneCpu pin;
+  Connected conn;
+  ASSERT_NE(conn.client_port, 0);
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(1)), 4096);
+  conn.ns.within([&] {
+    // The share is used up by a flood of sources under their own limits.
+    EXPECT_EQ(spread_flood(h, 20), 1u);
+    // A forged frame to the same port from a port with no connection proves
+    // nothing (the listener is found, no connection): held back.
+    EXPECT_EQ(h.run(tcp("198.18.0.2", conn.client_port + 1, Connected::kPort, kAck)), XDP_DROP);
+    EXPECT_EQ(h.stat(BG_STAT_PROOF_FAILED), 1u);
+    EXPECT_FALSE(h.known("198.18.0.2"));
+    // The client's own next frame: its connection exists, so it is no forgery.
+    EXPECT_EQ(h.run(tcp("198.18.0.2", conn.client_port, Connected::kPort, kAck | 0x08)), XDP_PASS);
+    EXPECT_EQ(h.stat(BG_STAT_PROVEN_CONNECTED), 1u);
+    EXPECT_TRUE(h.known("198.18.0.2"));
+    // Known, it is charged to its own bucket only, whatever the share says.
+    for (int i = 0; i < 20; i++)
+      EXPECT_EQ(h.run(udp("198.18.0.2")), XDP_PASS) << i;
+  });
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 20u);
+}
+
+TEST(ConnectedProof, ASynOverTheShareGoesToTheSynBudget) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(1)), 4096);
+  EXPECT_EQ(h.run(udp("198.18.70.1")), XDP_PASS);  // takes the share
+  EXPECT_EQ(h.run(udp("198.18.70.2")), XDP_DROP);  // admitted, over the share
+  // The second source's SYN: over the share, it passes on the SYN budget,
+  // which a UDP flood does not touch, so a client can still connect.
+  EXPECT_EQ(h.run(tcp("198.18.70.2", 40000, 80, kSyn)), XDP_PASS);
+  EXPECT_EQ(h.stat(BG_STAT_SYN_PASSED), 1u);
+}
+
+}  // namespace
+}  // namespace bpfgate::test
