@@ -4,6 +4,17 @@
 
 namespace bpfgate::util {
 
+void append_escaped(std::string &out, unsigned char c) {
+  if (c == '\n')
+    out += "\\n";
+  else if (c == '\t')
+    out += "\\t";
+  else if (c < 0x20 || c >= 0x7f)
+    out += fmt::format("\\x{:02x}", c);
+  else
+    out += static_cast<char>(c);
+}
+
 std::string excerpt(std::string_view text, size_t max) {
   std::string out;
   size_t shown = 0;
@@ -13,14 +24,7 @@ std::string excerpt(std::string_view text, size_t max) {
       break;
     }
     shown++;
-    if (c == '\n')
-      out += "\\n";
-    else if (c == '\t')
-      out += "\\t";
-    else if (c < 0x20 || c >= 0x7f)
-      out += fmt::format("\\x{:02x}", c);
-    else
-      out += static_cast<char>(c);
+    append_escaped(out, c);
   }
   return out;
 }

@@ -12,4 +12,7 @@ namespace bpfgate::util {
 // outside reaches a terminal raw.
 std::string excerpt(std::string_view text, size_t max = 64);
 
+// Appends `c` as excerpt() shows it: printable ASCII as itself, \n, \t, or \xNN.
+void append_escaped(std::string &out, unsigned char c);
+
 }  // namespace bpfgate::util
