@@ -23,6 +23,7 @@
 #include "bpf/pin.hpp"
 #include "core/duration.hpp"
 #include "core/policy.hpp"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 #include "util/text.hpp"
 
@@ -102,7 +103,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   if (cfg->metrics.enabled)
     if (auto st = MetricsServer::check_bindable(cfg->metrics.address, cfg->metrics.port); !st)
       return st.error();
-  if (auto st = d->converge(*cfg); !st)
+  if (auto st = d->converge(*cfg, audit::by_agent()); !st)
     return st.error();
   d->config_ = *cfg;
   auto obs = Observer::start(opts.bpffs, *cfg, d->filters_);
@@ -180,7 +181,7 @@ Status Daemon::open_control_socket(const std::string &path) {
   return add_to_epoll(epoll_.get(), control_.get());
 }
 
-Status Daemon::converge(const core::Config &c) {
+Status Daemon::converge(const core::Config &c, const std::string &by) {
   core::PolicyImage image = core::compile(c);
   std::set<std::string> wanted;
   for (const auto &i : c.interfaces) {
@@ -222,8 +223,12 @@ Status Daemon::converge(const core::Config &c) {
         return r.error();
       if (!r->note.empty())
         log::warn("{}: {}", i.name, r->note);
-      log::info("{}: attached in {} mode (program id {})", i.name, bpf::to_string(r->mode),
-                r->prog_id);
+      audit::Entry("attach", by)
+          .set("iface", i.name)
+          .set("mode", bpf::to_string(r->mode))
+          .set("prog_id", r->prog_id)
+          .config(c.hash)
+          .write();
       auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
       if (!pinned)
         return pinned.error();
@@ -244,16 +249,27 @@ Status Daemon::converge(const core::Config &c) {
     if (auto st = detach(opts_.bpffs, name); !st)
       log::warn("{}: {}", name, st.error().what());
     else
-      log::info("{}: detached (no longer in the config)", name);
+      audit::Entry("detach", by)
+          .set("iface", name)
+          .set("why", "no longer in the config")
+          .config(c.hash)
+          .write();
   }
-  if (auto st = tc_converge(opts_.bpffs, config_.tc, c.tc); !st)
+  if (auto st = tc_converge(opts_.bpffs, config_.tc, c.tc, by, c.hash); !st)
     return st;
-  if (auto st = accel_converge(c); !st)
+  if (auto st = accel_converge(c, by); !st)
     return st;
-  log::info(
-      "policy applied: {} interface(s), {} allow and {} deny prefixes, {} rules (config {}, "
-      "fnv1a64 {})",
-      c.interfaces.size(), c.allow.size(), c.deny.size(), c.rules.size(), c.path, c.hash);
+  std::string ifaces;
+  for (const auto &i : c.interfaces)
+    ifaces += (ifaces.empty() ? "" : ",") + i.name;
+  audit::Entry("apply", by)
+      .set("ifaces", ifaces)
+      .set("allow", c.allow.size())
+      .set("deny", c.deny.size())
+      .set("rules", c.rules.size())
+      .set("path", c.path)
+      .config(c.hash)
+      .write();
   itimerspec t{};
   t.it_interval.tv_sec = static_cast<time_t>(c.sweep_interval_ns / 1'000'000'000ULL);
   t.it_interval.tv_nsec = static_cast<long>(c.sweep_interval_ns % 1'000'000'000ULL);
@@ -262,33 +278,39 @@ Status Daemon::converge(const core::Config &c) {
   return {};
 }
 
-Status Daemon::reload() {
-  Status st = reload_config();
+Status Daemon::reload(const std::string &by) {
+  Status st = reload_config(by);
   if (observer_)
     observer_->note_reload(st.ok());
+  // The outcome, after the changes it made (audited one by one in converge).
+  audit::Entry e("reload", by);
+  e.set("path", opts_.config_path).set("result", st ? "ok" : "refused");
+  if (!st)
+    e.set("error", st.error().what());
+  e.config(config_.hash).write();
   return st;
 }
 
-Status Daemon::reload_config() {
+Status Daemon::reload_config(const std::string &by) {
   auto cfg = core::load_config(opts_.config_path);
   if (!cfg)
     return cfg.error();
   if (auto st = check_environment(*cfg); !st)
     return st;
-  if (auto st = converge(*cfg); !st)
+  if (auto st = converge(*cfg, by); !st)
     return st;
   if (observer_)
-    if (auto st = observer_->apply(*cfg, filters_); !st)
+    if (auto st = observer_->apply(*cfg, filters_, by); !st)
       return st;
   config_ = *cfg;
   return {};
 }
 
-Status Daemon::accel_converge(const core::Config &c) {
+Status Daemon::accel_converge(const core::Config &c, const std::string &by) {
   if (!c.accel) {
     if (!accel_managed_)
       return {};
-    stop_accel();
+    stop_accel(by);
     return {};
   }
   auto cur = accel::status(opts_.bpffs);
@@ -319,13 +341,17 @@ Status Daemon::accel_converge(const core::Config &c) {
   auto r = accel::enable(opts_.bpffs, o);
   if (!r)
     return r.error().context("socket acceleration");
-  log::info("socket acceleration enabled on cgroup {} (ports {}, sock_ops program id {})",
-            r->cgroup, c.accel->ports.empty() ? "any" : c.accel->ports, r->sockops_prog_id);
+  audit::Entry("accel_enable", by)
+      .set("cgroup", r->cgroup)
+      .set("ports", c.accel->ports.empty() ? "any" : c.accel->ports)
+      .set("prog_id", r->sockops_prog_id)
+      .config(c.hash)
+      .write();
   accel_managed_ = true;
   return {};
 }
 
-void Daemon::stop_accel() {
+void Daemon::stop_accel(const std::string &by) {
   housekeeper_.reset();
   accel_managed_ = false;
   accel::DisableOptions o;
@@ -337,8 +363,10 @@ void Daemon::stop_accel() {
   }
   if (!r->note.empty())
     log::warn("socket acceleration: {}", r->note);
-  log::info("socket acceleration disabled: {} sockets released, {} still draining", r->released,
-            r->remaining);
+  audit::Entry("accel_disable", by)
+      .set("released", r->released)
+      .set("draining", r->remaining)
+      .write();
 }
 
 void Daemon::accel_housekeeping() {
@@ -378,9 +406,13 @@ void Daemon::sweep_now() {
     if (observer_)
       observer_->on_sweep(name, f.datapath(), *r);
     for (const auto &b : r->released) {
-      log::info("{}: released {} ({} block, dropped {} packets)", name,
-                core::format_prefix(b.prefix),
-                to_string(static_cast<bg_block_reason>(b.value.reason)), b.value.drops);
+      audit::Entry("unblock", audit::by_agent())
+          .set("iface", name)
+          .set("prefix", core::format_prefix(b.prefix))
+          .set("why", "expired")
+          .set("reason", to_string(static_cast<bg_block_reason>(b.value.reason)))
+          .set("drops", b.value.drops)
+          .write();
       known_blocks_.erase(name + " " + core::format_prefix(b.prefix));
     }
     if (r->sources_removed || r->known_removed)
@@ -393,9 +425,19 @@ void Daemon::sweep_now() {
       std::string id = name + " " + core::format_prefix(b.prefix);
       if (b.expired || !known_blocks_.emplace(id, b.value.added_ns).second)
         continue;
-      log::info("{}: blocked {} ({}{})", name, core::format_prefix(b.prefix),
-                to_string(static_cast<bg_block_reason>(b.value.reason)),
-                b.value.expires_ns ? ", for " + core::format_duration_ns(b.remaining_ns) : "");
+      // A manual block was audited by whoever made it (the CLI); an automatic
+      // one is the datapath's, found here.
+      if (b.value.reason == BG_BLOCK_MANUAL) {
+        log::info("{}: blocked {} (manual{})", name, core::format_prefix(b.prefix),
+                  b.value.expires_ns ? ", for " + core::format_duration_ns(b.remaining_ns) : "");
+        continue;
+      }
+      audit::Entry("block", audit::by_datapath())
+          .set("iface", name)
+          .set("prefix", core::format_prefix(b.prefix))
+          .set("reason", to_string(static_cast<bg_block_reason>(b.value.reason)))
+          .set("ttl", b.value.expires_ns ? core::format_duration_ns(b.remaining_ns) : "none")
+          .write();
     }
   }
 }
@@ -496,15 +538,15 @@ void Daemon::answer_control(int fd, const std::string &cmd) {
   socklen_t plen = sizeof(peer);
   bool known_peer = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) == 0;
   std::string who = known_peer ? fmt::format("uid {} pid {}", peer.uid, peer.pid) : "unknown peer";
+  std::string by = known_peer ? audit::by_peer(peer.uid, peer.pid) : "unknown";
   std::string reply;
   if (!known_peer || peer.uid != 0) {
     reply = "error permission denied: the agent serves root only\n";
     log::warn("control: refused '{}' from {}", util::excerpt(cmd), who);
   } else if (cmd == "reload") {
-    auto st = reload();
+    auto st = reload(by);
     if (st) {
       reply = "ok reloaded " + opts_.config_path + "\n";
-      log::info("reloaded {} (control socket, {})", opts_.config_path, who);
     } else {
       reply = "error " + st.error().what() + "\n";
       log::error("reload refused, the running policy stays: {}", st.error().what());
@@ -522,6 +564,30 @@ void Daemon::answer_control(int fd, const std::string &cmd) {
   // A reply fits the socket's buffer; one that does not is cut, never waited for.
   (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   drop_control_client(fd);
+}
+
+void Daemon::stop(const signalfd_siginfo &si) {
+  int sig = static_cast<int>(si.ssi_signo);
+  bool keep = opts_.keep_datapath || config_.keep_datapath;
+  auto by = audit::by_signal(fmt::format("SIG{}", sigabbrev_np(sig)), si.ssi_uid,
+                             static_cast<int32_t>(si.ssi_pid));
+  for (auto it = filters_.begin(); it != filters_.end();) {
+    std::string name = it->first;
+    it = filters_.erase(it);
+    if (keep)
+      continue;
+    if (auto st = detach(opts_.bpffs, name); !st)
+      log::warn("{}: {}", name, st.error().what());
+    else
+      audit::Entry("detach", by).set("iface", name).set("why", "agent stopping").write();
+  }
+  if (observer_)
+    observer_->stop(keep);
+  tc_stop(opts_.bpffs, config_.tc, keep, by);
+  if (accel_managed_ && !keep)
+    stop_accel(by);
+  log::info("stopping on {}: {}", strsignal(sig),
+            keep ? "the datapath keeps running from its pins" : "detached");
 }
 
 Status Daemon::run() {
@@ -550,28 +616,12 @@ Status Daemon::run() {
         signalfd_siginfo si{};
         while (read(fd, &si, sizeof(si)) == sizeof(si)) {
           if (si.ssi_signo == SIGHUP) {
-            if (auto st = reload(); st)
-              log::info("reloaded {} (SIGHUP)", opts_.config_path);
-            else
+            auto by = audit::by_signal("SIGHUP", si.ssi_uid, static_cast<int32_t>(si.ssi_pid));
+            if (auto st = reload(by); !st)
               log::error("reload refused, the running policy stays: {}", st.error().what());
             continue;
           }
-          bool keep = opts_.keep_datapath || config_.keep_datapath;
-          for (auto it = filters_.begin(); it != filters_.end();) {
-            std::string name = it->first;
-            it = filters_.erase(it);
-            if (keep)
-              continue;
-            if (auto st = detach(opts_.bpffs, name); !st)
-              log::warn("{}: {}", name, st.error().what());
-          }
-          if (observer_)
-            observer_->stop(keep);
-          tc_stop(opts_.bpffs, config_.tc, keep);
-          if (accel_managed_ && !keep)
-            stop_accel();
-          log::info("stopping on {}: {}", strsignal(static_cast<int>(si.ssi_signo)),
-                    keep ? "the datapath keeps running from its pins" : "detached");
+          stop(si);
           return {};
         }
       }

@@ -5,6 +5,8 @@
 // window without filtering.
 #pragma once
 
+#include <sys/signalfd.h>
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -37,19 +39,21 @@ class Daemon {
   // Runs until SIGTERM or SIGINT; then detaches unless keep_datapath.
   Status run();
   // Re-reads the config; on any error the running policy stays as it was.
-  Status reload();
+  // `by`: who asked, as the audit log names them (util/audit.hpp).
+  Status reload(const std::string &by);
   void sweep_now();
 
  private:
   explicit Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
-  Status converge(const core::Config &c);
+  // Attaches, applies and detaches what `c` asks; each change audited as `by`'s.
+  Status converge(const core::Config &c, const std::string &by);
   // Socket acceleration: enables what the config's accel: asks (or adopts
   // it, running), disables it when the section goes; watched on the sweep
   // timer (accel::Housekeeper).
-  Status accel_converge(const core::Config &c);
-  void stop_accel();
+  Status accel_converge(const core::Config &c, const std::string &by);
+  void stop_accel(const std::string &by);
   void accel_housekeeping();
-  Status reload_config();
+  Status reload_config(const std::string &by);
   Status open_control_socket(const std::string &path);
   // The control socket: clients are non-blocking, each has 2 s to send its
   // one-line command, at most kMaxControlClients wait at once (a new one
@@ -60,6 +64,8 @@ class Daemon {
   void drop_control_client(int fd);
   int expire_control_clients();  // the epoll timeout until the next deadline
   Status open_loop();
+  // On SIGTERM/SIGINT: detaches everything unless keep_datapath.
+  void stop(const signalfd_siginfo &si);
 
   DaemonOptions opts_;
   core::Config config_;

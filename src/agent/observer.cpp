@@ -3,12 +3,14 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "bpf/map.hpp"
 #include "bpf/pin.hpp"
 #include "core/cidr.hpp"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::agent {
@@ -31,7 +33,7 @@ Result<std::unique_ptr<Observer>> Observer::start(const std::string &bpffs, cons
     s.version = "0.1.0";
     s.start_time_s = unix_now();
   });
-  if (auto st = o->apply(c, f); !st)
+  if (auto st = o->apply(c, f, audit::by_agent()); !st)
     return st.error();
   return o;
 }
@@ -110,7 +112,8 @@ Status Observer::serve_metrics(const core::MetricsConfig &m) {
   return {};
 }
 
-Status Observer::apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters) {
+Status Observer::apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters,
+                       const std::string &by) {
   for (auto it = sources_.begin(); it != sources_.end();) {
     if (filters.count(it->first)) {
       ++it;
@@ -134,7 +137,11 @@ Status Observer::apply(const core::Config &c, const std::map<std::string, Pinned
     probes_ = std::move(*p);
     if (!probes_->tcp_note().empty())
       log::warn("TCP probes: {}", probes_->tcp_note());
-    log::info("service probes: tc on the agent's interfaces, TCP probes {}", probes_->tcp_mode());
+    audit::Entry("load", by)
+        .set("what", "service probes")
+        .set("tcp_probes", probes_->tcp_mode())
+        .config(c.hash)
+        .write();
   }
   if (probes_) {
     if (auto st = probes_->set_services(c.services); !st)
@@ -143,12 +150,19 @@ Status Observer::apply(const core::Config &c, const std::map<std::string, Pinned
     if (!c.services.empty())
       for (const auto &i : c.interfaces)
         wanted.insert(i.name);
-    for (const auto &name : probes_->attached())
-      if (!wanted.count(name))
+    auto before = probes_->attached();
+    for (const auto &name : before)
+      if (!wanted.count(name)) {
         probes_->detach(name);
-    for (const auto &name : wanted)
+        audit::Entry("probes_detach", by).set("iface", name).config(c.hash).write();
+      }
+    for (const auto &name : wanted) {
+      if (std::find(before.begin(), before.end(), name) != before.end())
+        continue;
       if (auto st = probes_->attach(name); !st)
         return st;
+      audit::Entry("probes_attach", by).set("iface", name).config(c.hash).write();
+    }
   }
   sync_snapshot(c);
   return serve_metrics(c.metrics);

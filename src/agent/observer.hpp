@@ -30,7 +30,9 @@ class Observer {
 
   // After every successful converge: event buffers, sample intervals,
   // services, tc probes on the configured interfaces, the metrics address.
-  Status apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters);
+  // Probes loaded, attached or detached are audited as `by`'s.
+  Status apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters,
+               const std::string &by);
   void note_reload(bool ok);
 
   // One epoll fd over every event buffer; readable when events wait.

@@ -19,6 +19,7 @@
 #include "bpf/pin.hpp"
 #include "bpf/xdp.hpp"
 #include "tc_datapath.skel.h"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::agent {
@@ -686,7 +687,8 @@ Result<TcSetup> tc_setup_of(const core::TcConfig &tc) {
 }
 
 Status tc_converge(const std::string &bpffs, const std::optional<core::TcConfig> &running,
-                   const std::optional<core::TcConfig> &wanted) {
+                   const std::optional<core::TcConfig> &wanted, const std::string &by,
+                   const std::string &config_hash) {
   std::set<std::string> keep;
   if (wanted) {
     auto compiled = tc_setup_of(*wanted);
@@ -714,8 +716,13 @@ Status tc_converge(const std::string &bpffs, const std::optional<core::TcConfig>
       auto r = tc_attach(bpffs, i.name, setup);
       if (!r)
         return r.error();
-      log::info("{}: tc datapath attached (ingress program {}, egress program {}, {} classes)",
-                i.name, r->ingress_prog_id, r->egress_prog_id, setup.image.classes.size());
+      audit::Entry("tc_attach", by)
+          .set("iface", i.name)
+          .set("ingress_prog_id", r->ingress_prog_id)
+          .set("egress_prog_id", r->egress_prog_id)
+          .set("classes", setup.image.classes.size())
+          .config(config_hash)
+          .write();
     }
   }
   if (running)
@@ -725,12 +732,17 @@ Status tc_converge(const std::string &bpffs, const std::optional<core::TcConfig>
       if (auto st = tc_detach(bpffs, i.name); !st)
         log::warn("{}: {}", i.name, st.error().what());
       else
-        log::info("{}: tc datapath detached (no longer in the config)", i.name);
+        audit::Entry("tc_detach", by)
+            .set("iface", i.name)
+            .set("why", "no longer in the config")
+            .config(config_hash)
+            .write();
     }
   return {};
 }
 
-void tc_stop(const std::string &bpffs, const std::optional<core::TcConfig> &running, bool keep) {
+void tc_stop(const std::string &bpffs, const std::optional<core::TcConfig> &running, bool keep,
+             const std::string &by) {
   if (!running || keep)
     return;
   for (const auto &i : running->interfaces) {
@@ -738,6 +750,8 @@ void tc_stop(const std::string &bpffs, const std::optional<core::TcConfig> &runn
       continue;
     if (auto st = tc_detach(bpffs, i.name); !st)
       log::warn("{}: {}", i.name, st.error().what());
+    else
+      audit::Entry("tc_detach", by).set("iface", i.name).set("why", "agent stopping").write();
   }
 }
 

@@ -146,9 +146,13 @@ class PinnedTc {
 Status tc_check_environment(const core::Config &c);
 // Attaches or adopts every interface of `wanted`, applies it, and detaches
 // the interfaces of `running` that `wanted` no longer names.
+// Each attach and detach is audited (util/audit.hpp) as asked `by`, from the
+// config whose hash is `config_hash`.
 Status tc_converge(const std::string &bpffs, const std::optional<core::TcConfig> &running,
-                   const std::optional<core::TcConfig> &wanted);
+                   const std::optional<core::TcConfig> &wanted, const std::string &by,
+                   const std::string &config_hash);
 // At the agent's stop: detaches `running`'s interfaces unless `keep`.
-void tc_stop(const std::string &bpffs, const std::optional<core::TcConfig> &running, bool keep);
+void tc_stop(const std::string &bpffs, const std::optional<core::TcConfig> &running, bool keep,
+             const std::string &by);
 
 }  // namespace bpfgate::agent

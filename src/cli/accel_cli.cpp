@@ -9,6 +9,7 @@
 #include "bpf/pin.hpp"
 #include "core/cidr.hpp"
 #include "cli/registry.hpp"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::cli {
@@ -88,6 +89,12 @@ int cmd_enable(const Globals &g, accel::EnableOptions o) {
   auto r = accel::enable(g.bpffs, o);
   if (!r)
     return fail(r.error());
+  audit::Entry("accel_enable", audit::by_cli())
+      .set("cgroup", r->cgroup)
+      .set("ports", ports_text(o.ports))
+      .set("prog_id", r->sockops_prog_id)
+      .set("msg_prog_id", r->msg_prog_id)
+      .write();
   if (g.json) {
     fmt::print("{}\n", json{{"state", "enabled"},
                             {"cgroup", r->cgroup},
@@ -114,6 +121,11 @@ int cmd_disable(const Globals &g, const accel::DisableOptions &o) {
   auto r = accel::disable(g.bpffs, o);
   if (!r)
     return fail(r.error());
+  audit::Entry("accel_disable", audit::by_cli())
+      .set("released", r->released)
+      .set("dropped", r->dropped)
+      .set("draining", r->remaining)
+      .write();
   if (g.json) {
     json j = {{"state", r->removed ? "off" : "draining"},
               {"released", r->released},

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/status_view.hpp"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::cli {
@@ -53,6 +54,16 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
   auto r = agent::attach(g.bpffs, opts);
   if (!r)
     return fail(r.error());
+  audit::Entry e("attach", audit::by_cli());
+  e.set("iface", opts.iface)
+      .set("mode", bpf::to_string(r->mode))
+      .set("prog_id", r->prog_id)
+      .set("rate", opts.limits.rate_pps)
+      .set("burst", opts.limits.burst)
+      .set("max_sources", opts.max_sources);
+  if (r->replaced_prog_id)
+    e.set("replaced_prog_id", r->replaced_prog_id);
+  e.write();
   if (g.json) {
     json j = {{"iface", opts.iface},
               {"mode", bpf::to_string(r->mode)},
@@ -96,6 +107,12 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
     ns = core::Limits{*new_sources, *new_sources};
   if (auto st = f->set_limits(l, ns); !st)
     return fail(st.error().context("set " + iface));
+  audit::Entry("set", audit::by_cli())
+      .set("iface", iface)
+      .set("rate", l.rate_pps)
+      .set("burst", l.burst)
+      .set("new_sources", ns.rate_pps)
+      .write();
   if (g.json)
     fmt::print("{}\n",
                json{{"iface", iface}, {"limits", limits_json(l)}, {"new_sources", limits_json(ns)}}
@@ -109,6 +126,7 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
 int cmd_detach(const Globals &g, const std::string &iface) {
   if (auto st = agent::detach(g.bpffs, iface); !st)
     return fail(st.error());
+  audit::Entry("detach", audit::by_cli()).set("iface", iface).write();
   if (g.json)
     fmt::print("{}\n", json{{"iface", iface}, {"detached", true}}.dump());
   else

@@ -11,6 +11,7 @@
 #include "agent/daemon.hpp"
 #include "cli/registry.hpp"
 #include "core/duration.hpp"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::cli {
@@ -125,6 +126,12 @@ int cmd_block(const Globals &g, const BlockOpts &o, bool add) {
     if (add) {
       if (auto st = agent::block(f.datapath(), *p, ttl); !st)
         return fail(st.error().context("block on " + f.iface()));
+      audit::Entry("block", audit::by_cli())
+          .set("iface", f.iface())
+          .set("prefix", core::format_prefix(*p))
+          .set("reason", "manual")
+          .set("ttl", ttl ? core::format_duration_ns(ttl) : "none")
+          .write();
       if (!g.json)
         fmt::print("{}: blocked {}{}\n", f.iface(), core::format_prefix(*p),
                    ttl ? " for " + core::format_duration_ns(ttl) : "");
@@ -136,8 +143,13 @@ int cmd_block(const Globals &g, const BlockOpts &o, bool add) {
         report(Error(0, fmt::format("{}: {} is not on the blocklist (see `bpfgate list`)",
                                     f.iface(), core::format_prefix(*p))));
         rc = 1;
-      } else if (!g.json) {
-        fmt::print("{}: unblocked {}\n", f.iface(), core::format_prefix(*p));
+      } else {
+        audit::Entry("unblock", audit::by_cli())
+            .set("iface", f.iface())
+            .set("prefix", core::format_prefix(*p))
+            .write();
+        if (!g.json)
+          fmt::print("{}: unblocked {}\n", f.iface(), core::format_prefix(*p));
       }
     }
   }

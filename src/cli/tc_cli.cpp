@@ -7,6 +7,7 @@
 #include "agent/tc.hpp"
 #include "bpf/xdp.hpp"
 #include "cli/registry.hpp"
+#include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::cli {
@@ -95,8 +96,12 @@ struct AttachOpts {
   std::string iface, config;
 };
 
-// Classes, HTB and stages from a config file's tc: section.
-Result<agent::TcSetup> setup_from(const std::string &file, const std::string &iface) {
+// Classes, HTB and stages from a config file's tc: section, and the file's hash.
+struct FileSetup {
+  agent::TcSetup setup;
+  std::string hash;
+};
+Result<FileSetup> setup_from(const std::string &file, const std::string &iface) {
   auto c = core::load_config(file, core::ConfigFor::tc);
   if (!c)
     return c.error();
@@ -106,20 +111,31 @@ Result<agent::TcSetup> setup_from(const std::string &file, const std::string &if
                       iface);
   if (auto st = agent::tc_check_environment(*c); !st)
     return st.error();
-  return agent::tc_setup_of(*c->tc);
+  auto setup = agent::tc_setup_of(*c->tc);
+  if (!setup)
+    return setup.error();
+  return FileSetup{*setup, c->hash};
 }
 
 int cmd_tc_attach(const Globals &g, const AttachOpts &o) {
-  agent::TcSetup setup;
+  FileSetup setup;
   if (!o.config.empty()) {
     auto s = setup_from(o.config, o.iface);
     if (!s)
       return fail(s.error());
     setup = *s;
   }
-  auto s = agent::tc_attach(g.bpffs, o.iface, setup);
+  auto s = agent::tc_attach(g.bpffs, o.iface, setup.setup);
   if (!s)
     return fail(s.error());
+  audit::Entry e("tc_attach", audit::by_cli());
+  e.set("iface", o.iface)
+      .set("ingress_prog_id", s->ingress_prog_id)
+      .set("egress_prog_id", s->egress_prog_id)
+      .set("classes", s->classes);
+  if (!o.config.empty())
+    e.set("path", o.config).config(setup.hash);
+  e.write();
   if (g.json) {
     fmt::print("{}\n", status_json(*s).dump());
   } else {
@@ -138,11 +154,18 @@ int cmd_tc_apply(const Globals &g, const AttachOpts &o) {
   auto p = agent::PinnedTc::open(g.bpffs, o.iface);
   if (!p)
     return fail(p.error());
-  if (auto st = p->apply(*setup); !st)
+  if (auto st = p->apply(setup->setup); !st)
     return fail(st.error().context("apply to " + o.iface));
   auto s = p->status();
   if (!s)
     return fail(s.error());
+  audit::Entry("tc_apply", audit::by_cli())
+      .set("iface", o.iface)
+      .set("generation", s->config.generation)
+      .set("classes", s->classes)
+      .set("path", o.config)
+      .config(setup->hash)
+      .write();
   if (g.json)
     fmt::print("{}\n", status_json(*s).dump());
   else
@@ -154,6 +177,7 @@ int cmd_tc_apply(const Globals &g, const AttachOpts &o) {
 int cmd_tc_detach(const Globals &g, const std::string &iface) {
   if (auto st = agent::tc_detach(g.bpffs, iface); !st)
     return fail(st.error());
+  audit::Entry("tc_detach", audit::by_cli()).set("iface", iface).write();
   if (g.json)
     fmt::print("{}\n", json{{"iface", iface}, {"detached", true}}.dump());
   else
@@ -211,6 +235,10 @@ int cmd_tc_stage(const Globals &g, const StageOpts &o, bool on) {
       return fail(p.error());
     if (auto st = p->set_stage(*stage, on); !st)
       return fail(st.error().context(n));
+    audit::Entry(on ? "tc_stage_enable" : "tc_stage_disable", audit::by_cli())
+        .set("iface", n)
+        .set("stage", o.stage)
+        .write();
     if (!g.json)
       fmt::print("{}: {} stage {}\n", n, o.stage, on ? "enabled" : "disabled");
   }
