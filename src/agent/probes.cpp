@@ -115,6 +115,10 @@ Result<std::unique_ptr<ServiceProbes>> ServiceProbes::load(const std::string &bp
     return tc.error();
   // Counters and flows carry over from an earlier run when the pins are there.
   for (const auto &[map, pin] : kPinnedMaps) {
+    // libbpf reuses what is pinned there: only a pin we trust.
+    if (std::string path = dir + "/" + pin; bpf::exists(path))
+      if (auto st = bpf::check_pin_owner(path); !st)
+        return st.error();
     bpf_map *m = bpf_object__find_map_by_name((*tc)->obj, map);
     if (!m || bpf_map__set_pin_path(m, (dir + "/" + pin).c_str()))
       return make_error(EINVAL, "set the pin path of {}", map);

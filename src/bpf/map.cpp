@@ -2,9 +2,13 @@
 
 #include <cstring>
 
+#include "bpf/pin.hpp"
+
 namespace bpfgate::bpf {
 
 Result<UniqueFd> open_pinned(const std::string &path) {
+  if (auto st = check_pin_owner(path); !st)
+    return st.error();
   int fd = bpf_obj_get(path.c_str());
   if (fd < 0)
     return libbpf_error(fd, "open pinned object " + path);

@@ -17,7 +17,8 @@
 
 namespace bpfgate::bpf {
 
-// Opens a pinned object (map, program or link) by path.
+// Opens a pinned object (map, program or link) by path; refuses one that is
+// not owned by us or that others may read or write (bpf::check_pin_owner).
 Result<UniqueFd> open_pinned(const std::string &path);
 
 struct MapInfo {

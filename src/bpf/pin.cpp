@@ -88,6 +88,20 @@ bool exists(const std::string &path) {
   return ::access(path.c_str(), F_OK) == 0;
 }
 
+Status check_pin_owner(const std::string &path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0)
+    return Error(errno, "open pinned object " + path);
+  uid_t self = ::geteuid();
+  if (st.st_uid == self && (st.st_mode & 077) == 0)
+    return {};
+  return make_error(EPERM,
+                    "refusing pinned object {}: mode {:04o}, owner uid {} (bpfgate's pins are "
+                    "0600 and owned by uid {}); someone else made or opened it up: inspect it, "
+                    "remove it (`rm {}`) and attach again",
+                    path, st.st_mode & 07777, st.st_uid, self, path);
+}
+
 Result<DirLock> DirLock::acquire(const std::string &dir, bool wait) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)

@@ -24,6 +24,11 @@ Status pin_fd(int fd, const std::string &path);    // pins, then chmod 0600
 Status unpin(const std::string &path);             // unlink; absent is fine
 Status remove_dir_if_empty(const std::string &path);
 bool exists(const std::string &path);
+// A pin bpfgate may trust: owned by the user it runs as (root) and with no
+// group or other permission bits. Anything else (a pin another user made, or
+// one opened up with chmod) is refused with its path, mode and owner. An
+// absent pin is ENOENT, as opening it would say.
+Status check_pin_owner(const std::string &path);
 
 // An exclusive flock on a directory, released when the owner goes.
 class DirLock {

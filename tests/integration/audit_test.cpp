@@ -1,7 +1,9 @@
 // The audit log, from the real binary: every attach, detach, block, unblock
 // and reload is one "audit: action=..." line on stderr naming who asked and,
-// where a config is involved, its hash.
+// where a config is involved, its hash; and pins someone else made or opened
+// up are refused, not used.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -266,6 +268,46 @@ TEST_F(AuditAgent, StartReloadSighupRefusalAndStopAreAudited) {
       EXPECT_TRUE(parse_audit(line)) << line;
     }
   }
+}
+
+// Opening a pin under bpfgate's directory: one opened up to group or other,
+// or owned by another user, is refused with its path, mode and owner.
+TEST(AuditPins, PinsWithOtherModesOrOwnersAreRefused) {
+  GatewayPair t;
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if()).exit_code, 0);
+  std::string pin;
+  for (const auto &e : std::filesystem::directory_iterator(t.pin_dir()))
+    if (e.is_regular_file() && e.path().filename() == "config")
+      pin = e.path().string();
+  ASSERT_FALSE(pin.empty()) << "no config map pinned in " << t.pin_dir();
+  // Put the pin back whatever happens, so that cleanup can detach.
+  struct Restore {
+    std::string path;
+    ~Restore() {
+      (void)!chown(path.c_str(), 0, 0);
+      chmod(path.c_str(), 0600);
+    }
+  } restore{pin};
+  EXPECT_EQ(t.bpfgate("status " + t.gw_if()).exit_code, 0);
+
+  ASSERT_EQ(chmod(pin.c_str(), 0644), 0);
+  auto r = t.bpfgate("status " + t.gw_if());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(contains(r.err, "refusing pinned object " + pin + ": mode 0644, owner uid 0"))
+      << r.err;
+  r = t.bpfgate("block 198.18.0.99 --iface " + t.gw_if());
+  EXPECT_EQ(r.exit_code, 1) << "blocked through a pin others may write";
+  EXPECT_TRUE(contains(r.err, "refusing pinned object " + pin)) << r.err;
+
+  ASSERT_EQ(chmod(pin.c_str(), 0600), 0);
+  ASSERT_EQ(chown(pin.c_str(), 65534, 65534), 0);
+  r = t.bpfgate("status " + t.gw_if());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(contains(r.err, "refusing pinned object " + pin + ": mode 0600, owner uid 65534"))
+      << r.err;
+
+  ASSERT_EQ(chown(pin.c_str(), 0, 0), 0);
+  EXPECT_EQ(t.bpfgate("status " + t.gw_if()).exit_code, 0);
 }
 
 }  // namespace
