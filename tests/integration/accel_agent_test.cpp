@@ -85,7 +85,8 @@ TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
   ASSERT_EQ(s["state"], "enabled") << log();
   EXPECT_EQ(s["cgroup"], cg.path());
   EXPECT_EQ(s["max_sockets"], 4096);
-  EXPECT_NE(log().find("socket acceleration enabled on cgroup " + cg.path()), std::string::npos)
+  EXPECT_NE(log().find("audit: action=accel_enable cgroup=" + cg.path() + " ports=any prog_id="),
+            std::string::npos)
       << log();
 
   cg.join();
@@ -118,7 +119,8 @@ TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
   agent_.reset();
   EXPECT_EQ(acc.status()["state"], "off") << log();
   EXPECT_FALSE(fs::exists(acc.pin_dir())) << "the sockets held nothing unread: all released";
-  EXPECT_NE(log().find("socket acceleration disabled: 2 sockets released"), std::string::npos)
+  EXPECT_NE(log().find("audit: action=accel_disable released=2 draining=0 by=SIGTERM,uid:0,pid:"),
+            std::string::npos)
       << log();
   // The connection keeps working on the normal path.
   ASSERT_TRUE(accel::send_pattern(p.client.get(), 8, 4096, 4096));
