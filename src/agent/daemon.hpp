@@ -54,16 +54,17 @@ class Daemon {
   void stop_accel(const std::string &by);
   void accel_housekeeping();
   Status reload_config(const std::string &by);
+  // The control socket (agent/daemon_control.cpp): clients are non-blocking, each has 2 s to send
+  // its one-line command, at most kMaxControlClients wait at once (a new one evicts the oldest);
+  // none can hold up the loop.
   Status open_control_socket(const std::string &path);
-  // The control socket: clients are non-blocking, each has 2 s to send its
-  // one-line command, at most kMaxControlClients wait at once (a new one
-  // evicts the oldest); none can hold up the loop.
   void accept_control();
   void on_control_client(int fd);
   void answer_control(int fd, const std::string &cmd);
   void drop_control_client(int fd);
   int expire_control_clients();  // the epoll timeout until the next deadline
   Status open_loop();
+  Status watch(int fd);  // adds fd to the loop's epoll, readable
   // On SIGTERM/SIGINT: detaches everything unless keep_datapath.
   void stop(const signalfd_siginfo &si);
 
