@@ -278,13 +278,14 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   struct bg_src_key key;
   bg_key_of(&key, w, s, kind);
   struct bg_src_state *st = NULL;
-  if (kind == BG_SRC_ADDR) {
+  if (kind == BG_SRC_ADDR && (s->flags & BG_SET_UNPROVEN)) {
     /* Known sources first: they are not charged to the unproven share, and
      * a frame the share refuses costs no lookup of the (large) table of
-     * admitted sources and touches no state. */
+     * admitted sources and touches no state. (Without the share, admitted
+     * sources are looked up first, below: one lookup for them.) */
     st = bpf_map_lookup_elem(&bg_known, &key);
     w->known = st != NULL;
-    if (!st && (s->flags & BG_SET_UNPROVEN)) {
+    if (!st) {
       if (!bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, now)) {
         /* An allow-listed source is never held back (a denied or blocked
          * one is dropped either way: counted here as unproven). */
@@ -301,6 +302,10 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   if (!st)
     st = bpf_map_lookup_elem(&bg_sources, &key);
   if (kind == BG_SRC_ADDR) {
+    if (!st && !(s->flags & BG_SET_UNPROVEN)) {
+      st = bpf_map_lookup_elem(&bg_known, &key);
+      w->known = st != NULL;
+    }
     __u64 epoch = w->epoch;
     if (!st || !(epoch & BG_EPOCH_VALID) || st->policy_epoch != epoch) {
       int r = bg_check_lists(w);
