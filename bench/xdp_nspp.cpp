@@ -17,6 +17,8 @@
 //                           every packet is a new source over that rate, dropped without state
 //                           (the few admitted keep their entry and pass when the rotation comes
 //                           back to them: ~3 % of packets here, as the map fills)
+//   1m_sources_unproven     1m_sources with attach's defaults: the unproven sources' share
+//                           (20,000/s) holds nearly every packet back before any state lookup
 //   100k_prefixes           100,000 allow/deny prefixes in the ACL, the source in none, vs xdp_drop
 //   100k_prefixes_denied    the same, the source denied by a /24, vs xdp_drop
 //   policy_*                the populated policy (populated_policy(): 10,000 allow/deny prefixes,
@@ -256,6 +258,20 @@ std::vector<CaseSpec> all_cases() {
            [](const core::Limits &l) {
              const core::Limits admit{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
              return core::default_policy(l, BG_VERDICT_PASS, admit);
+           },
+       .guarded = true},
+      {.name = "1m_sources_unproven",
+       .about = "1,000,000 rotating sources, attach's defaults (new sources 10,000/s, unproven "
+                "sources 20,000/s): held back by the unproven share, no state looked up or made",
+       .feed = Feed::kRotating,
+       .limits = defaults,
+       .nr_sources = 1'000'000,
+       .expect = {BG_VERDICT_DROP, BG_REASON_UNPROVEN, 0.90},
+       .policy =
+           [](const core::Limits &l) {
+             const core::Limits admit{core::kDefaultNewSourcesPps, core::kDefaultNewSourcesPps};
+             const core::Limits share{core::kDefaultUnprovenPps, core::kDefaultUnprovenPps};
+             return core::default_policy(l, BG_VERDICT_PASS, admit, share);
            },
        .guarded = true},
       {.name = "100k_prefixes",

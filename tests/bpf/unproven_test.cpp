@@ -89,6 +89,33 @@ TEST(UnprovenShare, AnAllowListedSourceIsNeverHeldBackNorCharged) {
   EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 2u);
 }
 
+// A source over its own limit gives its share tokens back, so one heavy
+// source cannot hold every other one back; a new source refused admission
+// keeps its token used, so a flood of new sources exhausts the share and is
+// then dropped before the admitted table is looked up.
+TEST(UnprovenShare, OneHeavySourceLeavesTheShareButANewSourceFloodUsesItUp) {
+  OneCpu pin;
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  auto heavy = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("limits: {{rate: 1, burst: 1, new_sources: off, unproven: "
+                                   "{{rate: 1, burst: {}}}}}\n",
+                                   10 * cpus)),
+      4096);
+  for (int i = 0; i < 100; i++)
+    heavy.run(udp("198.19.9.9"));
+  EXPECT_EQ(heavy.packets(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT), 99u);
+  EXPECT_EQ(spread_flood(heavy, 20), 9u) << "the heavy source used one token of 10";
+
+  auto fresh = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("limits: {{rate: 100, new_sources: {{rate: 1, burst: 1}}, "
+                                   "unproven: {{rate: 1, burst: {}}}}}\n",
+                                   10 * cpus)),
+      4096);
+  EXPECT_EQ(spread_flood(fresh, 50), 1u) << "one new source admitted on this CPU";
+  EXPECT_EQ(fresh.packets(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE), 9u);
+  EXPECT_EQ(fresh.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 40u);
+}
+
 TEST(UnprovenShare, OffOrWithoutProofsNothingIsShared) {
   OneCpu pin;
   auto off = FilterHarness::load_or_abort(

@@ -642,9 +642,17 @@ __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
   if (!s)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   int r = bg_limit_frame(ctx, w, s);
-  /* A frame dropped after all, or let through by the allow list, gives back
-   * the token it took of the unproven sources' share. */
-  if (w->shared_ns && ((r & 1) == BG_VERDICT_DROP || ((r >> 8) & 0xff) == BG_REASON_ALLOW))
+  /* A frame the lists decided (allow, deny, blocklist), or dropped by its
+   * source's or its prefix's bucket, gives back the token it took of the
+   * unproven sources' share: one heavy source, or a denied network, cannot
+   * use up the share of all the others. A new source refused admission keeps
+   * it used: a flood of new sources so exhausts the share at once and is
+   * then held back before any lookup of the admitted table (one lookup a
+   * frame instead of two). */
+  __u32 reason = (r >> 8) & 0xff;
+  if (w->shared_ns &&
+      (reason == BG_REASON_ALLOW || reason == BG_REASON_DENY || reason == BG_REASON_BLOCKLIST ||
+       reason == BG_REASON_RATE_LIMIT || reason == BG_REASON_PREFIX_LIMIT))
     bg_unadmit(BG_ADMIT_UNPROVEN, w->shared_ns);
   return r;
 }
