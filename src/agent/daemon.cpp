@@ -167,6 +167,13 @@ Status Daemon::converge(const core::Config &c, const std::string &by) {
                 "{}: the running filter is attached in {} mode, the config asks for {}: "
                 "detach and restart the agent to change it",
                 i.name, st->mode, i.mode);
+          if (to_string(pinned->attach()) != i.attach)
+            log::warn(
+                "{}: the running filter is attached {}, the config asks for {}: detach and "
+                "restart the agent to change it",
+                i.name,
+                pinned->attach() == XdpAttach::kDirect ? "directly" : "through the dispatcher",
+                i.attach);
           log::info("{}: adopted the running filter", i.name);
           it = filters_.emplace(i.name, std::move(*pinned)).first;
         }
@@ -176,6 +183,8 @@ Status Daemon::converge(const core::Config &c, const std::string &by) {
       AttachOptions a;
       a.iface = i.name;
       a.mode = *bpf::parse_xdp_mode(i.mode);
+      a.attach = parse_xdp_attach(i.attach).value_or(XdpAttach::kDirect);
+      a.priority = i.priority;
       a.max_sources = i.max_sources;
       a.policy = &image;
       a.event_buffer = parse_event_buffer(c.events.buffer).value_or(EventBufferChoice::kAuto);

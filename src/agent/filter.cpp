@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <net/if.h>
 
 #include <cerrno>
 #include <cstring>
@@ -10,8 +11,11 @@
 
 #include "agent/events.hpp"
 #include "bpf/features.hpp"
+#include "bpf/error.hpp"
+#include "bpf/map.hpp"
 #include "bpf/pin.hpp"
 #include "bpf/skeletons.hpp"
+#include "bpf/xdp_dispatcher.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::agent {
@@ -141,26 +145,206 @@ Result<bpf::DirLock> lock_root(const std::string &bpffs) {
   return bpf::DirLock::acquire(root);
 }
 
+// The id of the program behind fd (0 when unknown).
+uint32_t prog_id_of(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+// Whether program prog_id runs in the dispatcher of iface (0: it does not).
+uint32_t dispatched_ifindex(const std::string &iface, uint32_t prog_id) {
+  unsigned idx = if_nametoindex(iface.c_str());
+  if (idx == 0 || prog_id == 0)
+    return 0;
+  auto q = bpf::query_dispatcher(static_cast<int>(idx));
+  return q && q->dispatcher && q->find(prog_id) ? idx : 0;
+}
+
 // If pins exist for iface: an error when they hold a live attachment to it,
-// otherwise (interface gone or renamed) they are stale and are removed.
+// otherwise (interface gone or renamed, or the filter no longer in the
+// interface's dispatcher) they are stale and are removed.
 Status check_not_attached(const std::string &dir, const std::string &iface, int ifindex) {
   std::string link_pin = pin_path(dir, BG_PIN_LINK);
-  if (!bpf::exists(link_pin)) {
-    if (bpf::exists(dir))
-      return remove_pins(dir);
+  std::string prog_pin = pin_path(dir, BG_PIN_PROG);
+  if (bpf::exists(link_pin)) {
+    auto link = bpf::open_pinned(link_pin);
+    if (link) {
+      auto info = bpf::link_info(link->get());
+      if (info && info->ifindex == static_cast<uint32_t>(ifindex))
+        return make_error(EEXIST,
+                          "bpfgate is already attached to {} (program id {}); change limits "
+                          "with `bpfgate set {}` or run `bpfgate detach {}` first",
+                          iface, info->prog_id, iface, iface);
+    }
+    log::warn("removing stale pins under {} (their interface is gone)", dir);
+  } else if (bpf::exists(prog_pin)) {
+    auto prog = bpf::open_pinned(prog_pin);
+    uint32_t id = prog ? prog_id_of(prog->get()) : 0;
+    if (dispatched_ifindex(iface, id) == static_cast<uint32_t>(ifindex))
+      return make_error(EEXIST,
+                        "bpfgate is already attached to {} through the XDP dispatcher (program "
+                        "id {}); change limits with `bpfgate set {}` or run `bpfgate detach {}` "
+                        "first",
+                        iface, id, iface, iface);
+    log::warn("removing stale pins under {} (the filter is no longer in {}'s XDP dispatcher)", dir,
+              iface);
+  } else if (!bpf::exists(dir)) {
     return {};
   }
-  auto link = bpf::open_pinned(link_pin);
-  if (link) {
-    auto info = bpf::link_info(link->get());
-    if (info && info->ifindex == static_cast<uint32_t>(ifindex))
-      return make_error(EEXIST,
-                        "bpfgate is already attached to {} (program id {}); change limits "
-                        "with `bpfgate set {}` or run `bpfgate detach {}` first",
-                        iface, info->prog_id, iface, iface);
-  }
-  log::warn("removing stale pins under {} (their interface is gone)", dir);
   return remove_pins(dir);
+}
+
+// What the interface runs now, for plan_xdp_attach.
+Result<XdpPresent> xdp_present(int ifindex) {
+  auto q = bpf::query_xdp(ifindex);
+  if (!q)
+    return q.error();
+  XdpPresent p{.prog_id = q->prog_id, .dispatcher = false, .dispatched = 0, .mode = q->mode};
+  if (p.prog_id == 0)
+    return p;
+  auto d = bpf::query_dispatcher(ifindex);
+  if (!d) {
+    log::debug("read {}'s XDP program through libxdp: {}", ifindex, d.error().what());
+    return p;
+  }
+  p.dispatcher = d->dispatcher;
+  p.dispatched = d->progs.size();
+  return p;
+}
+
+// The filter loaded, not attached, with its policy in place before it sees
+// a packet.
+struct LoadedFilter {
+  bpf::XdpFilterSkel skel;
+  Datapath dp;
+  bg_event_transport transport;
+};
+
+// The filter's object opened, sized and configured for `o`, ready to load.
+Result<bpf::XdpFilterSkel> open_filter(const AttachOptions &o, int ifindex, bg_event_transport t) {
+  auto skel = bpf::XdpFilterSkel::open("xdp_filter");
+  if (!skel)
+    return skel.error();
+  prepare_filter(*skel, o.max_sources);
+  if (o.mode == bpf::XdpMode::kOffload) {
+    bpf_program__set_ifindex((*skel)->progs.bg_xdp_filter, ifindex);
+    bpf_map *m;
+    bpf_object__for_each_map(m, (*skel)->obj) bpf_map__set_ifindex(m, ifindex);
+  }
+  if (auto st = set_event_transport(*skel, t); !st)
+    return st.error();
+  return skel;
+}
+
+Result<LoadedFilter> load_filter(const AttachOptions &o, int ifindex) {
+  auto transport = resolve_transport(o.event_buffer);
+  if (!transport)
+    return transport.error();
+  if (!transport->note.empty())
+    log::warn("{}: {}", o.iface, transport->note);
+  auto skel = open_filter(o, ifindex, transport->transport);
+  if (!skel)
+    return skel.error();
+  if (auto st = skel->load(); !st) {
+    if (o.mode == bpf::XdpMode::kOffload)
+      return make_error(st.error().err(),
+                        "load for offload to {} failed: offload needs a NIC that runs XDP in "
+                        "hardware (e.g. Netronome nfp); use --mode native, generic or auto",
+                        o.iface);
+    return st.error();
+  }
+  auto dp = Datapath::from_object((*skel)->obj);
+  if (!dp)
+    return dp.error();
+  core::PolicyImage fallback =
+      core::default_policy(o.limits, o.unparsed_verdict, o.new_sources, o.unproven);
+  if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
+    return st.error().context("write the initial policy");
+  if (auto st = set_sample_interval(bpf_map__fd((*skel)->maps.bg_event_config),
+                                    o.drop_sample_interval_ns);
+      !st)
+    return st.error().context("write the event settings");
+  return LoadedFilter{std::move(*skel), std::move(*dp), transport->transport};
+}
+
+// Pins the maps and the program (and the link, when given: last, so that a
+// failure before it leaves nothing attached); on failure removes them all.
+Status pin_filter(const LoadedFilter &f, const std::string &dir, int prog_fd, int link_fd) {
+  if (auto st = bpf::make_private_dir(dir); !st)
+    return st;
+  Status pinned = f.dp.pin(dir);
+  if (pinned)
+    pinned = pin_event_maps(f.skel->obj, dir);
+  if (pinned)
+    pinned = bpf::pin_fd(prog_fd, pin_path(dir, BG_PIN_PROG));
+  if (pinned && link_fd >= 0)
+    pinned = bpf::pin_fd(link_fd, pin_path(dir, BG_PIN_LINK));
+  if (!pinned)
+    (void)remove_pins(dir);
+  return pinned;
+}
+
+Result<AttachReport> attach_direct(const AttachOptions &o, int ifindex, const std::string &dir,
+                                   LoadedFilter &f) {
+  int prog_fd = bpf_program__fd(f.skel->progs.bg_xdp_filter);
+  auto att = bpf::attach_xdp(prog_fd, ifindex, o.iface, o.mode);
+  if (!att)
+    return att.error();
+  if (auto st = f.dp.set_attach_mode(mode_code(att->mode)); !st)
+    return st.error().context("write config");
+  if (auto st = pin_filter(f, dir, prog_fd, att->link.get()); !st)
+    return st.error();
+  AttachReport report{};
+  if (auto info = bpf::link_info(att->link.get())) {
+    report.link_id = info->id;
+    report.prog_id = info->prog_id;
+  }
+  report.mode = att->mode;
+  report.note = att->fallback_note;
+  return report;
+}
+
+// The maps of `to` (opened, not loaded) made those of `from` (loaded).
+Status share_maps(bpf_object *to, const bpf_object *from) {
+  bpf_map *m;
+  bpf_object__for_each_map(m, to) {
+    const bpf_map *src = bpf_object__find_map_by_name(from, bpf_map__name(m));
+    if (!src || bpf_map__fd(src) < 0)
+      return make_error(ENOENT, "the loaded filter has no map {}", bpf_map__name(m));
+    if (int err = bpf_map__reuse_fd(m, bpf_map__fd(src)))
+      return bpf::libbpf_error(err, fmt::format("share map {}", bpf_map__name(m)));
+  }
+  return {};
+}
+
+// libxdp loads the program itself, as an extension of its dispatcher: a
+// second instance of the object, on the maps of the first (loaded as plain
+// XDP and never attached), which already hold the policy.
+Result<AttachReport> attach_through_dispatcher(const AttachOptions &o, int ifindex,
+                                               const std::string &dir, LoadedFilter &f) {
+  auto ext = open_filter(o, ifindex, f.transport);
+  if (!ext)
+    return ext.error();
+  if (auto st = share_maps((*ext)->obj, f.skel->obj); !st)
+    return st.error();
+  auto att =
+      bpf::attach_dispatched((*ext)->obj, "bg_xdp_filter", ifindex, o.iface, o.mode, o.priority);
+  if (!att)
+    return att.error();
+  Status done = f.dp.set_attach_mode(mode_code(att->mode));
+  if (done)
+    done = pin_filter(f, dir, att->prog.get(), -1);
+  if (!done) {
+    (void)bpf::detach_dispatched(att->prog.get(), ifindex, o.iface);
+    return done.error();
+  }
+  AttachReport report{};
+  report.prog_id = att->prog_id;
+  report.mode = att->mode;
+  report.attach = XdpAttach::kDispatcher;
+  report.priority = o.priority;
+  return report;
 }
 
 }  // namespace
@@ -189,88 +373,37 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   if (auto st = check_not_attached(dir, o.iface, *ifindex); !st)
     return st.error();
 
-  AttachReport report{};
-  auto present = bpf::query_xdp(*ifindex);
+  auto present = xdp_present(*ifindex);
   if (!present)
     return present.error().context("attach " + o.iface);
-  if (present->prog_id != 0) {
-    if (!o.force)
-      return make_error(EBUSY,
-                        "{} already has an XDP program (id {}, {} mode) that bpfgate did not "
-                        "attach; remove it (`ip link set dev {} xdp off`) or pass --force to "
-                        "replace it",
-                        o.iface, present->prog_id, bpf::to_string(present->mode), o.iface);
-    if (auto st = bpf::detach_foreign_xdp(*ifindex, *present); !st)
+  XdpAttachRequest req;
+  req.iface = o.iface;
+  req.attach = o.attach;
+  req.mode = o.mode;
+  req.force = o.force;
+  if (o.attach == XdpAttach::kDispatcher) {
+    req.freplace = bpf::freplace_support();
+    req.kernel = bpf::kernel_release();
+  }
+  auto plan = plan_xdp_attach(req, *present);
+  if (!plan)
+    return plan.error();
+  uint32_t replaced = 0;
+  if (plan->remove_foreign) {
+    if (auto st = bpf::detach_foreign_xdp(*ifindex, bpf::XdpQuery{present->prog_id, present->mode});
+        !st)
       return st.error();
-    report.replaced_prog_id = present->prog_id;
+    replaced = present->prog_id;
     log::warn("removed XDP program id {} from {} (--force)", present->prog_id, o.iface);
   }
 
-  auto skel = bpf::XdpFilterSkel::open("xdp_filter");
-  if (!skel)
-    return skel.error();
-  prepare_filter(*skel, o.max_sources);
-  if (o.mode == bpf::XdpMode::kOffload) {
-    bpf_program__set_ifindex((*skel)->progs.bg_xdp_filter, *ifindex);
-    bpf_map *m;
-    bpf_object__for_each_map(m, (*skel)->obj) bpf_map__set_ifindex(m, *ifindex);
-  }
-  auto transport = resolve_transport(o.event_buffer);
-  if (!transport)
-    return transport.error();
-  if (!transport->note.empty())
-    log::warn("{}: {}", o.iface, transport->note);
-  if (auto st = set_event_transport(*skel, transport->transport); !st)
-    return st.error();
-  if (auto st = skel->load(); !st) {
-    if (o.mode == bpf::XdpMode::kOffload)
-      return make_error(st.error().err(),
-                        "load for offload to {} failed: offload needs a NIC that runs XDP in "
-                        "hardware (e.g. Netronome nfp); use --mode native, generic or auto",
-                        o.iface);
-    return st.error();
-  }
-  auto dp = Datapath::from_object((*skel)->obj);
-  if (!dp)
-    return dp.error();
-  // The policy is in place before the first packet is seen.
-  core::PolicyImage fallback =
-      core::default_policy(o.limits, o.unparsed_verdict, o.new_sources, o.unproven);
-  if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
-    return st.error().context("write the initial policy");
-  if (auto st = set_sample_interval(bpf_map__fd((*skel)->maps.bg_event_config),
-                                    o.drop_sample_interval_ns);
-      !st)
-    return st.error().context("write the event settings");
-
-  int prog_fd = bpf_program__fd((*skel)->progs.bg_xdp_filter);
-  auto att = bpf::attach_xdp(prog_fd, *ifindex, o.iface, o.mode);
-  if (!att)
-    return att.error();
-  if (auto st = dp->set_attach_mode(mode_code(att->mode)); !st)
-    return st.error().context("write config");
-
-  // Pin everything; the link last, so a failure before it leaves nothing attached.
-  if (auto st = bpf::make_private_dir(dir); !st)
-    return st.error();
-  Status pinned = dp->pin(dir);
-  if (pinned)
-    pinned = pin_event_maps((*skel)->obj, dir);
-  if (pinned)
-    pinned = bpf::pin_fd(prog_fd, pin_path(dir, BG_PIN_PROG));
-  if (pinned)
-    pinned = bpf::pin_fd(att->link.get(), pin_path(dir, BG_PIN_LINK));
-  if (!pinned) {
-    (void)remove_pins(dir);
-    return pinned.error();
-  }
-  auto info = bpf::link_info(att->link.get());
-  if (info) {
-    report.link_id = info->id;
-    report.prog_id = info->prog_id;
-  }
-  report.mode = att->mode;
-  report.note = att->fallback_note;
+  auto f = load_filter(o, *ifindex);
+  if (!f)
+    return f.error();
+  auto report = o.attach == XdpAttach::kDispatcher ? attach_through_dispatcher(o, *ifindex, dir, *f)
+                                                   : attach_direct(o, *ifindex, dir, *f);
+  if (report)
+    report->replaced_prog_id = replaced;
   return report;
 }
 
@@ -288,12 +421,20 @@ Status detach(const std::string &bpffs, const std::string &iface) {
   auto lock = bpf::DirLock::acquire(bpf::pin_root(bpffs));
   if (!lock)
     return lock.error();
-  auto link = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
-  if (link) {
-    // Detach even if another process still holds the link open.
-    int err = bpf_link_detach(link->get());
-    if (err && errno != ENOLINK && errno != EINVAL)
-      return bpf::libbpf_error(err, "detach the XDP link of " + iface);
+  if (bpf::exists(pin_path(dir, BG_PIN_LINK))) {
+    auto link = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
+    if (link) {
+      // Detach even if another process still holds the link open.
+      int err = bpf_link_detach(link->get());
+      if (err && errno != ENOLINK && errno != EINVAL)
+        return bpf::libbpf_error(err, "detach the XDP link of " + iface);
+    }
+  } else if (auto prog = bpf::open_pinned(pin_path(dir, BG_PIN_PROG))) {
+    // Through the dispatcher: the other programs stay.
+    uint32_t idx = dispatched_ifindex(iface, prog_id_of(prog->get()));
+    if (idx)
+      if (auto st = bpf::detach_dispatched(prog->get(), static_cast<int>(idx), iface); !st)
+        return st;
   }
   return remove_pins(dir);
 }
@@ -322,16 +463,47 @@ Result<PinnedFilter> PinnedFilter::open(const std::string &bpffs, const std::str
                       "bpfgate is not attached to {} (nothing pinned under {}); attach it with "
                       "`bpfgate attach {}`",
                       iface, dir, iface);
-  auto link = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
-  if (!link)
-    return link.error();
+  bpf::UniqueFd link, prog;
+  if (bpf::exists(pin_path(dir, BG_PIN_LINK)) || !bpf::exists(pin_path(dir, BG_PIN_PROG))) {
+    auto l = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
+    if (!l)
+      return l.error();
+    link = std::move(*l);
+  } else {
+    auto p = bpf::open_pinned(pin_path(dir, BG_PIN_PROG));
+    if (!p)
+      return p.error();
+    prog = std::move(*p);
+  }
   auto dp = Datapath::from_pins(dir);
   if (!dp)
     return dp.error().context("open the filter of " + iface);
-  return PinnedFilter(iface, dir, std::move(*link), std::move(*dp));
+  return PinnedFilter(iface, dir, std::move(link), std::move(prog), std::move(*dp));
+}
+
+Result<PinnedFilter::Dispatched> PinnedFilter::dispatched() const {
+  Dispatched d;
+  d.prog_id = prog_id_of(prog_.get());
+  unsigned idx = if_nametoindex(iface_.c_str());
+  if (idx == 0 || d.prog_id == 0)
+    return d;
+  auto q = bpf::query_dispatcher(static_cast<int>(idx));
+  if (!q)
+    return q.error();
+  if (const bpf::DispatchedProg *p = q->dispatcher ? q->find(d.prog_id) : nullptr) {
+    d.ifindex = idx;
+    d.priority = p->priority;
+  }
+  return d;
 }
 
 Result<uint32_t> PinnedFilter::ifindex() const {
+  if (attach() == XdpAttach::kDispatcher) {
+    auto d = dispatched();
+    if (!d)
+      return d.error();
+    return d->ifindex;
+  }
   auto info = bpf::link_info(link_.get());
   if (!info)
     return info.error();
@@ -367,12 +539,22 @@ Status PinnedFilter::apply(const core::PolicyImage &policy) {
 Result<FilterStatus> PinnedFilter::status() const {
   FilterStatus s;
   s.iface = iface_;
-  auto info = bpf::link_info(link_.get());
-  if (!info)
-    return info.error();
-  s.ifindex = info->ifindex;
-  s.prog_id = info->prog_id;
-  s.link_id = info->id;
+  s.attach = attach();
+  if (s.attach == XdpAttach::kDispatcher) {
+    auto d = dispatched();
+    if (!d)
+      return d.error();
+    s.ifindex = d->ifindex;
+    s.prog_id = d->prog_id;
+    s.priority = d->priority;
+  } else {
+    auto info = bpf::link_info(link_.get());
+    if (!info)
+      return info.error();
+    s.ifindex = info->ifindex;
+    s.prog_id = info->prog_id;
+    s.link_id = info->id;
+  }
   auto cfg = dp_.config();
   if (!cfg)
     return cfg.error();

@@ -9,9 +9,11 @@
 
 #include "agent/datapath.hpp"
 #include "agent/events.hpp"
+#include "agent/xdp_plan.hpp"
 #include "bpf/fd.hpp"
 #include "bpf/skeletons.hpp"
 #include "bpf/xdp.hpp"
+#include "bpf/xdp_dispatcher.hpp"
 #include "core/limits.hpp"
 #include "core/policy.hpp"
 #include "util/result.hpp"
@@ -21,6 +23,10 @@ namespace bpfgate::agent {
 struct AttachOptions {
   std::string iface;
   bpf::XdpMode mode = bpf::XdpMode::kAuto;
+  // Directly (a bpf_link: bpfgate alone on the interface), or through
+  // libxdp's dispatcher beside other XDP programs, at `priority` (lower first).
+  XdpAttach attach = XdpAttach::kDirect;
+  unsigned priority = bpf::kDefaultXdpPriority;
   core::Limits limits{core::kDefaultRatePps, core::kDefaultRatePps};
   uint32_t max_sources = core::kDefaultMaxSources;
   // New sources let in per second and at once, all CPUs together (rate 0: no bound).
@@ -42,8 +48,10 @@ struct AttachReport {
   bpf::XdpMode mode;
   std::string note;  // e.g. why auto fell back to generic
   uint32_t prog_id = 0;
-  uint32_t link_id = 0;
+  uint32_t link_id = 0;           // 0 through the dispatcher (libxdp holds the link)
   uint32_t replaced_prog_id = 0;  // with --force, the program we removed
+  XdpAttach attach = XdpAttach::kDirect;
+  unsigned priority = 0;  // through the dispatcher
 };
 
 struct FilterStatus {
@@ -52,6 +60,8 @@ struct FilterStatus {
   uint32_t prog_id = 0;
   uint32_t link_id = 0;
   std::string mode;
+  XdpAttach attach = XdpAttach::kDirect;
+  unsigned priority = 0;     // through the dispatcher: the filter's run priority there
   core::Limits limits;       // the default limit
   core::Limits new_sources;  // new sources let in per second (rate 0: no bound)
   core::Limits unproven;     // frames of unproven sources passed per second (rate 0: no bound)
@@ -66,6 +76,9 @@ struct FilterStatus {
 };
 
 // A filter found pinned under <bpffs>/bpfgate/<iface>/; works from any process.
+// Attached directly, its bpf_link is pinned there ("link"); through libxdp's
+// dispatcher, only its program ("prog"): libxdp pins the link under
+// <bpffs>/xdp/ and replaces it whenever another program joins or leaves.
 class PinnedFilter {
  public:
   static Result<PinnedFilter> open(const std::string &bpffs, const std::string &iface);
@@ -82,19 +95,31 @@ class PinnedFilter {
   Result<std::vector<SourceEntry>> sources() const { return dp_.sources(); }
   Datapath &datapath() { return dp_; }
   const Datapath &datapath() const { return dp_; }
-  // The interface the pinned link is attached to (0: gone).
+  // The interface the filter is attached to (0: gone, or no longer in the
+  // interface's dispatcher).
   Result<uint32_t> ifindex() const;
+  XdpAttach attach() const { return link_.valid() ? XdpAttach::kDirect : XdpAttach::kDispatcher; }
 
  private:
-  PinnedFilter(std::string iface, std::string dir, bpf::UniqueFd link, Datapath dp)
+  PinnedFilter(std::string iface, std::string dir, bpf::UniqueFd link, bpf::UniqueFd prog,
+               Datapath dp)
       : iface_(std::move(iface)),
         dir_(std::move(dir)),
         link_(std::move(link)),
+        prog_(std::move(prog)),
         dp_(std::move(dp)) {}
+  // Through the dispatcher: the interface and the filter's entry there.
+  struct Dispatched {
+    uint32_t ifindex = 0;  // 0: not in the interface's dispatcher
+    uint32_t prog_id = 0;
+    unsigned priority = 0;
+  };
+  Result<Dispatched> dispatched() const;
 
   std::string iface_;
   std::string dir_;
-  bpf::UniqueFd link_;
+  bpf::UniqueFd link_;  // attached directly
+  bpf::UniqueFd prog_;  // through the dispatcher
   Datapath dp_;
 };
 

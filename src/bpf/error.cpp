@@ -1,6 +1,7 @@
 #include "bpf/error.hpp"
 
 #include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
 
 #include <cctype>
 #include <cerrno>
@@ -22,17 +23,24 @@ Error libbpf_error(int ret, const std::string &context) {
 }
 
 namespace {
-int print_fn(enum libbpf_print_level level, const char *format, va_list args) {
+void print_debug(const char *who, const char *format, va_list args) {
   char buf[1024];
   int n = std::vsnprintf(buf, sizeof(buf), format, args);
   std::string_view msg(buf, n < 0 ? 0 : std::min<size_t>(n, sizeof(buf) - 1));
   while (!msg.empty() && msg.back() == '\n')
     msg.remove_suffix(1);
-  // libbpf's warnings are echoed by our own error messages; keep them for -v.
-  (void)level;
   const log::Level l = log::Level::kDebug;
   if (log::level() <= l)
-    log::write(l, fmt::format("libbpf: {}", msg));
+    log::write(l, fmt::format("{}: {}", who, msg));
+}
+
+// libbpf's and libxdp's warnings are echoed by our own error messages; keep them for -v.
+int print_fn(enum libbpf_print_level, const char *format, va_list args) {
+  print_debug("libbpf", format, args);
+  return 0;
+}
+int print_xdp_fn(enum libxdp_print_level, const char *format, va_list args) {
+  print_debug("libxdp", format, args);
   return 0;
 }
 
@@ -45,6 +53,7 @@ bool is_noise(const std::string &line) {
 
 void install_libbpf_logger() {
   libbpf_set_print(print_fn);
+  libxdp_set_print(print_xdp_fn);
 }
 
 VerifierReport summarize_verifier_log(const std::string &log, int tail_lines) {

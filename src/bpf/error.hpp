@@ -11,7 +11,7 @@ namespace bpfgate::bpf {
 // ret is a libbpf return value: a negative errno.
 Error libbpf_error(int ret, const std::string &context);
 
-// Routes libbpf's messages to our logger: warnings as debug unless verbose.
+// Routes libbpf's and libxdp's messages to our logger: warnings as debug unless verbose.
 void install_libbpf_logger();
 
 // Extracts the verifier's reason and the last `tail_lines` lines of its log.

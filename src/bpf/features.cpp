@@ -1,10 +1,16 @@
 #include "bpf/features.hpp"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+#include <memory>
+
+#include "bpf/object.hpp"
+#include "freplace_probe.skel.h"
 
 namespace bpfgate::bpf {
 
@@ -39,6 +45,48 @@ namespace bpfgate::bpf {
 
 bool has_helper(bpf_prog_type type, bpf_func_id helper) {
   return libbpf_probe_bpf_helper(type, helper, nullptr) == 1;
+}
+
+}  // namespace bpfgate::bpf
+
+namespace bpfgate::bpf {
+
+namespace {
+using ProbeSkel = Skeleton<SkeletonTraits<freplace_probe, freplace_probe__open_opts,
+                                          freplace_probe__load, freplace_probe__destroy>>;
+
+// Loads bpf/freplace_probe.bpf.c's XDP program, then its extension against
+// it, then attaches the extension: each step the dispatcher takes.
+Status probe_freplace() {
+  auto target = ProbeSkel::open("freplace_probe");
+  if (!target)
+    return target.error();
+  bpf_program__set_autoload((*target)->progs.bg_probe_ext, false);
+  if (auto st = target->load(); !st)
+    return st.error().context("load a plain XDP program");
+  int target_fd = bpf_program__fd((*target)->progs.bg_probe_target);
+
+  auto ext = ProbeSkel::open("freplace_probe");
+  if (!ext)
+    return ext.error();
+  bpf_program__set_autoload((*ext)->progs.bg_probe_target, false);
+  if (int err =
+          bpf_program__set_attach_target((*ext)->progs.bg_probe_ext, target_fd, "bg_probe_slot"))
+    return libbpf_error(err, "aim an extension program at an XDP program");
+  if (auto st = ext->load(); !st)
+    return st.error().context("load an extension (freplace) program");
+  std::unique_ptr<bpf_link, decltype(&bpf_link__destroy)> link(
+      bpf_program__attach_freplace((*ext)->progs.bg_probe_ext, target_fd, "bg_probe_slot"),
+      bpf_link__destroy);
+  if (!link)
+    return libbpf_error(-errno, "attach an extension (freplace) program to an XDP program");
+  return {};
+}
+}  // namespace
+
+Status freplace_support() {
+  static const Status kAnswer = probe_freplace();
+  return kAnswer;
 }
 
 }  // namespace bpfgate::bpf

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "util/result.hpp"
+
 namespace bpfgate::bpf {
 
 bool has_map_type(bpf_map_type type);
@@ -14,5 +16,10 @@ bool has_helper(bpf_prog_type type, bpf_func_id helper);
 std::string kernel_release();
 // Whether the caller may load BPF programs and attach to interfaces.
 bool has_bpf_privileges();
+// Whether an extension program (freplace, BPF_PROG_TYPE_EXT) may replace a
+// global function of a loaded XDP program and be attached there: what libxdp's
+// dispatcher does with every program it runs. Asked once (needs privileges);
+// the error names the step the kernel refused and its errno.
+Status freplace_support();
 
 }  // namespace bpfgate::bpf

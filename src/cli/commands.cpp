@@ -63,6 +63,8 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
       .set("max_sources", opts.max_sources);
   if (r->replaced_prog_id)
     e.set("replaced_prog_id", r->replaced_prog_id);
+  if (r->attach == agent::XdpAttach::kDispatcher)
+    e.set("attach", "dispatcher").set("priority", r->priority);
   e.write();
   if (g.json) {
     json j = {{"iface", opts.iface},
@@ -76,15 +78,22 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
       j["note"] = r->note;
     if (r->replaced_prog_id)
       j["replaced_prog_id"] = r->replaced_prog_id;
+    j["attach"] = agent::to_string(r->attach);
+    if (r->attach == agent::XdpAttach::kDispatcher)
+      j["priority"] = r->priority;
     fmt::print("{}\n", j.dump());
   } else {
     if (!r->note.empty())
       log::warn("{}", r->note);
+    std::string through =
+        r->attach == agent::XdpAttach::kDispatcher
+            ? fmt::format(" through the XDP dispatcher at priority {}", r->priority)
+            : "";
     fmt::print(
-        "attached to {} in {} mode (program id {}), {} pps per source, burst {}, up to {} "
+        "attached to {}{} in {} mode (program id {}), {} pps per source, burst {}, up to {} "
         "sources\n",
-        opts.iface, bpf::to_string(r->mode), r->prog_id, opts.limits.rate_pps, opts.limits.burst,
-        opts.max_sources);
+        opts.iface, through, bpf::to_string(r->mode), r->prog_id, opts.limits.rate_pps,
+        opts.limits.burst, opts.max_sources);
   }
   return 0;
 }

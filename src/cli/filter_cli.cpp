@@ -15,6 +15,8 @@ void add_attach(Registry &r) {
   struct Opts {
     agent::AttachOptions attach;
     std::string mode = "auto";
+    std::string how = "direct";
+    unsigned priority = bpf::kDefaultXdpPriority;
     uint64_t rate = core::kDefaultRatePps, burst = 0;
     uint64_t new_sources = core::kDefaultNewSourcesPps;
     uint64_t unproven = core::kDefaultUnprovenPps;
@@ -25,6 +27,16 @@ void add_attach(Registry &r) {
   a->add_option("IFACE", o.attach.iface, "interface")->required()->check(iface_name());
   a->add_option("--mode", o.mode, "auto|native|generic|offload")
       ->check(check_mode)
+      ->capture_default_str();
+  a->add_option("--attach", o.how,
+                "direct (bpfgate alone on IFACE) or dispatcher (libxdp's, beside other XDP "
+                "programs)")
+      ->check(CLI::IsMember({"direct", "dispatcher"}))
+      ->capture_default_str();
+  a->add_option("--priority", o.priority,
+                "with --attach dispatcher: run priority among the interface's XDP programs, "
+                "lower runs first")
+      ->check(CLI::Range(0U, 1000000U))
       ->capture_default_str();
   a->add_option("--rate", o.rate, "packets per second allowed per source")->capture_default_str();
   a->add_option("--burst", o.burst, "packets a source may send at once (default: rate)");
@@ -43,7 +55,15 @@ void add_attach(Registry &r) {
       ->check(CLI::IsMember({"pass", "drop"}))
       ->capture_default_str();
   a->add_flag("--force", o.attach.force, "replace an XDP program bpfgate did not attach");
-  r.add(a, [&o, &g = r.globals()] {
+  r.add(a, [&o, a, &g = r.globals()] {
+    o.attach.attach = *agent::parse_xdp_attach(o.how);
+    if (a->count("--priority") && o.attach.attach != agent::XdpAttach::kDispatcher) {
+      log::error(
+          "attach: --priority orders the programs of libxdp's dispatcher: give it with "
+          "--attach dispatcher");
+      return 2;
+    }
+    o.attach.priority = o.priority;
     o.attach.mode = *bpf::parse_xdp_mode(o.mode);
     o.attach.limits = core::Limits{o.rate, o.burst ? o.burst : o.rate};
     o.attach.new_sources = core::Limits{o.new_sources, o.new_sources};

@@ -45,36 +45,47 @@ uint64_t sum_verdict(const agent::CounterTotals &c, bg_verdict v) {
 }  // namespace
 
 json status_json(const agent::FilterStatus &s) {
-  return {{"iface", s.iface},
-          {"ifindex", s.ifindex},
-          {"attached", s.ifindex != 0},
-          {"mode", s.mode},
-          {"prog_id", s.prog_id},
-          {"link_id", s.link_id},
-          {"limits", limits_json(s.limits)},
-          {"new_sources", limits_json(s.new_sources)},
-          {"unproven",
-           {{"rate_pps", s.unproven.rate_pps},
-            {"burst", s.unproven.burst},
-            {"enforced", s.unproven_enforced}}},
-          {"unparsed_verdict", agent::to_string(s.unparsed_verdict)},
-          {"max_sources", s.max_sources},
-          {"generation", s.generation},
-          {"packets",
-           {{"passed", sum_verdict(s.counters, BG_VERDICT_PASS)},
-            {"dropped", sum_verdict(s.counters, BG_VERDICT_DROP)}}},
-          {"counters", counters_json(s.counters)},
-          {"known_sources", {{"entries", s.known_sources}, {"max_entries", s.max_known}}},
-          {"events", events_json(s.stats)}};
+  json j = {{"iface", s.iface},
+            {"ifindex", s.ifindex},
+            {"attached", s.ifindex != 0},
+            {"mode", s.mode},
+            {"prog_id", s.prog_id},
+            {"link_id", s.link_id},
+            {"limits", limits_json(s.limits)},
+            {"new_sources", limits_json(s.new_sources)},
+            {"unproven",
+             {{"rate_pps", s.unproven.rate_pps},
+              {"burst", s.unproven.burst},
+              {"enforced", s.unproven_enforced}}},
+            {"unparsed_verdict", agent::to_string(s.unparsed_verdict)},
+            {"max_sources", s.max_sources},
+            {"generation", s.generation},
+            {"packets",
+             {{"passed", sum_verdict(s.counters, BG_VERDICT_PASS)},
+              {"dropped", sum_verdict(s.counters, BG_VERDICT_DROP)}}},
+            {"counters", counters_json(s.counters)},
+            {"known_sources", {{"entries", s.known_sources}, {"max_entries", s.max_known}}},
+            {"events", events_json(s.stats)}};
+  j["attach"] = agent::to_string(s.attach);
+  if (s.attach == agent::XdpAttach::kDispatcher)
+    j["priority"] = s.priority;
+  return j;
 }
 
 std::string status_text(const agent::FilterStatus &s) {
   std::string out = fmt::format(
-      "{}: {}mode {}  prog {}  link {}  rate {} pps  burst {}  max-sources {}  "
+      "{}: {}mode {}  prog {}  {}  rate {} pps  burst {}  max-sources {}  "
       "new-sources {}  unproven {}  unparsed {}\n    passed {}  dropped {}  known sources {}/{}\n  "
       "  events:",
-      s.iface, s.ifindex ? "" : "DEFUNCT (interface gone; run detach)  ", s.mode, s.prog_id,
-      s.link_id, s.limits.rate_pps, s.limits.burst, s.max_sources,
+      s.iface,
+      s.ifindex                                   ? ""
+      : s.attach == agent::XdpAttach::kDispatcher ? "DEFUNCT (not in the interface's XDP "
+                                                    "dispatcher; run detach)  "
+                                                  : "DEFUNCT (interface gone; run detach)  ",
+      s.mode, s.prog_id,
+      s.attach == agent::XdpAttach::kDispatcher ? fmt::format("dispatcher priority {}", s.priority)
+                                                : fmt::format("link {}", s.link_id),
+      s.limits.rate_pps, s.limits.burst, s.max_sources,
       s.new_sources.rate_pps ? fmt::format("{}/s", s.new_sources.rate_pps) : "unbounded",
       !s.unproven.rate_pps  ? std::string("unbounded")
       : s.unproven_enforced ? fmt::format("{}/s", s.unproven.rate_pps)

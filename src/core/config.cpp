@@ -169,7 +169,7 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
     d.at(n, "interfaces is empty: name at least one (interfaces: [- name: eth0])");
   std::set<std::string> seen;
   for (const auto &i : n) {
-    if (!check_keys(d, i, {"name", "mode", "max_sources"}, "an interface"))
+    if (!check_keys(d, i, {"name", "mode", "attach", "priority", "max_sources"}, "an interface"))
       continue;
     InterfaceConfig ic;
     ic.line = line_of(i);
@@ -190,6 +190,21 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
              fmt::format("mode '{}' is unknown: use auto, native, generic or offload", *s));
       else if (s)
         ic.mode = *s;
+    }
+    if (i["attach"]) {
+      auto s = scalar(d, i["attach"], "attach");
+      if (s && *s != "direct" && *s != "dispatcher")
+        d.at(i["attach"], fmt::format("attach '{}' is unknown: use direct or dispatcher", *s));
+      else if (s)
+        ic.attach = *s;
+      if (ic.attach == "dispatcher" && ic.mode == "offload")
+        d.at(i["attach"], "libxdp's dispatcher cannot be offloaded: use another mode");
+    }
+    if (i["priority"]) {
+      if (ic.attach != "dispatcher")
+        d.at(i["priority"], "priority orders libxdp's dispatcher: it needs attach: dispatcher");
+      else if (auto v = number(d, i["priority"], "priority", 0, 1000000))
+        ic.priority = static_cast<uint32_t>(*v);
     }
     if (i["max_sources"])
       if (auto v = number(d, i["max_sources"], "max_sources", 16, BG_SOURCES_MAX))

@@ -18,7 +18,9 @@ namespace bpfgate::core {
 
 struct InterfaceConfig {
   std::string name;
-  std::string mode = "auto";  // auto|native|generic|offload
+  std::string mode = "auto";      // auto|native|generic|offload
+  std::string attach = "direct";  // direct|dispatcher (libxdp's, beside other XDP programs)
+  uint32_t priority = 50;         // the run priority in the dispatcher (lower first)
   uint32_t max_sources = kDefaultMaxSources;
   int line = 0;
 };
