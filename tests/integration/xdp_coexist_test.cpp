@@ -34,7 +34,8 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr uint16_t kOpenPort = 5000;
-constexpr uint16_t kFilteredPort = 9;  // xdp-filter drops UDP to this port
+constexpr uint16_t kFilteredPort =
+    7777;  // xdp-filter drops UDP to this port (bpfgate-gen sends to 9)
 
 // Why the dispatcher cannot run here (nullopt: it can). In the VM run
 // (BPFGATE_REQUIRE_FREPLACE=1) a refusal fails the test instead.
