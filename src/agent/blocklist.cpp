@@ -1,5 +1,7 @@
 #include "agent/blocklist.hpp"
 
+#include "core/policy.hpp"
+
 #include <ctime>
 
 #include "agent/source_sweep.hpp"
@@ -23,6 +25,13 @@ std::string to_string(bg_block_reason r) {
 }
 
 Status block(Datapath &dp, const core::Prefix &p, uint64_t ttl_ns, uint32_t reason) {
+  // One blocklist entry is one trie key: an IPv6 prefix holding the range
+  // IPv4 sources are kept in would block every IPv4 source too.
+  if (core::covers_ipv4(p))
+    return make_error(EINVAL,
+                      "{} holds ::ffff:0:0/96, where IPv4 sources are kept: it would block IPv4 "
+                      "too; block IPv6 and IPv4 ranges apart (e.g. 2000::/3, 0.0.0.0/0)",
+                      core::format_prefix(p));
   uint64_t now = monotonic_ns();
   bg_block b{};
   b.added_ns = now;

@@ -33,13 +33,12 @@ bool bit(const uint8_t addr[16], uint32_t i) {
 // it becomes the prefixes that cover it except that range, one per bit from
 // its length to 96, so that ::/0 means every IPv6 source and no IPv4 one.
 // Other prefixes stay as they are.
+const uint8_t kMapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+
 std::vector<bg_lpm_key> without_ipv4(const Prefix &p) {
-  static const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+  const uint8_t *mapped = kMapped;
   const bg_lpm_key &k = p.key;
-  bool covers = !p.v4 && k.prefixlen <= 96;
-  for (uint32_t i = 0; covers && i < k.prefixlen; i++)
-    covers = bit(k.addr, i) == bit(mapped, i);
-  if (!covers)
+  if (!covers_ipv4(p))
     return {k};
   std::vector<bg_lpm_key> pieces;
   for (uint32_t len = k.prefixlen + 1; len <= 96; len++) {
@@ -55,6 +54,14 @@ std::vector<bg_lpm_key> without_ipv4(const Prefix &p) {
 }
 
 }  // namespace
+
+bool covers_ipv4(const Prefix &p) {
+  const bg_lpm_key &k = p.key;
+  bool covers = !p.v4 && k.prefixlen <= 96;
+  for (uint32_t i = 0; covers && i < k.prefixlen; i++)
+    covers = bit(k.addr, i) == bit(kMapped, i);
+  return covers;
+}
 
 std::vector<std::pair<bg_lpm_key, uint32_t>> compile_acl(const std::vector<Prefix> &allow,
                                                          const std::vector<Prefix> &deny) {

@@ -22,6 +22,10 @@ struct PolicyImage {
   bool prove = true;                // BG_SET_PROVE: TCP sources prove themselves with SYN cookies
 };
 
+// Whether an IPv6 prefix holds ::ffff:0:0/96, where IPv4 sources live in the
+// tries (::ffff:a.b.c.d): as a trie key it would match IPv4 sources too.
+bool covers_ipv4(const Prefix &p);
+
 // The allow/deny trie's entries. An IPv6 prefix never matches an IPv4 source
 // (those are ::ffff:a.b.c.d in the trie): one that would, such as ::/0, is
 // split into the prefixes covering it except ::ffff:0:0/96. Where two entries

@@ -98,6 +98,26 @@ TEST(Policy, AnIpv6PrefixNeverMatchesIpv4Sources) {
   EXPECT_EQ(v4.run(udp("2001:db8::5")), XDP_PASS);
 }
 
+// A blocklist entry is one trie key, not split like an ACL prefix: an IPv6
+// prefix that holds the IPv4 sources' range is refused, nothing is blocked.
+TEST(Policy, ABlockOfAnIpv6PrefixHoldingIpv4SourcesIsRefused) {
+  auto h = load(policy_from_yaml("limits: {rate: 1000, burst: 1000}\n"));
+  auto &dp = h.datapath();
+  for (const char *p : {"::/0", "::/1", "::ffff:0:0/96"}) {
+    auto st = agent::block(dp, *core::parse_prefix(p), 0);
+    ASSERT_FALSE(st.ok()) << p;
+    EXPECT_NE(std::string(st.error().what()).find("would block IPv4 too"), std::string::npos)
+        << st.error().what();
+  }
+  EXPECT_EQ(agent::list_blocks(dp)->size(), 0u);
+  EXPECT_EQ(h.run(udp("198.18.0.5")), XDP_PASS);
+  ASSERT_TRUE(agent::block(dp, *core::parse_prefix("2000::/3"), 0).ok());
+  ASSERT_TRUE(agent::block(dp, *core::parse_prefix("::ffff:198.18.7.0/120"), 0).ok());
+  EXPECT_EQ(h.run(udp("2001:db8::5")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("198.18.7.5")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("198.18.0.5")), XDP_PASS);
+}
+
 TEST(Policy, BlocklistDropsUntilItExpiresAndAllowStillWins) {
   auto h = load(policy_from_yaml("limits: {rate: 1000}\nallow: [198.18.9.0/24]\n"));
   auto &dp = h.datapath();
