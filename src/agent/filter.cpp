@@ -510,13 +510,16 @@ Result<uint32_t> PinnedFilter::ifindex() const {
   return info->ifindex;
 }
 
-Status PinnedFilter::set_limits(const core::Limits &limits,
-                                std::optional<core::Limits> new_sources) {
+Status PinnedFilter::set_limits(const core::Limits &limits, std::optional<core::Limits> new_sources,
+                                std::optional<core::Limits> unproven) {
   if (auto st = core::validate(limits); !st)
     return st;
   if (new_sources && new_sources->rate_pps)
     if (auto st = core::validate(*new_sources); !st)
       return st.error().context("new sources");
+  if (unproven && unproven->rate_pps)
+    if (auto st = core::validate(*unproven); !st)
+      return st.error().context("unproven sources");
   auto lock = bpf::DirLock::acquire(dir_);
   if (!lock)
     return lock.error();
@@ -526,6 +529,8 @@ Status PinnedFilter::set_limits(const core::Limits &limits,
   core::apply_limits(limits, policy->rules[BG_RULE_DEFAULT].limit);
   if (new_sources)
     core::apply_limits(*new_sources, policy->settings.new_source_limit);
+  if (unproven)
+    core::apply_limits(*unproven, policy->settings.unproven_limit);
   return dp_.apply(*policy);
 }
 

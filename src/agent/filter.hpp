@@ -86,7 +86,8 @@ class PinnedFilter {
   const std::string &iface() const { return iface_; }
   // Changes the default limit, and the new-source limit if given (rate 0:
   // no bound); a policy switch like any other.
-  Status set_limits(const core::Limits &limits, std::optional<core::Limits> new_sources = {});
+  Status set_limits(const core::Limits &limits, std::optional<core::Limits> new_sources = {},
+                    std::optional<core::Limits> unproven = {});
   // Switches to `policy`, holding the pin directory's lock so that two
   // processes never fill the same generation.
   Status apply(const core::PolicyImage &policy);

@@ -99,7 +99,8 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
 }
 
 int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> rate,
-            std::optional<uint64_t> burst, std::optional<uint64_t> new_sources) {
+            std::optional<uint64_t> burst, std::optional<uint64_t> new_sources,
+            std::optional<uint64_t> unproven) {
   auto f = agent::PinnedFilter::open(g.bpffs, iface);
   if (!f)
     return fail(f.error());
@@ -114,21 +115,28 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
   core::Limits ns = cur->new_sources;
   if (new_sources)
     ns = core::Limits{*new_sources, *new_sources};
-  if (auto st = f->set_limits(l, ns); !st)
+  core::Limits up = cur->unproven;
+  if (unproven)
+    up = core::Limits{*unproven, *unproven};
+  if (auto st = f->set_limits(l, ns, up); !st)
     return fail(st.error().context("set " + iface));
   audit::Entry("set", audit::by_cli())
       .set("iface", iface)
       .set("rate", l.rate_pps)
       .set("burst", l.burst)
       .set("new_sources", ns.rate_pps)
+      .set("unproven", up.rate_pps)
       .write();
   if (g.json)
-    fmt::print("{}\n",
-               json{{"iface", iface}, {"limits", limits_json(l)}, {"new_sources", limits_json(ns)}}
-                   .dump());
+    fmt::print("{}\n", json{{"iface", iface},
+                            {"limits", limits_json(l)},
+                            {"new_sources", limits_json(ns)},
+                            {"unproven", limits_json(up)}}
+                           .dump());
   else
-    fmt::print("{}: {} pps per source, burst {}, new sources {}\n", iface, l.rate_pps, l.burst,
-               ns.rate_pps ? fmt::format("{}/s", ns.rate_pps) : "unbounded");
+    fmt::print("{}: {} pps per source, burst {}, new sources {}, unproven sources {}\n", iface,
+               l.rate_pps, l.burst, ns.rate_pps ? fmt::format("{}/s", ns.rate_pps) : "unbounded",
+               up.rate_pps ? fmt::format("{}/s", up.rate_pps) : "unbounded");
   return 0;
 }
 

@@ -18,7 +18,8 @@ struct Globals {
 
 int cmd_attach(const Globals &g, const agent::AttachOptions &opts);
 int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> rate,
-            std::optional<uint64_t> burst, std::optional<uint64_t> new_sources = {});
+            std::optional<uint64_t> burst, std::optional<uint64_t> new_sources = {},
+            std::optional<uint64_t> unproven = {});
 int cmd_detach(const Globals &g, const std::string &iface);
 // Every attached interface, or only `iface` when it is not empty.
 int cmd_status(const Globals &g, const std::string &iface);

@@ -76,7 +76,7 @@ void add_attach(Registry &r) {
 void add_set(Registry &r) {
   struct Opts {
     std::string iface;
-    uint64_t rate = 0, burst = 0, new_sources = 0;
+    uint64_t rate = 0, burst = 0, new_sources = 0, unproven = 0;
   };
   auto &o = r.keep<Opts>();
   auto *s = r.app().add_subcommand("set", "change the limits of an attached filter");
@@ -86,19 +86,27 @@ void add_set(Registry &r) {
   s->add_option("--new-sources", o.new_sources,
                 "sources without state let in per second, all CPUs together (0: no bound)")
       ->check(CLI::Range(uint64_t{0}, uint64_t{BG_RATE_MAX_PPS}));
+  s->add_option("--unproven", o.unproven,
+                "frames of sources that have not proved themselves passed per second, all of "
+                "them and all CPUs together (0: no bound)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{BG_RATE_MAX_PPS}));
   r.add(s, [&o, s, &g = r.globals()] {
-    if (!s->count("--rate") && !s->count("--burst") && !s->count("--new-sources")) {
-      log::error("set: give --rate, --burst and/or --new-sources");
+    if (!s->count("--rate") && !s->count("--burst") && !s->count("--new-sources") &&
+        !s->count("--unproven")) {
+      // A usage error (exit 2), reported like every error: JSON under -j.
+      report(make_error(EINVAL, "set: give --rate, --burst, --new-sources and/or --unproven"));
       return 2;
     }
-    std::optional<uint64_t> rate, burst, new_sources;
+    std::optional<uint64_t> rate, burst, new_sources, unproven;
     if (s->count("--new-sources"))
       new_sources = o.new_sources;
+    if (s->count("--unproven"))
+      unproven = o.unproven;
     if (s->count("--rate"))
       rate = o.rate;
     if (s->count("--burst"))
       burst = o.burst;
-    return cmd_set(g, o.iface, rate, burst, new_sources);
+    return cmd_set(g, o.iface, rate, burst, new_sources, unproven);
   });
 }
 }  // namespace

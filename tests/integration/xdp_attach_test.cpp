@@ -274,6 +274,16 @@ TEST(XdpAttach, SpoofedSourcesAreBoundedAndAKnownClientKeepsItsService) {
   EXPECT_NE(set.out.find("new sources unbounded"), std::string::npos) << set.out;
   EXPECT_EQ(t.status()["new_sources"]["rate_pps"], 0);
   EXPECT_EQ(t.status()["limits"]["rate_pps"], 1000) << "the other limits stay";
+  auto share = t.bpfgate("set " + t.gw_if() + " --unproven 5000");
+  EXPECT_EQ(share.exit_code, 0) << share.err;
+  EXPECT_NE(share.out.find("unproven sources 5000/s"), std::string::npos) << share.out;
+  EXPECT_EQ(t.status()["unproven"]["rate_pps"], 5000);
+  EXPECT_EQ(t.status()["new_sources"]["rate_pps"], 0) << "the other limits stay";
+  auto none = t.bpfgate("-j set " + t.gw_if());
+  EXPECT_EQ(none.exit_code, 2);
+  auto err = nlohmann::json::parse(none.err, nullptr, false);
+  ASSERT_FALSE(err.is_discarded()) << "not JSON under -j: " << none.err;
+  EXPECT_NE(none.err.find("--unproven"), std::string::npos) << none.err;
 }
 
 // Entries of one of the filter's pinned tables.
