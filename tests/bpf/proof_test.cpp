@@ -18,6 +18,7 @@
 #include "core/packet.hpp"
 #include "core/policy.hpp"
 #include "support/filter_harness.hpp"
+#include "support/one_cpu.hpp"
 #include "support/prog_runner.hpp"
 #include "syncookie_gen.skel.h"
 
@@ -64,18 +65,6 @@ std::vector<uint8_t> handshake_ack(const std::string &src) {
   uint32_t cookie = cookie_of(tcp(src, kSyn, isn, 0));
   return tcp(src, kAck, isn + 1, cookie + 1);
 }
-
-struct OneCpu {  // admission budgets are per CPU: run every frame on one
-  cpu_set_t old{};
-  OneCpu() {
-    sched_getaffinity(0, sizeof(old), &old);
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(0, &one);
-    sched_setaffinity(0, sizeof(one), &one);
-  }
-  ~OneCpu() { sched_setaffinity(0, sizeof(old), &old); }
-};
 
 TEST(Proof, ACookieAckProvesItsSourceWithoutAdmissionAndAForgedOneDoesNot) {
   if (!agent::syncookie_helpers())

@@ -17,6 +17,7 @@
 #include "bpf/fd.hpp"
 #include "core/packet.hpp"
 #include "support/filter_harness.hpp"
+#include "support/one_cpu.hpp"
 #include "support/system.hpp"
 
 namespace bpfgate::test {
@@ -32,18 +33,6 @@ std::vector<uint8_t> udp(const std::string &src) {
 std::vector<uint8_t> tcp(const std::string &src, uint16_t sport, uint16_t dport, uint8_t flags) {
   return PacketBuilder().ipv4(src, kServer).tcp(sport, dport, flags).tcp_seq(1000, 2000).build();
 }
-
-struct OneCpu {  // the shares are per CPU: run every frame on one
-  cpu_set_t old{};
-  OneCpu() {
-    sched_getaffinity(0, sizeof(old), &old);
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(0, &one);
-    sched_setaffinity(0, sizeof(one), &one);
-  }
-  ~OneCpu() { sched_setaffinity(0, sizeof(old), &old); }
-};
 
 // A policy whose unproven share lets `per_cpu` frames through on each CPU at
 // once and then one every 100 s: no token comes back while a test runs.
