@@ -19,6 +19,7 @@
 #include "agent/accel.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/observer.hpp"
+#include "agent/seccomp.hpp"
 #include "agent/tc.hpp"
 #include "bpf/pin.hpp"
 #include "core/duration.hpp"
@@ -103,7 +104,22 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   d->observer_ = std::move(*obs);
   if (auto st = d->watch(d->observer_->fd()); !st)
     return st.error();
+  if (auto st = confine(*cfg); !st)
+    return st.error();
   return d;
+}
+
+Status Daemon::confine(const core::Config &c) {
+  if (!c.seccomp) {
+    log::info("seccomp: off (agent.seccomp in {}): the agent may make any system call", c.path);
+    return {};
+  }
+  auto r = seccomp::install();
+  if (!r)
+    return r.error().context(
+        "confine the agent (agent.seccomp: off runs it without its seccomp filter)");
+  log::info("seccomp: on: {} system calls allowed, any other fails with EPERM", r->syscalls);
+  return {};
 }
 
 Daemon::~Daemon() {
@@ -273,6 +289,11 @@ Status Daemon::reload_config(const std::string &by) {
   if (observer_)
     if (auto st = observer_->apply(*cfg, filters_, by); !st)
       return st;
+  if (cfg->seccomp != config_.seccomp)
+    log::warn(
+        "agent.seccomp is now {}: that takes effect when the agent restarts (the filter is "
+        "installed at start, and cannot be lifted)",
+        cfg->seccomp ? "on" : "off");
   config_ = *cfg;
   return {};
 }

@@ -54,6 +54,9 @@ class Daemon {
   void stop_accel(const std::string &by);
   void accel_housekeeping();
   Status reload_config(const std::string &by);
+  // After setup: the agent's own seccomp filter (agent/seccomp.hpp), unless
+  // the config says agent.seccomp: off. Logs which.
+  static Status confine(const core::Config &c);
   // The control socket (agent/daemon_control.cpp): clients are non-blocking, each has 2 s to send
   // its one-line command, at most kMaxControlClients wait at once (a new one evicts the oldest);
   // none can hold up the loop.

@@ -144,6 +144,19 @@ std::optional<bool> boolean(Diag &d, const YAML::Node &n, const char *what) {
   return std::nullopt;
 }
 
+// A switch: on (true, yes) or off (false, no).
+std::optional<bool> on_off(Diag &d, const YAML::Node &n, const char *what) {
+  auto s = scalar(d, n, what);
+  if (!s)
+    return std::nullopt;
+  if (*s == "on" || *s == "true" || *s == "yes")
+    return true;
+  if (*s == "off" || *s == "false" || *s == "no")
+    return false;
+  d.at(n, fmt::format("{} must be on or off, not '{}'", what, excerpt(*s)));
+  return std::nullopt;
+}
+
 // rate + burst (burst defaults to rate) from a mapping that may hold more keys.
 std::optional<Limits> limits_in(Diag &d, const YAML::Node &m, const char *what, bool required) {
   if (!m["rate"]) {
@@ -626,7 +639,7 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
     }
   }
   if (const auto &a = root["agent"]) {
-    if (check_keys(d, a, {"control_socket", "keep_datapath"}, "agent")) {
+    if (check_keys(d, a, {"control_socket", "keep_datapath", "seccomp"}, "agent")) {
       if (a["control_socket"])
         if (auto v = scalar(d, a["control_socket"], "control_socket")) {
           if (auto why = control_socket_problem(*v))
@@ -637,6 +650,9 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
       if (a["keep_datapath"])
         if (auto v = boolean(d, a["keep_datapath"], "keep_datapath"))
           c.keep_datapath = *v;
+      if (a["seccomp"])
+        if (auto v = on_off(d, a["seccomp"], "agent.seccomp"))
+          c.seccomp = *v;
     }
   }
 }

@@ -101,6 +101,7 @@ struct Config {
   uint64_t source_idle_ns = 300'000'000'000ULL;  // per-source entries idle this long are swept
   std::string control_socket = "/run/bpfgate/agent.sock";
   bool keep_datapath = false;  // leave the datapath running when the agent stops
+  bool seccomp = true;         // agent.seccomp: the agent's own filter once it runs
   MetricsConfig metrics;
   EventsConfig events;
   std::vector<ServiceConfig> services;

@@ -435,5 +435,51 @@ TEST_F(AgentTest, SigkillAndRestartNeverStopFiltering) {
   EXPECT_TRUE(contains(agent_log(), "the datapath keeps running from its pins"));
 }
 
+// The agent confines itself with its own seccomp filter once it is set up
+// (agent.seccomp, on by default, so every test here runs under it) and still
+// reloads (here one that loads and attaches the service probes), sees a
+// block, serves /metrics and stops cleanly; `seccomp: off` runs it without.
+// What the filter refuses: tests/unit/agent/seccomp_test.cpp.
+TEST_F(AgentTest, RunsUnderItsSeccompFilterUnlessTheConfigSaysOff) {
+  write_config("metrics: {listen: 127.0.0.1:9477}\n");
+  start_agent();
+  auto proc_status = [&] {
+    std::ifstream in("/proc/" + std::to_string(agent_->pid()) + "/status");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_TRUE(contains(proc_status(), "Seccomp:\t2\n")) << proc_status();
+  EXPECT_TRUE(contains(proc_status(), "Seccomp_filters:\t1\n")) << proc_status();
+  EXPECT_TRUE(contains(agent_log(), "seccomp: on: ")) << agent_log();
+
+  write_config(
+      "metrics: {listen: 127.0.0.1:9477}\ndeny: [198.18.0.66]\n"
+      "services: [{name: web, port: 80}]\n");
+  auto r = reload();
+  EXPECT_EQ(r.exit_code, 0) << r.err << agent_log();
+  EXPECT_TRUE(contains(agent_log(), "audit: action=probes_attach iface=" + t_.gw_if()))
+      << agent_log();
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), 100u);
+  ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if()).exit_code, 0);
+  for (int i = 0; i < 40 && !contains(agent_log(), "blocked 198.18.0.80/32 (manual"); i++)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(contains(agent_log(), "blocked 198.18.0.80/32 (manual")) << agent_log();
+  auto scrape = run(t_.gw().exec() + "curl -sf --max-time 3 http://127.0.0.1:9477/metrics");
+  EXPECT_EQ(scrape.exit_code, 0) << agent_log();
+  EXPECT_TRUE(contains(scrape.out, "bpfgate_service_requests_total")) << scrape.out;
+  agent_->kill(SIGTERM);
+  EXPECT_EQ(agent_->wait(5000ms), 0) << agent_log();
+  EXPECT_EQ(t_.xdp_prog_id(), 0u);
+  EXPECT_TRUE(contains(agent_log(), "stopping on Terminated: detached")) << agent_log();
+
+  std::ofstream(config_path()) << fmt::format(
+      "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}, seccomp: off}}\n", t_.gw_if(),
+      socket_path());
+  start_agent();
+  EXPECT_TRUE(contains(proc_status(), "Seccomp:\t0\n")) << proc_status();
+  EXPECT_TRUE(contains(agent_log(), "seccomp: off (agent.seccomp in " + config_path()))
+      << agent_log();
+}
+
 }  // namespace
 }  // namespace bpfgate::test

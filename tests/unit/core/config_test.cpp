@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "core/duration.hpp"
 #include "core/policy.hpp"
 
@@ -138,6 +140,26 @@ TEST(Config, NewSourcesOnByDefaultOffOrSetAndBadValues) {
       "interfaces: [{name: a}]\nlimits:\n  rate: 5\n  new_sources: {rate: 0}\n", "n.yaml");
   ASSERT_FALSE(zero.ok());
   EXPECT_TRUE(has(zero.error().what(), "n.yaml:4:")) << zero.error().what();
+}
+
+// agent.seccomp: the agent's own filter, on unless the config says off.
+TEST(Config, SeccompIsOnByDefaultAndSwitchesOff) {
+  auto def = parse_config("interfaces: [{name: a}]\n", "s.yaml");
+  ASSERT_TRUE(def.ok()) << def.error().what();
+  EXPECT_TRUE(def->seccomp);
+  for (const char *v : {"off", "false", "no"}) {
+    auto off = parse_config(fmt::format("interfaces: [{{name: a}}]\nagent: {{seccomp: {}}}\n", v),
+                            "s.yaml");
+    ASSERT_TRUE(off.ok()) << off.error().what();
+    EXPECT_FALSE(off->seccomp) << v;
+  }
+  auto on = parse_config("interfaces: [{name: a}]\nagent: {seccomp: on}\n", "s.yaml");
+  ASSERT_TRUE(on.ok()) << on.error().what();
+  EXPECT_TRUE(on->seccomp);
+  auto bad = parse_config("interfaces: [{name: a}]\nagent:\n  seccomp: later\n", "s.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(has(bad.error().what(), "s.yaml:3: agent.seccomp must be on or off, not 'later'"))
+      << bad.error().what();
 }
 
 TEST(Config, UnprovenSourcesShareARate) {
