@@ -11,6 +11,8 @@ PACKAGES=(
   # tests, demo and benchmarks: namespaces, real servers and clients, the alternatives
   iproute2 ethtool iputils-ping curl nginx-light wrk iperf3 iptables nftables xdp-tools
   gnuplot-nox procps util-linux
+  # systemd-analyze, which scores the exposure of deploy/bpfgate.service
+  systemd
 )
 
 missing=()
