@@ -149,10 +149,8 @@ std::optional<bool> on_off(Diag &d, const YAML::Node &n, const char *what) {
   auto s = scalar(d, n, what);
   if (!s)
     return std::nullopt;
-  if (*s == "on" || *s == "true" || *s == "yes")
-    return true;
-  if (*s == "off" || *s == "false" || *s == "no")
-    return false;
+  if (auto v = parse_switch(*s))
+    return v;
   d.at(n, fmt::format("{} must be on or off, not '{}'", what, excerpt(*s)));
   return std::nullopt;
 }

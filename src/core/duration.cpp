@@ -44,4 +44,12 @@ std::string format_duration_ns(uint64_t ns) {
   return out;
 }
 
+std::optional<bool> parse_switch(const std::string &text) {
+  if (text == "on" || text == "true" || text == "yes")
+    return true;
+  if (text == "off" || text == "false" || text == "no")
+    return false;
+  return std::nullopt;
+}
+
 }  // namespace bpfgate::core

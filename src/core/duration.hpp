@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "util/result.hpp"
@@ -10,5 +11,9 @@ namespace bpfgate::core {
 
 Result<uint64_t> parse_duration_ns(const std::string &text);
 std::string format_duration_ns(uint64_t ns);  // "1m30s", "250ms"
+
+// A switch as configs write it: on, true, yes (true) or off, false, no
+// (false); nullopt for anything else.
+std::optional<bool> parse_switch(const std::string &text);
 
 }  // namespace bpfgate::core

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "core/duration.hpp"
 #include "util/netif.hpp"
 
 namespace bpfgate::core {
@@ -89,10 +90,8 @@ std::optional<bool> on_off(Issues &d, const YAML::Node &n, const char *what) {
   auto s = scalar(d, n, what);
   if (!s)
     return std::nullopt;
-  if (*s == "on" || *s == "true" || *s == "yes")
-    return true;
-  if (*s == "off" || *s == "false" || *s == "no")
-    return false;
+  if (auto v = parse_switch(*s))
+    return v;
   d.at(n, fmt::format("{} must be on or off, not '{}'", what, *s));
   return std::nullopt;
 }
