@@ -6,13 +6,15 @@
  *
  *   parse -> ACL (longest prefix wins: allow passes unlimited, deny drops)
  *         -> blocklist -> rule by protocol/port (pass, drop or its own limit)
- *         -> per-source bucket -> unproven sources' share -> per-prefix bucket
+ *         -> unproven sources' share -> per-source bucket -> per-prefix bucket
  *         -> verdict
  *
- * A source that has not proved itself (a TCP ACK with a valid SYN cookie
- * moves it to bg_known) shares one rate with every other such source
- * (settings.unproven_limit): a spoofed flood spread over many addresses,
- * each under its own limit, passes at most that rate.
+ * A source that has not proved itself (a TCP ACK with a valid SYN cookie,
+ * or a frame of a connection the host has, moves it to bg_known) shares one
+ * rate with every other such source (settings.unproven_limit), checked
+ * right after the known table and before the table of admitted sources: a
+ * spoofed flood spread over many addresses, each under its own limit,
+ * passes at most that rate.
  *
  * A source with state skips the ACL and blocklist lookups while the answer
  * cached in its entry is of the policy in force (see bg_take), and frames
@@ -140,8 +142,8 @@ static __always_inline int bg_admit(__u32 slot, const struct bg_limit *lim, __u6
   return 1;
 }
 
-/* Gives back the token bg_admit() took in this CPU's share of `slot` (a
- * later bucket refused the frame). */
+/* Gives back the token bg_admit() took in this CPU's share of `slot` (see
+ * bg_stage_limit for which frames do). */
 static __always_inline void bg_unadmit(__u32 slot, __u64 emission_ns) {
   struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &slot);
   if (adm)
@@ -576,9 +578,9 @@ __noinline int bg_stage_policy(struct bg_work *w) {
 }
 
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
- * has one), the rule's action, then the per-source bucket, the unproven
- * sources' share (sources not known) and the per-prefix bucket. A frame a
- * later bucket refuses gives back the tokens the earlier ones took. */
+ * has one; for a source not known, after the unproven sources' share), the
+ * rule's action, then the per-source and per-prefix buckets. A frame the
+ * prefix refuses gives back its source's token. */
 static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
                                           const struct bg_settings *s) {
   __u32 rule_id = w->rule_id;
