@@ -5,7 +5,9 @@
 # 6.1, whatever this host runs), and the shared-bucket tests there with 8 CPUs. Needs root: the tests load BPF programs and
 # build network namespaces. Extra arguments go to the host's ctest;
 # BPFGATE_KERNEL_MATRIX=off skips the qemu run (for quick local iterations;
-# CI never sets it).
+# CI never sets it). Between the two, every libFuzzer target runs for 20 s
+# (scripts/fuzz.sh: its own clang build in build-fuzz/; BPFGATE_FUZZ=off
+# skips it, for the same quick iterations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -17,6 +19,11 @@ scripts/build.sh
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 build="$(pwd)/build"
 (cd "$build" && ctest --output-on-failure --timeout 600 "$@")
+if [ "${BPFGATE_FUZZ:-on}" = off ]; then
+  echo "test: BPFGATE_FUZZ=off: the fuzz targets did not run" >&2
+else
+  scripts/fuzz.sh
+fi
 if [ "${BPFGATE_KERNEL_MATRIX:-on}" = off ]; then
   echo "test: BPFGATE_KERNEL_MATRIX=off: the BPF tests did not run on Debian 12's kernel" >&2
   exit 0

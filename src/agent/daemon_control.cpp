@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "agent/control_request.hpp"
 #include "agent/daemon.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
@@ -58,7 +59,6 @@ Status Daemon::open_control_socket(const std::string &path) {
 
 namespace {
 constexpr size_t kMaxControlClients = 64;
-constexpr size_t kMaxControlLine = 256;
 constexpr auto kControlDeadline = std::chrono::seconds(2);
 }  // namespace
 
@@ -129,20 +129,16 @@ void Daemon::on_control_client(int fd) {
   ssize_t n;
   while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
     cl.in.append(buf, static_cast<size_t>(n));
-    if (cl.in.find('\n') != std::string::npos || cl.in.size() >= kMaxControlLine)
+    if (control_request_complete(cl.in))
       break;
   }
-  if (n < 0 && (errno == EAGAIN || errno == EINTR) && cl.in.find('\n') == std::string::npos &&
-      cl.in.size() < kMaxControlLine)
+  if (n < 0 && (errno == EAGAIN || errno == EINTR) && !control_request_complete(cl.in))
     return;  // more to come, within its deadline
   if (n == 0 && cl.in.empty()) {
     drop_control_client(fd);  // connected and left (a liveness probe)
     return;
   }
-  std::string cmd = cl.in.substr(0, std::min(cl.in.find('\n'), kMaxControlLine));
-  while (!cmd.empty() && (cmd.back() == '\r' || cmd.back() == '\n'))
-    cmd.pop_back();
-  answer_control(fd, cmd);
+  answer_control(fd, control_request_line(cl.in));
 }
 
 void Daemon::answer_control(int fd, const std::string &cmd) {
@@ -154,10 +150,11 @@ void Daemon::answer_control(int fd, const std::string &cmd) {
   std::string who = known_peer ? fmt::format("uid {} pid {}", peer.uid, peer.pid) : "unknown peer";
   std::string by = known_peer ? audit::by_peer(peer.uid, peer.pid) : "unknown";
   std::string reply;
+  ControlVerb verb = control_verb(cmd);
   if (!known_peer || peer.uid != 0) {
     reply = "error permission denied: the agent serves root only\n";
     log::warn("control: refused '{}' from {}", util::excerpt(cmd), who);
-  } else if (cmd == "reload") {
+  } else if (verb == ControlVerb::reload) {
     auto st = reload(by);
     if (st) {
       reply = "ok reloaded " + opts_.config_path + "\n";
@@ -165,15 +162,15 @@ void Daemon::answer_control(int fd, const std::string &cmd) {
       reply = "error " + st.error().what() + "\n";
       log::error("reload refused, the running policy stays: {}", st.error().what());
     }
-  } else if (cmd.rfind("events", 0) == 0 && observer_) {
+  } else if (verb == ControlVerb::events && observer_) {
     auto cl = std::move(control_clients_.at(fd));
     drop_control_client(fd);
     observer_->subscribe(std::move(cl.fd), cmd);
     return;
-  } else if (cmd == "ping") {
+  } else if (verb == ControlVerb::ping) {
     reply = "ok\n";
   } else {
-    reply = "error unknown command '" + util::excerpt(cmd) + "' (known: reload, ping, events)\n";
+    reply = unknown_control_reply(cmd);
   }
   // A reply fits the socket's buffer; one that does not is cut, never waited for.
   (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "agent/control_request.hpp"
 #include "bpf/map.hpp"
 #include "bpf/pin.hpp"
 #include "core/cidr.hpp"
@@ -264,17 +265,8 @@ void Observer::publish(Event e) {
 }
 
 void Observer::subscribe(bpf::UniqueFd conn, const std::string &request) {
-  std::vector<std::string> words;
-  for (size_t i = 0; i < request.size();) {
-    size_t j = request.find(' ', i);
-    if (j == std::string::npos)
-      j = request.size();
-    if (j > i)
-      words.push_back(request.substr(i, j - i));
-    i = j + 1;
-  }
-  Subscriber sub{std::move(conn), !(words.size() > 1 && words[1] == "text"),
-                 words.size() > 2 ? words[2] : ""};
+  auto req = parse_events_request(request);
+  Subscriber sub{std::move(conn), req.json, std::move(req.iface)};
   std::string names;
   for (const auto &[iface, src] : sources_)
     if (sub.iface.empty() || sub.iface == iface)

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -69,6 +70,27 @@ std::string format_prefix(const Prefix &p) {
   else
     inet_ntop(AF_INET6, p.key.addr, buf, sizeof(buf));
   return fmt::format("{}/{}", buf, user_prefixlen(p));
+}
+
+PrefixLines parse_prefix_lines(std::string_view text) {
+  PrefixLines out;
+  std::istringstream in{std::string(text)};
+  int lineno = 0;
+  for (std::string line; std::getline(in, line);) {
+    lineno++;
+    if (auto hash = line.find('#'); hash != std::string::npos)
+      line.resize(hash);
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (line.empty())
+      continue;
+    auto p = parse_prefix(line);
+    if (!p)
+      out.problems.emplace_back(lineno, p.error().message());
+    else
+      out.prefixes.push_back(*p);
+  }
+  return out;
 }
 
 }  // namespace bpfgate::core

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "bpfgate/abi/xdp.h"
 #include "util/result.hpp"
@@ -22,5 +25,15 @@ Result<Prefix> parse_prefix(const std::string &text);
 std::string format_prefix(const Prefix &p);
 // Prefix length as the operator writes it (IPv4: 0-32).
 unsigned user_prefixlen(const Prefix &p);
+
+// The contents of an allow_file/deny_file: one prefix a line, '#' starts a
+// comment, blanks and tabs (and a CR) around a prefix ignored, blank lines
+// skipped. Each bad line is a problem (its 1-based line, parse_prefix's
+// message); the good ones are kept in order whatever the others hold.
+struct PrefixLines {
+  std::vector<Prefix> prefixes;
+  std::vector<std::pair<int, std::string>> problems;
+};
+PrefixLines parse_prefix_lines(std::string_view text);
 
 }  // namespace bpfgate::core

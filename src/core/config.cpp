@@ -15,7 +15,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -301,22 +300,10 @@ void parse_prefix_file(Diag &d, const YAML::Node &n, std::vector<Prefix> &out, c
     d.at(n, text.error().message());
     return;
   }
-  std::istringstream in(*text);
-  int lineno = 0;
-  for (std::string line; std::getline(in, line);) {
-    lineno++;
-    if (auto hash = line.find('#'); hash != std::string::npos)
-      line.resize(hash);
-    line.erase(0, line.find_first_not_of(" \t\r"));
-    line.erase(line.find_last_not_of(" \t\r") + 1);
-    if (line.empty())
-      continue;
-    auto p = parse_prefix(line);
-    if (!p)
-      d.in_file(file.string(), lineno, fmt::format("bad CIDR: {}", p.error().message()));
-    else
-      out.push_back(*p);
-  }
+  auto lines = parse_prefix_lines(*text);
+  for (const auto &[lineno, why] : lines.problems)
+    d.in_file(file.string(), lineno, fmt::format("bad CIDR: {}", why));
+  out.insert(out.end(), lines.prefixes.begin(), lines.prefixes.end());
 }
 
 void parse_rules(Diag &d, const YAML::Node &n, Config &c) {

@@ -60,9 +60,21 @@ class Checker : public YAML::EventHandler {
   explicit Checker(uint64_t max_nodes) : max_(max_nodes) {}
 
   void OnDocumentStart(const YAML::Mark &mark) override {
+    // yaml-cpp 0.7 starts document after document at a token it cannot use
+    // (a ',' outside [ ] and { }) without moving past it: stop there.
+    if (documents_ > 0 && mark.pos == last_start_) {
+      stuck_ = true;
+      add(mark.line + 1, fmt::format("not valid YAML: nothing can be read at column {} (a ',' "
+                                     "outside [ ] or {{ }}?)",
+                                     mark.column + 1));
+      return;
+    }
+    last_start_ = mark.pos;
     if (++documents_ == 2)
       add(mark.line + 1, "a second YAML document ('---'): a config file holds one");
   }
+  // The parser started a document where the last one started: it would go on forever.
+  bool stuck() const { return stuck_; }
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark &mark, YAML::anchor_t anchor) override { leaf(mark, anchor, 1); }
   void OnAlias(const YAML::Mark &mark, YAML::anchor_t anchor) override {
@@ -139,6 +151,8 @@ class Checker : public YAML::EventHandler {
 
   uint64_t max_;
   int documents_ = 0;
+  int last_start_ = -1;
+  bool stuck_ = false;
   uint64_t total_ = 0;
   bool too_big_ = false;
   std::vector<Frame> frames_;
@@ -153,7 +167,7 @@ std::vector<std::pair<int, std::string>> yaml_problems(const std::string &text,
   Checker c(max_nodes);
   try {
     YAML::Parser parser(in);
-    while (parser.HandleNextDocument(c)) {
+    while (!c.stuck() && parser.HandleNextDocument(c)) {
     }
   } catch (const YAML::Exception &) {
     // A syntax error: the loader reports it, with its line.

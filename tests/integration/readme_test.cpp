@@ -23,6 +23,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
@@ -277,6 +278,7 @@ constexpr const char *kFamily = "(a family of commands)";
 const std::map<std::string, std::string> kChecked = {
     {"scripts/demo.sh", "Demo"},
     {"scripts/test.sh", "CiRunsTheTestCommand"},
+    {"BPFGATE_FUZZ_SECONDS=600 scripts/fuzz.sh config", "FuzzLonger"},
     {"bench/run xdp --json", "BenchXdp"},
     {"bench/run xdp", "BenchXdp"},
     {"bpfgate attach eth0 --rate 10000 --burst 20000", "UsingIt"},
@@ -336,6 +338,25 @@ TEST(ReadmeFile, EveryCommandItShowsHasACheck) {
     EXPECT_TRUE(seen.count(cmd)) << "ReadmeCommands." << test << " checks `" << cmd
                                  << "`, which README.md no longer shows";
   EXPECT_GE(readme().yaml_blocks.size(), 2u);
+}
+
+// Running a fuzz target longer: the target is one scripts/fuzz.sh knows, the
+// variable is the one it reads, and the test command runs the targets.
+TEST(ReadmeFile, FuzzLonger) {
+  const std::string &cmd = shown("BPFGATE_FUZZ_SECONDS=600 scripts/fuzz.sh config");
+  std::string target = cmd.substr(cmd.rfind(' ') + 1);
+  std::string var = cmd.substr(0, cmd.find('='));
+  fs::path src(BPFGATE_SOURCE_DIR);
+  auto listed = run_ok((src / "scripts/fuzz.sh").string() + " --list");
+  EXPECT_TRUE(has_word(listed.out, target)) << "scripts/fuzz.sh --list:\n" << listed.out;
+  auto text = [&](const char *name) {
+    std::ifstream in(src / name);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  EXPECT_NE(text("scripts/fuzz.sh").find("${" + var + ":-"), std::string::npos)
+      << "scripts/fuzz.sh does not read " << var;
+  EXPECT_TRUE(std::regex_search(text("scripts/test.sh"), std::regex(R"((^|\n) *scripts/fuzz.sh\n)")))
+      << "scripts/test.sh does not run scripts/fuzz.sh";
 }
 
 // The first command of the README's pair is CI's own entry point.

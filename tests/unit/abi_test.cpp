@@ -6,10 +6,21 @@
 
 #include "bpfgate/abi/events.h"
 #include "bpfgate/abi/observe.h"
+#include "bpfgate/abi/parse.h"
 #include "bpfgate/abi/xdp.h"
 
 namespace {
 
+// What bg_parse makes of a frame, as the parser tests read it back (abi/parse.h).
+static_assert(sizeof(bg_packet) == 50);
+static_assert(offsetof(bg_packet, l3_proto) == 32);
+static_assert(offsetof(bg_packet, vlan_id) == 38);
+static_assert(offsetof(bg_packet, sport) == 40);
+static_assert(offsetof(bg_packet, tcp_flags) == 44);
+static_assert(offsetof(bg_packet, l3_off) == 46);
+static_assert(offsetof(bg_packet, l4_off) == 48);
+static_assert(sizeof(bg_parse_probe_out) == 60);
+static_assert(offsetof(bg_parse_probe_out, pkt) == 8);
 static_assert(sizeof(bg_counter) == 16);
 static_assert(sizeof(bg_limit) == 32);
 static_assert(sizeof(bg_src_key) == 24);

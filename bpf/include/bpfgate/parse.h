@@ -17,6 +17,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "bpfgate/abi/parse.h" /* struct bg_packet, enum bg_parse_status */
+
 #define BG_VLAN_MAX_DEPTH 2
 #define BG_IPV6_EXT_MAX 6
 #define BG_IP_MF 0x2000
@@ -45,33 +47,6 @@ struct bg_cursor {
   void *pos;
   void *end;
   void *start; /* the frame's first byte, where offsets are wanted (bg_parse) */
-};
-
-/* How far parsing got. */
-enum bg_parse_status {
-  BG_PARSE_OK = 0,     /* L3 and, where present, L4 header read */
-  BG_PARSE_NOT_IP = 1, /* a well-formed frame that is not IPv4/IPv6 */
-  BG_PARSE_BAD_L2 = 2, /* truncated Ethernet or VLAN header */
-  BG_PARSE_BAD_L3 = 3, /* IP header truncated or malformed: no trustworthy source */
-  BG_PARSE_BAD_L4 = 4, /* source known, transport header truncated or malformed */
-};
-
-/* What the filter needs to know about a packet. */
-struct bg_packet {
-  __u8 src[16]; /* IPv6, or IPv4 mapped ::ffff:a.b.c.d */
-  __u8 dst[16];
-  __u16 l3_proto; /* ETH_P_IP or ETH_P_IPV6, host order */
-  __u8 l4_proto;  /* IPPROTO_*, 0 when unknown */
-  __u8 fragment;  /* 1: part of a fragmented datagram */
-  __u8 has_l4;    /* 1: sport/dport are valid */
-  __u8 vlan_depth;
-  __u16 vlan_id; /* innermost VLAN id, 0 when untagged */
-  __be16 sport;
-  __be16 dport;
-  __u8 tcp_flags; /* TCP: the flags byte (FIN 0x01 SYN 0x02 RST 0x04 ACK 0x10) */
-  __u8 _pad;
-  __u16 l3_off; /* bg_parse: offsets of the IP and transport headers in the frame */
-  __u16 l4_off;
 };
 
 static __always_inline void *bg_cursor_take(struct bg_cursor *c, __u32 len) {

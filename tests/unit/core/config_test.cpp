@@ -293,6 +293,20 @@ TEST(Config, PrefixFilesReportTheirOwnLines) {
   std::filesystem::remove_all(dir);
 }
 
+// The lines of a prefix file without the file (core::parse_prefix_lines, which
+// the loader runs on it and tests/fuzz/prefix_file_fuzz.cpp fuzzes).
+TEST(Config, PrefixLinesKeepTheGoodOnesAndNumberTheBad) {
+  auto r = parse_prefix_lines("# feed\r\n\t198.18.1.0/24 \r\n\n300.1.1.1\n2001:db8::/32#x\n1.2.3.4/");
+  ASSERT_EQ(r.prefixes.size(), 2u);
+  EXPECT_EQ(format_prefix(r.prefixes[0]), "198.18.1.0/24");
+  EXPECT_EQ(format_prefix(r.prefixes[1]), "2001:db8::/32");
+  ASSERT_EQ(r.problems.size(), 2u);
+  EXPECT_EQ(r.problems[0].first, 4);
+  EXPECT_TRUE(has(r.problems[0].second, "'300.1.1.1' is not an IPv4 or IPv6 address"));
+  EXPECT_EQ(r.problems[1].first, 6);  // the last line, without its newline
+  EXPECT_TRUE(parse_prefix_lines("").prefixes.empty());
+}
+
 TEST(Config, TheShippedExampleIsValid) {
   auto c = load_config(std::string(BPFGATE_SOURCE_DIR) + "/deploy/bpfgate.yaml");
   ASSERT_TRUE(c.ok()) << c.error().what();

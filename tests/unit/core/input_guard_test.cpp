@@ -1,12 +1,17 @@
 // Input bpfgate does not control: refused with a reason, in bounded time and
 // memory, before anything is applied (core/input_guard, util/text, util/netif).
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
+#include <functional>
 #include <fstream>
+#include <iterator>
 
 #include "core/config.hpp"
 #include "core/input_guard.hpp"
@@ -129,6 +134,46 @@ TEST_F(Files, TheConfigRefusesWhatItCannotUse) {
   auto msg = parse("interfaces: [{name: eth0}]\nrules: [{match: \"tcp/\\e[31m\"}]\n");
   EXPECT_FALSE(msg.empty());
   EXPECT_EQ(msg.find('\x1b'), std::string::npos) << msg;
+}
+
+// Runs `body` in a child; whether it finished within `limit` (killed if not),
+// so that a parser that loops forever fails the test instead of hanging it.
+bool finishes_within(std::chrono::milliseconds limit, const std::function<void()> &body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    body();
+    _exit(0);
+  }
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return false;
+    }
+    usleep(10'000);
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// Found by tests/fuzz/config_fuzz.cpp (kept in its corpus): a ',' that opens
+// the file made yaml-cpp 0.7 start document after document at it, and
+// yaml_problems, which walks every document, never returned: `bpfgate check`
+// and a reload hung on a 3-byte config.
+TEST(InputGuard, YamlThatStopsTheParserIsRefusedInBoundedTime) {
+  std::ifstream in(fs::path(BPFGATE_SOURCE_DIR) / "tests/fuzz/config/regress-stray-comma-hang",
+                   std::ios::binary);
+  std::string found((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_EQ(found, ",[\xdb");
+  for (const std::string &text : {found, std::string(","), std::string(",\n"),
+                                   std::string("a: 1\n---\n,\n")}) {
+    EXPECT_TRUE(finishes_within(std::chrono::seconds(5), [&] {
+      auto c = parse_config(text, "/nonexistent/bpfgate.yaml");
+      _exit(!c && has(c.error().message(), "not valid YAML") ? 0 : 1);
+    })) << excerpt(text) << ": not refused as invalid YAML within 5 s";
+  }
+  EXPECT_TRUE(has(problems_text(","), "1: not valid YAML: nothing can be read at column 1"));
 }
 
 }  // namespace
