@@ -57,11 +57,18 @@ std::vector<uint8_t> generated_frame(Rng &rng) {
       b.fragment(static_cast<uint16_t>(pick(rng, 2) * 8 * pick(rng, 200)), pick(rng, 2));
   }
   switch (pick(rng, 4)) {
-    case 0: b.tcp(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()),
-                  static_cast<uint8_t>(rng())); break;
-    case 1: b.udp(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng())); break;
-    case 2: b.icmp(static_cast<uint8_t>(rng()), static_cast<uint8_t>(rng())); break;
-    default: break;
+    case 0:
+      b.tcp(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()),
+            static_cast<uint8_t>(rng()));
+      break;
+    case 1:
+      b.udp(static_cast<uint16_t>(rng()), static_cast<uint16_t>(rng()));
+      break;
+    case 2:
+      b.icmp(static_cast<uint8_t>(rng()), static_cast<uint8_t>(rng()));
+      break;
+    default:
+      break;
   }
   b.payload(pick(rng, 64), static_cast<uint8_t>(rng()));
   return b.build();
@@ -123,10 +130,10 @@ TEST(ParseDiff, KernelParserMatchesTheReferenceOnGeneratedAndMutatedFrames) {
   for (int s = BG_PARSE_OK; s <= BG_PARSE_BAD_L4; s++)
     EXPECT_GT(by_status[s], kFrames / 100) << "status " << s << " seldom generated";
   RecordProperty("frames_run", run);
-  fmt::print("{} frames compared ({} short of an Ethernet header, reference only): ok {}, "
-             "not IP {}, bad L2 {}, bad L3 {}, bad L4 {}\n",
-             run, short_frames, by_status[0], by_status[1], by_status[2], by_status[3],
-             by_status[4]);
+  fmt::print(
+      "{} frames compared ({} short of an Ethernet header, reference only): ok {}, "
+      "not IP {}, bad L2 {}, bad L3 {}, bad L4 {}\n",
+      run, short_frames, by_status[0], by_status[1], by_status[2], by_status[3], by_status[4]);
 }
 
 // Frames chosen by hand at each boundary the parser has: they run on every
@@ -135,15 +142,42 @@ TEST(ParseDiff, KernelParserMatchesTheReferenceAtEachBoundary) {
   ParseProbe probe;
   ASSERT_TRUE(probe.loaded()) << probe.error();
   std::vector<std::vector<uint8_t>> frames = {
-      PacketBuilder().vlan(7).vlan(9, 0x88a8).vlan(11).ipv4("198.18.0.1", "198.18.0.2").udp(1, 2).build(),
+      PacketBuilder()
+          .vlan(7)
+          .vlan(9, 0x88a8)
+          .vlan(11)
+          .ipv4("198.18.0.1", "198.18.0.2")
+          .udp(1, 2)
+          .build(),
       PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").ipv4_options({1, 1, 1, 0}).tcp(1, 2).build(),
       PacketBuilder().ipv4("198.18.0.1", "198.18.0.2").fragment(8, true).udp(1, 2).build(),
-      PacketBuilder().ipv6("2001:db8::1", "2001:db8::2").ipv6_ext(0).ipv6_ext(43, 2).ipv6_ext(60)
-          .ipv6_ext(0).ipv6_ext(43).ipv6_ext(60).tcp(1, 2).build(),  // six: the most walked
-      PacketBuilder().ipv6("2001:db8::1", "2001:db8::2").ipv6_ext(0).ipv6_ext(43).ipv6_ext(60)
-          .ipv6_ext(0).ipv6_ext(43).ipv6_ext(60).ipv6_ext(0).tcp(1, 2).build(),  // seven
-      PacketBuilder().ipv6("2001:db8::1", "2001:db8::2").ipv6_ext(44).fragment(16, false)
-          .udp(1, 2).build(),
+      PacketBuilder()
+          .ipv6("2001:db8::1", "2001:db8::2")
+          .ipv6_ext(0)
+          .ipv6_ext(43, 2)
+          .ipv6_ext(60)
+          .ipv6_ext(0)
+          .ipv6_ext(43)
+          .ipv6_ext(60)
+          .tcp(1, 2)
+          .build(),  // six: the most walked
+      PacketBuilder()
+          .ipv6("2001:db8::1", "2001:db8::2")
+          .ipv6_ext(0)
+          .ipv6_ext(43)
+          .ipv6_ext(60)
+          .ipv6_ext(0)
+          .ipv6_ext(43)
+          .ipv6_ext(60)
+          .ipv6_ext(0)
+          .tcp(1, 2)
+          .build(),  // seven
+      PacketBuilder()
+          .ipv6("2001:db8::1", "2001:db8::2")
+          .ipv6_ext(44)
+          .fragment(16, false)
+          .udp(1, 2)
+          .build(),
       PacketBuilder().ipv6("2001:db8::1", "2001:db8::2").icmp(128, 0).build(),
   };
   size_t whole = frames.size();

@@ -185,7 +185,8 @@ std::string describe_difference(const ParseOutcome &bpf, const ParseOutcome &ref
   };
   std::string out = fmt::format("{:<11} {:<34} {}\n", "field", "bpf", "reference");
   for (const auto &f : fields)
-    out += fmt::format("{:<11} {:<34} {}{}\n", f.name, f.a, f.b, f.a == f.b ? "" : "   <-- differs");
+    out +=
+        fmt::format("{:<11} {:<34} {}{}\n", f.name, f.a, f.b, f.a == f.b ? "" : "   <-- differs");
   return out;
 }
 

@@ -296,7 +296,8 @@ TEST(Config, PrefixFilesReportTheirOwnLines) {
 // The lines of a prefix file without the file (core::parse_prefix_lines, which
 // the loader runs on it and tests/fuzz/prefix_file_fuzz.cpp fuzzes).
 TEST(Config, PrefixLinesKeepTheGoodOnesAndNumberTheBad) {
-  auto r = parse_prefix_lines("# feed\r\n\t198.18.1.0/24 \r\n\n300.1.1.1\n2001:db8::/32#x\n1.2.3.4/");
+  auto r =
+      parse_prefix_lines("# feed\r\n\t198.18.1.0/24 \r\n\n300.1.1.1\n2001:db8::/32#x\n1.2.3.4/");
   ASSERT_EQ(r.prefixes.size(), 2u);
   EXPECT_EQ(format_prefix(r.prefixes[0]), "198.18.1.0/24");
   EXPECT_EQ(format_prefix(r.prefixes[1]), "2001:db8::/32");
