@@ -2,7 +2,7 @@
 # The libFuzzer targets (tests/fuzz/): builds them with clang-19 and
 # -fsanitize=fuzzer,address,undefined into build-fuzz/ (or $FUZZ_BUILD_DIR),
 # only the libraries they need, then runs each for BPFGATE_FUZZ_SECONDS
-# (default 20) from its seeds in tests/fuzz/TARGET/, two at a time. New inputs
+# (default 20) from its seeds in tests/fuzz/TARGET/, one per CPU at a time. New inputs
 # go to build-fuzz/corpus/TARGET/ (kept between runs, never the repository's
 # seeds); a crash is kept in build-fuzz/crashes/TARGET/ and fails the run.
 #   scripts/fuzz.sh                     every target (scripts/test.sh runs this)
@@ -24,8 +24,8 @@ done
 seconds="${BPFGATE_FUZZ_SECONDS:-20}"
 dir="${FUZZ_BUILD_DIR:-build-fuzz}"
 start=$SECONDS
-# -O1 and line tables only: about half the compile time of -O2 -g under the
-# sanitizers, the usual flags for fuzzing; assertions stay on.
+# -O1 and line tables only, the usual flags for fuzzing (quicker to build under
+# the sanitizers than -O2 -g); without NDEBUG, so assertions stay on.
 CC=clang-19 CXX=clang++-19 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
@@ -52,8 +52,8 @@ run() {
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1)
   if [ $rc -ne 0 ]; then
     tail -40 "$log"
-    echo "fuzz: $t FAILED (exit $rc): the input is in $dir/crashes/$t/; keep it in tests/fuzz/$t/" \
-         "and add a test in tests/unit that feeds it"
+    echo "fuzz: $t FAILED (exit $rc): the input is in $dir/crashes/$t/ (and in Base64 above);" \
+         "keep it in tests/fuzz/$t/ and add a test in tests/unit that feeds it, with the fix"
     return 1
   fi
   echo "fuzz: $t ok: ${execs:-?} runs in ${seconds} s ($(( ${execs:-0} / seconds )) exec/s), $cov, $ft"
