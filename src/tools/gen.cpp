@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -53,6 +55,48 @@ bool parse_v4_prefix(const std::string &s, uint32_t &base, uint32_t &host_mask) 
   return true;
 }
 
+// "2001:db8::/32" -> the address and the mask of its host bits, byte by
+// byte; a plain address -> an all-zero mask.
+bool parse_v6_prefix(const std::string &s, std::array<uint8_t, 16> &base,
+                     std::array<uint8_t, 16> &host_mask) {
+  auto slash = s.find('/');
+  in6_addr a{};
+  if (inet_pton(AF_INET6, s.substr(0, slash).c_str(), &a) != 1)
+    return false;
+  int len = 128;
+  if (slash != std::string::npos) {
+    try {
+      len = std::stoi(s.substr(slash + 1));
+    } catch (...) {
+      return false;
+    }
+  }
+  if (len < 0 || len > 128)
+    return false;
+  for (int i = 0; i < 16; i++) {
+    int bits = std::clamp(len - 8 * i, 0, 8);  // prefix bits in this byte
+    host_mask[i] = static_cast<uint8_t>(0xff >> bits);
+    base[i] = a.s6_addr[i] & static_cast<uint8_t>(~host_mask[i]);
+  }
+  return true;
+}
+
+// The transport checksum of an IPv6 frame's UDP or TCP header at l4 (IPv6
+// header right before it), computed again after its source changed.
+void v6_l4_checksum(uint8_t *ip6, size_t l4len, bool tcp) {
+  uint8_t *l4 = ip6 + 40;
+  size_t at = tcp ? 16 : 6;
+  l4[at] = l4[at + 1] = 0;
+  uint32_t ps = tcp ? 6 : 17;
+  ps += static_cast<uint32_t>(l4len);
+  for (int i = 8; i < 40; i += 2)
+    ps += static_cast<uint32_t>(ip6[i] << 8 | ip6[i + 1]);
+  uint16_t c = core::inet_checksum(l4, l4len, ps);
+  if (!tcp && c == 0)
+    c = 0xffff;
+  l4[at] = c >> 8, l4[at + 1] = c & 0xff;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -60,7 +104,7 @@ int main(int argc, char **argv) {
   CLI::App app{"bpfgate-gen: bounded AF_PACKET traffic generator"};
   app.add_option("-i,--iface", o.iface, "interface to send on")->required();
   app.add_option("--dst-mac", o.dst_mac, "destination MAC")->capture_default_str();
-  app.add_option("--src", o.src, "source address, or IPv4 prefix for random sources")
+  app.add_option("--src", o.src, "source address, or IPv4 or IPv6 prefix for random sources")
       ->capture_default_str();
   app.add_option("--dst", o.dst, "destination address")->capture_default_str();
   app.add_option("--proto", o.proto, "udp|tcp")->check(CLI::IsMember({"udp", "tcp"}));
@@ -80,7 +124,9 @@ int main(int argc, char **argv) {
 
   bool v6 = o.src.find(':') != std::string::npos;
   uint32_t src_base = 0, src_mask = 0;
-  if (!v6 && !parse_v4_prefix(o.src, src_base, src_mask)) {
+  std::array<uint8_t, 16> src6_base{}, src6_mask{};
+  if (v6 ? !parse_v6_prefix(o.src, src6_base, src6_mask)
+         : !parse_v4_prefix(o.src, src_base, src_mask)) {
     fmt::print(stderr, "bpfgate-gen: bad --src '{}'\n", o.src);
     return 2;
   }
@@ -115,9 +161,14 @@ int main(int argc, char **argv) {
   b.eth(smac, dmac);
   if (o.vlan >= 0)
     b.vlan(static_cast<uint16_t>(o.vlan));
-  if (v6)
-    b.ipv6(o.src, o.dst);
-  else
+  if (v6) {
+    std::array<uint8_t, 16> dst{};
+    if (inet_pton(AF_INET6, o.dst.c_str(), dst.data()) != 1) {
+      fmt::print(stderr, "bpfgate-gen: bad --dst '{}' for IPv6 sources\n", o.dst);
+      return 2;
+    }
+    b.ipv6(src6_base, dst);
+  } else
     b.ipv4(src_base | (src_mask ? 1 : 0), [&] {
       in_addr d{};
       inet_pton(AF_INET, o.dst.c_str(), &d);
@@ -142,6 +193,8 @@ int main(int argc, char **argv) {
   }
   std::mt19937 rng(o.seed);
   const bool random_src = !v6 && src_mask != 0;
+  const bool random_src6 =
+      v6 && std::any_of(src6_mask.begin(), src6_mask.end(), [](uint8_t m) { return m != 0; });
   if (random_src && o.proto == "udp") {
     // UDP checksum 0 (none) so that each source rewrite only touches the IP header.
     for (auto &f : frames)
@@ -171,6 +224,18 @@ int main(int argc, char **argv) {
           uint16_t tc = core::inet_checksum(th, l4len, ps);
           th[16] = tc >> 8, th[17] = tc & 0xff;
         }
+      }
+    }
+    if (random_src6) {
+      for (unsigned i = 0; i < n; i++) {
+        uint8_t *ip6 = frames[i].data() + ip_off;
+        for (int k = 0; k < 16; k += 4) {
+          uint32_t r = rng();
+          for (int j = 0; j < 4; j++)
+            ip6[8 + k + j] =
+                static_cast<uint8_t>(src6_base[k + j] | ((r >> (8 * j)) & src6_mask[k + j]));
+        }
+        v6_l4_checksum(ip6, frames[i].size() - ip_off - 40, o.proto == "tcp");
       }
     }
     int r = sendmmsg(fd, msgs.data(), n, 0);
