@@ -122,6 +122,11 @@ PacketBuilder &PacketBuilder::tcp_seq(uint32_t seq, uint32_t ack) {
   tcp_ack_ = ack;
   return *this;
 }
+PacketBuilder &PacketBuilder::tcp_options(std::vector<uint8_t> options) {
+  options.resize((options.size() + 3) / 4 * 4, 0);
+  tcp_opts_ = std::move(options);
+  return *this;
+}
 PacketBuilder &PacketBuilder::icmp(uint8_t type, uint8_t code) {
   l4_ = L4::kIcmp;
   icmp_type_ = type;
@@ -150,7 +155,9 @@ std::vector<uint8_t> PacketBuilder::build() const {
       break;
     case L4::kTcp:
       put16(l4, sport_), put16(l4, dport_), put32(l4, tcp_seq_), put32(l4, tcp_ack_);
-      l4.push_back(5 << 4), l4.push_back(tcp_flags_), put16(l4, 65535), put16(l4, 0), put16(l4, 0);
+      l4.push_back(static_cast<uint8_t>((5 + tcp_opts_.size() / 4) << 4));
+      l4.push_back(tcp_flags_), put16(l4, 65535), put16(l4, 0), put16(l4, 0);
+      l4.insert(l4.end(), tcp_opts_.begin(), tcp_opts_.end());
       break;
     case L4::kIcmp:
       l4.push_back(icmp_type_), l4.push_back(icmp_code_), put16(l4, 0), put32(l4, 0);

@@ -30,6 +30,8 @@ class PacketBuilder {
   PacketBuilder &tcp(uint16_t sport, uint16_t dport, uint8_t flags = 0x02 /* SYN */);
   // The TCP sequence and acknowledgment numbers (default 1 and 0).
   PacketBuilder &tcp_seq(uint32_t seq, uint32_t ack);
+  // TCP options after the 20-byte header, padded with end-of-options to 4 bytes.
+  PacketBuilder &tcp_options(std::vector<uint8_t> options);
   PacketBuilder &icmp(uint8_t type, uint8_t code);
   PacketBuilder &payload(size_t bytes, uint8_t fill = 0xab);
   PacketBuilder &payload(std::vector<uint8_t> bytes);
@@ -55,6 +57,7 @@ class PacketBuilder {
   uint16_t sport_ = 0, dport_ = 0;
   uint8_t tcp_flags_ = 0, icmp_type_ = 0, icmp_code_ = 0;
   uint32_t tcp_seq_ = 1, tcp_ack_ = 0;
+  std::vector<uint8_t> tcp_opts_;
   std::vector<uint8_t> payload_;
   size_t frame_size_ = 0;
 };
