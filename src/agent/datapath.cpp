@@ -272,7 +272,36 @@ std::optional<std::string> syncookies_note() {
       mode);
 }
 
+// One integer sysctl of this network namespace (net.ipv4.*, net.core.*), or
+// the first of several ("4096 131072 6291456"); -1 if it cannot be read.
+long sysctl_value(const char *path, int field = 0) {
+  std::ifstream f(path);
+  long v = -1;
+  for (int i = 0; i <= field; i++)
+    if (!(f >> v))
+      return -1;
+  return v;
+}
+
 }  // namespace
+
+SynAnswerHost syn_answer_host() {
+  SynAnswerHost h;
+  h.syncookies = static_cast<int>(sysctl_value("/proc/sys/net/ipv4/tcp_syncookies"));
+  h.timestamps = static_cast<int>(sysctl_value("/proc/sys/net/ipv4/tcp_timestamps"));
+  if (h.timestamps == 2)
+    h.opts |= BG_SYN_OPT_TS;
+  if (sysctl_value("/proc/sys/net/ipv4/tcp_sack") > 0)
+    h.opts |= BG_SYN_OPT_SACK;
+  if (sysctl_value("/proc/sys/net/ipv4/tcp_window_scaling") > 0)
+    h.opts |= BG_SYN_OPT_WSCALE;
+  // The window scale the kernel gives a connection its cookie makes
+  // (tcp_select_initial_window): the largest receive space it may use.
+  const long space = std::max(sysctl_value("/proc/sys/net/ipv4/tcp_rmem", 2),
+                              sysctl_value("/proc/sys/net/core/rmem_max"));
+  h.wscale = core::syn_wscale(space);
+  return h;
+}
 
 Status Datapath::apply(const core::PolicyImage &p) {
   auto cfg = config();
@@ -357,6 +386,21 @@ Status Datapath::apply(const core::PolicyImage &p) {
     if (auto why = syncookies_note())
       log::warn("{}", *why);
   }
+  // The SYN answer: the kernel accepts the cookies only where it sends them
+  // for every SYN (tcp_syncookies=2); its options as the host's TCP sets them.
+  set.syn_opts = 0;
+  set.syn_mss4 = set.syn_mss6 = 0;  // the interface's MTU less the headers
+  if (p.syn_proxy) {
+    set.syn_opts |= BG_SYN_OPT_ASKED;
+    const SynAnswerHost h = syn_answer_host();
+    if (auto why = core::syn_answer_note(p.prove, h.syncookies, h.timestamps))
+      log::warn("{}", *why);
+    if (p.prove && h.syncookies == 2) {
+      set.flags |= BG_SET_SYN_PROXY;
+      set.syn_opts |= h.opts;
+      set.syn_wscale = h.wscale;
+    }
+  }
   cfg->gen[next] = set;
   // The never-block list is read only when a source is about to be
   // auto-blocked; it is not generational: added before the switch, removed
@@ -396,6 +440,7 @@ Result<core::PolicyImage> Datapath::active_policy() const {
   core::PolicyImage p;
   p.settings = cfg->gen[cfg->active % BG_GENERATIONS];
   p.prove = (p.settings.flags & BG_SET_PROVE) != 0;
+  p.syn_proxy = (p.settings.syn_opts & BG_SYN_OPT_ASKED) != 0;
   auto noblock = noblock_.dump();
   if (!noblock)
     return noblock.error();

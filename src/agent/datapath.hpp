@@ -25,6 +25,16 @@ using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
 // Datapath events that are no verdict, summed over CPUs, indexed by enum bg_stat.
 using StatTotals = std::array<uint64_t, BG_STAT_NR>;
 
+// What this network namespace's TCP says of the SYN answer (the sysctls it
+// depends on, -1 where unreadable), and the options it may offer.
+struct SynAnswerHost {
+  int syncookies = -1;  // net.ipv4.tcp_syncookies: the answer needs 2
+  int timestamps = -1;  // net.ipv4.tcp_timestamps: options need 2
+  uint8_t opts = 0;     // enum bg_syn_opts the host allows
+  uint8_t wscale = 0;   // the window scale the kernel uses on a cookie's connection
+};
+SynAnswerHost syn_answer_host();
+
 struct SourceEntry {
   bg_src_key key;
   bg_src_state state;

@@ -75,6 +75,12 @@ const StatName &stat_name(bg_stat s) {
        "SYNs of sources without state passed without creating any (SYN admission budget)"},
       {"sources_proven_connected",
        "Sources that proved themselves with a frame of a TCP connection the host has established"},
+      {"syns_answered",
+       "Held SYNs answered by the datapath with a SYN-ACK carrying the kernel's cookie "
+       "(limits.syn_proxy)"},
+      {"syns_passed_refresh",
+       "Held SYNs passed to a port no SYN had reached for a minute, so that its listener "
+       "accepts cookies"},
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == BG_STAT_NR, "a name for every bg_stat");
   static const StatName kUnknown = {"unknown", "unknown"};
@@ -570,6 +576,8 @@ Result<FilterStatus> PinnedFilter::status() const {
   s.new_sources = core::limits_of(set.new_source_limit);
   s.unproven = core::limits_of(set.unproven_limit);
   s.unproven_enforced = (set.flags & BG_SET_UNPROVEN) != 0;
+  s.syn_proxy_asked = (set.syn_opts & BG_SYN_OPT_ASKED) != 0;
+  s.syn_proxy = (set.flags & BG_SET_SYN_PROXY) != 0;
   auto rule = dp_.default_rule();
   if (!rule)
     return rule.error();

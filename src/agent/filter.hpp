@@ -66,6 +66,8 @@ struct FilterStatus {
   core::Limits new_sources;  // new sources let in per second (rate 0: no bound)
   core::Limits unproven;     // frames of unproven sources passed per second (rate 0: no bound)
   bool unproven_enforced = false;  // BG_SET_UNPROVEN: see Datapath::apply
+  bool syn_proxy_asked = false;    // limits.syn_proxy is on
+  bool syn_proxy = false;          // BG_SET_SYN_PROXY: held SYNs answered by the datapath
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   uint32_t max_sources = 0;
   uint32_t generation = 0;

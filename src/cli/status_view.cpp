@@ -57,6 +57,7 @@ json status_json(const agent::FilterStatus &s) {
              {{"rate_pps", s.unproven.rate_pps},
               {"burst", s.unproven.burst},
               {"enforced", s.unproven_enforced}}},
+            {"syn_proxy", {{"asked", s.syn_proxy_asked}, {"enforced", s.syn_proxy}}},
             {"unparsed_verdict", agent::to_string(s.unparsed_verdict)},
             {"max_sources", s.max_sources},
             {"generation", s.generation},
@@ -75,7 +76,8 @@ json status_json(const agent::FilterStatus &s) {
 std::string status_text(const agent::FilterStatus &s) {
   std::string out = fmt::format(
       "{}: {}mode {}  prog {}  {}  rate {} pps  burst {}  max-sources {}  "
-      "new-sources {}  unproven {}  unparsed {}\n    passed {}  dropped {}  known sources {}/{}\n  "
+      "new-sources {}  unproven {}  syn-proxy {}  unparsed {}\n    passed {}  dropped {}  known "
+      "sources {}/{}\n  "
       "  events:",
       s.iface,
       s.ifindex                                   ? ""
@@ -90,6 +92,9 @@ std::string status_text(const agent::FilterStatus &s) {
       !s.unproven.rate_pps  ? std::string("unbounded")
       : s.unproven_enforced ? fmt::format("{}/s", s.unproven.rate_pps)
                             : fmt::format("{}/s (not enforced: no proofs)", s.unproven.rate_pps),
+      s.syn_proxy         ? "on"
+      : s.syn_proxy_asked ? "off (needs prove and tcp_syncookies=2)"
+                          : "off",
       agent::to_string(s.unparsed_verdict), sum_verdict(s.counters, BG_VERDICT_PASS),
       sum_verdict(s.counters, BG_VERDICT_DROP), s.known_sources, s.max_known);
   for (uint32_t e = 0; e < BG_STAT_NR; e++)

@@ -224,8 +224,19 @@ void parse_interfaces(Diag &d, const YAML::Node &n, Config &c) {
 }
 
 void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
-  if (!check_keys(d, n, {"rate", "burst", "prefix", "new_sources", "unproven", "prove"}, "limits"))
+  if (!check_keys(d, n,
+                  {"rate", "burst", "prefix", "new_sources", "unproven", "prove", "syn_proxy"},
+                  "limits"))
     return;
+  if (const auto &sp = n["syn_proxy"]) {
+    // `syn_proxy: on` (default) or `off`: held SYNs answered by the datapath.
+    auto on = sp.IsScalar() ? parse_switch(sp.Scalar()) : std::nullopt;
+    if (on)
+      c.syn_proxy = *on;
+    else
+      d.at(sp, fmt::format("limits.syn_proxy is on or off, not '{}'",
+                           sp.IsScalar() ? sp.Scalar() : std::string("a map or list")));
+  }
   if (const auto &pv = n["prove"]) {
     // `prove: syncookies` (default) or `off`: TCP sources prove themselves with SYN cookies.
     if (pv.IsScalar() && (pv.Scalar() == "syncookies" || pv.Scalar() == "off"))

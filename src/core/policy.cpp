@@ -5,6 +5,8 @@
 #include <cstring>
 #include <map>
 
+#include <fmt/format.h>
+
 namespace bpfgate::core {
 
 PolicyImage default_policy(const Limits &limits, bg_verdict unparsed, const Limits &new_sources,
@@ -124,7 +126,35 @@ PolicyImage compile(const Config &c) {
       p.noblock.push_back(pre.key);
   }
   p.prove = c.prove;
+  p.syn_proxy = c.syn_proxy;
   return p;
+}
+
+uint8_t syn_wscale(long space) {
+  if (space <= 0)
+    return 7;  // Linux's own with its default tcp_rmem
+  const unsigned long clamp = 65535UL << 14;
+  const unsigned long v = std::min(static_cast<unsigned long>(space), clamp);
+  int log2 = 63 - __builtin_clzl(v);
+  return static_cast<uint8_t>(std::clamp(log2 - 15, 0, 14));
+}
+
+std::optional<std::string> syn_answer_note(bool prove, int syncookies, int timestamps) {
+  if (!prove)
+    return std::nullopt;  // off with proofs: said where proofs are
+  if (syncookies != 2)
+    return fmt::format(
+        "limits.syn_proxy is off: net.ipv4.tcp_syncookies is {} in this network namespace, not "
+        "2, and the kernel accepts the cookies of SYNs answered by the datapath only where it "
+        "sends cookies for every SYN (sysctl net.ipv4.tcp_syncookies=2)",
+        syncookies < 0 ? std::string("unreadable") : std::to_string(syncookies));
+  if (timestamps != 2)
+    return fmt::format(
+        "limits.syn_proxy answers SYNs without timestamps, window scaling or SACK: "
+        "net.ipv4.tcp_timestamps is {}, not 2 (timestamps without a per-peer offset, which "
+        "the datapath's SYN-ACK needs to agree with the kernel's later segments)",
+        timestamps < 0 ? std::string("unreadable") : std::to_string(timestamps));
+  return std::nullopt;
 }
 
 }  // namespace bpfgate::core

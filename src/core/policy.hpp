@@ -4,6 +4,8 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,7 @@ struct PolicyImage {
   bg_settings settings{};
   std::vector<bg_lpm_key> noblock;  // never auto-blocked (not generational: see Datapath::apply)
   bool prove = true;                // BG_SET_PROVE: TCP sources prove themselves with SYN cookies
+  bool syn_proxy = true;            // BG_SET_SYN_PROXY where the host allows it (Datapath::apply)
 };
 
 // Whether an IPv6 prefix holds ::ffff:0:0/96, where IPv4 sources live in the
@@ -41,6 +44,15 @@ PolicyImage compile(const Config &c);
 // frames of sources that have not proved themselves pass (rate 0: no bound).
 PolicyImage default_policy(const Limits &limits, bg_verdict unparsed,
                            const Limits &new_sources = {}, const Limits &unproven = {});
+
+// The window scale Linux gives a connection whose receive space may reach
+// `space` bytes (tcp_select_initial_window: log2(space) - 15, 0 to 14).
+uint8_t syn_wscale(long space);
+
+// Why the SYN answer (limits.syn_proxy) is off, or answers without options,
+// given limits.prove and the namespace's tcp_syncookies and tcp_timestamps
+// (-1: unreadable); nothing if it works in full.
+std::optional<std::string> syn_answer_note(bool prove, int syncookies, int timestamps);
 
 // Index into the port table for a TCP or UDP destination port.
 inline uint32_t port_index(uint8_t proto, uint16_t port) {

@@ -297,6 +297,7 @@ const std::map<std::string, std::string> kChecked = {
     {"curl -s 127.0.0.1:9477/metrics", "TheAgent"},
     {"bpfgate events --direct", "TheAgent"},
     {"sysctl net.ipv4.tcp_syncookies=2", "TheAgent"},
+    {"sysctl net.ipv4.tcp_timestamps=2", "TheAgent"},
     {"bpfgate tc attach eth0 --config FILE", "Tc"},
     {"bpfgate tc apply eth0 --config FILE", "Tc"},
     {"bpfgate tc disable mirror [eth0]", "Tc"},
@@ -394,6 +395,8 @@ TEST_F(ReadmeCommands, UsingIt) {
 TEST_F(ReadmeCommands, TheAgent) {
   gw(shown("sysctl net.ipv4.tcp_syncookies=2"));
   EXPECT_EQ(trim(run_ok(gw_.exec() + "sysctl -n net.ipv4.tcp_syncookies").out), "2");
+  gw(shown("sysctl net.ipv4.tcp_timestamps=2"));
+  EXPECT_EQ(trim(run_ok(gw_.exec() + "sysctl -n net.ipv4.tcp_timestamps").out), "2");
 
   // The operator's config: the example from deploy/, and the same with the
   // observability section the README shows.

@@ -14,7 +14,9 @@
  * rate with every other such source (settings.unproven_limit), checked
  * right after the known table and before the table of admitted sources: a
  * spoofed flood spread over many addresses, each under its own limit,
- * passes at most that rate.
+ * passes at most that rate. A SYN held back so (or refused admission) is
+ * answered here with the kernel's SYN cookie (bg_syn_answer, XDP_TX) where
+ * the policy asks and the host allows: the client's ACK then proves it.
  *
  * A source with state skips the ACL and blocklist lookups while the answer
  * cached in its entry is of the policy in force (see bg_take), and frames
@@ -523,6 +525,314 @@ __noinline int bg_promote(struct bg_work *w) {
   return 1;
 }
 
+/* The SYN answer (BG_SET_SYN_PROXY): a held SYN gets its SYN-ACK from the
+ * datapath, carrying the cookie the host's kernel would have sent
+ * (bpf_tcp_raw_gen_syncookie_*, Linux 6.0), so spoofed SYNs never reach the
+ * listener and a new client proves itself with its first ACK (bg_prove).
+ *
+ * The kernel accepts a cookie ACK on a listener only while that listener
+ * sent cookies itself in the last two minutes (tcp_synq_no_recent_overflow):
+ * with tcp_syncookies=2 it does for every SYN it sees. So a port to which no
+ * SYN was passed for BG_SYN_FRESH_S gets this SYN passed instead (the kernel
+ * answers it with a cookie and its listener accepts cookies again). Per port,
+ * not per listener: two listeners of one port on different addresses share
+ * a stamp here (counted as refreshes when one goes stale). */
+#define BG_SYN_FRESH_S 60   /* of the kernel's 120 s: an ACK has a minute to come */
+#define BG_SYN_NONE 0       /* not answered: the SYN goes on as a held SYN */
+#define BG_SYN_ANSWERED 1   /* the frame is now the SYN-ACK: XDP_TX */
+#define BG_SYN_REFRESH 2    /* pass it: the port's listener needs a cookie of its own */
+#define BG_SYN_BROKEN 3     /* the frame was changed and could not be finished: drop it */
+#define BG_RES_TX (1 << 16) /* with a BG_RES: the frame goes back out (XDP_TX) */
+
+/* When (in units of 2^30 ns, about a second) a SYN to each port last went to
+ * the stack. Not pinned: a new program starts with every port stale. */
+__u32 bg_syn_fresh[65536];
+
+static __always_inline __u32 bg_seconds(__u64 ns) {
+  return (__u32)(ns >> 30) | 1; /* never 0: 0 is "never" */
+}
+
+/* Notes that a SYN to `dport` went to the stack (with tcp_syncookies=2 the
+ * kernel answered it with a cookie). Written at most once a unit. */
+static __always_inline void bg_syn_seen(__be16 dport, __u64 now) {
+  __u32 *f = &bg_syn_fresh[bpf_ntohs(dport)];
+  __u32 t = bg_seconds(now);
+  if (*f != t)
+    *f = t;
+}
+
+/* The SYN's TCP header, copied out of the frame, and the options the
+ * answer needs from it. */
+struct bg_synopt {
+  __u8 buf[64]; /* the SYN's TCP header, options at 20 */
+  __u32 len;    /* its length (20 to 60) */
+  __u32 off;    /* bg_synopt_step's cursor */
+  __u32 tsval;  /* the client's timestamp, to echo */
+  __u8 wscale;  /* the client's window scale, 0xff if none */
+  __u8 sack;    /* SACK permitted */
+  __u8 ts;      /* a timestamp option */
+  __u8 _pad;
+};
+
+/* One TCP option (bpf_loop's callback, checked once by the verifier): 1 ends
+ * the walk. */
+static long bg_synopt_step(__u32 i, void *arg) {
+  struct bg_synopt *o = arg;
+  __u32 off = o->off;
+  if (off >= o->len || off >= 60)
+    return 1;
+  __u8 kind = o->buf[off & 63];
+  if (kind == 0) /* end of options */
+    return 1;
+  if (kind == 1) { /* no-op */
+    o->off = off + 1;
+    return 0;
+  }
+  if (off + 1 >= o->len)
+    return 1;
+  __u32 olen = o->buf[(off + 1) & 63];
+  if (olen < 2 || off + olen > o->len)
+    return 1;
+  if (kind == 3 && olen == 3)
+    o->wscale = o->buf[(off + 2) & 63];
+  else if (kind == 4 && olen == 2)
+    o->sack = 1;
+  else if (kind == 8 && olen == 10) {
+    o->ts = 1;
+    o->tsval = (__u32)o->buf[(off + 2) & 63] << 24 | (__u32)o->buf[(off + 3) & 63] << 16 |
+               (__u32)o->buf[(off + 4) & 63] << 8 | (__u32)o->buf[(off + 5) & 63];
+  }
+  o->off = off + olen;
+  return 0;
+}
+
+/* Whether a listener of this host has the SYN's destination (a closed port
+ * is not answered: the SYN goes on as a held one, and the kernel's RST, if
+ * it passes, tells the truth). */
+static __always_inline int bg_syn_listener(struct xdp_md *ctx, const struct bg_work *w) {
+  struct bpf_sock_tuple t = {};
+  __u32 size;
+  if (w->pkt.l3_proto == ETH_P_IP) {
+    __builtin_memcpy(&t.ipv4.saddr, &w->pkt.src[12], 4);
+    __builtin_memcpy(&t.ipv4.daddr, &w->pkt.dst[12], 4);
+    t.ipv4.sport = w->pkt.sport;
+    t.ipv4.dport = w->pkt.dport;
+    size = sizeof(t.ipv4);
+  } else {
+    __builtin_memcpy(t.ipv6.saddr, w->pkt.src, 16);
+    __builtin_memcpy(t.ipv6.daddr, w->pkt.dst, 16);
+    t.ipv6.sport = w->pkt.sport;
+    t.ipv6.dport = w->pkt.dport;
+    size = sizeof(t.ipv6);
+  }
+  struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+  if (!sk)
+    return 0;
+  int ok = sk->state == BPF_TCP_LISTEN;
+  bpf_sk_release(sk);
+  return ok;
+}
+
+/* The MSS the SYN-ACK advertises: the settings', or the interface's MTU less
+ * the IP and TCP headers, as the kernel's own SYN-ACK would. */
+static __always_inline __u16 bg_syn_mss(struct xdp_md *ctx, const struct bg_settings *s, __u32 v6) {
+  __u16 mss = v6 ? s->syn_mss6 : s->syn_mss4;
+  if (mss)
+    return mss;
+  __u32 mtu = 0;
+  bpf_check_mtu(ctx, 0, &mtu, 0, 0);
+  if (mtu < 1280)
+    mtu = 1500;
+  if (mtu > 65535)
+    mtu = 65535;
+  return (__u16)(mtu - (v6 ? 60 : 40));
+}
+
+static __always_inline __u16 bg_csum_fold(__s64 sum) {
+  __u64 s = (__u32)sum;
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return (__u16)~s;
+}
+
+/* The options of the SYN-ACK: MSS; with timestamps, SACK permitted (or two
+ * no-ops) and the timestamps; with both, a no-op and the window scale.
+ * Returns their length (4, 16 or 20): never more than the client's own
+ * options that asked for them, so the answer fits in the SYN's frame. */
+static __always_inline __u32 bg_synack_options(__u8 out[20], const struct bg_synopt *o,
+                                               const struct bg_settings *s, __u16 mss, __u64 now) {
+  __builtin_memset(out, 1, 20); /* no-ops */
+  out[0] = 2;
+  out[1] = 4;
+  out[2] = mss >> 8;
+  out[3] = mss & 0xff;
+  if (!o->ts || !(s->syn_opts & BG_SYN_OPT_TS))
+    return 4; /* without timestamps the kernel's cookie keeps no other option */
+  __u32 sack = o->sack && (s->syn_opts & BG_SYN_OPT_SACK);
+  __u32 ws = o->wscale != 0xff && (s->syn_opts & BG_SYN_OPT_WSCALE);
+  /* The kernel's cookie timestamp: its millisecond clock with the client's
+   * options in the low 6 bits (window scale, 0xf for none; SACK 0x10). */
+  __u32 opts = (ws ? (o->wscale > 14 ? 14 : o->wscale) : 0xf) | (sack ? 0x10 : 0);
+  __u32 now_ms = (__u32)(now / 1000000);
+  __u32 tsval = (now_ms & ~63U) | opts;
+  if (tsval > now_ms)
+    tsval -= 64;
+  if (sack) {
+    out[4] = 4;
+    out[5] = 2;
+  }
+  out[6] = 8;
+  out[7] = 10;
+  __be32 v = bpf_htonl(tsval);
+  __builtin_memcpy(&out[8], &v, 4);
+  v = bpf_htonl(o->tsval);
+  __builtin_memcpy(&out[12], &v, 4);
+  if (!ws)
+    return 16;
+  out[17] = 3;
+  out[18] = 3;
+  out[19] = s->syn_wscale;
+  return 20;
+}
+
+/* Turns the held SYN in the frame into its SYN-ACK (BG_SYN_ANSWERED), or
+ * says to pass it (BG_SYN_REFRESH) or to go on (BG_SYN_NONE). Frames with IP
+ * options or IPv6 extension headers are not answered. */
+__noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s || !bg_have_syncookie || !(s->flags & BG_SET_SYN_PROXY))
+    return BG_SYN_NONE;
+  __u32 v6 = w->pkt.l3_proto != ETH_P_IP;
+  __u32 l3 = w->pkt.l3_off;
+  __u32 l4 = w->pkt.l4_off;
+  if (w->pkt.fragment || l3 > 64 || l4 != l3 + (v6 ? 40 : 20))
+    return BG_SYN_NONE;
+  if (!bg_syn_listener(ctx, w))
+    return BG_SYN_NONE;
+  __u64 now = bpf_ktime_get_ns(); /* the kernel's TCP clock: timestamps follow it */
+  __u32 *fresh = &bg_syn_fresh[bpf_ntohs(w->pkt.dport)];
+  __u32 t = bg_seconds(now);
+  if (!*fresh || t - *fresh > BG_SYN_FRESH_S) {
+    *fresh = t;
+    return BG_SYN_REFRESH;
+  }
+
+  __u8 doff;
+  if (bpf_xdp_load_bytes(ctx, l4 + 12, &doff, 1))
+    return BG_SYN_NONE;
+  __u32 extra = (doff >> 4) * 4 - 20; /* options: 0 to 40 bytes (a wrap is > 40) */
+  if (extra > 40)
+    return BG_SYN_NONE;
+  barrier_var(extra); /* so th_len is 20 + [0, 40] to the verifier, never below 20 */
+  __u32 th_len = 20 + extra;
+  /* The TCP header on the stack: the cookie helper reads th_len bytes, which
+   * the verifier proves of a stack buffer, not of a variable packet range. */
+  struct bg_synopt o = {.wscale = 0xff, .off = 20};
+  if (bpf_xdp_load_bytes(ctx, l4, o.buf, th_len))
+    return BG_SYN_NONE;
+  o.len = th_len;
+  /* The IP header too: a packet pointer at a variable offset loses its
+   * proven range on the way to the helper. */
+  union {
+    struct iphdr v4;
+    struct ipv6hdr v6;
+  } ip; /* the SYN's, then the answer's */
+  __s64 cookie;
+  if (v6) {
+    if (bpf_xdp_load_bytes(ctx, l3, &ip.v6, sizeof(ip.v6)))
+      return BG_SYN_NONE;
+    cookie = bpf_tcp_raw_gen_syncookie_ipv6(&ip.v6, (struct tcphdr *)o.buf, th_len);
+  } else {
+    if (bpf_xdp_load_bytes(ctx, l3, &ip.v4, sizeof(ip.v4)))
+      return BG_SYN_NONE;
+    cookie = bpf_tcp_raw_gen_syncookie_ipv4(&ip.v4, (struct tcphdr *)o.buf, th_len);
+  }
+  if (cookie < 0)
+    return BG_SYN_NONE;
+  bpf_loop(40, bg_synopt_step, &o, 0);
+  __be32 isn;
+  __builtin_memcpy(&isn, &o.buf[4], 4);
+  __u16 mss = bg_syn_mss(ctx, s, v6);
+
+  /* The answer: the frame's own L2 header (MACs swapped, VLAN tags kept),
+   * an IP header without options and a TCP header of 24 to 40 bytes, built on the
+   * stack and stored with bpf_xdp_store_bytes (no variable packet offsets
+   * for the verifier to prove). */
+  __u8 mac[12];
+  if (bpf_xdp_load_bytes(ctx, 0, mac, 12))
+    return BG_SYN_NONE;
+  struct {
+    struct tcphdr th;
+    __u8 opts[20];
+  } tcp = {};
+  tcp.th.source = w->pkt.dport;
+  tcp.th.dest = w->pkt.sport;
+  tcp.th.seq = bpf_htonl((__u32)cookie);
+  tcp.th.ack_seq = bpf_htonl(bpf_ntohl(isn) + 1);
+  tcp.th.syn = 1;
+  tcp.th.ack = 1;
+  tcp.th.window = bpf_htons((__u16)(65535 / mss * mss));
+  __u32 tcp_len = 20 + bg_synack_options(tcp.opts, &o, s, mss, now);
+  if (tcp_len > 40)
+    return BG_SYN_NONE; /* cannot be: for the verifier */
+  tcp.th.doff = tcp_len / 4;
+  __s64 sum;
+  __builtin_memset(&ip, 0, sizeof(ip));
+  __u32 ip_len = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+  if (v6) {
+    struct {
+      __u8 src[16];
+      __u8 dst[16];
+      __be32 len;
+      __be32 next;
+    } ph;
+    __builtin_memcpy(ph.src, w->pkt.dst, 16);
+    __builtin_memcpy(ph.dst, w->pkt.src, 16);
+    ph.len = bpf_htonl(tcp_len);
+    ph.next = bpf_htonl(IPPROTO_TCP);
+    ip.v6.version = 6;
+    ip.v6.payload_len = bpf_htons(tcp_len);
+    ip.v6.nexthdr = IPPROTO_TCP;
+    ip.v6.hop_limit = 64;
+    __builtin_memcpy(&ip.v6.saddr, ph.src, 16);
+    __builtin_memcpy(&ip.v6.daddr, ph.dst, 16);
+    sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+  } else {
+    struct {
+      __be32 src;
+      __be32 dst;
+      __u8 zero;
+      __u8 proto;
+      __be16 len;
+    } ph = {.proto = IPPROTO_TCP, .len = bpf_htons(tcp_len)};
+    __builtin_memcpy(&ph.src, &w->pkt.dst[12], 4);
+    __builtin_memcpy(&ph.dst, &w->pkt.src[12], 4);
+    ip.v4.version = 4;
+    ip.v4.ihl = 5;
+    ip.v4.tot_len = bpf_htons(20 + tcp_len);
+    ip.v4.frag_off = bpf_htons(0x4000); /* DF */
+    ip.v4.ttl = 64;
+    ip.v4.protocol = IPPROTO_TCP;
+    ip.v4.saddr = ph.src;
+    ip.v4.daddr = ph.dst;
+    ip.v4.check = bg_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&ip.v4, 20, 0));
+    sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+  }
+  tcp.th.check = bg_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&tcp, tcp_len, sum));
+
+  /* Shorter than the SYN but for an unpadded SYN without options (on a
+   * veth a frame has no tailroom to grow into: such a SYN goes on). */
+  int delta = (int)(l4 + tcp_len) - (int)(w->len);
+  if (delta && bpf_xdp_adjust_tail(ctx, delta))
+    return BG_SYN_NONE;
+  /* The frame is no longer the SYN: a failed store (which cannot be, the
+   * frame is l4 + tcp_len bytes long) drops it. */
+  if (bpf_xdp_store_bytes(ctx, 0, mac + 6, 6) || bpf_xdp_store_bytes(ctx, 6, mac, 6) ||
+      bpf_xdp_store_bytes(ctx, l3, &ip, ip_len) || bpf_xdp_store_bytes(ctx, l4, &tcp, tcp_len))
+    return BG_SYN_BROKEN;
+  return BG_SYN_ANSWERED;
+}
+
 /* Stage 1: parse the frame into w->pkt. */
 __noinline int bg_stage_parse(struct xdp_md *ctx, struct bg_work *w) {
   if (!w)
@@ -607,13 +917,30 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
     __u32 held = taken == BG_TAKE_REFUSED || taken == BG_TAKE_UNPROVEN;
     if ((f & 0x12) == 0x10 && (w->young || held) && bg_prove(ctx, w) && bg_promote(w) && held)
       taken = BG_TAKE_OK; /* a proof needs no admission */
-    else if (f == 0x02 && held && bg_admit(BG_ADMIT_SYN, &s->new_source_limit, w->now)) {
+    else if (f == 0x02 && held) {
       /* A SYN of a source without state, or of an unproven one over the
-       * unproven share: the kernel answers it with a cookie and keeps
-       * nothing, so it passes on a budget of its own that a flood of other
-       * sources cannot use up. */
-      bg_stat(BG_STAT_SYN_PASSED);
-      return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+       * unproven share: answered here with the kernel's cookie where the
+       * SYN answer is on (its first ACK then proves the client), else passed
+       * on a budget of its own that a flood of other sources cannot use up
+       * (the kernel answers it with a cookie and keeps nothing). */
+      int a = (s->flags & BG_SET_SYN_PROXY) ? bg_syn_answer(ctx, w) : BG_SYN_NONE;
+      if (a == BG_SYN_ANSWERED) {
+        bg_stat(BG_STAT_SYN_ANSWERED);
+        return BG_RES(BG_VERDICT_DROP,
+                      taken == BG_TAKE_REFUSED ? BG_REASON_NEW_SOURCE : BG_REASON_UNPROVEN) |
+               BG_RES_TX;
+      }
+      if (a == BG_SYN_BROKEN)
+        return BG_RES(BG_VERDICT_DROP,
+                      taken == BG_TAKE_REFUSED ? BG_REASON_NEW_SOURCE : BG_REASON_UNPROVEN);
+      if (a == BG_SYN_REFRESH) {
+        bg_stat(BG_STAT_SYN_REFRESH);
+        return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+      }
+      if (bg_admit(BG_ADMIT_SYN, &s->new_source_limit, w->now)) {
+        bg_stat(BG_STAT_SYN_PASSED);
+        return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+      }
     }
   }
   if (taken == BG_TAKE_REFUSED)
@@ -652,6 +979,11 @@ __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
    * then held back before any lookup of the admitted table (one lookup a
    * frame instead of two). */
   __u32 reason = (r >> 8) & 0xff;
+  /* A SYN that goes to the stack gets the kernel's own cookie, which keeps
+   * its listener accepting cookies: the SYN answer notes the port. */
+  if ((s->flags & BG_SET_SYN_PROXY) && !(r & 1) && w->pkt.l4_proto == IPPROTO_TCP &&
+      (w->pkt.tcp_flags & 0x12) == 0x02)
+    bg_syn_seen(w->pkt.dport, w->now ? w->now : bpf_ktime_get_coarse_ns());
   if (w->shared_ns &&
       (reason == BG_REASON_ALLOW || reason == BG_REASON_DENY || reason == BG_REASON_BLOCKLIST ||
        reason == BG_REASON_RATE_LIMIT || reason == BG_REASON_PREFIX_LIMIT))
@@ -670,7 +1002,8 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   __u32 reason = (r >> 8) & 0xff;
   if (verdict == BG_VERDICT_DROP)
     bg_event_drop(ctx, &w.pkt, reason, w.rule_id, w.len);
-  return bg_count(verdict, reason, w.len);
+  int action = bg_count(verdict, reason, w.len);
+  return r & BG_RES_TX ? XDP_TX : action;
 }
 
 #endif /* BPFGATE_BPF_FILTER_H */

@@ -83,7 +83,9 @@ enum bg_stat {
   BG_STAT_KNOWN_FULL = 6,       /* proofs the known table had no room for */
   BG_STAT_SYN_PASSED = 7,       /* SYNs of sources without state passed statelessly */
   BG_STAT_PROVEN_CONNECTED = 8, /* sources proved by a frame of a connection the host has */
-  BG_STAT_NR = 9,
+  BG_STAT_SYN_ANSWERED = 9,     /* held SYNs answered from XDP with a cookie SYN-ACK */
+  BG_STAT_SYN_REFRESH = 10,     /* held SYNs passed so the listener accepts cookies again */
+  BG_STAT_NR = 11,
 };
 
 static inline __u32 bg_stat_key(__u32 stat) {
@@ -221,6 +223,26 @@ struct bg_settings {
    * passes at most this rate, and sources that proved themselves are not
    * charged. */
   struct bg_limit unproven_limit;
+  /* The SYN-ACK the datapath answers a held SYN with (BG_SET_SYN_PROXY):
+   * the MSS it advertises for IPv4 and IPv6 (the interface's MTU less the
+   * headers), the window scale the kernel will use on the connection its
+   * cookie makes, and which options it may offer (enum bg_syn_opts). */
+  __u16 syn_mss4;
+  __u16 syn_mss6;
+  __u8 syn_wscale;
+  __u8 syn_opts;
+  __u16 _pad1;
+};
+
+/* What the SYN-ACK of a SYN answered from XDP may carry: the host's kernel
+ * decodes them from the cookie's timestamp, so window scaling and SACK need
+ * timestamps, and timestamps need net.ipv4.tcp_timestamps=2 (no per-peer
+ * offset, so the kernel's later timestamps follow the SYN-ACK's). */
+enum bg_syn_opts {
+  BG_SYN_OPT_TS = 1,       /* timestamps (tcp_timestamps=2) */
+  BG_SYN_OPT_SACK = 2,     /* SACK permitted (tcp_sack) */
+  BG_SYN_OPT_WSCALE = 4,   /* window scaling (tcp_window_scaling) */
+  BG_SYN_OPT_ASKED = 0x80, /* the policy asks for the SYN answer (limits.syn_proxy) */
 };
 
 /* admission: PERCPU_ARRAY, one entry: each CPU's GCRA for new sources. */
@@ -238,6 +260,13 @@ enum bg_settings_flags {
    * themselves (BG_SET_PROVE, the kernel's helpers, tcp_syncookies=2), so
    * that real TCP clients are not left in the unproven class. */
   BG_SET_UNPROVEN = 8,
+  /* A held SYN (of a source without state, or of an unproven one, over its
+   * rate) is answered by the datapath with a SYN-ACK carrying the kernel's
+   * cookie (XDP_TX), where a listener has the port: spoofed SYNs never reach
+   * the listener, and a new client proves itself with its first ACK. Set
+   * only with BG_SET_PROVE and tcp_syncookies=2 (the kernel accepts a cookie
+   * only while it sends them itself, see bg_syn_answer). */
+  BG_SET_SYN_PROXY = 16,
 };
 
 /* Slots of the admission map: one GCRA per CPU for each kind of stateless

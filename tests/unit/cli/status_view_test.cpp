@@ -45,6 +45,8 @@ TEST(StatusView, JsonHasEveryEventByNameAndTheKnownTable) {
   EXPECT_EQ(e["proofs_refused"], 100 + BG_STAT_KNOWN_FULL);
   EXPECT_EQ(e["syns_passed_stateless"], 100 + BG_STAT_SYN_PASSED);
   EXPECT_EQ(e["sources_proven_connected"], 100 + BG_STAT_PROVEN_CONNECTED);
+  EXPECT_EQ(e["syns_answered"], 100 + BG_STAT_SYN_ANSWERED);
+  EXPECT_EQ(e["syns_passed_refresh"], 100 + BG_STAT_SYN_REFRESH);
   EXPECT_EQ(j["unproven"]["rate_pps"], 20000);
   EXPECT_EQ(j["unproven"]["enforced"], true);
 }
@@ -58,6 +60,20 @@ TEST(StatusView, TextSaysWhenTheUnprovenShareIsNotEnforced) {
   EXPECT_NE(status_text(s).find("unproven unbounded"), std::string::npos) << status_text(s);
 }
 
+TEST(StatusView, SaysWhetherHeldSynsAreAnsweredAndWhyNot) {
+  auto s = sample_status();
+  EXPECT_NE(status_text(s).find("syn-proxy off  "), std::string::npos) << status_text(s);
+  s.syn_proxy_asked = true;
+  EXPECT_NE(status_text(s).find("syn-proxy off (needs prove and tcp_syncookies=2)"),
+            std::string::npos)
+      << status_text(s);
+  s.syn_proxy = true;
+  EXPECT_NE(status_text(s).find("syn-proxy on  "), std::string::npos) << status_text(s);
+  auto j = status_json(s);
+  EXPECT_EQ(j["syn_proxy"]["asked"], true);
+  EXPECT_EQ(j["syn_proxy"]["enforced"], true);
+}
+
 TEST(StatusView, JsonShowsZeroEvents) {
   agent::FilterStatus s;
   auto j = status_json(s);
@@ -69,11 +85,12 @@ TEST(StatusView, JsonShowsZeroEvents) {
 TEST(StatusView, TextShowsTheKnownTableAndEveryEvent) {
   EXPECT_EQ(status_text(sample_status()),
             "veth0: mode native  prog 0  link 0  rate 1000 pps  burst 2000  max-sources 65536  "
-            "new-sources unbounded  unproven 20000/s  unparsed pass\n"
+            "new-sources unbounded  unproven 20000/s  syn-proxy off  unparsed pass\n"
             "    passed 10  dropped 4  known sources 3/65536\n"
             "    events: cas_contended 100  autoblocks_failed 101  autoblocks_capped 102  "
             "autoblocks_spared 103  sources_proven 104  proofs_failed 105  proofs_refused 106  "
-            "syns_passed_stateless 107  sources_proven_connected 108\n");
+            "syns_passed_stateless 107  sources_proven_connected 108  syns_answered 109  "
+            "syns_passed_refresh 110\n");
 }
 
 }  // namespace
