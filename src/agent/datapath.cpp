@@ -1,5 +1,6 @@
 #include "agent/datapath.hpp"
 
+#include "agent/crash_point.hpp"
 #include "agent/source_sweep.hpp"
 #include "util/log.hpp"
 
@@ -370,6 +371,8 @@ Status Datapath::apply(const core::PolicyImage &p) {
     __u32 fd = static_cast<__u32>(inner[i].get());
     if (auto st = outer_[i].update(next, fd); !st)
       return st.error().context("install policy generation");
+    if (i == 0)
+      crash_point("apply-installed");
   }
   // What the datapath may skip: an empty ACL, rules beyond the default.
   set.flags = 0;
@@ -418,10 +421,12 @@ Status Datapath::apply(const core::PolicyImage &p) {
   // unchanged.
   if (auto st = config_.update(0, *cfg); !st)
     return st.error().context("write the next generation's settings");
+  crash_point("apply-settings");
   cfg->active = next;
   cfg->generation++;
   if (auto st = config_.update(0, *cfg); !st)
     return st.error().context("switch policy generation");
+  crash_point("apply-switched");
   for (const auto &[k, v] : *old_noblock) {
     bool kept = std::any_of(p.noblock.begin(), p.noblock.end(), [&](const bg_lpm_key &n) {
       return std::memcmp(&n, &k, sizeof(k)) == 0;

@@ -80,6 +80,9 @@ std::string bpfgate_bin() {
 std::string gen_bin() {
   return BPFGATE_GEN;
 }
+std::string crashpoints_bin() {
+  return BPFGATE_CRASHPOINTS;
+}
 std::string unique_prefix() {
   return fmt::format("bgt{}", getpid() % 100000);
 }

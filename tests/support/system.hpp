@@ -31,6 +31,8 @@ std::string in_ns(const std::string &ns);
 // The bpfgate and bpfgate-gen binaries of this build.
 std::string bpfgate_bin();
 std::string gen_bin();
+// bpfgate built with crash points that end it (agent/crash_point.hpp), for the fault tests.
+std::string crashpoints_bin();
 
 // A unique short prefix for names made by this test process ("bgt1234").
 std::string unique_prefix();

@@ -1,0 +1,317 @@
+// Faults (issue 13): the agent killed under a flood, killed in the middle of
+// a policy apply, its XDP program replaced in place under a flood, and
+// tables filled to the brim. Each test counts what reaches the gateway's
+// stack (the namespace's Ip InReceives, which counts every IPv4 packet the
+// filter passed, before any check of the stack's) besides the filter's own
+// counters, and reads the pinned maps after the fault.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <bpf/bpf.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "agent/filter.hpp"
+#include "bpf/map.hpp"
+#include "core/cidr.hpp"
+#include "support/prometheus_parse.hpp"
+#include "support/topology.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class FaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           (unique_prefix() + "-fault-" + std::to_string(n_++));
+    std::filesystem::create_directories(dir_);
+    log_ = (dir_ / "agent.log").string();
+  }
+  void TearDown() override {
+    agent_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string config_path() const { return (dir_ / "gw.yaml").string(); }
+  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+
+  void write_config(const std::string &body, const std::string &iface_extra = "",
+                    const std::string &sweep = "100ms") {
+    std::ofstream(config_path()) << fmt::format(
+        "interfaces: [{{name: {}, mode: native{}}}]\nagent: {{control_socket: {}}}\n"
+        "sweep: {{interval: {}}}\n{}",
+        t_.gw_if(), iface_extra, socket_path(), sweep, body);
+  }
+
+  // `binary run` in the gateway namespace, with `env` (VAR=value ...) before
+  // it; up once it says it runs (not asked with a reload: that would apply
+  // the policy once more, and count as a crash point's pass).
+  void start_agent(const std::string &binary = bpfgate_bin(), const std::string &env = "") {
+    size_t runs = occurrences(agent_log(), kRunning);
+    agent_.emplace(Process::spawn("exec env " + env + " " + t_.gw().exec() + binary + " run -c " +
+                                  config_path() + " >>" + log_ + " 2>&1"));
+    for (int i = 0; i < 200; i++) {
+      if (occurrences(agent_log(), kRunning) > runs)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "the agent did not come up: " << agent_log();
+  }
+  static constexpr const char *kRunning = "bpfgate agent running (config ";
+  static size_t occurrences(const std::string &text, const std::string &what) {
+    size_t n = 0;
+    for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; at += what.size())
+      n++;
+    return n;
+  }
+
+  std::string agent_log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  bool log_shows(const std::string &what, std::chrono::milliseconds within = 3000ms) const {
+    auto until = std::chrono::steady_clock::now() + within;
+    while (!contains(agent_log(), what)) {
+      if (std::chrono::steady_clock::now() > until)
+        return false;
+      std::this_thread::sleep_for(50ms);
+    }
+    return true;
+  }
+
+  CmdResult reload() const { return run(bpfgate_bin() + " reload --socket " + socket_path()); }
+
+  uint64_t counter(const char *verdict, const char *reason) const {
+    auto s = t_.status();
+    if (!s.contains("counters") || !s["counters"].contains(verdict) ||
+        !s["counters"][verdict].contains(reason))
+      return 0;
+    return s["counters"][verdict][reason]["packets"].get<uint64_t>();
+  }
+
+  // IPv4 packets the gateway namespace's stack received (Ip: InReceives):
+  // every frame the filter passed, and nothing it dropped.
+  uint64_t stack_received() const {
+    auto r = run_ok(t_.gw().exec() + "cat /proc/net/snmp");
+    std::istringstream in(r.out);
+    std::string names, values;
+    while (std::getline(in, names) && std::getline(in, values)) {
+      if (names.rfind("Ip: ", 0) != 0)
+        continue;
+      std::istringstream n(names), v(values);
+      std::string name, value;
+      while (n >> name && v >> value)
+        if (name == "InReceives")
+          return std::stoull(value);
+    }
+    ADD_FAILURE() << "no Ip InReceives in " << r.out;
+    return 0;
+  }
+
+  // The per-source entry of addr, from `top`: its packets (0: no entry).
+  uint64_t source_packets(const std::string &addr) const {
+    auto top = json::parse(t_.bpfgate("-j top " + t_.gw_if() + " -c 1 -i 0.1 -n 1000").out, nullptr,
+                           false);
+    if (top.is_discarded())
+      return 0;
+    for (const auto &s : top["interfaces"][0]["sources"])
+      if (s["addr"] == addr)
+        return s["packets"].get<uint64_t>();
+    return 0;
+  }
+
+  json list_blocks() const {
+    auto r = t_.bpfgate("-j list --iface " + t_.gw_if());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+
+  GatewayPair t_;
+  std::filesystem::path dir_;
+  std::string log_;
+  std::optional<Process> agent_;
+  static inline int n_ = 0;
+};
+
+// Runs f on a thread; joined when the owner goes, also on a failed assertion.
+class Background {
+ public:
+  explicit Background(std::function<void()> f) : t_(std::move(f)) {}
+  ~Background() { join(); }
+  void join() {
+    if (t_.joinable())
+      t_.join();
+  }
+
+ private:
+  std::thread t_;
+};
+
+// The link pinned under the interface's pin directory keeps the program
+// attached when the agent dies; the restarted agent adopts it (same link,
+// same program: never detached and attached again). A denied and a blocked
+// source flood across the kill and the restart: not one of their frames
+// reaches the stack, their drops are counted without a gap, and the
+// blocklist and per-source state are those of before.
+TEST_F(FaultTest, SigkillUnderAFloodPassesNoFrameOfADeniedOrBlockedSource) {
+  write_config("limits: {rate: 100, burst: 100}\ndeny: [198.18.0.66]\n");
+  uint64_t rx_base = stack_received();
+  start_agent();
+  auto before = t_.status();
+  uint32_t prog = before["prog_id"], link = before["link_id"];
+  ASSERT_NE(prog, 0u);
+  ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if()).exit_code, 0);
+  ASSERT_EQ(t_.flood("198.18.0.9", 1000, 20000), 1000u);  // state to survive
+  // The receiver sees exactly what the filter passed: the count can tell.
+  uint64_t rx = stack_received();
+  ASSERT_GE(counter("pass", "ok"), 100u);
+  ASSERT_EQ(rx - rx_base, counter("pass", "ok"));
+  uint64_t deny0 = counter("drop", "deny"), listed0 = counter("drop", "blocklist");
+
+  uint64_t denied = 0, blocked = 0;
+  {
+    Background a([&] { denied = t_.flood("198.18.0.66", 60000, 20000); });   // 3 s
+    Background b([&] { blocked = t_.flood("198.18.0.80", 30000, 10000); });  // 3 s
+    std::this_thread::sleep_for(500ms);
+    agent_->kill(SIGKILL);
+    EXPECT_EQ(agent_->wait(2000ms), -1) << "not killed";
+    EXPECT_EQ(t_.xdp_prog_id(), prog) << "the datapath went away with the agent";
+    std::this_thread::sleep_for(500ms);  // flooded without an agent
+    start_agent();
+  }
+  ASSERT_EQ(denied, 60000u);
+  ASSERT_EQ(blocked, 30000u);
+  EXPECT_EQ(stack_received(), rx) << "frames of the denied or blocked source reached the stack";
+  EXPECT_EQ(counter("drop", "deny"), deny0 + denied) << "drops went uncounted or were reset";
+  EXPECT_EQ(counter("drop", "blocklist"), listed0 + blocked);
+  auto after = t_.status();
+  EXPECT_EQ(after["prog_id"], prog) << "the restarted agent replaced the running program";
+  EXPECT_EQ(after["link_id"], link) << "the restarted agent attached again";
+  EXPECT_TRUE(contains(agent_log(), "adopted the running filter")) << agent_log();
+  EXPECT_EQ(occurrences(agent_log(), "audit: action=attach "), 1u)
+      << "attached again after the restart: " << agent_log();
+  auto blocks = list_blocks();
+  ASSERT_EQ(blocks["blocked"].size(), 1u) << blocks.dump();
+  EXPECT_EQ(blocks["blocked"][0]["prefix"], "198.18.0.80/32");
+  EXPECT_EQ(blocks["blocked"][0]["reason"], "manual");
+  EXPECT_EQ(source_packets("198.18.0.9"), 1000u) << "per-source state was lost";
+}
+
+// Two policies that differ in every table an apply switches: the ACL, the
+// port rules and the rules' actions. Four probes tell which one runs, and a
+// mix of both shows as a pattern of neither.
+constexpr const char *kPolicyA =
+    "limits: {rate: 1000000}\ndeny: [198.18.0.66]\nrules: [{match: udp/53, action: drop}]\n"
+    "auto_block: {after: 10s, ttl: 1m, never: [198.18.5.0/24]}\n";
+constexpr const char *kPolicyB =
+    "limits: {rate: 1000000}\ndeny: [198.18.0.67]\nrules: [{match: udp/54, action: drop}]\n"
+    "auto_block: {after: 10s, ttl: 1m, never: [198.18.6.0/24]}\n";
+const std::vector<bool> kRunsA = {false, true, false, true};  // passed: .66, .67, :53, :54
+const std::vector<bool> kRunsB = {true, false, true, false};
+
+struct CrashCase {
+  const char *point;
+  bool switched;  // the crash came after the flip of `active`: B runs
+};
+void PrintTo(const CrashCase &c, std::ostream *os) {
+  *os << c.point;
+}
+
+class ApplyCrashTest : public FaultTest, public ::testing::WithParamInterface<CrashCase> {
+ protected:
+  // Which probes reached the stack (each 50 frames: all or none).
+  std::vector<bool> probe() {
+    const std::pair<const char *, const char *> probes[] = {{"198.18.0.66", ""},
+                                                            {"198.18.0.67", ""},
+                                                            {"198.18.0.70", "--dport 53"},
+                                                            {"198.18.0.71", "--dport 54"}};
+    std::vector<bool> passed;
+    for (const auto &[src, extra] : probes) {
+      uint64_t rx = stack_received();
+      EXPECT_EQ(t_.flood(src, 50, 20000, extra), 50u);
+      uint64_t got = stack_received() - rx;
+      EXPECT_TRUE(got == 0 || got == 50) << src << " " << extra << ": " << got << " of 50";
+      passed.push_back(got == 50);
+    }
+    return passed;
+  }
+  // The never-block list as the maps hold it.
+  std::vector<std::string> noblock() {
+    auto f = agent::PinnedFilter::open("/sys/fs/bpf", t_.gw_if());
+    EXPECT_TRUE(f.ok()) << f.error().what();
+    if (!f)
+      return {};
+    auto p = f->datapath().active_policy();
+    EXPECT_TRUE(p.ok()) << p.error().what();
+    std::vector<std::string> out;
+    if (p)
+      for (const auto &k : p->noblock)
+        out.push_back(core::format_prefix(core::Prefix{k, k.prefixlen >= 96}));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+// Killed in the middle of an apply (a crash point of bpfgate-crashpoints,
+// tests/support/crash_points.cpp, the 2nd time it is passed: the 1st is the
+// attach's own apply), the datapath runs policy A or policy B whole, never
+// a mix; the next start (the product's binary) writes the half-written
+// generation again and runs B; the never-block list is B's alone.
+TEST_P(ApplyCrashTest, AKillInTheMiddleOfAnApplyLeavesOneWholePolicy) {
+  const CrashCase c = GetParam();
+  write_config(kPolicyA);
+  start_agent(crashpoints_bin(), fmt::format("BPFGATE_CRASH_AT={}#2", c.point));
+  ASSERT_EQ(probe(), kRunsA);
+  uint32_t gen = t_.status()["generation"];
+  write_config(kPolicyB);
+  auto r = reload();
+  EXPECT_NE(r.exit_code, 0) << "the reload did not crash the agent at " << c.point;
+  EXPECT_EQ(agent_->wait(5000ms), 137) << agent_log();
+  EXPECT_TRUE(contains(agent_log(), "crash point reached")) << agent_log();
+  EXPECT_EQ(probe(), c.switched ? kRunsB : kRunsA) << "after a crash at " << c.point;
+  EXPECT_EQ(t_.status()["generation"], gen + (c.switched ? 1 : 0));
+
+  start_agent();
+  EXPECT_EQ(probe(), kRunsB) << "the restarted agent did not apply B";
+  EXPECT_GT(t_.status()["generation"].get<uint32_t>(), gen);
+  EXPECT_EQ(noblock(), std::vector<std::string>{"198.18.6.0/24"});
+  // And A again, through both generations once more.
+  write_config(kPolicyA);
+  ASSERT_EQ(reload().exit_code, 0) << agent_log();
+  EXPECT_EQ(probe(), kRunsA);
+  EXPECT_EQ(noblock(), std::vector<std::string>{"198.18.5.0/24"});
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, ApplyCrashTest,
+                         ::testing::Values(CrashCase{"apply-installed", false},
+                                           CrashCase{"apply-settings", false},
+                                           CrashCase{"apply-switched", true}),
+                         [](const auto &info) {
+                           std::string n = info.param.point;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace bpfgate::test
