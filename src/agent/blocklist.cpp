@@ -2,7 +2,9 @@
 
 #include "core/policy.hpp"
 
+#include <cerrno>
 #include <ctime>
+#include <string>
 
 #include "agent/source_sweep.hpp"
 
@@ -37,8 +39,16 @@ Status block(Datapath &dp, const core::Prefix &p, uint64_t ttl_ns, uint32_t reas
   b.added_ns = now;
   b.expires_ns = ttl_ns ? now + ttl_ns : 0;
   b.reason = reason;
-  if (auto st = dp.blocklist().update(p.key, b); !st)
-    return st;
+  if (auto st = dp.blocklist().update(p.key, b); !st) {
+    // The trie refuses a new key when it holds max_entries (ENOSPC).
+    if (st.error().err() != ENOSPC)
+      return st;
+    auto info = bpf::map_info(dp.blocklist().fd());
+    return make_error(ENOSPC,
+                      "the blocklist is full ({} entries): {} was not blocked; unblock entries "
+                      "(`bpfgate list` shows them) or wait for blocks with a TTL to expire",
+                      info ? std::to_string(info->max_entries) : "all its", core::format_prefix(p));
+  }
   return dp.blocklist_added();
 }
 

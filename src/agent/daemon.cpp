@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <tuple>
 
 #include <fmt/ranges.h>
 
@@ -387,9 +388,31 @@ void Daemon::accel_housekeeping() {
         r->newly_marked, accel::default_backlog_limit());
 }
 
+void Daemon::log_refusals(const std::string &iface, Datapath &dp) {
+  auto now = dp.stats();
+  if (!now)
+    return;
+  // What the datapath could not add to a full table: counted there (`status`,
+  // /metrics), said here once a sweep; at the first sweep, all since load.
+  auto it = refusals_seen_.try_emplace(iface, StatTotals{}).first;
+  auto blocklist = bpf::map_info(dp.blocklist().fd());
+  auto known = dp.max_known();
+  const std::tuple<bg_stat, const char *, uint32_t> full[] = {
+      {BG_STAT_AUTOBLOCK_FAILED, "auto-blocks refused: the blocklist is full",
+       blocklist ? blocklist->max_entries : 0},
+      {BG_STAT_KNOWN_FULL, "proofs refused: the known table is full", known ? *known : 0},
+  };
+  for (const auto &[stat, what, max] : full)
+    if ((*now)[stat] > it->second[stat])
+      log::warn("{}: {} {} ({} entries; {} since the filter was loaded)", iface,
+                (*now)[stat] - it->second[stat], what, max, (*now)[stat]);
+  it->second = *now;
+}
+
 void Daemon::sweep_now() {
   accel_housekeeping();
   for (auto &[name, f] : filters_) {
+    log_refusals(name, f.datapath());
     auto r = sweep(f.datapath(), config_.source_idle_ns);
     if (!r) {
       log::warn("{}: sweep: {}", name, r.error().what());

@@ -75,6 +75,10 @@ class Daemon {
   core::Config config_;
   std::map<std::string, PinnedFilter> filters_;
   std::map<std::string, uint64_t> known_blocks_;  // what was logged as blocked
+  // Refusals of full tables (autoblocks_failed, proofs_refused) as of the
+  // last sweep, so that each sweep logs the new ones.
+  std::map<std::string, StatTotals> refusals_seen_;
+  void log_refusals(const std::string &iface, Datapath &dp);
   bpf::UniqueFd epoll_, signals_, timer_, control_;
   std::unique_ptr<Observer> observer_;
   std::string control_path_;

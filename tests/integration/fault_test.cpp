@@ -313,5 +313,113 @@ INSTANTIATE_TEST_SUITE_P(Points, ApplyCrashTest,
                            return n;
                          });
 
+// A full blocklist: `bpfgate block` says so (and what to do), the
+// datapath's auto-blocks are refused and counted (status, /metrics) and the
+// agent logs them; the source stays rate-limited, and is blocked once an
+// entry is freed (its streak went on).
+TEST_F(FaultTest, AFullBlocklistRefusesBlocksWithAReasonAndCountsAutoBlocks) {
+  write_config(
+      "limits: {rate: 100, burst: 100}\nauto_block: {after: 300ms, ttl: 1m}\n"
+      "metrics: {listen: 127.0.0.1:9477}\n",
+      "", "1s");
+  start_agent();
+  auto blocklist =
+      bpf::Map<bg_lpm_key, bg_block>::open_pinned(t_.pin_dir() + "/" + BG_PIN_BLOCKLIST);
+  ASSERT_TRUE(blocklist.ok()) << blocklist.error().what();
+  auto info = bpf::map_info(blocklist->fd());
+  ASSERT_TRUE(info.ok());
+  // Filled with 2001:db8::/96 addresses, one syscall each, until refused.
+  bg_lpm_key k{.prefixlen = 128, .addr = {0x20, 0x01, 0x0d, 0xb8}};
+  bg_block b{.expires_ns = 0, .added_ns = 1, .drops = 0, .reason = BG_BLOCK_MANUAL, ._pad = 0};
+  uint32_t n = 0;
+  for (; n <= info->max_entries; n++) {
+    uint32_t be = htonl(n);
+    std::memcpy(k.addr + 12, &be, 4);
+    if (bpf_map_update_elem(blocklist->fd(), &k, &b, BPF_NOEXIST) != 0)
+      break;
+  }
+  ASSERT_EQ(n, info->max_entries) << "refused before it was full: " << strerror(errno);
+
+  auto r = t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, fmt::format("the blocklist is full ({} entries): 198.18.0.80/32 was "
+                                          "not blocked; unblock entries",
+                                          info->max_entries)))
+      << r.err;
+
+  ASSERT_EQ(t_.flood("198.18.0.77", 10000, 10000), 10000u);  // 1 s over its limit
+  auto s = t_.status();
+  uint64_t failed = s["events"]["autoblocks_failed"];
+  EXPECT_GE(failed, 1u) << s.dump();
+  EXPECT_GT(counter("drop", "rate_limit"), 9000u) << "no longer rate-limited";
+
+  EXPECT_TRUE(log_shows(
+      fmt::format("auto-blocks refused: the blocklist is full ({} entries", info->max_entries),
+      15000ms))
+      << agent_log();
+  auto scrape = run(t_.gw().exec() + "curl -sf --max-time 5 http://127.0.0.1:9477/metrics");
+  ASSERT_EQ(scrape.exit_code, 0) << agent_log();
+  auto p = prom::parse(scrape.out);
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  EXPECT_GE(prom::value_of(*p, "bpfgate_autoblocks_failed_total", {{"interface", t_.gw_if()}}),
+            static_cast<double>(failed));
+  EXPECT_EQ(reload().exit_code, 0) << "the agent went away: " << agent_log();
+
+  // One entry freed: the source's streak went on, so its next frames block it.
+  ASSERT_EQ(t_.bpfgate("unblock 2001:db8::5 --iface " + t_.gw_if()).exit_code, 0);
+  ASSERT_EQ(t_.flood("198.18.0.77", 6000, 10000), 6000u);  // past auto_block.after again
+  bg_lpm_key src{.prefixlen = 128,
+                 .addr = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 77}};
+  auto got = blocklist->lookup(src);
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value()) << "not blocked once there was room";
+  EXPECT_EQ((*got)->reason, static_cast<uint32_t>(BG_BLOCK_AUTO));
+}
+
+// A full known table (max_sources: 16): valid proofs beyond it are refused
+// and counted, the clients still connect, the agent logs the refusals, and
+// /metrics shows them.
+TEST_F(FaultTest, AFullKnownTableRefusesProofsAndItsClientsStillConnect) {
+  run_ok(t_.gw().exec() + "sysctl -qw net.ipv4.tcp_syncookies=2");
+  write_config("limits: {rate: 1000, burst: 1000}\nmetrics: {listen: 127.0.0.1:9477}\n",
+               ", max_sources: 16");
+  start_agent();
+  std::string batch;
+  for (int i = 0; i < 20; i++)
+    batch += fmt::format("addr add 198.18.0.{}/24 dev {}\n", 100 + i, t_.peer_if());
+  std::ofstream(dir_ / "addrs") << batch;
+  run_ok(t_.peer().exec() + "ip -batch " + (dir_ / "addrs").string());
+  auto listener = t_.tcp_listen(8088);
+  int connected = 0;
+  for (int i = 0; i < 20; i++) {
+    auto fd = t_.peer().socket(AF_INET, SOCK_STREAM);
+    sockaddr_in from{}, to{};
+    from.sin_family = to.sin_family = AF_INET;
+    inet_pton(AF_INET, fmt::format("198.18.0.{}", 100 + i).c_str(), &from.sin_addr);
+    inet_pton(AF_INET, GatewayPair::kGatewayAddr, &to.sin_addr);
+    to.sin_port = htons(8088);
+    timeval tv{2, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    ASSERT_EQ(bind(fd.get(), reinterpret_cast<sockaddr *>(&from), sizeof(from)), 0);
+    if (connect(fd.get(), reinterpret_cast<sockaddr *>(&to), sizeof(to)) == 0 &&
+        send(fd.get(), "x", 1, MSG_NOSIGNAL) == 1)
+      connected++;
+  }
+  EXPECT_EQ(connected, 20);
+  auto s = t_.status();
+  EXPECT_EQ(s["known_sources"]["entries"], 16) << s.dump();
+  EXPECT_EQ(s["known_sources"]["max_entries"], 16) << s.dump();
+  uint64_t refused = s["events"]["proofs_refused"];
+  EXPECT_GE(refused, 4u) << s.dump();
+  EXPECT_TRUE(log_shows("proofs refused: the known table is full (16 entries")) << agent_log();
+  auto scrape = run(t_.gw().exec() + "curl -sf --max-time 5 http://127.0.0.1:9477/metrics");
+  ASSERT_EQ(scrape.exit_code, 0) << agent_log();
+  auto p = prom::parse(scrape.out);
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  EXPECT_GE(prom::value_of(*p, "bpfgate_proofs_refused_total", {{"interface", t_.gw_if()}}),
+            static_cast<double>(refused));
+  EXPECT_EQ(reload().exit_code, 0) << "the agent went away: " << agent_log();
+}
+
 }  // namespace
 }  // namespace bpfgate::test
