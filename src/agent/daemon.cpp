@@ -20,6 +20,7 @@
 #include "agent/accel.hpp"
 #include "agent/blocklist.hpp"
 #include "agent/observer.hpp"
+#include "agent/replace.hpp"
 #include "agent/seccomp.hpp"
 #include "agent/tc.hpp"
 #include "bpf/pin.hpp"
@@ -160,6 +161,28 @@ Status Daemon::open_loop() {
   return {};
 }
 
+void Daemon::upgrade_adopted(const std::string &iface, const core::Config &c,
+                             const std::string &by) {
+  if (filters_.at(iface).attach() != XdpAttach::kDirect)
+    return;  // libxdp's dispatcher replaces its programs itself
+  auto r = replace_program(opts_.bpffs, iface, false);
+  if (!r) {
+    log::warn("{}: the running filter program stays (this version's could not replace it: {})",
+              iface, r.error().what());
+    return;
+  }
+  if (!r->replaced)
+    return;
+  log::info("{}: replaced the running filter program (id {}) by this version's (id {}) in place",
+            iface, r->old_prog_id, r->new_prog_id);
+  audit::Entry("replace", by)
+      .set("iface", iface)
+      .set("old_prog_id", r->old_prog_id)
+      .set("prog_id", r->new_prog_id)
+      .config(c.hash)
+      .write();
+}
+
 Status Daemon::converge(const core::Config &c, const std::string &by) {
   core::PolicyImage image = core::compile(c);
   std::set<std::string> wanted;
@@ -193,6 +216,7 @@ Status Daemon::converge(const core::Config &c, const std::string &by) {
                 i.attach);
           log::info("{}: adopted the running filter", i.name);
           it = filters_.emplace(i.name, std::move(*pinned)).first;
+          upgrade_adopted(i.name, c, by);
         }
       }
     }

@@ -47,6 +47,10 @@ class Daemon {
   explicit Daemon(DaemonOptions opts) : opts_(std::move(opts)) {}
   // Attaches, applies and detaches what `c` asks; each change audited as `by`'s.
   Status converge(const core::Config &c, const std::string &by);
+  // An adopted filter attached directly runs this version's program: swapped
+  // in place (agent/replace.hpp) when the running one differs; a failure
+  // leaves the running program and is logged.
+  void upgrade_adopted(const std::string &iface, const core::Config &c, const std::string &by);
   // Socket acceleration: enables what the config's accel: asks (or adopts
   // it, running), disables it when the section goes; watched on the sweep
   // timer (accel::Housekeeper).

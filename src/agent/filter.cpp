@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "agent/events.hpp"
+#include "agent/replace.hpp"
 #include "bpf/features.hpp"
 #include "bpf/error.hpp"
 #include "bpf/map.hpp"
@@ -97,6 +98,7 @@ Status remove_pins(const std::string &dir) {
   std::vector<const char *> names = Datapath::pin_names();
   names.push_back(BG_PIN_PROG);
   names.push_back(BG_PIN_LINK);
+  names.push_back(kProgNextPin);
   names.insert(names.end(), event_pin_names().begin(), event_pin_names().end());
   for (const char *name : names) {
     auto st = bpf::unpin(pin_path(dir, name));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/replace.hpp"
 #include "cli/status_view.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
@@ -137,6 +138,28 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
     fmt::print("{}: {} pps per source, burst {}, new sources {}, unproven sources {}\n", iface,
                l.rate_pps, l.burst, ns.rate_pps ? fmt::format("{}/s", ns.rate_pps) : "unbounded",
                up.rate_pps ? fmt::format("{}/s", up.rate_pps) : "unbounded");
+  return 0;
+}
+
+int cmd_upgrade(const Globals &g, const std::string &iface) {
+  auto r = agent::replace_program(g.bpffs, iface, true);
+  if (!r)
+    return fail(r.error().context("upgrade " + iface));
+  audit::Entry("replace", audit::by_cli())
+      .set("iface", iface)
+      .set("old_prog_id", r->old_prog_id)
+      .set("prog_id", r->new_prog_id)
+      .write();
+  if (g.json)
+    fmt::print("{}\n", json{{"iface", iface},
+                            {"link_id", r->link_id},
+                            {"old_prog_id", r->old_prog_id},
+                            {"prog_id", r->new_prog_id}}
+                           .dump());
+  else
+    fmt::print(
+        "{}: program id {} replaced by {} in place (link {}; maps, counters and state kept)\n",
+        iface, r->old_prog_id, r->new_prog_id, r->link_id);
   return 0;
 }
 

@@ -21,6 +21,8 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
             std::optional<uint64_t> burst, std::optional<uint64_t> new_sources = {},
             std::optional<uint64_t> unproven = {});
 int cmd_detach(const Globals &g, const std::string &iface);
+// This binary's filter program swapped in for the running one (agent/replace.hpp).
+int cmd_upgrade(const Globals &g, const std::string &iface);
 // Every attached interface, or only `iface` when it is not empty.
 int cmd_status(const Globals &g, const std::string &iface);
 

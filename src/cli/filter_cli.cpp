@@ -1,4 +1,4 @@
-// The XDP filter's subcommands: attach, set, detach, status, top.
+// The XDP filter's subcommands: attach, set, detach, upgrade, status, top.
 #include "bpf/xdp.hpp"
 #include "cli/registry.hpp"
 #include "util/log.hpp"
@@ -119,6 +119,12 @@ void add_filter_commands(Registry &r) {
   auto *d = r.app().add_subcommand("detach", "detach the filter and remove its pins");
   d->add_option("IFACE", detach_iface, "interface")->required()->check(iface_name());
   r.add(d, [&detach_iface, &g = r.globals()] { return cmd_detach(g, detach_iface); });
+
+  auto &upgrade_iface = r.keep<std::string>();
+  auto *u = r.app().add_subcommand(
+      "upgrade", "swap this binary's filter program in for the running one, keeping its maps");
+  u->add_option("IFACE", upgrade_iface, "interface")->required()->check(iface_name());
+  r.add(u, [&upgrade_iface, &g = r.globals()] { return cmd_upgrade(g, upgrade_iface); });
 
   auto &status_iface = r.keep<std::string>();
   auto *st = r.app().add_subcommand("status", "what is attached where, mode, program, limits");

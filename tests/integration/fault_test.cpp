@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -30,6 +32,7 @@
 
 #include "agent/filter.hpp"
 #include "bpf/map.hpp"
+#include "bpf/xdp.hpp"
 #include "core/cidr.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/topology.hpp"
@@ -419,6 +422,171 @@ TEST_F(FaultTest, AFullKnownTableRefusesProofsAndItsClientsStillConnect) {
   EXPECT_GE(prom::value_of(*p, "bpfgate_proofs_refused_total", {{"interface", t_.gw_if()}}),
             static_cast<double>(refused));
   EXPECT_EQ(reload().exit_code, 0) << "the agent went away: " << agent_log();
+}
+
+// `bpfgate upgrade` loads this binary's program on the running filter's
+// maps and swaps it in with one bpf_link update (BPF_F_REPLACE): ten swaps
+// under a denied and a blocked flood let none of their frames through, the
+// link stays, each swap runs a new program, counters and state go on, and
+// the programs replaced are freed. Killed between load and swap, nothing
+// changed; killed after the swap, the new program runs and the next upgrade
+// goes on from there.
+TEST_F(FaultTest, UpgradeReplacesTheProgramInPlaceUnderAFlood) {
+  write_config("limits: {rate: 100, burst: 100}\ndeny: [198.18.0.66]\n");
+  start_agent();
+  auto before = t_.status();
+  uint32_t first = before["prog_id"], link = before["link_id"];
+  ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if()).exit_code, 0);
+  ASSERT_EQ(t_.flood("198.18.0.9", 1000, 20000), 1000u);
+  uint64_t rx = stack_received();
+  uint64_t deny0 = counter("drop", "deny"), listed0 = counter("drop", "blocklist");
+  uint64_t denied = 0, blocked = 0;
+  std::vector<uint32_t> progs = {first};
+  {
+    Background a([&] { denied = t_.flood("198.18.0.66", 40000, 20000); });   // 2 s
+    Background b([&] { blocked = t_.flood("198.18.0.80", 20000, 10000); });  // 2 s
+    for (int i = 0; i < 10; i++) {
+      auto r = t_.bpfgate("-j upgrade " + t_.gw_if());
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      auto j = json::parse(r.out);
+      EXPECT_EQ(j["old_prog_id"], progs.back());
+      EXPECT_NE(j["prog_id"], progs.back());
+      EXPECT_EQ(j["link_id"], link);
+      progs.push_back(j["prog_id"]);
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  ASSERT_EQ(denied, 40000u);
+  ASSERT_EQ(blocked, 20000u);
+  EXPECT_EQ(stack_received(), rx) << "frames of the denied or blocked source reached the stack";
+  EXPECT_EQ(counter("drop", "deny"), deny0 + denied);
+  EXPECT_EQ(counter("drop", "blocklist"), listed0 + blocked);
+  auto after = t_.status();
+  EXPECT_EQ(after["prog_id"], progs.back());
+  EXPECT_EQ(after["link_id"], link);
+  EXPECT_EQ(t_.xdp_prog_id(), progs.back());
+  EXPECT_EQ(source_packets("198.18.0.9"), 1000u) << "per-source state was lost";
+  EXPECT_EQ(list_blocks()["blocked"].size(), 1u);
+  // The programs replaced are gone (their link and pin let go of them).
+  bool freed = false;
+  for (int i = 0; i < 40 && !freed; i++) {
+    int fd = bpf_prog_get_fd_by_id(first);
+    freed = fd < 0;
+    if (fd >= 0) {
+      ::close(fd);
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  EXPECT_TRUE(freed) << "program id " << first << " is still loaded";
+  // The agent goes on with the new program: a reload, a verdict.
+  ASSERT_EQ(reload().exit_code, 0) << agent_log();
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), deny0 + denied + 100);
+
+  // Killed with the new program loaded, not swapped in: nothing changed.
+  auto crash = [&](const char *point) {
+    return run(fmt::format("BPFGATE_CRASH_AT={} {}{} upgrade {}", point, t_.gw().exec(),
+                           crashpoints_bin(), t_.gw_if()));
+  };
+  EXPECT_EQ(crash("replace-loaded").exit_code, 137);
+  EXPECT_EQ(t_.xdp_prog_id(), progs.back());
+  // Killed after the swap, before the pin follows: the new program runs.
+  EXPECT_EQ(crash("replace-swapped").exit_code, 137);
+  uint32_t swapped = t_.xdp_prog_id();
+  EXPECT_NE(swapped, progs.back());
+  EXPECT_EQ(t_.status()["prog_id"], swapped);
+  auto r = t_.bpfgate("-j upgrade " + t_.gw_if());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["old_prog_id"], swapped);
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), deny0 + denied + 200);
+  EXPECT_EQ(stack_received(), rx);
+  EXPECT_TRUE(contains(t_.bpfgate("upgrade " + t_.gw_if()).out, "replaced by"));
+}
+
+// The running program made another build's (tests/bpf/cas_lost_filter.bpf.c,
+// the pipeline built otherwise: another tag) on the same maps, swapped in
+// from here: a restarted agent finds it is not its version's and replaces
+// it in place by its own, without a window (a denied flood across the
+// restart: none of it reaches the stack) and keeping the counters.
+TEST_F(FaultTest, ARestartedAgentReplacesAnotherVersionsProgramInPlace) {
+  write_config("limits: {rate: 100, burst: 100}\ndeny: [198.18.0.66]\n");
+  start_agent();
+  uint32_t link = t_.status()["link_id"];
+  auto pinned_link = bpf::open_pinned(t_.pin_dir() + "/" + BG_PIN_LINK);
+  ASSERT_TRUE(pinned_link.ok()) << pinned_link.error().what();
+  uint32_t ours = t_.status()["prog_id"];
+  // The other build, on the running program's maps (by name, from its map ids).
+  std::shared_ptr<bpf_object> other(
+      bpf_object__open_file((std::string(BPFGATE_BPF_DIR) + "/cas_lost_filter.bpf.o").c_str(),
+                            nullptr),
+      bpf_object__close);
+  ASSERT_TRUE(other);
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  int running = bpf_prog_get_fd_by_id(ours);
+  ASSERT_GE(running, 0);
+  std::vector<uint32_t> ids(64);
+  info.nr_map_ids = static_cast<uint32_t>(ids.size());
+  info.map_ids = reinterpret_cast<uint64_t>(ids.data());
+  ASSERT_EQ(bpf_obj_get_info_by_fd(running, &info, &len), 0);
+  ids.resize(info.nr_map_ids);
+  std::vector<bpf::UniqueFd> held;
+  for (uint32_t id : ids) {
+    bpf::UniqueFd fd(bpf_map_get_fd_by_id(id));
+    bpf_map_info mi{};
+    uint32_t ml = sizeof(mi);
+    ASSERT_EQ(bpf_obj_get_info_by_fd(fd.get(), &mi, &ml), 0);
+    bpf_map *m;
+    bpf_object__for_each_map(m, other.get()) {
+      if (!bpf_map__is_internal(m) &&
+          std::string(bpf_map__name(m)).substr(0, BPF_OBJ_NAME_LEN - 1) == mi.name)
+        ASSERT_EQ(bpf_map__reuse_fd(m, fd.get()), 0) << mi.name;
+    }
+    held.push_back(std::move(fd));
+  }
+  ASSERT_EQ(bpf_object__load(other.get()), 0);
+  int other_fd =
+      bpf_program__fd(bpf_object__find_program_by_name(other.get(), "bg_cas_lost_filter"));
+  LIBBPF_OPTS(bpf_link_update_opts, opts, .flags = BPF_F_REPLACE,
+              .old_prog_fd = static_cast<__u32>(running));
+  ASSERT_EQ(bpf_link_update(pinned_link->get(), other_fd, &opts), 0) << strerror(errno);
+  ::close(running);
+  uint32_t theirs = t_.xdp_prog_id();
+  ASSERT_NE(theirs, ours);
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  ASSERT_EQ(counter("drop", "deny"), 100u) << "the other build does not filter";
+  other.reset();  // the link holds its program now
+
+  uint64_t rx = stack_received();
+  uint64_t denied = 0;
+  {
+    Background a([&] { denied = t_.flood("198.18.0.66", 40000, 20000); });  // 2 s
+    std::this_thread::sleep_for(300ms);
+    agent_->kill(SIGKILL);
+    agent_->wait(2000ms);
+    start_agent();
+  }
+  ASSERT_EQ(denied, 40000u);
+  EXPECT_TRUE(contains(agent_log(), fmt::format("replaced the running filter program (id {}) by "
+                                                "this version's (id ",
+                                                theirs)))
+      << agent_log();
+  EXPECT_TRUE(contains(agent_log(), "audit: action=replace iface=" + t_.gw_if() +
+                                        fmt::format(" old_prog_id={} prog_id=", theirs)))
+      << agent_log();
+  auto after = t_.status();
+  EXPECT_NE(after["prog_id"], theirs);
+  EXPECT_EQ(after["prog_id"], t_.xdp_prog_id());
+  EXPECT_EQ(after["link_id"], link);
+  EXPECT_EQ(stack_received(), rx) << "frames of the denied source reached the stack";
+  EXPECT_EQ(counter("drop", "deny"), 100u + denied);
+  // Its own version's program stays at the next restart.
+  uint32_t now = after["prog_id"];
+  agent_->kill(SIGKILL);
+  agent_->wait(2000ms);
+  start_agent();
+  EXPECT_EQ(t_.xdp_prog_id(), now);
 }
 
 }  // namespace

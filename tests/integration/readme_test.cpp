@@ -285,6 +285,7 @@ const std::map<std::string, std::string> kChecked = {
     {"bpfgate set eth0 --rate 5000", "UsingIt"},
     {"bpfgate status [eth0] [-j]", "UsingIt"},
     {"bpfgate top [eth0] [-i 1] [-c N] [-n 20] [-j]", "UsingIt"},
+    {"bpfgate upgrade eth0", "UsingIt"},
     {"bpfgate detach eth0", "UsingIt"},
     {"bpfgate check /etc/bpfgate/bpfgate.yaml", "TheAgent"},
     {"bpfgate run --config /etc/bpfgate/bpfgate.yaml", "TheAgent"},
@@ -376,6 +377,9 @@ TEST_F(ReadmeCommands, UsingIt) {
   EXPECT_TRUE(contains(attach.out, "native mode")) << attach.out;
   ping_from_peer();
   gw(shown("bpfgate set eth0 --rate 5000"));
+  auto upgrade = gw(shown("bpfgate upgrade eth0"));
+  EXPECT_TRUE(contains(upgrade.out, "eth0: program id ")) << upgrade.out;
+  EXPECT_TRUE(contains(upgrade.out, "in place")) << upgrade.out;
 
   for (const auto &f : forms(shown("bpfgate status [eth0] [-j]"))) {
     auto r = gw(f);
