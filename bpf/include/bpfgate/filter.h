@@ -548,6 +548,14 @@ __noinline int bg_promote(struct bg_work *w) {
  * the stack. Not pinned: a new program starts with every port stale. */
 __u32 bg_syn_fresh[65536];
 
+/* The entry of a port. The mask after a barrier: Linux 6.1's verifier loses
+ * the bounds of a byte swap. */
+static __always_inline __u32 *bg_syn_fresh_of(__be16 dport) {
+  __u32 port = bpf_ntohs(dport);
+  barrier_var(port);
+  return &bg_syn_fresh[port & 0xffff];
+}
+
 static __always_inline __u32 bg_seconds(__u64 ns) {
   return (__u32)(ns >> 30) | 1; /* never 0: 0 is "never" */
 }
@@ -555,7 +563,7 @@ static __always_inline __u32 bg_seconds(__u64 ns) {
 /* Notes that a SYN to `dport` went to the stack (with tcp_syncookies=2 the
  * kernel answered it with a cookie). Written at most once a unit. */
 static __always_inline void bg_syn_seen(__be16 dport, __u64 now) {
-  __u32 *f = &bg_syn_fresh[bpf_ntohs(dport)];
+  __u32 *f = bg_syn_fresh_of(dport);
   __u32 t = bg_seconds(now);
   if (*f != t)
     *f = t;
@@ -710,7 +718,7 @@ __noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
   if (!bg_syn_listener(ctx, w))
     return BG_SYN_NONE;
   __u64 now = bpf_ktime_get_ns(); /* the kernel's TCP clock: timestamps follow it */
-  __u32 *fresh = &bg_syn_fresh[bpf_ntohs(w->pkt.dport)];
+  __u32 *fresh = bg_syn_fresh_of(w->pkt.dport);
   __u32 t = bg_seconds(now);
   if (!*fresh || t - *fresh > BG_SYN_FRESH_S) {
     *fresh = t;
