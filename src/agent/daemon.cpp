@@ -10,7 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <set>
 #include <tuple>
@@ -49,11 +51,11 @@ Result<std::vector<uint16_t>> accel_ports(const core::AccelConfig &a) {
 }
 }  // namespace
 
-Status check_environment(const core::Config &c) {
+Status check_environment(const core::Config &c, bool absent_interfaces_ok) {
   std::string errors;
   int n = 0;
   for (const auto &i : c.interfaces) {
-    if (live_ifindex(i.name) == 0) {
+    if (!absent_interfaces_ok && live_ifindex(i.name) == 0) {
       errors += fmt::format(
           "\n{}:{}: unknown interface '{}' (not in this network namespace; see "
           "`ip link`)",
@@ -83,7 +85,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   auto cfg = core::load_config(opts.config_path);
   if (!cfg)
     return cfg.error();
-  if (auto st = check_environment(*cfg); !st)
+  if (auto st = check_environment(*cfg, true); !st)
     return st.error();
   std::unique_ptr<Daemon> d(new Daemon(opts));
   if (auto st = d->open_loop(); !st)
@@ -97,6 +99,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   if (cfg->metrics.enabled)
     if (auto st = MetricsServer::check_bindable(cfg->metrics.address, cfg->metrics.port); !st)
       return st.error();
+  d->load_saved_blocks(*cfg);
   if (auto st = d->converge(*cfg, audit::by_agent()); !st)
     return st.error();
   d->config_ = *cfg;
@@ -158,7 +161,11 @@ Status Daemon::open_loop() {
   for (int fd : {signals_.get(), timer_.get()})
     if (auto st = watch(fd); !st)
       return st;
-  return {};
+  auto links = LinkWatch::open();
+  if (!links)
+    return links.error();
+  links_.emplace(std::move(*links));
+  return watch(links_->fd());
 }
 
 void Daemon::upgrade_adopted(const std::string &iface, const core::Config &c,
@@ -188,68 +195,10 @@ Status Daemon::converge(const core::Config &c, const std::string &by) {
   std::set<std::string> wanted;
   for (const auto &i : c.interfaces) {
     wanted.insert(i.name);
-    auto it = filters_.find(i.name);
-    if (it == filters_.end()) {
-      // Adopt what is pinned and still attached to this interface.
-      auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
-      if (pinned) {
-        auto idx = pinned->ifindex();
-        if (idx && *idx == live_ifindex(i.name)) {
-          auto max = pinned->datapath().max_sources();
-          if (max && *max != i.max_sources)
-            log::warn(
-                "{}: the running filter has {} per-source entries, the config asks for {}: "
-                "detach and restart the agent to resize",
-                i.name, *max, i.max_sources);
-          auto st = pinned->status();
-          if (st && i.mode != "auto" && st->mode != i.mode)
-            log::warn(
-                "{}: the running filter is attached in {} mode, the config asks for {}: "
-                "detach and restart the agent to change it",
-                i.name, st->mode, i.mode);
-          if (to_string(pinned->attach()) != i.attach)
-            log::warn(
-                "{}: the running filter is attached {}, the config asks for {}: detach and "
-                "restart the agent to change it",
-                i.name,
-                pinned->attach() == XdpAttach::kDirect ? "directly" : "through the dispatcher",
-                i.attach);
-          log::info("{}: adopted the running filter", i.name);
-          it = filters_.emplace(i.name, std::move(*pinned)).first;
-          upgrade_adopted(i.name, c, by);
-        }
-      }
-    }
-    if (it == filters_.end()) {
-      AttachOptions a;
-      a.iface = i.name;
-      a.mode = *bpf::parse_xdp_mode(i.mode);
-      a.attach = parse_xdp_attach(i.attach).value_or(XdpAttach::kDirect);
-      a.priority = i.priority;
-      a.max_sources = i.max_sources;
-      a.policy = &image;
-      a.event_buffer = parse_event_buffer(c.events.buffer).value_or(EventBufferChoice::kAuto);
-      a.drop_sample_interval_ns = c.events.drop_sample_interval_ns;
-      auto r = attach(opts_.bpffs, a);
-      if (!r)
-        return r.error();
-      if (!r->note.empty())
-        log::warn("{}: {}", i.name, r->note);
-      audit::Entry("attach", by)
-          .set("iface", i.name)
-          .set("mode", bpf::to_string(r->mode))
-          .set("prog_id", r->prog_id)
-          .config(c.hash)
-          .write();
-      auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
-      if (!pinned)
-        return pinned.error();
-      filters_.emplace(i.name, std::move(*pinned));
-      continue;
-    }
-    if (auto st = it->second.apply(image); !st)
-      return st.error().context("apply the policy to " + i.name);
+    if (auto st = converge_iface(i, c, image, by); !st)
+      return st;
   }
+  std::erase_if(absent_, [&](const std::string &n) { return !wanted.count(n); });
   // Interfaces no longer in the config are detached.
   for (auto it = filters_.begin(); it != filters_.end();) {
     if (wanted.count(it->first)) {
@@ -258,6 +207,7 @@ Status Daemon::converge(const core::Config &c, const std::string &by) {
     }
     std::string name = it->first;
     it = filters_.erase(it);
+    absent_.erase(name);
     if (auto st = detach(opts_.bpffs, name); !st)
       log::warn("{}: {}", name, st.error().what());
     else
@@ -307,7 +257,7 @@ Status Daemon::reload_config(const std::string &by) {
   auto cfg = core::load_config(opts_.config_path);
   if (!cfg)
     return cfg.error();
-  if (auto st = check_environment(*cfg); !st)
+  if (auto st = check_environment(*cfg, true); !st)
     return st;
   if (auto st = converge(*cfg, by); !st)
     return st;
@@ -479,6 +429,7 @@ void Daemon::sweep_now() {
           .write();
     }
   }
+  save_blocks();
 }
 
 void Daemon::stop(const signalfd_siginfo &si) {
@@ -521,6 +472,9 @@ Status Daemon::run() {
         uint64_t ticks;
         (void)!read(fd, &ticks, sizeof(ticks));
         sweep_now();
+      } else if (links_ && fd == links_->fd()) {
+        if (links_->drain())
+          on_links_changed();
       } else if (fd == control_.get()) {
         accept_control();
       } else if (control_clients_.count(fd)) {

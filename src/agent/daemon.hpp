@@ -11,10 +11,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "agent/accel.hpp"
+#include "agent/block_store.hpp"
 #include "agent/filter.hpp"
+#include "agent/link_watch.hpp"
 #include "agent/observer.hpp"
 #include "bpf/fd.hpp"
 #include "core/config.hpp"
@@ -29,8 +32,10 @@ struct DaemonOptions {
 };
 
 // Everything the config asks of the machine that parsing alone cannot see
-// (interfaces that exist): errors as "FILE:LINE: reason".
-Status check_environment(const core::Config &c);
+// (interfaces that exist): errors as "FILE:LINE: reason". The agent passes
+// absent_interfaces_ok: an interface of interfaces: that is not there (yet)
+// is waited for, not an error; `bpfgate check` does not, and reports it.
+Status check_environment(const core::Config &c, bool absent_interfaces_ok = false);
 
 class Daemon {
  public:
@@ -51,6 +56,23 @@ class Daemon {
   // in place (agent/replace.hpp) when the running one differs; a failure
   // leaves the running program and is logged.
   void upgrade_adopted(const std::string &iface, const core::Config &c, const std::string &by);
+  // One interface of the config: adopt, apply, attach; an absent one is
+  // waited for (absent_), with a warning.
+  Status converge_iface(const core::InterfaceConfig &i, const core::Config &c,
+                        const core::PolicyImage &image, const std::string &by);
+  // The interface is there and its filter is not attached to it: attach the
+  // pinned filter again (reattach) or, where that cannot be, a new one.
+  Status bring_up(const core::InterfaceConfig &i, const core::Config &c,
+                  const core::PolicyImage &image, const std::string &by);
+  // A link event: interfaces of the config that went are said once (log and
+  // audit), those that came back get their XDP filter, tc datapath and
+  // probes again, with the policy in force.
+  void on_links_changed();
+  // Manual blocks kept in <state_dir>/blocks (agent/block_store.hpp): read at
+  // start, put back into a filter attached anew, written when they change.
+  void load_saved_blocks(const core::Config &c);
+  void restore_blocks(const std::string &iface, Datapath &dp);
+  void save_blocks();
   // Socket acceleration: enables what the config's accel: asks (or adopts
   // it, running), disables it when the section goes; watched on the sweep
   // timer (accel::Housekeeper).
@@ -78,6 +100,11 @@ class Daemon {
   DaemonOptions opts_;
   core::Config config_;
   std::map<std::string, PinnedFilter> filters_;
+  std::string blocks_path_;        // empty: state_dir off
+  std::vector<SavedBlock> saved_;  // the manual blocks as the file holds them
+  std::string save_error_;         // the last write's error, said once
+  std::set<std::string> absent_;   // interfaces of the config not there now
+  std::optional<LinkWatch> links_;
   std::map<std::string, uint64_t> known_blocks_;  // what was logged as blocked
   // Refusals of full tables (autoblocks_failed, proofs_refused) as of the
   // last sweep, so that each sweep logs the new ones.

@@ -415,6 +415,65 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
   return report;
 }
 
+Result<AttachReport> reattach(const std::string &bpffs, const std::string &iface,
+                              bpf::XdpMode mode) {
+  if (mode == bpf::XdpMode::kOffload)
+    return make_error(ENOTSUP, "an offloaded filter is bound to the device that went");
+  auto ifindex = bpf::ifindex_of(iface);
+  if (!ifindex)
+    return ifindex.error();
+  auto lock = lock_root(bpffs);
+  if (!lock)
+    return lock.error();
+  std::string dir = bpf::pin_dir(bpffs, iface);
+  std::string link_pin = pin_path(dir, BG_PIN_LINK);
+  if (!bpf::exists(link_pin))
+    return make_error(ENOTSUP,
+                      "the filter ran through the XDP dispatcher, which went with the interface");
+  auto link = bpf::open_pinned(link_pin);
+  if (!link)
+    return link.error();
+  auto info = bpf::link_info(link->get());
+  if (!info)
+    return info.error();
+  if (info->ifindex)
+    return make_error(EEXIST, "the filter of {} is still attached (to ifindex {})", iface,
+                      info->ifindex);
+  auto prog = bpf::open_pinned(pin_path(dir, BG_PIN_PROG));
+  if (!prog)
+    return prog.error();
+  auto present = xdp_present(*ifindex);
+  if (!present)
+    return present.error().context("attach " + iface);
+  if (present->prog_id)
+    return make_error(EBUSY,
+                      "{} already runs XDP program id {}: bpfgate does not replace it; remove "
+                      "it, or `bpfgate detach {}` and `bpfgate attach {} --force`",
+                      iface, present->prog_id, iface, iface);
+  auto dp = Datapath::from_pins(dir);
+  if (!dp)
+    return dp.error().context("open the filter of " + iface);
+  auto att = bpf::attach_xdp(prog->get(), *ifindex, iface, mode);
+  if (!att)
+    return att.error();
+  if (auto st = dp->set_attach_mode(mode_code(att->mode)); !st)
+    return st.error().context("write config");
+  // The new link takes the defunct one's pin (if pinning fails, closing
+  // att->link detaches the program again).
+  if (auto st = bpf::unpin(link_pin); !st)
+    return st.error();
+  if (auto st = bpf::pin_fd(att->link.get(), link_pin); !st)
+    return st.error();
+  AttachReport report{};
+  if (auto li = bpf::link_info(att->link.get())) {
+    report.link_id = li->id;
+    report.prog_id = li->prog_id;
+  }
+  report.mode = att->mode;
+  report.note = att->fallback_note;
+  return report;
+}
+
 Status detach(const std::string &bpffs, const std::string &iface) {
   if (auto st = check_privileges(); !st)
     return st;

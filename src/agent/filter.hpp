@@ -138,6 +138,15 @@ inline void prepare_filter(bpf::XdpFilterSkel &skel, uint32_t max_sources) {
   bpf_map__set_max_entries(skel->maps.bg_known, max_sources);
   skel->rodata->bg_have_syncookie = syncookie_helpers() ? 1 : 0;
 }
+// Attaches the filter pinned for `iface` again, to the interface that now
+// bears the name, when its link is defunct (the interface was deleted and
+// made again: a VM's tap, a bond, a veth): the same program on the same
+// maps, so the policy, per-source state, known sources, blocklist and
+// counters carry over. Refused: ENOTSUP where that cannot be (offloaded, or
+// through the dispatcher, which went with the interface: the caller attaches
+// anew), EBUSY when the new interface already runs another XDP program.
+Result<AttachReport> reattach(const std::string &bpffs, const std::string &iface,
+                              bpf::XdpMode mode);
 Status detach(const std::string &bpffs, const std::string &iface);
 // Interfaces with a pin directory, whether or not the interface still exists.
 Result<std::vector<std::string>> pinned_interfaces(const std::string &bpffs);

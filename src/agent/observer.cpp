@@ -1,5 +1,6 @@
 #include "agent/observer.hpp"
 
+#include <net/if.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -123,13 +124,14 @@ Status Observer::apply(const core::Config &c, const std::map<std::string, Pinned
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.buffer.fd(), nullptr);
     it = sources_.erase(it);
   }
+  sample_interval_ns_ = c.events.drop_sample_interval_ns;
   for (const auto &[iface, _] : filters)
     if (auto st = watch(iface, c.events.drop_sample_interval_ns); !st)
       return st;
   rule_names_.clear();
-  for (const auto &[iface, _] : filters)
+  for (const auto &i : c.interfaces)  // also those whose filter is attached later
     for (const auto &r : c.rules)
-      rule_names_[iface].push_back(r.match);
+      rule_names_[i.name].push_back(r.match);
 
   if (!c.services.empty() && !probes_) {
     auto p = ServiceProbes::load(bpffs_, c.tcp_probes);
@@ -151,22 +153,54 @@ Status Observer::apply(const core::Config &c, const std::map<std::string, Pinned
     if (!c.services.empty())
       for (const auto &i : c.interfaces)
         wanted.insert(i.name);
-    auto before = probes_->attached();
-    for (const auto &name : before)
-      if (!wanted.count(name)) {
-        probes_->detach(name);
-        audit::Entry("probes_detach", by).set("iface", name).config(c.hash).write();
-      }
-    for (const auto &name : wanted) {
-      if (std::find(before.begin(), before.end(), name) != before.end())
-        continue;
-      if (auto st = probes_->attach(name); !st)
-        return st;
-      audit::Entry("probes_attach", by).set("iface", name).config(c.hash).write();
-    }
+    if (auto st = attach_probes(wanted, by, c.hash); !st)
+      return st;
   }
   sync_snapshot(c);
   return serve_metrics(c.metrics);
+}
+
+Status Observer::attach_probes(const std::set<std::string> &wanted, const std::string &by,
+                               const std::string &config_hash) {
+  probe_ifaces_ = wanted;
+  auto before = probes_->attached();
+  for (const auto &name : before)
+    if (!wanted.count(name)) {
+      probes_->detach(name);
+      audit::Entry("probes_detach", by).set("iface", name).config(config_hash).write();
+    }
+  for (const auto &name : wanted) {
+    if (std::find(before.begin(), before.end(), name) != before.end())
+      continue;
+    if (if_nametoindex(name.c_str()) == 0)
+      continue;  // absent: attached when it appears (interface_back)
+    if (auto st = probes_->attach(name); !st)
+      return st;
+    audit::Entry("probes_attach", by).set("iface", name).config(config_hash).write();
+  }
+  return {};
+}
+
+void Observer::interface_back(const std::string &iface, bool new_maps) {
+  if (new_maps) {
+    if (auto it = sources_.find(iface); it != sources_.end()) {
+      epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.buffer.fd(), nullptr);
+      sources_.erase(it);
+    }
+    if (auto st = watch(iface, sample_interval_ns_); !st)
+      log::warn("{}: events: {}", iface, st.error().what());
+  }
+  if (!probes_ || !probe_ifaces_.count(iface))
+    return;
+  probes_->detach(iface);  // the old interface's, gone with it
+  if (auto st = probes_->attach(iface); !st) {
+    log::warn("{}: service probes: {}", iface, st.error().what());
+    return;
+  }
+  audit::Entry("probes_attach", audit::by_agent())
+      .set("iface", iface)
+      .set("why", "interface back")
+      .write();
 }
 
 void Observer::sync_snapshot(const core::Config &c) {

@@ -34,6 +34,10 @@ class Observer {
   Status apply(const core::Config &c, const std::map<std::string, PinnedFilter> &filters,
                const std::string &by);
   void note_reload(bool ok);
+  // The filter of `iface` was attached again (agent/daemon.cpp): its probes
+  // went with the old interface and are attached to the new one; with
+  // new_maps (a new filter, not the pinned one again) its event buffer too.
+  void interface_back(const std::string &iface, bool new_maps);
 
   // One epoll fd over every event buffer; readable when events wait.
   int fd() const { return epoll_.get(); }
@@ -51,6 +55,9 @@ class Observer {
   Status watch(const std::string &iface, uint64_t sample_interval_ns);
   Status serve_metrics(const core::MetricsConfig &m);
   void sync_snapshot(const core::Config &c);
+  // The services' tc probes on every interface of `wanted` that exists.
+  Status attach_probes(const std::set<std::string> &wanted, const std::string &by,
+                       const std::string &config_hash);
 
   struct Subscriber {
     bpf::UniqueFd fd;
@@ -71,6 +78,8 @@ class Observer {
   std::unique_ptr<ServiceProbes> probes_;
   std::unique_ptr<MetricsServer> metrics_;
   core::MetricsConfig metrics_config_;
+  uint64_t sample_interval_ns_ = 0;
+  std::set<std::string> probe_ifaces_;  // where the config asks for probes
   AgentState state_;
 };
 

@@ -35,14 +35,15 @@ const Group kAllowed[] = {
     {"signals", {"rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "sigaltstack"}},
     // Configs and prefix files read at reload, pins and their lock under
     // bpffs (statfs: is it one?), the control socket's path, /sys and /proc
-    // reads by libbpf, the cgroup accel attaches to.
+    // reads by libbpf, the cgroup accel attaches to, the state directory's
+    // blocks file (written, fsync'd, renamed: agent/block_store.hpp).
     {"files",
      {"openat",  "open",     "close",     "read",       "write",      "readv",      "writev",
       "pread64", "pwrite64", "lseek",     "fstat",      "newfstatat", "stat",       "lstat",
       "statx",   "access",   "faccessat", "faccessat2", "readlink",   "readlinkat", "getdents64",
       "fcntl",   "flock",    "mkdir",     "mkdirat",    "rmdir",      "unlink",     "unlinkat",
       "rename",  "renameat", "renameat2", "chmod",      "fchmod",     "fchmodat",   "umask",
-      "dup",     "dup3",     "getcwd",    "statfs",     "fstatfs"}},
+      "dup",     "dup3",     "getcwd",    "statfs",     "fstatfs",    "fsync",      "fdatasync"}},
     // Interface lookups (SIOCGIFINDEX), FIONREAD, perf buffer enable.
     {"ioctl", {"ioctl"}},
     {"event loop",

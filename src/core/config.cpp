@@ -635,7 +635,7 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
     }
   }
   if (const auto &a = root["agent"]) {
-    if (check_keys(d, a, {"control_socket", "keep_datapath", "seccomp"}, "agent")) {
+    if (check_keys(d, a, {"control_socket", "keep_datapath", "seccomp", "state_dir"}, "agent")) {
       if (a["control_socket"])
         if (auto v = scalar(d, a["control_socket"], "control_socket")) {
           if (auto why = control_socket_problem(*v))
@@ -649,6 +649,16 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
       if (a["seccomp"])
         if (auto v = on_off(d, a["seccomp"], "agent.seccomp"))
           c.seccomp = *v;
+      if (a["state_dir"])
+        if (auto v = scalar(d, a["state_dir"], "agent.state_dir")) {
+          if (*v == "off")
+            c.state_dir.clear();
+          else if (v->empty() || (*v)[0] != '/' || v->find('\0') != std::string::npos)
+            d.at(a["state_dir"],
+                 fmt::format("agent.state_dir '{}' must be an absolute path, or off", excerpt(*v)));
+          else
+            c.state_dir = *v;
+        }
     }
   }
 }

@@ -105,6 +105,9 @@ struct Config {
   std::string control_socket = "/run/bpfgate/agent.sock";
   bool keep_datapath = false;  // leave the datapath running when the agent stops
   bool seccomp = true;         // agent.seccomp: the agent's own filter once it runs
+  // agent.state_dir: where the agent keeps what must outlive a reboot (the
+  // manual blocks, agent/block_store.hpp); empty ("off"): nothing kept.
+  std::string state_dir = "/var/lib/bpfgate";
   MetricsConfig metrics;
   EventsConfig events;
   std::vector<ServiceConfig> services;

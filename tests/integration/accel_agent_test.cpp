@@ -51,9 +51,9 @@ class AccelAgent : public ::testing::Test {
   void start(const std::string &accel_yaml) {
     std::string cfg = (dir_ / "gw.yaml").string();
     std::ofstream(cfg) << fmt::format(
-        "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}}}\nsweep: {{interval: 100ms}}\n"
-        "metrics: {{listen: 127.0.0.1:9478}}\n{}",
-        accel::name("x"), socket_path(), accel_yaml);
+        "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
+        "sweep: {{interval: 100ms}}\nmetrics: {{listen: 127.0.0.1:9478}}\n{}",
+        accel::name("x"), socket_path(), dir_.string(), accel_yaml);
     agent_.emplace(Process::spawn("exec " + ns.exec() + bpfgate_bin() + " --bpffs " + acc.bpffs() +
                                   " run -c " + cfg + " >>" + log_path() + " 2>&1"));
     for (int i = 0; i < 100; i++) {

@@ -49,9 +49,9 @@ class AgentTest : public ::testing::Test {
 
   void write_config(const std::string &body) {
     std::ofstream(config_path()) << fmt::format(
-        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}}}\n"
+        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
         "sweep: {{interval: 100ms}}\n{}",
-        t_.gw_if(), socket_path(), body);
+        t_.gw_if(), socket_path(), dir_.string(), body);
   }
 
   void start_agent(const std::string &flags = "") {
@@ -473,8 +473,8 @@ TEST_F(AgentTest, RunsUnderItsSeccompFilterUnlessTheConfigSaysOff) {
   EXPECT_TRUE(contains(agent_log(), "stopping on Terminated: detached")) << agent_log();
 
   std::ofstream(config_path()) << fmt::format(
-      "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}, seccomp: off}}\n", t_.gw_if(),
-      socket_path());
+      "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}, seccomp: off, state_dir: {}}}\n",
+      t_.gw_if(), socket_path(), dir_.string());
   start_agent();
   EXPECT_TRUE(contains(proc_status(), "Seccomp:\t0\n")) << proc_status();
   EXPECT_TRUE(contains(agent_log(), "seccomp: off (agent.seccomp in " + config_path()))

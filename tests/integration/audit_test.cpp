@@ -158,9 +158,9 @@ class AuditAgent : public ::testing::Test {
   std::string socket_path() const { return (dir_ / "agent.sock").string(); }
   void write_config(const std::string &body) {
     std::ofstream(config_path()) << fmt::format(
-        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}}}\n"
+        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
         "metrics: {{listen: off}}\n{}",
-        t_.gw_if(), socket_path(), body);
+        t_.gw_if(), socket_path(), dir_.string(), body);
   }
   // The hash the agent reports for the config file as it is now.
   std::string config_hash() const {

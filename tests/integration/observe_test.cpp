@@ -78,9 +78,9 @@ class Observe : public ::testing::Test {
 
   void write_config(const std::string &body) {
     std::ofstream(config()) << fmt::format(
-        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}}}\n"
+        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
         "sweep: {{interval: 100ms}}\nmetrics: {{listen: 127.0.0.1:9477}}\n{}{}",
-        gw_if_, sock(),
+        gw_if_, sock(), dir_.string(),
         body.find("limits:") == std::string::npos ? "limits: {rate: 1000000}\n" : "", body);
   }
 

@@ -208,8 +208,8 @@ TEST(XdpCoexist, AgentAdoptsAfterARestartAndKeepsTheDatapath) {
               log = (dir / "agent.log").string();
   std::ofstream(config) << fmt::format(
       "interfaces: [{{name: {}, mode: native, attach: dispatcher, priority: 30}}]\n"
-      "agent: {{control_socket: {}}}\ndeny: [198.18.0.66]\n",
-      t.gw_if(), sock);
+      "agent: {{control_socket: {}, state_dir: {}}}\ndeny: [198.18.0.66]\n",
+      t.gw_if(), sock, dir.string());
   auto start = [&](const std::string &flags) {
     auto p = Process::spawn("exec " + t.gw().exec() + bpfgate_bin() + " run -c " + config + " " +
                             flags + " >>" + log + " 2>&1");

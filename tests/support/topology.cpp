@@ -30,10 +30,18 @@ sockaddr_in gateway_addr(uint16_t port) {
 
 GatewayPair::GatewayPair()
     : gw_if_(next_name("g")), peer_if_(next_name("p")), gw_(gw_if_ + "ns"), peer_(peer_if_ + "ns") {
+  make_link();
+  run_ok("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
+}
+
+void GatewayPair::make_link() const {
   make_veth(gw_, gw_if_, std::string(kGatewayAddr) + "/24", peer_, peer_if_,
             std::string(kClientAddr) + "/24");
   run_ok(peer_.exec() + fmt::format("ip addr add {}/24 dev {}", kAttackerAddr, peer_if_));
-  run_ok("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
+}
+
+void GatewayPair::remove_link() const {
+  run_ok(gw_.exec() + "ip link del " + gw_if_);
 }
 
 GatewayPair::~GatewayPair() {

@@ -30,6 +30,11 @@ class GatewayPair {
   std::string gw_mac() const;
   std::string pin_dir() const { return "/sys/fs/bpf/bpfgate/" + gw_if_; }
 
+  // Deletes the veth pair (both ends go), as when a VM's tap or a veth is
+  // removed; make_link() makes it again with the same names and addresses.
+  void remove_link() const;
+  void make_link() const;
+
   // `bpfgate ARGS` run in the gateway namespace.
   CmdResult bpfgate(const std::string &args) const;
   // bpfgate-gen in the peer namespace towards the gateway; returns frames sent.

@@ -1,0 +1,204 @@
+// The agent's interfaces: attached, adopted, waited for while absent, and
+// attached again when a link event says they are back (agent/link_watch.hpp).
+#include <net/if.h>
+
+#include "agent/daemon.hpp"
+#include "agent/tc.hpp"
+#include "core/policy.hpp"
+#include "util/audit.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::agent {
+
+namespace {
+uint32_t live_ifindex(const std::string &name) {
+  return if_nametoindex(name.c_str());
+}
+}  // namespace
+
+namespace {
+// The running filter differs from what the config asks in what only a new
+// attach can change: said, not changed.
+void warn_differences(const core::InterfaceConfig &i, PinnedFilter &pinned) {
+  auto max = pinned.datapath().max_sources();
+  if (max && *max != i.max_sources)
+    log::warn(
+        "{}: the running filter has {} per-source entries, the config asks for {}: "
+        "detach and restart the agent to resize",
+        i.name, *max, i.max_sources);
+  auto st = pinned.status();
+  if (st && i.mode != "auto" && st->mode != i.mode)
+    log::warn(
+        "{}: the running filter is attached in {} mode, the config asks for {}: "
+        "detach and restart the agent to change it",
+        i.name, st->mode, i.mode);
+  if (to_string(pinned.attach()) != i.attach)
+    log::warn(
+        "{}: the running filter is attached {}, the config asks for {}: detach and "
+        "restart the agent to change it",
+        i.name, pinned.attach() == XdpAttach::kDirect ? "directly" : "through the dispatcher",
+        i.attach);
+}
+
+// The interface the filter runs on now (0: none: gone, or defunct).
+uint32_t attached_ifindex(const PinnedFilter &f) {
+  auto idx = f.ifindex();
+  return idx ? *idx : 0;
+}
+}  // namespace
+
+Status Daemon::converge_iface(const core::InterfaceConfig &i, const core::Config &c,
+                              const core::PolicyImage &image, const std::string &by) {
+  uint32_t live = live_ifindex(i.name);
+  auto it = filters_.find(i.name);
+  if (it == filters_.end()) {
+    // Adopt what is pinned: attached to this interface, or left by one that
+    // went (its maps are kept, and the filter re-attached when it is back).
+    if (auto pinned = PinnedFilter::open(opts_.bpffs, i.name)) {
+      uint32_t idx = attached_ifindex(*pinned);
+      const bool running = live && idx == live;
+      if (running) {
+        warn_differences(i, *pinned);
+        log::info("{}: adopted the running filter", i.name);
+      } else {
+        log::info(
+            "{}: adopted its pinned filter, attached to no interface: kept for when {} is "
+            "back",
+            i.name, i.name);
+      }
+      it = filters_.emplace(i.name, std::move(*pinned)).first;
+      if (running)
+        upgrade_adopted(i.name, c, by);
+    }
+  }
+  if (it != filters_.end())
+    if (auto st = it->second.apply(image); !st)
+      return st.error().context("apply the policy to " + i.name);
+  if (live == 0) {
+    if (absent_.insert(i.name).second)
+      log::warn(
+          "{}:{}: interface '{}' is not in this network namespace: its filter is attached when it "
+          "appears (the agent watches link events); until then it filters nothing",
+          c.path, i.line, i.name);
+    return {};
+  }
+  if (it != filters_.end() && attached_ifindex(it->second) == live) {
+    absent_.erase(i.name);
+    return {};
+  }
+  return bring_up(i, c, image, by);
+}
+
+Status Daemon::bring_up(const core::InterfaceConfig &i, const core::Config &c,
+                        const core::PolicyImage &image, const std::string &by) {
+  bool back = absent_.erase(i.name) > 0;
+  auto mode = *bpf::parse_xdp_mode(i.mode);
+  auto it = filters_.find(i.name);
+  if (it != filters_.end()) {
+    // The interface was deleted and made again: the same program on the same
+    // maps, which hold the policy in force (applied by the caller).
+    auto r = reattach(opts_.bpffs, i.name, mode);
+    if (r) {
+      if (!r->note.empty())
+        log::warn("{}: {}", i.name, r->note);
+      audit::Entry("attach", by)
+          .set("iface", i.name)
+          .set("mode", bpf::to_string(r->mode))
+          .set("prog_id", r->prog_id)
+          .set("why", "interface back")
+          .set("kept", "policy,sources,blocklist,counters")
+          .config(c.hash)
+          .write();
+      auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
+      if (!pinned)
+        return pinned.error();
+      it->second = std::move(*pinned);
+      if (observer_)
+        observer_->interface_back(i.name, false);
+      return {};
+    }
+    if (r.error().err() != ENOTSUP)
+      return r.error().context("attach the filter again to " + i.name);
+    log::warn(
+        "{}: {}: attaching a new filter (per-source state, blocklist and counters start "
+        "empty)",
+        i.name, r.error().what());
+    filters_.erase(it);
+  }
+  AttachOptions a;
+  a.iface = i.name;
+  a.mode = mode;
+  a.attach = parse_xdp_attach(i.attach).value_or(XdpAttach::kDirect);
+  a.priority = i.priority;
+  a.max_sources = i.max_sources;
+  a.policy = &image;
+  a.event_buffer = parse_event_buffer(c.events.buffer).value_or(EventBufferChoice::kAuto);
+  a.drop_sample_interval_ns = c.events.drop_sample_interval_ns;
+  auto r = attach(opts_.bpffs, a);
+  if (!r)
+    return r.error();
+  if (!r->note.empty())
+    log::warn("{}: {}", i.name, r->note);
+  audit::Entry e("attach", by);
+  e.set("iface", i.name).set("mode", bpf::to_string(r->mode)).set("prog_id", r->prog_id);
+  if (back)
+    e.set("why", "interface appeared");
+  e.config(c.hash).write();
+  auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
+  if (!pinned)
+    return pinned.error();
+  restore_blocks(i.name, pinned->datapath());
+  filters_.emplace(i.name, std::move(*pinned));
+  if (observer_)
+    observer_->interface_back(i.name, true);
+  return {};
+}
+
+void Daemon::on_links_changed() {
+  const std::string by = audit::by_agent();
+  std::optional<core::PolicyImage> image;
+  for (const auto &i : config_.interfaces) {
+    uint32_t live = live_ifindex(i.name);
+    auto it = filters_.find(i.name);
+    uint32_t at = it != filters_.end() ? attached_ifindex(it->second) : 0;
+    if (live && at == live)
+      continue;
+    if (live == 0) {
+      if (absent_.insert(i.name).second) {
+        log::warn(
+            "{}: the interface is gone: its filter stops until it is back (its maps, "
+            "blocklist and per-source state are kept)",
+            i.name);
+        audit::Entry("iface_gone", by).set("iface", i.name).config(config_.hash).write();
+      }
+      continue;
+    }
+    if (!image)
+      image = core::compile(config_);
+    if (it != filters_.end())
+      if (auto st = it->second.apply(*image); !st)
+        log::error("{}: apply the policy: {}", i.name, st.error().what());
+    if (auto st = bring_up(i, config_, *image, by); !st) {
+      log::error("{}: the interface is back, but its filter could not be attached: {}", i.name,
+                 st.error().what());
+      absent_.insert(i.name);  // tried again at the next link event
+    }
+  }
+  // The tc datapath (its clsact filters went with the interface) is attached
+  // again by the same convergence as at start.
+  if (config_.tc) {
+    bool stale = false;
+    for (const auto &i : config_.tc->interfaces) {
+      if (live_ifindex(i.name) == 0)
+        continue;
+      auto p = PinnedTc::open(opts_.bpffs, i.name);
+      auto st = p ? p->status() : Result<TcStatus>(p.error());
+      stale = stale || !st || !st->attached;
+    }
+    if (stale)
+      if (auto st = tc_converge(opts_.bpffs, config_.tc, config_.tc, by, config_.hash); !st)
+        log::error("tc: attach again: {}", st.error().what());
+  }
+}
+
+}  // namespace bpfgate::agent

@@ -1,0 +1,260 @@
+// What an operator expects of the agent (`bpfgate run`, under its seccomp
+// filter) across the machine's changes (issue 13).
+// Interfaces that come and go: the gateway's veth is deleted and made again
+// with the same name, and the agent attaches its pinned filter again within
+// 2 s, with the policy, the blocklist, per-source state and counters it had;
+// an interface the config names that is absent at start is waited for and
+// attached when it appears, while `bpfgate check` still reports it.
+// Manual blocks survive a reboot (bpffs wiped): kept in the state directory,
+// put back with their expiry, expired and unblocked ones not; a bad line of
+// that file is named and skipped.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "support/topology.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+class AgentOpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           (unique_prefix() + "-iface-" + std::to_string(n_++));
+    std::filesystem::create_directories(dir_);
+    log_ = (dir_ / "agent.log").string();
+  }
+  void TearDown() override {
+    agent_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string config_path() const { return (dir_ / "gw.yaml").string(); }
+  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+  std::string state_dir() const { return (dir_ / "state").string(); }
+  std::string blocks_file() const { return state_dir() + "/blocks"; }
+  std::string read_blocks_file() const {
+    std::ifstream in(blocks_file());
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // The blocklist entry of `prefix` in `bpfgate -j list` (null: none).
+  nlohmann::json listed(const std::string &prefix) const {
+    auto j = nlohmann::json::parse(t_.bpfgate("-j list").out, nullptr, false);
+    if (!j.is_discarded())
+      for (const auto &e : j["blocked"])
+        if (e["iface"] == t_.gw_if() && e["prefix"] == prefix)
+          return e;
+    return nullptr;
+  }
+  void stop_agent() {
+    agent_->kill(SIGTERM);
+    EXPECT_EQ(agent_->wait(5000ms), 0) << agent_log();
+    agent_.reset();
+  }
+
+  void write_config(const std::string &body) {
+    std::ofstream(config_path()) << fmt::format(
+        "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
+        "sweep: {{interval: 100ms}}\n{}",
+        t_.gw_if(), socket_path(), state_dir(), body);
+  }
+
+  void start_agent() {
+    agent_.emplace(Process::spawn("exec " + t_.gw().exec() + bpfgate_bin() + " run -c " +
+                                  config_path() + " >>" + log_ + " 2>&1"));
+    for (int i = 0; i < 100; i++) {
+      if (run(bpfgate_bin() + " reload --socket " + socket_path() + " >/dev/null 2>&1").exit_code ==
+          0)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "the agent did not come up: " << agent_log();
+  }
+
+  std::string agent_log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // Polls every 20 ms for at most `limit`; how long it took, or nullopt.
+  template <class F>
+  std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit, F &&ok) {
+    auto t0 = Clock::now();
+    while (Clock::now() - t0 < limit) {
+      if (ok())
+        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
+  }
+
+  uint64_t counter(const char *verdict, const char *reason) const {
+    auto s = t_.status();
+    if (!s.contains("counters") || !s["counters"].contains(verdict) ||
+        !s["counters"][verdict].contains(reason))
+      return 0;
+    return s["counters"][verdict][reason]["packets"].get<uint64_t>();
+  }
+
+  GatewayPair t_;
+  std::filesystem::path dir_;
+  std::string log_;
+  std::optional<Process> agent_;
+  static inline int n_ = 0;
+};
+
+TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
+  write_config("limits: {rate: 100, burst: 100}\ndeny: [198.18.0.66]\n");
+  start_agent();
+  uint32_t prog = t_.xdp_prog_id();
+  ASSERT_NE(prog, 0u);
+  ASSERT_EQ(t_.flood("198.18.0.9", 1000, 20000), 1000u);  // per-source state to keep
+  ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if()).exit_code, 0);
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  ASSERT_EQ(counter("drop", "deny"), 100u);
+
+  t_.remove_link();
+  auto gone = within(2000ms, [&] {
+    return contains(agent_log(), "audit: action=iface_gone iface=" + t_.gw_if());
+  });
+  ASSERT_TRUE(gone) << agent_log();
+  // While it is absent, status and /metrics say so.
+  auto s = t_.status();
+  EXPECT_EQ(s["attached"], false) << s.dump();
+  EXPECT_TRUE(contains(t_.bpfgate("status " + t_.gw_if()).out, "DEFUNCT (interface gone"));
+
+  t_.make_link();
+  auto back = within(2000ms, [&] { return t_.xdp_prog_id() == prog; });
+  ASSERT_TRUE(back) << "the filter was not attached again within 2 s: " << agent_log();
+  std::cerr << "re-attached " << back->count() << " ms after the link was made again\n";
+  EXPECT_TRUE(contains(agent_log(), "audit: action=attach iface=" + t_.gw_if() +
+                                        " mode=native prog_id=" + std::to_string(prog) +
+                                        " why=\"interface back\""))
+      << agent_log();
+  EXPECT_EQ(t_.status()["attached"], true);
+
+  // The policy in force, the blocklist and the counters carried over.
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), 200u);
+  ASSERT_EQ(t_.flood("198.18.0.80", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "blocklist"), 100u);
+  auto top = nlohmann::json::parse(t_.bpfgate("-j top " + t_.gw_if() + " -c 1 -i 0.1").out);
+  bool kept = false;
+  for (const auto &src : top["interfaces"][0]["sources"])
+    kept = kept || (src["addr"] == "198.18.0.9" && src["packets"] == 1000);
+  EXPECT_TRUE(kept) << "per-source state was lost: " << top.dump();
+  // An allowed client is served over the new interface.
+  auto listener = t_.tcp_listen(8080);
+  EXPECT_TRUE(t_.tcp_connect(8080));
+  EXPECT_GE(counter("pass", "ok"), 1u);
+}
+
+TEST_F(AgentOpsTest, AnInterfaceAbsentAtStartIsAttachedWhenItAppears) {
+  write_config("deny: [198.18.0.66]\n");
+  t_.remove_link();
+  // `bpfgate check` still reports it: a name that exists nowhere is a typo
+  // until it appears.
+  auto check = t_.bpfgate("check " + config_path());
+  EXPECT_EQ(check.exit_code, 1);
+  EXPECT_TRUE(contains(check.err, "unknown interface '" + t_.gw_if() + "'")) << check.err;
+  start_agent();
+  EXPECT_TRUE(contains(agent_log(), config_path() + ":1: interface '" + t_.gw_if() +
+                                        "' is not in this network namespace: its filter is "
+                                        "attached when it appears"))
+      << agent_log();
+
+  t_.make_link();
+  auto up = within(2000ms, [&] { return t_.xdp_prog_id() != 0; });
+  ASSERT_TRUE(up) << "not attached within 2 s of appearing: " << agent_log();
+  EXPECT_TRUE(contains(agent_log(), "audit: action=attach iface=" + t_.gw_if()));
+  EXPECT_TRUE(contains(agent_log(), "why=\"interface appeared\"")) << agent_log();
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), 100u);
+  auto listener = t_.tcp_listen(8080);
+  EXPECT_TRUE(t_.tcp_connect(8080));
+}
+
+// A reboot wipes bpffs: the agent stopped (without keep_datapath it detaches
+// and removes its pins, as a fresh bpffs has none) and started again puts the
+// manual blocks back from its state directory, each with its expiry.
+TEST_F(AgentOpsTest, ManualBlocksSurviveAWipedBpffs) {
+  write_config("");
+  start_agent();
+  auto block = [&](const std::string &args) {
+    auto r = t_.bpfgate("block " + args + " --iface " + t_.gw_if());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  };
+  block("198.18.0.80");
+  block("198.18.0.81 --ttl 10m");
+  block("198.18.0.82");
+  block("198.18.0.83 --ttl 1s");  // expires while the agent is down
+  ASSERT_TRUE(within(2000ms, [&] { return contains(read_blocks_file(), "198.18.0.83/32"); }))
+      << read_blocks_file() << agent_log();
+  ASSERT_EQ(t_.bpfgate("unblock 198.18.0.82 --iface " + t_.gw_if()).exit_code, 0);
+  ASSERT_TRUE(within(2000ms, [&] { return !contains(read_blocks_file(), "198.18.0.82/32"); }))
+      << read_blocks_file();
+  std::string file = read_blocks_file();
+  EXPECT_TRUE(contains(file, t_.gw_if() + " 198.18.0.80/32 never\n")) << file;
+  EXPECT_TRUE(contains(file, t_.gw_if() + " 198.18.0.81/32 20")) << file;  // an expiry, UTC
+
+  stop_agent();
+  ASSERT_FALSE(std::filesystem::exists(t_.pin_dir()));
+  std::this_thread::sleep_for(1100ms);
+  start_agent();
+  EXPECT_TRUE(contains(agent_log(), t_.gw_if() + ": put back 2 manual blocks from " +
+                                        blocks_file() + " (1 expired meanwhile, dropped)"))
+      << agent_log();
+  EXPECT_TRUE(contains(
+      agent_log(), "audit: action=block iface=" + t_.gw_if() + " prefix=198.18.0.80/32 ttl=none"))
+      << agent_log();
+  auto e80 = listed("198.18.0.80/32"), e81 = listed("198.18.0.81/32");
+  ASSERT_FALSE(e80.is_null());
+  EXPECT_TRUE(e80["ttl_s"].is_null()) << e80.dump();
+  ASSERT_FALSE(e81.is_null());
+  EXPECT_EQ(e81["reason"], "manual");
+  EXPECT_GT(e81["ttl_s"].get<double>(), 590.0) << e81.dump();
+  EXPECT_LE(e81["ttl_s"].get<double>(), 600.0) << e81.dump();
+  EXPECT_TRUE(listed("198.18.0.82/32").is_null()) << "an unblocked entry came back";
+  EXPECT_TRUE(listed("198.18.0.83/32").is_null()) << "an expired entry came back";
+  // Enforced: the restored block drops real frames.
+  ASSERT_EQ(t_.flood("198.18.0.80", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "blocklist"), 100u);
+  ASSERT_TRUE(within(2000ms, [&] { return !contains(read_blocks_file(), "198.18.0.83/32"); }))
+      << read_blocks_file();
+}
+
+// A line of the blocks file that cannot be read is named with its line and
+// skipped; the agent starts with the others.
+TEST_F(AgentOpsTest, ABadLineOfTheBlocksFileIsNamedAndSkipped) {
+  std::filesystem::create_directories(state_dir());
+  std::ofstream(blocks_file()) << "# kept\n"
+                               << t_.gw_if() << " 198.18.0.90 never\n"
+                               << t_.gw_if() << " 198.18.0.300/32 never\n"
+                               << t_.gw_if() << " 198.18.0.91/32 tomorrow\n"
+                               << t_.gw_if() << " 198.18.0.92/32\n";
+  write_config("");
+  start_agent();
+  std::string log = agent_log();
+  EXPECT_TRUE(contains(log, blocks_file() + ":3: ")) << log;
+  EXPECT_TRUE(contains(log, blocks_file() + ":4: expiry 'tomorrow' is neither")) << log;
+  EXPECT_TRUE(contains(log, blocks_file() + ":5: expected 'INTERFACE PREFIX EXPIRY'")) << log;
+  EXPECT_TRUE(contains(log, "3 bad lines skipped: the agent starts without those entries")) << log;
+  EXPECT_FALSE(listed("198.18.0.90/32").is_null()) << log;
+  EXPECT_TRUE(listed("198.18.0.91/32").is_null());
+}
+
+}  // namespace
+}  // namespace bpfgate::test
