@@ -83,7 +83,9 @@ std::string status_text(const agent::FilterStatus &s) {
       s.ifindex                                   ? ""
       : s.attach == agent::XdpAttach::kDispatcher ? "DEFUNCT (not in the interface's XDP "
                                                     "dispatcher; run detach)  "
-                                                  : "DEFUNCT (interface gone; run detach)  ",
+                                                  : "DEFUNCT (interface gone: a running agent "
+                                                    "attaches it again when it is back; else run "
+                                                    "detach)  ",
       s.mode, s.prog_id,
       s.attach == agent::XdpAttach::kDispatcher ? fmt::format("dispatcher priority {}", s.priority)
                                                 : fmt::format("link {}", s.link_id),

@@ -180,7 +180,7 @@ void must(bool ok, const std::string &what) {
     throw std::runtime_error(what + ": " + strerror(errno));
 }
 
-// The mounts below are this process's alone: the host's /etc, /run and bpffs
+// The mounts below are this process's alone: the host's /etc, /var/lib, /run and bpffs
 // are not touched, even when the test is killed.
 class Host : public ::testing::Environment {
  public:
@@ -196,6 +196,13 @@ class Host : public ::testing::Environment {
                "lowerdir=/etc,upperdir=/run/readme-etc/upper,workdir=/run/readme-etc/work") == 0,
          "overlay /etc");
     fs::create_directories("/etc/bpfgate");
+    // /var/lib the same way: the agent's state directory (/var/lib/bpfgate).
+    fs::create_directories("/run/readme-varlib/upper");
+    fs::create_directories("/run/readme-varlib/work");
+    must(mount("overlay", "/var/lib", "overlay", 0,
+               "lowerdir=/var/lib,upperdir=/run/readme-varlib/upper,workdir=/run/readme-varlib/"
+               "work") == 0,
+         "overlay /var/lib");
     // `bpfgate` as the README writes it: this build's binaries first on PATH.
     std::string path = fs::path(bpfgate_bin()).parent_path().string() + ":" + getenv("PATH");
     setenv("PATH", path.c_str(), 1);

@@ -162,6 +162,24 @@ TEST(Config, SeccompIsOnByDefaultAndSwitchesOff) {
       << bad.error().what();
 }
 
+// agent.state_dir: where the manual blocks are kept; off keeps none.
+TEST(Config, StateDirIsAnAbsolutePathOrOff) {
+  auto def = parse_config("interfaces: [{name: a}]\n", "s.yaml");
+  ASSERT_TRUE(def.ok()) << def.error().what();
+  EXPECT_EQ(def->state_dir, "/var/lib/bpfgate");
+  auto dir = parse_config("interfaces: [{name: a}]\nagent: {state_dir: /srv/gw}\n", "s.yaml");
+  ASSERT_TRUE(dir.ok()) << dir.error().what();
+  EXPECT_EQ(dir->state_dir, "/srv/gw");
+  auto off = parse_config("interfaces: [{name: a}]\nagent: {state_dir: off}\n", "s.yaml");
+  ASSERT_TRUE(off.ok()) << off.error().what();
+  EXPECT_EQ(off->state_dir, "");
+  auto bad = parse_config("interfaces: [{name: a}]\nagent:\n  state_dir: var/lib\n", "s.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(has(bad.error().what(),
+                  "s.yaml:3: agent.state_dir 'var/lib' must be an absolute path, or off"))
+      << bad.error().what();
+}
+
 TEST(Config, UnprovenSourcesShareARate) {
   auto def = parse_config("interfaces: [{name: a}]\n", "u.yaml");
   ASSERT_TRUE(def.ok()) << def.error().what();

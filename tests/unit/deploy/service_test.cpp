@@ -82,10 +82,11 @@ TEST(ServiceUnit, ExposureScoreIsAtMostWhatWasReached) {
 TEST(ServiceUnit, KeepsWhatTheAgentNeeds) {
   auto r = run("cat " + unit_path());
   ASSERT_EQ(r.exit_code, 0);
-  for (const char *line : {"CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON",
-                           "ReadWritePaths=/sys/fs/bpf\n", "RuntimeDirectory=bpfgate\n",
-                           "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n",
-                           "SystemCallFilter=@system-service bpf perf_event_open seccomp\n"})
+  for (const char *line :
+       {"CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_PERFMON",
+        "ReadWritePaths=/sys/fs/bpf\n", "RuntimeDirectory=bpfgate\n", "StateDirectory=bpfgate\n",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n",
+        "SystemCallFilter=@system-service bpf perf_event_open seccomp\n"})
     EXPECT_NE(r.out.find(line), std::string::npos) << "missing: " << line;
 }
 
