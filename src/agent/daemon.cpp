@@ -269,6 +269,12 @@ Status Daemon::reload_config(const std::string &by) {
         "agent.seccomp is now {}: that takes effect when the agent restarts (the filter is "
         "installed at start, and cannot be lifted)",
         cfg->seccomp ? "on" : "off");
+  if (cfg->state_dir != config_.state_dir)
+    log::warn(
+        "agent.state_dir is now '{}': that takes effect when the agent restarts (the "
+        "manual blocks stay in {})",
+        cfg->state_dir.empty() ? "off" : cfg->state_dir,
+        blocks_path_.empty() ? "no file" : blocks_path_);
   config_ = *cfg;
   return {};
 }

@@ -39,7 +39,11 @@ class AgentOpsTest : public ::testing::Test {
   }
   void TearDown() override {
     agent_.reset();
+    run("rm -rf /sys/fs/bpf/bpfgate-tc/" + t_.gw_if());
     std::filesystem::remove_all(dir_);
+  }
+  bool tc_attached() const {
+    return contains(t_.bpfgate("-j tc status " + t_.gw_if()).out, "\"attached\":true");
   }
 
   std::string config_path() const { return (dir_ / "gw.yaml").string(); }
@@ -117,10 +121,14 @@ class AgentOpsTest : public ::testing::Test {
 };
 
 TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
-  write_config("limits: {rate: 100, burst: 100}\ndeny: [198.18.0.66]\n");
+  write_config(fmt::format(
+      "limits: {{rate: 100, burst: 100}}\ndeny: [198.18.0.66]\ntc:\n  interfaces: [{}]\n"
+      "  classes:\n    - {{name: web, direction: ingress, match: {{protocol: tcp}}}}\n",
+      t_.gw_if()));
   start_agent();
   uint32_t prog = t_.xdp_prog_id();
   ASSERT_NE(prog, 0u);
+  ASSERT_TRUE(tc_attached());
   ASSERT_EQ(t_.flood("198.18.0.9", 1000, 20000), 1000u);  // per-source state to keep
   ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if()).exit_code, 0);
   ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
@@ -145,6 +153,8 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
                                         " why=\"interface back\""))
       << agent_log();
   EXPECT_EQ(t_.status()["attached"], true);
+  // The tc datapath went with the interface too, and is back.
+  EXPECT_TRUE(within(2000ms, [&] { return tc_attached(); })) << agent_log();
 
   // The policy in force, the blocklist and the counters carried over.
   ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
