@@ -68,6 +68,7 @@ class Daemon {
   // audit), those that came back get their XDP filter, tc datapath and
   // probes again, with the policy in force.
   void on_links_changed();
+  void note_gone(const std::string &iface);  // once per absence: a warning and an audit line
   // Manual blocks kept in <state_dir>/blocks (agent/block_store.hpp): read at
   // start, put back into a filter attached anew, written when they change.
   void load_saved_blocks(const core::Config &c);
@@ -104,6 +105,9 @@ class Daemon {
   std::vector<SavedBlock> saved_;  // the manual blocks as the file holds them
   std::string save_error_;         // the last write's error, said once
   std::set<std::string> absent_;   // interfaces of the config not there now
+  // The interface index each filter was last seen attached to: a device
+  // being deleted keeps its name a moment after its XDP link is detached.
+  std::map<std::string, uint32_t> on_ifindex_;
   std::optional<LinkWatch> links_;
   std::map<std::string, uint64_t> known_blocks_;  // what was logged as blocked
   // Refusals of full tables (autoblocks_failed, proofs_refused) as of the

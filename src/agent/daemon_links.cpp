@@ -84,6 +84,7 @@ Status Daemon::converge_iface(const core::InterfaceConfig &i, const core::Config
   }
   if (it != filters_.end() && attached_ifindex(it->second) == live) {
     absent_.erase(i.name);
+    on_ifindex_[i.name] = live;
     return {};
   }
   return bring_up(i, c, image, by);
@@ -113,6 +114,7 @@ Status Daemon::bring_up(const core::InterfaceConfig &i, const core::Config &c,
       if (!pinned)
         return pinned.error();
       it->second = std::move(*pinned);
+      on_ifindex_[i.name] = attached_ifindex(it->second);
       if (observer_)
         observer_->interface_back(i.name, false);
       return {};
@@ -148,10 +150,21 @@ Status Daemon::bring_up(const core::InterfaceConfig &i, const core::Config &c,
   if (!pinned)
     return pinned.error();
   restore_blocks(i.name, pinned->datapath());
+  on_ifindex_[i.name] = attached_ifindex(*pinned);
   filters_.emplace(i.name, std::move(*pinned));
   if (observer_)
     observer_->interface_back(i.name, true);
   return {};
+}
+
+void Daemon::note_gone(const std::string &iface) {
+  if (!absent_.insert(iface).second)
+    return;
+  log::warn(
+      "{}: the interface is gone: its filter stops until it is back (its maps, blocklist and "
+      "per-source state are kept)",
+      iface);
+  audit::Entry("iface_gone", audit::by_agent()).set("iface", iface).config(config_.hash).write();
 }
 
 void Daemon::on_links_changed() {
@@ -161,27 +174,29 @@ void Daemon::on_links_changed() {
     uint32_t live = live_ifindex(i.name);
     auto it = filters_.find(i.name);
     uint32_t at = it != filters_.end() ? attached_ifindex(it->second) : 0;
-    if (live && at == live)
-      continue;
-    if (live == 0) {
-      if (absent_.insert(i.name).second) {
-        log::warn(
-            "{}: the interface is gone: its filter stops until it is back (its maps, "
-            "blocklist and per-source state are kept)",
-            i.name);
-        audit::Entry("iface_gone", by).set("iface", i.name).config(config_.hash).write();
-      }
+    if (live && at == live) {
+      on_ifindex_[i.name] = live;
       continue;
     }
+    if (live == 0) {
+      note_gone(i.name);
+      continue;
+    }
+    // The device the filter ran on, still listed but being taken down (the
+    // kernel detaches XDP before it unlists the name): its RTM_DELLINK follows.
+    if (auto was = on_ifindex_.find(i.name); was != on_ifindex_.end() && was->second == live)
+      continue;
     if (!image)
       image = core::compile(config_);
     if (it != filters_.end())
       if (auto st = it->second.apply(*image); !st)
         log::error("{}: apply the policy: {}", i.name, st.error().what());
     if (auto st = bring_up(i, config_, *image, by); !st) {
-      log::error("{}: the interface is back, but its filter could not be attached: {}", i.name,
-                 st.error().what());
-      absent_.insert(i.name);  // tried again at the next link event
+      if (live_ifindex(i.name) == 0)  // gone again meanwhile
+        note_gone(i.name);
+      else  // tried again at the next link event
+        log::error("{}: the interface is back, but its filter could not be attached: {}", i.name,
+                   st.error().what());
     }
   }
   // The tc datapath (its clsact filters went with the interface) is attached

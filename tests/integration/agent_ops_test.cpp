@@ -42,6 +42,13 @@ class AgentOpsTest : public ::testing::Test {
     run("rm -rf /sys/fs/bpf/bpfgate-tc/" + t_.gw_if());
     std::filesystem::remove_all(dir_);
   }
+  // The agent's bpfgate_interface_up for the gateway's interface ("" if none).
+  std::string interface_up() const {
+    auto r = run(t_.gw().exec() + "curl -sf --max-time 3 http://127.0.0.1:9477/metrics");
+    std::string key = "bpfgate_interface_up{interface=\"" + t_.gw_if() + "\"} ";
+    auto at = r.out.find(key);
+    return at == std::string::npos ? "" : r.out.substr(at + key.size(), 1);
+  }
   bool tc_attached() const {
     return contains(t_.bpfgate("-j tc status " + t_.gw_if()).out, "\"attached\":true");
   }
@@ -121,14 +128,17 @@ class AgentOpsTest : public ::testing::Test {
 };
 
 TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
-  write_config(fmt::format(
-      "limits: {{rate: 100, burst: 100}}\ndeny: [198.18.0.66]\ntc:\n  interfaces: [{}]\n"
-      "  classes:\n    - {{name: web, direction: ingress, match: {{protocol: tcp}}}}\n",
-      t_.gw_if()));
+  write_config(
+      fmt::format("limits: {{rate: 100, burst: 100}}\ndeny: [198.18.0.66]\n"
+                  "metrics: {{listen: 127.0.0.1:9477}}\ntc:\n  interfaces: [{}]\n"
+                  "  classes:\n    - {{name: web, direction: ingress, match: {{protocol: tcp}}}}\n",
+                  t_.gw_if()));
   start_agent();
   uint32_t prog = t_.xdp_prog_id();
   ASSERT_NE(prog, 0u);
   ASSERT_TRUE(tc_attached());
+  EXPECT_TRUE(contains(agent_log(), "seccomp: on")) << agent_log();
+  EXPECT_EQ(interface_up(), "1");
   ASSERT_EQ(t_.flood("198.18.0.9", 1000, 20000), 1000u);  // per-source state to keep
   ASSERT_EQ(t_.bpfgate("block 198.18.0.80 --iface " + t_.gw_if()).exit_code, 0);
   ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
@@ -143,6 +153,7 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
   auto s = t_.status();
   EXPECT_EQ(s["attached"], false) << s.dump();
   EXPECT_TRUE(contains(t_.bpfgate("status " + t_.gw_if()).out, "DEFUNCT (interface gone"));
+  EXPECT_EQ(interface_up(), "0");
 
   t_.make_link();
   auto back = within(2000ms, [&] { return t_.xdp_prog_id() == prog; });
@@ -153,6 +164,7 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
                                         " why=\"interface back\""))
       << agent_log();
   EXPECT_EQ(t_.status()["attached"], true);
+  EXPECT_EQ(interface_up(), "1");
   // The tc datapath went with the interface too, and is back.
   EXPECT_TRUE(within(2000ms, [&] { return tc_attached(); })) << agent_log();
 
@@ -166,6 +178,7 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
   for (const auto &src : top["interfaces"][0]["sources"])
     kept = kept || (src["addr"] == "198.18.0.9" && src["packets"] == 1000);
   EXPECT_TRUE(kept) << "per-source state was lost: " << top.dump();
+  EXPECT_FALSE(contains(agent_log(), "could not be attached")) << agent_log();
   // An allowed client is served over the new interface.
   auto listener = t_.tcp_listen(8080);
   EXPECT_TRUE(t_.tcp_connect(8080));
