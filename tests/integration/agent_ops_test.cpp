@@ -179,6 +179,7 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
     kept = kept || (src["addr"] == "198.18.0.9" && src["packets"] == 1000);
   EXPECT_TRUE(kept) << "per-source state was lost: " << top.dump();
   EXPECT_FALSE(contains(agent_log(), "could not be attached")) << agent_log();
+  EXPECT_FALSE(contains(agent_log(), "tc: attach again")) << agent_log();
   // An allowed client is served over the new interface.
   auto listener = t_.tcp_listen(8080);
   EXPECT_TRUE(t_.tcp_connect(8080));
