@@ -10,9 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <set>
 #include <tuple>
