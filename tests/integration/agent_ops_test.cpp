@@ -187,7 +187,7 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
 }
 
 TEST_F(AgentOpsTest, AnInterfaceAbsentAtStartIsAttachedWhenItAppears) {
-  write_config("deny: [198.18.0.66]\n");
+  write_config("deny: [198.18.0.66]\nmetrics: {listen: 127.0.0.1:9477}\n");
   t_.remove_link();
   // `bpfgate check` still reports it: a name that exists nowhere is a typo
   // until it appears.
@@ -199,10 +199,12 @@ TEST_F(AgentOpsTest, AnInterfaceAbsentAtStartIsAttachedWhenItAppears) {
                                         "' is not in this network namespace: its filter is "
                                         "attached when it appears"))
       << agent_log();
+  EXPECT_EQ(interface_up(), "0");  // nothing pinned to show in status yet; /metrics says so
 
   t_.make_link();
   auto up = within(2000ms, [&] { return t_.xdp_prog_id() != 0; });
   ASSERT_TRUE(up) << "not attached within 2 s of appearing: " << agent_log();
+  EXPECT_EQ(interface_up(), "1");
   EXPECT_TRUE(contains(agent_log(), "audit: action=attach iface=" + t_.gw_if()));
   EXPECT_TRUE(contains(agent_log(), "why=\"interface appeared\"")) << agent_log();
   ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
