@@ -82,6 +82,8 @@ const StatName &stat_name(bg_stat s) {
       {"syns_passed_refresh",
        "Held SYNs passed to a port no SYN had reached for a minute, so that its listener "
        "accepts cookies"},
+      {"events_lost",
+       "Events the filter's event buffer refused (full: the agent read too slowly, or none ran)"},
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == BG_STAT_NR, "a name for every bg_stat");
   static const StatName kUnknown = {"unknown", "unknown"};

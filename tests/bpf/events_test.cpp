@@ -91,6 +91,12 @@ struct Filter {
       n += e.type == type;
     return n;
   }
+  // Events the buffer refused (BG_STAT_EVENTS_LOST, all CPUs).
+  uint64_t lost() {
+    auto s = dp->stats();
+    EXPECT_TRUE(s.ok());
+    return s.ok() ? (*s)[BG_STAT_EVENTS_LOST] : ~0ULL;
+  }
   bg_rule_stats rule_stats(uint32_t id) {
     bpf::PerCpuMap<__u32, bg_rule_stats> m(bpf_map__fd((*skel)->maps.bg_rule_stats));
     auto cfg = dp->config();
@@ -137,6 +143,7 @@ TEST_P(Events, FirstRuleHitOncePerGeneration) {
   // The default limit (rule 0) is not a rule: no event, no rule counter.
   EXPECT_EQ(f->run(udp("198.18.0.8", 9), 10), static_cast<uint32_t>(XDP_PASS));
   EXPECT_EQ(f->count(f->drain(), BG_EVENT_RULE_HIT), 0u);
+  EXPECT_EQ(f->lost(), 0u) << "the buffer had room for every event";
 }
 
 TEST_P(Events, DropSamplesAreBoundedPerInterval) {
@@ -211,6 +218,7 @@ TEST(EventsWhenFull, RefusedSamplesKeepTheirCount) {
   ASSERT_FALSE(first.empty());
   ASSERT_EQ(last.size(), 1u);
   EXPECT_LT(first.size(), drops) << "the ring never filled: the case tests nothing";
+  EXPECT_GT(f->lost(), 0u) << "refused samples are counted";
   uint64_t stood_for = 0;
   for (const auto &e : first)
     stood_for += 1 + e.value;
@@ -228,12 +236,15 @@ TEST(EventsWhenFull, ARefusedFirstRuleHitIsReportedByTheNextHit) {
   EXPECT_EQ(f->run(udp("198.18.66.5", 9), 2 * BG_EVENT_RING_BYTES / sizeof(bg_event)),
             static_cast<uint32_t>(XDP_DROP));
   auto web = PacketBuilder().ipv4("198.18.0.9", "198.18.0.1").tcp(40000, 443).build();
+  uint64_t lost = f->lost();
   EXPECT_EQ(f->run(web), static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(f->lost(), lost + 1) << "the refused first hit is counted as lost";
   auto ev = f->drain();
   EXPECT_EQ(f->count(ev, BG_EVENT_RULE_HIT), 0u) << "the ring had room: the case tests nothing";
   EXPECT_EQ(f->run(web), static_cast<uint32_t>(XDP_PASS));
   ev = f->drain();
   EXPECT_EQ(f->count(ev, BG_EVENT_RULE_HIT), 1u) << "the first hit was marked seen, unreported";
+  EXPECT_EQ(f->lost(), lost + 1) << "the second went out";
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, Events, ::testing::Values(BG_EVENT_RINGBUF, BG_EVENT_PERFBUF),

@@ -13,6 +13,7 @@
 
 #include "bpfgate/abi/events.h"
 #include "bpfgate/abi/xdp.h"
+#include "bpfgate/maps.h"
 #include "bpfgate/parse.h"
 
 /* Set between open and load (enum bg_event_transport). */
@@ -53,11 +54,17 @@ struct {
   __type(value, __u32);
 } bg_rule_seen SEC(".maps");
 
-/* 0 when the event went out; negative when the buffer refused it (full). */
+/* 0 when the event went out; negative when the buffer refused it (full), which
+ * is counted (BG_STAT_EVENTS_LOST: the agent reads too slowly, or not at all). */
 static __always_inline long bg_emit(void *ctx, struct bg_event *e) {
+  long err;
   if (bg_event_transport == BG_EVENT_PERFBUF)
-    return bpf_perf_event_output(ctx, &bg_events, BPF_F_CURRENT_CPU, e, sizeof(*e));
-  return bpf_ringbuf_output(&bg_events, e, sizeof(*e), 0);
+    err = bpf_perf_event_output(ctx, &bg_events, BPF_F_CURRENT_CPU, e, sizeof(*e));
+  else
+    err = bpf_ringbuf_output(&bg_events, e, sizeof(*e), 0);
+  if (err < 0)
+    bg_stat(BG_STAT_EVENTS_LOST);
+  return err;
 }
 
 static __always_inline void bg_event_of(struct bg_event *e, __u32 type,

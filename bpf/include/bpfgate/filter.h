@@ -43,8 +43,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/xdp.h"
-#include "bpfgate/events.h"
 #include "bpfgate/maps.h"
+#include "bpfgate/events.h"
 #include "bpfgate/parse.h"
 
 #ifndef BG_CAS_TRIES
@@ -110,13 +110,6 @@ static __always_inline const struct bg_settings *bg_work_settings(const struct b
   __u32 zero = 0;
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
   return cfg ? bg_settings_of(cfg, w->gen & 1) : NULL;
-}
-
-static __always_inline void bg_stat(__u32 stat) {
-  __u32 key = bg_stat_key(stat);
-  struct bg_counter *c = bpf_map_lookup_elem(&bg_counters, &key);
-  if (c)
-    c->packets++;
 }
 
 static __always_inline int bg_count(__u32 verdict, __u32 reason, __u64 bytes) {

@@ -65,6 +65,14 @@ struct {
   __type(value, struct bg_counter);
 } bg_counters SEC(".maps");
 
+/* One more datapath event (enum bg_stat) on this CPU. */
+static __always_inline void bg_stat(__u32 stat) {
+  __u32 key = bg_stat_key(stat);
+  struct bg_counter *c = bpf_map_lookup_elem(&bg_counters, &key);
+  if (c)
+    c->packets++;
+}
+
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
   __uint(max_entries, BG_BLOCKLIST_MAX);

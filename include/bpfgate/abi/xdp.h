@@ -85,7 +85,8 @@ enum bg_stat {
   BG_STAT_PROVEN_CONNECTED = 8, /* sources proved by a frame of a connection the host has */
   BG_STAT_SYN_ANSWERED = 9,     /* held SYNs answered from XDP with a cookie SYN-ACK */
   BG_STAT_SYN_REFRESH = 10,     /* held SYNs passed so the listener accepts cookies again */
-  BG_STAT_NR = 11,
+  BG_STAT_EVENTS_LOST = 11,     /* events the event buffer refused (full: the agent is behind) */
+  BG_STAT_NR = 12,
 };
 
 static inline __u32 bg_stat_key(__u32 stat) {
