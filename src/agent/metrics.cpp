@@ -160,6 +160,15 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   for (const auto &f : filters)
     w.sample("bpfgate_interface_up", {{"interface", f.iface}},
              f.up && f.status.ifindex != 0 ? 1 : 0);
+  w.family("bpfgate_interface_xdp_info", "gauge",
+           "The attached XDP filter's mode (native, generic, offload) and attachment (direct, "
+           "dispatcher)");
+  for (const auto &f : filters)
+    if (f.up && f.status.ifindex != 0)
+      w.sample(
+          "bpfgate_interface_xdp_info",
+          {{"interface", f.iface}, {"mode", f.status.mode}, {"attach", to_string(f.status.attach)}},
+          1);
   std::vector<FilterStatus> up;
   for (const auto &f : filters)
     if (f.up)
@@ -340,6 +349,10 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   w.family("bpfgate_agent_events_lost_total", "counter",
            "Events the kernel could not queue to the agent (perf buffer overruns)");
   w.sample("bpfgate_agent_events_lost_total", {}, static_cast<double>(a.events_lost));
+  w.family("bpfgate_agent_event_log_lines_suppressed_total", "counter",
+           "Events the agent did not log (over its log's rate; streamed and counted all the same)");
+  w.sample("bpfgate_agent_event_log_lines_suppressed_total", {},
+           static_cast<double>(a.event_lines_left_out));
   w.family("bpfgate_agent_event_subscribers", "gauge", "`bpfgate events` clients connected");
   w.sample("bpfgate_agent_event_subscribers", {}, static_cast<double>(a.event_subscribers));
   w.family("bpfgate_agent_event_buffer_info", "gauge",

@@ -29,6 +29,7 @@ struct AgentSnapshot {
   bool last_reload_ok = true;
   std::map<std::string, uint64_t> events;  // by type name
   uint64_t events_lost = 0;
+  uint64_t event_lines_left_out = 0;  // `event:` log lines over the log's rate
   uint64_t event_subscribers = 0;
   std::vector<std::string> interfaces;                         // from the config
   std::map<std::string, std::vector<std::string>> rule_names;  // iface -> match by rule id - 1

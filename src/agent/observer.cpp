@@ -243,7 +243,23 @@ void Observer::on_readable() {
   }
 }
 
+void Observer::log_event(const std::string &text) {
+  if (!event_log_.admit(monotonic_ns())) {
+    state_.update([&](AgentSnapshot &s) { s.event_lines_left_out = event_log_.left_out_total(); });
+    return;
+  }
+  log_left_out();
+  log::info("event: {}", text);
+}
+
+void Observer::log_left_out() {
+  if (uint64_t n = event_log_.take_left_out())
+    log::info("event: {} events not logged (over {} lines a second); `bpfgate events` streams all",
+              n, event_log_.limits().rate_pps);
+}
+
 void Observer::on_sweep(const std::string &iface, const Datapath &dp, const SweepReport &r) {
+  log_left_out();
   for (const auto &b : r.released)
     publish(agent_event(iface, BG_EVENT_RELEASED, b.prefix.key, b.value.reason, 0));
   if (r.sources_seen || r.known_seen)
@@ -274,7 +290,7 @@ void Observer::publish(Event e) {
       e.rule_match = it->second[e.raw.rule - 1];
   }
   std::string text = event_text(e);
-  log::info("event: {}", text);
+  log_event(text);
   std::string json = event_json(e) + "\n";
   text += "\n";
   for (auto it = subscribers_.begin(); it != subscribers_.end();) {

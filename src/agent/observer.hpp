@@ -19,8 +19,15 @@
 #include "bpf/event_buffer.hpp"
 #include "bpf/fd.hpp"
 #include "core/config.hpp"
+#include "core/line_limit.hpp"
 
 namespace bpfgate::agent {
+
+// `event:` lines the agent logs, at most, a second and at once; the rest are
+// counted (bpfgate_agent_event_log_lines_suppressed_total) and the next line
+// logged says how many were left out. `bpfgate events` gets every event.
+inline constexpr uint64_t kEventLogRate = 20;
+inline constexpr uint64_t kEventLogBurst = 200;
 
 class Observer {
  public:
@@ -52,6 +59,8 @@ class Observer {
  private:
   Observer() = default;
   void publish(Event e);
+  void log_event(const std::string &text);
+  void log_left_out();
   Status watch(const std::string &iface, uint64_t sample_interval_ns);
   Status serve_metrics(const core::MetricsConfig &m);
   void sync_snapshot(const core::Config &c);
@@ -80,6 +89,8 @@ class Observer {
   core::MetricsConfig metrics_config_;
   uint64_t sample_interval_ns_ = 0;
   std::set<std::string> probe_ifaces_;  // where the config asks for probes
+  // The `event:` log lines: a flood of events must not flood the journal.
+  core::LineLimiter event_log_{{.rate_pps = kEventLogRate, .burst = kEventLogBurst}};
   AgentState state_;
 };
 

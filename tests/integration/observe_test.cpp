@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/filter.hpp"
+#include "agent/observer.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/system.hpp"
 
@@ -372,25 +373,40 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
       EXPECT_EQ(type, "histogram") << family;
   }
   EXPECT_EQ(p.types["bpfgate_service_request_duration_seconds"], "histogram");
-  // Every metric the Grafana dashboard queries is in the scrape.
-  std::ifstream dash(std::string(BPFGATE_SOURCE_DIR) + "/deploy/grafana-bpfgate.json");
-  std::string text((std::istreambuf_iterator<char>(dash)), {});
-  ASSERT_FALSE(text.empty());
-  int used = 0;
-  for (size_t i = text.find("bpfgate_"); i != std::string::npos; i = text.find("bpfgate_", i + 1)) {
-    size_t j = i;
-    while (j < text.size() && (std::islower(static_cast<unsigned char>(text[j])) || text[j] == '_'))
-      j++;
-    std::string metric = text.substr(i, j - i);
-    if (metric == "bpfgate_")
-      continue;
-    used++;
-    bool found = false;
-    for (const auto &s : p.samples)
-      found = found || s.name == metric;
-    EXPECT_TRUE(found) << "the dashboard queries " << metric << ", which the agent does not export";
-  }
+  // Every metric the Grafana dashboard queries, and every one the alert rules
+  // use, is in the scrape.
+  auto exported = [&](const std::string &file) {
+    std::ifstream in(std::string(BPFGATE_SOURCE_DIR) + "/deploy/" + file);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_FALSE(text.empty()) << file;
+    int used = 0;
+    for (size_t i = text.find("bpfgate_"); i != std::string::npos;
+         i = text.find("bpfgate_", i + 1)) {
+      size_t j = i;
+      while (j < text.size() &&
+             (std::islower(static_cast<unsigned char>(text[j])) || text[j] == '_'))
+        j++;
+      std::string metric = text.substr(i, j - i);
+      if (metric == "bpfgate_")
+        continue;
+      used++;
+      bool found = false;
+      for (const auto &s : p.samples)
+        found = found || s.name == metric;
+      EXPECT_TRUE(found) << file << " uses " << metric << ", which the agent does not export";
+    }
+    return std::make_pair(used, text);
+  };
+  auto [used, text] = exported("grafana-bpfgate.json");
   EXPECT_GT(used, 20);
+  EXPECT_GE(exported("prometheus-bpfgate-rules.yaml").first, 8);
+  // The filter's mode and attachment, as `status` says.
+  EXPECT_EQ(prom::value_of(p, "bpfgate_interface_xdp_info",
+                           with(iface, {{"mode", st["interfaces"][0]["mode"].get<std::string>()},
+                                        {"attach", "direct"}})),
+            1);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_events_lost_total", iface), 0);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_agent_event_log_lines_suppressed_total", {}), 0);
   // ... and it has panels for the tc classes and the datapath's events.
   for (const auto &[family, type] : p.types)
     if (family.starts_with("bpfgate_tc_class_"))
@@ -403,6 +419,57 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   EXPECT_NE(
       run(cl_.exec() + fmt::format("curl -sf --max-time 1 http://{}:9477/metrics", kGw)).exit_code,
       0);
+}
+
+// A flood of events does not flood the agent's log: at most kEventLogRate
+// `event:` lines a second after a burst of kEventLogBurst; the rest are counted
+// and said, and `bpfgate events` still gets every one.
+TEST_F(Observe, EventLogIsBoundedAndSaysWhatItLeftOut) {
+  write_config("deny: [198.18.0.66]\nevents: {drop_samples: 1000}\n");
+  start_agent();
+  std::string events = (dir_ / "events.jsonl").string();
+  Process follower =
+      Process::spawn(bpfgate_bin() + " -j events --timeout 3 --socket " + sock() + " >" + events);
+  std::this_thread::sleep_for(300ms);
+  std::string mac = run_ok(gw_.exec() + "ip -br link show dev " + gw_if_ + " | awk '{print $3}'")
+                        .out.substr(0, 17);
+  auto t0 = std::chrono::steady_clock::now();
+  // A second of denied frames: a sample for about every 65 drops (after a
+  // sample, drops within the interval skip the next 63): 450 to 500 here.
+  run_ok(cl_.exec() + fmt::format("{} -i {} --dst-mac {} --src 198.18.0.66 --dst {} -n 40000 "
+                                  "--rate 40000 --duration 5",
+                                  gen_bin(), cl_if_, mac, kGw));
+  EXPECT_EQ(follower.wait(10s), 0);
+  double took_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::this_thread::sleep_for(300ms);  // a sweep or two: the count of what was left out
+  int streamed = 0;
+  std::ifstream in(events);
+  for (std::string line; std::getline(in, line);)
+    streamed += contains(line, "\"drop_sample\"");
+  auto p = scrape();
+  double sampled = prom::value_of(p, "bpfgate_agent_events_total", {{"type", "drop_sample"}});
+  double left_out = prom::value_of(p, "bpfgate_agent_event_log_lines_suppressed_total", {});
+  std::istringstream log(agent_log());
+  int logged = 0, said = 0;
+  uint64_t said_left_out = 0;
+  for (std::string line; std::getline(log, line);) {
+    auto at = line.find("event: ");
+    if (at == std::string::npos)
+      continue;
+    if (contains(line, " events not logged (over 20 lines a second)")) {
+      said++;
+      said_left_out += std::stoull(line.substr(at + 7));
+    } else {
+      logged++;
+    }
+  }
+  EXPECT_EQ(streamed, sampled) << "every event is streamed";
+  EXPECT_GT(sampled, agent::kEventLogBurst + 50) << "too few events: the case tests nothing";
+  EXPECT_LE(logged, agent::kEventLogBurst + std::ceil(took_s + 1) * agent::kEventLogRate);
+  EXPECT_GT(left_out, 0);
+  EXPECT_EQ(logged + left_out, sampled) << "each event logged or counted";
+  EXPECT_GE(said, 1);
+  EXPECT_EQ(said_left_out, left_out) << "the log says how many it left out";
 }
 
 TEST_F(Observe, RetransmitsAreCounted) {
