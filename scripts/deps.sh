@@ -15,6 +15,8 @@ PACKAGES=(
   gnuplot-nox procps util-linux
   # systemd-analyze, which scores the exposure of deploy/bpfgate.service
   systemd
+  # the Debian package (cpack): dpkg-shlibdeps computes its Depends, from what `file` finds ELF
+  dpkg-dev file
 )
 
 missing=()

@@ -32,7 +32,7 @@ Result<std::unique_ptr<Observer>> Observer::start(const std::string &bpffs, cons
   if (!o->epoll_.valid())
     return Error(errno, "epoll_create1");
   o->state_.update([](AgentSnapshot &s) {
-    s.version = "0.1.0";
+    s.version = BPFGATE_VERSION;
     s.start_time_s = unix_now();
   });
   if (auto st = o->apply(c, f, audit::by_agent()); !st)

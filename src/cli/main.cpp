@@ -11,7 +11,7 @@ using namespace bpfgate;
 int main(int argc, char **argv) {
   CLI::App app{"bpfgate: eBPF gateway accelerator (XDP flood filter)", "bpfgate"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "bpfgate 0.1.0");
+  app.set_version_flag("--version", "bpfgate " BPFGATE_VERSION);
   // Global flags anywhere on the line: `bpfgate status eth0 -j` as well as
   // `bpfgate -j status eth0` (subcommands inherit this and pass up what they
   // do not know; an unknown option is still a usage error).
