@@ -569,10 +569,15 @@ struct bg_synopt {
   __u32 len;    /* its length (20 to 60) */
   __u32 off;    /* bg_synopt_step's cursor */
   __u32 tsval;  /* the client's timestamp, to echo */
-  __u8 wscale;  /* the client's window scale, 0xff if none */
-  __u8 sack;    /* SACK permitted */
-  __u8 ts;      /* a timestamp option */
-  __u8 _pad;
+  /* What the walk found, each 0 or 1 (the window scale's value beside). The
+   * answer uses them in arithmetic, never in a branch: Linux 6.1's verifier
+   * can take a flag the bpf_loop callback set for the value it had before,
+   * and then drop the branch that reads it as dead code (the answer lost
+   * its SACK option there). */
+  __u8 has_ws;
+  __u8 wscale;
+  __u8 sack;
+  __u8 ts;
 };
 
 /* One TCP option (bpf_loop's callback, checked once by the verifier): 1 ends
@@ -594,9 +599,10 @@ static long bg_synopt_step(__u32 i, void *arg) {
   __u32 olen = o->buf[(off + 1) & 63];
   if (olen < 2 || off + olen > o->len)
     return 1;
-  if (kind == 3 && olen == 3)
+  if (kind == 3 && olen == 3) {
+    o->has_ws = 1;
     o->wscale = o->buf[(off + 2) & 63];
-  else if (kind == 4 && olen == 2)
+  } else if (kind == 4 && olen == 2)
     o->sack = 1;
   else if (kind == 8 && olen == 10) {
     o->ts = 1;
@@ -659,41 +665,40 @@ static __always_inline __u16 bg_csum_fold(__s64 sum) {
 /* The options of the SYN-ACK: MSS; with timestamps, SACK permitted (or two
  * no-ops) and the timestamps; with both, a no-op and the window scale.
  * Returns their length (4, 16 or 20): never more than the client's own
- * options that asked for them, so the answer fits in the SYN's frame. */
+ * options that asked for them, so the answer fits in the SYN's frame. Built
+ * without a branch on what the client sent (see struct bg_synopt). */
 static __always_inline __u32 bg_synack_options(__u8 out[20], const struct bg_synopt *o,
                                                const struct bg_settings *s, __u16 mss, __u64 now) {
-  __builtin_memset(out, 1, 20); /* no-ops */
+  __u32 opts = s->syn_opts;
+  /* without timestamps the kernel's cookie keeps no other option */
+  __u32 ts = o->ts & opts & 1;
+  __u32 sack = ts & o->sack & (opts >> 1) & 1;
+  __u32 wv = o->wscale;
+  __u32 ws = ts & o->has_ws & (opts >> 2) & (((__u32)(14 - wv) >> 31) ^ 1) & 1;
+  /* The kernel's cookie timestamp: its millisecond clock with the client's
+   * options in the low 6 bits (window scale, 0xf for none; SACK 0x10). */
+  __u32 code = (0xf + ws * (wv - 0xf)) | sack << 4;
+  __u32 now_ms = (__u32)(now / 1000000);
+  __u32 tsval = (now_ms & ~63U) | code;
+  if (tsval > now_ms)
+    tsval -= 64;
   out[0] = 2;
   out[1] = 4;
   out[2] = mss >> 8;
   out[3] = mss & 0xff;
-  if (!o->ts || !(s->syn_opts & BG_SYN_OPT_TS))
-    return 4; /* without timestamps the kernel's cookie keeps no other option */
-  __u32 sack = o->sack && (s->syn_opts & BG_SYN_OPT_SACK);
-  __u32 ws = o->wscale != 0xff && (s->syn_opts & BG_SYN_OPT_WSCALE);
-  /* The kernel's cookie timestamp: its millisecond clock with the client's
-   * options in the low 6 bits (window scale, 0xf for none; SACK 0x10). */
-  __u32 opts = (ws ? (o->wscale > 14 ? 14 : o->wscale) : 0xf) | (sack ? 0x10 : 0);
-  __u32 now_ms = (__u32)(now / 1000000);
-  __u32 tsval = (now_ms & ~63U) | opts;
-  if (tsval > now_ms)
-    tsval -= 64;
-  if (sack) {
-    out[4] = 4;
-    out[5] = 2;
-  }
+  out[4] = 1 + 3 * sack; /* SACK permitted (4, 2) or two no-ops */
+  out[5] = 1 + sack;
   out[6] = 8;
   out[7] = 10;
   __be32 v = bpf_htonl(tsval);
   __builtin_memcpy(&out[8], &v, 4);
   v = bpf_htonl(o->tsval);
   __builtin_memcpy(&out[12], &v, 4);
-  if (!ws)
-    return 16;
-  out[17] = 3;
-  out[18] = 3;
-  out[19] = s->syn_wscale;
-  return 20;
+  out[16] = 1;
+  out[17] = 1 + 2 * ws; /* the window scale (3, 3, ours) */
+  out[18] = 1 + 2 * ws;
+  out[19] = 1 + ws * (s->syn_wscale - 1);
+  return 4 + 12 * ts + 4 * ws;
 }
 
 /* Turns the held SYN in the frame into its SYN-ACK (BG_SYN_ANSWERED), or
@@ -728,7 +733,7 @@ __noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
   __u32 th_len = 20 + extra;
   /* The TCP header on the stack: the cookie helper reads th_len bytes, which
    * the verifier proves of a stack buffer, not of a variable packet range. */
-  struct bg_synopt o = {.wscale = 0xff, .off = 20};
+  struct bg_synopt o = {.off = 20};
   if (bpf_xdp_load_bytes(ctx, l4, o.buf, th_len))
     return BG_SYN_NONE;
   o.len = th_len;
