@@ -537,16 +537,24 @@ __noinline int bg_promote(struct bg_work *w) {
 #define BG_SYN_BROKEN 3     /* the frame was changed and could not be finished: drop it */
 #define BG_RES_TX (1 << 16) /* with a BG_RES: the frame goes back out (XDP_TX) */
 
-/* When (in units of 2^30 ns, about a second) a SYN to each port last went to
- * the stack. Not pinned: a new program starts with every port stale. */
-__u32 bg_syn_fresh[65536];
+/* Per destination port, in units of 2^30 ns (about a second): when a SYN to
+ * it last went to the stack (`seen`), and when a listener was last looked
+ * for, with the answer in the top bit (`checked`): one socket lookup per port
+ * and second, not one per SYN of a flood (a listener that opens or closes
+ * is seen within a second). Not pinned: a new program starts with every port
+ * stale and unchecked. */
+struct bg_syn_port {
+  __u32 seen;
+  __u32 checked;
+};
+static struct bg_syn_port bg_syn_ports[65536];
 
 /* The entry of a port. The mask after a barrier: Linux 6.1's verifier loses
  * the bounds of a byte swap. */
-static __always_inline __u32 *bg_syn_fresh_of(__be16 dport) {
+static __always_inline struct bg_syn_port *bg_syn_port_of(__be16 dport) {
   __u32 port = bpf_ntohs(dport);
   barrier_var(port);
-  return &bg_syn_fresh[port & 0xffff];
+  return &bg_syn_ports[port & 0xffff];
 }
 
 static __always_inline __u32 bg_seconds(__u64 ns) {
@@ -556,10 +564,10 @@ static __always_inline __u32 bg_seconds(__u64 ns) {
 /* Notes that a SYN to `dport` went to the stack (with tcp_syncookies=2 the
  * kernel answered it with a cookie). Written at most once a unit. */
 static __always_inline void bg_syn_seen(__be16 dport, __u64 now) {
-  __u32 *f = bg_syn_fresh_of(dport);
+  struct bg_syn_port *p = bg_syn_port_of(dport);
   __u32 t = bg_seconds(now);
-  if (*f != t)
-    *f = t;
+  if (p->seen != t)
+    p->seen = t;
 }
 
 /* The SYN's TCP header, copied out of the frame, and the options the
@@ -713,13 +721,19 @@ __noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
   __u32 l4 = w->pkt.l4_off;
   if (w->pkt.fragment || l3 > 64 || l4 != l3 + (v6 ? 40 : 20))
     return BG_SYN_NONE;
-  if (!bg_syn_listener(ctx, w))
-    return BG_SYN_NONE;
   __u64 now = bpf_ktime_get_ns(); /* the kernel's TCP clock: timestamps follow it */
-  __u32 *fresh = bg_syn_fresh_of(w->pkt.dport);
+  struct bg_syn_port *port = bg_syn_port_of(w->pkt.dport);
   __u32 t = bg_seconds(now);
-  if (!*fresh || t - *fresh > BG_SYN_FRESH_S) {
-    *fresh = t;
+  __u32 checked = port->checked;
+  __u32 listening = checked >> 31;
+  if ((checked & 0x7fffffff) != (t & 0x7fffffff)) {
+    listening = bg_syn_listener(ctx, w);
+    port->checked = (t & 0x7fffffff) | listening << 31;
+  }
+  if (!listening)
+    return BG_SYN_NONE;
+  if (!port->seen || t - port->seen > BG_SYN_FRESH_S) {
+    port->seen = t;
     return BG_SYN_REFRESH;
   }
 
