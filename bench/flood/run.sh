@@ -58,6 +58,7 @@ ORACLE_OBJ="$BUILD_DIR/bpf/flood_oracle.bpf.o"
 
 # ---- options ------------------------------------------------------------------------------
 rounds=5 window=4 lead=1 bound_secs=15 quick=0 json=0 out="" scenarios="" nice=-10 rate=0
+attach_extra=""
 ALL_SCENARIOS="v4-udp v4-syn v6-udp v6-syn"
 keep_conns=16 new_conns=8 think_ms=20
 usage() {
@@ -73,6 +74,7 @@ usage: bench/run flood [--quick] [--rounds N] [--window S] [--scenarios LIST]
   --flood-rate PPS the flood's packets/s (default 0: as fast as the generator goes)
   --out DIR        where raw.csv and table.md go (default \$BUILD_DIR/bench/flood-results)
   -j, --json       one JSON object per phase (raw.csv's rows) on stdout; the tables to stderr
+  --syn-proxy      bpfgate answers held SYNs itself (attach --syn-proxy; default: its defaults)
   --no-boost       the generator, the clients, nginx and the NAPI kthread at nice 0
                    (default -10, each in an autogroup of its own; every mode alike)
   --keep-conns N --new-conns N --think-ms N
@@ -86,6 +88,7 @@ while [ $# -gt 0 ]; do
     --rounds | --runs) rounds="${2:?}"; shift ;;
     --window | --seconds) window="${2:?}"; shift ;;
     --scenarios) scenarios="${2:?}"; scenarios="${scenarios//,/ }"; shift ;;
+    --syn-proxy) attach_extra="--syn-proxy" ;;
     --bound-seconds) bound_secs="${2:?}"; shift ;;
     --out) out="${2:?}"; shift ;;
     --no-boost) nice=0 ;;
@@ -190,10 +193,11 @@ GW_MAC=$(mac_of "$NS_GW" "$GW_IF")
 # SYN proofs need the kernel to answer every SYN with a cookie (README, proofs).
 gw sysctl -qw net.ipv4.tcp_syncookies=2
 # SYNs answered by the datapath carry timestamps, SACK and window scaling only without
-# per-peer timestamp offsets (README, the SYN answer); the switch's port takes the
-# answers (XDP_TX) only with NAPI on: an XDP program of its own (bpf/xdp_pass.bpf.c).
+# per-peer timestamp offsets (README, the SYN answer). The switch's port towards the gateway
+# drops what the gateway sends to spoofed sources, as an uplink carries it off the host
+# (bench/flood/uplink.bpf.c; its XDP program is also what lets the port take XDP_TX frames).
 gw sysctl -qw net.ipv4.tcp_timestamps=2
-in_ns "$NS_NET" ip link set dev "$SW_GW" xdpdrv obj "$BUILD_DIR/bpf/xdp_pass.bpf.o" sec xdp
+in_ns "$NS_NET" ip link set dev "$SW_GW" xdpdrv obj "$BUILD_DIR/bpf/flood_uplink.bpf.o" sec xdp
 # The gateway's receive path in a kthread of its own (as bench/compare/run.sh does).
 threaded_napi "$NS_NET" "$SW_GW" "$NS_GW" "$GW_IF"
 pin_napi() { pin_napi_of "$GW_IF" "$GW_CPU" "$nice"; }
@@ -282,7 +286,7 @@ setup() {  # mode
   case "$1" in
     none) ;;
     oracle) gw ip link set dev "$GW_IF" xdpdrv obj "$ORACLE_OBJ" sec xdp ;;
-    bpfgate) gw "$BG" attach "$GW_IF" >/dev/null ;;  # its defaults: what an operator gets
+    bpfgate) gw "$BG" attach "$GW_IF" $attach_extra >/dev/null ;;  # its defaults (+ --syn-proxy)
   esac
   pin_napi
 }
