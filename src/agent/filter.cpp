@@ -269,6 +269,7 @@ Result<LoadedFilter> load_filter(const AttachOptions &o, int ifindex) {
     return dp.error();
   core::PolicyImage fallback =
       core::default_policy(o.limits, o.unparsed_verdict, o.new_sources, o.unproven);
+  fallback.syn_proxy = o.syn_proxy;
   if (auto st = dp->apply(o.policy ? *o.policy : fallback); !st)
     return st.error().context("write the initial policy");
   if (auto st = set_sample_interval(bpf_map__fd((*skel)->maps.bg_event_config),

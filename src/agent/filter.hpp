@@ -35,7 +35,8 @@ struct AttachOptions {
   // all CPUs together (rate 0: no bound).
   core::Limits unproven{core::kDefaultUnprovenPps, core::kDefaultUnprovenPps};
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
-  bool force = false;  // replace an XDP program bpfgate did not attach
+  bool syn_proxy = false;  // held SYNs answered by the datapath (limits.syn_proxy)
+  bool force = false;      // replace an XDP program bpfgate did not attach
   // The policy to start with; when empty, a default limit from `limits`.
   const core::PolicyImage *policy = nullptr;
   // Events (agent/events.hpp): ring or perf buffer, and at most one sample of

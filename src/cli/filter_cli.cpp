@@ -54,6 +54,9 @@ void add_attach(Registry &r) {
   a->add_option("--unparsed", o.unparsed, "verdict for frames that cannot be parsed: pass|drop")
       ->check(CLI::IsMember({"pass", "drop"}))
       ->capture_default_str();
+  a->add_flag("--syn-proxy", o.attach.syn_proxy,
+              "answer held SYNs in the datapath with the kernel's cookies (limits.syn_proxy: "
+              "needs net.ipv4.tcp_syncookies=2)");
   a->add_flag("--force", o.attach.force, "replace an XDP program bpfgate did not attach");
   r.add(a, [&o, a, &g = r.globals()] {
     o.attach.attach = *agent::parse_xdp_attach(o.how);

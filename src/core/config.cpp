@@ -229,7 +229,7 @@ void parse_limits(Diag &d, const YAML::Node &n, Config &c) {
                   "limits"))
     return;
   if (const auto &sp = n["syn_proxy"]) {
-    // `syn_proxy: on` (default) or `off`: held SYNs answered by the datapath.
+    // `syn_proxy: on` or `off` (default): held SYNs answered by the datapath.
     auto on = sp.IsScalar() ? parse_switch(sp.Scalar()) : std::nullopt;
     if (on)
       c.syn_proxy = *on;

@@ -94,8 +94,8 @@ struct Config {
   // limits.prove: TCP sources prove themselves with SYN cookies (syncookies | off).
   bool prove = true;
   // limits.syn_proxy: a held SYN is answered by the datapath with the kernel's
-  // cookie (on | off; takes effect with prove and tcp_syncookies=2).
-  bool syn_proxy = true;
+  // cookie (on | off, default off; takes effect with prove and tcp_syncookies=2).
+  bool syn_proxy = false;
   bg_verdict unparsed = BG_VERDICT_PASS;
   std::vector<Prefix> allow, deny;
   std::vector<RuleConfig> rules;

@@ -22,7 +22,7 @@ struct PolicyImage {
   bg_settings settings{};
   std::vector<bg_lpm_key> noblock;  // never auto-blocked (not generational: see Datapath::apply)
   bool prove = true;                // BG_SET_PROVE: TCP sources prove themselves with SYN cookies
-  bool syn_proxy = true;            // BG_SET_SYN_PROXY where the host allows it (Datapath::apply)
+  bool syn_proxy = false;           // BG_SET_SYN_PROXY where the host allows it (Datapath::apply)
 };
 
 // Whether an IPv6 prefix holds ::ffff:0:0/96, where IPv4 sources live in the

@@ -163,7 +163,7 @@ struct Answering {
   explicit Answering(const std::string &sysctls =
                          "net.ipv4.tcp_syncookies=2 "
                          "net.ipv4.tcp_timestamps=2",
-                     const std::string &extra = "") {
+                     const std::string &extra = ", syn_proxy: on") {
     run_ok(ns.exec() + "ip link set lo up");
     run_ok(ns.exec() + "sysctl -qw " + sysctls);
     ns.within([&] {
@@ -378,6 +378,13 @@ TEST(SynProxy, AClosedPortASynWithoutOptionsAndAnOldHostEachGetWhatTheyShould) {
   }
   {
     Answering a("net.ipv4.tcp_syncookies=2", ", syn_proxy: off");
+    EXPECT_EQ(a.run(udp("198.19.0.1")).retval, XDP_PASS);
+    EXPECT_EQ(a.run(syn("198.18.0.13")).retval, XDP_PASS);
+    EXPECT_EQ(a.h->stat(BG_STAT_SYN_ANSWERED), 0u);
+  }
+  {
+    // Off by default.
+    Answering a("net.ipv4.tcp_syncookies=2", "");
     EXPECT_EQ(a.run(udp("198.19.0.1")).retval, XDP_PASS);
     EXPECT_EQ(a.run(syn("198.18.0.13")).retval, XDP_PASS);
     EXPECT_EQ(a.h->stat(BG_STAT_SYN_ANSWERED), 0u);

@@ -158,7 +158,7 @@ TEST(SynProxy, NewClientsConnectThroughASpoofedSynFloodOnAnsweredSyns) {
                                        t.peer_if(), BPFGATE_BPF_DIR));
   // New sources and unproven ones each 100 a second: the flood uses both up.
   ASSERT_EQ(t.bpfgate(fmt::format("attach {} --mode native --rate 1000 --new-sources 100 "
-                                  "--unproven 100 --max-sources 4096",
+                                  "--unproven 100 --max-sources 4096 --syn-proxy",
                                   t.gw_if()))
                 .exit_code,
             0);

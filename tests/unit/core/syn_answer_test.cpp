@@ -24,10 +24,10 @@ TEST(SynProxy, WindowScaleFollowsTheHostsReceiveSpace) {
 TEST(SynProxy, TheConfigTurnsItOnOrOff) {
   auto def = parse_config("interfaces: [{name: a}]\n", "p.yaml");
   ASSERT_TRUE(def.ok()) << def.error().what();
-  EXPECT_TRUE(compile(*def).syn_proxy) << "on by default";
-  auto off = parse_config("interfaces: [{name: a}]\nlimits: {rate: 5, syn_proxy: off}\n", "p.yaml");
-  ASSERT_TRUE(off.ok()) << off.error().what();
-  EXPECT_FALSE(compile(*off).syn_proxy);
+  EXPECT_FALSE(compile(*def).syn_proxy) << "off by default";
+  auto on = parse_config("interfaces: [{name: a}]\nlimits: {rate: 5, syn_proxy: on}\n", "p.yaml");
+  ASSERT_TRUE(on.ok()) << on.error().what();
+  EXPECT_TRUE(compile(*on).syn_proxy);
   auto bad =
       parse_config("interfaces: [{name: a}]\nlimits:\n  rate: 5\n  syn_proxy: maybe\n", "p.yaml");
   ASSERT_FALSE(bad.ok());
