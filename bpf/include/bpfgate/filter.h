@@ -451,22 +451,26 @@ static __always_inline int bg_cookie_ok(struct xdp_md *ctx, const struct bg_work
  * network namespace): a source that completed a handshake with the host,
  * with or without cookies, or whose connection predates the filter. A
  * forged frame finds one only by naming a real peer's address and port. */
+/* The socket tuple of w's frame, as the socket lookup helpers take it;
+ * returns its size. */
+static __always_inline __u32 bg_tuple_of(struct bpf_sock_tuple *t, const struct bg_work *w) {
+  if (w->pkt.l3_proto == ETH_P_IP) {
+    __builtin_memcpy(&t->ipv4.saddr, &w->pkt.src[12], 4);
+    __builtin_memcpy(&t->ipv4.daddr, &w->pkt.dst[12], 4);
+    t->ipv4.sport = w->pkt.sport;
+    t->ipv4.dport = w->pkt.dport;
+    return sizeof(t->ipv4);
+  }
+  __builtin_memcpy(t->ipv6.saddr, w->pkt.src, 16);
+  __builtin_memcpy(t->ipv6.daddr, w->pkt.dst, 16);
+  t->ipv6.sport = w->pkt.sport;
+  t->ipv6.dport = w->pkt.dport;
+  return sizeof(t->ipv6);
+}
+
 static __always_inline int bg_connected(struct xdp_md *ctx, const struct bg_work *w) {
   struct bpf_sock_tuple t = {};
-  __u32 size;
-  if (w->pkt.l3_proto == ETH_P_IP) {
-    __builtin_memcpy(&t.ipv4.saddr, &w->pkt.src[12], 4);
-    __builtin_memcpy(&t.ipv4.daddr, &w->pkt.dst[12], 4);
-    t.ipv4.sport = w->pkt.sport;
-    t.ipv4.dport = w->pkt.dport;
-    size = sizeof(t.ipv4);
-  } else {
-    __builtin_memcpy(t.ipv6.saddr, w->pkt.src, 16);
-    __builtin_memcpy(t.ipv6.daddr, w->pkt.dst, 16);
-    t.ipv6.sport = w->pkt.sport;
-    t.ipv6.dport = w->pkt.dport;
-    size = sizeof(t.ipv6);
-  }
+  __u32 size = bg_tuple_of(&t, w);
   struct bpf_sock *sk = bpf_sk_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
   if (!sk)
     return 0;
@@ -626,20 +630,7 @@ static long bg_synopt_step(__u32 i, void *arg) {
  * it passes, tells the truth). */
 static __always_inline int bg_syn_listener(struct xdp_md *ctx, const struct bg_work *w) {
   struct bpf_sock_tuple t = {};
-  __u32 size;
-  if (w->pkt.l3_proto == ETH_P_IP) {
-    __builtin_memcpy(&t.ipv4.saddr, &w->pkt.src[12], 4);
-    __builtin_memcpy(&t.ipv4.daddr, &w->pkt.dst[12], 4);
-    t.ipv4.sport = w->pkt.sport;
-    t.ipv4.dport = w->pkt.dport;
-    size = sizeof(t.ipv4);
-  } else {
-    __builtin_memcpy(t.ipv6.saddr, w->pkt.src, 16);
-    __builtin_memcpy(t.ipv6.daddr, w->pkt.dst, 16);
-    t.ipv6.sport = w->pkt.sport;
-    t.ipv6.dport = w->pkt.dport;
-    size = sizeof(t.ipv6);
-  }
+  __u32 size = bg_tuple_of(&t, w);
   struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
   if (!sk)
     return 0;
@@ -781,64 +772,53 @@ __noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
   __u8 mac[12];
   if (bpf_xdp_load_bytes(ctx, 0, mac, 12))
     return BG_SYN_NONE;
-  struct {
+  /* The answer's TCP header takes the place of the SYN's, read above (the
+   * stack is what Linux 6.1 counts against its 512 bytes, bpf_loop's
+   * callback frame included). */
+  struct bg_synack {
     struct tcphdr th;
     __u8 opts[20];
-  } tcp = {};
-  tcp.th.source = w->pkt.dport;
-  tcp.th.dest = w->pkt.sport;
-  tcp.th.seq = bpf_htonl((__u32)cookie);
-  tcp.th.ack_seq = bpf_htonl(bpf_ntohl(isn) + 1);
-  tcp.th.syn = 1;
-  tcp.th.ack = 1;
-  tcp.th.window = bpf_htons((__u16)(65535 / mss * mss));
-  __u32 tcp_len = 20 + bg_synack_options(tcp.opts, &o, s, mss, now);
+  } *tcp = (struct bg_synack *)o.buf;
+  __builtin_memset(tcp, 0, sizeof(*tcp));
+  tcp->th.source = w->pkt.dport;
+  tcp->th.dest = w->pkt.sport;
+  tcp->th.seq = bpf_htonl((__u32)cookie);
+  tcp->th.ack_seq = bpf_htonl(bpf_ntohl(isn) + 1);
+  tcp->th.syn = 1;
+  tcp->th.ack = 1;
+  tcp->th.window = bpf_htons((__u16)(65535 / mss * mss));
+  __u32 tcp_len = 20 + bg_synack_options(tcp->opts, &o, s, mss, now);
   if (tcp_len > 40)
     return BG_SYN_NONE; /* cannot be: for the verifier */
-  tcp.th.doff = tcp_len / 4;
+  tcp->th.doff = tcp_len / 4;
+  /* The pseudo-header's sum: the addresses where the IP header holds them,
+   * the protocol and length as its last words (the seed). */
   __s64 sum;
   __builtin_memset(&ip, 0, sizeof(ip));
   __u32 ip_len = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
   if (v6) {
-    struct {
-      __u8 src[16];
-      __u8 dst[16];
-      __be32 len;
-      __be32 next;
-    } ph;
-    __builtin_memcpy(ph.src, w->pkt.dst, 16);
-    __builtin_memcpy(ph.dst, w->pkt.src, 16);
-    ph.len = bpf_htonl(tcp_len);
-    ph.next = bpf_htonl(IPPROTO_TCP);
     ip.v6.version = 6;
     ip.v6.payload_len = bpf_htons(tcp_len);
     ip.v6.nexthdr = IPPROTO_TCP;
     ip.v6.hop_limit = 64;
-    __builtin_memcpy(&ip.v6.saddr, ph.src, 16);
-    __builtin_memcpy(&ip.v6.daddr, ph.dst, 16);
-    sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+    __builtin_memcpy(&ip.v6.saddr, w->pkt.dst, 16);
+    __builtin_memcpy(&ip.v6.daddr, w->pkt.src, 16);
+    sum = bpf_csum_diff(NULL, 0, (__be32 *)&ip.v6.saddr, 32,
+                        bpf_htonl(tcp_len) + bpf_htonl(IPPROTO_TCP));
   } else {
-    struct {
-      __be32 src;
-      __be32 dst;
-      __u8 zero;
-      __u8 proto;
-      __be16 len;
-    } ph = {.proto = IPPROTO_TCP, .len = bpf_htons(tcp_len)};
-    __builtin_memcpy(&ph.src, &w->pkt.dst[12], 4);
-    __builtin_memcpy(&ph.dst, &w->pkt.src[12], 4);
     ip.v4.version = 4;
     ip.v4.ihl = 5;
     ip.v4.tot_len = bpf_htons(20 + tcp_len);
     ip.v4.frag_off = bpf_htons(0x4000); /* DF */
     ip.v4.ttl = 64;
     ip.v4.protocol = IPPROTO_TCP;
-    ip.v4.saddr = ph.src;
-    ip.v4.daddr = ph.dst;
+    __builtin_memcpy(&ip.v4.saddr, &w->pkt.dst[12], 4);
+    __builtin_memcpy(&ip.v4.daddr, &w->pkt.src[12], 4);
     ip.v4.check = bg_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&ip.v4, 20, 0));
-    sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+    sum =
+        bpf_csum_diff(NULL, 0, (__be32 *)&ip.v4.saddr, 8, bpf_htonl((IPPROTO_TCP << 16) | tcp_len));
   }
-  tcp.th.check = bg_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&tcp, tcp_len, sum));
+  tcp->th.check = bg_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)tcp, tcp_len, sum));
 
   /* Shorter than the SYN but for an unpadded SYN without options (on a
    * veth a frame has no tailroom to grow into: such a SYN goes on). */
@@ -848,7 +828,7 @@ __noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
   /* The frame is no longer the SYN: a failed store (which cannot be, the
    * frame is l4 + tcp_len bytes long) drops it. */
   if (bpf_xdp_store_bytes(ctx, 0, mac + 6, 6) || bpf_xdp_store_bytes(ctx, 6, mac, 6) ||
-      bpf_xdp_store_bytes(ctx, l3, &ip, ip_len) || bpf_xdp_store_bytes(ctx, l4, &tcp, tcp_len))
+      bpf_xdp_store_bytes(ctx, l3, &ip, ip_len) || bpf_xdp_store_bytes(ctx, l4, tcp, tcp_len))
     return BG_SYN_BROKEN;
   return BG_SYN_ANSWERED;
 }
