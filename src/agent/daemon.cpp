@@ -1,6 +1,5 @@
 #include "agent/daemon.hpp"
 
-#include <net/if.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -28,17 +27,10 @@
 #include "core/policy.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
+#include "util/netif.hpp"
 #include "util/text.hpp"
 
 namespace bpfgate::agent {
-
-namespace {
-
-uint32_t live_ifindex(const std::string &name) {
-  return if_nametoindex(name.c_str());
-}
-
-}  // namespace
 
 namespace {
 // The config's accel.ports; empty: every port.
@@ -53,7 +45,7 @@ Status check_environment(const core::Config &c, bool absent_interfaces_ok) {
   std::string errors;
   int n = 0;
   for (const auto &i : c.interfaces) {
-    if (!absent_interfaces_ok && live_ifindex(i.name) == 0) {
+    if (!absent_interfaces_ok && util::ifindex_of(i.name) == 0) {
       errors += fmt::format(
           "\n{}:{}: unknown interface '{}' (not in this network namespace; see "
           "`ip link`)",

@@ -1,20 +1,14 @@
 // The agent's interfaces: attached, adopted, waited for while absent, and
 // attached again when a link event says they are back (agent/link_watch.hpp).
-#include <net/if.h>
 
 #include "agent/daemon.hpp"
 #include "agent/tc.hpp"
 #include "core/policy.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
+#include "util/netif.hpp"
 
 namespace bpfgate::agent {
-
-namespace {
-uint32_t live_ifindex(const std::string &name) {
-  return if_nametoindex(name.c_str());
-}
-}  // namespace
 
 namespace {
 // The running filter differs from what the config asks in what only a new
@@ -49,7 +43,7 @@ uint32_t attached_ifindex(const PinnedFilter &f) {
 
 Status Daemon::converge_iface(const core::InterfaceConfig &i, const core::Config &c,
                               const core::PolicyImage &image, const std::string &by) {
-  uint32_t live = live_ifindex(i.name);
+  uint32_t live = util::ifindex_of(i.name);
   auto it = filters_.find(i.name);
   if (it == filters_.end()) {
     // Adopt what is pinned: attached to this interface, or left by one that
@@ -171,7 +165,7 @@ void Daemon::on_links_changed() {
   const std::string by = audit::by_agent();
   std::optional<core::PolicyImage> image;
   for (const auto &i : config_.interfaces) {
-    uint32_t live = live_ifindex(i.name);
+    uint32_t live = util::ifindex_of(i.name);
     auto it = filters_.find(i.name);
     uint32_t at = it != filters_.end() ? attached_ifindex(it->second) : 0;
     if (live && at == live) {
@@ -192,7 +186,7 @@ void Daemon::on_links_changed() {
       if (auto st = it->second.apply(*image); !st)
         log::error("{}: apply the policy: {}", i.name, st.error().what());
     if (auto st = bring_up(i, config_, *image, by); !st) {
-      if (live_ifindex(i.name) == 0)  // gone again meanwhile
+      if (util::ifindex_of(i.name) == 0)  // gone again meanwhile
         note_gone(i.name);
       else  // tried again at the next link event
         log::error("{}: the interface is back, but its filter could not be attached: {}", i.name,
@@ -204,7 +198,7 @@ void Daemon::on_links_changed() {
   if (config_.tc) {
     bool stale = false;
     for (const auto &i : config_.tc->interfaces) {
-      if (live_ifindex(i.name) == 0)
+      if (util::ifindex_of(i.name) == 0)
         continue;
       auto p = PinnedTc::open(opts_.bpffs, i.name);
       auto st = p ? p->status() : Result<TcStatus>(p.error());

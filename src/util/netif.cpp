@@ -14,6 +14,10 @@
 
 namespace bpfgate::util {
 
+uint32_t ifindex_of(const std::string &name) {
+  return if_nametoindex(name.c_str());
+}
+
 bool read_mac(const std::string &iface, std::array<uint8_t, 6> &mac) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   ifreq ifr{};
