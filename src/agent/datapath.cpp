@@ -258,10 +258,8 @@ Status with_runtime(int fd, int live, bool bump) {
 // Why new TCP clients may not prove themselves during a flood, if they may
 // not: this namespace's kernel answers SYNs with cookies only while its SYN
 // queue overflows unless net.ipv4.tcp_syncookies is 2.
-std::optional<std::string> syncookies_note() {
-  std::ifstream f("/proc/sys/net/ipv4/tcp_syncookies");
-  int mode = -1;
-  if (!(f >> mode))
+std::optional<std::string> syncookies_note(int mode) {
+  if (mode < 0)
     return "unproven sources share limits.unproven, and net.ipv4.tcp_syncookies cannot be read: "
            "new TCP clients prove themselves with SYN cookies only where it is 2";
   if (mode == 2)
@@ -384,9 +382,14 @@ Status Datapath::apply(const core::PolicyImage &p) {
     set.flags |= BG_SET_PROVE;
   // Unproven sources share a rate only where sources can prove themselves:
   // with proofs off, every client would stay in that class.
-  if (p.prove && set.unproven_limit.rate_pps) {
+  // Both read this namespace's TCP settings, once per apply.
+  const bool share = p.prove && set.unproven_limit.rate_pps;
+  std::optional<SynAnswerHost> host;
+  if (share || p.syn_proxy)
+    host = syn_answer_host();
+  if (share) {
     set.flags |= BG_SET_UNPROVEN;
-    if (auto why = syncookies_note())
+    if (auto why = syncookies_note(host->syncookies))
       log::warn("{}", *why);
   }
   // The SYN answer: the kernel accepts the cookies only where it sends them
@@ -395,7 +398,7 @@ Status Datapath::apply(const core::PolicyImage &p) {
   set.syn_mss4 = set.syn_mss6 = 0;  // the interface's MTU less the headers
   if (p.syn_proxy) {
     set.syn_opts |= BG_SYN_OPT_ASKED;
-    const SynAnswerHost h = syn_answer_host();
+    const SynAnswerHost &h = *host;
     if (auto why = core::syn_answer_note(p.prove, h.syncookies, h.timestamps))
       log::warn("{}", *why);
     if (p.prove && h.syncookies == 2) {
