@@ -296,6 +296,18 @@ Status pin_filter(const LoadedFilter &f, const std::string &dir, int prog_fd, in
   return pinned;
 }
 
+// What an attach or a re-attach made: the link's and program's ids, the mode.
+AttachReport report_of(const bpf::XdpAttachment &att) {
+  AttachReport report{};
+  if (auto info = bpf::link_info(att.link.get())) {
+    report.link_id = info->id;
+    report.prog_id = info->prog_id;
+  }
+  report.mode = att.mode;
+  report.note = att.fallback_note;
+  return report;
+}
+
 Result<AttachReport> attach_direct(const AttachOptions &o, int ifindex, const std::string &dir,
                                    LoadedFilter &f) {
   int prog_fd = bpf_program__fd(f.skel->progs.bg_xdp_filter);
@@ -306,14 +318,7 @@ Result<AttachReport> attach_direct(const AttachOptions &o, int ifindex, const st
     return st.error().context("write config");
   if (auto st = pin_filter(f, dir, prog_fd, att->link.get()); !st)
     return st.error();
-  AttachReport report{};
-  if (auto info = bpf::link_info(att->link.get())) {
-    report.link_id = info->id;
-    report.prog_id = info->prog_id;
-  }
-  report.mode = att->mode;
-  report.note = att->fallback_note;
-  return report;
+  return report_of(*att);
 }
 
 // The maps of `to` (opened, not loaded) made those of `from` (loaded).
@@ -467,14 +472,7 @@ Result<AttachReport> reattach(const std::string &bpffs, const std::string &iface
     return st.error();
   if (auto st = bpf::pin_fd(att->link.get(), link_pin); !st)
     return st.error();
-  AttachReport report{};
-  if (auto li = bpf::link_info(att->link.get())) {
-    report.link_id = li->id;
-    report.prog_id = li->prog_id;
-  }
-  report.mode = att->mode;
-  report.note = att->fallback_note;
-  return report;
+  return report_of(*att);
 }
 
 Status detach(const std::string &bpffs, const std::string &iface) {
