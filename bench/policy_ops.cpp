@@ -18,8 +18,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/blocklist.hpp"
-#include "agent/datapath.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "features/xdp/datapath.hpp"
 #include "bpf/skeletons.hpp"
 #include "core/config.hpp"
 #include "core/policy.hpp"

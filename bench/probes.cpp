@@ -32,7 +32,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/probes.hpp"
+#include "features/observe/probes.hpp"
 #include "bpf/error.hpp"
 #include "bpf/pin.hpp"
 #include "core/config.hpp"

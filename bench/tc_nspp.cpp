@@ -29,12 +29,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/tc.hpp"
+#include "features/tc/tc.hpp"
 #include "bpf/error.hpp"
 #include "bpf/object.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
-#include "core/tc_config.hpp"
+#include "features/tc/tc_config.hpp"
 #include "tc_bench.skel.h"
 #include "tc_empty.skel.h"
 #include "util/log.hpp"

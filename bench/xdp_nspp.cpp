@@ -61,8 +61,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/datapath.hpp"
-#include "agent/filter.hpp"
+#include "features/xdp/datapath.hpp"
+#include "features/xdp/filter.hpp"
 #include "bpf/error.hpp"
 #include "bpf/map.hpp"
 #include "bpf/object.hpp"

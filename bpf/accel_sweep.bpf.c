@@ -16,7 +16,7 @@
  * that walks every TCP socket of the caller's network namespace and writes
  * the same record for each one our sock_ops program gave a socket state; the
  * key is the one sock_ops stored in that state. User space loads one of the
- * two (src/agent/accel_sweep.cpp) and drops the records of sockets no longer
+ * two (src/features/accel/accel_sweep.cpp) and drops the records of sockets no longer
  * in the sockhash.
  *
  * A tracing program reads kernel structs through BTF. Instead of a whole

@@ -16,12 +16,12 @@
 
 #include <fmt/ranges.h>
 
-#include "agent/accel.hpp"
-#include "agent/blocklist.hpp"
-#include "agent/observer.hpp"
-#include "agent/replace.hpp"
+#include "features/accel/accel.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "features/observe/observer.hpp"
+#include "features/xdp/replace.hpp"
 #include "agent/seccomp.hpp"
-#include "agent/tc.hpp"
+#include "features/tc/tc.hpp"
 #include "bpf/pin.hpp"
 #include "core/duration.hpp"
 #include "core/policy.hpp"

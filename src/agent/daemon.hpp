@@ -14,11 +14,11 @@
 #include <set>
 #include <string>
 
-#include "agent/accel.hpp"
-#include "agent/block_store.hpp"
-#include "agent/filter.hpp"
+#include "features/accel/accel.hpp"
+#include "features/xdp/block_store.hpp"
+#include "features/xdp/filter.hpp"
 #include "agent/link_watch.hpp"
-#include "agent/observer.hpp"
+#include "features/observe/observer.hpp"
 #include "bpf/fd.hpp"
 #include "core/config.hpp"
 #include "util/result.hpp"
@@ -53,7 +53,7 @@ class Daemon {
   // Attaches, applies and detaches what `c` asks; each change audited as `by`'s.
   Status converge(const core::Config &c, const std::string &by);
   // An adopted filter attached directly runs this version's program: swapped
-  // in place (agent/replace.hpp) when the running one differs; a failure
+  // in place (features/xdp/replace.hpp) when the running one differs; a failure
   // leaves the running program and is logged.
   void upgrade_adopted(const std::string &iface, const core::Config &c, const std::string &by);
   // One interface of the config: adopt, apply, attach; an absent one is
@@ -69,7 +69,7 @@ class Daemon {
   // probes again, with the policy in force.
   void on_links_changed();
   void note_gone(const std::string &iface);  // once per absence: a warning and an audit line
-  // Manual blocks kept in <state_dir>/blocks (agent/block_store.hpp): read at
+  // Manual blocks kept in <state_dir>/blocks (features/xdp/block_store.hpp): read at
   // start, put back into a filter attached anew, written when they change.
   void load_saved_blocks(const core::Config &c);
   void restore_blocks(const std::string &iface, Datapath &dp);

@@ -1,11 +1,11 @@
-// The agent's manual blocks kept in its state directory (agent/block_store.hpp):
+// The agent's manual blocks kept in its state directory (features/xdp/block_store.hpp):
 // read at start, put back into a filter attached anew, written when the
 // sweep sees them change.
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 
-#include "agent/blocklist.hpp"
+#include "features/xdp/blocklist.hpp"
 #include "agent/daemon.hpp"
 #include "core/duration.hpp"
 #include "util/audit.hpp"

@@ -2,7 +2,7 @@
 // attached again when a link event says they are back (agent/link_watch.hpp).
 
 #include "agent/daemon.hpp"
-#include "agent/tc.hpp"
+#include "features/tc/tc.hpp"
 #include "core/policy.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"

@@ -4,10 +4,10 @@
 
 #include <fmt/format.h>
 
-#include "agent/accel.hpp"
-#include "agent/blocklist.hpp"
-#include "agent/filter.hpp"
-#include "agent/probes.hpp"
+#include "features/accel/accel.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "features/xdp/filter.hpp"
+#include "features/observe/probes.hpp"
 #include "bpf/map.hpp"
 #include "bpf/pin.hpp"
 #include "core/prometheus.hpp"

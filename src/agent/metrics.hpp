@@ -12,8 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "agent/filter.hpp"
-#include "agent/tc.hpp"
+#include "features/xdp/filter.hpp"
+#include "features/tc/tc.hpp"
 #include "core/prometheus.hpp"
 #include "util/result.hpp"
 

@@ -36,7 +36,7 @@ const Group kAllowed[] = {
     // Configs and prefix files read at reload, pins and their lock under
     // bpffs (statfs: is it one?), the control socket's path, /sys and /proc
     // reads by libbpf, the cgroup accel attaches to, the state directory's
-    // blocks file (written, fsync'd, renamed: agent/block_store.hpp).
+    // blocks file (written, fsync'd, renamed: features/xdp/block_store.hpp).
     {"files",
      {"openat",  "open",     "close",     "read",       "write",      "readv",      "writev",
       "pread64", "pwrite64", "lseek",     "fstat",      "newfstatat", "stat",       "lstat",

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/replace.hpp"
+#include "features/xdp/replace.hpp"
 #include "cli/status_view.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "agent/filter.hpp"
+#include "features/xdp/filter.hpp"
 
 namespace bpfgate::cli {
 
@@ -21,7 +21,7 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
             std::optional<uint64_t> burst, std::optional<uint64_t> new_sources = {},
             std::optional<uint64_t> unproven = {});
 int cmd_detach(const Globals &g, const std::string &iface);
-// This binary's filter program swapped in for the running one (agent/replace.hpp).
+// This binary's filter program swapped in for the running one (features/xdp/replace.hpp).
 int cmd_upgrade(const Globals &g, const std::string &iface);
 // Every attached interface, or only `iface` when it is not empty.
 int cmd_status(const Globals &g, const std::string &iface);
@@ -31,7 +31,7 @@ struct TopOptions {
   double interval_s = 1.0;
   uint64_t count = 0;  // 0: until interrupted
   uint32_t rows = 20;
-  bool plain = false;  // plain frames even on a terminal (cli/top_view.hpp)
+  bool plain = false;  // plain frames even on a terminal (features/observe/top_view.hpp)
 };
 int cmd_top(const Globals &g, const TopOptions &opts);
 

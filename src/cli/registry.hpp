@@ -58,15 +58,15 @@ inline CLI::Validator iface_name() {
       "", "interface name");
 }
 
-// The XDP filter: attach, set, detach, status, top (cli/filter_cli.cpp).
+// The XDP filter: attach, set, detach, status, top (features/xdp/filter_cli.cpp).
 void add_filter_commands(Registry &r);
-// The agent and the policy: run, check, reload, block, unblock, list (cli/policy_cli.cpp).
+// The agent and the policy: run, check, reload, block, unblock, list (features/xdp/policy_cli.cpp).
 void add_policy_commands(Registry &r);
-// Observability: events (cli/observe_cli.cpp).
+// Observability: events (features/observe/observe_cli.cpp).
 void add_observe_commands(Registry &r);
-// Socket acceleration: accel enable, disable, status (cli/accel_cli.cpp).
+// Socket acceleration: accel enable, disable, status (features/accel/accel_cli.cpp).
 void add_accel_commands(Registry &r);
-// The tc datapath: tc attach, detach, status, enable, disable; class list (cli/tc_cli.cpp).
+// The tc datapath: tc attach, detach, status, enable, disable; class list (features/tc/tc_cli.cpp).
 void add_tc_commands(Registry &r);
 
 }  // namespace bpfgate::cli

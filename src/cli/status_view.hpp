@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/filter.hpp"
+#include "features/xdp/filter.hpp"
 
 namespace bpfgate::cli {
 

@@ -21,7 +21,7 @@
 #include "bpfgate/abi/observe.h"
 #include "core/duration.hpp"
 #include "core/input_guard.hpp"
-#include "core/tc_config.hpp"
+#include "features/tc/tc_config.hpp"
 
 namespace bpfgate::core {
 

@@ -11,7 +11,7 @@
 #include "bpfgate/abi/xdp.h"
 #include "core/cidr.hpp"
 #include "core/limits.hpp"
-#include "core/tc_config.hpp"
+#include "features/tc/tc_config.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::core {
@@ -48,7 +48,7 @@ struct AutoBlockConfig {
   std::vector<Prefix> never;                                    // prefixes never auto-blocked
 };
 
-// A TCP port of this host whose requests are measured (agent/probes.hpp).
+// A TCP port of this host whose requests are measured (features/observe/probes.hpp).
 struct ServiceConfig {
   std::string name;
   uint16_t port = 0;
@@ -69,7 +69,7 @@ struct EventsConfig {
   uint64_t drop_sample_interval_ns = 100'000'000ULL;  // per CPU; 0: no drop samples
 };
 
-// Socket acceleration run by the agent (agent/accel.hpp); the ports and the
+// Socket acceleration run by the agent (features/accel/accel.hpp); the ports and the
 // cgroup are checked against the machine by the agent (check_environment).
 struct AccelConfig {
   std::string cgroup;                  // empty: the unified hierarchy's root
@@ -106,13 +106,13 @@ struct Config {
   bool keep_datapath = false;  // leave the datapath running when the agent stops
   bool seccomp = true;         // agent.seccomp: the agent's own filter once it runs
   // agent.state_dir: where the agent keeps what must outlive a reboot (the
-  // manual blocks, agent/block_store.hpp); empty ("off"): nothing kept.
+  // manual blocks, features/xdp/block_store.hpp); empty ("off"): nothing kept.
   std::string state_dir = "/var/lib/bpfgate";
   MetricsConfig metrics;
   EventsConfig events;
   std::vector<ServiceConfig> services;
   std::string tcp_probes = "auto";   // auto|fexit|tp_btf|tracepoint|off
-  std::optional<TcConfig> tc;        // the tc datapath (core/tc_config.hpp)
+  std::optional<TcConfig> tc;        // the tc datapath (features/tc/tc_config.hpp)
   std::optional<AccelConfig> accel;  // socket acceleration, enabled and watched by the agent
 };
 

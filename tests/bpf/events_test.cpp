@@ -11,10 +11,10 @@
 #include <cstring>
 #include <memory>
 
-#include "agent/datapath.hpp"
-#include "agent/blocklist.hpp"
-#include "agent/events.hpp"
-#include "agent/filter.hpp"
+#include "features/xdp/datapath.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "features/observe/events.hpp"
+#include "features/xdp/filter.hpp"
 #include "bpf/event_buffer.hpp"
 #include "bpf/skeletons.hpp"
 #include "core/config.hpp"

@@ -10,7 +10,7 @@
 #include <chrono>
 #include <thread>
 
-#include "agent/blocklist.hpp"
+#include "features/xdp/blocklist.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
 #include "core/policy.hpp"

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <thread>
 
-#include "agent/probes.hpp"
+#include "features/observe/probes.hpp"
 #include "bpf/map.hpp"
 #include "bpf/observe_skeletons.hpp"
 #include "core/packet.hpp"

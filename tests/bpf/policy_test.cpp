@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/blocklist.hpp"
+#include "features/xdp/blocklist.hpp"
 #include "bpf/map.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"

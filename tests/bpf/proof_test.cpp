@@ -13,7 +13,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/blocklist.hpp"
+#include "features/xdp/blocklist.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
 #include "core/policy.hpp"

@@ -43,7 +43,7 @@
 #include <latch>
 #include <thread>
 
-#include "agent/datapath.hpp"
+#include "features/xdp/datapath.hpp"
 #include "core/limits.hpp"
 #include "core/packet.hpp"
 #include "core/policy.hpp"

@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "agent/blocklist.hpp"
-#include "agent/source_sweep.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "features/xdp/source_sweep.hpp"
 #include "core/policy.hpp"
 #include "support/filter_harness.hpp"
 

@@ -13,8 +13,8 @@
 
 #include <fmt/format.h>
 
-#include "agent/datapath.hpp"
-#include "agent/filter.hpp"
+#include "features/xdp/datapath.hpp"
+#include "features/xdp/filter.hpp"
 #include "core/packet.hpp"
 #include "core/policy.hpp"
 #include "support/filter_harness.hpp"

@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/tc.hpp"
+#include "features/tc/tc.hpp"
 #include "core/config.hpp"
 #include "core/packet.hpp"
 #include "support/system.hpp"

@@ -23,7 +23,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/blocklist.hpp"
+#include "features/xdp/blocklist.hpp"
 #include "core/cidr.hpp"
 #include "core/packet.hpp"
 #include "support/filter_harness.hpp"

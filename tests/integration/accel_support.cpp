@@ -18,7 +18,7 @@
 
 #include <fmt/format.h>
 
-#include "agent/accel.hpp"
+#include "features/accel/accel.hpp"
 
 namespace bpfgate::test::accel {
 

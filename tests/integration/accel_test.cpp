@@ -25,7 +25,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/accel.hpp"
+#include "features/accel/accel.hpp"
 #include "integration/accel_support.hpp"
 
 namespace bpfgate::test {

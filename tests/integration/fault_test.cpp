@@ -30,7 +30,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/filter.hpp"
+#include "features/xdp/filter.hpp"
 #include "bpf/map.hpp"
 #include "bpf/xdp.hpp"
 #include "core/cidr.hpp"

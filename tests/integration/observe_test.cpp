@@ -20,8 +20,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/filter.hpp"
-#include "agent/observer.hpp"
+#include "features/xdp/filter.hpp"
+#include "features/observe/observer.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/system.hpp"
 

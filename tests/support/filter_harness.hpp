@@ -6,8 +6,8 @@
 #include <optional>
 #include <string>
 
-#include "agent/filter.hpp"
-#include "agent/datapath.hpp"
+#include "features/xdp/filter.hpp"
+#include "features/xdp/datapath.hpp"
 #include <memory>
 #include "core/limits.hpp"
 #include "support/prog_runner.hpp"

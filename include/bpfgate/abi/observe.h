@@ -2,7 +2,7 @@
 /*
  * Per-service observability: what the tc probes (bpf/observe_tc.bpf.c) and
  * the TCP tracing probes (bpf/observe_trace*.bpf.c, bpf/observe_tp.bpf.c)
- * share with the agent (src/agent/probes.cpp). Defined once, here;
+ * share with the agent (src/features/observe/probes.cpp). Defined once, here;
  * tests/unit/abi_test.cpp pins sizes and offsets.
  *
  * A service is a TCP port of this host. The tc programs see its traffic on

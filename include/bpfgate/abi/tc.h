@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The tc datapath's ABI: what bpf/tc.bpf.c (through bpfgate/tc.h) shares with
- * the control plane (src/agent/tc.cpp). Defined once, here; tests/unit/
+ * the control plane (src/features/tc/tc.cpp). Defined once, here; tests/unit/
  * abi_test.cpp pins sizes and offsets.
  *
  * Programs on clsact ingress and egress (direct-action) run a chain of
