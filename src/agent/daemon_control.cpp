@@ -141,6 +141,17 @@ void Daemon::on_control_client(int fd) {
   answer_control(fd, control_request_line(cl.in));
 }
 
+bool Daemon::offer_control_client(int fd, ControlVerb verb, const std::string &cmd) {
+  auto &conn = control_clients_.at(fd).fd;
+  for (auto &f : features_) {
+    if (!f->take_client(verb, conn, cmd))
+      continue;
+    drop_control_client(fd);  // out of the loop; the feature holds the connection now
+    return true;
+  }
+  return false;
+}
+
 void Daemon::answer_control(int fd, const std::string &cmd) {
   // Who asks, from the kernel (SO_PEERCRED): logged with what changes, and
   // only root is served (the socket is 0600 root's; this holds if it is not).
@@ -162,13 +173,10 @@ void Daemon::answer_control(int fd, const std::string &cmd) {
       reply = "error " + st.error().what() + "\n";
       log::error("reload refused, the running policy stays: {}", st.error().what());
     }
-  } else if (verb == ControlVerb::events && observer_) {
-    auto cl = std::move(control_clients_.at(fd));
-    drop_control_client(fd);
-    observer_->subscribe(std::move(cl.fd), cmd);
-    return;
   } else if (verb == ControlVerb::ping) {
     reply = "ok\n";
+  } else if (offer_control_client(fd, verb, cmd)) {
+    return;
   } else {
     reply = unknown_control_reply(cmd);
   }

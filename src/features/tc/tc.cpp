@@ -649,31 +649,6 @@ Status tc_detach(const std::string &bpffs, const std::string &iface) {
 
 // ---- the agent's hooks ----
 
-Status tc_check_environment(const core::Config &c) {
-  if (!c.tc)
-    return {};
-  std::vector<std::string> errors;
-  auto check = [&](const std::string &name, int line, const char *what) {
-    if (if_nametoindex(name.c_str()) == 0)
-      errors.push_back(
-          fmt::format("{}:{}: unknown {} '{}' (not in this network namespace; see "
-                      "`ip link`)",
-                      c.path, line, what, name));
-  };
-  for (const auto &i : c.tc->interfaces)
-    check(i.name, i.line, "interface");
-  for (const auto &k : c.tc->classes)
-    if (k.mirror)
-      check(k.mirror->iface, k.mirror->line, "mirror interface");
-  if (errors.empty())
-    return {};
-  std::string all;
-  for (const auto &e : errors)
-    all += "\n" + e;
-  return make_error(ENODEV, "{} error{} in {}; nothing was applied:{}", errors.size(),
-                    errors.size() == 1 ? "" : "s", c.path, all);
-}
-
 Result<TcSetup> tc_setup_of(const core::TcConfig &tc) {
   auto image = core::compile_tc(tc, [](const std::string &n) -> Result<uint32_t> {
     auto i = bpf::ifindex_of(n);

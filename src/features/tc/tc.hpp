@@ -142,7 +142,9 @@ class PinnedTc {
   TcDatapath dp_;
 };
 
-// The agent's hooks (agent/daemon.cpp). Errors as "FILE:LINE: reason".
+// What the config's tc: section asks of this namespace (its interfaces and
+// mirror targets exist): errors as "FILE:LINE: reason" (features/tc/feature.cpp).
+std::vector<std::string> tc_environment_errors(const core::Config &c);
 Status tc_check_environment(const core::Config &c);
 // Attaches or adopts every interface of `wanted`, applies it, and detaches
 // the interfaces of `running` that `wanted` no longer names.

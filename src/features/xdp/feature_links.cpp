@@ -1,9 +1,9 @@
-// The agent's interfaces: attached, adopted, waited for while absent, and
+// The filters' interfaces: attached, adopted, waited for while absent, and
 // attached again when a link event says they are back (agent/link_watch.hpp).
 
-#include "agent/daemon.hpp"
-#include "features/tc/tc.hpp"
 #include "core/policy.hpp"
+#include "features/observe/events.hpp"
+#include "features/xdp/feature.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
 #include "util/netif.hpp"
@@ -41,14 +41,14 @@ uint32_t attached_ifindex(const PinnedFilter &f) {
 }
 }  // namespace
 
-Status Daemon::converge_iface(const core::InterfaceConfig &i, const core::Config &c,
-                              const core::PolicyImage &image, const std::string &by) {
+Status XdpFeature::converge_iface(const core::InterfaceConfig &i, const core::Config &c,
+                                  const core::PolicyImage &image, const std::string &by) {
   uint32_t live = util::ifindex_of(i.name);
   auto it = filters_.find(i.name);
   if (it == filters_.end()) {
     // Adopt what is pinned: attached to this interface, or left by one that
     // went (its maps are kept, and the filter re-attached when it is back).
-    if (auto pinned = PinnedFilter::open(opts_.bpffs, i.name)) {
+    if (auto pinned = PinnedFilter::open(bpffs_, i.name)) {
       uint32_t idx = attached_ifindex(*pinned);
       const bool running = live && idx == live;
       if (running) {
@@ -84,53 +84,65 @@ Status Daemon::converge_iface(const core::InterfaceConfig &i, const core::Config
   return bring_up(i, c, image, by);
 }
 
-Status Daemon::bring_up(const core::InterfaceConfig &i, const core::Config &c,
-                        const core::PolicyImage &image, const std::string &by) {
+Status XdpFeature::bring_up(const core::InterfaceConfig &i, const core::Config &c,
+                            const core::PolicyImage &image, const std::string &by) {
   bool back = absent_.erase(i.name) > 0;
-  auto mode = *bpf::parse_xdp_mode(i.mode);
-  auto it = filters_.find(i.name);
-  if (it != filters_.end()) {
-    // The interface was deleted and made again: the same program on the same
-    // maps, which hold the policy in force (applied by the caller).
-    auto r = reattach(opts_.bpffs, i.name, mode);
-    if (r) {
-      if (!r->note.empty())
-        log::warn("{}: {}", i.name, r->note);
-      audit::Entry("attach", by)
-          .set("iface", i.name)
-          .set("mode", bpf::to_string(r->mode))
-          .set("prog_id", r->prog_id)
-          .set("why", "interface back")
-          .set("kept", "policy,sources,blocklist,counters")
-          .config(c.hash)
-          .write();
-      auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
-      if (!pinned)
-        return pinned.error();
-      it->second = std::move(*pinned);
-      on_ifindex_[i.name] = attached_ifindex(it->second);
-      if (observer_)
-        observer_->interface_back(i.name, false);
-      return {};
-    }
+  if (filters_.count(i.name)) {
+    bool done = false;
+    if (auto st = reattach_pinned(i, c, by, done); !st || done)
+      return st;
+  }
+  return attach_new(i, c, image, by, back);
+}
+
+Status XdpFeature::reattach_pinned(const core::InterfaceConfig &i, const core::Config &c,
+                                   const std::string &by, bool &done) {
+  // The interface was deleted and made again: the same program on the same
+  // maps, which hold the policy in force (applied by the caller).
+  auto r = reattach(bpffs_, i.name, *bpf::parse_xdp_mode(i.mode));
+  if (!r) {
     if (r.error().err() != ENOTSUP)
       return r.error().context("attach the filter again to " + i.name);
     log::warn(
         "{}: {}: attaching a new filter (per-source state, blocklist and counters start "
         "empty)",
         i.name, r.error().what());
-    filters_.erase(it);
+    filters_.erase(i.name);
+    return {};
   }
+  if (!r->note.empty())
+    log::warn("{}: {}", i.name, r->note);
+  audit::Entry("attach", by)
+      .set("iface", i.name)
+      .set("mode", bpf::to_string(r->mode))
+      .set("prog_id", r->prog_id)
+      .set("why", "interface back")
+      .set("kept", "policy,sources,blocklist,counters")
+      .config(c.hash)
+      .write();
+  auto pinned = PinnedFilter::open(bpffs_, i.name);
+  if (!pinned)
+    return pinned.error();
+  auto &f = filters_.at(i.name) = std::move(*pinned);
+  on_ifindex_[i.name] = attached_ifindex(f);
+  if (listener_)
+    listener_->filter_back(i.name, false);
+  done = true;
+  return {};
+}
+
+Status XdpFeature::attach_new(const core::InterfaceConfig &i, const core::Config &c,
+                              const core::PolicyImage &image, const std::string &by, bool back) {
   AttachOptions a;
   a.iface = i.name;
-  a.mode = mode;
+  a.mode = *bpf::parse_xdp_mode(i.mode);
   a.attach = parse_xdp_attach(i.attach).value_or(XdpAttach::kDirect);
   a.priority = i.priority;
   a.max_sources = i.max_sources;
   a.policy = &image;
   a.event_buffer = parse_event_buffer(c.events.buffer).value_or(EventBufferChoice::kAuto);
   a.drop_sample_interval_ns = c.events.drop_sample_interval_ns;
-  auto r = attach(opts_.bpffs, a);
+  auto r = attach(bpffs_, a);
   if (!r)
     return r.error();
   if (!r->note.empty())
@@ -140,31 +152,30 @@ Status Daemon::bring_up(const core::InterfaceConfig &i, const core::Config &c,
   if (back)
     e.set("why", "interface appeared");
   e.config(c.hash).write();
-  auto pinned = PinnedFilter::open(opts_.bpffs, i.name);
+  auto pinned = PinnedFilter::open(bpffs_, i.name);
   if (!pinned)
     return pinned.error();
   restore_blocks(i.name, pinned->datapath());
   on_ifindex_[i.name] = attached_ifindex(*pinned);
   filters_.emplace(i.name, std::move(*pinned));
-  if (observer_)
-    observer_->interface_back(i.name, true);
+  if (listener_)
+    listener_->filter_back(i.name, true);
   return {};
 }
 
-void Daemon::note_gone(const std::string &iface) {
+void XdpFeature::note_gone(const std::string &iface, const core::Config &c) {
   if (!absent_.insert(iface).second)
     return;
   log::warn(
       "{}: the interface is gone: its filter stops until it is back (its maps, blocklist and "
       "per-source state are kept)",
       iface);
-  audit::Entry("iface_gone", audit::by_agent()).set("iface", iface).config(config_.hash).write();
+  audit::Entry("iface_gone", audit::by_agent()).set("iface", iface).config(c.hash).write();
 }
 
-void Daemon::on_links_changed() {
-  const std::string by = audit::by_agent();
+void XdpFeature::links_changed(const core::Config &c, const std::string &by) {
   std::optional<core::PolicyImage> image;
-  for (const auto &i : config_.interfaces) {
+  for (const auto &i : c.interfaces) {
     uint32_t live = util::ifindex_of(i.name);
     auto it = filters_.find(i.name);
     uint32_t at = it != filters_.end() ? attached_ifindex(it->second) : 0;
@@ -173,7 +184,7 @@ void Daemon::on_links_changed() {
       continue;
     }
     if (live == 0) {
-      note_gone(i.name);
+      note_gone(i.name, c);
       continue;
     }
     // The device the filter ran on, still listed but being taken down (the
@@ -181,32 +192,17 @@ void Daemon::on_links_changed() {
     if (auto was = on_ifindex_.find(i.name); was != on_ifindex_.end() && was->second == live)
       continue;
     if (!image)
-      image = core::compile(config_);
+      image = core::compile(c);
     if (it != filters_.end())
       if (auto st = it->second.apply(*image); !st)
         log::error("{}: apply the policy: {}", i.name, st.error().what());
-    if (auto st = bring_up(i, config_, *image, by); !st) {
+    if (auto st = bring_up(i, c, *image, by); !st) {
       if (util::ifindex_of(i.name) == 0)  // gone again meanwhile
-        note_gone(i.name);
+        note_gone(i.name, c);
       else  // tried again at the next link event
         log::error("{}: the interface is back, but its filter could not be attached: {}", i.name,
                    st.error().what());
     }
-  }
-  // The tc datapath (its clsact filters went with the interface) is attached
-  // again by the same convergence as at start.
-  if (config_.tc) {
-    bool stale = false;
-    for (const auto &i : config_.tc->interfaces) {
-      if (util::ifindex_of(i.name) == 0)
-        continue;
-      auto p = PinnedTc::open(opts_.bpffs, i.name);
-      auto st = p ? p->status() : Result<TcStatus>(p.error());
-      stale = stale || !st || !st->attached;
-    }
-    if (stale)
-      if (auto st = tc_converge(opts_.bpffs, config_.tc, config_.tc, by, config_.hash); !st)
-        log::error("tc: attach again: {}", st.error().what());
   }
 }
 

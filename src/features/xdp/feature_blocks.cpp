@@ -6,14 +6,14 @@
 #include <filesystem>
 
 #include "features/xdp/blocklist.hpp"
-#include "agent/daemon.hpp"
+#include "features/xdp/feature.hpp"
 #include "core/duration.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::agent {
 
-void Daemon::load_saved_blocks(const core::Config &c) {
+void XdpFeature::load_saved_blocks(const core::Config &c) {
   if (c.state_dir.empty()) {
     log::info("agent.state_dir: off: manual blocks are not kept across reboots");
     return;
@@ -37,7 +37,7 @@ void Daemon::load_saved_blocks(const core::Config &c) {
   saved_ = std::move(f->blocks);
 }
 
-void Daemon::restore_blocks(const std::string &iface, Datapath &dp) {
+void XdpFeature::restore_blocks(const std::string &iface, Datapath &dp) {
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   size_t put = 0, expired = 0;
   for (const auto &b : saved_) {
@@ -67,12 +67,12 @@ void Daemon::restore_blocks(const std::string &iface, Datapath &dp) {
               put == 1 ? "" : "s", blocks_path_, expired);
 }
 
-void Daemon::save_blocks() {
+void XdpFeature::save_blocks(const core::Config &c) {
   if (blocks_path_.empty())
     return;
   int64_t now_s = static_cast<int64_t>(std::time(nullptr));
   std::vector<SavedBlock> now;
-  for (const auto &i : config_.interfaces) {
+  for (const auto &i : c.interfaces) {
     auto f = filters_.find(i.name);
     if (f == filters_.end()) {  // not attached (absent): what the file held stays
       for (const auto &b : saved_)
