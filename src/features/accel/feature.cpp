@@ -27,9 +27,19 @@ void AccelFeature::check(const core::Config &c, bool, std::vector<std::string> &
         fmt::format("{}:{}: accel.cgroup: {}", c.path, c.accel->cgroup_line, g.error().what()));
 }
 
+AccelStep accel_step(bool wanted, bool managed, bool enabled, bool same) {
+  if (!wanted)
+    return managed ? AccelStep::kDisable : AccelStep::kNothing;
+  if (!enabled)
+    return AccelStep::kEnable;
+  if (!same)
+    return AccelStep::kDiffers;
+  return managed ? AccelStep::kKeep : AccelStep::kAdopt;
+}
+
 Status AccelFeature::converge(const core::Config *, const core::Config &c, const std::string &by) {
   if (!c.accel) {
-    if (managed_)
+    if (accel_step(false, managed_, false, false) == AccelStep::kDisable)
       disable(by);
     return {};
   }
@@ -40,16 +50,23 @@ Status AccelFeature::converge(const core::Config *, const core::Config &c, const
   auto cgroup = accel::resolve_cgroup(c.accel->cgroup);
   if (!ports || !cgroup)
     return (!ports ? ports.error() : cgroup.error()).context("socket acceleration");
-  if (cur->state != accel::State::kEnabled)
-    return enable(c, *ports, by);
-  if (cur->cgroup != *cgroup || cur->ports != *ports)
-    log::warn(
-        "socket acceleration runs on cgroup {} (ports {}); the config asks for {} "
-        "(ports {}): `bpfgate accel disable` and reload to change it",
-        cur->cgroup, cur->ports.empty() ? "any" : fmt::format("{}", fmt::join(cur->ports, ",")),
-        *cgroup, ports->empty() ? "any" : c.accel->ports);
-  else if (!managed_)
-    log::info("socket acceleration: adopted (cgroup {}, {} sockets)", cur->cgroup, cur->sockets);
+  bool enabled = cur->state == accel::State::kEnabled;
+  switch (accel_step(true, managed_, enabled, cur->cgroup == *cgroup && cur->ports == *ports)) {
+    case AccelStep::kEnable:
+      return enable(c, *ports, by);
+    case AccelStep::kDiffers:
+      log::warn(
+          "socket acceleration runs on cgroup {} (ports {}); the config asks for {} "
+          "(ports {}): `bpfgate accel disable` and reload to change it",
+          cur->cgroup, cur->ports.empty() ? "any" : fmt::format("{}", fmt::join(cur->ports, ",")),
+          *cgroup, ports->empty() ? "any" : c.accel->ports);
+      break;
+    case AccelStep::kAdopt:
+      log::info("socket acceleration: adopted (cgroup {}, {} sockets)", cur->cgroup, cur->sockets);
+      break;
+    default:
+      break;
+  }
   managed_ = true;
   return {};
 }

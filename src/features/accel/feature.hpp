@@ -10,6 +10,19 @@
 
 namespace bpfgate::agent {
 
+// What a converge does about socket acceleration, from what the config asks
+// (wanted), whether this agent enabled or adopted it (managed), whether it
+// runs (enabled) and on the cgroup and ports the config names (same).
+enum class AccelStep {
+  kNothing,  // neither asked nor ours
+  kDisable,  // ours, no longer asked
+  kEnable,   // asked, not running
+  kAdopt,    // asked, running as asked, not yet ours
+  kKeep,     // asked, running as asked, ours
+  kDiffers,  // asked, running otherwise: said, not changed (disable and reload to change it)
+};
+AccelStep accel_step(bool wanted, bool managed, bool enabled, bool same);
+
 class AccelFeature final : public Feature {
  public:
   explicit AccelFeature(const FeatureContext &ctx) : bpffs_(ctx.bpffs) {}

@@ -68,18 +68,21 @@ Status XdpFeature::converge_iface(const core::InterfaceConfig &i, const core::Co
   if (it != filters_.end())
     if (auto st = it->second.apply(image); !st)
       return st.error().context("apply the policy to " + i.name);
-  if (live == 0) {
-    if (absent_.insert(i.name).second)
-      log::warn(
-          "{}:{}: interface '{}' is not in this network namespace: its filter is attached when it "
-          "appears (the agent watches link events); until then it filters nothing",
-          c.path, i.line, i.name);
-    return {};
-  }
-  if (it != filters_.end() && attached_ifindex(it->second) == live) {
-    absent_.erase(i.name);
-    on_ifindex_[i.name] = live;
-    return {};
+  switch (converge_step(live, it != filters_.end() ? attached_ifindex(it->second) : 0)) {
+    case IfaceStep::kAbsent:
+      if (absent_.insert(i.name).second)
+        log::warn(
+            "{}:{}: interface '{}' is not in this network namespace: its filter is attached when "
+            "it appears (the agent watches link events); until then it filters nothing",
+            c.path, i.line, i.name);
+      return {};
+    case IfaceStep::kRunning:
+      absent_.erase(i.name);
+      on_ifindex_[i.name] = live;
+      return {};
+    case IfaceStep::kGoingAway:
+    case IfaceStep::kBringUp:
+      break;
   }
   return bring_up(i, c, image, by);
 }
@@ -179,18 +182,19 @@ void XdpFeature::links_changed(const core::Config &c, const std::string &by) {
     uint32_t live = util::ifindex_of(i.name);
     auto it = filters_.find(i.name);
     uint32_t at = it != filters_.end() ? attached_ifindex(it->second) : 0;
-    if (live && at == live) {
-      on_ifindex_[i.name] = live;
-      continue;
+    auto was = on_ifindex_.find(i.name);
+    switch (link_step(live, at, was != on_ifindex_.end() ? was->second : 0)) {
+      case IfaceStep::kRunning:
+        on_ifindex_[i.name] = live;
+        continue;
+      case IfaceStep::kAbsent:
+        note_gone(i.name, c);
+        continue;
+      case IfaceStep::kGoingAway:  // its RTM_DELLINK follows
+        continue;
+      case IfaceStep::kBringUp:
+        break;
     }
-    if (live == 0) {
-      note_gone(i.name, c);
-      continue;
-    }
-    // The device the filter ran on, still listed but being taken down (the
-    // kernel detaches XDP before it unlists the name): its RTM_DELLINK follows.
-    if (auto was = on_ifindex_.find(i.name); was != on_ifindex_.end() && was->second == live)
-      continue;
     if (!image)
       image = core::compile(c);
     if (it != filters_.end())

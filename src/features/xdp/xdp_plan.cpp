@@ -70,3 +70,35 @@ Result<XdpAttachPlan> plan_xdp_attach(const XdpAttachRequest &r, const XdpPresen
 }
 
 }  // namespace bpfgate::agent
+
+namespace bpfgate::agent {
+
+std::string_view to_string(IfaceStep s) {
+  switch (s) {
+    case IfaceStep::kRunning:
+      return "running";
+    case IfaceStep::kAbsent:
+      return "absent";
+    case IfaceStep::kGoingAway:
+      return "going away";
+    case IfaceStep::kBringUp:
+      return "bring up";
+  }
+  return "?";
+}
+
+IfaceStep converge_step(uint32_t live, uint32_t attached) {
+  if (live == 0)
+    return IfaceStep::kAbsent;
+  return attached == live ? IfaceStep::kRunning : IfaceStep::kBringUp;
+}
+
+IfaceStep link_step(uint32_t live, uint32_t attached, uint32_t last_seen) {
+  IfaceStep s = converge_step(live, attached);
+  // The kernel detaches XDP before it unlists the name: RTM_DELLINK follows.
+  if (s == IfaceStep::kBringUp && last_seen == live)
+    return IfaceStep::kGoingAway;
+  return s;
+}
+
+}  // namespace bpfgate::agent

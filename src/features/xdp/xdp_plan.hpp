@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "bpf/xdp.hpp"
 #include "util/result.hpp"
@@ -43,5 +44,26 @@ struct XdpAttachPlan {
 // The plan, or why not (EBUSY: something there cannot coexist; EOPNOTSUPP:
 // the kernel cannot run the dispatcher; EINVAL: a mode the dispatcher lacks).
 Result<XdpAttachPlan> plan_xdp_attach(const XdpAttachRequest &r, const XdpPresent &present);
+
+}  // namespace bpfgate::agent
+
+namespace bpfgate::agent {
+
+// What the agent does for one interface of its config, from what it sees:
+// the interface's index now (live, 0: not in the namespace), the one the
+// filter runs on (attached, 0: none, or no filter), and the one it was last
+// seen on (last_seen, 0: never).
+enum class IfaceStep {
+  kRunning,    // the filter runs on this interface: nothing to do
+  kAbsent,     // the interface is not there: wait for it (its filter, if any, is kept)
+  kGoingAway,  // the device the filter ran on, being taken down: its removal follows
+  kBringUp,    // attach: the pinned filter again, or a new one
+};
+std::string_view to_string(IfaceStep s);
+// At a converge (start, reload).
+IfaceStep converge_step(uint32_t live, uint32_t attached);
+// At a link event: as at a converge, except that a device still listed under
+// its old index with its filter gone is being deleted, not back.
+IfaceStep link_step(uint32_t live, uint32_t attached, uint32_t last_seen);
 
 }  // namespace bpfgate::agent
