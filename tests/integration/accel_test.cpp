@@ -92,6 +92,29 @@ TEST_F(AccelSockets, LocalPairsRedirectEveryByteIPv4AndIPv6) {
   EXPECT_EQ(acc.sockets(), 0u) << "closed sockets leave the sockhash";
 }
 
+// Kernels before late 2025 (Debian 12's 6.1 among them; CI runs this test there too) leave
+// redirected bytes out of FIONREAD, which stalls programs that size their reads with it:
+// `enable` finds out with a probe and refuses, saying why, unless the operator says no such
+// program runs (--ignore-fionread-check); then every byte is still redirected. A kernel that
+// counts them is enabled without the flag.
+TEST_F(AccelSockets, AKernelWhoseFionreadMissesRedirectsIsRefusedUnlessTheOperatorSaysSo) {
+  auto r = acc.cli("accel enable --cgroup " + cg.path());
+  if (r.exit_code != 0) {
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("does not count redirected bytes in FIONREAD"), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("--ignore-fionread-check"), std::string::npos) << r.err;
+    EXPECT_EQ(acc.status()["state"], "off") << "a refused enable leaves nothing behind";
+    acc.enable("--ignore-fionread-check");
+  }
+  Pair v4 = accel::connect_pair(ns, AF_INET);
+  EXPECT_EQ(acc.sockets(), 2u);
+  exchange(v4, 2 * kMiB, 5);
+  auto s = acc.status();
+  EXPECT_EQ(s["state"], "enabled");
+  EXPECT_GE(s["redirected"]["bytes"].get<uint64_t>(), 4 * kMiB);
+}
+
 TEST_F(AccelSockets, ConnectionsOpenedBeforeEnablingKeepTheNormalPath) {
   std::vector<Pair> old;
   for (int family : {AF_INET, AF_INET6, AF_INET})
