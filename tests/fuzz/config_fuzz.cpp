@@ -6,14 +6,15 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "core/config.hpp"
 #include "core/policy.hpp"
+#include "support/fuzz_check.hpp"
+
+using bpfgate::fuzz::check;
 
 namespace {
 
@@ -26,13 +27,6 @@ std::string config_path() {
     return (dir / "bpfgate.yaml").string();
   }();
   return path;
-}
-
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
 }
 
 }  // namespace

@@ -4,23 +4,13 @@
 // stops reading once the request is complete, takes the request line and
 // answers it. What a reply must be: one line, bounded, whatever was sent.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "agent/control_request.hpp"
+#include "support/fuzz_check.hpp"
 
-namespace {
-
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
-
-}  // namespace
+using bpfgate::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   using namespace bpfgate::agent;

@@ -2,23 +2,13 @@
 // (core::parse_prefix_lines, what the config loader runs on them), each
 // prefix formatted and parsed back, and the ACL they compile into.
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string_view>
 
 #include "core/cidr.hpp"
 #include "core/policy.hpp"
+#include "support/fuzz_check.hpp"
 
-namespace {
-
-void check(bool ok, const char *what) {
-  if (!ok) {
-    std::fprintf(stderr, "invariant broken: %s\n", what);
-    std::abort();
-  }
-}
-
-}  // namespace
+using bpfgate::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   using namespace bpfgate::core;

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "accel_support.hpp"
+#include "support/agent.hpp"
 #include "support/prometheus_parse.hpp"
 
 namespace bpfgate::test {
@@ -29,40 +30,19 @@ namespace fs = std::filesystem;
 class AccelAgent : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / (accel::name("-agent"));
-    fs::create_directories(dir_);
     // The agent needs an interface for its XDP filter: a veth pair inside the namespace.
     make_veth(ns, accel::name("x"), "198.18.30.1/24", ns, accel::name("y"), "198.18.30.2/24");
   }
-  void TearDown() override {
-    if (agent_) {
-      agent_->kill(SIGTERM);
-      (void)agent_->wait(5000ms);
-    }
-    agent_.reset();
-    fs::remove_all(dir_);
-  }
-  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
-  std::string log_path() const { return (dir_ / "agent.log").string(); }
-  std::string log() const {
-    std::ifstream in(log_path());
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  void TearDown() override { agent_.stop(); }
+  std::string socket_path() const { return agent_.socket(); }
+  std::string log() const { return agent_.log(); }
   void start(const std::string &accel_yaml) {
-    std::string cfg = (dir_ / "gw.yaml").string();
-    std::ofstream(cfg) << fmt::format(
+    std::ofstream(agent_.config()) << fmt::format(
         "interfaces: [{{name: {}}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
         "sweep: {{interval: 100ms}}\nmetrics: {{listen: 127.0.0.1:9478}}\n{}",
         accel::name("x"), socket_path(), dir_.string(), accel_yaml);
-    agent_.emplace(Process::spawn("exec " + ns.exec() + bpfgate_bin() + " --bpffs " + acc.bpffs() +
-                                  " run -c " + cfg + " >>" + log_path() + " 2>&1"));
-    for (int i = 0; i < 100; i++) {
-      if (run(bpfgate_bin() + " reload --socket " + socket_path() + " >/dev/null 2>&1").exit_code ==
-          0)
-        return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "the agent did not come up: " << log();
+    if (!agent_.start(ns.exec() + bpfgate_bin() + " --bpffs " + acc.bpffs()))
+      FAIL() << "the agent did not come up: " << log();
   }
   prom::Parsed scrape() const {
     auto r = run(ns.exec() + "curl -sf http://127.0.0.1:9478/metrics");
@@ -75,8 +55,8 @@ class AccelAgent : public ::testing::Test {
   Netns ns{accel::name("g")};
   accel::Cgroup cg{"agent"};
   accel::Accel acc{ns, cg};
-  fs::path dir_;
-  std::optional<Process> agent_;
+  ScratchDir dir_{accel::name("-agent")};
+  AgentProcess agent_{dir_.path()};
 };
 
 TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
@@ -130,7 +110,7 @@ TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
 }
 
 TEST_F(AccelAgent, ABadSectionIsRefusedWithItsLine) {
-  std::string cfg = (dir_ / "bad.yaml").string();
+  std::string cfg = dir_.file("bad.yaml");
   std::ofstream(cfg) << fmt::format(
       "interfaces: [{{name: {}}}]\naccel:\n  cgroup: {}\n  ports: 80,70000\n", accel::name("x"),
       cg.path());

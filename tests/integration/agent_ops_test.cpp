@@ -21,6 +21,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "support/agent.hpp"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -31,16 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 class AgentOpsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           (unique_prefix() + "-iface-" + std::to_string(n_++));
-    std::filesystem::create_directories(dir_);
-    log_ = (dir_ / "agent.log").string();
-  }
   void TearDown() override {
     agent_.reset();
     run("rm -rf /sys/fs/bpf/bpfgate-tc/" + t_.gw_if());
-    std::filesystem::remove_all(dir_);
   }
   // The agent's bpfgate_interface_up for the gateway's interface ("" if none).
   std::string interface_up() const {
@@ -53,14 +47,11 @@ class AgentOpsTest : public ::testing::Test {
     return contains(t_.bpfgate("-j tc status " + t_.gw_if()).out, "\"attached\":true");
   }
 
-  std::string config_path() const { return (dir_ / "gw.yaml").string(); }
-  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
-  std::string state_dir() const { return (dir_ / "state").string(); }
+  std::string config_path() const { return agent_.config(); }
+  std::string socket_path() const { return agent_.socket(); }
+  std::string state_dir() const { return dir_.file("state"); }
   std::string blocks_file() const { return state_dir() + "/blocks"; }
-  std::string read_blocks_file() const {
-    std::ifstream in(blocks_file());
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string read_blocks_file() const { return read_file(blocks_file()); }
   // The blocklist entry of `prefix` in `bpfgate -j list` (null: none).
   nlohmann::json listed(const std::string &prefix) const {
     auto j = nlohmann::json::parse(t_.bpfgate("-j list").out, nullptr, false);
@@ -84,21 +75,11 @@ class AgentOpsTest : public ::testing::Test {
   }
 
   void start_agent() {
-    agent_.emplace(Process::spawn("exec " + t_.gw().exec() + bpfgate_bin() + " run -c " +
-                                  config_path() + " >>" + log_ + " 2>&1"));
-    for (int i = 0; i < 100; i++) {
-      if (run(bpfgate_bin() + " reload --socket " + socket_path() + " >/dev/null 2>&1").exit_code ==
-          0)
-        return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "the agent did not come up: " << agent_log();
+    if (!agent_.start(t_.gw().exec() + bpfgate_bin()))
+      FAIL() << "the agent did not come up: " << agent_log();
   }
 
-  std::string agent_log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string agent_log() const { return agent_.log(); }
 
   // Polls every 20 ms for at most `limit`; how long it took, or nullopt.
   template <class F>
@@ -113,18 +94,13 @@ class AgentOpsTest : public ::testing::Test {
   }
 
   uint64_t counter(const char *verdict, const char *reason) const {
-    auto s = t_.status();
-    if (!s.contains("counters") || !s["counters"].contains(verdict) ||
-        !s["counters"][verdict].contains(reason))
-      return 0;
-    return s["counters"][verdict][reason]["packets"].get<uint64_t>();
+    return t_.counter(verdict, reason);
   }
 
   GatewayPair t_;
-  std::filesystem::path dir_;
-  std::string log_;
-  std::optional<Process> agent_;
   static inline int n_ = 0;
+  ScratchDir dir_{unique_prefix() + "-iface-" + std::to_string(n_++)};
+  AgentProcess agent_{dir_.path()};
 };
 
 TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {

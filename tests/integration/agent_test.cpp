@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "support/agent.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/topology.hpp"
 
@@ -33,19 +34,8 @@ using namespace std::chrono_literals;
 
 class AgentTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           (unique_prefix() + "-agent-" + std::to_string(n_++));
-    std::filesystem::create_directories(dir_);
-    log_ = (dir_ / "agent.log").string();
-  }
-  void TearDown() override {
-    agent_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::string config_path() const { return (dir_ / "gw.yaml").string(); }
-  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+  std::string config_path() const { return agent_.config(); }
+  std::string socket_path() const { return agent_.socket(); }
 
   void write_config(const std::string &body) {
     std::ofstream(config_path()) << fmt::format(
@@ -55,37 +45,22 @@ class AgentTest : public ::testing::Test {
   }
 
   void start_agent(const std::string &flags = "") {
-    agent_.emplace(Process::spawn("exec " + t_.gw().exec() + bpfgate_bin() + " run -c " +
-                                  config_path() + " " + flags + " >>" + log_ + " 2>&1"));
-    for (int i = 0; i < 100; i++) {
-      if (run(bpfgate_bin() + " reload --socket " + socket_path() + " >/dev/null 2>&1").exit_code ==
-          0)
-        return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "the agent did not come up: " << agent_log();
+    if (!agent_.start(t_.gw().exec() + bpfgate_bin(), flags))
+      FAIL() << "the agent did not come up: " << agent_log();
   }
 
-  std::string agent_log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string agent_log() const { return agent_.log(); }
 
   CmdResult reload() const { return run(bpfgate_bin() + " reload --socket " + socket_path()); }
 
   uint64_t counter(const char *verdict, const char *reason) const {
-    auto s = t_.status();
-    if (!s.contains("counters") || !s["counters"].contains(verdict) ||
-        !s["counters"][verdict].contains(reason))
-      return 0;
-    return s["counters"][verdict][reason]["packets"].get<uint64_t>();
+    return t_.counter(verdict, reason);
   }
 
   GatewayPair t_;
-  std::filesystem::path dir_;
-  std::string log_;
-  std::optional<Process> agent_;
   static inline int n_ = 0;
+  ScratchDir dir_{unique_prefix() + "-agent-" + std::to_string(n_++)};
+  AgentProcess agent_{dir_.path()};
 };
 
 TEST_F(AgentTest, AppliesItsConfigAndDetachesOnSigterm) {
@@ -200,7 +175,7 @@ TEST_F(AgentTest, TheControlSocketServesRootOnlyAndLogsWhoAsked) {
                        "audit: action=reload path=" + config_path() + " result=ok by=uid:0,pid:"))
       << agent_log();
   ASSERT_EQ(chmod(socket_path().c_str(), 0666), 0);
-  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
   auto r = run("setpriv --reuid=65534 --regid=65534 --clear-groups " + bpfgate_bin() +
                " reload --socket " + socket_path());
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
@@ -444,8 +419,7 @@ TEST_F(AgentTest, RunsUnderItsSeccompFilterUnlessTheConfigSaysOff) {
   write_config("metrics: {listen: 127.0.0.1:9477}\n");
   start_agent();
   auto proc_status = [&] {
-    std::ifstream in("/proc/" + std::to_string(agent_->pid()) + "/status");
-    return std::string(std::istreambuf_iterator<char>(in), {});
+    return read_file("/proc/" + std::to_string(agent_->pid()) + "/status");
   };
   EXPECT_TRUE(contains(proc_status(), "Seccomp:\t2\n")) << proc_status();
   EXPECT_TRUE(contains(proc_status(), "Seccomp_filters:\t1\n")) << proc_status();

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "core/config.hpp"
+#include "support/agent.hpp"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -145,17 +146,8 @@ TEST(AuditCli, AttachBlockUnblockDetachAreAuditedWithWhoAndWhat) {
 // sender's), a refused reload; each with the hash of the config in force.
 class AuditAgent : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / (unique_prefix() + "-audit");
-    std::filesystem::create_directories(dir_);
-    log_ = (dir_ / "agent.log").string();
-  }
-  void TearDown() override {
-    agent_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  std::string config_path() const { return (dir_ / "gw.yaml").string(); }
-  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+  std::string config_path() const { return agent_.config(); }
+  std::string socket_path() const { return agent_.socket(); }
   void write_config(const std::string &body) {
     std::ofstream(config_path()) << fmt::format(
         "interfaces: [{{name: {}, mode: native}}]\nagent: {{control_socket: {}, state_dir: {}}}\n"
@@ -168,20 +160,12 @@ class AuditAgent : public ::testing::Test {
     EXPECT_TRUE(c) << c.error().what();
     return c ? c->hash : "";
   }
+  // Up once it says it runs (a reload would be audited).
   void start_agent() {
-    agent_.emplace(Process::spawn("exec " + t_.gw().exec() + bpfgate_bin() + " run -c " +
-                                  config_path() + " 2>" + log_));
-    for (int i = 0; i < 100; i++) {
-      if (contains(agent_log(), "bpfgate agent running"))
-        return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "the agent did not come up: " << agent_log();
+    if (!agent_.start(t_.gw().exec() + bpfgate_bin(), "", AgentProcess::Ready::says_running))
+      FAIL() << "the agent did not come up: " << agent_log();
   }
-  std::string agent_log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string agent_log() const { return agent_.log(); }
   // Waits (up to 5 s) for the agent's log to hold `n` audit lines of `action`.
   std::vector<Fields> wait_audits(const std::string &action, size_t n) const {
     for (int i = 0; i < 100; i++) {
@@ -195,9 +179,8 @@ class AuditAgent : public ::testing::Test {
   }
 
   GatewayPair t_;
-  std::filesystem::path dir_;
-  std::string log_;
-  std::optional<Process> agent_;
+  ScratchDir dir_{unique_prefix() + "-audit"};
+  AgentProcess agent_{dir_.path()};
 };
 
 TEST_F(AuditAgent, StartReloadSighupRefusalAndStopAreAudited) {

@@ -34,6 +34,7 @@
 #include "bpf/map.hpp"
 #include "bpf/xdp.hpp"
 #include "core/cidr.hpp"
+#include "support/agent.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/topology.hpp"
 
@@ -45,19 +46,8 @@ using namespace std::chrono_literals;
 
 class FaultTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           (unique_prefix() + "-fault-" + std::to_string(n_++));
-    std::filesystem::create_directories(dir_);
-    log_ = (dir_ / "agent.log").string();
-  }
-  void TearDown() override {
-    agent_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::string config_path() const { return (dir_ / "gw.yaml").string(); }
-  std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+  std::string config_path() const { return agent_.config(); }
+  std::string socket_path() const { return agent_.socket(); }
 
   void write_config(const std::string &body, const std::string &iface_extra = "",
                     const std::string &sweep = "100ms") {
@@ -71,28 +61,12 @@ class FaultTest : public ::testing::Test {
   // it; up once it says it runs (not asked with a reload: that would apply
   // the policy once more, and count as a crash point's pass).
   void start_agent(const std::string &binary = bpfgate_bin(), const std::string &env = "") {
-    size_t runs = occurrences(agent_log(), kRunning);
-    agent_.emplace(Process::spawn("exec env " + env + " " + t_.gw().exec() + binary + " run -c " +
-                                  config_path() + " >>" + log_ + " 2>&1"));
-    for (int i = 0; i < 200; i++) {
-      if (occurrences(agent_log(), kRunning) > runs)
-        return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "the agent did not come up: " << agent_log();
-  }
-  static constexpr const char *kRunning = "bpfgate agent running (config ";
-  static size_t occurrences(const std::string &text, const std::string &what) {
-    size_t n = 0;
-    for (size_t at = 0; (at = text.find(what, at)) != std::string::npos; at += what.size())
-      n++;
-    return n;
+    if (!agent_.start("env " + env + " " + t_.gw().exec() + binary, "",
+                      AgentProcess::Ready::says_running, 10000ms))
+      FAIL() << "the agent did not come up: " << agent_log();
   }
 
-  std::string agent_log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string agent_log() const { return agent_.log(); }
   bool log_shows(const std::string &what, std::chrono::milliseconds within = 3000ms) const {
     auto until = std::chrono::steady_clock::now() + within;
     while (!contains(agent_log(), what)) {
@@ -106,11 +80,7 @@ class FaultTest : public ::testing::Test {
   CmdResult reload() const { return run(bpfgate_bin() + " reload --socket " + socket_path()); }
 
   uint64_t counter(const char *verdict, const char *reason) const {
-    auto s = t_.status();
-    if (!s.contains("counters") || !s["counters"].contains(verdict) ||
-        !s["counters"][verdict].contains(reason))
-      return 0;
-    return s["counters"][verdict][reason]["packets"].get<uint64_t>();
+    return t_.counter(verdict, reason);
   }
 
   // IPv4 packets the gateway namespace's stack received (Ip: InReceives):
@@ -151,10 +121,9 @@ class FaultTest : public ::testing::Test {
   }
 
   GatewayPair t_;
-  std::filesystem::path dir_;
-  std::string log_;
-  std::optional<Process> agent_;
   static inline int n_ = 0;
+  ScratchDir dir_{unique_prefix() + "-fault-" + std::to_string(n_++)};
+  AgentProcess agent_{dir_.path()};
 };
 
 // Runs f on a thread; joined when the owner goes, also on a failed assertion.
@@ -390,8 +359,8 @@ TEST_F(FaultTest, AFullKnownTableRefusesProofsAndItsClientsStillConnect) {
   std::string batch;
   for (int i = 0; i < 20; i++)
     batch += fmt::format("addr add 198.18.0.{}/24 dev {}\n", 100 + i, t_.peer_if());
-  std::ofstream(dir_ / "addrs") << batch;
-  run_ok(t_.peer().exec() + "ip -batch " + (dir_ / "addrs").string());
+  std::ofstream(dir_.path() / "addrs") << batch;
+  run_ok(t_.peer().exec() + "ip -batch " + dir_.file("addrs"));
   auto listener = t_.tcp_listen(8088);
   int connected = 0;
   for (int i = 0; i < 20; i++) {

@@ -22,6 +22,7 @@
 
 #include "features/xdp/filter.hpp"
 #include "features/observe/observer.hpp"
+#include "support/agent.hpp"
 #include "support/prometheus_parse.hpp"
 #include "support/system.hpp"
 
@@ -50,32 +51,24 @@ class Observe : public ::testing::Test {
   void SetUp() override {
     make_veth(gw_, gw_if_, std::string(kGw) + "/24", cl_, cl_if_, std::string(kClient) + "/24");
     run_ok("mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf");
-    dir_ = std::filesystem::temp_directory_path() / name("dir");
-    std::filesystem::create_directories(dir_);
-    std::filesystem::permissions(dir_, std::filesystem::perms::all);
-    log_ = (dir_ / "agent.log").string();
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
     bpffs_ = "/sys/fs/bpf/" + name("fs");
     std::filesystem::create_directories(bpffs_);
   }
 
   void TearDown() override {
-    if (agent_) {
-      agent_->kill(SIGTERM);  // a clean stop removes the probes and their pins
-      agent_->wait(5s);
-    }
-    agent_.reset();
+    agent_.stop();  // a clean stop removes the probes and their pins
     run("rm -rf " + bpffs_);
     nginx_.reset();
     backend_.reset();
     run(gw_.exec() + bg() + "detach " + gw_if_ + " 2>/dev/null");
-    std::filesystem::remove_all(dir_);
   }
 
-  std::string sock() const { return (dir_ / "agent.sock").string(); }
+  std::string sock() const { return agent_.socket(); }
   // bpfgate with this test's own bpffs directory: pins (the filter's and the
   // probes' /bpfgate-observe) are never shared with another run of the tests.
   std::string bg() const { return bpfgate_bin() + " --bpffs " + bpffs_ + " "; }
-  std::string config() const { return (dir_ / "gw.yaml").string(); }
+  std::string config() const { return agent_.config(); }
 
   void write_config(const std::string &body) {
     std::ofstream(config()) << fmt::format(
@@ -86,27 +79,18 @@ class Observe : public ::testing::Test {
   }
 
   void start_agent(const std::string &flags = "") {
-    agent_.emplace(Process::spawn("exec " + gw_.exec() + bg() + "run -c " + config() + " " + flags +
-                                  " >>" + log_ + " 2>&1"));
-    for (int i = 0; i < 100; i++) {
-      if (run(bpfgate_bin() + " reload --socket " + sock() + " >/dev/null 2>&1").exit_code == 0)
-        return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "the agent did not come up: " << agent_log();
+    if (!agent_.start(gw_.exec() + bpfgate_bin() + " --bpffs " + bpffs_, flags))
+      FAIL() << "the agent did not come up: " << agent_log();
   }
 
-  std::string agent_log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string agent_log() const { return agent_.log(); }
 
   // nginx on kGw:80 proxying to the sleeping backend on the gateway's loopback.
   void start_servers() {
     backend_.emplace(Process::spawn("exec " + gw_.exec() + backend_bin() + " 127.0.0.1 " +
                                     std::to_string(kBackendPort)));
     std::string d = dir_.string();
-    std::ofstream(dir_ / "nginx.conf") << fmt::format(R"(daemon off;
+    std::ofstream(dir_.path() / "nginx.conf") << fmt::format(R"(daemon off;
 worker_processes 1;
 pid {0}/nginx.pid;
 error_log {0}/nginx-error.log warn;
@@ -130,7 +114,7 @@ http {{
   }}
 }}
 )",
-                                                      d, kBackendPort, kGw);
+                                                             d, kBackendPort, kGw);
     nginx_.emplace(Process::spawn("exec " + gw_.exec() + "nginx -e " + d + "/nginx-error.log -p " +
                                   d + " -c " + d + "/nginx.conf"));
     for (int i = 0; i < 100; i++) {
@@ -152,9 +136,10 @@ http {{
 
   std::string gw_if_, cl_if_;
   Netns gw_, cl_;
-  std::filesystem::path dir_;
-  std::string log_, bpffs_;
-  std::optional<Process> agent_, nginx_, backend_;
+  ScratchDir dir_{name("dir")};
+  std::string bpffs_;
+  AgentProcess agent_{dir_.path()};
+  std::optional<Process> nginx_, backend_;
 };
 
 prom::Labels web() {
@@ -427,7 +412,7 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
 TEST_F(Observe, EventLogIsBoundedAndSaysWhatItLeftOut) {
   write_config("deny: [198.18.0.66]\nevents: {drop_samples: 1000}\n");
   start_agent();
-  std::string events = (dir_ / "events.jsonl").string();
+  std::string events = dir_.file("events.jsonl");
   Process follower =
       Process::spawn(bpfgate_bin() + " -j events --timeout 3 --socket " + sock() + " >" + events);
   std::this_thread::sleep_for(300ms);
@@ -499,7 +484,7 @@ TEST_F(Observe, EventsAreStreamedAndLogged) {
       "rules: [{match: udp/53, action: drop}]\nlimits: {rate: 100, burst: 100}\n"
       "auto_block: {after: 200ms, ttl: 1s}\nevents: {drop_samples: 5}\n");
   start_agent();
-  std::string events = (dir_ / "events.jsonl").string();
+  std::string events = dir_.file("events.jsonl");
   Process follower =
       Process::spawn(bpfgate_bin() + " -j events --timeout 6 --socket " + sock() + " >" + events);
   std::this_thread::sleep_for(300ms);
@@ -553,7 +538,7 @@ TEST_F(Observe, EventsAreStreamedAndLogged) {
   auto none = run(bpfgate_bin() + " events --timeout 0.2 --socket " + sock());
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_TRUE(contains(none.err, "use --direct")) << none.err;
-  std::string direct = (dir_ / "direct.jsonl").string();
+  std::string direct = dir_.file("direct.jsonl");
   Process reader = Process::spawn(
       gw_.exec() + bg() + "-j events --direct -c 1 --timeout 5 --iface " + gw_if_ + " >" + direct);
   std::this_thread::sleep_for(300ms);

@@ -38,24 +38,6 @@ std::string field(const std::string &control, const std::string &name) {
   return "";
 }
 
-// A scratch directory, removed with everything in it when the owner goes.
-class Scratch {
- public:
-  explicit Scratch(const std::string &what)
-      : path_(fs::temp_directory_path() / (unique_prefix() + "-" + what)) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path &path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
 // Regular files (and symlinks) under root, as paths relative to it.
 std::set<std::string> files_under(const fs::path &root) {
   std::set<std::string> out;
@@ -107,7 +89,7 @@ void expect_verified(const fs::path &unit) {
 }
 
 TEST(Install, CmakeInstallPutsEachFileUnderThePrefix) {
-  Scratch s("install");
+  ScratchDir s(unique_prefix() + "-install");
   fs::path prefix = s.path() / "opt";
   auto r = run(fmt::format("cmake --install {} --prefix {}", kBuild.string(), prefix.string()));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -131,7 +113,7 @@ TEST(Install, CmakeInstallPutsEachFileUnderThePrefix) {
 TEST(Install, DebianPackageHoldsWhatItNeedsAndRunsFromAScratchRoot) {
   if (run("command -v dpkg-shlibdeps && command -v dpkg-deb").exit_code != 0)
     GTEST_SKIP() << "dpkg-dev is not installed (scripts/deps.sh installs it)";
-  Scratch s("deb");
+  ScratchDir s(unique_prefix() + "-deb");
   auto r = run(fmt::format("cd {} && cpack -G DEB -B {} 2>&1", kBuild.string(),
                            (s.path() / "out").string()));
   ASSERT_EQ(r.exit_code, 0) << r.out;

@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <fmt/format.h>
@@ -90,6 +92,13 @@ bool contains(const std::string &h, const std::string &n) {
   return h.find(n) != std::string::npos;
 }
 
+size_t occurrences(const std::string &haystack, const std::string &needle) {
+  size_t n = 0;
+  for (size_t at = 0; (at = haystack.find(needle, at)) != std::string::npos; at += needle.size())
+    n++;
+  return n;
+}
+
 Netns::Netns(std::string name) : name_(std::move(name)) {
   run("ip netns del " + name_ + " 2>/dev/null");  // a leftover of a killed run
   run_ok("ip netns add " + name_);
@@ -134,6 +143,22 @@ void make_veth(const Netns &ns_a, const std::string &a, const std::string &addr_
       run_ok(ns->exec() + fmt::format("ip addr add {} dev {}", addr, dev));
     run_ok(ns->exec() + fmt::format("ip link set {} up", dev));
   }
+}
+
+ScratchDir::ScratchDir(const std::string &name)
+    : path_(std::filesystem::temp_directory_path() / name) {
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string read_file(const std::string &path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 Process Process::spawn(const std::string &cmd) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -62,6 +63,27 @@ class Netns {
 void make_veth(const Netns &ns_a, const std::string &a, const std::string &addr_a,
                const Netns &ns_b, const std::string &b, const std::string &addr_b);
 
+// A folder of its own under the temp directory (made empty), removed with
+// everything in it when the owner goes.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string &name);
+  ScratchDir(const ScratchDir &) = delete;
+  ScratchDir &operator=(const ScratchDir &) = delete;
+  ~ScratchDir();
+
+  const std::filesystem::path &path() const { return path_; }
+  std::string string() const { return path_.string(); }
+  // The path of `name` in the folder.
+  std::string file(const std::string &name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The text of the file at `path` ("" if none).
+std::string read_file(const std::string &path);
+
 // A background child process, SIGKILLed and reaped when the owner goes.
 class Process {
  public:
@@ -82,5 +104,7 @@ class Process {
 
 // True if `haystack` contains `needle`.
 bool contains(const std::string &haystack, const std::string &needle);
+// How many times `needle` stands in `haystack`, not overlapping.
+size_t occurrences(const std::string &haystack, const std::string &needle);
 
 }  // namespace bpfgate::test

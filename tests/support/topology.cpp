@@ -74,6 +74,17 @@ uint64_t GatewayPair::flood(const std::string &src, uint64_t count, double rate_
   return j["sent"].get<uint64_t>();
 }
 
+uint64_t counter(const nlohmann::json &status, const char *verdict, const char *reason) {
+  if (!status.contains("counters") || !status["counters"].contains(verdict) ||
+      !status["counters"][verdict].contains(reason))
+    return 0;
+  return status["counters"][verdict][reason]["packets"].get<uint64_t>();
+}
+
+uint64_t GatewayPair::counter(const char *verdict, const char *reason) const {
+  return test::counter(status(), verdict, reason);
+}
+
 nlohmann::json GatewayPair::status() const {
   auto r = bpfgate("-j status");
   EXPECT_EQ(r.exit_code, 0) << r.err;

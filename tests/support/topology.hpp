@@ -4,6 +4,7 @@
 // namespace. Everything (namespaces, links, pins) goes when the owner goes.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +12,9 @@
 #include "support/system.hpp"
 
 namespace bpfgate::test {
+
+// Packets a `bpfgate -j status` entry counts for `verdict` and `reason` (0: none yet).
+uint64_t counter(const nlohmann::json &status, const char *verdict, const char *reason);
 
 class GatewayPair {
  public:
@@ -42,6 +46,8 @@ class GatewayPair {
                  const std::string &extra = "") const;
   // This interface's entry of `bpfgate -j status` (other filters may be pinned too).
   nlohmann::json status() const;
+  // Packets status() counts for `verdict` and `reason` (0: none yet).
+  uint64_t counter(const char *verdict, const char *reason) const;
   // The XDP program id attached to the gateway interface (0: none).
   uint32_t xdp_prog_id() const;
   // A TCP listener on the gateway's address, and a connection to it from the
