@@ -1,6 +1,9 @@
 # bpf_object(NAME SOURCE): compiles bpf/SOURCE (or SOURCE, if absolute) into NAME.bpf.o with clang and
 # generates NAME.skel.h with bpftool. Defines the INTERFACE target NAME_skel
 # that puts the skeleton on the include path. All BPF flags live here.
+# One include root for the BPF side, bpf/: "lib/parse.h" (what every program shares),
+# "xdp/filter.h", "tc/tc.h", ... (a feature's own headers, beside its programs); the ABI
+# headers shared with C++ as "bpfgate/abi/<feature>.h" from include/.
 find_program(BPF_CLANG NAMES clang-19 clang-18 clang-17 clang-16 clang REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
 execute_process(COMMAND gcc -dumpmachine OUTPUT_VARIABLE BPF_MULTIARCH OUTPUT_STRIP_TRAILING_WHITESPACE)
@@ -15,7 +18,7 @@ endif()
 
 set(BPF_CFLAGS -target bpf -mcpu=v3 -D__TARGET_ARCH_${BPF_TARGET_ARCH} -g -O2
     -Wall -Wextra -Werror -Wno-unused-parameter)
-set(BPF_INCLUDES -I${PROJECT_SOURCE_DIR}/bpf/include -I${PROJECT_SOURCE_DIR}/include
+set(BPF_INCLUDES -I${PROJECT_SOURCE_DIR}/bpf -I${PROJECT_SOURCE_DIR}/include
     -I${CMAKE_BINARY_DIR}/bpf -I/usr/include/${BPF_MULTIARCH})
 set(BPF_SKEL_DIR ${CMAKE_BINARY_DIR}/skel)
 file(MAKE_DIRECTORY ${BPF_SKEL_DIR})

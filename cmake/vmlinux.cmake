@@ -1,4 +1,4 @@
-# vmlinux.h for the tracing programs (bpf/observe_trace.bpf.c), generated at
+# vmlinux.h for the tracing programs (bpf/observe/observe_trace.bpf.c), generated at
 # build time from the build host's kernel BTF and never committed. Networking
 # programs keep using the UAPI headers. VMLINUX_BTF overrides the source (e.g.
 # a BTF file of the kernel you deploy to, when building elsewhere).

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The tc datapath for bench/tc_nspp: the production programs (stages chained
- * by tail calls, bpfgate/tc_progs.h) plus bg_tc_direct_egress, which runs the
+ * by tail calls, bpf/tc/tc_progs.h) plus bg_tc_direct_egress, which runs the
  * same stages one after the other in one program, so that the difference is
  * what the five tail calls cost. */
-#include "bpfgate/tc_progs.h"
+#include "tc/tc_progs.h"
 
 SEC("tc")
 int bg_tc_direct_egress(struct __sk_buff *skb) {

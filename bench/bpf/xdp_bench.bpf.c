@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Benchmark entry points around the filter pipeline (bpfgate/filter.h), run
+ * Benchmark entry points around the filter pipeline (bpf/xdp/filter.h), run
  * through BPF_PROG_TEST_RUN by bench/xdp_nspp.cpp:
  *  - bg_bench_filter:        the pipeline, unchanged, on the frame as given;
  *  - bg_bench_rotate_filter: rewrites the low 32 bits of the IPv6 source
@@ -20,7 +20,7 @@
  *                            drops; tells whether a repeat of test_run sees
  *                            the packet as the previous repeat left it.
  */
-#include "bpfgate/filter.h"
+#include "xdp/filter.h"
 
 /* Set between open and load: sources are <prefix of the frame's source>::0 .. nr - 1. */
 const volatile __u32 bg_bench_nr_sources = 1;

@@ -2,7 +2,7 @@
 /* The production pipeline built so that every compare-and-swap of a bucket
  * counts as lost to another CPU (tests/bpf/filter_accounting_test.cpp). */
 #define BG_CAS_TRIES 0
-#include "bpfgate/filter.h"
+#include "xdp/filter.h"
 
 SEC("xdp")
 int bg_cas_lost_filter(struct xdp_md *ctx) {

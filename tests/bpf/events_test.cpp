@@ -1,4 +1,4 @@
-// The XDP filter's events (bpf/include/bpfgate/events.h), through a ring
+// The XDP filter's events (bpf/xdp/events.h), through a ring
 // buffer and through a perf buffer: the first hit of a rule once per policy
 // generation, drop samples bounded per interval, auto-blocks; and per-rule
 // counters that restart with each generation.

@@ -1,4 +1,4 @@
-// The tc latency probes (bpf/include/bpfgate/observe.h) on crafted segments
+// The tc latency probes (bpf/observe/observe.h) on crafted segments
 // through BPF_PROG_TEST_RUN: handshake time, requests and responses with
 // their latency, HTTP/1.x status classes, resets, and everything that must
 // not count (other ports, a response with no request, pure ACKs, IPv6 too).

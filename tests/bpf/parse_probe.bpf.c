@@ -6,7 +6,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/parse.h"
-#include "bpfgate/parse.h"
+#include "lib/parse.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);

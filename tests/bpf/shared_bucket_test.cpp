@@ -1,6 +1,6 @@
 // One source sending on every CPU at once: the per-source bucket is one
 // entry of the sources map, shared by all CPUs, charged with a
-// compare-and-swap (bg_conforms() in bpf/include/bpfgate/filter.h). Each
+// compare-and-swap (bg_conforms() in bpf/xdp/filter.h). Each
 // thread is pinned to its own CPU (a test run executes on the caller's CPU)
 // and runs the real filter through bpf_prog_test_run_opts with a repeat
 // count, so the CPUs race on the bucket for one to four seconds; the

@@ -1,4 +1,4 @@
-// The tc datapath (bpf/tc.bpf.c) run on crafted frames with
+// The tc datapath (bpf/tc/tc.bpf.c) run on crafted frames with
 // bpf_prog_test_run_opts on its __sk_buff programs: classification (protocol,
 // ports, CIDR, DSCP, direction, first match), policing (burst, rate, drop or
 // mark), DSCP rewrite with checksums checked, the stage chain (tail calls)

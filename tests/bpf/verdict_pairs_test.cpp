@@ -4,7 +4,7 @@
 // table that no case here produces fails, so the table cannot list a pair the
 // pipeline never makes.
 //
-// Some pairs have more than one path through bpf/include/bpfgate/filter.h;
+// Some pairs have more than one path through bpf/xdp/filter.h;
 // the cases take the plainest. pass/ok also comes from a SYN passed without
 // state (proof_test.cpp), a compare-and-swap lost on every try
 // (filter_accounting_test.cpp) and a config map without its entry (no frame

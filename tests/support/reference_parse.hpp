@@ -1,4 +1,4 @@
-// A reference for the datapath's packet parser (bpf/include/bpfgate/parse.h,
+// A reference for the datapath's packet parser (bpf/lib/parse.h,
 // bg_parse), written apart from it, byte by byte over a frame in memory: the
 // differential tests (tests/bpf/parse_diff_test.cpp, tests/fuzz/packet_fuzz.cpp)
 // run both on the same frames and want the same status and bg_packet.

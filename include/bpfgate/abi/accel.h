@@ -2,7 +2,7 @@
 /*
  * Socket acceleration's ABI: the sockhash key, the per-socket state, the
  * runtime config and the counters shared by the sock_ops / sk_msg programs
- * (bpf/accel_sockops.bpf.c), the drain iterator (bpf/accel_sweep.bpf.c) and
+ * (bpf/accel/accel_sockops.bpf.c), the drain iterator (bpf/accel/accel_sweep.bpf.c) and
  * the C++ control plane (src/features/accel/accel.cpp). Defined once, here; fixed-width
  * types, explicit padding; tests/unit/accel_abi_test.cpp pins sizes and offsets.
  */

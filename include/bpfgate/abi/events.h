@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The XDP filter's events and per-rule counters, shared by the BPF side
- * (bpf/include/bpfgate/events.h) and the agent (src/features/observe/events.cpp).
+ * (bpf/xdp/events.h) and the agent (src/features/observe/events.cpp).
  * Defined once, here; tests/unit/abi_test.cpp pins sizes and offsets.
  *
  * Events go through a BPF ring buffer, or, where the kernel has none (before

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Per-service observability: what the tc probes (bpf/observe_tc.bpf.c) and
- * the TCP tracing probes (bpf/observe_trace*.bpf.c, bpf/observe_tp.bpf.c)
+ * Per-service observability: what the tc probes (bpf/observe/observe_tc.bpf.c) and
+ * the TCP tracing probes (bpf/observe/observe_trace*.bpf.c, bpf/observe/observe_tp.bpf.c)
  * share with the agent (src/features/observe/probes.cpp). Defined once, here;
  * tests/unit/abi_test.cpp pins sizes and offsets.
  *

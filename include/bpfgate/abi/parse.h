@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * What the BPF packet parser (bpf/include/bpfgate/parse.h, bg_parse) makes of
+ * What the BPF packet parser (bpf/lib/parse.h, bg_parse) makes of
  * a frame: shared with C++ so that tests can read it back from the kernel and
  * hold it against a reference parser (tests/support/reference_parse.hpp).
  * tests/unit/abi_test.cpp pins sizes and offsets.

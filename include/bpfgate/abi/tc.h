@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The tc datapath's ABI: what bpf/tc.bpf.c (through bpfgate/tc.h) shares with
+ * The tc datapath's ABI: what bpf/tc/tc.bpf.c (through bpf/tc/tc.h) shares with
  * the control plane (src/features/tc/tc.cpp). Defined once, here; tests/unit/
  * abi_test.cpp pins sizes and offsets.
  *

@@ -20,8 +20,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/observe.h"
-#include "bpfgate/observe_maps.h"
-#include "bpfgate/parse.h"
+#include "observe/observe_maps.h"
+#include "lib/parse.h"
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The tc datapath: maps and the five stages as inline functions, so that the
- * production object (bpf/tc.bpf.c, through bpfgate/tc_progs.h) and the
+ * production object (bpf/tc/tc.bpf.c, through bpf/tc/tc_progs.h) and the
  * benchmark objects run the very same code.
  *
  *   entry (ingress|egress) -> parse -> classify -> police -> mirror -> count
@@ -22,7 +22,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/tc.h"
-#include "bpfgate/parse.h"
+#include "lib/parse.h"
 
 #define BG_TC_CAS_TRIES 4
 #define BG_TC_PULL_LEN 128 /* bytes made linear for parsing when the head is shorter */

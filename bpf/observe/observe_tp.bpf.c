@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The fallback of bpf/observe_trace.bpf.c for kernels without BTF or fexit:
+ * The fallback of bpf/observe/observe_trace.bpf.c for kernels without BTF or fexit:
  * the same two counts from classic tracepoints. A tracepoint's record layout
  * changes between kernels (6.18 added `err` to tcp_retransmit_skb), and
  * without BTF there is no CO-RE, so the agent reads each field's offset from
@@ -9,7 +9,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "bpfgate/observe_maps.h"
+#include "observe/observe_maps.h"
 
 #define BG_TCP_ESTABLISHED 1
 #define BG_TCP_SYN_RECV 3

@@ -29,6 +29,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/accel.h"
+#include "accel/sk_state.h"
 
 struct bpf_iter_meta {
   struct seq_file *seq;
@@ -72,14 +73,6 @@ struct bpf_iter__tcp {
 /* sk_user_data carries flags in its low bits (SK_USER_DATA_NOCOPY, _BPF,
  * _PSOCK); a psock is at least 8-byte aligned. */
 #define BG_SK_USER_DATA_PTRMASK (~7ULL)
-
-/* The socket state map of the accel object, reused by fd at load time. */
-struct {
-  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, struct bg_accel_sk_state);
-} bg_accel_sk_state SEC(".maps");
 
 /* 0: the psock's ingress queue is empty; 1: messages wait; 2: no psock. */
 static __always_inline __u32 bg_ingress_pending(struct sock *sk) {

@@ -3,7 +3,7 @@
  * The XDP filter's events and per-rule counters (include/bpfgate/abi/events.h):
  * auto-blocks, the first hit of each rule in a policy generation, and samples
  * of dropped frames, at most one per sample interval per CPU, so that an
- * attack cannot flood the agent. Used by the pipeline in bpfgate/filter.h.
+ * attack cannot flood the agent. Used by the pipeline in bpf/xdp/filter.h.
  */
 #ifndef BPFGATE_BPF_EVENTS_H
 #define BPFGATE_BPF_EVENTS_H
@@ -13,8 +13,8 @@
 
 #include "bpfgate/abi/events.h"
 #include "bpfgate/abi/xdp.h"
-#include "bpfgate/maps.h"
-#include "bpfgate/parse.h"
+#include "xdp/maps.h"
+#include "lib/parse.h"
 
 /* Set between open and load (enum bg_event_transport). */
 const volatile __u32 bg_event_transport = BG_EVENT_RINGBUF;

@@ -26,6 +26,7 @@
 
 #include "bpfgate/abi/accel.h"
 #include "bpfgate/abi/xdp.h" /* struct bg_lpm_key: the 128-bit LPM key */
+#include "accel/sk_state.h"
 
 enum {
   BG_AF_INET = 2,
@@ -38,13 +39,6 @@ struct {
   __type(key, struct bg_accel_key);
   __type(value, __u64);
 } bg_accel_sockets SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, struct bg_accel_sk_state);
-} bg_accel_sk_state SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);

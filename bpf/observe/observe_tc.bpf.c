@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Per-service request latency on tc ingress and egress (clsact). The logic
- * lives in bpfgate/observe.h, so the benchmark runs the very same code. */
-#include "bpfgate/observe.h"
+ * lives in bpf/observe/observe.h, so the benchmark runs the very same code. */
+#include "observe/observe.h"
 
 SEC("tc")
 int bg_obs_tc_ingress(struct __sk_buff *skb) {

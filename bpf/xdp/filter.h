@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The XDP filter's pipeline, as one inline function so that the production
- * object (bpf/xdp_filter.bpf.c) and the benchmark objects (bench/) run the
+ * object (bpf/xdp/xdp_filter.bpf.c) and the benchmark objects (bench/) run the
  * very same code:
  *
  *   parse -> ACL (longest prefix wins: allow passes unlimited, deny drops)
@@ -43,9 +43,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/xdp.h"
-#include "bpfgate/maps.h"
-#include "bpfgate/events.h"
-#include "bpfgate/parse.h"
+#include "xdp/maps.h"
+#include "xdp/events.h"
+#include "lib/parse.h"
 
 #ifndef BG_CAS_TRIES
 #define BG_CAS_TRIES 4 /* a test object builds with 0 to see every race lost */

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The tc datapath's programs: two entry points (clsact ingress and egress)
- * and one program per stage, chained by tail calls (bpfgate/tc.h). Included
- * by bpf/tc.bpf.c and by the benchmark object, so both run the same code.
+ * and one program per stage, chained by tail calls (bpf/tc/tc.h). Included
+ * by bpf/tc/tc.bpf.c and by the benchmark object, so both run the same code.
  */
 #ifndef BPFGATE_BPF_TC_PROGS_H
 #define BPFGATE_BPF_TC_PROGS_H
 
-#include "bpfgate/tc.h"
+#include "tc/tc.h"
 
 SEC("tc")
 int bg_tc_ingress(struct __sk_buff *skb) {

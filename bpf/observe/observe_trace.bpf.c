@@ -9,7 +9,7 @@
  *  - tp_btf/inet_sock_set_state: a connection to a service became
  *    established (SYN_RECV -> ESTABLISHED on the service's port).
  * Only sockets of the agent's network namespace count. Without BTF the agent
- * loads bpf/observe_tp.bpf.c instead (classic tracepoints; those cannot tell
+ * loads bpf/observe/observe_tp.bpf.c instead (classic tracepoints; those cannot tell
  * namespaces apart). Uses the vmlinux.h generated at build time from the
  * build host's BTF; CO-RE makes it fit the running kernel.
  */
@@ -19,7 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "bpfgate/observe_maps.h"
+#include "observe/observe_maps.h"
 
 /* Set before load: the inode of the agent's network namespace. The tracing
  * programs see every namespace of the host; services live in the agent's. */
