@@ -55,7 +55,7 @@ namespace {
 using ProbeSkel = Skeleton<SkeletonTraits<freplace_probe, freplace_probe__open_opts,
                                           freplace_probe__load, freplace_probe__destroy>>;
 
-// Loads bpf/freplace_probe.bpf.c's XDP program, then its extension against
+// Loads bpf/xdp/freplace_probe.bpf.c's XDP program, then its extension against
 // it, then attaches the extension: each step the dispatcher takes.
 Status probe_freplace() {
   auto target = ProbeSkel::open("freplace_probe");

@@ -1,5 +1,5 @@
 // Rate limits as the operator gives them, validated, and turned into the GCRA
-// parameters the datapath runs (see bpf/include/bpfgate/filter.h).
+// parameters the datapath runs (see bpf/xdp/filter.h).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The drain iterator of socket acceleration (bpf/accel_sweep.bpf.c) attached
+// The drain iterator of socket acceleration (bpf/accel/accel_sweep.bpf.c) attached
 // to a sockhash: each scan lists every socket in it with the bytes its owner
 // has not read yet. Used by disable (release only sockets that hold none) and
 // by the backlog guard. Where the kernel refuses iter/sockmap, it walks the

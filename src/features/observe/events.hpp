@@ -30,7 +30,7 @@ struct TransportChoice {
 // kAuto: a ring buffer where the kernel has them (5.8+), else a perf buffer.
 Result<TransportChoice> resolve_transport(EventBufferChoice choice);
 
-// Between open and load of any object that includes bpfgate/events.h: makes
+// Between open and load of any object that includes bpf/xdp/events.h: makes
 // bg_events a perf event array when asked, and tells the program which.
 template <class Skel>
 Status set_event_transport(Skel &skel, bg_event_transport t) {

@@ -43,7 +43,7 @@ class TcDatapath {
   // Loads the production object; every stage is in its slot.
   static Result<TcDatapath> load();
   // From a loaded object that defines the tc programs and maps by their
-  // names (bpfgate/tc_progs.h): the production one or a benchmark's.
+  // names (bpf/tc/tc_progs.h): the production one or a benchmark's.
   static Result<TcDatapath> from_object(const bpf_object *obj);
   static Result<TcDatapath> from_pins(const std::string &dir);
   Status pin(const std::string &dir) const;

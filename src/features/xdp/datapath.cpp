@@ -53,7 +53,7 @@ Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen
   return bpf::UniqueFd(fd);
 }
 
-// An inner map of the same shape as the object's templates (bpf/include/bpfgate/maps.h),
+// An inner map of the same shape as the object's templates (bpf/xdp/maps.h),
 // with the BTF of `like` (the generation in use) where it has some: Linux 6.1
 // compares the BTF-derived layout (timer and spin lock offsets) of an inner
 // map with the template's, so a struct-valued map made without BTF is refused

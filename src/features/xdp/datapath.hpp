@@ -43,7 +43,7 @@ struct SourceEntry {
 
 class Datapath {
  public:
-  // From a loaded object that defines the filter's maps (bpfgate/maps.h): the
+  // From a loaded object that defines the filter's maps (bpf/xdp/maps.h): the
   // production skeleton's or a benchmark's; the fds are duplicated.
   static Result<Datapath> from_object(const bpf_object *obj);
   static Result<Datapath> from_pins(const std::string &dir);

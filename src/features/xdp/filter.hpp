@@ -155,7 +155,7 @@ Result<std::vector<std::string>> pinned_interfaces(const std::string &bpffs);
 std::string to_string(bg_verdict v);
 std::string to_string(bg_reason r);
 
-// The verdict x reason pairs the XDP pipeline (bpf/include/bpfgate/filter.h)
+// The verdict x reason pairs the XDP pipeline (bpf/xdp/filter.h)
 // can produce, declared once: /metrics exports these and no other (the
 // counters of every other pair stay 0). tests/bpf/verdict_pairs_test.cpp
 // produces each with a crafted frame and fails on a pair it does not produce.

@@ -1,4 +1,4 @@
-// The in-kernel sweeper of idle per-source entries (bpf/source_sweep.bpf.c):
+// The in-kernel sweeper of idle per-source entries (bpf/xdp/source_sweep.bpf.c):
 // a program run with BPF_PROG_RUN that walks the filter's sources and known
 // maps with bpf_for_each_map_elem and deletes, where they are, the entries
 // last seen before a cutoff. Used by sweep() (features/xdp/blocklist.hpp) when the
