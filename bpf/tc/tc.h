@@ -22,6 +22,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "bpfgate/abi/tc.h"
+#include "lib/gcra.h"
 #include "lib/parse.h"
 
 #define BG_TC_CAS_TRIES 4
@@ -303,19 +304,11 @@ static __always_inline __u64 bg_tc_wire_len(struct __sk_buff *skb) {
  * whole cost. The bucket can so go up to one packet into debt: a GSO packet
  * larger than the bucket still gets through when the bucket has credit,
  * instead of never, and the long-run rate stays exact because every byte
- * that passes is paid for. A compare-and-swap keeps CPUs from sharing a
- * token. */
+ * that passes is paid for (bpf/lib/gcra.h; a race lost on every try does not
+ * conform). */
 static __always_inline int bg_tc_conforms(struct bg_tc_bucket *b, __u64 cost, __u64 depth,
                                           __u64 now) {
-  for (int i = 0; i < BG_TC_CAS_TRIES; i++) {
-    __u64 old = *(volatile __u64 *)&b->tat_ns;
-    __u64 tat = old > now ? old : now;
-    if (tat - now > depth)
-      return 0;
-    if (__sync_val_compare_and_swap(&b->tat_ns, old, tat + cost) == old)
-      return 1;
-  }
-  return 0;
+  return bg_gcra_take(&b->tat_ns, cost, depth, now, BG_TC_CAS_TRIES) == BG_GCRA_CONFORMS;
 }
 
 static __always_inline void bg_tc_do_police(struct __sk_buff *skb) {

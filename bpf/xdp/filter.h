@@ -45,6 +45,7 @@
 #include "bpfgate/abi/xdp.h"
 #include "xdp/maps.h"
 #include "xdp/events.h"
+#include "lib/gcra.h"
 #include "lib/parse.h"
 
 #ifndef BG_CAS_TRIES
@@ -145,23 +146,19 @@ static __always_inline void bg_unadmit(__u32 slot, __u64 emission_ns) {
     adm->tat_ns -= emission_ns;
 }
 
-/* GCRA: conforming if the theoretical arrival time is at most tolerance_ns in
- * the future. A compare-and-swap keeps concurrent CPUs from sharing a token.
- * A packet whose every try lost to other CPUs' updates of the same bucket
- * passes and is counted as contended: losing a race is no evidence of being
- * over the limit, and must never feed auto-block. */
+/* GCRA (bpf/lib/gcra.h): conforming if the theoretical arrival time is at
+ * most tolerance_ns in the future. A packet whose every try lost to other
+ * CPUs' updates of the same bucket passes and is counted as contended: losing
+ * a race is no evidence of being over the limit, and must never feed
+ * auto-block. */
 static __always_inline int bg_conforms(struct bg_src_state *st, __u64 emission_ns,
                                        __u64 tolerance_ns, __u64 now) {
-  for (int i = 0; i < BG_CAS_TRIES; i++) {
-    __u64 old = *(volatile __u64 *)&st->tat_ns;
-    __u64 tat = old > now ? old : now;
-    if (tat - now > tolerance_ns)
-      return 0;
-    if (__sync_val_compare_and_swap(&st->tat_ns, old, tat + emission_ns) == old)
-      return 1;
+  enum bg_gcra_result r = bg_gcra_take(&st->tat_ns, emission_ns, tolerance_ns, now, BG_CAS_TRIES);
+  if (r == BG_GCRA_CONTENDED) {
+    bg_stat(BG_STAT_CAS_CONTENDED);
+    return 1;
   }
-  bg_stat(BG_STAT_CAS_CONTENDED);
-  return 1;
+  return r == BG_GCRA_CONFORMS;
 }
 
 /* Auto-block: a source dropped at least once a second for block_after_ns
