@@ -12,9 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include "features/xdp/filter.hpp"
-#include "features/tc/tc.hpp"
-#include "core/prometheus.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::agent {
@@ -56,26 +53,10 @@ class AgentState {
   AgentSnapshot s_;
 };
 
-// The whole exposition: filters (per interface, per rule), blocklist and map
-// fill levels, tc classes, services (requests, status classes, latency and
-// handshake histograms, TCP resets, retransmits, connections), the agent's health.
+// The whole exposition: each feature's families (features/<name>/metrics.hpp:
+// the XDP filters with the maps' fill levels, the tc classes, the services, socket
+// acceleration), then the agent's health.
 std::string render_metrics(const std::string &bpffs, const AgentSnapshot &agent);
-// The filters' verdict counters: bpfgate_packets_total and bpfgate_bytes_total
-// {interface, verdict, reason}, one sample for each pair of kVerdictReasons.
-void write_verdicts(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
-// The filters' datapath events (enum bg_stat): one counter family each,
-// bpfgate_<stat_name()>_total{interface}, HELP and TYPE even without filters.
-void write_datapath_events(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
-
-// The tc datapath's classes on one interface, as `class list` reads them.
-struct TcClassesView {
-  std::string iface;
-  std::vector<TcClassStats> classes;  // the last one: the packets of no class
-};
-// bpfgate_tc_class_{packets,bytes,drops,marked,mirrored}_total{interface,
-// class, direction}, one sample per class; the packets that matched no class
-// as class="(unclassified)", direction="both". HELP and TYPE even without tc.
-void write_tc_classes(core::prom::Writer &w, const std::vector<TcClassesView> &tc);
 
 // Serves GET /metrics on its own thread (one epoll loop, bounded: see
 // metrics_server.cpp), so a slow or hostile client never holds up the agent.
