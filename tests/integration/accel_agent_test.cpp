@@ -89,6 +89,15 @@ TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
       prom::value_of(m, "bpfgate_packets_total", {{"verdict", "pass"}, {"reason", "not_ip"}}) + 1,
       1)
       << "the filter's families are there too";
+  // Fallbacks and refusals, as `accel status` counts them; the sockhash's capacity.
+  auto st = acc.status();
+  EXPECT_EQ(prom::sum_of(m, "bpfgate_accel_fallbacks_total"),
+            st["fallback"]["messages"].get<double>());
+  EXPECT_EQ(prom::sum_of(m, "bpfgate_accel_fallback_bytes_total"),
+            st["fallback"]["bytes"].get<double>());
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_sockets_refused_total"),
+            st["counters"]["sockets_add_failed"]["count"].get<double>());
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_max_sockets"), 4096);
 
   // A reload keeps it running as it is.
   EXPECT_EQ(run(bpfgate_bin() + " reload --socket " + socket_path()).exit_code, 0);

@@ -26,7 +26,9 @@
 #include <nlohmann/json.hpp>
 
 #include "features/accel/accel.hpp"
+#include "features/accel/metrics.hpp"
 #include "integration/accel_support.hpp"
+#include "support/prometheus_parse.hpp"
 
 namespace bpfgate::test {
 namespace {
@@ -68,6 +70,15 @@ class AccelSockets : public ::testing::Test {
 
   uint64_t counter(const json &s, const char *name, const char *field = "count") {
     return s["counters"][name][field].get<uint64_t>();
+  }
+
+  // Socket acceleration's families of /metrics, rendered from the pins.
+  prom::Parsed metrics() {
+    core::prom::Writer w;
+    ns.within([&] { agent::accel::write_metrics(w, acc.bpffs()); });
+    auto p = prom::parse(w.text());
+    EXPECT_TRUE(p.ok()) << (p ? "" : p.error().what());
+    return p ? *p : prom::Parsed{};
   }
 
   Netns ns{accel::name("n")};
@@ -184,6 +195,32 @@ TEST_F(AccelSockets, NonLocalPeerTakesTheNormalPath) {
   EXPECT_EQ(s["redirected"]["bytes"].get<uint64_t>(), 0u);
   EXPECT_GE(counter(s, "fallback_no_peer"), 2u);
   EXPECT_GE(counter(s, "sockets_skipped"), 2u) << "the ends in the other namespace";
+  auto m = metrics();
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_fallbacks_total", {{"reason", "no_peer"}}),
+            static_cast<double>(counter(s, "fallback_no_peer")));
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_fallback_bytes_total", {{"reason", "no_peer"}}),
+            static_cast<double>(counter(s, "fallback_no_peer", "bytes")));
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_sockets_refused_total"), 0);
+}
+
+// A full sockhash refuses further sockets: they are counted, and their
+// connections work on the normal TCP path.
+TEST_F(AccelSockets, AFullSockhashRefusesSocketsTheyKeepTheNormalPath) {
+  acc.enable("--max-sockets 2");
+  Pair first = accel::connect_pair(ns, AF_INET);
+  EXPECT_EQ(acc.sockets(), 2u);
+  Pair refused = accel::connect_pair(ns, AF_INET);
+  EXPECT_EQ(acc.sockets(), 2u);
+  exchange(refused, kMiB, 70);
+  exchange(first, kMiB, 72);
+  auto s = acc.status();
+  EXPECT_EQ(counter(s, "sockets_added"), 2u);
+  EXPECT_EQ(counter(s, "sockets_add_failed"), 2u);
+  EXPECT_GE(s["redirected"]["bytes"].get<uint64_t>(), 2 * kMiB) << "the first pair's";
+  auto m = metrics();
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_sockets_refused_total"), 2);
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_max_sockets"), 2);
+  EXPECT_EQ(prom::value_of(m, "bpfgate_accel_sockets"), 2);
 }
 
 TEST_F(AccelSockets, HalfCloseAndShutdown) {
@@ -535,6 +572,8 @@ TEST_F(AccelSockets, HousekeeperBoundsAStalledReader) {
   EXPECT_LT(more - sent, 40 * kMiB) << "the sender was not held back";
   auto s = acc.status();
   EXPECT_GE(s["counters"]["fallback_backlog"]["count"].get<uint64_t>(), 1u);
+  EXPECT_EQ(prom::value_of(metrics(), "bpfgate_accel_fallbacks_total", {{"reason", "backlog"}}),
+            s["counters"]["fallback_backlog"]["count"].get<double>());
   accel::set_timeouts(p.server.get(), 3000);
   auto got = accel::recv_pattern(p.server.get(), 400, more, 1 << 20);
   EXPECT_EQ(got.bytes, more);
