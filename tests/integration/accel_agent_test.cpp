@@ -98,6 +98,26 @@ TEST_F(AccelAgent, TheConfigEnablesItMetricsShowItSigtermDisablesIt) {
   EXPECT_EQ(prom::value_of(m, "bpfgate_accel_sockets_refused_total"),
             st["counters"]["sockets_add_failed"]["count"].get<double>());
   EXPECT_EQ(prom::value_of(m, "bpfgate_accel_max_sockets"), 4096);
+  // Every bpfgate_accel_* metric the dashboard and the alert rules use is in the scrape
+  // (observe_test.cpp checks the others, with acceleration off).
+  for (const char *file : {"grafana-bpfgate.json", "prometheus-bpfgate-rules.yaml"}) {
+    std::ifstream in(std::string(BPFGATE_SOURCE_DIR) + "/deploy/" + file);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    int used = 0;
+    for (size_t i = text.find("bpfgate_accel_"); i != std::string::npos;
+         i = text.find("bpfgate_accel_", i + 1), used++) {
+      size_t j = i;
+      while (j < text.size() &&
+             (std::islower(static_cast<unsigned char>(text[j])) || text[j] == '_'))
+        j++;
+      std::string metric = text.substr(i, j - i);
+      bool found = false;
+      for (const auto &sample : m.samples)
+        found = found || sample.name == metric;
+      EXPECT_TRUE(found) << file << " uses " << metric << ", which the agent does not export";
+    }
+    EXPECT_GE(used, 2) << file;
+  }
 
   // A reload keeps it running as it is.
   EXPECT_EQ(run(bpfgate_bin() + " reload --socket " + socket_path()).exit_code, 0);

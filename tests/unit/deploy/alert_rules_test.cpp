@@ -74,7 +74,7 @@ TEST(AlertRules, HaveTheStructurePrometheusReads) {
 }
 
 // An alert for each: the filter detached, a refused reload, events lost, a
-// table near full.
+// table near full, sockets that socket acceleration refused or let fall back.
 TEST(AlertRules, CoverWhatAnOperatorMustHearOf) {
   YAML::Node doc = load_rules();
   auto uses = [&](const std::string &metric) {
@@ -90,6 +90,8 @@ TEST(AlertRules, CoverWhatAnOperatorMustHearOf) {
   EXPECT_TRUE(uses("bpfgate_agent_events_lost_total"));
   EXPECT_TRUE(uses("bpfgate_map_entries"));
   EXPECT_TRUE(uses("bpfgate_map_max_entries"));
+  EXPECT_TRUE(uses("bpfgate_accel_sockets_refused_total"));
+  EXPECT_TRUE(uses("bpfgate_accel_fallbacks_total{reason=\"backlog\"}"));
 }
 
 // Where promtool is installed: the rules as Prometheus parses them, and each
