@@ -302,20 +302,11 @@ SynAnswerHost syn_answer_host() {
   return h;
 }
 
-Status Datapath::apply(const core::PolicyImage &p) {
-  auto cfg = config();
-  if (!cfg)
-    return cfg.error();
-  const uint32_t next = (cfg->active + 1) % BG_GENERATIONS;
+namespace {
 
-  std::array<bpf::UniqueFd, 4> inner;
-  for (int i = 0; i < 4; i++) {
-    auto current = inner_of(outer_[i], cfg->active % BG_GENERATIONS);
-    auto fd = create_inner(static_cast<OuterIndex>(i), current ? current->get() : -1);
-    if (!fd)
-      return fd.error();
-    inner[i] = std::move(*fd);
-  }
+// The ACL, the port rules and the protocol rules of a generation, into its
+// fresh inner maps.
+Status fill_lists(const std::array<bpf::UniqueFd, 4> &inner, const core::PolicyImage &p) {
   std::vector<bg_lpm_key> acl_keys;
   std::vector<__u32> acl_vals;
   acl_keys.reserve(p.acl.size());
@@ -338,20 +329,18 @@ Status Datapath::apply(const core::PolicyImage &p) {
     proto_keys.push_back(i);
   if (auto st = fill(inner[kProtos].get(), proto_keys.data(), 4, p.protos.data(), 4, 256); !st)
     return st.error().context("fill the protocol rules");
-  if (p.rules.empty() || p.rules.size() > BG_RULES_MAX)
-    return make_error(EINVAL, "a policy has 1 to {} rules, not {}", BG_RULES_MAX, p.rules.size());
-  bg_settings set = p.settings;
-  const auto cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
-  core::share_per_cpu(set.new_source_limit, cpus);
-  core::share_per_cpu(set.block_limit, cpus);
-  core::share_per_cpu(set.unproven_limit, cpus);
-  // Which rules' frames may read the coarse clock: every bucket they may be
-  // charged to keeps its rate at the kernel's tick.
+  return {};
+}
+
+// The rules of a generation into its inner map, each marked for the coarse
+// clock where every bucket its frames may be charged to (`set`'s shared
+// limits, its own) keeps its rate at the kernel's tick.
+Status fill_rules(int fd, const std::vector<bg_rule> &policy_rules, const bg_settings &set) {
   const uint64_t tick = coarse_tick_ns();
   const bool shared_ok = core::coarse_clock_ok(set.prefix_limit, tick) &&
                          core::coarse_clock_ok(set.new_source_limit, tick) &&
                          core::coarse_clock_ok(set.unproven_limit, tick);
-  std::vector<bg_rule> rules = p.rules;
+  std::vector<bg_rule> rules = policy_rules;
   std::vector<__u32> rule_keys;
   for (__u32 i = 0; i < rules.size(); i++) {
     rule_keys.push_back(i);
@@ -359,20 +348,15 @@ Status Datapath::apply(const core::PolicyImage &p) {
     if (shared_ok && core::coarse_clock_ok(rules[i].limit, tick))
       rules[i].flags |= BG_RULE_COARSE_CLOCK;
   }
-  if (auto st = fill(inner[kRules].get(), rule_keys.data(), 4, rules.data(), sizeof(bg_rule),
-                     rules.size());
-      !st)
+  if (auto st = fill(fd, rule_keys.data(), 4, rules.data(), sizeof(bg_rule), rules.size()); !st)
     return st.error().context("fill the rules");
+  return {};
+}
 
-  // Install the next generation beside the running one, then switch.
-  for (int i = 0; i < 4; i++) {
-    __u32 fd = static_cast<__u32>(inner[i].get());
-    if (auto st = outer_[i].update(next, fd); !st)
-      return st.error().context("install policy generation");
-    if (i == 0)
-      crash_point("apply-installed");
-  }
-  // What the datapath may skip: an empty ACL, rules beyond the default.
+// What the datapath may skip (an empty ACL, rules beyond the default), the
+// unproven sources' share and the SYN answer, into `set`; warns where the
+// host's TCP settings defeat what the policy asks.
+void set_features(const core::PolicyImage &p, bg_settings &set) {
   set.flags = 0;
   if (!p.acl.empty())
     set.flags |= BG_SET_ACL;
@@ -407,14 +391,55 @@ Status Datapath::apply(const core::PolicyImage &p) {
       set.syn_wscale = h.wscale;
     }
   }
-  cfg->gen[next] = set;
+}
+
+}  // namespace
+
+Result<std::array<bpf::UniqueFd, 4>> Datapath::build_generation(const core::PolicyImage &p,
+                                                                uint32_t active,
+                                                                bg_settings &set) const {
+  std::array<bpf::UniqueFd, 4> inner;
+  for (int i = 0; i < 4; i++) {
+    auto current = inner_of(outer_[i], active % BG_GENERATIONS);
+    auto fd = create_inner(static_cast<OuterIndex>(i), current ? current->get() : -1);
+    if (!fd)
+      return fd.error();
+    inner[i] = std::move(*fd);
+  }
+  if (auto st = fill_lists(inner, p); !st)
+    return st.error();
+  if (p.rules.empty() || p.rules.size() > BG_RULES_MAX)
+    return make_error(EINVAL, "a policy has 1 to {} rules, not {}", BG_RULES_MAX, p.rules.size());
+  set = p.settings;
+  const auto cpus = static_cast<unsigned>(std::max(bpf::possible_cpus(), 1));
+  core::share_per_cpu(set.new_source_limit, cpus);
+  core::share_per_cpu(set.block_limit, cpus);
+  core::share_per_cpu(set.unproven_limit, cpus);
+  if (auto st = fill_rules(inner[kRules].get(), p.rules, set); !st)
+    return st.error();
+  return inner;
+}
+
+Status Datapath::install_generation(uint32_t next, const std::array<bpf::UniqueFd, 4> &inner) {
+  for (int i = 0; i < 4; i++) {
+    __u32 fd = static_cast<__u32>(inner[i].get());
+    if (auto st = outer_[i].update(next, fd); !st)
+      return st.error().context("install policy generation");
+    if (i == 0)
+      crash_point("apply-installed");
+  }
+  return {};
+}
+
+Status Datapath::switch_generation(bg_config &cfg, uint32_t next,
+                                   const std::vector<bg_lpm_key> &noblock) {
   // The never-block list is read only when a source is about to be
   // auto-blocked; it is not generational: added before the switch, removed
   // after it, so a prefix in both policies is never missing.
   auto old_noblock = noblock_.dump();
   if (!old_noblock)
     return old_noblock.error().context("read the never-block list");
-  for (const auto &k : p.noblock)
+  for (const auto &k : noblock)
     if (auto st = noblock_.update(k, 1); !st)
       return st.error().context("fill the never-block list");
   // Two writes: the settings of the generation not in use, then the switch.
@@ -422,16 +447,16 @@ Status Datapath::apply(const core::PolicyImage &p) {
   // see the new `active` beside settings not copied yet. The second write
   // changes only active and generation; every other byte it copies is
   // unchanged.
-  if (auto st = config_.update(0, *cfg); !st)
+  if (auto st = config_.update(0, cfg); !st)
     return st.error().context("write the next generation's settings");
   crash_point("apply-settings");
-  cfg->active = next;
-  cfg->generation++;
-  if (auto st = config_.update(0, *cfg); !st)
+  cfg.active = next;
+  cfg.generation++;
+  if (auto st = config_.update(0, cfg); !st)
     return st.error().context("switch policy generation");
   crash_point("apply-switched");
   for (const auto &[k, v] : *old_noblock) {
-    bool kept = std::any_of(p.noblock.begin(), p.noblock.end(), [&](const bg_lpm_key &n) {
+    bool kept = std::any_of(noblock.begin(), noblock.end(), [&](const bg_lpm_key &n) {
       return std::memcmp(&n, &k, sizeof(k)) == 0;
     });
     if (!kept)
@@ -439,6 +464,23 @@ Status Datapath::apply(const core::PolicyImage &p) {
         return gone.error().context("trim the never-block list");
   }
   return {};
+}
+
+Status Datapath::apply(const core::PolicyImage &p) {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  const uint32_t next = (cfg->active + 1) % BG_GENERATIONS;
+  bg_settings set{};
+  auto inner = build_generation(p, cfg->active, set);
+  if (!inner)
+    return inner.error();
+  // Install the next generation beside the running one, then switch.
+  if (auto st = install_generation(next, *inner); !st)
+    return st;
+  set_features(p, set);
+  cfg->gen[next] = set;
+  return switch_generation(*cfg, next, p.noblock);
 }
 
 Result<core::PolicyImage> Datapath::active_policy() const {

@@ -83,6 +83,14 @@ class Datapath {
 
  private:
   using Outer = bpf::Map<__u32, __u32>;
+  // apply()'s steps: the generation after `active` in fresh inner maps (acl,
+  // ports, protos, rules) and its settings shared per CPU in `set`; the inner
+  // maps installed at `next` beside the running generation; the never-block
+  // list and the switch to `next`.
+  Result<std::array<bpf::UniqueFd, 4>> build_generation(const core::PolicyImage &p, uint32_t active,
+                                                        bg_settings &set) const;
+  Status install_generation(uint32_t next, const std::array<bpf::UniqueFd, 4> &inner);
+  Status switch_generation(bg_config &cfg, uint32_t next, const std::vector<bg_lpm_key> &noblock);
   Datapath(bpf::Map<__u32, bg_config> config, std::array<Outer, 4> outer,
            bpf::Map<bg_lpm_key, bg_block> blocklist, bpf::Map<bg_src_key, bg_src_state> sources,
            bpf::PerCpuMap<__u32, bg_counter> counters, bpf::Map<__u32, bg_runtime> runtime,
