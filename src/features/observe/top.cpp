@@ -153,39 +153,90 @@ std::string format_frame(const std::string &iface, const std::vector<Row> &rows,
   return out;
 }
 
-}  // namespace
+// One interface top watches: its filter and what the last frame read.
+struct Watched {
+  std::string name;
+  agent::PinnedFilter filter;
+  Snapshot before;
+  agent::CounterTotals counters_before;
+  uint32_t max_sources = 0;
+};
 
-int cmd_top(const Globals &g, const TopOptions &opts) {
-  std::vector<std::string> names;
-  if (!opts.iface.empty()) {
-    names.push_back(opts.iface);
-  } else {
-    auto all = agent::pinned_interfaces(g.bpffs);
-    if (!all)
-      return fail(all.error());
-    names = *all;
-    if (names.empty())
-      return fail(Error(ENOENT, "bpfgate is not attached to any interface; see `bpfgate attach`"));
-  }
-  std::vector<agent::PinnedFilter> filters;
-  std::vector<Snapshot> before;
-  std::vector<agent::CounterTotals> counters_before;
-  std::vector<uint32_t> max_sources;
+// The interface asked for, or every one bpfgate is attached to.
+Result<std::vector<std::string>> top_interfaces(const Globals &g, const TopOptions &opts) {
+  if (!opts.iface.empty())
+    return std::vector<std::string>{opts.iface};
+  auto all = agent::pinned_interfaces(g.bpffs);
+  if (!all)
+    return all.error();
+  if (all->empty())
+    return Error(ENOENT, "bpfgate is not attached to any interface; see `bpfgate attach`");
+  return *all;
+}
+
+Result<std::vector<Watched>> watch(const Globals &g, const std::vector<std::string> &names) {
+  std::vector<Watched> out;
   for (const auto &n : names) {
     auto f = agent::PinnedFilter::open(g.bpffs, n);
     if (!f)
-      return fail(f.error());
+      return f.error();
     auto s = snapshot(*f);
     if (!s)
-      return fail(s.error());
+      return s.error();
     auto st = f->status();
     if (!st)
-      return fail(st.error());
-    max_sources.push_back(st->max_sources);
-    counters_before.push_back(st->counters);
-    filters.push_back(std::move(*f));
-    before.push_back(std::move(*s));
+      return st.error();
+    out.push_back(Watched{n, std::move(*f), std::move(*s), st->counters, st->max_sources});
   }
+  return out;
+}
+
+// Until `interval_s` has passed, or a stop (a signal, q on the full screen).
+void wait_interval(const Screen &screen, double interval_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval_s);
+  while (!g_stop && std::chrono::steady_clock::now() < deadline) {
+    pollfd in{STDIN_FILENO, POLLIN, 0};
+    char key = 0;
+    if (screen.full() && poll(&in, 1, 20) > 0 && read(STDIN_FILENO, &key, 1) == 1 &&
+        (key == 'q' || key == 'Q'))
+      g_stop = 1;
+    else if (!screen.full())
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// One interface's part of a frame, into `doc` (-j) or `text`; what it read
+// becomes the next frame's `before`.
+Status show_interface(Watched &w, const Globals &g, const TopOptions &opts, double seconds,
+                      uint64_t now, json &doc, std::string &text) {
+  auto s = snapshot(w.filter);
+  if (!s)
+    return s.error();
+  auto rows = rows_of(*s, w.before, seconds);
+  auto c = w.filter.counters();
+  if (!c)
+    return c.error();
+  if (g.json) {
+    doc["interfaces"].push_back(frame_json(w.name, rows, opts.rows, seconds, now, w.max_sources));
+    doc["interfaces"].back()["drops"] = reasons_json(*c, w.counters_before, seconds);
+  } else {
+    text += format_frame(w.name, rows, opts.rows, seconds, now, w.max_sources);
+    text += reasons_text(*c, w.counters_before, seconds) + "\n";
+  }
+  w.before = std::move(*s);
+  w.counters_before = *c;
+  return {};
+}
+
+}  // namespace
+
+int cmd_top(const Globals &g, const TopOptions &opts) {
+  auto names = top_interfaces(g, opts);
+  if (!names)
+    return fail(names.error());
+  auto watched = watch(g, *names);
+  if (!watched)
+    return fail(watched.error());
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -197,41 +248,15 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
 
   uint64_t last = monotonic_ns();
   for (uint64_t frame = 0; !g_stop && (opts.count == 0 || frame < opts.count); frame++) {
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(opts.interval_s);
-    while (!g_stop && std::chrono::steady_clock::now() < deadline) {
-      pollfd in{STDIN_FILENO, POLLIN, 0};
-      char key = 0;
-      if (screen.full() && poll(&in, 1, 20) > 0 && read(STDIN_FILENO, &key, 1) == 1 &&
-          (key == 'q' || key == 'Q'))
-        g_stop = 1;
-      else if (!screen.full())
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    wait_interval(screen, opts.interval_s);
     uint64_t now = monotonic_ns();
     double seconds = (now - last) / 1e9;
     last = now;
     json doc = {{"interfaces", json::array()}};
     std::string text;
-    for (size_t i = 0; i < filters.size(); i++) {
-      auto s = snapshot(filters[i]);
-      if (!s)
-        return fail(s.error());
-      auto rows = rows_of(*s, before[i], seconds);
-      auto c = filters[i].counters();
-      if (!c)
-        return fail(c.error());
-      if (g.json) {
-        doc["interfaces"].push_back(
-            frame_json(names[i], rows, opts.rows, seconds, now, max_sources[i]));
-        doc["interfaces"].back()["drops"] = reasons_json(*c, counters_before[i], seconds);
-      } else {
-        text += format_frame(names[i], rows, opts.rows, seconds, now, max_sources[i]);
-        text += reasons_text(*c, counters_before[i], seconds) + "\n";
-      }
-      before[i] = std::move(*s);
-      counters_before[i] = *c;
-    }
+    for (auto &w : *watched)
+      if (auto st = show_interface(w, g, opts, seconds, now, doc, text); !st)
+        return fail(st.error());
     auto svc = agent::read_services(g.bpffs);
     if (!svc)
       return fail(svc.error());
