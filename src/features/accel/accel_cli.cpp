@@ -254,13 +254,7 @@ int cmd_watch(const Globals &g, const WatchArgs &a) {
   return 0;
 }
 
-}  // namespace
-
-void add_accel_commands(Registry &r) {
-  auto *accel_cmd = r.app().add_subcommand(
-      "accel", "socket acceleration: local TCP skips the TCP/IP stack (sock_ops + sk_msg)");
-  accel_cmd->require_subcommand(1);
-
+void add_enable(Registry &r, CLI::App *accel_cmd) {
   struct EnableArgs {
     std::string cgroup, ports, addresses;
     uint32_t max_sockets = BG_ACCEL_MAX_SOCKETS_DEFAULT;
@@ -292,7 +286,9 @@ void add_accel_commands(Registry &r) {
     o.addresses = split(e.addresses);
     return cmd_enable(g, o);
   });
+}
 
+void add_disable(Registry &r, CLI::App *accel_cmd) {
   struct DisableArgs {
     double timeout_s = 5.0;
     bool force = false;
@@ -312,7 +308,9 @@ void add_accel_commands(Registry &r) {
         .force = d.force};
     return cmd_disable(g, o);
   });
+}
 
+void add_watch(Registry &r, CLI::App *accel_cmd) {
   auto &w = r.keep<WatchArgs>();
   auto *wa = accel_cmd->add_subcommand(
       "watch",
@@ -325,7 +323,17 @@ void add_accel_commands(Registry &r) {
                  "unread bytes past which a socket's peer falls back (default: tcp_rmem max)");
   wa->add_option("-c,--count", w.count, "checks before exiting (default: until Ctrl-C)");
   r.add(wa, [&w, &g = r.globals()] { return cmd_watch(g, w); });
+}
 
+}  // namespace
+
+void add_accel_commands(Registry &r) {
+  auto *accel_cmd = r.app().add_subcommand(
+      "accel", "socket acceleration: local TCP skips the TCP/IP stack (sock_ops + sk_msg)");
+  accel_cmd->require_subcommand(1);
+  add_enable(r, accel_cmd);
+  add_disable(r, accel_cmd);
+  add_watch(r, accel_cmd);
   auto *st = accel_cmd->add_subcommand(
       "status", "state, cgroup, filters, sockets in the sockhash, redirected and fallback counts");
   r.add(st, [&g = r.globals()] { return cmd_status(g); });

@@ -11,19 +11,19 @@ std::string check_mode(const std::string &s) {
   return bpf::parse_xdp_mode(s) ? "" : "mode must be auto, native, generic or offload";
 }
 
-void add_attach(Registry &r) {
-  struct Opts {
-    agent::AttachOptions attach;
-    std::string mode = "auto";
-    std::string how = "direct";
-    unsigned priority = bpf::kDefaultXdpPriority;
-    uint64_t rate = core::kDefaultRatePps, burst = 0;
-    uint64_t new_sources = core::kDefaultNewSourcesPps;
-    uint64_t unproven = core::kDefaultUnprovenPps;
-    std::string unparsed = "pass";
-  };
-  auto &o = r.keep<Opts>();
-  auto *a = r.app().add_subcommand("attach", "load the XDP filter and attach it to an interface");
+struct AttachArgs {
+  agent::AttachOptions attach;
+  std::string mode = "auto";
+  std::string how = "direct";
+  unsigned priority = bpf::kDefaultXdpPriority;
+  uint64_t rate = core::kDefaultRatePps, burst = 0;
+  uint64_t new_sources = core::kDefaultNewSourcesPps;
+  uint64_t unproven = core::kDefaultUnprovenPps;
+  std::string unparsed = "pass";
+};
+
+// Where and how: the interface, the XDP mode, direct or through the dispatcher.
+void add_placement_options(CLI::App *a, AttachArgs &o) {
   a->add_option("IFACE", o.attach.iface, "interface")->required()->check(iface_name());
   a->add_option("--mode", o.mode, "auto|native|generic|offload")
       ->check(check_mode)
@@ -38,6 +38,10 @@ void add_attach(Registry &r) {
                 "lower runs first")
       ->check(CLI::Range(0U, 1000000U))
       ->capture_default_str();
+}
+
+// What the filter does: its limits, unparsed frames, the SYN answer.
+void add_policy_options(CLI::App *a, AttachArgs &o) {
   a->add_option("--rate", o.rate, "packets per second allowed per source")->capture_default_str();
   a->add_option("--burst", o.burst, "packets a source may send at once (default: rate)");
   a->add_option("--max-sources", o.attach.max_sources, "size of the per-source table")
@@ -58,22 +62,31 @@ void add_attach(Registry &r) {
               "answer held SYNs in the datapath with the kernel's cookies (limits.syn_proxy: "
               "needs net.ipv4.tcp_syncookies=2)");
   a->add_flag("--force", o.attach.force, "replace an XDP program bpfgate did not attach");
-  r.add(a, [&o, a, &g = r.globals()] {
-    o.attach.attach = *agent::parse_xdp_attach(o.how);
-    if (a->count("--priority") && o.attach.attach != agent::XdpAttach::kDispatcher) {
-      log::error(
-          "attach: --priority orders the programs of libxdp's dispatcher: give it with "
-          "--attach dispatcher");
-      return 2;
-    }
-    o.attach.priority = o.priority;
-    o.attach.mode = *bpf::parse_xdp_mode(o.mode);
-    o.attach.limits = core::Limits{o.rate, o.burst ? o.burst : o.rate};
-    o.attach.new_sources = core::Limits{o.new_sources, o.new_sources};
-    o.attach.unproven = core::Limits{o.unproven, o.unproven};
-    o.attach.unparsed_verdict = o.unparsed == "drop" ? BG_VERDICT_DROP : BG_VERDICT_PASS;
-    return cmd_attach(g, o.attach);
-  });
+}
+
+int run_attach(const Globals &g, AttachArgs &o, const CLI::App *a) {
+  o.attach.attach = *agent::parse_xdp_attach(o.how);
+  if (a->count("--priority") && o.attach.attach != agent::XdpAttach::kDispatcher) {
+    log::error(
+        "attach: --priority orders the programs of libxdp's dispatcher: give it with "
+        "--attach dispatcher");
+    return 2;
+  }
+  o.attach.priority = o.priority;
+  o.attach.mode = *bpf::parse_xdp_mode(o.mode);
+  o.attach.limits = core::Limits{o.rate, o.burst ? o.burst : o.rate};
+  o.attach.new_sources = core::Limits{o.new_sources, o.new_sources};
+  o.attach.unproven = core::Limits{o.unproven, o.unproven};
+  o.attach.unparsed_verdict = o.unparsed == "drop" ? BG_VERDICT_DROP : BG_VERDICT_PASS;
+  return cmd_attach(g, o.attach);
+}
+
+void add_attach(Registry &r) {
+  auto &o = r.keep<AttachArgs>();
+  auto *a = r.app().add_subcommand("attach", "load the XDP filter and attach it to an interface");
+  add_placement_options(a, o);
+  add_policy_options(a, o);
+  r.add(a, [&o, a, &g = r.globals()] { return run_attach(g, o, a); });
 }
 
 void add_set(Registry &r) {
