@@ -146,8 +146,7 @@ PacketBuilder &PacketBuilder::frame_size(size_t bytes) {
   return *this;
 }
 
-std::vector<uint8_t> PacketBuilder::build() const {
-  // Transport header and payload first: IP lengths and checksums cover them.
+std::vector<uint8_t> PacketBuilder::l4_header() const {
   std::vector<uint8_t> l4;
   switch (l4_) {
     case L4::kUdp:
@@ -165,10 +164,88 @@ std::vector<uint8_t> PacketBuilder::build() const {
     case L4::kNone:
       break;
   }
-  size_t l2_len = 14 + 4 * vlans_.size();
+  return l4;
+}
+
+size_t PacketBuilder::l3_length() const {
   size_t l3_len = l3_ == L3::kV4 ? 20 + v4_opts_.size() : l3_ == L3::kV6 ? 40 : 0;
   for (const auto &e : v6_ext_)
     l3_len += l3_ == L3::kV6 ? (e.first == 44 ? 8 : (e.second + 1) * 8) : 0;
+  return l3_len;
+}
+
+uint8_t PacketBuilder::l4_protocol() const {
+  return l4_ == L4::kUdp    ? 17
+         : l4_ == L4::kTcp  ? 6
+         : l4_ == L4::kIcmp ? (l3_ == L3::kV6 ? 58 : 1)
+                            : 59;
+}
+
+void PacketBuilder::put_l2(std::vector<uint8_t> &f) const {
+  f.insert(f.end(), dst_mac_.begin(), dst_mac_.end());
+  f.insert(f.end(), src_mac_.begin(), src_mac_.end());
+  uint16_t ethertype = l3_ == L3::kV4 ? 0x0800 : l3_ == L3::kV6 ? 0x86dd : 0x88b5;
+  for (const auto &[tpid, id] : vlans_)
+    put16(f, tpid), put16(f, id & 0x0fff);
+  put16(f, ethertype);
+}
+
+uint32_t PacketBuilder::put_v4(std::vector<uint8_t> &f, size_t l4_len, uint8_t proto) const {
+  size_t ip = f.size();
+  uint8_t ihl = static_cast<uint8_t>((20 + v4_opts_.size()) / 4);
+  f.push_back(0x40 | ihl), f.push_back(0);
+  put16(f, static_cast<uint16_t>(ihl * 4 + l4_len));
+  put16(f, 0x1234);
+  put16(f, static_cast<uint16_t>((more_frags_ ? 0x2000 : 0) | ((frag_off_ / 8) & 0x1fff)));
+  f.push_back(ttl_), f.push_back(l4_ == L4::kNone ? 253 : proto), put16(f, 0);
+  put32(f, v4_src_), put32(f, v4_dst_);
+  f.insert(f.end(), v4_opts_.begin(), v4_opts_.end());
+  set16(f, ip + 10, inet_checksum(f.data() + ip, ihl * 4));
+  return sum_words(f.data() + ip + 12, 8, 0) + proto + static_cast<uint32_t>(l4_len);
+}
+
+uint32_t PacketBuilder::put_v6(std::vector<uint8_t> &f, size_t ext_len, size_t l4_len,
+                               uint8_t proto) const {
+  f.push_back(0x60), f.push_back(0), put16(f, 0);
+  put16(f, static_cast<uint16_t>(ext_len + l4_len));
+  f.push_back(v6_ext_.empty() ? proto : v6_ext_.front().first), f.push_back(ttl_);
+  f.insert(f.end(), v6_src_.begin(), v6_src_.end());
+  f.insert(f.end(), v6_dst_.begin(), v6_dst_.end());
+  for (size_t i = 0; i < v6_ext_.size(); i++) {
+    uint8_t next = i + 1 < v6_ext_.size() ? v6_ext_[i + 1].first : proto;
+    if (v6_ext_[i].first == 44) {
+      f.push_back(next), f.push_back(0);
+      put16(f, static_cast<uint16_t>((frag_off_ & 0xfff8) | (more_frags_ ? 1 : 0)));
+      put32(f, 0x1234);
+    } else {
+      size_t len = (v6_ext_[i].second + 1) * 8;
+      f.push_back(next), f.push_back(v6_ext_[i].second);
+      f.push_back(1), f.push_back(static_cast<uint8_t>(len - 4));  // PadN option
+      f.resize(f.size() + len - 4, 0);
+    }
+  }
+  uint32_t pseudo = sum_words(v6_src_.data(), 16, 0);
+  return sum_words(v6_dst_.data(), 16, pseudo) + proto + static_cast<uint32_t>(l4_len);
+}
+
+void PacketBuilder::set_l4_checksum(std::vector<uint8_t> &f, size_t l4_start, size_t l4_len,
+                                    uint32_t pseudo) const {
+  if (l3_ == L3::kNone || l4_ == L4::kNone || l4_len < 8)
+    return;
+  size_t csum_at = l4_start + (l4_ == L4::kUdp ? 6 : l4_ == L4::kTcp ? 16 : 2);
+  bool pseudo_hdr = l4_ != L4::kIcmp || l3_ == L3::kV6;
+  uint16_t c = inet_checksum(f.data() + l4_start, l4_len, pseudo_hdr ? pseudo : 0);
+  if (l4_ == L4::kUdp && c == 0)
+    c = 0xffff;
+  if (!(l4_ == L4::kTcp && l4_len < 20))
+    set16(f, csum_at, c);
+}
+
+std::vector<uint8_t> PacketBuilder::build() const {
+  // Transport header and payload first: IP lengths and checksums cover them.
+  std::vector<uint8_t> l4 = l4_header();
+  size_t l2_len = 14 + 4 * vlans_.size();
+  size_t l3_len = l3_length();
   std::vector<uint8_t> pay = payload_;
   size_t base = l2_len + l3_len + l4.size();
   if (frame_size_ > base + pay.size())
@@ -178,66 +255,19 @@ std::vector<uint8_t> PacketBuilder::build() const {
     set16(l4, 4, static_cast<uint16_t>(l4.size()));
 
   std::vector<uint8_t> f;
-  f.insert(f.end(), dst_mac_.begin(), dst_mac_.end());
-  f.insert(f.end(), src_mac_.begin(), src_mac_.end());
-  uint16_t ethertype = l3_ == L3::kV4 ? 0x0800 : l3_ == L3::kV6 ? 0x86dd : 0x88b5;
-  for (const auto &[tpid, id] : vlans_)
-    put16(f, tpid), put16(f, id & 0x0fff);
-  put16(f, ethertype);
-
-  uint8_t proto = l4_ == L4::kUdp    ? 17
-                  : l4_ == L4::kTcp  ? 6
-                  : l4_ == L4::kIcmp ? (l3_ == L3::kV6 ? 58 : 1)
-                                     : 59;
+  put_l2(f);
+  const uint8_t proto = l4_protocol();
   uint32_t pseudo = 0;
   size_t l4_start = 0;
   if (l3_ == L3::kV4) {
-    size_t ip = f.size();
-    uint8_t ihl = static_cast<uint8_t>((20 + v4_opts_.size()) / 4);
-    f.push_back(0x40 | ihl), f.push_back(0);
-    put16(f, static_cast<uint16_t>(ihl * 4 + l4.size()));
-    put16(f, 0x1234);
-    put16(f, static_cast<uint16_t>((more_frags_ ? 0x2000 : 0) | ((frag_off_ / 8) & 0x1fff)));
-    f.push_back(ttl_), f.push_back(l4_ == L4::kNone ? 253 : proto), put16(f, 0);
-    put32(f, v4_src_), put32(f, v4_dst_);
-    f.insert(f.end(), v4_opts_.begin(), v4_opts_.end());
-    set16(f, ip + 10, inet_checksum(f.data() + ip, ihl * 4));
-    pseudo = sum_words(f.data() + ip + 12, 8, 0) + proto + static_cast<uint32_t>(l4.size());
+    pseudo = put_v4(f, l4.size(), proto);
     l4_start = f.size();
   } else if (l3_ == L3::kV6) {
-    size_t ext_len = l3_len - 40;
-    f.push_back(0x60), f.push_back(0), put16(f, 0);
-    put16(f, static_cast<uint16_t>(ext_len + l4.size()));
-    f.push_back(v6_ext_.empty() ? proto : v6_ext_.front().first), f.push_back(ttl_);
-    f.insert(f.end(), v6_src_.begin(), v6_src_.end());
-    f.insert(f.end(), v6_dst_.begin(), v6_dst_.end());
-    for (size_t i = 0; i < v6_ext_.size(); i++) {
-      uint8_t next = i + 1 < v6_ext_.size() ? v6_ext_[i + 1].first : proto;
-      if (v6_ext_[i].first == 44) {
-        f.push_back(next), f.push_back(0);
-        put16(f, static_cast<uint16_t>((frag_off_ & 0xfff8) | (more_frags_ ? 1 : 0)));
-        put32(f, 0x1234);
-      } else {
-        size_t len = (v6_ext_[i].second + 1) * 8;
-        f.push_back(next), f.push_back(v6_ext_[i].second);
-        f.push_back(1), f.push_back(static_cast<uint8_t>(len - 4));  // PadN option
-        f.resize(f.size() + len - 4, 0);
-      }
-    }
-    pseudo = sum_words(v6_src_.data(), 16, 0);
-    pseudo = sum_words(v6_dst_.data(), 16, pseudo) + proto + static_cast<uint32_t>(l4.size());
+    pseudo = put_v6(f, l3_len - 40, l4.size(), proto);
     l4_start = f.size();
   }
   f.insert(f.end(), l4.begin(), l4.end());
-  if (l3_ != L3::kNone && l4_ != L4::kNone && l4.size() >= 8) {
-    size_t csum_at = l4_start + (l4_ == L4::kUdp ? 6 : l4_ == L4::kTcp ? 16 : 2);
-    bool pseudo_hdr = l4_ != L4::kIcmp || l3_ == L3::kV6;
-    uint16_t c = inet_checksum(f.data() + l4_start, l4.size(), pseudo_hdr ? pseudo : 0);
-    if (l4_ == L4::kUdp && c == 0)
-      c = 0xffff;
-    if (!(l4_ == L4::kTcp && l4.size() < 20))
-      set16(f, csum_at, c);
-  }
+  set_l4_checksum(f, l4_start, l4.size(), pseudo);
   return f;
 }
 

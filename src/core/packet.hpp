@@ -43,6 +43,18 @@ class PacketBuilder {
  private:
   enum class L3 { kNone, kV4, kV6 };
   enum class L4 { kNone, kUdp, kTcp, kIcmp };
+  // build()'s parts: the transport header (without payload), the IP header's
+  // length with IPv6 extension headers, the IP protocol number, the Ethernet
+  // header with VLAN tags, the IPv4 or IPv6 header (returning the pseudo
+  // header's sum), the transport checksum over the frame's l4 part.
+  std::vector<uint8_t> l4_header() const;
+  size_t l3_length() const;
+  uint8_t l4_protocol() const;
+  void put_l2(std::vector<uint8_t> &f) const;
+  uint32_t put_v4(std::vector<uint8_t> &f, size_t l4_len, uint8_t proto) const;
+  uint32_t put_v6(std::vector<uint8_t> &f, size_t ext_len, size_t l4_len, uint8_t proto) const;
+  void set_l4_checksum(std::vector<uint8_t> &f, size_t l4_start, size_t l4_len,
+                       uint32_t pseudo) const;
   Mac src_mac_{0x02, 0, 0, 0, 0, 1}, dst_mac_{0x02, 0, 0, 0, 0, 2};
   std::vector<std::pair<uint16_t, uint16_t>> vlans_;  // tpid, id
   L3 l3_ = L3::kNone;
