@@ -14,32 +14,6 @@
 
 namespace bpfgate::bpf {
 
-std::string to_string(XdpMode mode) {
-  switch (mode) {
-    case XdpMode::kAuto:
-      return "auto";
-    case XdpMode::kNative:
-      return "native";
-    case XdpMode::kGeneric:
-      return "generic";
-    case XdpMode::kOffload:
-      return "offload";
-  }
-  return "?";
-}
-
-std::optional<XdpMode> parse_xdp_mode(const std::string &s) {
-  if (s == "auto")
-    return XdpMode::kAuto;
-  if (s == "native" || s == "drv")
-    return XdpMode::kNative;
-  if (s == "generic" || s == "skb")
-    return XdpMode::kGeneric;
-  if (s == "offload" || s == "hw")
-    return XdpMode::kOffload;
-  return std::nullopt;
-}
-
 Result<int> ifindex_of(const std::string &iface) {
   if (auto why = util::interface_name_problem(iface))
     return make_error(EINVAL, "{}", *why);

@@ -7,14 +7,10 @@
 #include <string>
 
 #include "bpf/fd.hpp"
+#include "bpf/xdp_mode.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::bpf {
-
-enum class XdpMode { kAuto, kNative, kGeneric, kOffload };
-
-std::string to_string(XdpMode mode);
-std::optional<XdpMode> parse_xdp_mode(const std::string &s);
 
 // What is attached to an interface now, whoever attached it.
 struct XdpQuery {

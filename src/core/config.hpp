@@ -1,6 +1,8 @@
 // The operator's config file (YAML): the model, and a parser that validates
 // everything and reports every error with file, line and reason. A config
-// that has any error is refused whole.
+// that has any error is refused whole. Each feature's sections are modelled
+// and read in its folder (features/<name>/<name>_config.hpp), in the schema
+// idiom of core/schema.hpp; this file keeps the root, agent: and sweep:.
 #pragma once
 
 #include <cstdint>
@@ -11,74 +13,13 @@
 #include "bpfgate/abi/xdp.h"
 #include "core/cidr.hpp"
 #include "core/limits.hpp"
+#include "features/accel/accel_config.hpp"
+#include "features/observe/observe_config.hpp"
 #include "features/tc/tc_config.hpp"
+#include "features/xdp/xdp_config.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::core {
-
-struct InterfaceConfig {
-  std::string name;
-  std::string mode = "auto";      // auto|native|generic|offload
-  std::string attach = "direct";  // direct|dispatcher (libxdp's, beside other XDP programs)
-  uint32_t priority = 50;         // the run priority in the dispatcher (lower first)
-  uint32_t max_sources = kDefaultMaxSources;
-  int line = 0;
-};
-
-struct RuleConfig {
-  std::string match;  // as written: "tcp/443", "udp/8000-8099", "icmp"
-  uint8_t proto = 0;  // IPPROTO_*
-  bool has_ports = false;
-  uint16_t port_lo = 0, port_hi = 0;
-  bg_action action = BG_ACTION_LIMIT;
-  Limits limits;  // action limit
-  int line = 0;
-};
-
-struct PrefixLimitConfig {
-  uint8_t v4_len = 24;
-  uint8_t v6_len = 64;
-  Limits limits;
-};
-
-struct AutoBlockConfig {
-  uint64_t after_ns = 0;
-  uint64_t ttl_ns = 0;
-  Limits max_rate{kDefaultAutoBlockPps, kDefaultAutoBlockPps};  // auto-blocks a second
-  std::vector<Prefix> never;                                    // prefixes never auto-blocked
-};
-
-// A TCP port of this host whose requests are measured (features/observe/probes.hpp).
-struct ServiceConfig {
-  std::string name;
-  uint16_t port = 0;
-  bool http = true;  // read HTTP/1.x status lines
-  int line = 0;
-};
-
-// The Prometheus endpoint; `listen: off` turns it off.
-struct MetricsConfig {
-  bool enabled = true;
-  std::string address = "127.0.0.1";  // numeric IPv4 or IPv6
-  uint16_t port = 9477;
-  int line = 0;
-};
-
-struct EventsConfig {
-  std::string buffer = "auto";                        // auto|ringbuf|perf
-  uint64_t drop_sample_interval_ns = 100'000'000ULL;  // per CPU; 0: no drop samples
-};
-
-// Socket acceleration run by the agent (features/accel/accel.hpp); the ports and the
-// cgroup are checked against the machine by the agent (check_environment).
-struct AccelConfig {
-  std::string cgroup;                  // empty: the unified hierarchy's root
-  std::string ports;                   // "8080,9000-9010"; empty: every port
-  std::vector<std::string> addresses;  // empty: this namespace's, plus loopback
-  uint32_t max_sockets = 0;            // 0: the default
-  int line = 0, cgroup_line = 0, ports_line = 0;
-  bool operator==(const AccelConfig &) const = default;
-};
 
 struct Config {
   std::string path;
@@ -113,7 +54,7 @@ struct Config {
   std::vector<ServiceConfig> services;
   std::string tcp_probes = "auto";   // auto|fexit|tp_btf|tracepoint|off
   std::optional<TcConfig> tc;        // the tc datapath (features/tc/tc_config.hpp)
-  std::optional<AccelConfig> accel;  // socket acceleration, enabled and watched by the agent
+  std::optional<AccelConfig> accel;  // socket acceleration (features/accel/accel_config.hpp)
 };
 
 // What a config is read for: the agent needs interfaces for its XDP filter;
@@ -126,8 +67,5 @@ enum class ConfigFor { agent, tc };
 Result<Config> parse_config(const std::string &text, const std::string &path,
                             ConfigFor use = ConfigFor::agent);
 Result<Config> load_config(const std::string &path, ConfigFor use = ConfigFor::agent);
-
-// "tcp/443" etc. into a rule's match fields (line and action untouched).
-Status parse_match(const std::string &text, RuleConfig &rule);
 
 }  // namespace bpfgate::core

@@ -30,6 +30,7 @@
 #include "bpf/object.hpp"
 #include "bpf/pin.hpp"
 #include "core/cidr.hpp"
+#include "core/values.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::agent::accel {
@@ -515,40 +516,7 @@ Result<std::string> resolve_cgroup(const std::string &cgroup) {
 }
 
 Result<std::vector<uint16_t>> parse_ports(const std::string &list) {
-  std::set<uint16_t> out;
-  size_t pos = 0;
-  while (pos <= list.size()) {
-    size_t comma = list.find(',', pos);
-    std::string item =
-        list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    auto num = [&](const std::string &s) -> Result<uint16_t> {
-      unsigned v = 0;
-      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v == 0 || v > 65535)
-        return make_error(EINVAL, "'{}' in port list '{}' is not a port (1-65535)", item, list);
-      return static_cast<uint16_t>(v);
-    };
-    size_t dash = item.find('-');
-    auto lo = num(item.substr(0, dash));
-    if (!lo)
-      return lo.error();
-    uint16_t hi = *lo;
-    if (dash != std::string::npos) {
-      auto h = num(item.substr(dash + 1));
-      if (!h)
-        return h.error();
-      if (*h < *lo)
-        return make_error(EINVAL, "'{}' in port list '{}' is a range that ends before it starts",
-                          item, list);
-      hi = *h;
-    }
-    for (unsigned p = *lo; p <= hi; p++)
-      out.insert(static_cast<uint16_t>(p));
-    if (comma == std::string::npos)
-      break;
-    pos = comma + 1;
-  }
-  return std::vector<uint16_t>(out.begin(), out.end());
+  return core::parse_port_list(list);
 }
 
 std::string pin_dir(const std::string &bpffs) {

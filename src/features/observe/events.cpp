@@ -21,16 +21,6 @@ namespace bpfgate::agent {
 
 using nlohmann::json;
 
-std::optional<EventBufferChoice> parse_event_buffer(const std::string &s) {
-  if (s == "auto")
-    return EventBufferChoice::kAuto;
-  if (s == "ringbuf")
-    return EventBufferChoice::kRingbuf;
-  if (s == "perf" || s == "perfbuf")
-    return EventBufferChoice::kPerf;
-  return std::nullopt;
-}
-
 Result<TransportChoice> resolve_transport(EventBufferChoice choice) {
   bool ring = bpf::has_map_type(BPF_MAP_TYPE_RINGBUF);
   switch (choice) {

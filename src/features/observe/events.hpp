@@ -15,13 +15,14 @@
 
 #include "bpfgate/abi/events.h"
 #include "bpfgate/abi/xdp.h"
+#include "features/observe/observe_config.hpp"
 #include "util/result.hpp"
 
 namespace bpfgate::agent {
 
-// events.buffer in the config.
-enum class EventBufferChoice { kAuto, kRingbuf, kPerf };
-std::optional<EventBufferChoice> parse_event_buffer(const std::string &s);
+// events.buffer in the config (features/observe/observe_config.hpp).
+using core::EventBufferChoice;
+using core::parse_event_buffer;
 
 struct TransportChoice {
   bg_event_transport transport = BG_EVENT_RINGBUF;

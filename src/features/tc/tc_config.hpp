@@ -1,7 +1,6 @@
 // The config's `tc:` section (the tc datapath: classes, HTB, stages): the
-// model, its parser (errors with their line, collected by config.cpp's
-// Diag), and its compilation into the class table the datapath runs.
-// Pure logic: no kernel.
+// model, its parser in the schema idiom (core/schema.hpp), and its
+// compilation into the class table the datapath runs. Pure logic: no kernel.
 #pragma once
 
 #include <array>
@@ -14,6 +13,7 @@
 
 #include "bpfgate/abi/tc.h"
 #include "core/cidr.hpp"
+#include "core/values.hpp"
 #include "util/result.hpp"
 
 namespace YAML {
@@ -22,10 +22,7 @@ class Node;
 
 namespace bpfgate::core {
 
-struct PortRange {
-  uint16_t lo = 0, hi = 0;
-  bool operator==(const PortRange &) const = default;
-};
+class Diag;
 
 // What a class matches; every field given must match.
 struct TcMatchConfig {
@@ -81,18 +78,10 @@ struct TcConfig {
   int line = 0;
 };
 
-struct ConfigIssue {
-  int line = 0;
-  std::string message;
-};
+// Parses the `tc:` mapping into `out` (left empty when it has errors).
+void parse_tc(Diag &d, const YAML::Node &n, std::optional<TcConfig> &out);
 
-// Parses the `tc:` mapping into `out` (left empty when there are errors).
-std::vector<ConfigIssue> parse_tc(const YAML::Node &n, std::optional<TcConfig> &out);
-
-// "10mbit", "1.5gbit", "800kbit", "2000000" (bits per second).
-Result<uint64_t> parse_rate_bps(const std::string &text);
-// "64kb", "1mb", "1500" (bytes; k = 1024, as tc counts).
-Result<uint64_t> parse_size_bytes(const std::string &text);
+// Rates and sizes: core/values.hpp (parse_rate_bps, parse_size_bytes).
 // "ef", "af41", "cs1", "le" or 0-63.
 Result<uint8_t> parse_dscp(const std::string &text);
 std::string format_rate_bps(double bps);
@@ -102,9 +91,9 @@ const char *stage_name(uint32_t stage);
 const char *direction_name(uint8_t dirs);
 std::optional<bg_tc_stage> parse_stage(const std::string &name);
 
-inline constexpr uint64_t kTcRateMinBps = 8000;                // 8 kbit/s
-inline constexpr uint64_t kTcRateMaxBps = 400'000'000'000ULL;  // 400 gbit/s
-inline constexpr uint64_t kTcBurstMinBytes = 1514;             // one full-size frame
+inline constexpr uint64_t kTcRateMinBps = kRateMinBps;  // 8 kbit/s
+inline constexpr uint64_t kTcRateMaxBps = kRateMaxBps;  // 400 gbit/s
+inline constexpr uint64_t kTcBurstMinBytes = 1514;      // one full-size frame
 inline constexpr uint64_t kTcBurstMaxBytes = 256ULL << 20;
 // Without a burst: 50 ms at the rate, at least 512 KiB and at most
 // kTcBurstMaxBytes (above 43 gbit/s 50 ms would not fit: at 400 gbit/s the
