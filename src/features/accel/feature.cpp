@@ -7,21 +7,9 @@
 
 namespace bpfgate::agent {
 
-namespace {
-// The config's accel.ports; empty: every port.
-Result<std::vector<uint16_t>> accel_ports(const core::AccelConfig &a) {
-  if (a.ports.empty())
-    return std::vector<uint16_t>{};
-  return accel::parse_ports(a.ports);
-}
-}  // namespace
-
 void AccelFeature::check(const core::Config &c, bool, std::vector<std::string> &errors) const {
   if (!c.accel)
     return;
-  if (auto p = accel_ports(*c.accel); !p)
-    errors.push_back(
-        fmt::format("{}:{}: accel.ports: {}", c.path, c.accel->ports_line, p.error().what()));
   if (auto g = accel::resolve_cgroup(c.accel->cgroup); !g)
     errors.push_back(
         fmt::format("{}:{}: accel.cgroup: {}", c.path, c.accel->cgroup_line, g.error().what()));
@@ -46,20 +34,20 @@ Status AccelFeature::converge(const core::Config *, const core::Config &c, const
   auto cur = accel::status(bpffs_);
   if (!cur)
     return cur.error().context("socket acceleration");
-  auto ports = accel_ports(*c.accel);
+  const auto &ports = c.accel->port_list;  // parsed with the config; empty: every port
   auto cgroup = accel::resolve_cgroup(c.accel->cgroup);
-  if (!ports || !cgroup)
-    return (!ports ? ports.error() : cgroup.error()).context("socket acceleration");
+  if (!cgroup)
+    return cgroup.error().context("socket acceleration");
   bool enabled = cur->state == accel::State::kEnabled;
-  switch (accel_step(true, managed_, enabled, cur->cgroup == *cgroup && cur->ports == *ports)) {
+  switch (accel_step(true, managed_, enabled, cur->cgroup == *cgroup && cur->ports == ports)) {
     case AccelStep::kEnable:
-      return enable(c, *ports, by);
+      return enable(c, ports, by);
     case AccelStep::kDiffers:
       log::warn(
           "socket acceleration runs on cgroup {} (ports {}); the config asks for {} "
           "(ports {}): `bpfgate accel disable` and reload to change it",
           cur->cgroup, cur->ports.empty() ? "any" : fmt::format("{}", fmt::join(cur->ports, ",")),
-          *cgroup, ports->empty() ? "any" : c.accel->ports);
+          *cgroup, ports.empty() ? "any" : c.accel->ports);
       break;
     case AccelStep::kAdopt:
       log::info("socket acceleration: adopted (cgroup {}, {} sockets)", cur->cgroup, cur->sockets);

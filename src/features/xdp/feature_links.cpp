@@ -102,7 +102,7 @@ Status XdpFeature::reattach_pinned(const core::InterfaceConfig &i, const core::C
                                    const std::string &by, bool &done) {
   // The interface was deleted and made again: the same program on the same
   // maps, which hold the policy in force (applied by the caller).
-  auto r = reattach(bpffs_, i.name, *bpf::parse_xdp_mode(i.mode));
+  auto r = reattach(bpffs_, i.name, i.xdp_mode);
   if (!r) {
     if (r.error().err() != ENOTSUP)
       return r.error().context("attach the filter again to " + i.name);
@@ -138,12 +138,12 @@ Status XdpFeature::attach_new(const core::InterfaceConfig &i, const core::Config
                               const core::PolicyImage &image, const std::string &by, bool back) {
   AttachOptions a;
   a.iface = i.name;
-  a.mode = *bpf::parse_xdp_mode(i.mode);
+  a.mode = i.xdp_mode;
   a.attach = parse_xdp_attach(i.attach).value_or(XdpAttach::kDirect);
   a.priority = i.priority;
   a.max_sources = i.max_sources;
   a.policy = &image;
-  a.event_buffer = parse_event_buffer(c.events.buffer).value_or(EventBufferChoice::kAuto);
+  a.event_buffer = c.events.buffer_choice;
   a.drop_sample_interval_ns = c.events.drop_sample_interval_ns;
   auto r = attach(bpffs_, a);
   if (!r)
