@@ -1,9 +1,14 @@
-// A move-only owner of a file descriptor.
+// A move-only owner of a file descriptor, and the one way to duplicate one.
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <string_view>
 #include <utility>
+
+#include "util/result.hpp"
 
 namespace bpfgate::bpf {
 
@@ -35,5 +40,17 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// A duplicate of `fd` (close-on-exec, above stdio) that the caller owns: to
+// keep a loaded object's map or program once its skeleton goes. A negative
+// fd is a missing object: ENOENT naming `what`.
+inline Result<UniqueFd> dup_fd(int fd, std::string_view what) {
+  if (fd < 0)
+    return make_error(ENOENT, "the loaded object has no {}", what);
+  int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0)
+    return make_error(errno, "duplicate the fd of {}", what);
+  return UniqueFd(d);
+}
 
 }  // namespace bpfgate::bpf

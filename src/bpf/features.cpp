@@ -39,6 +39,15 @@ bool has_bpf_privileges() {
   return bpf && has(CAP_NET_ADMIN);
 }
 
+Status require_privileges(std::string_view who, std::string_view to) {
+  if (has_bpf_privileges())
+    return {};
+  return make_error(EPERM,
+                    "{} needs root, or CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN, to {}: run "
+                    "it with sudo",
+                    who, to);
+}
+
 }  // namespace bpfgate::bpf
 
 namespace bpfgate::bpf {

@@ -4,6 +4,7 @@
 #include <linux/bpf.h>
 
 #include <string>
+#include <string_view>
 
 #include "util/result.hpp"
 
@@ -16,6 +17,10 @@ bool has_helper(bpf_prog_type type, bpf_func_id helper);
 std::string kernel_release();
 // Whether the caller may load BPF programs and attach to interfaces.
 bool has_bpf_privileges();
+// The one privileges check before loading or attaching: EPERM with
+// "<who> needs root, or CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN, to <to>:
+// run it with sudo" (who: "bpfgate", "bpfgate accel"; to: what it was about to do).
+Status require_privileges(std::string_view who, std::string_view to);
 // Whether an extension program (freplace, BPF_PROG_TYPE_EXT) may replace a
 // global function of a loaded XDP program and be attached there: what libxdp's
 // dispatcher does with every program it runs. Asked once (needs privileges);

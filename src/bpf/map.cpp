@@ -24,6 +24,27 @@ Result<MapInfo> map_info(int fd) {
   return MapInfo{info.id, info.type, info.key_size, info.value_size, info.max_entries, info.name};
 }
 
+Result<LinkInfo> link_info(int link_fd) {
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  if (int err = bpf_obj_get_info_by_fd(link_fd, &info, &len))
+    return libbpf_error(err, "read link info");
+  LinkInfo out{info.id, info.prog_id, 0, 0};
+  if (info.type == BPF_LINK_TYPE_XDP)
+    out.ifindex = info.xdp.ifindex;
+  else if (info.type == BPF_LINK_TYPE_CGROUP)
+    out.cgroup_id = info.cgroup.cgroup_id;
+  return out;
+}
+
+Result<uint32_t> prog_id_of(int prog_fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (int err = bpf_obj_get_info_by_fd(prog_fd, &info, &len))
+    return libbpf_error(err, "read program info");
+  return info.id;
+}
+
 int possible_cpus() {
   static const int n = libbpf_num_possible_cpus();
   return n > 0 ? n : 1;

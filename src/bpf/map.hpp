@@ -31,6 +31,16 @@ struct MapInfo {
 };
 Result<MapInfo> map_info(int fd);
 
+// What a pinned or loaded link or program is: the one look-up of their ids.
+struct LinkInfo {
+  uint32_t id = 0;
+  uint32_t prog_id = 0;
+  uint32_t ifindex = 0;    // an XDP link's interface (0: it went away, a defunct link)
+  uint64_t cgroup_id = 0;  // a cgroup link's cgroup
+};
+Result<LinkInfo> link_info(int link_fd);
+Result<uint32_t> prog_id_of(int prog_fd);
+
 // Untyped operations, shared by the typed wrappers below.
 namespace raw {
 Result<bool> lookup(int fd, const void *key, void *value);  // false: no such key

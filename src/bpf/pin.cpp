@@ -8,6 +8,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -46,11 +47,35 @@ Status ensure_bpffs(const std::string &mount_point) {
                     mount_point, mount_point, kDefaultBpffs);
 }
 
+std::string feature_dir(const std::string &bpffs, std::string_view feature) {
+  return pin_path(bpffs, feature);
+}
+std::string feature_dir(const std::string &bpffs, std::string_view feature,
+                        std::string_view iface) {
+  return pin_path(feature_dir(bpffs, feature), iface);
+}
+std::string pin_path(const std::string &dir, std::string_view name) {
+  return dir + "/" + std::string(name);
+}
 std::string pin_root(const std::string &bpffs) {
-  return bpffs + "/bpfgate";
+  return feature_dir(bpffs, kXdpPinDir);
 }
 std::string pin_dir(const std::string &bpffs, const std::string &iface) {
-  return pin_root(bpffs) + "/" + iface;
+  return feature_dir(bpffs, kXdpPinDir, iface);
+}
+
+Result<std::vector<std::string>> pinned_dirs(const std::string &dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec))
+    return out;
+  for (const auto &e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_directory())
+      out.push_back(e.path().filename());
+  if (ec)
+    return Error(ec.value(), "list " + dir);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Status make_private_dir(const std::string &path) {
@@ -102,14 +127,27 @@ Status check_pin_owner(const std::string &path) {
                     path, st.st_mode & 07777, st.st_uid, self, path);
 }
 
-Result<DirLock> DirLock::acquire(const std::string &dir, bool wait) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return Error(errno, "open " + dir + " for locking");
-  UniqueFd owner(fd);
-  if (::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0)
-    return Error(errno, "lock " + dir + " (another bpfgate is working on it)");
-  return DirLock(std::move(owner));
+Result<DirLock> DirLock::acquire(const std::string &dir, bool create) {
+  for (int attempt = 0; attempt < 8; attempt++) {
+    if (create)
+      if (auto st = make_private_dir(dir); !st)
+        return st.error();
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+      return Error(errno, "open " + dir + " for locking");
+    UniqueFd owner(fd);
+    if (::flock(fd, LOCK_EX) != 0)
+      return Error(errno, "lock " + dir + " (another bpfgate is working on it)");
+    struct stat locked {
+    }, now{};
+    if (::fstat(fd, &locked) == 0 && ::stat(dir.c_str(), &now) == 0 &&
+        locked.st_ino == now.st_ino && locked.st_dev == now.st_dev)
+      return DirLock(std::move(owner));
+    if (!create && !exists(dir))
+      return Error(ENOENT, "lock " + dir + " (removed meanwhile)");
+  }
+  return make_error(EBUSY, "{} keeps changing under bpfgate: another bpfgate is working on it",
+                    dir);
 }
 
 }  // namespace bpfgate::bpf

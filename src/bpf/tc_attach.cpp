@@ -19,19 +19,38 @@ std::string to_string(TcDirection d) {
   return d == TcDirection::kIngress ? "ingress" : "egress";
 }
 
+Result<bool> clsact_create(int ifindex, const std::string &iface) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err == -EEXIST)
+    return false;
+  if (err)
+    return libbpf_error(err, fmt::format("create the clsact qdisc on {} (`tc qdisc add dev {} "
+                                         "clsact` shows what the kernel says)",
+                                         iface, iface));
+  return true;
+}
+
+Status clsact_destroy(int ifindex) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+              .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+  int err = bpf_tc_hook_destroy(&hook);
+  if (err && err != -ENOENT && err != -EINVAL && err != -ENODEV)
+    return libbpf_error(err, "remove the clsact qdisc");
+  return {};
+}
+
 Result<TcFilter> TcFilter::attach(int prog_fd, int ifindex, const std::string &iface,
                                   TcDirection dir, uint32_t priority) {
+  if (auto made = clsact_create(ifindex, iface); !made)
+    return made.error();
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point_of(dir));
-  int err = bpf_tc_hook_create(&hook);
-  if (err && err != -EEXIST)
-    return libbpf_error(err, fmt::format("create the clsact qdisc on {} (tc qdisc add dev {} "
-                                         "clsact)",
-                                         iface, iface));
   LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = priority,
               .priority = priority);
-  err = bpf_tc_attach(&hook, &opts);
-  if (err)
-    return libbpf_error(err, fmt::format("attach the tc {} program to {}", to_string(dir), iface));
+  if (int err = bpf_tc_attach(&hook, &opts))
+    return libbpf_error(err, fmt::format("attach the tc {} program to {} (direct-action on "
+                                         "clsact, priority {:#x})",
+                                         to_string(dir), iface, priority));
   TcFilter f;
   f.ifindex_ = ifindex;
   f.iface_ = iface;

@@ -1,7 +1,9 @@
 // tc programs on an interface's clsact hook through libbpf's bpf_tc_* API
-// (libbpf 1.1 has no tcx). A TcFilter owns one filter (ingress or egress) and
-// removes it when it goes, unless released: tc filters are not bpf_links and
-// outlive the process that attached them.
+// (libbpf 1.1 has no tcx), the one way every feature attaches them. A
+// TcFilter owns one filter (ingress or egress) and removes it when it goes,
+// unless released: tc filters are not bpf_links and outlive the process that
+// attached them (the tc datapath releases its filters; the probes keep theirs
+// for as long as the agent runs).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,15 @@ namespace bpfgate::bpf {
 enum class TcDirection { kIngress, kEgress };
 
 std::string to_string(TcDirection d);
+inline TcDirection tc_direction(bool egress) {
+  return egress ? TcDirection::kEgress : TcDirection::kIngress;
+}
+
+// Creates the clsact qdisc on an interface: true when it did, false when
+// there was one (shared: other filters on it stay).
+Result<bool> clsact_create(int ifindex, const std::string &iface);
+// Removes the clsact qdisc and every filter on it (absent is fine).
+Status clsact_destroy(int ifindex);
 
 class TcFilter {
  public:

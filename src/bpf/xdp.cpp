@@ -131,13 +131,4 @@ Status detach_foreign_xdp(int ifindex, const XdpQuery &q) {
   return {};
 }
 
-Result<LinkInfo> link_info(int link_fd) {
-  bpf_link_info info{};
-  uint32_t len = sizeof(info);
-  int err = bpf_obj_get_info_by_fd(link_fd, &info, &len);
-  if (err)
-    return libbpf_error(err, "read link info");
-  return LinkInfo{info.id, info.prog_id, info.xdp.ifindex};
-}
-
 }  // namespace bpfgate::bpf

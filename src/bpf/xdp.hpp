@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bpf/fd.hpp"
+#include "bpf/map.hpp"  // link_info
 #include "bpf/xdp_mode.hpp"
 #include "util/result.hpp"
 
@@ -33,12 +34,5 @@ Status detach_foreign_xdp(int ifindex, const XdpQuery &q);
 
 // Interface name -> index, with an error that says what to check.
 Result<int> ifindex_of(const std::string &iface);
-
-struct LinkInfo {
-  uint32_t id = 0;
-  uint32_t prog_id = 0;
-  uint32_t ifindex = 0;  // 0 when the interface went away (defunct link)
-};
-Result<LinkInfo> link_info(int link_fd);
 
 }  // namespace bpfgate::bpf

@@ -1,7 +1,10 @@
 #include "features/accel/accel_host.hpp"
 
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -9,10 +12,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
+#include "bpf/error.hpp"
 #include "bpf/fd.hpp"
+#include "bpf/map.hpp"
+#include "bpf/pin.hpp"
+#include "bpfgate/abi/accel.h"
+#include "features/accel/accel.hpp"
 
 namespace bpfgate::agent::accel {
 
@@ -105,6 +114,114 @@ Result<std::vector<core::Prefix>> local_prefixes() {
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
+}
+
+Result<std::string> unified_hierarchy() {
+  for (const char *p : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"})
+    if (is_cgroup2_dir(p))
+      return std::string(p);
+  // Anywhere else cgroup2 is mounted.
+  if (FILE *f = ::fopen("/proc/self/mounts", "re")) {
+    char dev[256], dir[4096], type[64];
+    while (std::fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3)
+      if (std::strcmp(type, "cgroup2") == 0 && is_cgroup2_dir(dir)) {
+        std::fclose(f);
+        return std::string(dir);
+      }
+    std::fclose(f);
+  }
+  return make_error(
+      ENOENT,
+      "no cgroup v2 hierarchy is mounted (looked at /sys/fs/cgroup, "
+      "/sys/fs/cgroup/unified and /proc/self/mounts); socket acceleration attaches "
+      "to a cgroup v2: mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`");
+}
+
+Result<std::string> resolve_cgroup(const std::string &cgroup) {
+  auto root = unified_hierarchy();
+  if (!root)
+    return root.error();
+  if (cgroup.empty())
+    return *root;
+  // An absolute path that exists is taken as it is (and must be cgroup v2);
+  // anything else is a path inside the unified hierarchy (/app, app).
+  std::string path = cgroup;
+  if (path.front() != '/' || !bpf::exists(path))
+    path =
+        *root + "/" +
+        path.substr(path.find_first_not_of('/') == std::string::npos ? path.size()
+                                                                     : path.find_first_not_of('/'));
+  while (path.size() > 1 && path.back() == '/')
+    path.pop_back();
+  if (!bpf::exists(path))
+    return make_error(ENOENT,
+                      "cgroup {} does not exist; give a directory of the cgroup v2 hierarchy "
+                      "mounted at {} (create one with `mkdir {}`)",
+                      path, *root, path);
+  if (!is_cgroup2_dir(path))
+    return make_error(ENOTDIR,
+                      "{} is not a cgroup v2 directory; socket acceleration attaches to the "
+                      "unified hierarchy, mounted at {}",
+                      path, *root);
+  return path;
+}
+
+// Whether FIONREAD on a socket in the sockhash counts the bytes redirected to
+// it: a loopback pair goes into the (not yet attached) sockhash from user
+// space, one byte is sent, and the receiver is asked. The counters are zeroed
+// afterwards; closing the pair takes it out of the sockhash.
+Result<bool> fionread_counts_redirects(int sockets_fd, int sk_state_fd, int counters_fd,
+                                       uint64_t netns) {
+  bpf::UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (!listener.valid() || ::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), len) != 0 ||
+      ::listen(listener.get(), 1) != 0 ||
+      ::getsockname(listener.get(), reinterpret_cast<sockaddr *>(&a), &len) != 0)
+    return Error(errno, "probe FIONREAD: listen on 127.0.0.1 (is lo up?)");
+  bpf::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!client.valid() || ::connect(client.get(), reinterpret_cast<sockaddr *>(&a), len) != 0)
+    return Error(errno, "probe FIONREAD: connect over loopback");
+  bpf::UniqueFd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!server.valid())
+    return Error(errno, "probe FIONREAD: accept");
+  auto key_of = [&](int fd) {
+    sockaddr_in l{}, r{};
+    socklen_t ll = sizeof(l), rl = sizeof(r);
+    ::getsockname(fd, reinterpret_cast<sockaddr *>(&l), &ll);
+    ::getpeername(fd, reinterpret_cast<sockaddr *>(&r), &rl);
+    bg_accel_key k{};
+    k.local_ip[2] = k.remote_ip[2] = htonl(0x0000ffff);
+    k.local_ip[3] = l.sin_addr.s_addr;
+    k.remote_ip[3] = r.sin_addr.s_addr;
+    k.local_port = ntohs(l.sin_port);
+    k.remote_port = ntohs(r.sin_port);
+    k.netns_cookie = netns;
+    return k;
+  };
+  for (int fd : {client.get(), server.get()}) {
+    bg_accel_key k = key_of(fd);
+    bg_accel_sk_state st{.flags = 0, ._pad = 0, .key = k};
+    uint64_t value = static_cast<uint64_t>(fd);
+    if (int err = bpf_map_update_elem(sk_state_fd, &fd, &st, BPF_NOEXIST); err)
+      return bpf::libbpf_error(err, "probe FIONREAD: socket state");
+    if (int err = bpf_map_update_elem(sockets_fd, &k, &value, BPF_NOEXIST); err)
+      return bpf::libbpf_error(err, "probe FIONREAD: put a loopback pair into the sockhash");
+  }
+  char byte = 'x';
+  if (::send(client.get(), &byte, 1, MSG_NOSIGNAL) != 1)
+    return Error(errno, "probe FIONREAD: send");
+  int inq = -1;
+  if (::ioctl(server.get(), FIONREAD, &inq) != 0)
+    return Error(errno, "probe FIONREAD: ioctl");
+  (void)::recv(server.get(), &byte, 1, MSG_DONTWAIT);
+  bpf::PerCpuMap<__u32, bg_accel_counter> counters(counters_fd);
+  for (__u32 e = 0; e < BG_ACCEL_EVENT_NR; e++)
+    if (auto st = counters.update_all(e, bg_accel_counter{}); !st)
+      return st.error();
+  return inq == 1;
 }
 
 }  // namespace bpfgate::agent::accel

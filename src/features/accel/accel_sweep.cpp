@@ -13,6 +13,7 @@
 
 #include "accel_sweep.skel.h"
 #include "features/accel/accel.hpp"
+#include "features/accel/accel_pins.hpp"
 #include "bpf/error.hpp"
 #include "bpf/fd.hpp"
 #include "bpf/iter.hpp"
@@ -117,10 +118,11 @@ Housekeeper &Housekeeper::operator=(Housekeeper &&) noexcept = default;
 Housekeeper::~Housekeeper() = default;
 
 Result<Housekeeper> Housekeeper::open(const std::string &bpffs) {
-  std::string dir = pin_dir(bpffs);
-  auto pin = [&](const char *name) { return dir + "/" + name; };
+  bpf::PinSet set = pins(bpffs);
+  auto pin = [&](const char *name) { return set.path(name); };
   if (!bpf::exists(pin(BG_ACCEL_PIN_SOCKETS)))
-    return make_error(ENOENT, "socket acceleration is not enabled (nothing pinned under {})", dir);
+    return make_error(ENOENT, "socket acceleration is not enabled (nothing pinned under {})",
+                      set.dir());
   auto sockets = bpf::open_pinned(pin(BG_ACCEL_PIN_SOCKETS));
   if (!sockets)
     return sockets.error();

@@ -50,24 +50,10 @@ Status set_sample_interval(int fd, uint64_t interval_ns) {
   return bpf::raw::update(fd, &zero, &c, BPF_ANY);
 }
 
-const std::vector<const char *> &event_pin_names() {
-  static const std::vector<const char *> kNames = {BG_PIN_EVENTS, BG_PIN_EVENT_CONFIG,
-                                                   BG_PIN_RULE_STATS};
-  return kNames;
-}
-
-Status pin_event_maps(const bpf_object *obj, const std::string &dir) {
-  const std::pair<const char *, const char *> maps[] = {{"bg_events", BG_PIN_EVENTS},
-                                                        {"bg_event_config", BG_PIN_EVENT_CONFIG},
-                                                        {"bg_rule_stats", BG_PIN_RULE_STATS}};
-  for (const auto &[map, pin] : maps) {
-    const bpf_map *m = bpf_object__find_map_by_name(obj, map);
-    if (!m || bpf_map__fd(m) < 0)
-      return make_error(ENOENT, "the loaded filter has no map {}", map);
-    if (auto st = bpf::pin_fd(bpf_map__fd(m), dir + "/" + pin); !st)
-      return st;
-  }
-  return {};
+std::vector<bpf::PinSpec> event_pins() {
+  return {bpf::map_pin(BG_PIN_EVENTS, "bg_events"),
+          bpf::map_pin(BG_PIN_EVENT_CONFIG, "bg_event_config"),
+          bpf::map_pin(BG_PIN_RULE_STATS, "bg_rule_stats")};
 }
 
 int64_t realtime_offset_ns() {

@@ -15,6 +15,7 @@
 
 #include "bpfgate/abi/events.h"
 #include "bpfgate/abi/xdp.h"
+#include "bpf/pin_set.hpp"
 #include "features/observe/observe_config.hpp"
 #include "util/result.hpp"
 
@@ -47,9 +48,8 @@ Status set_event_transport(Skel &skel, bg_event_transport t) {
 
 // Writes the drop-sample interval (0: no samples) into a filter's event_config map.
 Status set_sample_interval(int event_config_fd, uint64_t interval_ns);
-// Pins the event maps of a loaded filter object under dir (mode 0600).
-Status pin_event_maps(const bpf_object *obj, const std::string &dir);
-const std::vector<const char *> &event_pin_names();
+// The event maps a filter pins beside its own (bpf::PinSet entries).
+std::vector<bpf::PinSpec> event_pins();
 
 // One event, from the datapath or made by the agent (released, manual block).
 struct Event {

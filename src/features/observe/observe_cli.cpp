@@ -116,7 +116,7 @@ int direct(const Globals &g, const EventsOptions &o) {
   uint64_t seen = 0;
   bool done = false;
   for (const auto &n : names) {
-    std::string path = bpf::pin_dir(g.bpffs, n) + "/" + BG_PIN_EVENTS;
+    std::string path = bpf::pin_path(bpf::pin_dir(g.bpffs, n), BG_PIN_EVENTS);
     auto map = bpf::open_pinned(path);
     if (!map)
       return fail(

@@ -44,7 +44,7 @@ Observer::~Observer() = default;
 
 Status Observer::watch(const std::string &iface, uint64_t sample_interval_ns) {
   std::string dir = bpf::pin_dir(bpffs_, iface);
-  if (!bpf::exists(dir + "/" + BG_PIN_EVENTS)) {
+  if (!bpf::exists(bpf::pin_path(dir, BG_PIN_EVENTS))) {
     log::warn(
         "{}: the running filter has no event buffer (attached by an older bpfgate): no events "
         "from it until it is detached and attached again",
@@ -52,14 +52,14 @@ Status Observer::watch(const std::string &iface, uint64_t sample_interval_ns) {
     state_.update([&](AgentSnapshot &s) { s.event_buffers[iface] = "none"; });
     return {};
   }
-  auto cfg = bpf::open_pinned(dir + "/" + BG_PIN_EVENT_CONFIG);
+  auto cfg = bpf::open_pinned(bpf::pin_path(dir, BG_PIN_EVENT_CONFIG));
   if (!cfg)
     return cfg.error();
   if (auto st = set_sample_interval(cfg->get(), sample_interval_ns); !st)
     return st.error().context(iface + ": set the drop sample interval");
   if (sources_.count(iface))
     return {};
-  auto map = bpf::open_pinned(dir + "/" + BG_PIN_EVENTS);
+  auto map = bpf::open_pinned(bpf::pin_path(dir, BG_PIN_EVENTS));
   if (!map)
     return map.error();
   auto buf = bpf::EventBuffer::open(map->get(), [this, iface](std::string_view rec) {

@@ -15,20 +15,27 @@
 #include "bpf/map.hpp"
 #include "bpf/observe_skeletons.hpp"
 #include "bpf/pin.hpp"
+#include "bpf/pin_set.hpp"
 #include "bpf/xdp.hpp"
 #include "util/log.hpp"
 
 namespace bpfgate::agent {
 
+std::string observe_pin_dir(const std::string &bpffs) {
+  return bpf::feature_dir(bpffs, BG_OBS_PIN_DIR);
+}
+
 namespace {
 
 constexpr const char *kTracefs = "/sys/kernel/tracing";
 
-const std::pair<const char *, const char *> kPinnedMaps[] = {
-    {"bg_obs_services", BG_OBS_PIN_SERVICES},
-    {"bg_obs_info", BG_OBS_PIN_INFO},
-    {"bg_obs_stats", BG_OBS_PIN_STATS},
-    {"bg_obs_flows", BG_OBS_PIN_FLOWS}};
+// The maps pinned under <bpffs>/bpfgate-observe/ (libbpf pins them at load).
+bpf::PinSet observe_pins(const std::string &bpffs) {
+  return bpf::PinSet(observe_pin_dir(bpffs), {bpf::map_pin(BG_OBS_PIN_SERVICES, "bg_obs_services"),
+                                              bpf::map_pin(BG_OBS_PIN_INFO, "bg_obs_info"),
+                                              bpf::map_pin(BG_OBS_PIN_STATS, "bg_obs_stats"),
+                                              bpf::map_pin(BG_OBS_PIN_FLOWS, "bg_obs_flows")});
+}
 
 // Gives the tracing object the tc object's service maps.
 template <class Skel>
@@ -89,10 +96,6 @@ Result<uint32_t> field_offset(const std::string &event, const std::string &field
 
 }  // namespace
 
-std::string observe_pin_dir(const std::string &bpffs) {
-  return bpffs + "/" + BG_OBS_PIN_DIR;
-}
-
 struct ServiceProbes::Impl {
   std::string bpffs;
   bpf::ObserveTcSkel tc;
@@ -107,31 +110,103 @@ Result<std::unique_ptr<ServiceProbes>> ServiceProbes::load(const std::string &bp
                                                            const std::string &tcp_mode) {
   if (auto st = bpf::ensure_bpffs(bpffs); !st)
     return st.error();
-  std::string dir = observe_pin_dir(bpffs);
-  if (auto st = bpf::make_private_dir(dir); !st)
+  bpf::PinSet pins = observe_pins(bpffs);
+  if (auto st = bpf::make_private_dir(pins.dir()); !st)
     return st.error();
   auto tc = bpf::ObserveTcSkel::open("observe_tc");
   if (!tc)
     return tc.error();
   // Counters and flows carry over from an earlier run when the pins are there.
-  for (const auto &[map, pin] : kPinnedMaps) {
+  for (const auto &name : pins.names()) {
     // libbpf reuses what is pinned there: only a pin we trust.
-    if (std::string path = dir + "/" + pin; bpf::exists(path))
+    std::string path = pins.path(name);
+    if (bpf::exists(path))
       if (auto st = bpf::check_pin_owner(path); !st)
         return st.error();
-    bpf_map *m = bpf_object__find_map_by_name((*tc)->obj, map);
-    if (!m || bpf_map__set_pin_path(m, (dir + "/" + pin).c_str()))
-      return make_error(EINVAL, "set the pin path of {}", map);
+    bpf_map *m = bpf_object__find_map_by_name((*tc)->obj, pins.object(name).c_str());
+    if (!m || bpf_map__set_pin_path(m, path.c_str()))
+      return make_error(EINVAL, "set the pin path of {}", pins.object(name));
   }
   if (auto st = tc->load(); !st)
     return st.error().context("load the tc latency probes");
-  for (const auto &[map, pin] : kPinnedMaps)
-    ::chmod((dir + "/" + pin).c_str(), 0600);
+  for (const auto &name : pins.names())
+    ::chmod(pins.path(name).c_str(), 0600);
   auto impl = std::make_unique<Impl>(Impl{bpffs, std::move(*tc), std::nullopt, std::nullopt});
   std::unique_ptr<ServiceProbes> p(new ServiceProbes(std::move(impl)));
   if (auto st = p->load_tcp(tcp_mode); !st)
     return st.error();
   return p;
+}
+
+namespace {
+
+// The TCP probes with BTF: fexit or tp_btf for retransmits.
+Result<bpf::ObserveTraceSkel> load_btf_probes(bool fexit, const bpf::ObserveTcSkel &tc) {
+  auto s = bpf::ObserveTraceSkel::open("observe_trace");
+  if (!s)
+    return s.error();
+  struct stat ns {};
+  if (::stat("/proc/self/ns/net", &ns) == 0)
+    (*s)->rodata->bg_netns_ino = static_cast<__u32>(ns.st_ino);
+  bpf_program__set_autoload((*s)->progs.bg_obs_retransmit, fexit);
+  bpf_program__set_autoload((*s)->progs.bg_obs_retransmit_btf, !fexit);
+  if (auto st = share_maps(*s, tc); !st)
+    return st.error();
+  if (auto st = s->load(); !st)
+    return st.error();
+  if (int err = observe_trace__attach(s->get()))
+    return bpf::libbpf_error(err, "attach the TCP probes");
+  return s;
+}
+
+// The TCP probes on classic tracepoints, field offsets read from tracefs.
+Result<bpf::ObserveTpSkel> load_tp_probes(const bpf::ObserveTcSkel &tc) {
+  auto fs = Tracefs::ensure();
+  if (!fs)
+    return fs.error();
+  auto s = bpf::ObserveTpSkel::open("observe_tp");
+  if (!s)
+    return s.error();
+  struct Field {
+    const char *event, *field;
+    volatile __u32 *into;
+  } fields[] = {{"tcp/tcp_retransmit_skb", "sport", &(*s)->rodata->bg_rt_sport_off},
+                {"sock/inet_sock_set_state", "oldstate", &(*s)->rodata->bg_ss_oldstate_off},
+                {"sock/inet_sock_set_state", "newstate", &(*s)->rodata->bg_ss_newstate_off},
+                {"sock/inet_sock_set_state", "sport", &(*s)->rodata->bg_ss_sport_off},
+                {"sock/inet_sock_set_state", "protocol", &(*s)->rodata->bg_ss_protocol_off}};
+  for (auto &f : fields) {
+    auto off = field_offset(f.event, f.field);
+    if (!off)
+      return off.error();
+    *f.into = *off;
+  }
+  if (auto st = share_maps(*s, tc); !st)
+    return st.error();
+  if (auto st = s->load(); !st)
+    return st.error();
+  if (int err = observe_tp__attach(s->get()))
+    return bpf::libbpf_error(err, "attach the TCP tracepoints");
+  return s;
+}
+
+}  // namespace
+
+Status ServiceProbes::try_tcp(const std::string &m) {
+  if ((m == "fexit" || m == "tp_btf") && !bpf::exists("/sys/kernel/btf/vmlinux"))
+    return make_error(ENOENT, "the kernel has no BTF (/sys/kernel/btf/vmlinux)");
+  if (m == "fexit" || m == "tp_btf") {
+    auto s = load_btf_probes(m == "fexit", impl_->tc);
+    if (!s)
+      return s.error();
+    impl_->trace.emplace(std::move(*s));
+    return {};
+  }
+  auto s = load_tp_probes(impl_->tc);
+  if (!s)
+    return s.error();
+  impl_->tp.emplace(std::move(*s));
+  return {};
 }
 
 Status ServiceProbes::load_tcp(const std::string &mode) {
@@ -141,66 +216,11 @@ Status ServiceProbes::load_tcp(const std::string &mode) {
     return {};
   }
   std::string why;
-  auto try_btf = [&](bool fexit) -> Status {
-    auto s = bpf::ObserveTraceSkel::open("observe_trace");
-    if (!s)
-      return s.error();
-    struct stat ns {};
-    if (::stat("/proc/self/ns/net", &ns) == 0)
-      (*s)->rodata->bg_netns_ino = static_cast<__u32>(ns.st_ino);
-    bpf_program__set_autoload((*s)->progs.bg_obs_retransmit, fexit);
-    bpf_program__set_autoload((*s)->progs.bg_obs_retransmit_btf, !fexit);
-    if (auto st = share_maps(*s, impl_->tc); !st)
-      return st;
-    if (auto st = s->load(); !st)
-      return st;
-    if (int err = observe_trace__attach(s->get()))
-      return bpf::libbpf_error(err, "attach the TCP probes");
-    impl_->trace.emplace(std::move(*s));
-    return {};
-  };
-  auto try_tp = [&]() -> Status {
-    auto fs = Tracefs::ensure();
-    if (!fs)
-      return fs.error();
-    auto s = bpf::ObserveTpSkel::open("observe_tp");
-    if (!s)
-      return s.error();
-    struct Field {
-      const char *event, *field;
-      volatile __u32 *into;
-    } fields[] = {{"tcp/tcp_retransmit_skb", "sport", &(*s)->rodata->bg_rt_sport_off},
-                  {"sock/inet_sock_set_state", "oldstate", &(*s)->rodata->bg_ss_oldstate_off},
-                  {"sock/inet_sock_set_state", "newstate", &(*s)->rodata->bg_ss_newstate_off},
-                  {"sock/inet_sock_set_state", "sport", &(*s)->rodata->bg_ss_sport_off},
-                  {"sock/inet_sock_set_state", "protocol", &(*s)->rodata->bg_ss_protocol_off}};
-    for (auto &f : fields) {
-      auto off = field_offset(f.event, f.field);
-      if (!off)
-        return off.error();
-      *f.into = *off;
-    }
-    if (auto st = share_maps(*s, impl_->tc); !st)
-      return st;
-    if (auto st = s->load(); !st)
-      return st;
-    if (int err = observe_tp__attach(s->get()))
-      return bpf::libbpf_error(err, "attach the TCP tracepoints");
-    impl_->tp.emplace(std::move(*s));
-    return {};
-  };
   const std::vector<std::string> order =
       mode == "auto" ? std::vector<std::string>{"fexit", "tp_btf", "tracepoint"}
                      : std::vector<std::string>{mode};
-  bool has_btf = bpf::exists("/sys/kernel/btf/vmlinux");
   for (const auto &m : order) {
-    Status st;
-    if ((m == "fexit" || m == "tp_btf") && !has_btf)
-      st = make_error(ENOENT, "the kernel has no BTF (/sys/kernel/btf/vmlinux)");
-    else if (m == "fexit" || m == "tp_btf")
-      st = try_btf(m == "fexit");
-    else
-      st = try_tp();
+    Status st = try_tcp(m);
     if (st) {
       tcp_mode_ = m;
       tcp_note_ = why;
@@ -306,12 +326,14 @@ int ServiceProbes::egress_prog_fd() const {
 Result<std::vector<ServiceStats>> read_services(const std::string &bpffs) {
   std::vector<ServiceStats> out;
   std::string dir = observe_pin_dir(bpffs);
-  if (!bpf::exists(dir + "/" + BG_OBS_PIN_INFO))
+  if (!bpf::exists(bpf::pin_path(dir, BG_OBS_PIN_INFO)))
     return out;
-  auto info = bpf::Map<__u32, bg_obs_service_info>::open_pinned(dir + "/" + BG_OBS_PIN_INFO);
+  auto info =
+      bpf::Map<__u32, bg_obs_service_info>::open_pinned(bpf::pin_path(dir, BG_OBS_PIN_INFO));
   if (!info)
     return info.error();
-  auto stats = bpf::PerCpuMap<__u32, bg_obs_stats>::open_pinned(dir + "/" + BG_OBS_PIN_STATS);
+  auto stats =
+      bpf::PerCpuMap<__u32, bg_obs_stats>::open_pinned(bpf::pin_path(dir, BG_OBS_PIN_STATS));
   if (!stats)
     return stats.error();
   for (uint32_t id = 1; id < BG_OBS_SERVICES_MAX; id++) {
@@ -342,7 +364,7 @@ Result<std::vector<ServiceStats>> read_services(const std::string &bpffs) {
 }
 
 Result<int64_t> count_flows(const std::string &bpffs) {
-  std::string path = observe_pin_dir(bpffs) + "/" + BG_OBS_PIN_FLOWS;
+  std::string path = bpf::pin_path(observe_pin_dir(bpffs), BG_OBS_PIN_FLOWS);
   if (!bpf::exists(path))
     return int64_t{-1};
   auto m = bpf::Map<bg_obs_flow_key, bg_obs_flow>::open_pinned(path);
@@ -355,10 +377,7 @@ Result<int64_t> count_flows(const std::string &bpffs) {
 }
 
 void remove_observe_pins(const std::string &bpffs) {
-  std::string dir = observe_pin_dir(bpffs);
-  for (const auto &[_, pin] : kPinnedMaps)
-    (void)bpf::unpin(dir + "/" + pin);
-  (void)bpf::remove_dir_if_empty(dir);
+  (void)observe_pins(bpffs).remove();
 }
 
 double bucket_upper_seconds(uint32_t bucket) {

@@ -55,6 +55,7 @@ class ServiceProbes {
   struct Impl;
   explicit ServiceProbes(std::unique_ptr<Impl> impl);
   Status load_tcp(const std::string &mode);
+  Status try_tcp(const std::string &mode);  // one of fexit, tp_btf, tracepoint
   std::unique_ptr<Impl> impl_;
   std::map<std::string, std::pair<bpf::TcFilter, bpf::TcFilter>> tc_;
   std::string tcp_mode_ = "off", tcp_note_;

@@ -17,6 +17,7 @@
 
 #include "bpf/fd.hpp"
 #include "bpf/map.hpp"
+#include "bpf/pin_set.hpp"
 #include "bpfgate/abi/tc.h"
 #include "core/config.hpp"
 #include "features/tc/tc_config.hpp"
@@ -46,8 +47,11 @@ class TcDatapath {
   // names (bpf/tc/tc_progs.h): the production one or a benchmark's.
   static Result<TcDatapath> from_object(const bpf_object *obj);
   static Result<TcDatapath> from_pins(const std::string &dir);
-  Status pin(const std::string &dir) const;
+  // Pins every program and map under `dir` (tc_datapath.cpp lists them).
+  Status pin(const std::string &dir);
   static std::vector<std::string> pin_names();
+  // Removes every pin of a tc datapath under `dir`, and `dir` when empty.
+  static Status unpin(const std::string &dir);
 
   // Writes the classes into the generation not in use and switches to it in
   // one write; sets the stages. Counters and buckets of a position whose
@@ -62,27 +66,15 @@ class TcDatapath {
   // Per class, then one entry for the unclassified packets.
   Result<std::vector<TcClassStats>> class_stats() const;
 
-  int prog_fd(bool egress) const { return egress ? egress_.get() : ingress_.get(); }
-  int stage_fd(uint32_t stage) const { return stage_progs_[stage].get(); }
+  int prog_fd(bool egress) const;
+  int stage_fd(uint32_t stage) const;
   bpf::Map<__u32, bg_tc_bucket> &buckets() { return buckets_; }
   bpf::PerCpuMap<__u32, bg_tc_stats> &stats() { return stats_; }
 
  private:
-  TcDatapath(bpf::UniqueFd ingress, bpf::UniqueFd egress,
-             std::array<bpf::UniqueFd, BG_TC_STAGE_NR> stage_progs, bpf::Map<__u32, __u32> slots,
-             bpf::Map<__u32, bg_tc_config> config, bpf::Map<__u32, bg_tc_class> classes,
-             bpf::Map<__u32, bg_tc_bucket> buckets, bpf::PerCpuMap<__u32, bg_tc_stats> stats)
-      : ingress_(std::move(ingress)),
-        egress_(std::move(egress)),
-        stage_progs_(std::move(stage_progs)),
-        slots_(std::move(slots)),
-        config_(std::move(config)),
-        classes_(std::move(classes)),
-        buckets_(std::move(buckets)),
-        stats_(std::move(stats)) {}
+  explicit TcDatapath(bpf::PinSet pins);
 
-  bpf::UniqueFd ingress_, egress_;
-  std::array<bpf::UniqueFd, BG_TC_STAGE_NR> stage_progs_;
+  bpf::PinSet pins_;              // owns every fd; the maps below borrow theirs
   bpf::Map<__u32, __u32> slots_;  // the program array
   bpf::Map<__u32, bg_tc_config> config_;
   bpf::Map<__u32, bg_tc_class> classes_;

@@ -92,35 +92,24 @@ const StatName &stat_name(bg_stat s) {
 
 namespace {
 
-std::string pin_path(const std::string &dir, const char *name) {
-  return dir + "/" + name;
+// Everything pinned under <bpffs>/bpfgate/<iface>/, in pinning order: the
+// Datapath's maps (datapath.cpp opens and pins those), the event maps, the
+// program, replace.cpp's program on its way in, and the link last (attached
+// directly), so that a failure before it leaves nothing attached.
+bpf::PinSet filter_pins(const std::string &dir) {
+  std::vector<bpf::PinSpec> p;
+  for (const char *name : Datapath::pin_names())
+    p.push_back(bpf::map_pin(name, ""));
+  for (auto &e : event_pins())
+    p.push_back(std::move(e));
+  p.push_back(bpf::prog_pin(BG_PIN_PROG, "bg_xdp_filter"));
+  p.push_back(bpf::prog_pin(kProgNextPin, ""));
+  p.push_back(bpf::link_pin(BG_PIN_LINK));
+  return bpf::PinSet(dir, std::move(p));
 }
 
 Status remove_pins(const std::string &dir) {
-  std::vector<const char *> names = Datapath::pin_names();
-  names.push_back(BG_PIN_PROG);
-  names.push_back(BG_PIN_LINK);
-  names.push_back(kProgNextPin);
-  names.insert(names.end(), event_pin_names().begin(), event_pin_names().end());
-  for (const char *name : names) {
-    auto st = bpf::unpin(pin_path(dir, name));
-    if (!st)
-      return st;
-  }
-  return bpf::remove_dir_if_empty(dir);
-}
-
-std::string mode_name(uint32_t m) {
-  switch (m) {
-    case BG_ATTACH_NATIVE:
-      return "native";
-    case BG_ATTACH_GENERIC:
-      return "generic";
-    case BG_ATTACH_OFFLOAD:
-      return "offload";
-    default:
-      return "unknown";
-  }
+  return filter_pins(dir).remove();
 }
 
 uint32_t mode_code(bpf::XdpMode m) {
@@ -138,28 +127,20 @@ uint32_t mode_code(bpf::XdpMode m) {
 }
 
 Status check_privileges() {
-  if (bpf::has_bpf_privileges())
-    return {};
-  return make_error(EPERM,
-                    "bpfgate needs root, or CAP_BPF (or CAP_SYS_ADMIN) and CAP_NET_ADMIN, "
-                    "to load and attach BPF programs: run it with sudo");
+  return bpf::require_privileges("bpfgate", "load and attach BPF programs");
 }
 
 // Prepares <bpffs>/bpfgate and takes its lock.
 Result<bpf::DirLock> lock_root(const std::string &bpffs) {
   if (auto st = bpf::ensure_bpffs(bpffs); !st)
     return st.error();
-  std::string root = bpf::pin_root(bpffs);
-  if (auto st = bpf::make_private_dir(root); !st)
-    return st.error();
-  return bpf::DirLock::acquire(root);
+  return bpf::DirLock::acquire(bpf::pin_root(bpffs), true);
 }
 
 // The id of the program behind fd (0 when unknown).
 uint32_t prog_id_of(int fd) {
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+  auto id = bpf::prog_id_of(fd);
+  return id ? *id : 0;
 }
 
 // Whether program prog_id runs in the dispatcher of iface (0: it does not).
@@ -175,8 +156,8 @@ uint32_t dispatched_ifindex(const std::string &iface, uint32_t prog_id) {
 // otherwise (interface gone or renamed, or the filter no longer in the
 // interface's dispatcher) they are stale and are removed.
 Status check_not_attached(const std::string &dir, const std::string &iface, int ifindex) {
-  std::string link_pin = pin_path(dir, BG_PIN_LINK);
-  std::string prog_pin = pin_path(dir, BG_PIN_PROG);
+  std::string link_pin = bpf::pin_path(dir, BG_PIN_LINK);
+  std::string prog_pin = bpf::pin_path(dir, BG_PIN_PROG);
   if (bpf::exists(link_pin)) {
     auto link = bpf::open_pinned(link_pin);
     if (link) {
@@ -282,17 +263,27 @@ Result<LoadedFilter> load_filter(const AttachOptions &o, int ifindex) {
 // Pins the maps and the program (and the link, when given: last, so that a
 // failure before it leaves nothing attached); on failure removes them all.
 Status pin_filter(const LoadedFilter &f, const std::string &dir, int prog_fd, int link_fd) {
+  auto set = bpf::PinSet::from_object(dir, filter_pins(dir).specs(), f.skel->obj);
+  if (!set)
+    return set.error();
+  // Through the dispatcher, the program libxdp loaded, not the skeleton's.
+  auto prog = bpf::dup_fd(prog_fd, "the filter program");
+  if (!prog)
+    return prog.error();
+  set->hold(BG_PIN_PROG, std::move(*prog));
+  if (link_fd >= 0) {
+    auto link = bpf::dup_fd(link_fd, "the filter's link");
+    if (!link)
+      return link.error();
+    set->hold(BG_PIN_LINK, std::move(*link));
+  }
   if (auto st = bpf::make_private_dir(dir); !st)
     return st;
   Status pinned = f.dp.pin(dir);
   if (pinned)
-    pinned = pin_event_maps(f.skel->obj, dir);
-  if (pinned)
-    pinned = bpf::pin_fd(prog_fd, pin_path(dir, BG_PIN_PROG));
-  if (pinned && link_fd >= 0)
-    pinned = bpf::pin_fd(link_fd, pin_path(dir, BG_PIN_LINK));
+    pinned = set->pin();
   if (!pinned)
-    (void)remove_pins(dir);
+    (void)set->remove();
   return pinned;
 }
 
@@ -434,7 +425,7 @@ Result<AttachReport> reattach(const std::string &bpffs, const std::string &iface
   if (!lock)
     return lock.error();
   std::string dir = bpf::pin_dir(bpffs, iface);
-  std::string link_pin = pin_path(dir, BG_PIN_LINK);
+  std::string link_pin = bpf::pin_path(dir, BG_PIN_LINK);
   if (!bpf::exists(link_pin))
     return make_error(ENOTSUP,
                       "the filter ran through the XDP dispatcher, which went with the interface");
@@ -447,7 +438,7 @@ Result<AttachReport> reattach(const std::string &bpffs, const std::string &iface
   if (info->ifindex)
     return make_error(EEXIST, "the filter of {} is still attached (to ifindex {})", iface,
                       info->ifindex);
-  auto prog = bpf::open_pinned(pin_path(dir, BG_PIN_PROG));
+  auto prog = bpf::open_pinned(bpf::pin_path(dir, BG_PIN_PROG));
   if (!prog)
     return prog.error();
   auto present = xdp_present(*ifindex);
@@ -489,15 +480,15 @@ Status detach(const std::string &bpffs, const std::string &iface) {
   auto lock = bpf::DirLock::acquire(bpf::pin_root(bpffs));
   if (!lock)
     return lock.error();
-  if (bpf::exists(pin_path(dir, BG_PIN_LINK))) {
-    auto link = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
+  if (bpf::exists(bpf::pin_path(dir, BG_PIN_LINK))) {
+    auto link = bpf::open_pinned(bpf::pin_path(dir, BG_PIN_LINK));
     if (link) {
       // Detach even if another process still holds the link open.
       int err = bpf_link_detach(link->get());
       if (err && errno != ENOLINK && errno != EINVAL)
         return bpf::libbpf_error(err, "detach the XDP link of " + iface);
     }
-  } else if (auto prog = bpf::open_pinned(pin_path(dir, BG_PIN_PROG))) {
+  } else if (auto prog = bpf::open_pinned(bpf::pin_path(dir, BG_PIN_PROG))) {
     // Through the dispatcher: the other programs stay.
     uint32_t idx = dispatched_ifindex(iface, prog_id_of(prog->get()));
     if (idx)
@@ -508,163 +499,7 @@ Status detach(const std::string &bpffs, const std::string &iface) {
 }
 
 Result<std::vector<std::string>> pinned_interfaces(const std::string &bpffs) {
-  std::vector<std::string> out;
-  std::string root = bpf::pin_root(bpffs);
-  std::error_code ec;
-  if (!fs::exists(root, ec))
-    return out;
-  for (const auto &e : fs::directory_iterator(root, ec))
-    if (e.is_directory())
-      out.push_back(e.path().filename());
-  if (ec)
-    return Error(ec.value(), "list " + root);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Result<PinnedFilter> PinnedFilter::open(const std::string &bpffs, const std::string &iface) {
-  if (auto st = bpf::ensure_bpffs(bpffs); !st)
-    return st.error();
-  std::string dir = bpf::pin_dir(bpffs, iface);
-  if (!bpf::exists(dir))
-    return make_error(ENOENT,
-                      "bpfgate is not attached to {} (nothing pinned under {}); attach it with "
-                      "`bpfgate attach {}`",
-                      iface, dir, iface);
-  bpf::UniqueFd link, prog;
-  if (bpf::exists(pin_path(dir, BG_PIN_LINK)) || !bpf::exists(pin_path(dir, BG_PIN_PROG))) {
-    auto l = bpf::open_pinned(pin_path(dir, BG_PIN_LINK));
-    if (!l)
-      return l.error();
-    link = std::move(*l);
-  } else {
-    auto p = bpf::open_pinned(pin_path(dir, BG_PIN_PROG));
-    if (!p)
-      return p.error();
-    prog = std::move(*p);
-  }
-  auto dp = Datapath::from_pins(dir);
-  if (!dp)
-    return dp.error().context("open the filter of " + iface);
-  return PinnedFilter(iface, dir, std::move(link), std::move(prog), std::move(*dp));
-}
-
-Result<PinnedFilter::Dispatched> PinnedFilter::dispatched() const {
-  Dispatched d;
-  d.prog_id = prog_id_of(prog_.get());
-  unsigned idx = if_nametoindex(iface_.c_str());
-  if (idx == 0 || d.prog_id == 0)
-    return d;
-  auto q = bpf::query_dispatcher(static_cast<int>(idx));
-  if (!q)
-    return q.error();
-  if (const bpf::DispatchedProg *p = q->dispatcher ? q->find(d.prog_id) : nullptr) {
-    d.ifindex = idx;
-    d.priority = p->priority;
-  }
-  return d;
-}
-
-Result<uint32_t> PinnedFilter::ifindex() const {
-  if (attach() == XdpAttach::kDispatcher) {
-    auto d = dispatched();
-    if (!d)
-      return d.error();
-    return d->ifindex;
-  }
-  auto info = bpf::link_info(link_.get());
-  if (!info)
-    return info.error();
-  return info->ifindex;
-}
-
-Status PinnedFilter::set_limits(const core::Limits &limits, std::optional<core::Limits> new_sources,
-                                std::optional<core::Limits> unproven) {
-  if (auto st = core::validate(limits); !st)
-    return st;
-  if (new_sources && new_sources->rate_pps)
-    if (auto st = core::validate(*new_sources); !st)
-      return st.error().context("new sources");
-  if (unproven && unproven->rate_pps)
-    if (auto st = core::validate(*unproven); !st)
-      return st.error().context("unproven sources");
-  auto lock = bpf::DirLock::acquire(dir_);
-  if (!lock)
-    return lock.error();
-  auto policy = dp_.active_policy();
-  if (!policy)
-    return policy.error();
-  core::apply_limits(limits, policy->rules[BG_RULE_DEFAULT].limit);
-  if (new_sources)
-    core::apply_limits(*new_sources, policy->settings.new_source_limit);
-  if (unproven)
-    core::apply_limits(*unproven, policy->settings.unproven_limit);
-  return dp_.apply(*policy);
-}
-
-Status PinnedFilter::apply(const core::PolicyImage &policy) {
-  auto lock = bpf::DirLock::acquire(dir_);
-  if (!lock)
-    return lock.error();
-  return dp_.apply(policy);
-}
-
-Result<FilterStatus> PinnedFilter::status() const {
-  FilterStatus s;
-  s.iface = iface_;
-  s.attach = attach();
-  if (s.attach == XdpAttach::kDispatcher) {
-    auto d = dispatched();
-    if (!d)
-      return d.error();
-    s.ifindex = d->ifindex;
-    s.prog_id = d->prog_id;
-    s.priority = d->priority;
-  } else {
-    auto info = bpf::link_info(link_.get());
-    if (!info)
-      return info.error();
-    s.ifindex = info->ifindex;
-    s.prog_id = info->prog_id;
-    s.link_id = info->id;
-  }
-  auto cfg = dp_.config();
-  if (!cfg)
-    return cfg.error();
-  s.mode = mode_name(cfg->attach_mode);
-  s.generation = cfg->generation;
-  const bg_settings &set = cfg->gen[cfg->active % BG_GENERATIONS];
-  s.unparsed_verdict = static_cast<bg_verdict>(set.unparsed_verdict);
-  s.new_sources = core::limits_of(set.new_source_limit);
-  s.unproven = core::limits_of(set.unproven_limit);
-  s.unproven_enforced = (set.flags & BG_SET_UNPROVEN) != 0;
-  s.syn_proxy_asked = (set.syn_opts & BG_SYN_OPT_ASKED) != 0;
-  s.syn_proxy = (set.flags & BG_SET_SYN_PROXY) != 0;
-  auto rule = dp_.default_rule();
-  if (!rule)
-    return rule.error();
-  s.limits = core::limits_of(rule->limit);
-  auto max = dp_.max_sources();
-  if (!max)
-    return max.error();
-  s.max_sources = *max;
-  auto c = dp_.counters();
-  if (!c)
-    return c.error();
-  s.counters = *c;
-  auto stats = dp_.stats();
-  if (!stats)
-    return stats.error();
-  s.stats = *stats;
-  auto known = dp_.known_entries();
-  if (!known)
-    return known.error();
-  s.known_sources = *known;
-  auto max_known = dp_.max_known();
-  if (!max_known)
-    return max_known.error();
-  s.max_known = *max_known;
-  return s;
+  return bpf::pinned_dirs(bpf::pin_root(bpffs));
 }
 
 }  // namespace bpfgate::agent

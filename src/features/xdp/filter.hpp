@@ -119,6 +119,10 @@ class PinnedFilter {
     unsigned priority = 0;
   };
   Result<Dispatched> dispatched() const;
+  // The parts of status().
+  Status read_attachment(FilterStatus &s) const;
+  Status read_settings(FilterStatus &s) const;
+  Status read_counters(FilterStatus &s) const;
 
   std::string iface_;
   std::string dir_;

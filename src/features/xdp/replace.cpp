@@ -116,7 +116,7 @@ Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running) {
 
 // Points pin `path` at prog_fd in one step: pinned beside it, then renamed over it.
 Status repin(int prog_fd, const std::string &dir, const char *name) {
-  std::string path = dir + "/" + name, tmp = dir + "/" + kProgNextPin;
+  std::string path = bpf::pin_path(dir, name), tmp = bpf::pin_path(dir, kProgNextPin);
   (void)bpf::unpin(tmp);
   if (auto st = bpf::pin_fd(prog_fd, tmp); !st)
     return st;
@@ -132,15 +132,15 @@ Status repin(int prog_fd, const std::string &dir, const char *name) {
 
 Result<ReplaceReport> replace_program(const std::string &bpffs, const std::string &iface,
                                       bool always) {
-  if (!bpf::has_bpf_privileges())
-    return make_error(EPERM, "replacing the XDP program needs root (CAP_BPF and CAP_NET_ADMIN)");
+  if (auto st = bpf::require_privileges("bpfgate", "replace the XDP program"); !st)
+    return st.error();
   if (auto st = bpf::ensure_bpffs(bpffs); !st)
     return st.error();
   auto lock = bpf::DirLock::acquire(bpf::pin_root(bpffs));
   if (!lock)
     return lock.error();
   std::string dir = bpf::pin_dir(bpffs, iface);
-  std::string link_pin = dir + "/" + BG_PIN_LINK;
+  std::string link_pin = bpf::pin_path(dir, BG_PIN_LINK);
   if (!bpf::exists(dir))
     return make_error(ENOENT, "bpfgate is not attached to {} (nothing pinned under {})", iface,
                       dir);
