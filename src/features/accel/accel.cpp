@@ -298,6 +298,7 @@ Result<Target> target_of(const EnableOptions &o) {
 Result<std::vector<uint16_t>> parse_ports(const std::string &list) {
   return core::parse_port_list(list);
 }
+
 std::string pin_dir(const std::string &bpffs) {
   return bpf::feature_dir(bpffs, BG_ACCEL_PIN_DIR);
 }
