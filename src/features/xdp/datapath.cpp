@@ -26,21 +26,6 @@ namespace {
 enum OuterIndex { kAcl = 0, kPorts = 1, kProtos = 2, kRules = 3 };
 constexpr const char *kOuterPins[] = {BG_PIN_ACL, BG_PIN_PORTS, BG_PIN_PROTOS, BG_PIN_RULES};
 
-Result<bpf::UniqueFd> dup_fd(int fd) {
-  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (d < 0)
-    return Error(errno, "duplicate a map fd");
-  return bpf::UniqueFd(d);
-}
-
-template <class M>
-Result<M> owned(int fd) {
-  auto d = dup_fd(fd);
-  if (!d)
-    return d.error();
-  return M(std::move(*d));
-}
-
 Result<bpf::UniqueFd> inner_of(const bpf::Map<__u32, __u32> &outer, uint32_t gen) {
   auto id = outer.lookup(gen);
   if (!id)
@@ -118,110 +103,51 @@ Status fill(int fd, const void *keys, size_t key_size, const void *values, size_
 
 }  // namespace
 
-const std::vector<const char *> &Datapath::pin_names() {
-  static const std::vector<const char *> kNames = {
-      BG_PIN_CONFIG,  BG_PIN_SOURCES, BG_PIN_COUNTERS, BG_PIN_BLOCKLIST,
-      BG_PIN_RUNTIME, BG_PIN_KNOWN,   BG_PIN_NOBLOCK,  BG_PIN_ACL,
-      BG_PIN_PORTS,   BG_PIN_PROTOS,  BG_PIN_RULES};
-  return kNames;
+std::vector<bpf::PinSpec> Datapath::pin_specs() {
+  using bpf::map_pin;
+  return {
+      map_pin<__u32, bg_config>(BG_PIN_CONFIG, "bg_config"),
+      map_pin<bg_src_key, bg_src_state>(BG_PIN_SOURCES, "bg_sources"),
+      map_pin<__u32, bg_counter>(BG_PIN_COUNTERS, "bg_counters"),
+      map_pin<bg_lpm_key, bg_block>(BG_PIN_BLOCKLIST, "bg_blocklist"),
+      map_pin<__u32, bg_runtime>(BG_PIN_RUNTIME, "bg_runtime"),
+      map_pin<bg_src_key, bg_src_state>(BG_PIN_KNOWN, "bg_known"),
+      map_pin<bg_lpm_key, __u32>(BG_PIN_NOBLOCK, "bg_noblock"),
+      map_pin<__u32, __u32>(BG_PIN_ACL, "bg_acl"),
+      map_pin<__u32, __u32>(BG_PIN_PORTS, "bg_ports"),
+      map_pin<__u32, __u32>(BG_PIN_PROTOS, "bg_protos"),
+      map_pin<__u32, __u32>(BG_PIN_RULES, "bg_rules"),
+  };
+}
+
+Datapath Datapath::from_set(bpf::PinSet &s) {
+  return Datapath(bpf::Map<__u32, bg_config>(s.take(BG_PIN_CONFIG)),
+                  {Outer(s.take(BG_PIN_ACL)), Outer(s.take(BG_PIN_PORTS)),
+                   Outer(s.take(BG_PIN_PROTOS)), Outer(s.take(BG_PIN_RULES))},
+                  bpf::Map<bg_lpm_key, bg_block>(s.take(BG_PIN_BLOCKLIST)),
+                  bpf::Map<bg_src_key, bg_src_state>(s.take(BG_PIN_SOURCES)),
+                  bpf::PerCpuMap<__u32, bg_counter>(s.take(BG_PIN_COUNTERS)),
+                  bpf::Map<__u32, bg_runtime>(s.take(BG_PIN_RUNTIME)),
+                  bpf::Map<bg_src_key, bg_src_state>(s.take(BG_PIN_KNOWN)),
+                  bpf::Map<bg_lpm_key, __u32>(s.take(BG_PIN_NOBLOCK)));
 }
 
 Result<Datapath> Datapath::from_object(const bpf_object *obj) {
-  auto fd_of = [&](const char *name) -> Result<int> {
-    const bpf_map *m = bpf_object__find_map_by_name(obj, name);
-    if (!m || bpf_map__fd(m) < 0)
-      return make_error(ENOENT, "the loaded object has no map {}", name);
-    return bpf_map__fd(m);
-  };
-  auto open = [&]<class M>(const char *name) -> Result<M> {
-    auto fd = fd_of(name);
-    if (!fd)
-      return fd.error();
-    return owned<M>(*fd);
-  };
-  auto config = open.operator()<bpf::Map<__u32, bg_config>>("bg_config");
-  if (!config)
-    return config.error();
-  auto blocklist = open.operator()<bpf::Map<bg_lpm_key, bg_block>>("bg_blocklist");
-  if (!blocklist)
-    return blocklist.error();
-  auto sources = open.operator()<bpf::Map<bg_src_key, bg_src_state>>("bg_sources");
-  if (!sources)
-    return sources.error();
-  auto counters = open.operator()<bpf::PerCpuMap<__u32, bg_counter>>("bg_counters");
-  if (!counters)
-    return counters.error();
-  auto runtime = open.operator()<bpf::Map<__u32, bg_runtime>>("bg_runtime");
-  if (!runtime)
-    return runtime.error();
-  auto known = open.operator()<bpf::Map<bg_src_key, bg_src_state>>("bg_known");
-  if (!known)
-    return known.error();
-  auto noblock = open.operator()<bpf::Map<bg_lpm_key, __u32>>("bg_noblock");
-  if (!noblock)
-    return noblock.error();
-  std::vector<Outer> o;
-  for (const char *name : {"bg_acl", "bg_ports", "bg_protos", "bg_rules"}) {
-    auto om = open.operator()<Outer>(name);
-    if (!om)
-      return om.error();
-    o.push_back(std::move(*om));
-  }
-  return Datapath(std::move(*config),
-                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
-                  std::move(*blocklist), std::move(*sources), std::move(*counters),
-                  std::move(*runtime), std::move(*known), std::move(*noblock));
+  auto set = bpf::PinSet::from_object("", pin_specs(), obj);
+  if (!set)
+    return set.error();
+  return from_set(*set);
 }
 
 Result<Datapath> Datapath::from_pins(const std::string &dir) {
-  auto p = [&](const char *name) { return dir + "/" + name; };
-  auto config = bpf::Map<__u32, bg_config>::open_pinned(p(BG_PIN_CONFIG));
-  if (!config)
-    return config.error();
-  auto blocklist = bpf::Map<bg_lpm_key, bg_block>::open_pinned(p(BG_PIN_BLOCKLIST));
-  if (!blocklist)
-    return blocklist.error();
-  auto sources = bpf::Map<bg_src_key, bg_src_state>::open_pinned(p(BG_PIN_SOURCES));
-  if (!sources)
-    return sources.error();
-  auto counters = bpf::PerCpuMap<__u32, bg_counter>::open_pinned(p(BG_PIN_COUNTERS));
-  if (!counters)
-    return counters.error();
-  auto runtime = bpf::Map<__u32, bg_runtime>::open_pinned(p(BG_PIN_RUNTIME));
-  if (!runtime)
-    return runtime.error().context(
-        "a filter pinned by an older bpfgate (no runtime map): detach and attach it again");
-  auto known = bpf::Map<bg_src_key, bg_src_state>::open_pinned(p(BG_PIN_KNOWN));
-  if (!known)
-    return known.error();
-  auto noblock = bpf::Map<bg_lpm_key, __u32>::open_pinned(p(BG_PIN_NOBLOCK));
-  if (!noblock)
-    return noblock.error();
-  std::vector<Outer> o;
-  for (const char *name : kOuterPins) {
-    auto om = Outer::open_pinned(p(name));
-    if (!om)
-      return om.error();
-    o.push_back(std::move(*om));
+  auto set = bpf::PinSet::adopt(dir, pin_specs());
+  if (!set) {
+    if (bpf::exists(dir + "/" BG_PIN_CONFIG) && !bpf::exists(dir + "/" BG_PIN_RUNTIME))
+      return set.error().context(
+          "a filter pinned by an older bpfgate (no runtime map): detach and attach it again");
+    return set.error();
   }
-  return Datapath(std::move(*config),
-                  {std::move(o[0]), std::move(o[1]), std::move(o[2]), std::move(o[3])},
-                  std::move(*blocklist), std::move(*sources), std::move(*counters),
-                  std::move(*runtime), std::move(*known), std::move(*noblock));
-}
-
-Status Datapath::pin(const std::string &dir) const {
-  const std::pair<const char *, int> pins[] = {
-      {BG_PIN_CONFIG, config_.fd()},       {BG_PIN_SOURCES, sources_.fd()},
-      {BG_PIN_COUNTERS, counters_.fd()},   {BG_PIN_BLOCKLIST, blocklist_.fd()},
-      {BG_PIN_RUNTIME, runtime_.fd()},     {BG_PIN_KNOWN, known_.fd()},
-      {BG_PIN_NOBLOCK, noblock_.fd()},     {BG_PIN_ACL, outer_[kAcl].fd()},
-      {BG_PIN_PORTS, outer_[kPorts].fd()}, {BG_PIN_PROTOS, outer_[kProtos].fd()},
-      {BG_PIN_RULES, outer_[kRules].fd()}};
-  for (const auto &[name, fd] : pins)
-    if (auto st = bpf::pin_fd(fd, dir + "/" + name); !st)
-      return st;
-  return {};
+  return from_set(*set);
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bpf/map.hpp"
+#include "bpf/pin_set.hpp"
 #include "bpfgate/abi/xdp.h"
 #include "core/policy.hpp"
 #include "util/result.hpp"
@@ -47,9 +48,10 @@ class Datapath {
   // production skeleton's or a benchmark's; the fds are duplicated.
   static Result<Datapath> from_object(const bpf_object *obj);
   static Result<Datapath> from_pins(const std::string &dir);
-  // Pins every map under dir (mode 0600); names from include/bpfgate/abi/xdp.h.
-  Status pin(const std::string &dir) const;
-  static const std::vector<const char *> &pin_names();
+  // Its maps as pinned (names from include/bpfgate/abi/xdp.h) and named in the
+  // object, with their key and value sizes: the one list that makes, adopts,
+  // pins (filter.cpp: filter_pins) and removes them.
+  static std::vector<bpf::PinSpec> pin_specs();
 
   // Switches to `policy` atomically; counters and per-source state stay.
   Status apply(const core::PolicyImage &policy);
@@ -83,6 +85,7 @@ class Datapath {
 
  private:
   using Outer = bpf::Map<__u32, __u32>;
+  static Datapath from_set(bpf::PinSet &s);  // takes the maps of pin_specs()
   // apply()'s steps: the generation after `active` in fresh inner maps (acl,
   // ports, protos, rules) and its settings shared per CPU in `set`; the inner
   // maps installed at `next` beside the running generation; the never-block

@@ -93,13 +93,13 @@ const StatName &stat_name(bg_stat s) {
 namespace {
 
 // Everything pinned under <bpffs>/bpfgate/<iface>/, in pinning order: the
-// Datapath's maps (datapath.cpp opens and pins those), the event maps, the
+// Datapath's maps (Datapath::pin_specs), the event maps, the
 // program, replace.cpp's program on its way in, and the link last (attached
 // directly), so that a failure before it leaves nothing attached.
 bpf::PinSet filter_pins(const std::string &dir) {
   std::vector<bpf::PinSpec> p;
-  for (const char *name : Datapath::pin_names())
-    p.push_back(bpf::map_pin(name, ""));
+  for (auto &m : Datapath::pin_specs())
+    p.push_back(std::move(m));
   for (auto &e : event_pins())
     p.push_back(std::move(e));
   p.push_back(bpf::prog_pin(BG_PIN_PROG, "bg_xdp_filter"));
@@ -279,9 +279,7 @@ Status pin_filter(const LoadedFilter &f, const std::string &dir, int prog_fd, in
   }
   if (auto st = bpf::make_private_dir(dir); !st)
     return st;
-  Status pinned = f.dp.pin(dir);
-  if (pinned)
-    pinned = set->pin();
+  Status pinned = set->pin();
   if (!pinned)
     (void)set->remove();
   return pinned;
