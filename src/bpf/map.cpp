@@ -204,4 +204,25 @@ Result<size_t> erase_batch(int fd, const void *keys, size_t key_size, size_t cou
 }
 
 }  // namespace raw
+Status check_map_sizes(int fd, const std::string &what, uint32_t key_size, uint32_t value_size) {
+  auto info = map_info(fd);
+  if (!info)
+    return info.error();
+  if (info->key_size != key_size || info->value_size != value_size)
+    return make_error(EPROTO,
+                      "map {} has key/value size {}/{}, expected {}/{}: built by another "
+                      "version of bpfgate?",
+                      what, info->key_size, info->value_size, key_size, value_size);
+  return {};
+}
+
+Result<UniqueFd> open_pinned_map(const std::string &path, uint32_t key_size, uint32_t value_size) {
+  auto fd = open_pinned(path);
+  if (!fd)
+    return fd.error();
+  if (auto st = check_map_sizes(fd->get(), path, key_size, value_size); !st)
+    return st.error();
+  return fd;
+}
+
 }  // namespace bpfgate::bpf

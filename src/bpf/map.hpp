@@ -58,6 +58,11 @@ Result<size_t> count(int fd, size_t key_size, size_t value_size);
 
 int possible_cpus();
 
+// A map's key and value sizes checked against what this build expects (EPROTO:
+// a map made by another version of bpfgate); a pinned map opened so checked.
+Status check_map_sizes(int fd, const std::string &what, uint32_t key_size, uint32_t value_size);
+Result<UniqueFd> open_pinned_map(const std::string &path, uint32_t key_size, uint32_t value_size);
+
 template <class K, class V>
 class Map {
  public:
@@ -71,17 +76,9 @@ class Map {
   }
 
   static Result<Map> open_pinned(const std::string &path) {
-    auto fd = bpf::open_pinned(path);
+    auto fd = open_pinned_map(path, sizeof(K), sizeof(V));
     if (!fd)
       return fd.error();
-    auto info = map_info(fd->get());
-    if (!info)
-      return info.error();
-    if (info->key_size != sizeof(K) || info->value_size != sizeof(V))
-      return make_error(EPROTO,
-                        "map {} has key/value size {}/{}, expected {}/{}: built by another "
-                        "version of bpfgate?",
-                        path, info->key_size, info->value_size, sizeof(K), sizeof(V));
     return Map(std::move(*fd));
   }
 
@@ -136,15 +133,9 @@ class PerCpuMap {
       : owned_(std::move(owned)), fd_(owned_.get()), ncpu_(possible_cpus()) {}
 
   static Result<PerCpuMap> open_pinned(const std::string &path) {
-    auto fd = bpf::open_pinned(path);
+    auto fd = open_pinned_map(path, sizeof(K), sizeof(V));
     if (!fd)
       return fd.error();
-    auto info = map_info(fd->get());
-    if (!info)
-      return info.error();
-    if (info->key_size != sizeof(K) || info->value_size != sizeof(V))
-      return make_error(EPROTO, "map {} has key/value size {}/{}, expected {}/{}", path,
-                        info->key_size, info->value_size, sizeof(K), sizeof(V));
     return PerCpuMap(std::move(*fd));
   }
 

@@ -24,15 +24,7 @@ int object_fd(const bpf_object *obj, const PinSpec &s) {
 Status check_sizes(int fd, const std::string &path, const PinSpec &s) {
   if (s.kind != PinSpec::kMap || !s.key_size)
     return {};
-  auto info = map_info(fd);
-  if (!info)
-    return info.error();
-  if (info->key_size != s.key_size || info->value_size != s.value_size)
-    return make_error(EPROTO,
-                      "map {} has key/value size {}/{}, expected {}/{}: built by another "
-                      "version of bpfgate?",
-                      path, info->key_size, info->value_size, s.key_size, s.value_size);
-  return {};
+  return check_map_sizes(fd, path, s.key_size, s.value_size);
 }
 
 }  // namespace

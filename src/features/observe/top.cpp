@@ -99,16 +99,6 @@ std::string source_name(const bg_src_key &k) {
   return fmt::format("{}/{}", core::format_addr(k), len);
 }
 
-std::string human(double v) {
-  if (v >= 1e9)
-    return fmt::format("{:.1f}G", v / 1e9);
-  if (v >= 1e6)
-    return fmt::format("{:.1f}M", v / 1e6);
-  if (v >= 1e4)
-    return fmt::format("{:.1f}k", v / 1e3);
-  return fmt::format("{:.0f}", v);
-}
-
 json frame_json(const std::string &iface, const std::vector<Row> &rows, size_t limit,
                 double seconds, uint64_t now_ns, uint32_t max_sources) {
   json srcs = json::array();

@@ -69,8 +69,6 @@ void Screen::show(const std::string &frame) {
   std::fflush(stdout);
 }
 
-namespace {
-
 std::string human(double v) {
   if (v >= 1e9)
     return fmt::format("{:.1f}G", v / 1e9);
@@ -80,6 +78,8 @@ std::string human(double v) {
     return fmt::format("{:.1f}k", v / 1e3);
   return fmt::format("{:.0f}", v);
 }
+
+namespace {
 
 std::string ms(double seconds) {
   if (seconds <= 0)

@@ -31,6 +31,9 @@ class Screen {
   unsigned char saved_[64] = {};  // the terminal's termios, restored on exit
 };
 
+// A rate or count in 4 characters or so: 950, 12.3k, 1.5M, 2.0G.
+std::string human(double v);
+
 // Drops by reason over the interval, and since attach.
 std::string reasons_text(const agent::CounterTotals &now, const agent::CounterTotals &before,
                          double seconds);
