@@ -12,7 +12,7 @@ PACKAGES=(
   libclang-rt-19-dev
   # tests, demo and benchmarks: namespaces, real servers and clients, the alternatives
   iproute2 ethtool iputils-ping curl nginx-light wrk iperf3 iptables nftables xdp-tools
-  gnuplot-nox procps util-linux
+  gnuplot-nox procps util-linux jq
   # systemd-analyze, which scores the exposure of deploy/bpfgate.service
   systemd
   # the Debian package (cpack): dpkg-shlibdeps computes its Depends, from what `file` finds ELF
