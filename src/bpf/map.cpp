@@ -1,5 +1,6 @@
 #include "bpf/map.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "bpf/pin.hpp"
@@ -78,6 +79,21 @@ Result<bool> erase(int fd, const void *key) {
 }
 
 namespace {
+// Room for a batch lookup's token, which the kernel writes whole: at least 8
+// bytes, or a key (before, an 8-byte token took an array's key and the bytes
+// after it on the stack once a read needed a second batch).
+class BatchToken {
+ public:
+  explicit BatchToken(size_t key_size) : bytes_(std::max<size_t>(8, key_size)) {}
+  void *data() { return bytes_.data(); }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+// Entries read per batch by dump().
+constexpr size_t kDumpBatch = 16384;
+
 // Walks with get_next_key: for map types or kernels without batch ops.
 Status dump_by_iteration(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &keys,
                          std::vector<uint8_t> &values, size_t &count) {
@@ -107,22 +123,33 @@ Status dump(int fd, size_t key_size, size_t value_size, std::vector<uint8_t> &ke
   if (!info)
     return info.error();
   size_t cap = info->max_entries ? info->max_entries : 1;
-  keys.resize(cap * key_size);
-  values.resize(cap * value_size);
+  // Read in batches of kDumpBatch entries, the buffers grown to what the map
+  // holds: sized by max_entries they took 13.6 MB for a blocklist of 40 (a
+  // copy at every sweep and scrape, kept by the allocator after the first).
+  size_t batch = std::min(cap, kDumpBatch);
+  keys.clear();
+  values.clear();
   count = 0;
-  // Hash maps return a bucket cursor in the batch token; 8 bytes hold it.
-  uint64_t in_batch = 0, out_batch = 0;
+  // The batch token: a hash map's bucket cursor (4 bytes), or a key for the
+  // maps of the kernel's generic batch code (arrays).
+  BatchToken in_batch(key_size), out_batch(key_size);
   bool first = true;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
   while (count < cap) {
-    uint32_t n = static_cast<uint32_t>(cap - count);
-    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch,
+    uint32_t n = static_cast<uint32_t>(std::min(batch, cap - count));
+    keys.resize((count + n) * key_size);
+    values.resize((count + n) * value_size);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : in_batch.data(), out_batch.data(),
                                    keys.data() + count * key_size,
                                    values.data() + count * value_size, &n, &opts);
     int e = err ? errno : 0;
     if (err && e != ENOENT) {
       if (first && (e == EINVAL || e == EOPNOTSUPP || e == 524))
         return dump_by_iteration(fd, key_size, value_size, keys, values, count);
+      if (e == ENOSPC && batch < cap - count) {
+        batch *= 2;  // one hash bucket holds more than a batch: nothing was read, read more
+        continue;
+      }
       if (e == ENOSPC)
         break;  // entries were added while we read: keep what we have
       return libbpf_error(-e, "map batch lookup");
@@ -144,13 +171,13 @@ Result<size_t> count(int fd, size_t key_size, size_t value_size) {
   constexpr uint32_t kChunk = 1024;
   std::vector<uint8_t> keys(kChunk * key_size), values(kChunk * value_size);
   size_t total = 0;
-  uint64_t in_batch = 0, out_batch = 0;
+  BatchToken in_batch(key_size), out_batch(key_size);
   bool first = true;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
   for (;;) {
     uint32_t n = kChunk;
-    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(),
-                                   values.data(), &n, &opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : in_batch.data(), out_batch.data(),
+                                   keys.data(), values.data(), &n, &opts);
     int e = err ? errno : 0;
     if (err && e != ENOENT) {
       if (first && (e == EINVAL || e == EOPNOTSUPP || e == 524))
