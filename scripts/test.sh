@@ -31,11 +31,11 @@ fi
 # With them, bpfgate beside xdp-filter through libxdp's dispatcher (XdpCoexist.*): it needs
 # freplace, which the host's kernel may refuse (the host's run then says the tests are deferred
 # here); BPFGATE_REQUIRE_FREPLACE=1 makes a refusal here a failure, never a skip.
-# Then one namespace test per feature on real traffic (the filter against a flood, tc's
+# Then one namespace test per feature on real traffic (the filter carrying UDP and TCP, tc's
 # mirror, a scrape of the service probes matching what was sent, socket acceleration with
 # its FIONREAD refusal), chosen because they do not measure time: under TCG a guest is
 # about 10x slower.
-per_feature='XdpAttach\.FloodFromOneSourceIsDroppedWhileAnotherKeepsItsService|TcTraffic\.AMirrorInterfaceReceivesTheSampledCopies|Observe\.ScrapeMatchesTheTrafficSent|AccelSockets\.AKernelWhoseFionreadMissesRedirectsIsRefusedUnlessTheOperatorSaysSo'
+per_feature='XdpAttach\.NativeModeCarriesRealUdpAndTcp|TcTraffic\.AMirrorInterfaceReceivesTheSampledCopies|Observe\.ScrapeMatchesTheTrafficSent|AccelSockets\.AKernelWhoseFionreadMissesRedirectsIsRefusedUnlessTheOperatorSaysSo'
 scripts/kernel-matrix.sh --timeout 1500 -- sh -c \
   "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; cd '$build' && ctest -L bpf --output-on-failure --timeout 600; bpf=\$?; BPFGATE_REQUIRE_FREPLACE=1 ctest -R '^XdpCoexist\\.' --output-on-failure --timeout 300 || exit 1; ctest -R '^($per_feature)\$' --output-on-failure --timeout 300 || exit 1; exit \$bpf"
 # The per-source bucket shared by 8 CPUs (this host may have 2): one source

@@ -906,6 +906,8 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
   int taken = bg_take(w, BG_SRC_ADDR);
   if (taken == BG_TAKE_LISTED)
     return w->listed;
+  if (taken == BG_TAKE_NOSTATE)
+    bg_stat(BG_STAT_NO_STATE); /* failed open: counted, never silent */
   bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
   __u32 charged = taken == BG_TAKE_OK; /* a token of the source's bucket */
   if (!w->known && (s->flags & BG_SET_PROVE) && w->pkt.l4_proto == IPPROTO_TCP &&
@@ -949,7 +951,10 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
       bg_event_blocked(ctx, &w->pkt, rule_id, s->block_ttl_ns, w->now);
     return BG_RES(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT);
   }
-  if (s->prefix_limit.rate_pps && bg_take(w, BG_SRC_PREFIX) == BG_TAKE_OVER) {
+  int prefix = s->prefix_limit.rate_pps ? bg_take(w, BG_SRC_PREFIX) : BG_TAKE_OK;
+  if (prefix == BG_TAKE_NOSTATE)
+    bg_stat(BG_STAT_NO_STATE);
+  if (prefix == BG_TAKE_OVER) {
     if (charged)
       bg_untake(w, 1); /* the source keeps the token its prefix refused */
     return BG_RES(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT);

@@ -19,8 +19,13 @@ struct {
   __type(value, struct bg_config);
 } bg_config SEC(".maps");
 
+/* A test build may make it a plain hash that refuses entries when full
+ * (tests/bpf/no_state_filter.bpf.c): an LRU makes room instead. */
+#ifndef BG_SOURCES_MAP_TYPE
+#define BG_SOURCES_MAP_TYPE BPF_MAP_TYPE_LRU_HASH
+#endif
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(type, BG_SOURCES_MAP_TYPE);
   __uint(max_entries, 65536); /* set from --max-sources before load */
   __type(key, struct bg_src_key);
   __type(value, struct bg_src_state);

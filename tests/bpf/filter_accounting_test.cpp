@@ -52,6 +52,27 @@ TEST(FilterAccounting, LosingEveryCasRacePassesAndIsCountedAsContended) {
   EXPECT_TRUE(agent::list_blocks(*dp)->empty()) << "a lost race fed the auto-block streak";
 }
 
+// A source the per-source table has no room for (a test build whose table is
+// a plain hash, full: the production LRU makes room) passes, since the
+// filter fails open, and each such frame is counted, never silent.
+TEST(FilterAccounting, ASourceTheTableRefusesPassesAndIsCounted) {
+  CasLostFilter f = load_test_filter_or_abort("no_state_filter", "bg_no_state_filter", 1);
+  ASSERT_TRUE(f.dp.apply(policy_from_yaml("limits: {rate: 1, burst: 1}\n")).ok());
+  ProgRunner run(f.prog_fd);
+  auto verdict = [&](const char *src) {
+    auto r = run.run(udp(src));
+    return r.ok() ? r->retval : ~0u;
+  };
+  // The first source takes the table's one entry: held to its limit.
+  EXPECT_EQ(verdict("198.18.4.4"), static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(verdict("198.18.4.4"), static_cast<uint32_t>(XDP_DROP));
+  for (int i = 0; i < 5; i++)
+    EXPECT_EQ(verdict("198.18.4.5"), static_cast<uint32_t>(XDP_PASS)) << "frame " << i;
+  auto s = f.dp.stats();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)[BG_STAT_NO_STATE], 5u);
+}
+
 // A frame the prefix bucket refuses gives its source's token back: the
 // source's own bucket is charged only for frames that passed.
 TEST(FilterAccounting, APrefixRefusalDoesNotSpendTheSourcesToken) {

@@ -47,14 +47,17 @@ FilterHarness FilterHarness::load_or_abort(const core::PolicyImage &policy, uint
   return std::move(*h);
 }
 
-CasLostFilter load_cas_lost_filter_or_abort() {
-  const std::string path = std::string(BPFGATE_BPF_DIR) + "/cas_lost_filter.bpf.o";
+CasLostFilter load_test_filter_or_abort(const std::string &name, const std::string &prog,
+                                        uint32_t max_sources) {
+  const std::string path = std::string(BPFGATE_BPF_DIR) + "/" + name + ".bpf.o";
   bpf_object *raw = bpf_object__open_file(path.c_str(), nullptr);
   if (!raw) {
     ADD_FAILURE() << "open " << path;
     std::abort();
   }
   std::shared_ptr<void> obj(raw, [](void *o) { bpf_object__close(static_cast<bpf_object *>(o)); });
+  if (max_sources)
+    bpf_map__set_max_entries(bpf_object__find_map_by_name(raw, "bg_sources"), max_sources);
   if (int err = bpf_object__load(raw); err) {
     ADD_FAILURE() << "load " << path << ": " << err;
     std::abort();
@@ -64,8 +67,12 @@ CasLostFilter load_cas_lost_filter_or_abort() {
     ADD_FAILURE() << dp.error().what();
     std::abort();
   }
-  int fd = bpf_program__fd(bpf_object__find_program_by_name(raw, "bg_cas_lost_filter"));
+  int fd = bpf_program__fd(bpf_object__find_program_by_name(raw, prog.c_str()));
   return CasLostFilter{std::move(obj), std::move(*dp), fd};
+}
+
+CasLostFilter load_cas_lost_filter_or_abort() {
+  return load_test_filter_or_abort("cas_lost_filter", "bg_cas_lost_filter");
 }
 
 Result<FilterHarness> FilterHarness::load(const core::Limits &limits, uint32_t max_sources,

@@ -67,5 +67,9 @@ struct CasLostFilter {
   int prog_fd;
 };
 CasLostFilter load_cas_lost_filter_or_abort();
+// A test build of the filter (tests/bpf/NAME.bpf.o, program PROG), its
+// per-source table sized max_sources (0: as built).
+CasLostFilter load_test_filter_or_abort(const std::string &name, const std::string &prog,
+                                        uint32_t max_sources = 0);
 
 }  // namespace bpfgate::test

@@ -86,7 +86,8 @@ enum bg_stat {
   BG_STAT_SYN_ANSWERED = 9,     /* held SYNs answered from XDP with a cookie SYN-ACK */
   BG_STAT_SYN_REFRESH = 10,     /* held SYNs passed so the listener accepts cookies again */
   BG_STAT_EVENTS_LOST = 11,     /* events the event buffer refused (full: the agent is behind) */
-  BG_STAT_NR = 12,
+  BG_STAT_NO_STATE = 12,        /* frames passed because the per-source table refused an entry */
+  BG_STAT_NR = 13,
 };
 
 static inline __u32 bg_stat_key(__u32 stat) {

@@ -84,6 +84,8 @@ const StatName &stat_name(bg_stat s) {
        "accepts cookies"},
       {"events_lost",
        "Events the filter's event buffer refused (full: the agent read too slowly, or none ran)"},
+      {"passed_no_state",
+       "Frames passed because the per-source table refused their source's entry (failed open)"},
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == BG_STAT_NR, "a name for every bg_stat");
   static const StatName kUnknown = {"unknown", "unknown"};

@@ -90,7 +90,7 @@ TEST(StatusView, TextShowsTheKnownTableAndEveryEvent) {
             "    events: cas_contended 100  autoblocks_failed 101  autoblocks_capped 102  "
             "autoblocks_spared 103  sources_proven 104  proofs_failed 105  proofs_refused 106  "
             "syns_passed_stateless 107  sources_proven_connected 108  syns_answered 109  "
-            "syns_passed_refresh 110  events_lost 111\n");
+            "syns_passed_refresh 110  events_lost 111  passed_no_state 112\n");
 }
 
 }  // namespace

@@ -61,7 +61,8 @@ TEST(MetricsEvents, NamesAreStable) {
   const char *want[] = {"cas_contended",     "autoblocks_failed",     "autoblocks_capped",
                         "autoblocks_spared", "sources_proven",        "proofs_failed",
                         "proofs_refused",    "syns_passed_stateless", "sources_proven_connected",
-                        "syns_answered",     "syns_passed_refresh",   "events_lost"};
+                        "syns_answered",     "syns_passed_refresh",   "events_lost",
+                        "passed_no_state"};
   static_assert(sizeof(want) / sizeof(want[0]) == BG_STAT_NR);
   for (uint32_t e = 0; e < BG_STAT_NR; e++)
     EXPECT_STREQ(stat_name(static_cast<bg_stat>(e)).name, want[e]) << e;
