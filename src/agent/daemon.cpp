@@ -14,13 +14,9 @@
 #include <set>
 #include <tuple>
 
-#include <fmt/ranges.h>
-
 #include "agent/seccomp.hpp"
-#include "agent/metrics.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
-#include "util/netif.hpp"
 #include "util/text.hpp"
 
 namespace bpfgate::agent {
@@ -33,10 +29,11 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions &opts) {
   auto cfg = core::load_config(opts.config_path);
   if (!cfg)
     return cfg.error();
-  if (auto st = check_environment(*cfg, true); !st)
+  Features features = make_features({.bpffs = opts.bpffs});
+  if (auto st = check_features(features, *cfg, true); !st)
     return st.error();
   std::unique_ptr<Daemon> d(new Daemon(opts));
-  d->features_ = make_features({.bpffs = opts.bpffs});
+  d->features_ = std::move(features);
   if (auto st = d->open_loop(); !st)
     return st.error();
   // First the control socket: a second agent on the same one stops here,

@@ -75,6 +75,10 @@ Features make_features(const FeatureContext &ctx);
 // The features' check() over `c`, as one error: "N errors in PATH; nothing
 // was applied:" and one line each.
 Status check_features(const Features &features, const core::Config &c, bool absent_interfaces_ok);
+// "FILE:LINE: unknown WHAT 'NAME' (not in this network namespace; ...)" when
+// no interface NAME is in this network namespace; nothing when there is.
+void check_interface(const core::Config &c, int line, const char *what, const std::string &name,
+                     std::vector<std::string> &errors);
 // `errors` ("FILE:LINE: reason") as that one error; none: success.
 Status refuse_config(const core::Config &c, const std::vector<std::string> &errors);
 

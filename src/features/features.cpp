@@ -5,6 +5,7 @@
 #include "features/observe/feature.hpp"
 #include "features/tc/feature.hpp"
 #include "features/xdp/feature.hpp"
+#include "util/netif.hpp"
 
 namespace bpfgate::agent {
 
@@ -23,6 +24,14 @@ Status check_features(const Features &features, const core::Config &c, bool abse
   for (const auto &f : features)
     f->check(c, absent_interfaces_ok, errors);
   return refuse_config(c, errors);
+}
+
+void check_interface(const core::Config &c, int line, const char *what, const std::string &name,
+                     std::vector<std::string> &errors) {
+  if (util::ifindex_of(name) == 0)
+    errors.push_back(
+        fmt::format("{}:{}: unknown {} '{}' (not in this network namespace; see `ip link`)", c.path,
+                    line, what, name));
 }
 
 Status refuse_config(const core::Config &c, const std::vector<std::string> &errors) {

@@ -1,7 +1,5 @@
 #include "features/tc/feature.hpp"
 
-#include <net/if.h>
-
 #include "features/tc/tc.hpp"
 #include "util/log.hpp"
 #include "util/netif.hpp"
@@ -12,17 +10,11 @@ std::vector<std::string> tc_environment_errors(const core::Config &c) {
   std::vector<std::string> errors;
   if (!c.tc)
     return errors;
-  auto check = [&](const std::string &name, int line, const char *what) {
-    if (if_nametoindex(name.c_str()) == 0)
-      errors.push_back(
-          fmt::format("{}:{}: unknown {} '{}' (not in this network namespace; see `ip link`)",
-                      c.path, line, what, name));
-  };
   for (const auto &i : c.tc->interfaces)
-    check(i.name, i.line, "interface");
+    check_interface(c, i.line, "interface", i.name, errors);
   for (const auto &k : c.tc->classes)
     if (k.mirror)
-      check(k.mirror->iface, k.mirror->line, "mirror interface");
+      check_interface(c, k.mirror->line, "mirror interface", k.mirror->iface, errors);
   return errors;
 }
 

@@ -8,7 +8,6 @@
 #include "features/xdp/replace.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
-#include "util/netif.hpp"
 
 namespace bpfgate::agent {
 
@@ -17,10 +16,7 @@ void XdpFeature::check(const core::Config &c, bool absent_interfaces_ok,
   if (absent_interfaces_ok)
     return;
   for (const auto &i : c.interfaces)
-    if (util::ifindex_of(i.name) == 0)
-      errors.push_back(fmt::format(
-          "{}:{}: unknown interface '{}' (not in this network namespace; see `ip link`)", c.path,
-          i.line, i.name));
+    check_interface(c, i.line, "interface", i.name, errors);
 }
 
 Status XdpFeature::prepare(const core::Config &c) {
