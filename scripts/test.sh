@@ -40,5 +40,5 @@ scripts/kernel-matrix.sh --timeout 1500 -- sh -c \
   "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; cd '$build' && ctest -L bpf --output-on-failure --timeout 600; bpf=\$?; BPFGATE_REQUIRE_FREPLACE=1 ctest -R '^XdpCoexist\\.' --output-on-failure --timeout 300 || exit 1; ctest -R '^($per_feature)\$' --output-on-failure --timeout 300 || exit 1; exit \$bpf"
 # The per-source bucket shared by 8 CPUs (this host may have 2): one source
 # sent from every CPU at once gets its limit once (tests/bpf/shared_bucket_test.cpp).
-scripts/kernel-matrix.sh --smp 8 --timeout 600 -- sh -c \
+scripts/kernel-matrix.sh --smp 8 --timeout 600 --boot-timeout 90 -- sh -c \
   "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; cd '$build' && ctest -R '^SharedBucket\\.' --output-on-failure --timeout 300"
