@@ -50,6 +50,7 @@ struct Options {
   double seconds = 10;
   double hold_seconds = -1;  // < 0: wait for a line on stdin
   std::string bind;          // source address, optional
+  unsigned port_base = 0;    // spread: connection k from source port port_base + k
 };
 
 struct Target {
@@ -100,8 +101,7 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
     int n = poll(&p, 1, static_cast<int>(left.count()));
     if (n < 0 && errno == EINTR)
       continue;
-    return n == 1 && !(p.revents & (POLLERR | POLLNVAL)) &&
-           (p.revents & (events | POLLHUP));
+    return n == 1 && !(p.revents & (POLLERR | POLLNVAL)) && (p.revents & (events | POLLHUP));
   }
 }
 
@@ -115,16 +115,16 @@ class Conn {
   Conn(Conn &&o) noexcept : fd_(o.fd_), backend_(std::move(o.backend_)) { o.fd_ = -1; }
   Conn &operator=(Conn &&) = delete;
 
-  bool open(const Target &t, const Options &o, Clock::time_point deadline) {
+  bool open(const Target &t, const Options &o, Clock::time_point deadline, uint16_t sport = 0) {
     fd_ = socket(t.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0)
       return false;
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (!o.bind.empty() && !bind_source(t.ss.ss_family, o.bind))
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if ((!o.bind.empty() || sport) && !bind_source(t.ss.ss_family, o.bind, sport))
       return false;
-    if (connect(fd_, reinterpret_cast<const sockaddr *>(&t.ss), t.len) < 0 &&
-        errno != EINPROGRESS)
+    if (connect(fd_, reinterpret_cast<const sockaddr *>(&t.ss), t.len) < 0 && errno != EINPROGRESS)
       return false;
     if (!wait_for(fd_, POLLOUT, deadline))
       return false;
@@ -145,18 +145,18 @@ class Conn {
   }
 
  private:
-  bool bind_source(int family, const std::string &addr) {
+  bool bind_source(int family, const std::string &addr, uint16_t port) {
     sockaddr_storage ss{};
     socklen_t len;
     if (family == AF_INET) {
       auto *v4 = reinterpret_cast<sockaddr_in *>(&ss);
-      v4->sin_family = AF_INET, len = sizeof(*v4);
-      if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) != 1)
+      v4->sin_family = AF_INET, len = sizeof(*v4), v4->sin_port = htons(port);
+      if (!addr.empty() && inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) != 1)
         return false;
     } else {
       auto *v6 = reinterpret_cast<sockaddr_in6 *>(&ss);
-      v6->sin6_family = AF_INET6, len = sizeof(*v6);
-      if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) != 1)
+      v6->sin6_family = AF_INET6, len = sizeof(*v6), v6->sin6_port = htons(port);
+      if (!addr.empty() && inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) != 1)
         return false;
     }
     return bind(fd_, reinterpret_cast<sockaddr *>(&ss), len) == 0;
@@ -198,6 +198,7 @@ class Conn {
 struct Tally {
   std::mutex mu;
   std::map<std::string, uint64_t> backends;
+  std::map<std::string, std::string> assign;  // source port -> backend (--port-base)
   uint64_t failed = 0;
   std::vector<double> latency_ms;
 
@@ -211,23 +212,26 @@ struct Tally {
   nlohmann::json take() {
     std::lock_guard<std::mutex> l(mu);
     nlohmann::json j{{"backends", backends}, {"failed", failed}};
+    if (!assign.empty())
+      j["assign"] = assign;
     if (!latency_ms.empty()) {
       std::sort(latency_ms.begin(), latency_ms.end());
       j["latency_ms_p50"] = latency_ms[latency_ms.size() / 2];
       j["latency_ms_p99"] = latency_ms[latency_ms.size() * 99 / 100];
     }
-    backends.clear(), failed = 0, latency_ms.clear();
+    backends.clear(), failed = 0, latency_ms.clear(), assign.clear();
     return j;
   }
 };
 
 // One connection, one request: the backend that answered, or nothing.
-std::optional<std::string> one_request(const Target &t, const Options &o, double &ms) {
+std::optional<std::string> one_request(const Target &t, const Options &o, double &ms,
+                                       uint16_t sport = 0) {
   auto start = Clock::now();
   auto deadline = start + std::chrono::milliseconds(o.timeout_ms);
   Conn c;
   std::optional<std::string> b;
-  if (c.open(t, o, deadline))
+  if (c.open(t, o, deadline, sport))
     b = c.request(t, o, false, deadline);
   ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return b;
@@ -241,10 +245,15 @@ int spread(const Target &t, const Options &o) {
   std::vector<std::thread> workers;
   for (unsigned w = 0; w < std::max(1u, o.threads); w++)
     workers.emplace_back([&] {
-      while (next.fetch_add(1) < o.connections && Clock::now() < limit) {
+      for (unsigned k; (k = next.fetch_add(1)) < o.connections && Clock::now() < limit;) {
         double ms;
-        auto b = one_request(t, o, ms);
+        auto sport = static_cast<uint16_t>(o.port_base ? o.port_base + k : 0);
+        auto b = one_request(t, o, ms, sport);
         tally.add(b, ms);
+        if (sport && b) {
+          std::lock_guard<std::mutex> l(tally.mu);
+          tally.assign[std::to_string(sport)] = *b;
+        }
       }
     });
   for (auto &w : workers)
@@ -352,6 +361,9 @@ int main(int argc, char **argv) {
   app.add_option("--hold-seconds", o.hold_seconds,
                  "hold: seconds before the second request (default: a line on stdin)");
   app.add_option("--bind", o.bind, "source address");
+  app.add_option("--port-base", o.port_base,
+                 "spread: connection k from source port PORT_BASE + k (the same flows again)")
+      ->check(CLI::Range(1024u, 60000u));
   CLI11_PARSE(app, argc, argv);
   auto t = parse_target(o.target);
   if (!t) {
