@@ -146,8 +146,9 @@ TEST_F(AgentTest, MetricsServesScrapesBesideHostileClients) {
   for (int i = 0; i < 300; i++) {
     auto fd = t_.gw().socket(AF_INET, SOCK_STREAM);
     ASSERT_EQ(connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0) << i;
-    if (i % 2)  // half of them start a request and never finish it
+    if (i % 2) {  // half of them start a request and never finish it
       ASSERT_EQ(send(fd.get(), "GET /metrics HTTP/1.1\r\n", 23, MSG_NOSIGNAL), 23);
+    }
     idle.push_back(std::move(fd));
   }
   auto t0 = std::chrono::steady_clock::now();
