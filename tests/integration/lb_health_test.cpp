@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -21,6 +22,7 @@
 
 #include <fmt/format.h>
 
+#include "agent/seccomp.hpp"
 #include "features/lb/health.hpp"
 #include "support/system.hpp"
 
@@ -28,6 +30,7 @@ namespace bpfgate::test {
 namespace {
 
 using namespace std::chrono_literals;
+using features::lb::health_state_name;
 using features::lb::HealthChange;
 using features::lb::HealthCheck;
 using features::lb::HealthChecker;
@@ -388,6 +391,55 @@ TEST_F(LbHealth, NoDescriptorLeaks) {
     }
     EXPECT_EQ(open_fds(), before);
   });
+}
+
+// The agent checks under its own seccomp filter (agent/seccomp.hpp): every
+// call the checks make is allowed. In a forked child, so the test stays free.
+TEST_F(LbHealth, ChecksWorkUnderTheAgentsSeccompFilter) {
+  start_nginx();
+  auto lst = listener(kBe4, kTcpPort);
+  std::string report;
+  gw_.within([&] {
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(p[0]);
+      std::string out;
+      if (auto r = agent::seccomp::install(); !r) {
+        out = "install: " + r.error().what();
+      } else if (auto hc = HealthChecker::create(); !hc) {
+        out = hc.error().what();
+      } else {
+        std::vector<HealthTarget> ts = {target(kBe4, kTcpPort, tcp_spec()),
+                                        target(kBe6, kHttpPort, http_spec("/ok")),
+                                        target(kBe4, kClosedPort, tcp_spec())};
+        (void)hc->set_backends(ts);
+        Loop loop(*hc);
+        loop.run(1s, [&] {
+          return hc->state(ts[2].key) != HealthState::Unknown &&
+                 hc->state(ts[1].key) != HealthState::Unknown &&
+                 hc->state(ts[0].key) != HealthState::Unknown;
+        });
+        for (const auto &t : ts)
+          out += fmt::format("{}: {}|", health_state_name(hc->state(t.key)),
+                             hc->status(t.key)->last_reason);
+      }
+      (void)!write(p[1], out.data(), out.size());
+      _exit(0);
+    }
+    close(p[1]);
+    char buf[512];
+    for (ssize_t n; (n = read(p[0], buf, sizeof(buf))) > 0;)
+      report.append(buf, static_cast<size_t>(n));
+    close(p[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  });
+  for (const char *want : {"up: connected in ", "up: status 200 in ", "down: connect refused|"})
+    EXPECT_TRUE(contains(report, want)) << want << " not in " << report;
+  EXPECT_EQ(occurrences(report, "|"), 3u) << report;
 }
 
 TEST(LbHealthExpect, StatusMatching) {
