@@ -14,6 +14,7 @@
 #include "core/cidr.hpp"
 #include "core/limits.hpp"
 #include "features/accel/accel_config.hpp"
+#include "features/lb/lb_config.hpp"
 #include "features/observe/observe_config.hpp"
 #include "features/tc/tc_config.hpp"
 #include "features/xdp/xdp_config.hpp"
@@ -55,6 +56,7 @@ struct Config {
   std::string tcp_probes = "auto";   // auto|fexit|tp_btf|tracepoint|off
   std::optional<TcConfig> tc;        // the tc datapath (features/tc/tc_config.hpp)
   std::optional<AccelConfig> accel;  // socket acceleration (features/accel/accel_config.hpp)
+  std::optional<LbConfig> lb;        // the XDP load balancer (features/lb/lb_config.hpp)
 };
 
 // What a config is read for: the agent needs interfaces for its XDP filter;
