@@ -1,6 +1,7 @@
 #include "agent/metrics.hpp"
 
 #include "features/accel/metrics.hpp"
+#include "features/lb/metrics.hpp"
 #include "features/observe/metrics.hpp"
 #include "features/observe/probes.hpp"
 #include "features/tc/metrics.hpp"
@@ -69,6 +70,7 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   write_tc_metrics(w, bpffs, a.tc_interfaces);
   write_service_metrics(w, bpffs, a.services);
   accel::write_metrics(w, bpffs);
+  lb::write_metrics(w, bpffs);
   write_agent(w, a);
   write_agent_events(w, a);
   return w.text();
