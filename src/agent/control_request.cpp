@@ -25,6 +25,8 @@ ControlVerb control_verb(std::string_view line) {
     return ControlVerb::events;
   if (line == "ping")
     return ControlVerb::ping;
+  if (line.rfind("lb ", 0) == 0)
+    return ControlVerb::lb;
   return ControlVerb::unknown;
 }
 
@@ -46,7 +48,7 @@ EventsRequest parse_events_request(std::string_view line) {
 }
 
 std::string unknown_control_reply(std::string_view line) {
-  return "error unknown command '" + util::excerpt(line) + "' (known: reload, ping, events)\n";
+  return "error unknown command '" + util::excerpt(line) + "' (known: reload, ping, events, lb)\n";
 }
 
 }  // namespace bpfgate::agent

@@ -21,7 +21,7 @@ bool control_request_complete(std::string_view in);
 // kMaxControlLine bytes, trailing CRs and newlines dropped.
 std::string control_request_line(std::string_view in);
 
-enum class ControlVerb { reload, ping, events, unknown };
+enum class ControlVerb { reload, ping, events, lb, unknown };
 
 // `events [json|text] [IFACE]`, words split on spaces: JSON unless the
 // second word is `text`; every interface unless a third word names one.
@@ -30,7 +30,8 @@ struct EventsRequest {
   std::string iface;
 };
 
-ControlVerb control_verb(std::string_view line);  // `events` begins the line for an events request
+// `events` begins the line for an events request, `lb ` a load balancer's change.
+ControlVerb control_verb(std::string_view line);
 EventsRequest parse_events_request(std::string_view line);
 
 // The answer to a request the agent does not know (or `events` where it

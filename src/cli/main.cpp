@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
   cli::add_observe_commands(registry);
   cli::add_accel_commands(registry);
   cli::add_tc_commands(registry);
+  cli::add_lb_commands(registry);
 
   try {
     app.parse(argc, argv);

@@ -68,5 +68,7 @@ void add_observe_commands(Registry &r);
 void add_accel_commands(Registry &r);
 // The tc datapath: tc attach, detach, status, enable, disable; class list (features/tc/tc_cli.cpp).
 void add_tc_commands(Registry &r);
+// The load balancer: lb list, add, remove, drain, weight (features/lb/lb_cli.cpp).
+void add_lb_commands(Registry &r);
 
 }  // namespace bpfgate::cli

@@ -2,6 +2,7 @@
 // they converge; they stop in the reverse order. A new feature is a folder
 // of src/features/ (listed in src/CMakeLists.txt) and one line here.
 #include "features/accel/feature.hpp"
+#include "features/lb/feature.hpp"
 #include "features/observe/feature.hpp"
 #include "features/tc/feature.hpp"
 #include "features/xdp/feature.hpp"
@@ -12,6 +13,8 @@ namespace bpfgate::agent {
 Features make_features(const FeatureContext &ctx) {
   Features f;
   auto &xdp = *f.emplace_back(std::make_unique<XdpFeature>(ctx));
+  // After the filters: it goes into their `next` program arrays.
+  f.push_back(std::make_unique<LbFeature>(ctx));
   f.push_back(std::make_unique<TcFeature>(ctx));
   f.push_back(std::make_unique<AccelFeature>(ctx));
   // After the filters: it reads their event buffers and follows them.

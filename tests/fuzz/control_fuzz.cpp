@@ -36,6 +36,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       check(req.iface.size() <= line.size(), "an interface comes from the line");
       break;
     }
+    case ControlVerb::lb:
+      check(line.rfind("lb ", 0) == 0, "a balancer request begins with `lb `");
+      break;
     case ControlVerb::unknown: {
       std::string reply = unknown_control_reply(line);
       check(reply.size() <= 512, "a reply is bounded");

@@ -35,6 +35,9 @@ TEST(ControlRequest, Verbs) {
   EXPECT_EQ(control_verb("reload now"), ControlVerb::unknown);
   EXPECT_EQ(control_verb(" ping"), ControlVerb::unknown);
   EXPECT_EQ(control_verb(""), ControlVerb::unknown);
+  EXPECT_EQ(control_verb("lb drain web 198.18.2.2:80"), ControlVerb::lb);
+  EXPECT_EQ(control_verb("lb"), ControlVerb::unknown);
+  EXPECT_EQ(control_verb("lbx add"), ControlVerb::unknown);
 }
 
 TEST(ControlRequest, EventsWords) {
@@ -51,7 +54,7 @@ TEST(ControlRequest, EventsWords) {
 
 TEST(ControlRequest, AnUnknownRequestIsQuotedBackOnOneLine) {
   EXPECT_EQ(unknown_control_reply("hello"),
-            "error unknown command 'hello' (known: reload, ping, events)\n");
+            "error unknown command 'hello' (known: reload, ping, events, lb)\n");
   std::string reply = unknown_control_reply("a\nb\x1b" + std::string(200, 'x'));
   EXPECT_EQ(reply.find('\n'), reply.size() - 1);
   EXPECT_NE(reply.find("a\\nb\\x1b"), std::string::npos);
