@@ -50,10 +50,10 @@ struct BackendView {
   std::string address;  // "198.18.2.2:8080"
   uint8_t flags = 0;    // enum bg_lb_backend_flags
   uint64_t ring_entries = 0;
-  bg_lb_backend_stats stats{};  // summed over CPUs
-  uint64_t active_flows = 0;    // connection entries used within idle_timeout
-  const CatalogBackend *cat = nullptr;
-  std::string state() const;  // up | down | draining
+  bg_lb_backend_stats stats{};        // summed over CPUs
+  uint64_t active_flows = 0;          // connection entries used within idle_timeout
+  std::optional<CatalogBackend> cat;  // from the catalog, when there is one
+  std::string state() const;          // up | down | draining
 };
 
 struct ServiceView {
@@ -62,7 +62,7 @@ struct ServiceView {
   std::string vip, proto;
   bool no_backend = false;
   std::vector<BackendView> backends;
-  const CatalogService *cat = nullptr;
+  std::optional<CatalogService> cat;
 };
 
 struct LbView {
@@ -71,7 +71,7 @@ struct LbView {
   std::vector<std::string> interfaces;  // attached alone
   std::vector<ServiceView> services;
   std::array<bg_counter, BG_LB_COUNTER_NR> counters{};
-  Catalog catalog;  // what cat pointers point into
+  Catalog catalog;
 };
 
 // ENOENT: no balancer pinned.

@@ -142,12 +142,12 @@ void join_catalog(LbView &v) {
   for (auto &s : v.services)
     for (const auto &cs : v.catalog)
       if (cs.id == s.id) {
-        s.cat = &cs;
+        s.cat = cs;
         s.name = cs.name;
         for (auto &b : s.backends)
           for (const auto &cb : cs.backends)
             if (cb.id == b.id)
-              b.cat = &cb;
+              b.cat = cb;
       }
 }
 
