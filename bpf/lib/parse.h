@@ -108,6 +108,7 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
       struct udphdr *uh = bg_cursor_take(c, sizeof(*uh));
       if (!uh)
         return BG_PARSE_BAD_L4;
+      pkt->l4_off = (__u16)((long)uh - (long)c->start);
       pkt->sport = uh->source;
       pkt->dport = uh->dest;
       pkt->has_l4 = 1;
@@ -119,6 +120,7 @@ static __always_inline int bg_parse_l4(struct bg_cursor *c, struct bg_packet *pk
       __u8 *ih = bg_cursor_take(c, 4);
       if (!ih)
         return BG_PARSE_BAD_L4;
+      pkt->l4_off = (__u16)((long)ih - (long)c->start);
       pkt->sport = 0;
       pkt->dport = bpf_htons(((__u16)ih[0] << 8) | ih[1]);
       pkt->has_l4 = 1;

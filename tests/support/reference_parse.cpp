@@ -47,6 +47,7 @@ int transport(const Frame &f, size_t off, bg_packet &p) {
     case kUdp:
       if (!f.has(off, 8))
         return BG_PARSE_BAD_L4;
+      p.l4_off = static_cast<uint16_t>(off);
       p.sport = be(f.u16(off));
       p.dport = be(f.u16(off + 2));
       p.has_l4 = 1;
@@ -55,6 +56,7 @@ int transport(const Frame &f, size_t off, bg_packet &p) {
     case kIcmpv6:
       if (!f.has(off, 4))
         return BG_PARSE_BAD_L4;
+      p.l4_off = static_cast<uint16_t>(off);
       p.sport = 0;
       p.dport = be(f.u16(off));  // type, code
       p.has_l4 = 1;

@@ -32,10 +32,10 @@ struct ParseOutcome {
 //   ((len+2)*4), fragment (8 bytes; fragment set; a later fragment stops with
 //   l4_proto its next header, OK); one cut short is BAD_L4; a seventh is
 //   BAD_L4 with l4_proto unknown (0).
-// - Transport, at the end of the IP headers: TCP 20 bytes with data offset
-//   >= 5 (flags byte, l4_off), UDP 8 bytes, ICMP or ICMPv6 4 bytes (sport 0,
+// - Transport, at the end of the IP headers (l4_off): TCP 20 bytes with data
+//   offset >= 5 (flags byte), UDP 8 bytes, ICMP or ICMPv6 4 bytes (sport 0,
 //   dport type<<8|code); cut short is BAD_L4; another protocol is OK without
-//   ports.
+//   ports (nor l4_off).
 ParseOutcome reference_parse(std::span<const uint8_t> frame);
 
 // Both outcomes side by side, the fields that differ marked.
