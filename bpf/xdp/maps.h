@@ -10,6 +10,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "bpfgate/abi/lb.h" /* BG_NEXT_LB */
 #include "bpfgate/abi/xdp.h"
 
 struct {
@@ -143,5 +144,15 @@ struct {
   __type(key, __u32);
   __array(values, struct bg_rules_map);
 } bg_rules SEC(".maps") = {.values = {&bg_rules_0, &bg_rules_1}};
+
+/* The program the filter hands every frame it passes to (slot BG_NEXT_LB:
+ * the load balancer, include/bpfgate/abi/lb.h), pinned as BG_PIN_NEXT. An
+ * empty slot passes the frame: nothing changes without a balancer. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} bg_xdp_next SEC(".maps");
 
 #endif /* BPFGATE_BPF_MAPS_H */

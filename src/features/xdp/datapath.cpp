@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bpf/pin.hpp"
+#include "bpfgate/abi/lb.h"
 #include <bpf/libbpf.h>
 
 #include <algorithm>
@@ -103,6 +104,20 @@ Status fill(int fd, const void *keys, size_t key_size, const void *values, size_
 
 }  // namespace
 
+namespace {
+
+// The program array the filter tail-calls for the frames it passes (the load
+// balancer's slot). Optional: a filter pinned by a bpfgate older than the
+// balancer has none, and is adopted without it; replacing its program
+// (replace.cpp) pins the new program's.
+bpf::PinSpec next_pin() {
+  bpf::PinSpec p = bpf::map_pin<__u32, __u32>(BG_PIN_NEXT, "bg_xdp_next");
+  p.optional = true;
+  return p;
+}
+
+}  // namespace
+
 std::vector<bpf::PinSpec> Datapath::pin_specs() {
   using bpf::map_pin;
   return {
@@ -117,6 +132,7 @@ std::vector<bpf::PinSpec> Datapath::pin_specs() {
       map_pin<__u32, __u32>(BG_PIN_PORTS, "bg_ports"),
       map_pin<__u32, __u32>(BG_PIN_PROTOS, "bg_protos"),
       map_pin<__u32, __u32>(BG_PIN_RULES, "bg_rules"),
+      next_pin(),
   };
 }
 

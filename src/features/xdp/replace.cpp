@@ -19,6 +19,7 @@
 #include "bpf/pin.hpp"
 #include "bpf/skeletons.hpp"
 #include "bpf/xdp.hpp"
+#include "bpfgate/abi/lb.h"
 
 namespace bpfgate::agent {
 
@@ -79,8 +80,11 @@ std::string kernel_name(const char *name) {
 }
 
 // This binary's filter, opened and configured as the running one was
-// (table sizes, event transport), its maps those of the running program.
-Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running) {
+// (table sizes, event transport), its maps those of the running program. The
+// program array the filter hands frames on with is the pinned one (`next`,
+// -1: none) where the running program does not use one (it came from a
+// bpfgate without the balancer): the balancer in its slot stays there.
+Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running, int next) {
   auto skel = bpf::XdpFilterSkel::open("xdp_filter");
   if (!skel)
     return skel.error();
@@ -101,9 +105,12 @@ Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running) {
     if (bpf_map__is_internal(m))
       continue;  // .rodata: the new program's own
     auto it = running.find(kernel_name(bpf_map__name(m)));
-    if (it == running.end())
+    int fd = it != running.end()                           ? it->second.fd.get()
+             : m == (*skel)->maps.bg_xdp_next && next >= 0 ? next
+                                                           : -1;
+    if (fd < 0)
       continue;  // a map the running program does not use (inner templates, a new one)
-    if (int err = bpf_map__reuse_fd(m, it->second.fd.get()))
+    if (int err = bpf_map__reuse_fd(m, fd))
       return bpf::libbpf_error(err, fmt::format("take over map {}", bpf_map__name(m)));
   }
   if (auto st = skel->load(); !st)
@@ -126,6 +133,16 @@ Status repin(int prog_fd, const std::string &dir, const char *name) {
     return Error(err, "rename " + tmp + " to " + path);
   }
   return {};
+}
+
+// A filter pinned by a bpfgate older than the load balancer has no program
+// array to hand frames on with: the new program's (empty: frames pass as
+// before) is pinned once it runs, where the balancer will find it.
+Status pin_next_if_absent(const bpf::XdpFilterSkel &skel, const std::string &dir) {
+  std::string path = bpf::pin_path(dir, BG_PIN_NEXT);
+  if (bpf::exists(path))
+    return {};
+  return bpf::pin_fd(bpf_map__fd(skel->maps.bg_xdp_next), path);
 }
 
 }  // namespace
@@ -167,7 +184,14 @@ Result<ReplaceReport> replace_program(const std::string &bpffs, const std::strin
   auto running = maps_of(*old_info);
   if (!running)
     return running.error();
-  auto skel = load_on(*running);
+  bpf::UniqueFd next;
+  if (std::string p = bpf::pin_path(dir, BG_PIN_NEXT); bpf::exists(p)) {
+    auto fd = bpf::open_pinned(p);
+    if (!fd)
+      return fd.error();
+    next = std::move(*fd);
+  }
+  auto skel = load_on(*running, next.valid() ? next.get() : -1);
   if (!skel)
     return skel.error();
   crash_point("replace-loaded");
@@ -187,6 +211,8 @@ Result<ReplaceReport> replace_program(const std::string &bpffs, const std::strin
   crash_point("replace-swapped");
   if (auto st = repin(new_fd, dir, BG_PIN_PROG); !st)
     return st.error().context("the new program runs; pin it");
+  if (auto st = pin_next_if_absent(*skel, dir); !st)
+    return st.error().context("the new program runs; pin its program array");
   r.replaced = true;
   r.new_prog_id = new_info->id;
   return r;
