@@ -22,9 +22,9 @@ namespace {
 constexpr uint32_t kBudget = 100000;
 
 // Objects whose programs run in production (bench and test objects aside).
-const char *const kObjects[] = {"xdp_filter",    "xdp_drop",    "tc_datapath",
-                                "observe_tc",    "observe_tp",  "observe_trace",
-                                "accel_sockops", "accel_sweep", "source_sweep"};
+const char *const kObjects[] = {
+    "xdp_filter",    "xdp_drop",      "tc_datapath", "observe_tc",   "observe_tp",
+    "observe_trace", "accel_sockops", "accel_sweep", "source_sweep", "lb"};
 
 struct Loaded {
   int err = 0;           // 0, or the load's negative errno

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The load balancer's internals (bpf/lb/lb.bpf.c): what its stages share
+ * about a frame, the incremental checksum arithmetic of the rewrite, and the
+ * counters.
+ *
+ * Checksums are fixed up incrementally (RFC 1624: HC' = ~(~HC + ~m + m') for
+ * every 16-bit word m that becomes m'), over words read and written in
+ * network order: the one's complement sum does not depend on byte order, so
+ * no word is swapped. Every field the balancer rewrites lies at an even
+ * offset from the start of the header whose checksum covers it.
+ */
+#ifndef BPFGATE_BPF_LB_H
+#define BPFGATE_BPF_LB_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb/lb_maps.h"
+#include "lib/parse.h"
+
+#define BG_AF_INET 2
+#define BG_AF_INET6 10
+
+/* Offsets the stages accept: past them a frame is not rewritten (two VLAN
+ * tags end at 22; IPv6 extension headers may make a transport header late). */
+#define BG_LB_L3_MAX 64
+#define BG_LB_L4_MAX 2048
+
+/* A stage's result: an XDP action and the counter of the frame's outcome,
+ * or one of the codes below to go on. */
+#define BG_LB_RES(action, counter) ((int)((action) | ((counter) << 8)))
+#define BG_LB_GO (-1)      /* rewrite and route the frame as w says */
+#define BG_LB_NOT_VIP (-2) /* not to a service: maybe a backend's reply */
+
+/* What the frame is to the balancer, once classified. */
+enum bg_lb_kind {
+  BG_LB_KIND_NONE = 0,
+  BG_LB_KIND_REQUEST = 1, /* client -> VIP: destination becomes the backend */
+  BG_LB_KIND_REPLY = 2,   /* backend -> client: source becomes the VIP */
+  BG_LB_KIND_ICMP = 3,    /* an ICMP error about a flow: to the flow's backend */
+};
+
+#define BG_TCP_FIN 0x01
+#define BG_TCP_SYN 0x02
+#define BG_TCP_RST 0x04
+#define BG_TCP_ACK 0x10
+
+/* What the stages know of the frame, on the entry program's stack. */
+struct bg_lb_work {
+  struct bg_packet pkt;
+  __u8 ttl;        /* the TTL or hop limit as received */
+  __u8 in_proto;   /* an ICMP error's inner transport (TCP or UDP), 0: not one */
+  __u8 addr[16];   /* the address written: the backend's, or the VIP's for a reply */
+  __u8 in_src[16]; /* an ICMP error's inner source and destination (v4-mapped) */
+  __u8 in_dst[16];
+  __be16 port; /* the port written, 0: left as it is */
+  __be16 in_sport;
+  __be16 in_dport;
+  __u16 in_l3; /* an ICMP error's inner IP and transport headers, from the frame's start */
+  __u16 in_l4;
+  __u16 _pad;
+  __u32 status;  /* enum bg_parse_status */
+  __u32 len;     /* the frame's length */
+  __u32 payload; /* TCP: bytes of payload */
+  __u32 kind;    /* enum bg_lb_kind */
+  __u32 backend; /* the backend's id */
+  __u32 _pad2;
+  __u64 now;
+};
+
+static __always_inline void bg_lb_count(__u32 counter, __u64 bytes) {
+  struct bg_counter *c = bpf_map_lookup_elem(&bg_lb_counters, &counter);
+  if (c) {
+    c->packets++;
+    c->bytes += bytes;
+  }
+}
+
+/* Adds to acc what replacing the n 16-bit words at old by those at new does
+ * to a one's complement sum. */
+static __always_inline __u32 bg_csum_diff(const void *old, const void *new, int n, __u32 acc) {
+  const __u16 *o = old, *w = new;
+#pragma unroll
+  for (int i = 0; i < n; i++)
+    acc += (__u16)~o[i] + (__u32)w[i];
+  return acc;
+}
+
+static __always_inline __u16 bg_csum_fold(__u32 s) {
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return (__u16)s;
+}
+
+/* The checksum field csum after words changed by delta (bg_csum_diff). */
+static __always_inline __u16 bg_csum_update(__u16 csum, __u32 delta) {
+  return (__u16)~bg_csum_fold((__u32)(__u16)~csum + bg_csum_fold(delta));
+}
+
+/* A UDP checksum of 0 means "none" (IPv4 only): a computed 0 is sent as 0xffff. */
+static __always_inline __u16 bg_udp_csum_update(__u16 csum, __u32 delta) {
+  __u16 c = bg_csum_update(csum, delta);
+  return c ? c : 0xffff;
+}
+
+static __always_inline int bg_is_v4(const struct bg_lb_work *w) {
+  return w->pkt.l3_proto == ETH_P_IP;
+}
+
+static __always_inline int bg_addr_eq(const __u8 a[16], const __u8 b[16]) {
+  const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+  return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]));
+}
+
+static __always_inline struct bg_lb_backend_stats *bg_lb_stats_of(__u32 backend) {
+  return bpf_map_lookup_elem(&bg_lb_stats, &backend);
+}
+
+#endif /* BPFGATE_BPF_LB_H */
