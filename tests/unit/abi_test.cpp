@@ -141,3 +141,53 @@ static_assert(BG_TC_STAGE_NR == 5);
 static_assert(BG_TC_PRIORITY < 0xb6e0, "ours run before the observability probes on clsact");
 
 }  // namespace
+
+// The XDP load balancer (issue 15): its datapath and its control plane agree on these.
+#include "bpfgate/abi/lb.h"
+
+namespace {
+
+static_assert(sizeof(bg_lb_ctl) == 16);
+static_assert(offsetof(bg_lb_ctl, ring_size) == 4);
+static_assert(offsetof(bg_lb_ctl, conn_idle_ns) == 8);
+static_assert(sizeof(bg_lb_vip_key) == 20, "a hash key: no hidden padding");
+static_assert(offsetof(bg_lb_vip_key, port) == 16);
+static_assert(offsetof(bg_lb_vip_key, proto) == 18);
+static_assert(offsetof(bg_lb_vip_key, gen) == 19);
+static_assert(sizeof(bg_lb_service) == 16);
+static_assert(offsetof(bg_lb_service, slot) == 4);
+static_assert(offsetof(bg_lb_service, flags) == 8);
+static_assert(sizeof(bg_lb_backend) == 24);
+static_assert(offsetof(bg_lb_backend, port) == 16);
+static_assert(offsetof(bg_lb_backend, flags) == 18);
+static_assert(offsetof(bg_lb_backend, service) == 20);
+static_assert(sizeof(bg_lb_conn_key) == 40, "bg_lb_hash reads ten words");
+static_assert(offsetof(bg_lb_conn_key, vip) == 16);
+static_assert(offsetof(bg_lb_conn_key, cport) == 32);
+static_assert(offsetof(bg_lb_conn_key, vport) == 34);
+static_assert(offsetof(bg_lb_conn_key, proto) == 36);
+static_assert(sizeof(bg_lb_conn) == 32);
+static_assert(offsetof(bg_lb_conn, flags) == 4);
+static_assert(offsetof(bg_lb_conn, last_ns) == 8);
+static_assert(offsetof(bg_lb_conn, opened_ns) == 16);
+static_assert(offsetof(bg_lb_conn, request_ns) == 24);
+static_assert(sizeof(bg_lb_rev_key) == 40);
+static_assert(offsetof(bg_lb_rev_key, client) == 16);
+static_assert(offsetof(bg_lb_rev_key, bport) == 32);
+static_assert(offsetof(bg_lb_rev_key, cport) == 34);
+static_assert(offsetof(bg_lb_rev_key, proto) == 36);
+static_assert(sizeof(bg_lb_rev) == 24);
+static_assert(offsetof(bg_lb_rev, vport) == 16);
+static_assert(offsetof(bg_lb_rev, backend) == 20);
+static_assert(sizeof(bg_lb_backend_stats) == 80);
+static_assert(offsetof(bg_lb_backend_stats, rx_packets) == 16);
+static_assert(offsetof(bg_lb_backend_stats, new_flows) == 32);
+static_assert(offsetof(bg_lb_backend_stats, resets) == 40);
+static_assert(offsetof(bg_lb_backend_stats, connect_ns) == 48);
+static_assert(offsetof(bg_lb_backend_stats, connects) == 56);
+static_assert(offsetof(bg_lb_backend_stats, response_ns) == 64);
+static_assert(offsetof(bg_lb_backend_stats, responses) == 72);
+static_assert(BG_LB_COUNTER_NR == 11);
+static_assert(BG_NEXT_LB == 0, "the filter's program array has one slot");
+
+}  // namespace
