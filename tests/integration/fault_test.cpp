@@ -32,6 +32,8 @@
 
 #include "features/xdp/filter.hpp"
 #include "bpf/map.hpp"
+#include "bpf/pin.hpp"
+#include "bpfgate/abi/lb.h"
 #include "bpf/xdp.hpp"
 #include "core/cidr.hpp"
 #include "support/agent.hpp"
@@ -526,6 +528,9 @@ TEST_F(FaultTest, ARestartedAgentReplacesAnotherVersionsProgramInPlace) {
   ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
   ASSERT_EQ(counter("drop", "deny"), 100u) << "the other build does not filter";
   other.reset();  // the link holds its program now
+  // As a bpfgate older than the load balancer left its pins: no program array
+  // to hand frames on with (the other build's program uses none either).
+  ASSERT_EQ(::unlink((t_.pin_dir() + "/" BG_PIN_NEXT).c_str()), 0);
 
   uint64_t rx = stack_received();
   uint64_t denied = 0;
@@ -550,6 +555,22 @@ TEST_F(FaultTest, ARestartedAgentReplacesAnotherVersionsProgramInPlace) {
   EXPECT_EQ(after["link_id"], link);
   EXPECT_EQ(stack_received(), rx) << "frames of the denied source reached the stack";
   EXPECT_EQ(counter("drop", "deny"), 100u + denied);
+  // The new program's array is pinned, where the load balancer will find it.
+  auto next = bpf::open_pinned(t_.pin_dir() + "/" BG_PIN_NEXT);
+  ASSERT_TRUE(next.ok()) << next.error().what();
+  bpf_map_info ni{};
+  uint32_t nl = sizeof(ni);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(next->get(), &ni, &nl), 0);
+  bpf::UniqueFd prog(bpf_prog_get_fd_by_id(t_.xdp_prog_id()));
+  bpf_prog_info pi{};
+  std::vector<uint32_t> used(64);
+  pi.nr_map_ids = static_cast<uint32_t>(used.size());
+  pi.map_ids = reinterpret_cast<uint64_t>(used.data());
+  uint32_t pl = sizeof(pi);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(prog.get(), &pi, &pl), 0);
+  used.resize(pi.nr_map_ids);
+  EXPECT_NE(std::find(used.begin(), used.end(), ni.id), used.end())
+      << "the pinned program array is not the running program's";
   // Its own version's program stays at the next restart.
   uint32_t now = after["prog_id"];
   agent_->kill(SIGKILL);
