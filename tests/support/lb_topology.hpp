@@ -33,6 +33,7 @@ class LbTopology {
   LbTopology &operator=(const LbTopology &) = delete;
 
   GatewayPair &pair() { return pair_; }
+  const GatewayPair &pair() const { return pair_; }
   const Netns &gw() const { return pair_.gw(); }
   const Netns &client() const { return pair_.peer(); }
   size_t backends() const { return backends_.size(); }

@@ -35,7 +35,8 @@
 #define BG_PIN_NEXT "next"
 #define BG_NEXT_LB 0 /* slot of the balancer */
 
-/* Under <bpffs>/bpfgate/lb/: one balancer for the host. */
+/* Under <bpffs>/bpfgate-lb/ (beside <bpffs>/bpfgate/, whose folders are the
+ * filtered interfaces): one balancer for the host. */
 #define BG_LB_PIN_DIR "lb"
 #define BG_PIN_LB_PROG "prog"
 #define BG_PIN_LB_CTL "ctl"

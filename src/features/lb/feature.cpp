@@ -36,6 +36,8 @@ void LbFeature::check(const core::Config &c, bool absent_interfaces_ok,
 }
 
 Status LbFeature::prepare(const core::Config &c) {
+  if (auto st = prepare_signals(); !st)
+    return st;
   if (c.state_dir.empty())
     return {};
   auto text = lb::read_state_file(lb::overlay_path(c.state_dir));
@@ -88,6 +90,7 @@ Status LbFeature::converge(const core::Config *running, const core::Config &next
     return st.error().context("load balancer");
   running_ = std::move(r);
   place(by);
+  set_health_targets(false);
   return {};
 }
 
@@ -100,6 +103,7 @@ void LbFeature::reloaded(bool ok) {
   running_ = previous_;
   if (auto st = apply(audit::by_agent(), "reload refused"); !st)
     log::warn("load balancer: back to the running config: {}", st.error().what());
+  set_health_targets(false);
 }
 
 Status LbFeature::apply(const std::string &by, const char *why) {
@@ -115,6 +119,7 @@ Status LbFeature::apply_running(const Running &r, const std::string &by, const c
   size_t backends = 0;
   for (const auto &s : planned)
     backends += s.backends.size();
+  planned_ = planned;
   audit::Entry("lb_apply", by)
       .set("why", why)
       .set("services", planned.size())

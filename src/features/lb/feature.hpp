@@ -5,13 +5,18 @@
 // applied the same way, stop takes it away unless the datapath is kept.
 #pragma once
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "features/feature.hpp"
 #include "features/lb/lb_datapath.hpp"
 #include "features/lb/lb_plan.hpp"
+#include "features/lb/health.hpp"
 #include "features/lb/lb_status.hpp"
+#include "features/lb/weights.hpp"
 
 namespace bpfgate::agent {
 
@@ -28,6 +33,9 @@ class LbFeature final : public Feature {
   void sweep(const core::Config &running) override;
   void links_changed(const core::Config &running, const std::string &by) override;
   bool take_client(ControlVerb verb, bpf::UniqueFd &conn, const std::string &request) override;
+  // The health checker's epoll fd and the dynamic weights' timer (feature_signals.cpp).
+  std::vector<int> fds() const override;
+  void on_readable(int fd) override;
   void stop(const core::Config &running, bool keep, const std::string &by) override;
 
   // For health checks and dynamic weights (features/lb/health.hpp,
@@ -51,6 +59,31 @@ class LbFeature final : public Feature {
   void remove(const std::string &by);
   std::string serve(const std::string &request, const std::string &by);
   void save_state(const Running &r, std::vector<lb::PlannedService> &planned);
+
+  // Health checks and dynamic weights (feature_signals.cpp).
+  struct ServiceWeights {
+    std::optional<features::lb::WeightController> controller;
+    uint64_t last_ns = 0;
+    std::map<std::string, features::lb::BackendCounters> last;  // by health key
+  };
+  Status prepare_signals();
+  // runtime: a backend new to the checker waits for a passing check (an `lb
+  // add`); otherwise (start, reload) it keeps traffic until its first result.
+  void set_health_targets(bool runtime);
+  void health_changed(const std::vector<features::lb::HealthChange> &changes);
+  void refresh_signals(const char *why);
+  std::map<uint32_t, bg_lb_backend_stats> read_stats() const;
+  void update_weights();
+  bool step_weights(const core::LbServiceConfig &svc, ServiceWeights &w,
+                    const std::map<uint32_t, bg_lb_backend_stats> &stats, bool first);
+  std::optional<uint32_t> backend_id(const std::string &service, const std::string &key) const;
+
+  std::optional<features::lb::HealthChecker> health_;
+  bpf::UniqueFd weight_timer_;
+  std::map<std::string, ServiceWeights> weights_;  // by service
+  std::map<std::string, uint32_t> effective_;      // by health key: the controllers' weights
+  std::set<std::string> first_checked_;            // health keys that may keep traffic
+  std::vector<lb::PlannedService> planned_;        // the last apply's (ids)
 
   std::string bpffs_;
   std::optional<lb::Balancer> balancer_;

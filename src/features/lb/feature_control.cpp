@@ -121,6 +121,7 @@ std::string LbFeature::serve(const std::string &request, const std::string &by) 
   if (r->weight)
     e.set("weight", *r->weight);
   e.config(running_->hash).write();
+  set_health_targets(true);
   return "ok " + what + "\n";
 }
 
