@@ -25,6 +25,9 @@ int main(int argc, char **argv) {
   httplib::Server srv;
   srv.new_task_queue = [] { return new httplib::ThreadPool(64); };
   srv.set_tcp_nodelay(true);  // headers and body go out in two writes: no Nagle delay
+  // Keep-alive connections live as long as a test holds them (httplib: 5 s by default).
+  srv.set_keep_alive_timeout(120);
+  srv.set_keep_alive_max_count(100000);
   srv.Get("/_delay", [&](const httplib::Request &req, httplib::Response &res) {
     default_ms = req.has_param("ms") ? std::atoi(req.get_param_value("ms").c_str()) : 0;
     res.set_content("delay " + std::to_string(default_ms.load()) + "ms\n", "text/plain");
