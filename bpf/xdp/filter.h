@@ -81,10 +81,31 @@ struct bg_work {
   __u32 blocked; /* the source went on the blocklist with this frame */
   __u32 known;   /* the source's bucket is in bg_known: it proved itself */
   __u32 young;   /* the source got its bucket less than BG_PROOF_WINDOW_NS ago */
+  __u32 dry;     /* enum bg_dry: what dry-run covers of this frame */
   /* The frame took a token of the unproven sources' share (its emission_ns,
    * what giving it back takes); 0 if it took none. */
   __u64 shared_ns;
 };
+
+/* What dry-run covers of a frame: every drop (the generation's dry_run), or
+ * those of its rule (the rule's dry_run: not the deny list's nor the
+ * blocklist's, which come before any rule). */
+enum bg_dry {
+  BG_DRY_ALL = 1,
+  BG_DRY_RULE = 2,
+};
+
+/* Set between open and load where the program is loaded with
+ * BPF_F_XDP_HAS_FRAGS (a frame may span several buffers): a frame's length
+ * is then the whole frame's, not its first buffer's. The headers are read
+ * from the first buffer either way. */
+const volatile __u32 bg_frags = 0;
+
+static __always_inline __u32 bg_frame_len(struct xdp_md *ctx) {
+  if (bg_frags)
+    return bpf_xdp_get_buff_len(ctx);
+  return ctx->data_end - ctx->data;
+}
 
 /* Cleared between open and load where the kernel lacks bpf_tcp_raw_check_syncookie_*
  * (Linux 6.0). Without them the proof is dead code the verifier never sees. */
@@ -168,7 +189,7 @@ static __always_inline int bg_conforms(struct bg_src_state *st, __u64 emission_n
  * per second (counted). A blocklist that refuses the entry (full) is counted
  * and the streak goes on, so the source is blocked as soon as there is room. */
 static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_settings *s,
-                                     const __u8 addr[16], __u64 now, __u32 known) {
+                                     const __u8 addr[16], __u64 now, __u32 known, __u32 dry) {
   if (!st->over_since_ns || now - st->last_drop_ns > BG_STREAK_GAP_NS)
     st->over_since_ns = now;
   st->last_drop_ns = now;
@@ -179,6 +200,11 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
   if (known || bpf_map_lookup_elem(&bg_noblock, &k)) {
     st->over_since_ns = 0;
     bg_stat(BG_STAT_AUTOBLOCK_SPARED);
+    return 0;
+  }
+  if (dry) {
+    st->over_since_ns = 0; /* counted once per streak of block_after_ns */
+    bg_op_count(BG_OP_WOULD_AUTOBLOCK, 0);
     return 0;
   }
   if (!bg_admit(BG_ADMIT_BLOCK, &s->block_limit, now)) {
@@ -332,7 +358,7 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
     return BG_TAKE_OK;
   __sync_fetch_and_add(&st->drops, 1);
   if (kind == BG_SRC_ADDR && s->block_after_ns)
-    w->blocked = bg_streak(st, s, w->pkt.src, now, w->known);
+    w->blocked = bg_streak(st, s, w->pkt.src, now, w->known, w->dry);
   return BG_TAKE_OVER;
 }
 
@@ -836,7 +862,7 @@ __noinline int bg_stage_parse(struct xdp_md *ctx, struct bg_work *w) {
     return 0;
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
-  w->len = data_end - data;
+  w->len = bg_frame_len(ctx);
   w->status = bg_parse(data, data_end, &w->pkt);
   return 0;
 }
@@ -855,6 +881,7 @@ __noinline int bg_stage_policy(struct bg_work *w) {
   const struct bg_settings *s = bg_settings_of(cfg, gen);
   w->gen = gen;
   w->generation = cfg->generation;
+  w->dry = s->flags & BG_SET_DRY_RUN ? BG_DRY_ALL : 0;
 
   __u32 status = w->status;
   if (status == BG_PARSE_NOT_IP)
@@ -878,6 +905,8 @@ __noinline int bg_stage_policy(struct bg_work *w) {
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   w->action = rule->action;
   w->coarse = rule->flags & BG_RULE_COARSE_CLOCK;
+  if (rule->flags & BG_RULE_DRY_RUN)
+    w->dry |= BG_DRY_RULE;
   w->limited = rule->limit.rate_pps != 0;
   w->emission_ns = rule->limit.emission_ns;
   w->tolerance_ns = rule->limit.tolerance_ns;
@@ -922,7 +951,7 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
        * SYN answer is on (its first ACK then proves the client), else passed
        * on a budget of its own that a flood of other sources cannot use up
        * (the kernel answers it with a cookie and keeps nothing). */
-      int a = (s->flags & BG_SET_SYN_PROXY) ? bg_syn_answer(ctx, w) : BG_SYN_NONE;
+      int a = (s->flags & BG_SET_SYN_PROXY) && !w->dry ? bg_syn_answer(ctx, w) : BG_SYN_NONE;
       if (a == BG_SYN_ANSWERED) {
         bg_stat(BG_STAT_SYN_ANSWERED);
         return BG_RES(BG_VERDICT_DROP,
@@ -993,8 +1022,27 @@ __noinline int bg_stage_limit(struct xdp_md *ctx, struct bg_work *w) {
   return r;
 }
 
+/* Whether dry-run passes a frame dropped for `reason` (see enum bg_dry). */
+static __always_inline int bg_dry_passes(const struct bg_work *w, __u32 reason) {
+  if (w->dry & BG_DRY_ALL)
+    return 1;
+  return (w->dry & BG_DRY_RULE) && reason != BG_REASON_DENY && reason != BG_REASON_BLOCKLIST;
+}
+
+/* The interface's bypass switch (bg_config.bypass): every frame passes. */
+static __always_inline int bg_bypassed(struct xdp_md *ctx) {
+  __u32 zero = 0;
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!cfg || !cfg->bypass)
+    return 0;
+  bg_op_count(BG_OP_BYPASSED, bg_frame_len(ctx));
+  return 1;
+}
+
 /* The whole pipeline on one frame: returns an XDP action. */
 static __always_inline int bg_filter(struct xdp_md *ctx) {
+  if (bg_bypassed(ctx))
+    return XDP_PASS;
   struct bg_work w = {};
   bg_stage_parse(ctx, &w);
   int r = bg_stage_policy(&w);
@@ -1002,6 +1050,10 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
     r = bg_stage_limit(ctx, &w);
   __u32 verdict = r & 1;
   __u32 reason = (r >> 8) & 0xff;
+  if (verdict == BG_VERDICT_DROP && bg_dry_passes(&w, reason)) {
+    bg_op_count(BG_OP_WOULD_DROP + (reason & 31), w.len);
+    return XDP_PASS;
+  }
   if (verdict == BG_VERDICT_DROP)
     bg_event_drop(ctx, &w.pkt, reason, w.rule_id, w.len);
   int action = bg_count(verdict, reason, w.len);

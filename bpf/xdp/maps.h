@@ -79,6 +79,22 @@ static __always_inline void bg_stat(__u32 stat) {
     c->packets++;
 }
 
+/* The operator switches' counters (enum bg_op_stat). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, BG_OP_SLOTS);
+  __type(key, __u32);
+  __type(value, struct bg_counter);
+} bg_op_stats SEC(".maps");
+
+static __always_inline void bg_op_count(__u32 slot, __u64 bytes) {
+  struct bg_counter *c = bpf_map_lookup_elem(&bg_op_stats, &slot);
+  if (c) {
+    c->packets++;
+    c->bytes += bytes;
+  }
+}
+
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
   __uint(max_entries, BG_BLOCKLIST_MAX);

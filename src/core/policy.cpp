@@ -105,6 +105,8 @@ PolicyImage compile(const Config &c) {
     rule.action = r.action;
     if (r.action == BG_ACTION_LIMIT)
       apply_limits(r.limits, rule.limit);
+    if (r.dry_run)
+      rule.flags |= BG_RULE_DRY_RUN;
     p.rules.push_back(rule);
     if (!r.has_ports) {
       p.protos[r.proto] = id;
@@ -127,6 +129,7 @@ PolicyImage compile(const Config &c) {
   }
   p.prove = c.prove;
   p.syn_proxy = c.syn_proxy;
+  p.dry_run = c.dry_run;
   return p;
 }
 

@@ -23,6 +23,7 @@ struct PolicyImage {
   std::vector<bg_lpm_key> noblock;  // never auto-blocked (not generational: see Datapath::apply)
   bool prove = true;                // BG_SET_PROVE: TCP sources prove themselves with SYN cookies
   bool syn_proxy = false;           // BG_SET_SYN_PROXY where the host allows it (Datapath::apply)
+  bool dry_run = false;             // BG_SET_DRY_RUN: drops are passed and counted (dry_run: on)
 };
 
 // Whether an IPv6 prefix holds ::ffff:0:0/96, where IPv4 sources live in the

@@ -29,6 +29,7 @@
 #define BG_PIN_RUNTIME "runtime"
 #define BG_PIN_KNOWN "known"
 #define BG_PIN_NOBLOCK "noblock"
+#define BG_PIN_OPSTATS "opstats"
 #define BG_NOBLOCK_MAX 4096
 
 /* Upper bounds the control plane enforces on operator input. */
@@ -94,6 +95,18 @@ static inline __u32 bg_stat_key(__u32 stat) {
   return BG_COUNTER_NR + stat;
 }
 #define BG_COUNTER_SLOTS (BG_COUNTER_NR + (int)BG_STAT_NR)
+
+/* Counters of the operator's switches (dry-run, bypass), per CPU, in a map
+ * of their own (opstats, BG_PIN_OPSTATS; struct bg_counter values): the
+ * counters map keeps its layout, so a filter pinned by an older bpfgate is
+ * still adopted and upgraded in place (the upgrade makes this map). Fixed
+ * slots first, then one per reason, with room for more of both. */
+enum bg_op_stat {
+  BG_OP_BYPASSED = 0,        /* frames passed by the interface's bypass switch */
+  BG_OP_WOULD_AUTOBLOCK = 1, /* auto-blocks dry-run did not make (once per streak) */
+  BG_OP_WOULD_DROP = 16,     /* + enum bg_reason: frames dry-run passed that it would drop */
+  BG_OP_SLOTS = 64,
+};
 
 /* Per-CPU counter value (counters map, BPF_MAP_TYPE_PERCPU_ARRAY). */
 struct bg_counter {
@@ -175,6 +188,11 @@ enum bg_rule_flags {
    * CPU's share of new sources) spans at least two ticks, so tokens that
    * come a tick at a time fit in it and the rate is kept. */
   BG_RULE_COARSE_CLOCK = 1,
+  /* Part of the policy (rules[].dry_run): a frame under this rule that would
+   * be dropped (but by the deny list or the blocklist, which come before any
+   * rule) is passed and counted as would-drop (BG_OP_WOULD_DROP); its
+   * bucket's auto-block is counted, not made; held SYNs are not answered. */
+  BG_RULE_DRY_RUN = 2,
 };
 
 struct bg_rule {
@@ -269,6 +287,10 @@ enum bg_settings_flags {
    * only with BG_SET_PROVE and tcp_syncookies=2 (the kernel accepts a cookie
    * only while it sends them itself, see bg_syn_answer). */
   BG_SET_SYN_PROXY = 16,
+  /* dry_run: on: every frame the generation would drop is passed and counted
+   * as would-drop by reason (BG_OP_WOULD_DROP); no auto-block is made (each
+   * is counted, BG_OP_WOULD_AUTOBLOCK) and no SYN is answered. */
+  BG_SET_DRY_RUN = 32,
 };
 
 /* Slots of the admission map: one GCRA per CPU for each kind of stateless
@@ -286,7 +308,15 @@ struct bg_config {
   __u32 active;      /* generation in use: 0 or 1 */
   __u32 attach_mode; /* enum bg_attach_mode, informational */
   __u32 generation;  /* bumped by each apply; lets readers see a change */
-  __u32 _pad;
+  /* Not part of a generation: the operator's bypass switch (`bpfgate bypass
+   * IFACE on`): nonzero passes every frame at once, counted (BG_OP_BYPASSED).
+   * Written under the pin directory's lock like every write of this map. */
+  __u8 bypass;
+  /* The program runs with BPF_F_XDP_HAS_FRAGS (jumbo frames, several buffers
+   * a frame): a program it tail-calls must be loaded with the same flag.
+   * Written by the control plane at attach; 0 in pins of older versions. */
+  __u8 frags;
+  __u16 _pad;
   struct bg_settings gen[BG_GENERATIONS];
 };
 

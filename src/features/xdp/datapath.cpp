@@ -100,8 +100,6 @@ Status fill(int fd, const void *keys, size_t key_size, const void *values, size_
   return {};
 }
 
-// The inner map of generation `gen` of an outer map, opened by id.
-
 }  // namespace
 
 namespace {
@@ -118,6 +116,13 @@ bpf::PinSpec next_pin() {
 
 }  // namespace
 
+bpf::PinSpec op_stats_pin() {
+  // Optional: pins of older versions have none (replace.cpp makes it).
+  bpf::PinSpec p = bpf::map_pin<__u32, bg_counter>(BG_PIN_OPSTATS, "bg_op_stats");
+  p.optional = true;
+  return p;
+}
+
 std::vector<bpf::PinSpec> Datapath::pin_specs() {
   using bpf::map_pin;
   return {
@@ -133,19 +138,23 @@ std::vector<bpf::PinSpec> Datapath::pin_specs() {
       map_pin<__u32, __u32>(BG_PIN_PROTOS, "bg_protos"),
       map_pin<__u32, __u32>(BG_PIN_RULES, "bg_rules"),
       next_pin(),
+      op_stats_pin(),
   };
 }
 
 Datapath Datapath::from_set(bpf::PinSet &s) {
-  return Datapath(bpf::Map<__u32, bg_config>(s.take(BG_PIN_CONFIG)),
-                  {Outer(s.take(BG_PIN_ACL)), Outer(s.take(BG_PIN_PORTS)),
-                   Outer(s.take(BG_PIN_PROTOS)), Outer(s.take(BG_PIN_RULES))},
-                  bpf::Map<bg_lpm_key, bg_block>(s.take(BG_PIN_BLOCKLIST)),
-                  bpf::Map<bg_src_key, bg_src_state>(s.take(BG_PIN_SOURCES)),
-                  bpf::PerCpuMap<__u32, bg_counter>(s.take(BG_PIN_COUNTERS)),
-                  bpf::Map<__u32, bg_runtime>(s.take(BG_PIN_RUNTIME)),
-                  bpf::Map<bg_src_key, bg_src_state>(s.take(BG_PIN_KNOWN)),
-                  bpf::Map<bg_lpm_key, __u32>(s.take(BG_PIN_NOBLOCK)));
+  Datapath dp(bpf::Map<__u32, bg_config>(s.take(BG_PIN_CONFIG)),
+              {Outer(s.take(BG_PIN_ACL)), Outer(s.take(BG_PIN_PORTS)), Outer(s.take(BG_PIN_PROTOS)),
+               Outer(s.take(BG_PIN_RULES))},
+              bpf::Map<bg_lpm_key, bg_block>(s.take(BG_PIN_BLOCKLIST)),
+              bpf::Map<bg_src_key, bg_src_state>(s.take(BG_PIN_SOURCES)),
+              bpf::PerCpuMap<__u32, bg_counter>(s.take(BG_PIN_COUNTERS)),
+              bpf::Map<__u32, bg_runtime>(s.take(BG_PIN_RUNTIME)),
+              bpf::Map<bg_src_key, bg_src_state>(s.take(BG_PIN_KNOWN)),
+              bpf::Map<bg_lpm_key, __u32>(s.take(BG_PIN_NOBLOCK)));
+  if (bpf::UniqueFd ops = s.take(BG_PIN_OPSTATS); ops.valid())
+    dp.op_stats_.emplace(std::move(ops));
+  return dp;
 }
 
 Result<Datapath> Datapath::from_object(const bpf_object *obj) {
@@ -286,7 +295,7 @@ Status fill_rules(int fd, const std::vector<bg_rule> &policy_rules, const bg_set
   std::vector<__u32> rule_keys;
   for (__u32 i = 0; i < rules.size(); i++) {
     rule_keys.push_back(i);
-    rules[i].flags = 0;
+    rules[i].flags &= BG_RULE_DRY_RUN;  // the policy's; the rest is the datapath's
     if (shared_ok && core::coarse_clock_ok(rules[i].limit, tick))
       rules[i].flags |= BG_RULE_COARSE_CLOCK;
   }
@@ -306,6 +315,8 @@ void set_features(const core::PolicyImage &p, bg_settings &set) {
     set.flags |= BG_SET_RULES;
   if (p.prove)
     set.flags |= BG_SET_PROVE;
+  if (p.dry_run)
+    set.flags |= BG_SET_DRY_RUN;
   // Unproven sources share a rate only where sources can prove themselves:
   // with proofs off, every client would stay in that class.
   // Both read this namespace's TCP settings, once per apply.
@@ -433,6 +444,7 @@ Result<core::PolicyImage> Datapath::active_policy() const {
   p.settings = cfg->gen[cfg->active % BG_GENERATIONS];
   p.prove = (p.settings.flags & BG_SET_PROVE) != 0;
   p.syn_proxy = (p.settings.syn_opts & BG_SYN_OPT_ASKED) != 0;
+  p.dry_run = (p.settings.flags & BG_SET_DRY_RUN) != 0;
   auto noblock = noblock_.dump();
   if (!noblock)
     return noblock.error();
@@ -473,7 +485,7 @@ Result<core::PolicyImage> Datapath::active_policy() const {
   for (const auto &[k, v] : *rules)
     if (k < used) {
       p.rules[k] = v;
-      p.rules[k].flags = 0;  // the datapath's, not the policy's
+      p.rules[k].flags &= BG_RULE_DRY_RUN;  // the rest is the datapath's, not the policy's
     }
   return p;
 }
@@ -506,6 +518,49 @@ Status Datapath::set_attach_mode(uint32_t mode) {
     return cfg.error();
   cfg->attach_mode = mode;
   return config_.update(0, *cfg);
+}
+
+Result<bool> Datapath::frags() const {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  return cfg->frags != 0;
+}
+
+Status Datapath::set_frags(bool frags) {
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  cfg->frags = frags ? 1 : 0;
+  return config_.update(0, *cfg);
+}
+
+Status Datapath::set_bypass(bool on) {
+  if (!has_op_stats())
+    return make_error(EOPNOTSUPP,
+                      "the running program predates the bypass switch: `bpfgate upgrade IFACE` "
+                      "first (in place, nothing reset)");
+  auto cfg = config();
+  if (!cfg)
+    return cfg.error();
+  cfg->bypass = on ? 1 : 0;
+  return config_.update(0, *cfg);
+}
+
+Result<OpTotals> Datapath::op_stats() const {
+  OpTotals totals{};
+  if (!op_stats_)
+    return totals;
+  for (__u32 k = 0; k < BG_OP_SLOTS; k++) {
+    auto per_cpu = op_stats_->lookup(k);
+    if (!per_cpu)
+      return per_cpu.error();
+    for (const auto &c : *per_cpu) {
+      totals[k].packets += c.packets;
+      totals[k].bytes += c.bytes;
+    }
+  }
+  return totals;
 }
 
 Result<CounterTotals> Datapath::counters() const {

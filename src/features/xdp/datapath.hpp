@@ -6,6 +6,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,10 +22,15 @@ namespace bpfgate::agent {
 
 class SourceSweeper;
 
+// The pin of the operator switches' counters (optional: older pins lack it).
+bpf::PinSpec op_stats_pin();
+
 // Counters summed over CPUs, indexed by bg_counter_key(verdict, reason).
 using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
 // Datapath events that are no verdict, summed over CPUs, indexed by enum bg_stat.
 using StatTotals = std::array<uint64_t, BG_STAT_NR>;
+// The operator switches' counters summed over CPUs, indexed by enum bg_op_stat.
+using OpTotals = std::array<bg_counter, BG_OP_SLOTS>;
 
 // What this network namespace's TCP says of the SYN answer (the sysctls it
 // depends on, -1 where unreadable), and the options it may offer.
@@ -62,6 +68,18 @@ class Datapath {
 
   Result<bg_config> config() const;
   Status set_attach_mode(uint32_t mode);
+  // Whether the program was loaded with BPF_F_XDP_HAS_FRAGS (bg_config.frags):
+  // what a program it tail-calls must match.
+  Result<bool> frags() const;
+  Status set_frags(bool frags);
+  // The bypass switch (bg_config.bypass; the caller holds the pin lock).
+  Status set_bypass(bool on);
+  // Whether the program has the operator switches (dry-run, bypass) and
+  // their counters: false for a filter pinned by an older bpfgate until it
+  // is upgraded (which makes the opstats map).
+  bool has_op_stats() const { return op_stats_.has_value(); }
+  // Zeros where !has_op_stats().
+  Result<OpTotals> op_stats() const;
   Result<CounterTotals> counters() const;
   Result<StatTotals> stats() const;
   Result<std::vector<SourceEntry>> sources() const;
@@ -115,6 +133,7 @@ class Datapath {
   bpf::Map<__u32, bg_runtime> runtime_;
   bpf::Map<bg_src_key, bg_src_state> known_;  // sources that proved themselves
   bpf::Map<bg_lpm_key, __u32> noblock_;
+  std::optional<bpf::PerCpuMap<__u32, bg_counter>> op_stats_;  // absent in older pins
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;
 };

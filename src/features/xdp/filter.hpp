@@ -43,6 +43,9 @@ struct AttachOptions {
   // a dropped frame per CPU per interval (0: no samples).
   EventBufferChoice event_buffer = EventBufferChoice::kAuto;
   uint64_t drop_sample_interval_ns = 100'000'000ULL;
+  // Load with BPF_F_XDP_HAS_FRAGS: attach() decides it from the interface's
+  // MTU (want_frags); what the caller sets is not read.
+  bool frags = false;
 };
 
 struct AttachReport {
@@ -53,6 +56,9 @@ struct AttachReport {
   uint32_t replaced_prog_id = 0;  // with --force, the program we removed
   XdpAttach attach = XdpAttach::kDirect;
   unsigned priority = 0;  // through the dispatcher
+  // Loaded with BPF_F_XDP_HAS_FRAGS (the interface's MTU is above a page): a
+  // program the filter tail-calls must be loaded so too (Datapath::frags()).
+  bool frags = false;
 };
 
 struct FilterStatus {
@@ -69,6 +75,11 @@ struct FilterStatus {
   bool unproven_enforced = false;  // BG_SET_UNPROVEN: see Datapath::apply
   bool syn_proxy_asked = false;    // limits.syn_proxy is on
   bool syn_proxy = false;          // BG_SET_SYN_PROXY: held SYNs answered by the datapath
+  bool dry_run = false;            // BG_SET_DRY_RUN: the generation's drops are passed
+  bool bypass = false;             // bg_config.bypass: every frame passes
+  bool frags = false;              // loaded with BPF_F_XDP_HAS_FRAGS (jumbo frames)
+  bool op_stats = false;           // the program has dry-run and bypass (not older pins)
+  OpTotals ops{};                  // would-drop and bypass counters (enum bg_op_stat)
   bg_verdict unparsed_verdict = BG_VERDICT_PASS;
   uint32_t max_sources = 0;
   uint32_t generation = 0;
@@ -94,6 +105,10 @@ class PinnedFilter {
   // Switches to `policy`, holding the pin directory's lock so that two
   // processes never fill the same generation.
   Status apply(const core::PolicyImage &policy);
+  // The bypass switch (bg_config.bypass), under the pin directory's lock:
+  // every frame passes at once while on. EOPNOTSUPP for a program older
+  // than the switch (upgrade it first).
+  Status set_bypass(bool on);
   Result<FilterStatus> status() const;
   Result<CounterTotals> counters() const { return dp_.counters(); }
   Result<std::vector<SourceEntry>> sources() const { return dp_.sources(); }
@@ -142,6 +157,17 @@ inline void prepare_filter(bpf::XdpFilterSkel &skel, uint32_t max_sources) {
   bpf_map__set_max_entries(skel->maps.bg_sources, max_sources);
   bpf_map__set_max_entries(skel->maps.bg_known, max_sources);
   skel->rodata->bg_have_syncookie = syncookie_helpers() ? 1 : 0;
+}
+// Between open and load: the filter loaded with BPF_F_XDP_HAS_FRAGS (as
+// SEC("xdp.frags") would), so that it attaches natively where the MTU is
+// above a page; it reads the headers in the first buffer and counts the
+// whole frame's length.
+inline void prepare_frags(bpf::XdpFilterSkel &skel, bool frags) {
+  if (!frags)
+    return;
+  bpf_program *p = skel->progs.bg_xdp_filter;
+  bpf_program__set_flags(p, bpf_program__flags(p) | BPF_F_XDP_HAS_FRAGS);
+  skel->rodata->bg_frags = 1;
 }
 // Attaches the filter pinned for `iface` again, to the interface that now
 // bears the name, when its link is defunct (the interface was deleted and

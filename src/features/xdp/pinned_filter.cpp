@@ -117,6 +117,13 @@ Status PinnedFilter::apply(const core::PolicyImage &policy) {
   return dp_.apply(policy);
 }
 
+Status PinnedFilter::set_bypass(bool on) {
+  auto lock = bpf::DirLock::acquire(dir_);
+  if (!lock)
+    return lock.error();
+  return dp_.set_bypass(on);
+}
+
 Status PinnedFilter::read_attachment(FilterStatus &s) const {
   s.iface = iface_;
   s.attach = attach();
@@ -151,6 +158,9 @@ Status PinnedFilter::read_settings(FilterStatus &s) const {
   s.unproven_enforced = (set.flags & BG_SET_UNPROVEN) != 0;
   s.syn_proxy_asked = (set.syn_opts & BG_SYN_OPT_ASKED) != 0;
   s.syn_proxy = (set.flags & BG_SET_SYN_PROXY) != 0;
+  s.dry_run = (set.flags & BG_SET_DRY_RUN) != 0;
+  s.bypass = cfg->bypass != 0;
+  s.frags = cfg->frags != 0;
   auto rule = dp_.default_rule();
   if (!rule)
     return rule.error();
@@ -171,6 +181,11 @@ Status PinnedFilter::read_counters(FilterStatus &s) const {
   if (!stats)
     return stats.error();
   s.stats = *stats;
+  s.op_stats = dp_.has_op_stats();
+  auto ops = dp_.op_stats();
+  if (!ops)
+    return ops.error();
+  s.ops = *ops;
   auto known = dp_.known_entries();
   if (!known)
     return known.error();

@@ -79,8 +79,21 @@ std::string kernel_name(const char *name) {
   return std::string(name).substr(0, BPF_OBJ_NAME_LEN - 1);
 }
 
+// Whether the running program was loaded with frags (bg_config.frags; 0 in
+// versions before it, which had none): the new one must be, to attach where
+// the MTU needs it.
+Result<bool> running_frags(std::map<std::string, RunningMap> &running) {
+  auto cfg = running.find(kernel_name("bg_config"));
+  if (cfg == running.end())
+    return make_error(ENOENT, "the running program uses no bg_config map");
+  auto v = bpf::Map<__u32, bg_config>(cfg->second.fd.get()).lookup(0);
+  if (!v)
+    return v.error();
+  return *v && (*v)->frags;
+}
+
 // This binary's filter, opened and configured as the running one was
-// (table sizes, event transport), its maps those of the running program. The
+// (table sizes, event transport, frags), its maps those of the running program. The
 // program array the filter hands frames on with is the pinned one (`next`,
 // -1: none) where the running program does not use one (it came from a
 // bpfgate without the balancer): the balancer in its slot stays there.
@@ -95,6 +108,10 @@ Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running, i
                       "the running program uses no bg_sources or bg_events map: not a bpfgate "
                       "filter this version can take over; detach and attach it");
   prepare_filter(*skel, sources->second.info.max_entries);
+  auto frags = running_frags(running);
+  if (!frags)
+    return frags.error();
+  prepare_frags(*skel, *frags);
   bg_event_transport t = events->second.info.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY
                              ? BG_EVENT_PERFBUF
                              : BG_EVENT_RINGBUF;
@@ -119,6 +136,26 @@ Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running, i
         "taken over: `bpfgate detach` and attach again, which leaves the interface unfiltered "
         "meanwhile)");
   return skel;
+}
+
+// Maps this version pins that the running filter's pins lack (a filter
+// pinned by an older bpfgate: the opstats map), made by the load above and
+// pinned before the swap, so that a later adoption finds them.
+// Returns the pins it made (to remove if the swap fails).
+Result<std::vector<std::string>> pin_new_maps(const bpf::XdpFilterSkel &skel,
+                                              const std::string &dir) {
+  std::vector<std::string> made;
+  bpf::PinSpec spec = op_stats_pin();
+  std::string path = bpf::pin_path(dir, spec.pin);
+  if (bpf::exists(path))
+    return made;
+  const bpf_map *m = bpf_object__find_map_by_name(skel->obj, spec.object.c_str());
+  if (!m)
+    return make_error(ENOENT, "the new program has no map {}", spec.object);
+  if (auto st = bpf::pin_fd(bpf_map__fd(m), path); !st)
+    return st.error().context("pin the new map " + spec.pin);
+  made.push_back(path);
+  return made;
 }
 
 // Points pin `path` at prog_fd in one step: pinned beside it, then renamed over it.
@@ -202,12 +239,18 @@ Result<ReplaceReport> replace_program(const std::string &bpffs, const std::strin
   ReplaceReport r{false, old_info->id, old_info->id, li->id};
   if (!always && new_info->tag == old_info->tag)
     return r;
+  auto made = pin_new_maps(*skel, dir);
+  if (!made)
+    return made.error();
   LIBBPF_OPTS(bpf_link_update_opts, opts, .flags = BPF_F_REPLACE,
               .old_prog_fd = static_cast<__u32>(old_prog.get()));
-  if (int err = bpf_link_update(link->get(), new_fd, &opts))
+  if (int err = bpf_link_update(link->get(), new_fd, &opts)) {
+    for (const auto &p : *made)
+      (void)bpf::unpin(p);
     return bpf::libbpf_error(err, fmt::format("swap the program of {}'s XDP link (program id {} "
                                               "was expected there: another replace won?)",
                                               iface, old_info->id));
+  }
   crash_point("replace-swapped");
   if (auto st = repin(new_fd, dir, BG_PIN_PROG); !st)
     return st.error().context("the new program runs; pin it");
