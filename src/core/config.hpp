@@ -38,6 +38,9 @@ struct Config {
   // limits.syn_proxy: a held SYN is answered by the datapath with the kernel's
   // cookie (on | off, default off; takes effect with prove and tcp_syncookies=2).
   bool syn_proxy = false;
+  // dry_run: every frame the filter would drop is passed and counted as
+  // would-drop by reason; no auto-block is made, no SYN answered (on | off).
+  bool dry_run = false;
   bg_verdict unparsed = BG_VERDICT_PASS;
   std::vector<Prefix> allow, deny;
   std::vector<RuleConfig> rules;

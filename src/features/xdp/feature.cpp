@@ -27,9 +27,11 @@ Status XdpFeature::prepare(const core::Config &c) {
 Status XdpFeature::converge(const core::Config *running, const core::Config &c,
                             const std::string &by) {
   core::PolicyImage image = core::compile(c);
-  for (const auto &i : c.interfaces)
+  for (const auto &i : c.interfaces) {
     if (auto st = converge_iface(i, c, image, by); !st)
       return st;
+    apply_bypass(i, c, by);
+  }
   detach_unwanted(c, by);
   if (running && c.state_dir != running->state_dir)
     log::warn(
@@ -63,6 +65,29 @@ void XdpFeature::detach_unwanted(const core::Config &c, const std::string &by) {
   }
 }
 
+void XdpFeature::apply_bypass(const core::InterfaceConfig &i, const core::Config &c,
+                              const std::string &by) {
+  auto it = filters_.find(i.name);
+  if (!i.bypass || it == filters_.end())
+    return;  // no bypass key: the switch is left to `bpfgate bypass`
+  auto cfg = it->second.datapath().config();
+  if (cfg && (cfg->bypass != 0) == *i.bypass)
+    return;
+  if (auto st = it->second.set_bypass(*i.bypass); !st) {
+    log::error("{}:{}: bypass {}: {}", c.path, i.line, *i.bypass ? "on" : "off", st.error().what());
+    return;
+  }
+  if (*i.bypass)
+    log::warn("{}: BYPASS on (config): every frame passes unfiltered", i.name);
+  else
+    log::info("{}: bypass off (config): filtering", i.name);
+  audit::Entry("bypass", by)
+      .set("iface", i.name)
+      .set("bypass", *i.bypass ? "on" : "off")
+      .config(c.hash)
+      .write();
+}
+
 void XdpFeature::upgrade_adopted(const std::string &iface, const core::Config &c,
                                  const std::string &by) {
   if (filters_.at(iface).attach() != XdpAttach::kDirect)
@@ -75,6 +100,11 @@ void XdpFeature::upgrade_adopted(const std::string &iface, const core::Config &c
   }
   if (!r->replaced)
     return;
+  // Opened again: the new program may have made maps the old pins lacked.
+  if (auto again = PinnedFilter::open(bpffs_, iface)) {
+    filters_.erase(iface);
+    filters_.emplace(iface, std::move(*again));
+  }
   log::info("{}: replaced the running filter program (id {}) by this version's (id {}) in place",
             iface, r->old_prog_id, r->new_prog_id);
   audit::Entry("replace", by)

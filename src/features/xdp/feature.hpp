@@ -57,6 +57,9 @@ class XdpFeature final : public Feature {
                         const core::PolicyImage &image, const std::string &by);
   // Interfaces no longer in the config are detached.
   void detach_unwanted(const core::Config &c, const std::string &by);
+  // The interface's bypass switch as its config says (bypass: on|off), where
+  // it says so; audited when it changes.
+  void apply_bypass(const core::InterfaceConfig &i, const core::Config &c, const std::string &by);
   // An adopted filter attached directly runs this version's program: swapped
   // in place (replace.hpp) when the running one differs; a failure leaves the
   // running program and is logged.

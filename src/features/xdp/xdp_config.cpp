@@ -54,7 +54,7 @@ void parse_mode(const Section &s, InterfaceConfig &ic) {
 }
 
 void parse_interface(Diag &d, const YAML::Node &i, std::set<std::string> &seen, Config &c) {
-  Section s(d, i, "an interface", {"name", "mode", "attach", "priority", "max_sources"});
+  Section s(d, i, "an interface", {"name", "mode", "attach", "priority", "max_sources", "bypass"});
   if (!s)
     return;
   InterfaceConfig ic;
@@ -80,6 +80,8 @@ void parse_interface(Diag &d, const YAML::Node &i, std::set<std::string> &seen, 
   else
     s.number("priority", ic.priority, 0, 1000000);
   s.number("max_sources", ic.max_sources, 16, BG_SOURCES_MAX);
+  if (bool on = false; s.on_off("bypass", on, "bypass"))
+    ic.bypass = on;
   c.interfaces.push_back(ic);
 }
 
@@ -207,7 +209,7 @@ void parse_unparsed(Diag &d, const YAML::Node &n, Config &c) {
 }
 
 void parse_rule(Diag &d, const YAML::Node &r, Config &c) {
-  Section s(d, r, "a rule", {"match", "action", "rate", "burst"});
+  Section s(d, r, "a rule", {"match", "action", "rate", "burst", "dry_run"});
   if (!s)
     return;
   RuleConfig rc;
@@ -239,6 +241,9 @@ void parse_rule(Diag &d, const YAML::Node &r, Config &c) {
   }
   if (rc.action != BG_ACTION_LIMIT && (s.has("rate") || s.has("burst")))
     d.at(r, fmt::format("rate and burst apply to action limit, not {}", action));
+  s.on_off("dry_run", rc.dry_run, "a rule's dry_run");
+  if (rc.dry_run && rc.action == BG_ACTION_PASS)
+    d.at(s["dry_run"], "dry_run on a rule with action pass: it drops nothing to try");
   c.rules.push_back(rc);
 }
 
@@ -339,6 +344,9 @@ void parse_xdp_sections(Diag &d, const YAML::Node &root, Config &c, bool need_in
     parse_rules(d, root["rules"], c);
   if (root["auto_block"])
     parse_auto_block(d, root["auto_block"], c);
+  if (root["dry_run"])
+    if (auto on = read_on_off(d, root["dry_run"], "dry_run"))
+      c.dry_run = *on;
 }
 
 void settle_acl(Diag &d, Config &c) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct InterfaceConfig {
   std::string attach = "direct";  // direct|dispatcher (libxdp's, beside other XDP programs)
   uint32_t priority = 50;         // the run priority in the dispatcher (lower first)
   uint32_t max_sources = kDefaultMaxSources;
+  // bypass: on|off: the agent sets the interface's bypass switch to it at
+  // start and at every reload; absent, the switch is left to `bpfgate bypass`.
+  std::optional<bool> bypass;
   int line = 0;
 };
 
@@ -38,7 +42,8 @@ struct RuleConfig {
   bool has_ports = false;
   uint16_t port_lo = 0, port_hi = 0;
   bg_action action = BG_ACTION_LIMIT;
-  Limits limits;  // action limit
+  Limits limits;         // action limit
+  bool dry_run = false;  // dry_run: on: its drops are passed and counted (BG_RULE_DRY_RUN)
   int line = 0;
 };
 

@@ -162,6 +162,41 @@ TEST(Config, SeccompIsOnByDefaultAndSwitchesOff) {
       << bad.error().what();
 }
 
+// dry_run at the root and on a rule, bypass on an interface: on/off, off by
+// default (bypass: absent, left to the CLI), errors at FILE:LINE.
+TEST(Config, DryRunAndBypassSwitches) {
+  auto def =
+      parse_config("interfaces: [{name: a}]\nrules: [{match: udp/53, action: drop}]\n", "d.yaml");
+  ASSERT_TRUE(def.ok()) << def.error().what();
+  EXPECT_FALSE(def->dry_run);
+  EXPECT_FALSE(def->rules[0].dry_run);
+  EXPECT_FALSE(def->interfaces[0].bypass.has_value());
+  EXPECT_FALSE(compile(*def).dry_run);
+  auto on = parse_config(
+      "interfaces: [{name: a, bypass: on}, {name: b, bypass: off}]\ndry_run: on\n"
+      "rules:\n  - {match: udp/53, action: drop, dry_run: on}\n  - {match: tcp/80, rate: 5}\n",
+      "d.yaml");
+  ASSERT_TRUE(on.ok()) << on.error().what();
+  EXPECT_TRUE(on->dry_run);
+  EXPECT_EQ(on->interfaces[0].bypass, std::optional<bool>(true));
+  EXPECT_EQ(on->interfaces[1].bypass, std::optional<bool>(false));
+  auto p = compile(*on);
+  EXPECT_TRUE(p.dry_run);
+  EXPECT_EQ(p.rules[1].flags & BG_RULE_DRY_RUN, static_cast<__u32>(BG_RULE_DRY_RUN));
+  EXPECT_EQ(p.rules[2].flags & BG_RULE_DRY_RUN, 0u);
+  auto bad = parse_config(
+      "interfaces:\n  - name: a\n    bypass: maybe\ndry_run: perhaps\nrules:\n"
+      "  - match: udp/53\n    action: drop\n    dry_run: 2\n  - match: udp/54\n"
+      "    action: pass\n    dry_run: on\n",
+      "d.yaml");
+  ASSERT_FALSE(bad.ok());
+  const std::string e = bad.error().what();
+  EXPECT_TRUE(has(e, "d.yaml:3: bypass must be on or off, not 'maybe'")) << e;
+  EXPECT_TRUE(has(e, "d.yaml:4: dry_run must be on or off, not 'perhaps'")) << e;
+  EXPECT_TRUE(has(e, "d.yaml:8: a rule's dry_run must be on or off, not '2'")) << e;
+  EXPECT_TRUE(has(e, "d.yaml:11: dry_run on a rule with action pass")) << e;
+}
+
 // agent.state_dir: where the manual blocks are kept; off keeps none.
 TEST(Config, StateDirIsAnAbsolutePathOrOff) {
   auto def = parse_config("interfaces: [{name: a}]\n", "s.yaml");
