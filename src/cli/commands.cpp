@@ -80,6 +80,7 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
     if (r->replaced_prog_id)
       j["replaced_prog_id"] = r->replaced_prog_id;
     j["attach"] = agent::to_string(r->attach);
+    j["frags"] = r->frags;
     if (r->attach == agent::XdpAttach::kDispatcher)
       j["priority"] = r->priority;
     fmt::print("{}\n", j.dump());
@@ -91,9 +92,10 @@ int cmd_attach(const Globals &g, const agent::AttachOptions &opts) {
             ? fmt::format(" through the XDP dispatcher at priority {}", r->priority)
             : "";
     fmt::print(
-        "attached to {}{} in {} mode (program id {}), {} pps per source, burst {}, up to {} "
+        "attached to {}{} in {} mode (program id {}{}), {} pps per source, burst {}, up to {} "
         "sources\n",
-        opts.iface, through, bpf::to_string(r->mode), r->prog_id, opts.limits.rate_pps,
+        opts.iface, through, bpf::to_string(r->mode), r->prog_id,
+        r->frags ? ", with frags for the interface's MTU" : "", opts.limits.rate_pps,
         opts.limits.burst, opts.max_sources);
   }
   return 0;
@@ -160,6 +162,26 @@ int cmd_upgrade(const Globals &g, const std::string &iface) {
     fmt::print(
         "{}: program id {} replaced by {} in place (link {}; maps, counters and state kept)\n",
         iface, r->old_prog_id, r->new_prog_id, r->link_id);
+  return 0;
+}
+
+int cmd_bypass(const Globals &g, const std::string &iface, bool on) {
+  auto f = agent::PinnedFilter::open(g.bpffs, iface);
+  if (!f)
+    return fail(f.error());
+  if (auto st = f->set_bypass(on); !st)
+    return fail(st.error().context("bypass " + iface));
+  audit::Entry("bypass", audit::by_cli())
+      .set("iface", iface)
+      .set("bypass", on ? "on" : "off")
+      .write();
+  if (g.json)
+    fmt::print("{}\n", json{{"iface", iface}, {"bypass", on}}.dump());
+  else if (on)
+    fmt::print("{}: BYPASS on: every frame passes unfiltered until `bpfgate bypass {} off`\n",
+               iface, iface);
+  else
+    fmt::print("{}: bypass off: filtering\n", iface);
   return 0;
 }
 

@@ -23,6 +23,8 @@ int cmd_set(const Globals &g, const std::string &iface, std::optional<uint64_t> 
 int cmd_detach(const Globals &g, const std::string &iface);
 // This binary's filter program swapped in for the running one (features/xdp/replace.hpp).
 int cmd_upgrade(const Globals &g, const std::string &iface);
+// The interface's bypass switch: on passes every frame at once (audited).
+int cmd_bypass(const Globals &g, const std::string &iface, bool on);
 // Every attached interface, or only `iface` when it is not empty.
 int cmd_status(const Globals &g, const std::string &iface);
 

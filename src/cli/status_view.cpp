@@ -35,6 +35,47 @@ json events_json(const agent::StatTotals &s) {
   return out;
 }
 
+// The operator switches: bypass, dry-run, and the frames dry-run passed
+// that the filter would have dropped, by reason (those not zero).
+json operations_json(const agent::FilterStatus &s) {
+  json would = json::object();
+  for (uint32_t r = 0; r < BG_REASON_NR; r++) {
+    const bg_counter &x = s.ops[BG_OP_WOULD_DROP + r];
+    if (x.packets)
+      would[agent::to_string(static_cast<bg_reason>(r))] = {{"packets", x.packets},
+                                                            {"bytes", x.bytes}};
+  }
+  return {{"supported", s.op_stats},
+          {"bypass", s.bypass},
+          {"bypassed",
+           {{"packets", s.ops[BG_OP_BYPASSED].packets}, {"bytes", s.ops[BG_OP_BYPASSED].bytes}}},
+          {"dry_run", s.dry_run},
+          {"would_drop", would},
+          {"would_autoblock", s.ops[BG_OP_WOULD_AUTOBLOCK].packets}};
+}
+
+// "  BYPASS ..." and "  would drop: ..." lines where they say something.
+std::string operations_text(const agent::FilterStatus &s) {
+  std::string out;
+  if (s.bypass)
+    out += fmt::format(
+        "  *** BYPASS: every frame passes unfiltered ({} so far; `bpfgate bypass {} off` to "
+        "filter again) ***\n",
+        s.ops[BG_OP_BYPASSED].packets, s.iface);
+  uint64_t would = 0;
+  std::string reasons;
+  for (uint32_t r = 0; r < BG_REASON_NR; r++)
+    if (uint64_t n = s.ops[BG_OP_WOULD_DROP + r].packets) {
+      would += n;
+      reasons += fmt::format("  {} {}", agent::to_string(static_cast<bg_reason>(r)), n);
+    }
+  uint64_t blocks = s.ops[BG_OP_WOULD_AUTOBLOCK].packets;
+  if (s.dry_run || would || blocks)
+    out += fmt::format("  would drop (dry-run {}): {}{}  would auto-block {}\n",
+                       s.dry_run ? "on" : "off", would, reasons, blocks);
+  return out;
+}
+
 uint64_t sum_verdict(const agent::CounterTotals &c, bg_verdict v) {
   uint64_t n = 0;
   for (uint32_t r = 0; r < BG_REASON_NR; r++)
@@ -67,6 +108,8 @@ json status_json(const agent::FilterStatus &s) {
             {"counters", counters_json(s.counters)},
             {"known_sources", {{"entries", s.known_sources}, {"max_entries", s.max_known}}},
             {"events", events_json(s.stats)}};
+  j["frags"] = s.frags;
+  j["operations"] = operations_json(s);
   j["attach"] = agent::to_string(s.attach);
   if (s.attach == agent::XdpAttach::kDispatcher)
     j["priority"] = s.priority;
@@ -86,7 +129,7 @@ std::string status_text(const agent::FilterStatus &s) {
                                                   : "DEFUNCT (interface gone: a running agent "
                                                     "attaches it again when it is back; else run "
                                                     "detach)  ",
-      s.mode, s.prog_id,
+      s.frags ? s.mode + " (frags)" : s.mode, s.prog_id,
       s.attach == agent::XdpAttach::kDispatcher ? fmt::format("dispatcher priority {}", s.priority)
                                                 : fmt::format("link {}", s.link_id),
       s.limits.rate_pps, s.limits.burst, s.max_sources,
@@ -102,7 +145,7 @@ std::string status_text(const agent::FilterStatus &s) {
   for (uint32_t e = 0; e < BG_STAT_NR; e++)
     out += fmt::format("{}{} {}", e ? "  " : " ", agent::stat_name(static_cast<bg_stat>(e)).name,
                        s.stats[e]);
-  return out + "\n";
+  return out + "\n" + operations_text(s);
 }
 
 }  // namespace bpfgate::cli

@@ -415,6 +415,14 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
     auto family = fmt::format("bpfgate_{}_total", agent::stat_name(static_cast<bg_stat>(e)).name);
     EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
   }
+  // ... and for the operator switches (dry-run, bypass).
+  for (const char *family : {"bpfgate_would_drop_total", "bpfgate_would_autoblocks_total",
+                             "bpfgate_interface_bypass", "bpfgate_bypassed_total"}) {
+    EXPECT_TRUE(p.types.count(family)) << "no family " << family;
+    EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
+  }
+  EXPECT_EQ(prom::value_of(p, "bpfgate_interface_bypass", iface), 0);
+  EXPECT_EQ(prom::value_of(p, "bpfgate_would_drop_total", with(iface, {{"reason", "deny"}})), 0);
   // Loopback only by default: the client cannot reach it.
   EXPECT_NE(
       run(cl_.exec() + fmt::format("curl -sf --max-time 1 http://{}:9477/metrics", kGw)).exit_code,

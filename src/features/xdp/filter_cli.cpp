@@ -142,6 +142,17 @@ void add_filter_commands(Registry &r) {
   u->add_option("IFACE", upgrade_iface, "interface")->required()->check(iface_name());
   r.add(u, [&upgrade_iface, &g = r.globals()] { return cmd_upgrade(g, upgrade_iface); });
 
+  struct BypassArgs {
+    std::string iface, state;
+  };
+  auto &bypass = r.keep<BypassArgs>();
+  auto *b = r.app().add_subcommand(
+      "bypass", "on: the filter passes every frame at once (counted); off: it filters again");
+  b->add_option("IFACE", bypass.iface, "interface")->required()->check(iface_name());
+  b->add_option("STATE", bypass.state, "on|off")->required()->check(CLI::IsMember({"on", "off"}));
+  r.add(b,
+        [&bypass, &g = r.globals()] { return cmd_bypass(g, bypass.iface, bypass.state == "on"); });
+
   auto &status_iface = r.keep<std::string>();
   auto *st = r.app().add_subcommand("status", "what is attached where, mode, program, limits");
   st->add_option("IFACE", status_iface, "only this interface")->check(iface_name());

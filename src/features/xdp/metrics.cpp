@@ -183,6 +183,29 @@ void write_datapath_events(Writer &w, const std::vector<FilterStatus> &filters) 
   }
 }
 
+void write_operations(Writer &w, const std::vector<FilterStatus> &filters) {
+  w.family("bpfgate_interface_bypass", "gauge",
+           "1 while the interface's bypass switch is on: the filter passes every frame");
+  for (const auto &f : filters)
+    w.sample("bpfgate_interface_bypass", {{"interface", f.iface}}, f.bypass ? 1 : 0);
+  w.family("bpfgate_bypassed_total", "counter", "Frames passed unfiltered by the bypass switch");
+  for (const auto &f : filters)
+    w.sample("bpfgate_bypassed_total", {{"interface", f.iface}},
+             static_cast<double>(f.ops[BG_OP_BYPASSED].packets));
+  w.family("bpfgate_would_drop_total", "counter",
+           "Frames dry-run passed that the filter would have dropped, by reason");
+  for (const auto &f : filters)
+    for (const auto &[v, r] : kVerdictReasons)
+      if (v == BG_VERDICT_DROP)
+        w.sample("bpfgate_would_drop_total", {{"interface", f.iface}, {"reason", to_string(r)}},
+                 static_cast<double>(f.ops[BG_OP_WOULD_DROP + r].packets));
+  w.family("bpfgate_would_autoblocks_total", "counter",
+           "Auto-blocks dry-run did not make (a source over its limit for auto_block.after)");
+  for (const auto &f : filters)
+    w.sample("bpfgate_would_autoblocks_total", {{"interface", f.iface}},
+             static_cast<double>(f.ops[BG_OP_WOULD_AUTOBLOCK].packets));
+}
+
 void write_filter_metrics(Writer &w, const std::string &bpffs, const FilterMetricsInput &in) {
   std::vector<FilterView> filters;
   for (const auto &iface : in.interfaces)
@@ -194,6 +217,7 @@ void write_filter_metrics(Writer &w, const std::string &bpffs, const FilterMetri
       up.push_back(f.status);
   write_verdicts(w, up);
   write_datapath_events(w, up);
+  write_operations(w, up);
   write_rules(w, filters, in.rule_names);
   write_blocklist(w, filters);
   write_map_fill(w, filters, in);

@@ -21,6 +21,13 @@ void write_verdicts(core::prom::Writer &w, const std::vector<FilterStatus> &filt
 // bpfgate_<stat_name()>_total{interface}, HELP and TYPE even without filters.
 void write_datapath_events(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
 
+// The operator switches: bpfgate_interface_bypass{interface} (1 while the
+// filter passes everything), bpfgate_bypassed_total{interface},
+// bpfgate_would_drop_total{interface, reason} (frames dry-run passed, one
+// sample for each reason the filter drops for) and
+// bpfgate_would_autoblocks_total{interface}.
+void write_operations(core::prom::Writer &w, const std::vector<FilterStatus> &filters);
+
 // A map's fill level in bpfgate_map_entries / bpfgate_map_max_entries that is
 // not the filter's own (the observer's flows, whose interface is "").
 struct MapFill {

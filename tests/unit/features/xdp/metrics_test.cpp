@@ -48,6 +48,35 @@ TEST(MetricsEvents, OneCounterFamilyPerEventWithASamplePerInterface) {
       << w.text();
 }
 
+TEST(MetricsOperations, BypassGaugeAndWouldDropByReason) {
+  std::vector<FilterStatus> filters(2);
+  filters[0].iface = "eth0";
+  filters[1].iface = "eth1";
+  filters[0].bypass = true;
+  filters[0].ops[BG_OP_BYPASSED].packets = 9;
+  filters[1].ops[BG_OP_WOULD_DROP + BG_REASON_DENY].packets = 3;
+  filters[1].ops[BG_OP_WOULD_DROP + BG_REASON_RATE_LIMIT].packets = 4;
+  filters[1].ops[BG_OP_WOULD_AUTOBLOCK].packets = 2;
+  Writer w;
+  write_operations(w, filters);
+  auto p = prom::parse(w.text());
+  ASSERT_TRUE(p.ok()) << p.error().what();
+  EXPECT_EQ(p->types.at("bpfgate_interface_bypass"), "gauge");
+  EXPECT_EQ(p->types.at("bpfgate_would_drop_total"), "counter");
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_interface_bypass", {{"interface", "eth0"}}), 1);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_interface_bypass", {{"interface", "eth1"}}), 0);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_bypassed_total", {{"interface", "eth0"}}), 9);
+  EXPECT_EQ(
+      prom::value_of(*p, "bpfgate_would_drop_total", {{"interface", "eth1"}, {"reason", "deny"}}),
+      3);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_would_drop_total",
+                           {{"interface", "eth1"}, {"reason", "rate_limit"}}),
+            4);
+  EXPECT_EQ(prom::value_of(*p, "bpfgate_would_autoblocks_total", {{"interface", "eth1"}}), 2);
+  // Only reasons the filter drops for: no would-drop "ok".
+  EXPECT_EQ(w.text().find("reason=\"ok\""), std::string::npos);
+}
+
 TEST(MetricsEvents, FamiliesAreDeclaredWithoutFilters) {
   Writer w;
   write_datapath_events(w, {});
