@@ -56,6 +56,27 @@ bool has_helper(bpf_prog_type type, bpf_func_id helper) {
   return libbpf_probe_bpf_helper(type, helper, nullptr) == 1;
 }
 
+bool xdp_frags_support() {
+  static const bool have = [] {
+    const bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS},
+        {.code = BPF_JMP | BPF_EXIT},
+    };
+    LIBBPF_OPTS(bpf_prog_load_opts, opts, .prog_flags = BPF_F_XDP_HAS_FRAGS);
+    int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "bg_frags_probe", "GPL", insns, 2, &opts);
+    if (fd < 0)
+      return false;
+    close(fd);
+    return true;
+  }();
+  return have;
+}
+
+int xdp_single_buffer_mtu() {
+  const long page = sysconf(_SC_PAGESIZE);
+  return static_cast<int>(page > 0 ? page : 4096) - 256 - 320 - 14 - 8;
+}
+
 }  // namespace bpfgate::bpf
 
 namespace bpfgate::bpf {

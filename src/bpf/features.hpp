@@ -26,5 +26,13 @@ Status require_privileges(std::string_view who, std::string_view to);
 // dispatcher does with every program it runs. Asked once (needs privileges);
 // the error names the step the kernel refused and its errno.
 Status freplace_support();
+// Whether XDP programs may be loaded with BPF_F_XDP_HAS_FRAGS (frames of
+// several buffers: an MTU above a page; Linux 5.18). Asked once.
+bool xdp_frags_support();
+// The largest MTU at which a single-buffer XDP program sees whole frames:
+// a page less XDP's headroom (256), the skb_shared_info at its end (320) and
+// an Ethernet header with two VLAN tags. Drivers differ a little; above it,
+// native XDP needs frags.
+int xdp_single_buffer_mtu();
 
 }  // namespace bpfgate::bpf

@@ -4,8 +4,12 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "bpf/error.hpp"
@@ -21,6 +25,20 @@ Result<int> ifindex_of(const std::string &iface) {
   if (idx == 0)
     return make_error(ENODEV, "no interface '{}' in this network namespace (see `ip link`)", iface);
   return static_cast<int>(idx);
+}
+
+Result<int> mtu_of(const std::string &iface) {
+  if (auto why = util::interface_name_problem(iface))
+    return make_error(EINVAL, "{}", *why);
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return make_error(errno, "socket to read the MTU of {}", iface);
+  UniqueFd sock(s);
+  ifreq req{};
+  std::memcpy(req.ifr_name, iface.data(), std::min(iface.size(), sizeof(req.ifr_name) - 1));
+  if (ioctl(sock.get(), SIOCGIFMTU, &req) != 0)
+    return make_error(errno, "read the MTU of {}", iface);
+  return req.ifr_mtu;
 }
 
 Result<XdpQuery> query_xdp(int ifindex) {

@@ -34,5 +34,7 @@ Status detach_foreign_xdp(int ifindex, const XdpQuery &q);
 
 // Interface name -> index, with an error that says what to check.
 Result<int> ifindex_of(const std::string &iface);
+// The interface's MTU in this network namespace.
+Result<int> mtu_of(const std::string &iface);
 
 }  // namespace bpfgate::bpf

@@ -110,7 +110,7 @@ Result<DispatcherQuery> query_dispatcher(int ifindex) {
 
 Result<DispatchedAttachment> attach_dispatched(bpf_object *obj, const char *prog_name, int ifindex,
                                                const std::string &iface, XdpMode mode,
-                                               unsigned priority) {
+                                               unsigned priority, bool frags) {
   if (mode == XdpMode::kOffload)
     return make_error(EINVAL,
                       "libxdp's dispatcher cannot be offloaded to a NIC: attach in native, "
@@ -136,6 +136,8 @@ Result<DispatchedAttachment> attach_dispatched(bpf_object *obj, const char *prog
   ProgramPtr prog(raw);
   if (int err = xdp_program__set_run_prio(prog.get(), priority))
     return libbpf_error(err, "set the filter's priority");
+  if (int err = xdp_program__set_xdp_frags_support(prog.get(), frags))
+    return libbpf_error(err, "mark the filter as supporting frags");
   // Frames the filter passes go on to the next program; what it drops stops there.
   for (unsigned action : {XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT})
     if (int err = xdp_program__set_chain_call_enabled(prog.get(), action, action == XDP_PASS))
@@ -153,6 +155,10 @@ Result<DispatchedAttachment> attach_dispatched(bpf_object *obj, const char *prog
       attached = attach_once(prog.get(), ifindex, iface, XdpMode::kGeneric);
     }
   }
+  if (!attached && frags)
+    return attached.error().context(
+        "the interface's MTU needs a dispatcher loaded with frags, which libxdp does only when "
+        "every program in it supports them: lower the MTU, or attach directly");
   if (!attached)
     return attached.error();
 

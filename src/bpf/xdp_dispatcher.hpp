@@ -51,10 +51,12 @@ struct DispatchedAttachment {
 // kAuto: the mode of the dispatcher already there, else native then generic;
 // kOffload is refused (a dispatcher cannot be offloaded). Never falls back to
 // a lone program: callers probe freplace_support() first, and an attachment
-// that did not land in a dispatcher is undone and reported.
+// that did not land in a dispatcher is undone and reported. `frags`: the
+// program supports frames of several buffers (libxdp 1.3 then loads its
+// dispatcher with frags, if every program in it supports them).
 Result<DispatchedAttachment> attach_dispatched(bpf_object *obj, const char *prog_name, int ifindex,
                                                const std::string &iface, XdpMode mode,
-                                               unsigned priority);
+                                               unsigned priority, bool frags = false);
 
 // Removes the extension program prog_fd from ifindex's dispatcher: the other
 // programs stay (libxdp replaces the dispatcher by one without it; the last

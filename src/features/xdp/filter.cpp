@@ -220,6 +220,7 @@ Result<bpf::XdpFilterSkel> open_filter(const AttachOptions &o, int ifindex, bg_e
   if (!skel)
     return skel.error();
   prepare_filter(*skel, o.max_sources);
+  prepare_frags(*skel, o.frags);
   if (o.mode == bpf::XdpMode::kOffload) {
     bpf_program__set_ifindex((*skel)->progs.bg_xdp_filter, ifindex);
     bpf_map *m;
@@ -307,9 +308,13 @@ Result<AttachReport> attach_direct(const AttachOptions &o, int ifindex, const st
     return att.error();
   if (auto st = f.dp.set_attach_mode(mode_code(att->mode)); !st)
     return st.error().context("write config");
+  if (auto st = f.dp.set_frags(o.frags); !st)
+    return st.error().context("write config");
   if (auto st = pin_filter(f, dir, prog_fd, att->link.get()); !st)
     return st.error();
-  return report_of(*att);
+  auto report = report_of(*att);
+  report.frags = o.frags;
+  return report;
 }
 
 // The maps of `to` (opened, not loaded) made those of `from` (loaded).
@@ -335,11 +340,13 @@ Result<AttachReport> attach_through_dispatcher(const AttachOptions &o, int ifind
     return ext.error();
   if (auto st = share_maps((*ext)->obj, f.skel->obj); !st)
     return st.error();
-  auto att =
-      bpf::attach_dispatched((*ext)->obj, "bg_xdp_filter", ifindex, o.iface, o.mode, o.priority);
+  auto att = bpf::attach_dispatched((*ext)->obj, "bg_xdp_filter", ifindex, o.iface, o.mode,
+                                    o.priority, o.frags);
   if (!att)
     return att.error();
   Status done = f.dp.set_attach_mode(mode_code(att->mode));
+  if (done)
+    done = f.dp.set_frags(o.frags);
   if (done)
     done = pin_filter(f, dir, att->prog.get(), -1);
   if (!done) {
@@ -351,7 +358,24 @@ Result<AttachReport> attach_through_dispatcher(const AttachOptions &o, int ifind
   report.mode = att->mode;
   report.attach = XdpAttach::kDispatcher;
   report.priority = o.priority;
+  report.frags = o.frags;
   return report;
+}
+
+// Whether to load the filter with frags for o's interface (want_frags),
+// warning where its MTU needs them and the kernel lacks them.
+bool frags_for(const AttachOptions &o) {
+  auto mtu = bpf::mtu_of(o.iface);
+  if (!mtu)
+    return false;
+  const int single = bpf::xdp_single_buffer_mtu();
+  bool frags = want_frags(*mtu, single, bpf::xdp_frags_support(), o.mode);
+  if (*mtu > single && !frags && o.mode != bpf::XdpMode::kOffload)
+    log::warn(
+        "{}: MTU {} is above what a single-buffer XDP program takes ({}) and this kernel "
+        "cannot load XDP programs with frags: native mode is likely refused",
+        o.iface, *mtu, single);
+  return frags;
 }
 
 }  // namespace
@@ -404,11 +428,14 @@ Result<AttachReport> attach(const std::string &bpffs, const AttachOptions &o) {
     log::warn("removed XDP program id {} from {} (--force)", present->prog_id, o.iface);
   }
 
-  auto f = load_filter(o, *ifindex);
+  AttachOptions with = o;
+  with.frags = frags_for(o);
+  auto f = load_filter(with, *ifindex);
   if (!f)
     return f.error();
-  auto report = o.attach == XdpAttach::kDispatcher ? attach_through_dispatcher(o, *ifindex, dir, *f)
-                                                   : attach_direct(o, *ifindex, dir, *f);
+  auto report = o.attach == XdpAttach::kDispatcher
+                    ? attach_through_dispatcher(with, *ifindex, dir, *f)
+                    : attach_direct(with, *ifindex, dir, *f);
   if (report)
     report->replaced_prog_id = replaced;
   return report;

@@ -65,6 +65,10 @@ Result<XdpAttachPlan> plan_dispatcher(const XdpAttachRequest &r, const XdpPresen
 
 }  // namespace
 
+bool want_frags(int mtu, int single_buffer_mtu, bool kernel_frags, bpf::XdpMode mode) {
+  return kernel_frags && mode != bpf::XdpMode::kOffload && mtu > single_buffer_mtu;
+}
+
 Result<XdpAttachPlan> plan_xdp_attach(const XdpAttachRequest &r, const XdpPresent &present) {
   return r.attach == XdpAttach::kDispatcher ? plan_dispatcher(r, present) : plan_direct(r, present);
 }

@@ -41,6 +41,13 @@ struct XdpAttachPlan {
   bool remove_foreign = false;  // --force: detach the program there first
 };
 
+// Whether to load the filter with BPF_F_XDP_HAS_FRAGS (xdp.frags): where the
+// interface's MTU is above what a single-buffer XDP program sees whole
+// (bpf::xdp_single_buffer_mtu()) and the kernel has frags. Below it, or in
+// offload mode, the plain program (no cost, and the libxdp dispatcher's other
+// programs need not support frags).
+bool want_frags(int mtu, int single_buffer_mtu, bool kernel_frags, bpf::XdpMode mode);
+
 // The plan, or why not (EBUSY: something there cannot coexist; EOPNOTSUPP:
 // the kernel cannot run the dispatcher; EINVAL: a mode the dispatcher lacks).
 Result<XdpAttachPlan> plan_xdp_attach(const XdpAttachRequest &r, const XdpPresent &present);

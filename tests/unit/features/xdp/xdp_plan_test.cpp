@@ -102,5 +102,16 @@ TEST(XdpPlan, DispatcherCannotBeOffloaded) {
   EXPECT_EQ(p.error().err(), EINVAL);
 }
 
+// Frags (xdp.frags) only where the MTU needs them and the kernel has them.
+TEST(WantFrags, AboveTheSingleBufferMtuWhereTheKernelHasThem) {
+  EXPECT_FALSE(want_frags(1500, 3498, true, bpf::XdpMode::kNative));
+  EXPECT_FALSE(want_frags(3498, 3498, true, bpf::XdpMode::kAuto));
+  EXPECT_TRUE(want_frags(3499, 3498, true, bpf::XdpMode::kAuto));
+  EXPECT_TRUE(want_frags(9000, 3498, true, bpf::XdpMode::kNative));
+  EXPECT_TRUE(want_frags(9000, 3498, true, bpf::XdpMode::kGeneric));
+  EXPECT_FALSE(want_frags(9000, 3498, false, bpf::XdpMode::kNative));
+  EXPECT_FALSE(want_frags(9000, 3498, true, bpf::XdpMode::kOffload));
+}
+
 }  // namespace
 }  // namespace bpfgate::agent
