@@ -293,6 +293,8 @@ const std::map<std::string, std::string> kChecked = {
     {"bpfgate status [eth0] [-j]", "UsingIt"},
     {"bpfgate top [eth0] [-i 1] [-c N] [-n 20] [-j]", "UsingIt"},
     {"bpfgate upgrade eth0", "UsingIt"},
+    {"bpfgate bypass eth0 on", "UsingIt"},
+    {"bpfgate bypass eth0 off", "UsingIt"},
     {"bpfgate detach eth0", "UsingIt"},
     {"bpfgate check /etc/bpfgate/bpfgate.yaml", "TheAgent"},
     {"bpfgate run --config /etc/bpfgate/bpfgate.yaml", "TheAgent"},
@@ -398,6 +400,11 @@ TEST_F(ReadmeCommands, UsingIt) {
     expect_output(f, out);
     EXPECT_TRUE(contains(out, "198.18.0.2")) << f << ":\n" << out;
   }
+  auto on = gw(shown("bpfgate bypass eth0 on"));
+  EXPECT_TRUE(contains(on.out, "BYPASS on")) << on.out;
+  EXPECT_TRUE(contains(gw("bpfgate status eth0").out, "*** BYPASS"));
+  gw(shown("bpfgate bypass eth0 off"));
+  EXPECT_FALSE(contains(gw("bpfgate status eth0").out, "BYPASS"));
   gw(shown("bpfgate detach eth0"));
   EXPECT_FALSE(fs::exists("/sys/fs/bpf/bpfgate/eth0"));
   EXPECT_FALSE(contains(run_ok(gw_.exec() + "ip link show eth0").out, "xdp"));
