@@ -164,6 +164,49 @@ TEST_F(AgentOpsTest, AnInterfaceMadeAgainGetsItsFilterBackWithItsState) {
   EXPECT_GE(counter("pass", "ok"), 1u);
 }
 
+// bypass: on|off on an interface sets the switch at start and at reloads
+// (audited); without the key the switch is the CLI's. dry_run: on passes
+// what the deny list would drop and counts it as would-drop.
+TEST_F(AgentOpsTest, BypassFollowsTheConfigAndDryRunCountsWouldDrops) {
+  auto config = [&](const std::string &iface_extra, const std::string &body) {
+    std::ofstream(config_path()) << fmt::format(
+        "interfaces: [{{name: {}, mode: native{}}}]\nagent: {{control_socket: {}, state_dir: "
+        "{}}}\ndeny: [198.18.0.66]\n{}",
+        t_.gw_if(), iface_extra, socket_path(), state_dir(), body);
+  };
+  auto ops = [&] { return t_.status()["operations"]; };
+  auto reload = [&] {
+    auto r = run(t_.gw().exec() + bpfgate_bin() + " reload --socket " + socket_path());
+    EXPECT_EQ(r.exit_code, 0) << r.err << agent_log();
+  };
+  config(", bypass: on", "");
+  start_agent();
+  EXPECT_TRUE(contains(agent_log(), "audit: action=bypass iface=" + t_.gw_if() + " bypass=on"))
+      << agent_log();
+  EXPECT_EQ(ops()["bypass"], true);
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), 0u);
+  EXPECT_GE(ops()["bypassed"]["packets"].get<uint64_t>(), 100u);
+
+  config(", bypass: off", "dry_run: on\n");
+  reload();
+  EXPECT_EQ(ops()["bypass"], false);
+  EXPECT_EQ(ops()["dry_run"], true);
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), 0u);
+  EXPECT_EQ(ops()["would_drop"]["deny"]["packets"].get<uint64_t>(), 100u);
+
+  // No key: the switch the CLI set stays through a reload.
+  ASSERT_EQ(t_.bpfgate("bypass " + t_.gw_if() + " on").exit_code, 0);
+  config("", "");
+  reload();
+  EXPECT_EQ(ops()["bypass"], true);
+  EXPECT_EQ(ops()["dry_run"], false);
+  ASSERT_EQ(t_.bpfgate("bypass " + t_.gw_if() + " off").exit_code, 0);
+  ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
+  EXPECT_EQ(counter("drop", "deny"), 100u);
+}
+
 TEST_F(AgentOpsTest, AnInterfaceAbsentAtStartIsAttachedWhenItAppears) {
   write_config("deny: [198.18.0.66]\nmetrics: {listen: 127.0.0.1:9477}\n");
   t_.remove_link();
@@ -182,9 +225,8 @@ TEST_F(AgentOpsTest, AnInterfaceAbsentAtStartIsAttachedWhenItAppears) {
   t_.make_link();
   // The program shows on the link a moment before the agent has pinned it and
   // logged the attach; /metrics reads the pins, so wait for the audit line.
-  auto up = within(2000ms, [&] {
-    return contains(agent_log(), "audit: action=attach iface=" + t_.gw_if());
-  });
+  auto up = within(
+      2000ms, [&] { return contains(agent_log(), "audit: action=attach iface=" + t_.gw_if()); });
   ASSERT_TRUE(up) << "not attached within 2 s of appearing: " << agent_log();
   EXPECT_NE(t_.xdp_prog_id(), 0u);
   EXPECT_EQ(interface_up(), "1");
