@@ -404,5 +404,28 @@ TEST(XdpAttach, FilterOutlivesItsProcessAndANewProcessChangesIt) {
   EXPECT_EQ(src[GatewayPair::kAttackerAddr]["packets"], 4000);
 }
 
+// A filter pinned before the opstats map (the dry-run and bypass counters)
+// existed, as the previous version left it: adopted by status, bypass refused
+// with what to do, and `upgrade` pins the map, after which bypass works.
+TEST(XdpAttach, PinsWithoutTheOpstatsMapAreAdoptedAndUpgradeMakesIt) {
+  GatewayPair t;
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if()).exit_code, 0);
+  const std::string opstats = t.pin_dir() + "/opstats";
+  ASSERT_TRUE(std::filesystem::exists(opstats));
+  std::filesystem::remove(opstats);
+  auto st = t.bpfgate("-j status " + t.gw_if());
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_EQ(t.status()["operations"]["supported"], false);
+  auto refused = t.bpfgate("bypass " + t.gw_if() + " on");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("`bpfgate upgrade IFACE` first"), std::string::npos) << refused.err;
+  auto up = t.bpfgate("upgrade " + t.gw_if());
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_TRUE(std::filesystem::exists(opstats));
+  EXPECT_EQ(t.bpfgate("bypass " + t.gw_if() + " on").exit_code, 0);
+  EXPECT_EQ(t.status()["operations"]["bypass"], true);
+  EXPECT_EQ(t.bpfgate("bypass " + t.gw_if() + " off").exit_code, 0);
+}
+
 }  // namespace
 }  // namespace bpfgate::test
