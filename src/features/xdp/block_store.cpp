@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "util/file.hpp"
 #include "util/netif.hpp"
 #include "util/text.hpp"
 
@@ -102,37 +103,7 @@ Result<BlockFile> read_block_file(const std::string &path) {
 }
 
 Status write_block_file(const std::string &path, const std::vector<SavedBlock> &blocks) {
-  std::string tmp = path + ".tmp";
-  std::string text = format_block_file(blocks);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Error(errno, "create " + tmp);
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Error(err, "write " + tmp);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Error(err, "fsync " + tmp);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Error(err, "rename " + tmp + " to " + path);
-  }
-  return {};
+  return util::write_file_atomic(path, format_block_file(blocks));
 }
 
 }  // namespace bpfgate::agent
