@@ -80,6 +80,7 @@ const SectionParser kSections[] = {
     {"accel", [](Diag &d, const YAML::Node &n, Config &c) { parse_accel(d, n, c.accel); }},
     {"tc", [](Diag &d, const YAML::Node &n, Config &c) { parse_tc(d, n, c.tc); }},
     {"lb", [](Diag &d, const YAML::Node &n, Config &c) { parse_lb(d, n, c.lb); }},
+    {"fleet", [](Diag &d, const YAML::Node &n, Config &c) { parse_fleet(d, n, c.fleet); }},
     {"tcp_probes",
      [](Diag &d, const YAML::Node &n, Config &c) { parse_tcp_probes(d, n, c.tcp_probes); }},
     {"sweep", parse_sweep},
@@ -90,7 +91,7 @@ void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
   Section s(d, root, "the config",
             {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
              "prefix_file_max", "rules", "auto_block", "sweep", "agent", "metrics", "events",
-             "services", "tcp_probes", "tc", "accel", "lb", "dry_run"});
+             "services", "tcp_probes", "tc", "accel", "lb", "dry_run", "fleet"});
   if (!s)
     return;
   // interfaces, limits, unparsed, allow, deny (and their files), rules, auto_block.

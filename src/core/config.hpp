@@ -15,6 +15,7 @@
 #include "core/limits.hpp"
 #include "features/accel/accel_config.hpp"
 #include "features/lb/lb_config.hpp"
+#include "features/fleet/fleet_config.hpp"
 #include "features/observe/observe_config.hpp"
 #include "features/tc/tc_config.hpp"
 #include "features/xdp/xdp_config.hpp"
@@ -60,6 +61,8 @@ struct Config {
   std::optional<TcConfig> tc;        // the tc datapath (features/tc/tc_config.hpp)
   std::optional<AccelConfig> accel;  // socket acceleration (features/accel/accel_config.hpp)
   std::optional<LbConfig> lb;        // the XDP load balancer (features/lb/lb_config.hpp)
+  std::optional<FleetConfig>
+      fleet;  // the fleet's shared blocklist (features/fleet/fleet_config.hpp)
 };
 
 // What a config is read for: the agent needs interfaces for its XDP filter;

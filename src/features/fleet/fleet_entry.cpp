@@ -1,0 +1,167 @@
+#include "features/fleet/fleet_entry.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "features/fleet/fleet_config.hpp"
+
+namespace bpfgate::fleet {
+
+using nlohmann::json;
+
+std::string key_of(const std::string &key_prefix, const core::Prefix &p) {
+  std::string cidr = core::format_prefix(p);
+  if (cidr.find('/') == std::string::npos)
+    cidr += p.v4 ? "/32" : "/128";
+  for (auto &c : cidr)
+    if (c == '/')
+      c = '_';
+  return key_prefix + cidr;
+}
+
+namespace {
+std::string full_cidr(const core::Prefix &p) {
+  std::string s = core::format_prefix(p);
+  return s.find('/') == std::string::npos ? s + (p.v4 ? "/32" : "/128") : s;
+}
+}  // namespace
+
+std::string encode_value(const FleetEntry &e) {
+  return json{{"cidr", full_cidr(e.prefix)},
+              {"node", e.node},
+              {"reason", e.reason},
+              {"at", std::round(e.at * 1000) / 1000},
+              {"expires", e.expires}}
+      .dump();
+}
+
+Result<core::Prefix> prefix_of_key(const std::string &key_prefix, const std::string &key) {
+  if (key.size() > kMaxKeyBytes || key.rfind(key_prefix, 0) != 0)
+    return make_error(EINVAL, "key not under {} or over {} bytes", key_prefix, kMaxKeyBytes);
+  std::string cidr = key.substr(key_prefix.size());
+  size_t us = cidr.rfind('_');
+  if (us == std::string::npos)
+    return make_error(EINVAL, "key '{}' names no CIDR (ADDR_LEN)", cidr.substr(0, 64));
+  cidr[us] = '/';
+  return core::parse_prefix(cidr);
+}
+
+namespace {
+
+Status check_times(const json &j, FleetEntry &e, double now_s) {
+  if (!j.contains("at") || !j["at"].is_number() || !j.contains("expires") ||
+      !j["expires"].is_number_integer())
+    return make_error(EINVAL, "'at' (number) and 'expires' (integer) are required");
+  e.at = j["at"].get<double>();
+  e.expires = j["expires"].get<int64_t>();
+  if (!(e.at > 0) || e.at > now_s + 300)
+    return make_error(EINVAL, "'at' {} is not a time up to now", e.at);
+  if (e.expires < 0 || (e.expires && e.expires > static_cast<int64_t>(now_s) + kMaxTtlS))
+    return make_error(EINVAL, "'expires' {} is not 0 or within a year", e.expires);
+  return {};
+}
+
+}  // namespace
+
+Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string &key,
+                                const std::string &value, double now_s) {
+  auto kp = prefix_of_key(key_prefix, key);
+  if (!kp)
+    return kp.error();
+  if (value.size() > kMaxValueBytes)
+    return make_error(EINVAL, "value over {} bytes", kMaxValueBytes);
+  json j = json::parse(value, nullptr, false);
+  if (!j.is_object() || !j.contains("cidr") || !j["cidr"].is_string() || !j.contains("node") ||
+      !j["node"].is_string() || !j.contains("reason") || !j["reason"].is_string())
+    return make_error(EINVAL, "value is no JSON object with cidr, node and reason strings");
+  FleetEntry e;
+  auto p = core::parse_prefix(j["cidr"].get<std::string>());
+  if (!p)
+    return p.error();
+  if (!(*p == *kp))
+    return make_error(EINVAL, "the value's cidr is not the key's");
+  e.prefix = *p;
+  e.node = j["node"].get<std::string>();
+  if (!core::valid_node_name(e.node))
+    return make_error(EINVAL, "node name is not 1-63 of [A-Za-z0-9._-]");
+  e.reason = j["reason"].get<std::string>();
+  if (e.reason != "manual" && e.reason != "auto" && e.reason != "aggregate")
+    return make_error(EINVAL, "reason is not manual, auto or aggregate");
+  if (auto st = check_times(j, e, now_s); !st)
+    return st.error();
+  return e;
+}
+
+bool overlaps(const core::Prefix &a, const core::Prefix &b) {
+  unsigned len = std::min(a.key.prefixlen, b.key.prefixlen);
+  for (unsigned i = 0; i < len; i++) {
+    unsigned byte = i / 8, bit = 7 - i % 8;
+    if (((a.key.addr[byte] >> bit) & 1) != ((b.key.addr[byte] >> bit) & 1))
+      return false;
+  }
+  return true;
+}
+
+bool touches_never_block(const core::Prefix &p, const std::vector<core::Prefix> &never) {
+  for (const auto &n : never)
+    if (overlaps(p, n))
+      return true;
+  return false;
+}
+
+core::Prefix widen(const core::Prefix &p, unsigned len) {
+  core::Prefix w = p;
+  w.key.prefixlen = p.v4 ? 96 + len : len;
+  for (unsigned i = w.key.prefixlen; i < 128; i++)
+    w.key.addr[i / 8] &= static_cast<uint8_t>(~(1u << (7 - i % 8)));
+  return w;
+}
+
+std::vector<FleetEntry> aggregate(const std::vector<FleetEntry> &local, const Aggregation &a,
+                                  const std::vector<core::Prefix> &never) {
+  std::map<core::Prefix, std::vector<const FleetEntry *>> groups;
+  std::vector<FleetEntry> out;
+  for (const auto &e : local) {
+    if (e.prefix.key.prefixlen != 128) {  // already a prefix: as it is
+      out.push_back(e);
+      continue;
+    }
+    groups[widen(e.prefix, e.prefix.v4 ? a.ipv4_prefix : a.ipv6_prefix)].push_back(&e);
+  }
+  for (const auto &[wide, members] : groups) {
+    if (members.size() < a.threshold || touches_never_block(wide, never)) {
+      for (const auto *m : members)
+        out.push_back(*m);
+      continue;
+    }
+    FleetEntry agg = *members.front();
+    agg.prefix = wide;
+    agg.reason = "aggregate";
+    for (const auto *m : members) {
+      agg.at = std::max(agg.at, m->at);
+      agg.expires = (agg.expires == 0 || m->expires == 0) ? 0 : std::max(agg.expires, m->expires);
+    }
+    out.push_back(agg);
+  }
+  return out;
+}
+
+void TokenBucket::set_rate(uint64_t rate) {
+  rate_ = rate;
+  credit_ = std::min(credit_, rate * kUnit);
+}
+
+bool TokenBucket::take(uint64_t now_ns) {
+  // Integer credit (a second refills the bucket whole, so a longer gap counts as one).
+  if (last_ns_ && now_ns > last_ns_)
+    credit_ = std::min(rate_ * kUnit, credit_ + std::min(now_ns - last_ns_, kUnit) * rate_);
+  last_ns_ = now_ns;
+  if (credit_ < kUnit)
+    return false;
+  credit_ -= kUnit;
+  return true;
+}
+
+}  // namespace bpfgate::fleet

@@ -1,0 +1,72 @@
+// The fleet's entries as etcd holds them, and the decisions over them that
+// need no kernel and no network: the key and value of a block, what a value
+// received must be to be applied, the never-block guard, aggregation of
+// addresses into prefixes, and the publish rate's token bucket.
+//
+//   key    PREFIX + the CIDR with '/' as '_'   /bpfgate/blocks/198.51.100.7_32
+//   value  {"cidr":"198.51.100.7/32","node":"gw-1","reason":"auto",
+//           "at":1765000000.123,"expires":1765000600}   (unix s; expires 0: none)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/cidr.hpp"
+#include "util/result.hpp"
+
+namespace bpfgate::fleet {
+
+inline constexpr size_t kMaxKeyBytes = 256, kMaxValueBytes = 1024;
+// An entry that says it expires further away than this is refused.
+inline constexpr int64_t kMaxTtlS = 366 * 24 * 3600;
+
+struct FleetEntry {
+  core::Prefix prefix;
+  std::string node;
+  std::string reason;   // manual | auto | aggregate
+  double at = 0;        // unix s: when the publishing node learned it
+  int64_t expires = 0;  // unix s; 0: until removed
+};
+
+std::string key_of(const std::string &key_prefix, const core::Prefix &p);
+std::string encode_value(const FleetEntry &e);
+// A value received under `key`, checked whole: under the prefix, the key's
+// CIDR the value's, a node name, a known reason, times that make sense,
+// sizes capped. The error says why it is refused.
+Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string &key,
+                                const std::string &value, double now_s);
+// The CIDR a key names (the key's own, unchecked against any value).
+Result<core::Prefix> prefix_of_key(const std::string &key_prefix, const std::string &key);
+
+// Whether a and b share an address (one holds the other).
+bool overlaps(const core::Prefix &a, const core::Prefix &b);
+bool touches_never_block(const core::Prefix &p, const std::vector<core::Prefix> &never);
+// The prefix of `len` bits (IPv4: 0-32) that holds p.
+core::Prefix widen(const core::Prefix &p, unsigned len);
+
+struct Aggregation {
+  unsigned ipv4_prefix = 24, ipv6_prefix = 64, threshold = 8;
+};
+// What to publish for `local` (blocks of this node): single addresses of one
+// aggregation prefix are replaced by that prefix when `threshold` or more of
+// them are blocked, unless the prefix touches a never-block entry (then the
+// addresses stay single); the prefix lasts as long as its longest member.
+std::vector<FleetEntry> aggregate(const std::vector<FleetEntry> &local, const Aggregation &a,
+                                  const std::vector<core::Prefix> &never);
+
+// Writes a second, `rate` at once at most; time given (ns), so tests drive it.
+class TokenBucket {
+ public:
+  explicit TokenBucket(uint64_t rate = 50) : rate_(rate), credit_(rate * kUnit) {}
+  void set_rate(uint64_t rate);
+  bool take(uint64_t now_ns);
+
+ private:
+  static constexpr uint64_t kUnit = 1'000'000'000;  // one write's credit: ns x writes/s
+  uint64_t rate_;
+  uint64_t credit_;
+  uint64_t last_ns_ = 0;
+};
+
+}  // namespace bpfgate::fleet

@@ -1,0 +1,42 @@
+// A real etcd (Debian's etcd-server) for the fleet's tests: one member in a
+// network namespace the test made, its data in a scratch folder, waited for
+// until /health says so, SIGKILLed and its data removed with its owner.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "support/system.hpp"
+
+namespace bpfgate::test {
+
+class EtcdProcess {
+ public:
+  // Listens for clients on http://ADDR:port for each of `addrs` (addresses
+  // of `ns`), for its peer on the first.
+  EtcdProcess(const Netns &ns, std::vector<std::string> addrs, uint16_t port = 2379);
+  ~EtcdProcess();
+  EtcdProcess(const EtcdProcess &) = delete;
+  EtcdProcess &operator=(const EtcdProcess &) = delete;
+
+  // Started and healthy within `limit` (false: its log says why).
+  bool start(std::chrono::milliseconds limit = std::chrono::milliseconds(15000));
+  void kill();  // SIGKILL, reaped; the data stays for a start() again
+  bool running() const { return process_.has_value(); }
+  // http://ADDR:PORT for addrs[i].
+  std::string endpoint(size_t i = 0) const;
+  std::string log() const { return read_file(dir_.file("etcd.log")); }
+  // `etcdctl --endpoints ENDPOINT ARGS` run in the namespace.
+  CmdResult etcdctl(const std::string &args) const;
+
+ private:
+  const Netns &ns_;
+  std::vector<std::string> addrs_;
+  uint16_t port_;
+  ScratchDir dir_;
+  std::optional<Process> process_;
+};
+
+}  // namespace bpfgate::test

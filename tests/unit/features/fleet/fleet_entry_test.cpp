@@ -1,0 +1,130 @@
+// The fleet's entries (features/fleet/fleet_entry.hpp): keys and values,
+// what a received value must be to be applied, the never-block guard,
+// aggregation into prefixes, the publish rate's bucket.
+#include "features/fleet/fleet_entry.hpp"
+
+#include <gtest/gtest.h>
+
+#include "features/fleet/etcd_client.hpp"
+
+namespace bpfgate::fleet {
+namespace {
+
+const std::string kP = "/bpfgate/blocks/";
+constexpr double kNow = 1765000000;
+
+core::Prefix pfx(const std::string &s) {
+  return *core::parse_prefix(s);
+}
+
+FleetEntry entry(const std::string &cidr, int64_t expires = 0) {
+  return FleetEntry{pfx(cidr), "gw-1", "auto", kNow - 1, expires};
+}
+
+TEST(FleetEntry, KeyAndValueRoundTrip) {
+  EXPECT_EQ(key_of(kP, pfx("198.51.100.7")), kP + "198.51.100.7_32");
+  EXPECT_EQ(key_of(kP, pfx("2001:db8::/64")), kP + "2001:db8::_64");
+  auto e = entry("198.51.100.0/24", static_cast<int64_t>(kNow) + 60);
+  auto d = decode_entry(kP, key_of(kP, e.prefix), encode_value(e), kNow);
+  ASSERT_TRUE(d) << d.error().what();
+  EXPECT_TRUE(d->prefix == e.prefix);
+  EXPECT_EQ(d->node, "gw-1");
+  EXPECT_EQ(d->reason, "auto");
+  EXPECT_EQ(d->expires, e.expires);
+}
+
+TEST(FleetEntry, AHostileOrMalformedValueIsRefused) {
+  auto value = [](const std::string &cidr, const std::string &node, const std::string &reason,
+                  const std::string &at, const std::string &expires) {
+    return "{\"cidr\":\"" + cidr + "\",\"node\":\"" + node + "\",\"reason\":\"" + reason +
+           "\",\"at\":" + at + ",\"expires\":" + expires + "}";
+  };
+  std::string k = kP + "198.51.100.7_32";
+  std::string at = std::to_string(kNow - 5);
+  EXPECT_TRUE(decode_entry(kP, k, value("198.51.100.7/32", "n", "manual", at, "0"), kNow));
+  const std::pair<std::string, std::string> bad[] = {
+      {k, "not json"},
+      {k, value("0.0.0.0/0", "n", "manual", at, "0")},  // not the key's
+      {k, value("198.51.100.7/32", "a b", "manual", at, "0")},
+      {k, value("198.51.100.7/32", std::string(64, 'n'), "manual", at, "0")},
+      {k, value("198.51.100.7/32", "n", "because", at, "0")},
+      {k, value("198.51.100.7/32", "n", "manual", std::to_string(kNow + 3600), "0")},
+      {k, value("198.51.100.7/32", "n", "manual", at, "-5")},
+      {k, value("198.51.100.7/32", "n", "manual", at, std::to_string(kNow + 400 * 86400))},
+      {k, value("198.51.100.7/32", "n", "manual", at, "1.5")},
+      {k, "{\"cidr\":\"198.51.100.7/32\"}"},
+      {kP + "198.51.100.7", value("198.51.100.7/32", "n", "manual", at, "0")},
+      {"/other/198.51.100.7_32", value("198.51.100.7/32", "n", "manual", at, "0")},
+      {k, std::string(2000, ' ')},
+      {kP + "300.1.1.1_32", value("300.1.1.1/32", "n", "manual", at, "0")},
+  };
+  for (const auto &[key, v] : bad)
+    EXPECT_FALSE(decode_entry(kP, key, v, kNow)) << key << " " << v;
+}
+
+TEST(FleetEntry, NeverBlockIsTouchedByWhatHoldsItOrIsInIt) {
+  std::vector<core::Prefix> never{pfx("198.51.100.10"), pfx("10.0.0.0/8")};
+  EXPECT_TRUE(touches_never_block(pfx("198.51.100.0/24"), never));
+  EXPECT_TRUE(touches_never_block(pfx("10.1.2.3"), never));
+  EXPECT_TRUE(touches_never_block(pfx("0.0.0.0/0"), never));
+  EXPECT_FALSE(touches_never_block(pfx("198.51.100.11"), never));
+  EXPECT_FALSE(touches_never_block(pfx("2001:db8::1"), never));
+}
+
+TEST(FleetEntry, AddressesOfOnePrefixAggregateAtTheThreshold) {
+  Aggregation a{24, 64, 3};
+  std::vector<FleetEntry> local{entry("203.0.113.1", 100), entry("203.0.113.2", 200),
+                                entry("198.51.100.1"), entry("198.51.100.2")};
+  auto out = aggregate(local, a, {});
+  ASSERT_EQ(out.size(), 4u);  // 2 < 3 in each /24: all single
+  local.push_back(entry("203.0.113.3", 150));
+  out = aggregate(local, a, {});
+  ASSERT_EQ(out.size(), 3u);
+  auto agg = std::find_if(out.begin(), out.end(), [](auto &e) { return e.reason == "aggregate"; });
+  ASSERT_NE(agg, out.end());
+  EXPECT_EQ(core::format_prefix(agg->prefix), "203.0.113.0/24");
+  EXPECT_EQ(agg->expires, 200);           // its longest member
+  local.push_back(entry("203.0.113.4"));  // one without expiry: the prefix has none
+  out = aggregate(local, a, {});
+  agg = std::find_if(out.begin(), out.end(), [](auto &e) { return e.reason == "aggregate"; });
+  ASSERT_NE(agg, out.end());
+  EXPECT_EQ(agg->expires, 0);
+}
+
+TEST(FleetEntry, AggregationNeverCoversANeverBlockAddress) {
+  Aggregation a{24, 64, 2};
+  std::vector<FleetEntry> local{entry("203.0.113.1"), entry("203.0.113.2"), entry("203.0.113.3")};
+  auto out = aggregate(local, a, {pfx("203.0.113.200")});
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto &e : out)
+    EXPECT_EQ(e.prefix.key.prefixlen, 128u) << core::format_prefix(e.prefix);
+}
+
+TEST(FleetEntry, TheBucketLetsTheRateThrough) {
+  TokenBucket b(10);
+  uint64_t t = 1'000'000'000;
+  int passed = 0;
+  for (int i = 0; i < 100; i++)
+    passed += b.take(t);
+  EXPECT_EQ(passed, 10);  // the burst
+  passed = 0;
+  for (int i = 0; i < 100; i++)  // one second more, in 10 ms steps
+    passed += b.take(t += 10'000'000);
+  EXPECT_EQ(passed, 10);
+}
+
+TEST(FleetEntry, Base64AndPrefixEnd) {
+  for (std::string s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    std::string back;
+    ASSERT_TRUE(base64_decode(base64_encode(s), back)) << s;
+    EXPECT_EQ(back, s);
+  }
+  EXPECT_EQ(base64_encode("/t/a"), "L3QvYQ==");
+  std::string junk;
+  EXPECT_FALSE(base64_decode("L3Q*YQ==", junk));
+  EXPECT_EQ(prefix_end("/a/"), "/a0");
+}
+
+}  // namespace
+}  // namespace bpfgate::fleet
