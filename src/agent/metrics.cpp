@@ -2,6 +2,7 @@
 
 #include "features/accel/metrics.hpp"
 #include "features/lb/metrics.hpp"
+#include "features/fleet/metrics.hpp"
 #include "features/observe/metrics.hpp"
 #include "features/observe/probes.hpp"
 #include "features/tc/metrics.hpp"
@@ -71,6 +72,7 @@ std::string render_metrics(const std::string &bpffs, const AgentSnapshot &a) {
   write_service_metrics(w, bpffs, a.services);
   accel::write_metrics(w, bpffs);
   lb::write_metrics(w, bpffs);
+  fleet::write_metrics(w, fleet::stats());
   write_agent(w, a);
   write_agent_events(w, a);
   return w.text();

@@ -99,6 +99,11 @@ Result<size_t> add_rules(const Ctx &ctx) {
                        {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))});
         !st)
       return st.error();
+  // libcurl's wakeup pair (the fleet's etcd client, features/fleet): AF_UNIX only.
+  if (auto st = rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), "socketpair",
+                     {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(AF_UNIX))});
+      !st)
+    return st.error();
   // Threads, not processes: clone must carry CLONE_THREAD. clone3 hides its
   // flags in memory a filter cannot read, so it says ENOSYS, and glibc's
   // pthread_create falls back to clone.
@@ -112,7 +117,7 @@ Result<size_t> add_rules(const Ctx &ctx) {
                      {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(getpid()))});
       !st)
     return st.error();
-  return n + 3;
+  return n + 4;
 }
 
 }  // namespace
@@ -123,7 +128,7 @@ std::vector<std::string> allowed_syscalls() {
     for (const char *name : g.names)
       if (seccomp_syscall_resolve_name(name) != __NR_SCMP_ERROR)
         names.push_back(name);
-  names.insert(names.end(), {"socket", "clone", "tgkill"});
+  names.insert(names.end(), {"socket", "socketpair", "clone", "tgkill"});
   return names;
 }
 

@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
   cli::add_accel_commands(registry);
   cli::add_tc_commands(registry);
   cli::add_lb_commands(registry);
+  cli::add_fleet_commands(registry);
 
   try {
     app.parse(argc, argv);

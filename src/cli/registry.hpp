@@ -70,5 +70,7 @@ void add_accel_commands(Registry &r);
 void add_tc_commands(Registry &r);
 // The load balancer: lb list, add, remove, drain, weight (features/lb/lb_cli.cpp).
 void add_lb_commands(Registry &r);
+// The fleet's shared blocklist: fleet status (features/fleet/fleet_cli.cpp).
+void add_fleet_commands(Registry &r);
 
 }  // namespace bpfgate::cli

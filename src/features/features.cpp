@@ -3,6 +3,7 @@
 // of src/features/ (listed in src/CMakeLists.txt) and one line here.
 #include "features/accel/feature.hpp"
 #include "features/lb/feature.hpp"
+#include "features/fleet/feature.hpp"
 #include "features/observe/feature.hpp"
 #include "features/tc/feature.hpp"
 #include "features/xdp/feature.hpp"
@@ -15,6 +16,8 @@ Features make_features(const FeatureContext &ctx) {
   auto &xdp = *f.emplace_back(std::make_unique<XdpFeature>(ctx));
   // After the filters: it goes into their `next` program arrays.
   f.push_back(std::make_unique<LbFeature>(ctx));
+  // After the filters: it puts the fleet's entries into their blocklists.
+  f.push_back(std::make_unique<FleetFeature>(ctx, static_cast<XdpFeature &>(xdp)));
   f.push_back(std::make_unique<TcFeature>(ctx));
   f.push_back(std::make_unique<AccelFeature>(ctx));
   // After the filters: it reads their event buffers and follows them.

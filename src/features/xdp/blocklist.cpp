@@ -22,6 +22,8 @@ std::string to_string(bg_block_reason r) {
       return "manual";
     case BG_BLOCK_AUTO:
       return "auto";
+    case BG_BLOCK_FLEET:
+      return "fleet";
   }
   return "unknown";
 }

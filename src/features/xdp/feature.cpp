@@ -154,6 +154,8 @@ void XdpFeature::audit_new_blocks(const std::string &name, Datapath &dp) {
     std::string id = name + " " + core::format_prefix(b.prefix);
     if (b.expired || !known_blocks_.emplace(id, b.value.added_ns).second)
       continue;
+    if (b.value.reason == BG_BLOCK_FLEET)
+      continue;  // the fleet's (features/fleet), said and audited there
     // A manual block was audited by whoever made it (the CLI); an automatic
     // one is the datapath's, found here.
     if (b.value.reason == BG_BLOCK_MANUAL) {

@@ -48,6 +48,8 @@ class XdpFeature final : public Feature {
   void stop(const core::Config &running, bool keep, const std::string &by) override;
 
   const Filters &filters() const { return filters_; }
+  // The fleet (features/fleet) puts the other nodes' entries into them.
+  Filters &filters() { return filters_; }
   void listen(FilterListener *l) { listener_ = l; }
 
  private:

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "features/fleet/origins.hpp"
 #include "features/xdp/blocklist.hpp"
 #include "agent/daemon.hpp"
 #include "cli/registry.hpp"
@@ -165,6 +166,7 @@ int cmd_list(const Globals &g, const std::string &iface) {
   if (!filters)
     return fail(filters.error());
   json arr = json::array();
+  auto origins = fleet::open_origins(g.bpffs);  // the fleet entries' nodes, if the fleet ran
   for (auto &f : *filters) {
     auto blocks = agent::list_blocks(f.datapath());
     if (!blocks)
@@ -175,6 +177,8 @@ int cmd_list(const Globals &g, const std::string &iface) {
       fmt::print("{}: {} blocked\n", f.iface(), blocks->size());
     for (const auto &b : *blocks) {
       std::string reason = agent::to_string(static_cast<bg_block_reason>(b.value.reason));
+      std::string origin =
+          b.value.reason == BG_BLOCK_FLEET ? fleet::origin_of(origins, b.prefix) : "";
       if (g.json) {
         json e = {{"iface", f.iface()},
                   {"prefix", core::format_prefix(b.prefix)},
@@ -182,13 +186,17 @@ int cmd_list(const Globals &g, const std::string &iface) {
                   {"drops", b.value.drops},
                   {"expired", b.expired}};
         e["ttl_s"] = b.value.expires_ns ? json(b.remaining_ns / 1e9) : json(nullptr);
+        if (b.value.reason == BG_BLOCK_FLEET)
+          e["origin"] = origin;
         arr.push_back(e);
       } else {
-        fmt::print("  {:<43} {:<7} {:>12} drops  {}\n", core::format_prefix(b.prefix), reason,
-                   b.value.drops,
-                   !b.value.expires_ns ? "no expiry"
-                   : b.expired         ? "expired"
-                                       : core::format_duration_ns(b.remaining_ns) + " left");
+        fmt::print(
+            "  {:<43} {:<7} {:>12} drops  {}{}\n", core::format_prefix(b.prefix), reason,
+            b.value.drops,
+            !b.value.expires_ns ? "no expiry"
+            : b.expired         ? "expired"
+                                : core::format_duration_ns(b.remaining_ns) + " left",
+            b.value.reason == BG_BLOCK_FLEET ? "  from " + (origin.empty() ? "?" : origin) : "");
       }
     }
   }

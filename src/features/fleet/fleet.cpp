@@ -1,0 +1,299 @@
+#include "features/fleet/fleet.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <fstream>
+
+#include "bpf/pin.hpp"
+#include "features/fleet/metrics.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "util/audit.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::fleet {
+
+namespace {
+
+double wall_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+std::string first_line(const std::string &path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+core::Prefix prefix_of(const bg_lpm_key &k) {
+  core::Prefix p;
+  p.key = k;
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  p.v4 = k.prefixlen >= 96 && std::equal(kMapped, kMapped + 12, k.addr);
+  return p;
+}
+
+}  // namespace
+
+EtcdOptions etcd_options(const core::FleetConfig &c) {
+  EtcdOptions o;
+  o.endpoints = c.endpoints;
+  if (c.tls) {
+    o.ca = c.tls->ca;
+    o.cert = c.tls->cert;
+    o.key = c.tls->key;
+  }
+  if (c.auth) {
+    o.user = c.auth->user;
+    o.password = first_line(c.auth->password_file);
+  }
+  return o;
+}
+
+Fleet::Fleet(const core::FleetConfig &c, std::string bpffs, std::string state_path,
+             agent::Filters &filters, int notify_fd)
+    : cfg_(c),
+      bpffs_(std::move(bpffs)),
+      state_path_(std::move(state_path)),
+      filters_(filters),
+      notify_fd_(notify_fd),
+      bucket_(c.max_publish_rate) {}
+
+Fleet::~Fleet() {
+  sync_.reset();
+  save();
+  update_stats([](FleetStats &s) { s = FleetStats{}; });
+}
+
+Status Fleet::start() {
+  bool had_origins = bpf::exists(origins_path(bpffs_, cfg_.node));
+  auto m = open_or_create_origins(bpffs_, cfg_.node);
+  if (!m)
+    return m.error().context("fleet");
+  origins_ = std::move(*m);
+  if (!state_path_.empty()) {
+    auto s = read_state(state_path_);
+    if (!s)
+      log::warn("fleet: {}", s.error().what());
+    else if (s->prefix == cfg_.prefix)
+      state_ = std::move(*s);
+  }
+  // bpffs was emptied (a reboot): what was applied is gone, so read everything again.
+  if (!had_origins)
+    state_.revision = 0;
+  state_.prefix = cfg_.prefix;
+  restore_desired();
+  log::info("fleet: node {} on {} (prefix {}), {}", cfg_.node, fmt::join(cfg_.endpoints, ", "),
+            cfg_.prefix,
+            state_.revision ? fmt::format("resuming after revision {}", state_.revision)
+                            : std::string("reading every entry first"));
+  sync_ = std::make_unique<FleetSync>(etcd_options(cfg_), cfg_.prefix,
+                                      state_.revision ? state_.revision + 1 : 0, notify_fd_);
+  update_stats([&](FleetStats &s) {
+    s = FleetStats{};
+    s.enabled = true;
+    s.node = cfg_.node;
+    s.revision = state_.revision;
+    s.entries = desired_.size();
+  });
+  return {};
+}
+
+// The entries applied before a restart, from the pinned origins.
+void Fleet::restore_desired() {
+  auto all = origins_->dump();
+  if (!all)
+    return;
+  for (const auto &[k, o] : *all) {
+    FleetEntry e{prefix_of(k), std::string(o.node, strnlen(o.node, sizeof(o.node))), "fleet",
+                 static_cast<double>(o.at_ms) / 1000, o.expires};
+    desired_[key_of(cfg_.prefix, e.prefix)] = e;
+  }
+}
+
+void Fleet::save() {
+  if (!dirty_ || state_path_.empty())
+    return;
+  if (auto st = write_state(state_path_, state_); !st) {
+    log::warn("fleet: {} (a restart reads every entry again)", st.error().what());
+    return;
+  }
+  dirty_ = false;
+}
+
+void Fleet::connection(bool up, const std::string &what) {
+  if (up && !connected_)
+    log::info("fleet: watching {} on {} from revision {}", cfg_.prefix, what, state_.revision + 1);
+  if (!up && !said_down_)
+    log::warn(
+        "fleet: etcd: {}; filtering goes on with the entries in force, retrying with backoff "
+        "(said once until it is back)",
+        what);
+  connected_ = up;
+  said_down_ = !up;
+  update_stats([&](FleetStats &s) {
+    s.connected = up;
+    (up ? s.endpoint : s.last_error) = what;
+  });
+}
+
+void Fleet::on_reports() {
+  if (!sync_)
+    return;
+  for (auto &r : sync_->take()) {
+    switch (r.kind) {
+      case Report::kSnapshot:
+        on_snapshot(r.kvs, r.revision);
+        break;
+      case Report::kEvents:
+        for (const auto &e : r.events)
+          on_event(e);
+        state_.revision = std::max(state_.revision, r.revision);
+        dirty_ = true;
+        break;
+      case Report::kConnected:
+        connection(true, r.endpoint);
+        break;
+      case Report::kDown:
+        connection(false, r.error);
+        break;
+      case Report::kPublished:
+        update_stats([&](FleetStats &s) { s.published += r.count; });
+        break;
+    }
+  }
+  update_stats([&](FleetStats &s) {
+    s.revision = state_.revision;
+    s.entries = desired_.size();
+    s.queued = sync_->queued();
+  });
+  save();
+}
+
+void Fleet::refuse(const std::string &key, const std::string &why) {
+  update_stats([](FleetStats &s) { s.refused++; });
+  // The first ones said, then one in a hundred: a hostile writer cannot flood the log.
+  if (refusals_logged_++ < 5 || refusals_logged_ % 100 == 0)
+    log::warn("fleet: refused {}: {} (not applied; {} refused so far)", key.substr(0, kMaxKeyBytes),
+              why, refusals_logged_);
+}
+
+std::optional<FleetEntry> Fleet::receive(const KeyValue &kv) {
+  update_stats([](FleetStats &s) { s.received++; });
+  auto e = decode_entry(cfg_.prefix, kv.key, kv.value, wall_s());
+  if (!e) {
+    refuse(kv.key, e.error().what());
+    return std::nullopt;
+  }
+  if (e->node == cfg_.node) {  // ours, as this node wrote it
+    state_.published.try_emplace(kv.key, e->expires);
+    return std::nullopt;
+  }
+  if (touches_never_block(e->prefix, cfg_.never_block)) {
+    refuse(kv.key, "it covers a fleet.never_block address");
+    return std::nullopt;
+  }
+  if (state_.published.erase(kv.key))  // another node wrote over our key: its now
+    dirty_ = true;
+  return *e;
+}
+
+void Fleet::on_event(const WatchEvent &ev) {
+  if (ev.put) {
+    auto e = receive(ev.kv);
+    if (!e)
+      return;
+    if (e->expires && e->expires <= static_cast<int64_t>(wall_s()))
+      return;  // expired on the way: its lease removes the key
+    desired_[ev.kv.key] = *e;
+    apply_entry(*e);
+    double lag = std::max(0.0, wall_s() - e->at);
+    update_stats([&](FleetStats &s) {
+      s.applied++;
+      s.lag_s = lag;
+    });
+    return;
+  }
+  update_stats([](FleetStats &s) { s.received++; });
+  if (state_.published.erase(ev.kv.key))
+    dirty_ = true;
+  auto it = desired_.find(ev.kv.key);
+  if (it == desired_.end())
+    return;
+  remove_entry(it->second.prefix);
+  desired_.erase(it);
+  update_stats([](FleetStats &s) { s.applied++; });
+}
+
+void Fleet::on_snapshot(std::vector<KeyValue> &kvs, int64_t revision) {
+  std::map<std::string, FleetEntry> next;
+  std::set<std::string> ours;
+  for (const auto &kv : kvs) {
+    if (auto e = receive(kv))
+      next[kv.key] = *e;
+    else if (state_.published.count(kv.key))
+      ours.insert(kv.key);
+  }
+  // Ours no longer in etcd (expired, deleted): published again if still blocked.
+  std::erase_if(state_.published, [&](const auto &p) { return !ours.count(p.first); });
+  size_t changed = 0;
+  for (const auto &[key, e] : desired_)
+    if (!next.count(key)) {
+      remove_entry(e.prefix);
+      changed++;
+    }
+  for (const auto &[key, e] : next) {
+    apply_entry(e);
+    changed++;
+  }
+  desired_ = std::move(next);
+  state_.revision = revision;
+  dirty_ = true;
+  log::info("fleet: read {} entries at revision {}: {} of other nodes in force", kvs.size(),
+            revision, desired_.size());
+  update_stats([&](FleetStats &s) { s.applied += changed; });
+}
+
+void Fleet::apply_entry(const FleetEntry &e) {
+  int64_t now = static_cast<int64_t>(wall_s());
+  if (e.expires && e.expires <= now)
+    return;
+  uint64_t ttl_ns = e.expires ? static_cast<uint64_t>(e.expires - now) * 1'000'000'000ULL : 0;
+  for (auto &[name, f] : filters_) {
+    auto &dp = f.datapath();
+    auto cur = dp.blocklist().lookup(e.prefix.key);
+    if (cur && *cur && (*cur)->reason != BG_BLOCK_FLEET)
+      continue;  // this node's own block of it stays as it is
+    if (auto st = agent::block(dp, e.prefix, ttl_ns, BG_BLOCK_FLEET); !st)
+      log::warn("{}: fleet entry {} from {}: {}", name, core::format_prefix(e.prefix), e.node,
+                st.error().what());
+    else if (!(cur && *cur))
+      audit::Entry("block", "fleet:" + e.node)
+          .set("iface", name)
+          .set("prefix", core::format_prefix(e.prefix))
+          .set("reason", "fleet")
+          .set("ttl", ttl_ns ? std::to_string(ttl_ns / 1'000'000'000ULL) + "s" : "none")
+          .write();
+  }
+  (void)origins_->update(e.prefix.key, make_origin(e.node, e.at, e.expires));
+}
+
+void Fleet::remove_entry(const core::Prefix &p) {
+  for (auto &[name, f] : filters_) {
+    auto &dp = f.datapath();
+    auto cur = dp.blocklist().lookup(p.key);
+    if (!cur || !*cur || (*cur)->reason != BG_BLOCK_FLEET)
+      continue;  // a local block of it stays
+    if (auto gone = agent::unblock(dp, p); gone && *gone)
+      audit::Entry("unblock", "fleet")
+          .set("iface", name)
+          .set("prefix", core::format_prefix(p))
+          .set("why", "its fleet key went")
+          .write();
+  }
+  (void)origins_->erase(p.key);
+}
+
+}  // namespace bpfgate::fleet

@@ -1,0 +1,77 @@
+// The fleet's shared blocklist on one node (issue 16), on the agent's loop:
+// - publish: the blocks this node learned (manual, auto), found by scanning
+//   its filters' blocklists, written once each under the prefix with a lease
+//   of their remaining TTL, aggregated to prefixes, at most
+//   fleet.max_publish_rate writes a second; its keys deleted when its blocks go;
+// - apply: the other nodes' entries, checked on receipt, put into every
+//   filter's blocklist as fleet entries (BG_BLOCK_FLEET, origin pinned beside:
+//   origins.hpp) and taken out when their keys go; a local block of the same
+//   prefix is left as it is;
+// - resume: the last applied revision in <state_dir>/fleet (fleet_state.hpp).
+// etcd itself is spoken to on FleetSync's threads only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "core/config.hpp"
+#include "features/fleet/fleet_entry.hpp"
+#include "features/fleet/fleet_state.hpp"
+#include "features/fleet/fleet_sync.hpp"
+#include "features/fleet/origins.hpp"
+#include "features/xdp/feature.hpp"
+
+namespace bpfgate::fleet {
+
+EtcdOptions etcd_options(const core::FleetConfig &c);
+
+class Fleet {
+ public:
+  // state_path empty: no state kept (a full read at each start).
+  // notify_fd: the eventfd the loop watches for the etcd threads' reports.
+  Fleet(const core::FleetConfig &c, std::string bpffs, std::string state_path,
+        agent::Filters &filters, int notify_fd);
+  ~Fleet();
+  Status start();
+  // What the etcd threads reported.
+  void on_reports();
+  // This node's blocks published; fleet entries a filter lacks put back.
+  void scan();
+  void save();
+  const core::FleetConfig &config() const { return cfg_; }
+
+ private:
+  void on_snapshot(std::vector<KeyValue> &kvs, int64_t revision);
+  void on_event(const WatchEvent &e);
+  // An entry received: checked, ours, or someone else's to apply (returned).
+  std::optional<FleetEntry> receive(const KeyValue &kv);
+  void refuse(const std::string &key, const std::string &why);
+  void apply_entry(const FleetEntry &e);
+  void remove_entry(const core::Prefix &p);
+  void restore_desired();
+  void connection(bool up, const std::string &what);
+  // What this node blocks now, as the fleet would hold it.
+  std::map<std::string, FleetEntry> local_entries();
+  void publish_changes(const std::map<std::string, FleetEntry> &want, std::vector<Publish> &out);
+  void reapply(std::map<std::string, std::set<std::vector<uint8_t>>> &present);
+
+  core::FleetConfig cfg_;
+  std::string bpffs_, state_path_;
+  agent::Filters &filters_;
+  std::optional<OriginMap> origins_;
+  std::unique_ptr<FleetSync> sync_;
+  FleetState state_;
+  int notify_fd_;
+  bool dirty_ = false;
+  std::map<std::string, FleetEntry> desired_;  // other nodes' entries in force, by key
+  std::set<std::string> held_;                 // keys held back by the rate now
+  TokenBucket bucket_;
+  bool connected_ = false, said_down_ = false;
+  uint64_t refusals_logged_ = 0;
+};
+
+}  // namespace bpfgate::fleet

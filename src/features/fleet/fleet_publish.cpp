@@ -1,0 +1,135 @@
+// The publishing half of the fleet (fleet.hpp): this node's blocks found in
+// its filters' blocklists at each scan, written to etcd as they appear and
+// deleted as they go, within the publish rate.
+#include <cmath>
+#include <ctime>
+
+#include "features/fleet/fleet.hpp"
+#include "features/fleet/metrics.hpp"
+#include "features/xdp/blocklist.hpp"
+#include "util/log.hpp"
+
+namespace bpfgate::fleet {
+
+namespace {
+
+using KeyBytes = std::vector<uint8_t>;
+
+KeyBytes bytes_of(const bg_lpm_key &k) {
+  auto *p = reinterpret_cast<const uint8_t *>(&k);
+  return KeyBytes(p, p + sizeof(k));
+}
+
+// Within two seconds: the same expiry (the wall and monotonic clocks' offset
+// moves what a remaining TTL converts to).
+bool same_expiry(int64_t a, int64_t b) {
+  return (a == 0) == (b == 0) && std::llabs(a - b) <= 2;
+}
+
+}  // namespace
+
+std::map<std::string, FleetEntry> Fleet::local_entries() {
+  std::map<std::string, FleetEntry> local;
+  std::map<std::string, std::set<KeyBytes>> present;
+  timespec wall{};
+  clock_gettime(CLOCK_REALTIME, &wall);
+  double now_s = static_cast<double>(wall.tv_sec) + wall.tv_nsec * 1e-9;
+  uint64_t mono = agent::monotonic_ns();
+  for (auto &[name, f] : filters_) {
+    auto blocks = agent::list_blocks(f.datapath());
+    if (!blocks)
+      continue;
+    auto &here = present[name];
+    for (const auto &b : *blocks) {
+      here.insert(bytes_of(b.prefix.key));
+      bool manual = b.value.reason == BG_BLOCK_MANUAL, autob = b.value.reason == BG_BLOCK_AUTO;
+      if (b.expired || !((manual && cfg_.share_manual) || (autob && cfg_.share_auto)))
+        continue;
+      FleetEntry e{b.prefix, cfg_.node, manual ? "manual" : "auto",
+                   now_s - static_cast<double>(mono - std::min<uint64_t>(mono, b.value.added_ns)) * 1e-9, 0};
+      if (b.value.expires_ns)
+        e.expires = static_cast<int64_t>(std::ceil(now_s + b.remaining_ns * 1e-9));
+      local.try_emplace(key_of(cfg_.prefix, e.prefix), e);
+    }
+  }
+  reapply(present);
+  std::vector<FleetEntry> singles;
+  for (auto &[k, e] : local)
+    singles.push_back(e);
+  std::map<std::string, FleetEntry> want;
+  Aggregation a{cfg_.ipv4_prefix, cfg_.ipv6_prefix, cfg_.aggregate_threshold};
+  for (auto &e : aggregate(singles, a, cfg_.never_block))
+    if (!touches_never_block(e.prefix, cfg_.never_block))  // never shared
+      want.emplace(key_of(cfg_.prefix, e.prefix), e);
+  return want;
+}
+
+// Fleet entries a filter lacks (a filter attached anew, a local block of the
+// same prefix gone) put back.
+void Fleet::reapply(std::map<std::string, std::set<KeyBytes>> &present) {
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  for (auto it = desired_.begin(); it != desired_.end();) {
+    if (it->second.expires && it->second.expires <= now) {
+      it = desired_.erase(it);  // expired: its lease takes the key away
+      continue;
+    }
+    for (const auto &[name, keys] : present)
+      if (!keys.count(bytes_of(it->second.prefix.key))) {
+        apply_entry(it->second);
+        break;
+      }
+    ++it;
+  }
+}
+
+void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
+                            std::vector<Publish> &out) {
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  uint64_t mono = agent::monotonic_ns();
+  for (const auto &[key, e] : want) {
+    auto it = state_.published.find(key);
+    if (it != state_.published.end() && same_expiry(it->second, e.expires))
+      continue;
+    if (e.expires && e.expires <= now)
+      continue;
+    if (!bucket_.take(mono)) {
+      if (held_.insert(key).second)
+        update_stats([](FleetStats &s) { s.held_back++; });
+      continue;
+    }
+    held_.erase(key);
+    out.push_back({true, key, encode_value(e), e.expires ? e.expires - now : 0});
+    state_.published[key] = e.expires;
+    dirty_ = true;
+  }
+  for (auto it = state_.published.begin(); it != state_.published.end();) {
+    bool gone = !want.count(it->first);
+    bool lapsed = it->second && it->second <= now;  // its lease removes it
+    if (gone && !lapsed && !bucket_.take(mono)) {
+      ++it;
+      continue;
+    }
+    if (gone && !lapsed)
+      out.push_back({false, it->first, "", 0});
+    if (gone) {
+      held_.erase(it->first);
+      it = state_.published.erase(it);
+      dirty_ = true;
+      continue;
+    }
+    ++it;
+  }
+  std::erase_if(held_, [&](const std::string &k) { return !want.count(k); });
+}
+
+void Fleet::scan() {
+  if (!sync_)
+    return;
+  std::vector<Publish> out;
+  publish_changes(local_entries(), out);
+  if (!out.empty())
+    sync_->publish(std::move(out));
+  save();
+}
+
+}  // namespace bpfgate::fleet

@@ -1,0 +1,35 @@
+// What the fleet reports: its counters and connection state, kept by the
+// agent's loop and read under a lock by /metrics' thread and by
+// `bpfgate fleet status` (through the control socket).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/prometheus.hpp"
+
+namespace bpfgate::fleet {
+
+struct FleetStats {
+  bool enabled = false;    // a fleet: section is in force
+  bool connected = false;  // the watch is in place
+  std::string node, endpoint, last_error;
+  int64_t revision = 0;  // the last applied
+  uint64_t published = 0, received = 0, applied = 0, refused = 0, held_back = 0;
+  uint64_t queued = 0;   // writes waiting for etcd
+  uint64_t entries = 0;  // fleet entries in force on this node
+  double lag_s = 0;      // the last applied entry: its node's learning to this apply
+};
+
+// The agent's one set (a process runs one agent).
+void update_stats(const std::function<void(FleetStats &)> &fn);
+FleetStats stats();
+
+// bpfgate_fleet_{published,received,applied,refused,held_back}_total,
+// bpfgate_fleet_connected and bpfgate_fleet_lag_seconds (samples only while
+// the fleet is on).
+void write_metrics(core::prom::Writer &w, const FleetStats &s);
+std::string status_json(const FleetStats &s);
+
+}  // namespace bpfgate::fleet

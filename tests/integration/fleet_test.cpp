@@ -1,0 +1,287 @@
+// The fleet's shared blocklist end to end (issue 16): one etcd in a
+// namespace of its own and three nodes, each a gateway namespace with its
+// agent and XDP filter (and a peer namespace that floods it), joined to the
+// etcd namespace by a veth each. A block made on node 1 is enforced on nodes
+// 2 and 3 (its source's frames dropped there), an unblock and a TTL reach
+// them too, and a malformed entry put with etcdctl is refused by each.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "support/agent.hpp"
+#include "support/etcd.hpp"
+#include "support/topology.hpp"
+
+namespace bpfgate::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kNodes = 3;
+
+struct Node {
+  explicit Node(int i)
+      : name(unique_prefix() + "-n" + std::to_string(i)), dir(unique_prefix() + "-fleet-" + name) {}
+  GatewayPair pair;
+  std::string name;
+  ScratchDir dir;
+  AgentProcess agent{dir.path()};
+  std::string etcd_addr;  // the etcd namespace's end of this node's link
+};
+
+class FleetTest : public ::testing::Test {
+ protected:
+  FleetTest() {
+    std::vector<std::string> addrs;
+    for (int i = 0; i < kNodes; i++) {
+      auto &n = *nodes_.emplace_back(std::make_unique<Node>(i + 1));
+      n.etcd_addr = fmt::format("198.18.{}.1", 101 + i);
+      make_veth(n.pair.gw(), unique_prefix() + "fl" + std::to_string(i),
+                fmt::format("198.18.{}.2/24", 101 + i), etcd_ns_,
+                unique_prefix() + "fe" + std::to_string(i), n.etcd_addr + "/24");
+      addrs.push_back(n.etcd_addr);
+    }
+    etcd_ = std::make_unique<EtcdProcess>(etcd_ns_, addrs);
+  }
+  ~FleetTest() override {
+    for (auto &n : nodes_)
+      if (n->agent)
+        n->agent.stop();
+    for (auto &n : nodes_)
+      run("rm -rf /sys/fs/bpf/bpfgate-fleet/" + n->name);
+    run("rmdir /sys/fs/bpf/bpfgate-fleet 2>/dev/null");
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(etcd_->start()) << etcd_->log();
+    for (int i = 0; i < kNodes; i++)
+      start_agent(i);
+  }
+
+  void write_config(int i, const std::string &extra = "") {
+    auto &n = *nodes_[i];
+    std::ofstream(n.agent.config()) << fmt::format(
+        "interfaces: [{{name: {}, mode: native}}]\n"
+        "agent: {{control_socket: {}, state_dir: {}}}\n"
+        "fleet:\n  endpoints: [http://{}:2379]\n  node: {}\n{}",
+        n.pair.gw_if(), n.agent.socket(), n.dir.file("state"), n.etcd_addr, n.name, extra);
+  }
+  void start_agent(int i, const std::string &extra = "") {
+    write_config(i, extra);
+    auto &n = *nodes_[i];
+    ASSERT_TRUE(n.agent.start(n.pair.gw().exec() + bpfgate_bin())) << n.agent.log();
+  }
+
+  // `bpfgate -j list`'s entry of `prefix` on node i's filter (null: none).
+  nlohmann::json listed(int i, const std::string &prefix) const {
+    const auto &p = nodes_[i]->pair;
+    auto j = nlohmann::json::parse(p.bpfgate("-j list --iface " + p.gw_if()).out, nullptr, false);
+    if (!j.is_discarded())
+      for (const auto &e : j["blocked"])
+        if (e["prefix"] == prefix || e["prefix"] == prefix + "/32")
+          return e;
+    return nullptr;
+  }
+  // `bpfgate ARGS` on node i's filter alone (the nodes' filters share one bpffs).
+  int on(int i, const std::string &verb, const std::string &args) const {
+    const auto &p = nodes_[i]->pair;
+    return p.bpfgate(verb + " --iface " + p.gw_if() + " " + args).exit_code;
+  }
+  nlohmann::json fleet_status(int i) const {
+    auto r = nodes_[i]->pair.bpfgate("-j fleet status --socket " + nodes_[i]->agent.socket());
+    return nlohmann::json::parse(r.out, nullptr, false);
+  }
+
+  // Polls every 10 ms for at most `limit`: how long it took, or nullopt.
+  template <class F>
+  std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit, F &&ok) {
+    auto t0 = Clock::now();
+    while (Clock::now() - t0 < limit) {
+      if (ok())
+        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+      std::this_thread::sleep_for(10ms);
+    }
+    return std::nullopt;
+  }
+
+  Netns etcd_ns_{unique_prefix() + "fetcd"};
+  std::unique_ptr<EtcdProcess> etcd_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+TEST_F(FleetTest, ABlockOnOneNodeIsEnforcedOnTheOthers) {
+  const std::string attacker = "198.18.0.80";
+  // Before: node 2 passes the attacker's frames.
+  ASSERT_EQ(nodes_[1]->pair.flood(attacker, 100, 20000), 100u);
+  ASSERT_EQ(nodes_[1]->pair.counter("drop", "blocklist"), 0u);
+
+  auto t0 = Clock::now();
+  ASSERT_EQ(on(0, "block", attacker), 0);
+  // Every other node polled in turn until all list it: when each was first seen.
+  std::vector<std::optional<long long>> seen(kNodes);
+  while (Clock::now() - t0 < 5s && std::count(seen.begin() + 1, seen.end(), std::nullopt) > 0)
+    for (int i = 1; i < kNodes; i++)
+      if (!seen[i] && !listed(i, attacker).is_null())
+        seen[i] = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  for (int i = 1; i < kNodes; i++) {
+    ASSERT_TRUE(seen[i]) << "node " << i + 1 << " never got the block: " << nodes_[i]->agent.log();
+    std::printf("fleet: block on node 1 in node %d's blocklist after %lld ms\n", i + 1, *seen[i]);
+    EXPECT_LT(*seen[i], 3000) << "propagation took over 3 s";
+    auto e = listed(i, attacker);
+    EXPECT_EQ(e["reason"], "fleet") << e.dump();
+    EXPECT_EQ(e["origin"], nodes_[0]->name) << e.dump();
+    // Enforced: the attacker's frames dropped by the blocklist there.
+    ASSERT_EQ(nodes_[i]->pair.flood(attacker, 100, 20000), 100u);
+    EXPECT_EQ(nodes_[i]->pair.counter("drop", "blocklist"), 100u);
+  }
+  // Node 1's own entry stays its own (manual), not a fleet entry.
+  EXPECT_EQ(listed(0, attacker)["reason"], "manual");
+  auto st = fleet_status(1);
+  EXPECT_EQ(st["connected"], true) << st.dump();
+  EXPECT_GE(st["applied"].get<uint64_t>(), 1u) << st.dump();
+  EXPECT_GE(fleet_status(0)["published"].get<uint64_t>(), 1u) << fleet_status(0).dump();
+  // /metrics has the fleet's families, with samples.
+  auto m = run(nodes_[1]->pair.gw().exec() + "curl -sf --max-time 3 http://127.0.0.1:9477/metrics");
+  EXPECT_TRUE(contains(m.out, "bpfgate_fleet_applied_total 1")) << m.out.substr(0, 300);
+  EXPECT_TRUE(
+      contains(m.out, "bpfgate_fleet_connected{endpoint=\"" + etcd_->endpoint(1) + "\"} 1"));
+  for (auto family : {"published", "received", "refused", "held_back"})
+    EXPECT_TRUE(contains(m.out, fmt::format("bpfgate_fleet_{}_total ", family))) << family;
+  EXPECT_TRUE(contains(m.out, "bpfgate_fleet_lag_seconds "));
+  // The text view names the origin.
+  EXPECT_TRUE(contains(nodes_[2]->pair.bpfgate("list --iface " + nodes_[2]->pair.gw_if()).out,
+                       "from " + nodes_[0]->name));
+
+  // The unblock goes everywhere too.
+  ASSERT_EQ(on(0, "unblock", attacker), 0);
+  for (int i = 1; i < kNodes; i++)
+    EXPECT_TRUE(within(5000ms, [&] { return listed(i, attacker).is_null(); }))
+        << "node " << i + 1 << " kept the entry: " << nodes_[i]->agent.log();
+}
+
+TEST_F(FleetTest, ALocalBlockStaysWhenTheFleetEntryOfItGoes) {
+  const std::string p = "198.18.0.81";
+  ASSERT_EQ(on(1, "block", p), 0);  // node 2's own
+  ASSERT_EQ(on(0, "block", p), 0);
+  ASSERT_TRUE(within(5000ms, [&] { return !listed(2, p).is_null(); }));
+  ASSERT_EQ(on(0, "unblock", p), 0);
+  std::this_thread::sleep_for(1500ms);
+  auto e = listed(1, p);
+  ASSERT_FALSE(e.is_null()) << "node 2's own block went with the fleet entry";
+  EXPECT_EQ(e["reason"], "manual");
+}
+
+TEST_F(FleetTest, ATtlBlockExpiresEverywhere) {
+  const std::string p = "198.18.0.82";
+  ASSERT_EQ(on(0, "block", p + " --ttl 3s"), 0);
+  for (int i = 1; i < kNodes; i++) {
+    ASSERT_TRUE(within(5000ms, [&] { return !listed(i, p).is_null(); }));
+    EXPECT_FALSE(listed(i, p)["ttl_s"].is_null()) << listed(i, p).dump();
+  }
+  // Expired: swept from every filter, its key gone from etcd with its lease.
+  for (int i = 0; i < kNodes; i++)
+    EXPECT_TRUE(within(8000ms, [&] { return listed(i, p).is_null(); }))
+        << "node " << i + 1 << " still lists " << p;
+  EXPECT_TRUE(within(8000ms, [&] {
+    return etcd_->etcdctl("get --prefix /bpfgate/blocks/ --keys-only").out.find("198.18.0.82") ==
+           std::string::npos;
+  }));
+}
+
+TEST_F(FleetTest, AMalformedEntryIsRefusedAndCountedOnEveryNode) {
+  const std::string bad[] = {
+      "put /bpfgate/blocks/198.18.0.90_32 'not json'",
+      // The value's CIDR is not the key's: a key for one address blocking a whole range.
+      "put /bpfgate/blocks/198.18.0.91_32 "
+      "'{\"cidr\":\"0.0.0.0/0\",\"node\":\"x\",\"reason\":\"manual\",\"at\":1,\"expires\":0}'",
+      "put /bpfgate/blocks/198.18.0.92_32 "
+      "'{\"cidr\":\"198.18.0.92/32\",\"node\":\"bad node;\",\"reason\":\"manual\",\"at\":1,"
+      "\"expires\":0}'",
+  };
+  for (const auto &b : bad)
+    ASSERT_EQ(etcd_->etcdctl(b).exit_code, 0) << b;
+  for (int i = 0; i < kNodes; i++) {
+    EXPECT_TRUE(within(5000ms, [&] {
+      auto s = fleet_status(i);
+      return s.is_object() && s["refused"].get<uint64_t>() >= 3;
+    })) << fleet_status(i).dump();
+    for (auto a : {"198.18.0.90", "0.0.0.0/0", "198.18.0.92"})
+      EXPECT_TRUE(listed(i, a).is_null()) << a << " applied on node " << i + 1;
+  }
+  auto metrics_ok = contains(nodes_[0]->agent.log(), "fleet: refused");
+  EXPECT_TRUE(metrics_ok) << nodes_[0]->agent.log();
+}
+
+TEST_F(FleetTest, ARestartedNodeResumesFromItsRevision) {
+  ASSERT_EQ(on(0, "block", "198.18.0.83"), 0);
+  ASSERT_TRUE(within(5000ms, [&] { return !listed(2, "198.18.0.83").is_null(); }));
+  nodes_[2]->agent.stop();  // its filter detached: the maps go, the fleet's origins stay
+  ASSERT_EQ(on(0, "block", "198.18.0.84"), 0);
+  ASSERT_EQ(on(0, "unblock", "198.18.0.83"), 0);
+  ASSERT_TRUE(within(5000ms, [&] { return !listed(1, "198.18.0.84").is_null(); }));
+  start_agent(2);
+  EXPECT_TRUE(within(5000ms, [&] { return !listed(2, "198.18.0.84").is_null(); }))
+      << nodes_[2]->agent.log();
+  EXPECT_TRUE(within(5000ms, [&] { return listed(2, "198.18.0.83").is_null(); }))
+      << "an unblocked entry came back: " << nodes_[2]->agent.log();
+  // Watched on from its revision: not every entry read again.
+  auto log = nodes_[2]->agent.log();
+  EXPECT_TRUE(contains(log, "resuming after revision")) << log;
+  EXPECT_EQ(occurrences(log, "fleet: read "), 1u) << log;  // the first start's only
+}
+
+TEST_F(FleetTest, ANodeBehindACompactionReadsEverythingAgain) {
+  ASSERT_EQ(on(0, "block", "198.18.0.85"), 0);
+  ASSERT_TRUE(within(5000ms, [&] { return !listed(2, "198.18.0.85").is_null(); }));
+  nodes_[2]->agent.stop();
+  ASSERT_EQ(on(0, "unblock", "198.18.0.85"), 0);
+  ASSERT_EQ(on(0, "block", "198.18.0.86"), 0);
+  ASSERT_TRUE(within(5000ms, [&] { return !listed(1, "198.18.0.86").is_null(); }));
+  // One write more (outside the prefix), then the compaction: node 3's revision is behind it.
+  ASSERT_EQ(etcd_->etcdctl("put /elsewhere x").exit_code, 0);
+  auto rev = nlohmann::json::parse(etcd_->etcdctl("get / -w json").out, nullptr, false);
+  ASSERT_TRUE(rev.is_object());
+  ASSERT_EQ(
+      etcd_->etcdctl(fmt::format("compact {}", rev["header"]["revision"].get<int64_t>())).exit_code,
+      0);
+  start_agent(2);
+  EXPECT_TRUE(within(5000ms, [&] { return !listed(2, "198.18.0.86").is_null(); }))
+      << nodes_[2]->agent.log();
+  EXPECT_TRUE(within(5000ms, [&] { return listed(2, "198.18.0.85").is_null(); }))
+      << "an entry removed during the compaction came back: " << nodes_[2]->agent.log();
+  EXPECT_EQ(occurrences(nodes_[2]->agent.log(), "fleet: read "), 2u) << nodes_[2]->agent.log();
+}
+
+// etcd gone: every node keeps filtering, says so once, and catches up when it is back.
+TEST_F(FleetTest, AnEtcdOutageIsSaidOnceAndResyncedAfter) {
+  ASSERT_EQ(on(0, "block", "198.18.0.87"), 0);
+  ASSERT_TRUE(within(5000ms, [&] { return !listed(1, "198.18.0.87").is_null(); }));
+  etcd_->kill();
+  ASSERT_EQ(on(0, "block", "198.18.0.88"), 0);  // waits in node 1's queue
+  std::this_thread::sleep_for(3s);
+  for (int i = 0; i < kNodes; i++) {
+    auto st = fleet_status(i);
+    EXPECT_EQ(st["connected"], false) << st.dump();
+    EXPECT_EQ(occurrences(nodes_[i]->agent.log(), "fleet: etcd: "), 1u) << nodes_[i]->agent.log();
+  }
+  EXPECT_FALSE(listed(1, "198.18.0.87").is_null()) << "node 2 lost an entry while etcd was gone";
+  ASSERT_EQ(nodes_[1]->pair.flood("198.18.0.87", 100, 20000), 100u);
+  EXPECT_EQ(nodes_[1]->pair.counter("drop", "blocklist"), 100u);
+  ASSERT_TRUE(etcd_->start()) << etcd_->log();
+  for (int i = 1; i < kNodes; i++)
+    EXPECT_TRUE(within(10000ms, [&] { return !listed(i, "198.18.0.88").is_null(); }))
+        << "node " << i + 1 << ": " << nodes_[i]->agent.log();
+  EXPECT_TRUE(within(10000ms, [&] { return fleet_status(2)["connected"] == true; }));
+}
+
+}  // namespace
+}  // namespace bpfgate::test
