@@ -7,6 +7,7 @@
 #include "bpfgate/abi/events.h"
 #include "bpfgate/abi/observe.h"
 #include "bpfgate/abi/parse.h"
+#include "bpfgate/abi/fleet.h"
 #include "bpfgate/abi/xdp.h"
 
 namespace {
@@ -42,6 +43,10 @@ static_assert(sizeof(bg_rule) == 40);
 static_assert(offsetof(bg_rule, action) == 32);
 static_assert(sizeof(bg_block) == 32);
 static_assert(offsetof(bg_block, reason) == 24);
+// The fleet's origins (bpfgate/abi/fleet.h).
+static_assert(sizeof(bg_fleet_origin) == 80);
+static_assert(offsetof(bg_fleet_origin, at_ms) == 64);
+static_assert(offsetof(bg_fleet_origin, expires) == 72);
 static_assert(sizeof(bg_settings) == 160);
 static_assert(offsetof(bg_settings, unproven_limit) == 120);
 static_assert(offsetof(bg_settings, syn_mss4) == 152);
