@@ -156,7 +156,7 @@ TEST_F(FleetTest, ABlockOnOneNodeIsEnforcedOnTheOthers) {
       contains(m.out, "bpfgate_fleet_connected{endpoint=\"" + etcd_->endpoint(1) + "\"} 1"));
   for (auto family : {"published", "received", "refused", "held_back"})
     EXPECT_TRUE(contains(m.out, fmt::format("bpfgate_fleet_{}_total ", family))) << family;
-  EXPECT_TRUE(contains(m.out, "bpfgate_fleet_lag_seconds "));
+  EXPECT_TRUE(contains(m.out, "bpfgate_fleet_lag_seconds_count 1")) << m.out;
   // The text view names the origin.
   EXPECT_TRUE(contains(nodes_[2]->pair.bpfgate("list --iface " + nodes_[2]->pair.gw_if()).out,
                        "from " + nodes_[0]->name));

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -375,10 +377,14 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
       if (metric == "bpfgate_")
         continue;
       used++;
-      // Socket acceleration is off here: its families are declared, their samples are
-      // checked with it on (accel_agent_test.cpp).
-      if (metric.starts_with("bpfgate_accel_")) {
-        EXPECT_TRUE(p.types.count(metric)) << file << " uses " << metric << ", never declared";
+      // Socket acceleration and the fleet are off here: their families are declared, their
+      // samples are checked with them on (accel_agent_test.cpp, fleet_test.cpp).
+      if (metric.starts_with("bpfgate_accel_") || metric.starts_with("bpfgate_fleet_")) {
+        std::string family = metric;  // a histogram's series name their family
+        for (const char *suffix : {"_bucket", "_sum", "_count"})
+          if (family.ends_with(suffix) && !p.types.count(family))
+            family.resize(family.size() - std::strlen(suffix));
+        EXPECT_TRUE(p.types.count(family)) << file << " uses " << metric << ", never declared";
         continue;
       }
       // So is the load balancer (lb_agent_test.cpp checks its samples).
@@ -409,7 +415,7 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   EXPECT_EQ(prom::value_of(p, "bpfgate_agent_event_log_lines_suppressed_total", {}), 0);
   // ... and it has panels for the tc classes and the datapath's events.
   for (const auto &[family, type] : p.types)
-    if (family.starts_with("bpfgate_tc_class_"))
+    if (family.starts_with("bpfgate_tc_class_") || family.starts_with("bpfgate_fleet_"))
       EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
   for (uint32_t e = 0; e < BG_STAT_NR; e++) {
     auto family = fmt::format("bpfgate_{}_total", agent::stat_name(static_cast<bg_stat>(e)).name);

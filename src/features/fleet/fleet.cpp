@@ -212,7 +212,7 @@ void Fleet::on_event(const WatchEvent &ev) {
     double lag = std::max(0.0, wall_s() - e->at);
     update_stats([&](FleetStats &s) {
       s.applied++;
-      s.lag_s = lag;
+      s.observe_lag(lag);
     });
     return;
   }

@@ -11,6 +11,15 @@ std::mutex mu;
 FleetStats current;
 }  // namespace
 
+void FleetStats::observe_lag(double s) {
+  lag_s = s;
+  lag_sum += s;
+  size_t i = 0;
+  while (i < kLagBounds.size() && s > kLagBounds[i])
+    i++;
+  lag_counts[i]++;
+}
+
 void update_stats(const std::function<void(FleetStats &)> &fn) {
   std::lock_guard<std::mutex> l(mu);
   fn(current);
@@ -43,10 +52,10 @@ void write_metrics(core::prom::Writer &w, const FleetStats &s) {
   w.family("bpfgate_fleet_connected", "gauge", "1 while the fleet's etcd watch is in place");
   if (s.enabled)
     w.sample("bpfgate_fleet_connected", {{"endpoint", s.endpoint}}, s.connected ? 1 : 0);
-  w.family("bpfgate_fleet_lag_seconds", "gauge",
-           "From the publishing node learning an entry to its apply here (the last one)");
+  w.family("bpfgate_fleet_lag_seconds", "histogram",
+           "From the publishing node learning an entry to its apply here");
   if (s.enabled)
-    w.sample("bpfgate_fleet_lag_seconds", {}, s.lag_s);
+    w.histogram("bpfgate_fleet_lag_seconds", {}, kLagBounds, s.lag_counts, s.lag_sum);
 }
 
 std::string status_json(const FleetStats &s) {

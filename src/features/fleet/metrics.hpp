@@ -6,10 +6,14 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/prometheus.hpp"
 
 namespace bpfgate::fleet {
+
+inline const std::vector<double> kLagBounds = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                               1,    2.5,   5,    10,  30};
 
 struct FleetStats {
   bool enabled = false;    // a fleet: section is in force
@@ -20,6 +24,10 @@ struct FleetStats {
   uint64_t queued = 0;   // writes waiting for etcd
   uint64_t entries = 0;  // fleet entries in force on this node
   double lag_s = 0;      // the last applied entry: its node's learning to this apply
+  // Every applied entry's lag, by the bounds of kLagBounds (one more: above).
+  std::vector<uint64_t> lag_counts = std::vector<uint64_t>(kLagBounds.size() + 1);
+  double lag_sum = 0;
+  void observe_lag(double s);
 };
 
 // The agent's one set (a process runs one agent).
@@ -27,8 +35,8 @@ void update_stats(const std::function<void(FleetStats &)> &fn);
 FleetStats stats();
 
 // bpfgate_fleet_{published,received,applied,refused,held_back}_total,
-// bpfgate_fleet_connected and bpfgate_fleet_lag_seconds (samples only while
-// the fleet is on).
+// bpfgate_fleet_connected and the histogram bpfgate_fleet_lag_seconds
+// (samples only while the fleet is on).
 void write_metrics(core::prom::Writer &w, const FleetStats &s);
 std::string status_json(const FleetStats &s);
 
