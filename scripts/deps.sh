@@ -9,7 +9,7 @@ PACKAGES=(
   zlib1g-dev libcli11-dev nlohmann-json3-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev
   libbenchmark-dev libcpp-httplib-dev libnl-route-3-dev libxdp-dev libseccomp-dev
   # the fleet's etcd client (etcd's v3 JSON gateway over HTTP); etcd itself for its tests
-  libcurl4-openssl-dev etcd-server etcd-client
+  libcurl4-openssl-dev etcd-server etcd-client openssl
   # libFuzzer and the sanitizers' runtimes for clang-19 (scripts/fuzz.sh)
   libclang-rt-19-dev
   # tests, demo and benchmarks: namespaces, real servers and clients, the alternatives

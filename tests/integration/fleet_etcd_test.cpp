@@ -164,5 +164,70 @@ TEST_F(EtcdClientTest, FailsOverToTheNextEndpointAndSaysWhenNoneAnswers) {
   });
 }
 
+// etcd's auth: a user's token is sent with every call and the watch; no
+// token, no access.
+TEST_F(EtcdClientTest, AuthenticatesWithAUserAndPassword) {
+  ASSERT_EQ(etcd_.etcdctl("user add root --new-user-password=rootpw").exit_code, 0);
+  ASSERT_EQ(etcd_.etcdctl("auth enable").exit_code, 0);
+  in_ns([&] {
+    EtcdOptions o = opts();
+    o.user = "root";
+    o.password = "rootpw";
+    EtcdClient c(o);
+    auto rev = c.put("/a/k", "v");
+    ASSERT_TRUE(rev) << rev.error().what();
+    EXPECT_EQ(c.range("/a/", true)->kvs.size(), 1u);
+    std::atomic<bool> stop{false};
+    std::vector<fleet::WatchEvent> seen;
+    auto end = c.watch(
+        "/a/", *rev, [&] { stop = true; },
+        [&](auto &ev, int64_t) { seen.insert(seen.end(), ev.begin(), ev.end()); }, stop);
+    ASSERT_TRUE(end) << end.error().what();
+    EtcdClient anonymous(opts());
+    auto refused = anonymous.put("/a/k", "v");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().err(), EPROTO) << refused.error().what();
+    o.password = "wrong";
+    EtcdClient wrong(o);
+    EXPECT_FALSE(wrong.put("/a/k", "v"));
+  });
+}
+
+// TLS: etcd serving https and asking for a client certificate signed by its CA.
+class EtcdTlsTest : public EtcdClientTest {
+ protected:
+  EtcdTlsTest() {
+    etcd_.kill();
+    tls_ = make_test_certs(certs_.string(), "198.18.99.1");
+    etcd_.use_tls(tls_);
+    started_ = etcd_.start();
+  }
+  ScratchDir certs_{unique_prefix() + "-etcd-certs"};
+  EtcdProcess::Tls tls_;
+};
+
+TEST_F(EtcdTlsTest, TalksTlsWithAClientCertificate) {
+  ASSERT_EQ(etcd_.endpoint().rfind("https://", 0), 0u);
+  in_ns([&] {
+    EtcdOptions o = opts();
+    o.ca = tls_.ca;
+    o.cert = tls_.client_cert;
+    o.key = tls_.client_key;
+    EtcdClient c(o);
+    auto rev = c.put("/s/k", "v");
+    ASSERT_TRUE(rev) << rev.error().what();
+    EXPECT_EQ(c.range("/s/", true)->kvs.size(), 1u);
+    // Without the client certificate, or without the CA, nothing.
+    EtcdOptions no_cert = opts();
+    no_cert.ca = tls_.ca;
+    no_cert.rounds = 1;
+    EXPECT_FALSE(EtcdClient(no_cert).put("/s/k", "v"));
+    EtcdOptions no_ca = o;
+    no_ca.ca.clear();
+    no_ca.rounds = 1;
+    EXPECT_FALSE(EtcdClient(no_ca).put("/s/k", "v"));
+  });
+}
+
 }  // namespace
 }  // namespace bpfgate::test

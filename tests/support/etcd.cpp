@@ -15,7 +15,14 @@ EtcdProcess::~EtcdProcess() {
 }  // ScratchDir removes the data
 
 std::string EtcdProcess::endpoint(size_t i) const {
-  return fmt::format("http://{}:{}", addrs_.at(i), port_);
+  return fmt::format("{}://{}:{}", tls_ ? "https" : "http", addrs_.at(i), port_);
+}
+
+std::string EtcdProcess::client_flags(const char *ca, const char *cert, const char *key) const {
+  if (!tls_)
+    return " ";
+  return fmt::format(" {} {} {} {} {} {} ", ca, tls_->ca, cert, tls_->client_cert, key,
+                     tls_->client_key);
 }
 
 bool EtcdProcess::start(std::chrono::milliseconds limit) {
@@ -27,11 +34,16 @@ bool EtcdProcess::start(std::chrono::milliseconds limit) {
   process_.emplace(Process::spawn(fmt::format(
       "exec {}etcd --name m1 --data-dir {} --listen-client-urls {} --advertise-client-urls {} "
       "--listen-peer-urls {} --initial-advertise-peer-urls {} --initial-cluster m1={} "
-      "--log-outputs stderr >>{} 2>&1",
-      ns_.exec(), dir_.file("data"), clients, clients, peer, peer, peer, dir_.file("etcd.log"))));
+      "--log-outputs stderr {} >>{} 2>&1",
+      ns_.exec(), dir_.file("data"), clients, clients, peer, peer, peer,
+      tls_ ? fmt::format("--cert-file {} --key-file {} --trusted-ca-file {} --client-cert-auth",
+                         tls_->cert, tls_->key, tls_->ca)
+           : "",
+      dir_.file("etcd.log"))));
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto r = run(ns_.exec() + "curl -s -m 1 " + endpoint() + "/health");
+    auto r = run(ns_.exec() + "curl -s -m 1" + client_flags("--cacert", "--cert", "--key") +
+                 endpoint() + "/health");
     if (r.exit_code == 0 && contains(r.out, "\"health\":\"true\""))
       return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -48,7 +60,36 @@ void EtcdProcess::kill() {
 }
 
 CmdResult EtcdProcess::etcdctl(const std::string &args) const {
-  return run(ns_.exec() + "env ETCDCTL_API=3 etcdctl --endpoints " + endpoint() + " " + args);
+  return run(ns_.exec() + "env ETCDCTL_API=3 etcdctl" +
+             client_flags("--cacert", "--cert", "--key") + " --endpoints " + endpoint() + " " +
+             args);
+}
+
+EtcdProcess::Tls make_test_certs(const std::string &dir, const std::string &server_ip) {
+  auto key = [&](const std::string &name) {
+    return fmt::format(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout {0}/{1}.key -out {0}/{1}.csr -subj /CN={1} 2>/dev/null",
+        dir, name);
+  };
+  auto sign = [&](const std::string &name, const std::string &ext) {
+    return fmt::format(
+        "printf '{2}\\n' >{0}/{1}.ext && openssl x509 -req -in {0}/{1}.csr -CA "
+        "{0}/ca.pem -CAkey {0}/ca.key -CAcreateserial -days 1 -out {0}/{1}.pem "
+        "-extfile {0}/{1}.ext 2>/dev/null",
+        dir, name, ext);
+  };
+  run_ok(
+      fmt::format("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                  "-keyout {0}/ca.key -out {0}/ca.pem -days 1 -subj /CN=bpfgate-test-ca "
+                  "2>/dev/null",
+                  dir));
+  run_ok(key("server") + " && " +
+         sign("server",
+              "subjectAltName=IP:" + server_ip + "\\nextendedKeyUsage=serverAuth,clientAuth"));
+  run_ok(key("client") + " && " + sign("client", "extendedKeyUsage=clientAuth"));
+  return {dir + "/ca.pem", dir + "/server.pem", dir + "/server.key", dir + "/client.pem",
+          dir + "/client.key"};
 }
 
 }  // namespace bpfgate::test

@@ -21,6 +21,14 @@ class EtcdProcess {
   EtcdProcess(const EtcdProcess &) = delete;
   EtcdProcess &operator=(const EtcdProcess &) = delete;
 
+  // Serve clients over TLS from the next start(): the server's certificate and
+  // key, and the CA whose certificates clients must present (`client` is
+  // such a certificate and key, for the health check and etcdctl).
+  struct Tls {
+    std::string ca, cert, key, client_cert, client_key;
+  };
+  void use_tls(Tls t) { tls_ = std::move(t); }
+
   // Started and healthy within `limit` (false: its log says why).
   bool start(std::chrono::milliseconds limit = std::chrono::milliseconds(15000));
   void kill();  // SIGKILL, reaped; the data stays for a start() again
@@ -37,6 +45,12 @@ class EtcdProcess {
   uint16_t port_;
   ScratchDir dir_;
   std::optional<Process> process_;
+  std::optional<Tls> tls_;
+  std::string client_flags(const char *ca, const char *cert, const char *key) const;
 };
+
+// A CA, a server certificate for `server_ip` and a client certificate, made
+// with openssl in `dir` (ca.pem, server.pem/.key, client.pem/.key).
+EtcdProcess::Tls make_test_certs(const std::string &dir, const std::string &server_ip);
 
 }  // namespace bpfgate::test

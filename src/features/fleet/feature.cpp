@@ -62,9 +62,10 @@ Status FleetFeature::converge(const core::Config *running, const core::Config &n
     arm(false);
     return {};
   }
-  if (fleet_ && same_join(fleet_->config(), *next.fleet) &&
-      fleet_->config().never_block.size() == next.fleet->never_block.size())
-    return {};  // TODO(fleet): rates and shares changed in place
+  if (fleet_ && same_join(fleet_->config(), *next.fleet)) {
+    fleet_->reconfigure(*next.fleet);  // what to share and how fast: in place
+    return {};
+  }
   fleet_.reset();
   std::string state = next.state_dir.empty() ? "" : next.state_dir + "/fleet";
   if (!state.empty()) {

@@ -101,6 +101,11 @@ Status Fleet::start() {
   return {};
 }
 
+void Fleet::reconfigure(const core::FleetConfig &c) {
+  cfg_ = c;
+  bucket_.set_rate(c.max_publish_rate);
+}
+
 // The entries applied before a restart, from the pinned origins.
 void Fleet::restore_desired() {
   auto all = origins_->dump();

@@ -43,6 +43,9 @@ class Fleet {
   void scan();
   void save();
   const core::FleetConfig &config() const { return cfg_; }
+  // A reload that keeps the same cluster, prefix and node: shares, rate,
+  // aggregation and never-block taken at the next scan.
+  void reconfigure(const core::FleetConfig &c);
 
  private:
   void on_snapshot(std::vector<KeyValue> &kvs, int64_t revision);
