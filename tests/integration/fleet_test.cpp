@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <set>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -40,9 +41,9 @@ struct Node {
 
 class FleetTest : public ::testing::Test {
  protected:
-  FleetTest() {
+  explicit FleetTest(int nodes = kNodes) {
     std::vector<std::string> addrs;
-    for (int i = 0; i < kNodes; i++) {
+    for (int i = 0; i < nodes; i++) {
       auto &n = *nodes_.emplace_back(std::make_unique<Node>(i + 1));
       n.etcd_addr = fmt::format("198.18.{}.1", 101 + i);
       make_veth(n.pair.gw(), unique_prefix() + "fl" + std::to_string(i),
@@ -63,8 +64,8 @@ class FleetTest : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_TRUE(etcd_->start()) << etcd_->log();
-    for (int i = 0; i < kNodes; i++)
-      start_agent(i);
+    for (size_t i = 0; i < nodes_.size(); i++)
+      start_agent(static_cast<int>(i));
   }
 
   void write_config(int i, const std::string &extra = "") {
@@ -111,6 +112,17 @@ class FleetTest : public ::testing::Test {
       std::this_thread::sleep_for(10ms);
     }
     return std::nullopt;
+  }
+
+  // The prefixes node i's filter lists.
+  std::set<std::string> blocklist(int i) const {
+    const auto &p = nodes_[i]->pair;
+    auto j = nlohmann::json::parse(p.bpfgate("-j list --iface " + p.gw_if()).out, nullptr, false);
+    std::set<std::string> out;
+    if (!j.is_discarded())
+      for (const auto &e : j["blocked"])
+        out.insert(e["prefix"].get<std::string>());
+    return out;
   }
 
   Netns etcd_ns_{unique_prefix() + "fetcd"};
@@ -316,6 +328,46 @@ TEST_F(FleetTest, ManyBlocksAggregateAndAreRateBounded) {
   auto st = fleet_status(0);
   EXPECT_GE(st["held_back"].get<uint64_t>(), 1u) << st.dump();
   EXPECT_GE(st["published"].get<uint64_t>(), 7u) << st.dump();
+}
+
+class FleetOf5Test : public FleetTest {
+ protected:
+  FleetOf5Test() : FleetTest(5) {}
+};
+
+// Two nodes block (and one unblocks) while etcd is killed and started again:
+// all five converge on the same set, nothing lost, nothing resurrected.
+TEST_F(FleetOf5Test, BlocksThroughAnEtcdRestartConvergeEverywhere) {
+  std::set<std::string> want;
+  auto block = [&](int node, int a, int b) {
+    auto addr = fmt::format("198.18.{}.{}", a, b);
+    ASSERT_EQ(on(node, "block", addr), 0);
+    want.insert(addr + "/32");
+  };
+  for (int b = 1; b <= 5; b++) {
+    block(0, 30, b);
+    block(1, 40, b);
+  }
+  etcd_->kill();
+  for (int b = 1; b <= 5; b++) {
+    block(0, 31, b);
+    block(1, 41, b);
+  }
+  ASSERT_EQ(on(0, "unblock", "198.18.30.1"), 0);  // known to the others before the outage
+  want.erase("198.18.30.1/32");
+  std::this_thread::sleep_for(1s);
+  ASSERT_TRUE(etcd_->start()) << etcd_->log();
+  for (int b = 1; b <= 5; b++)
+    block(0, 32, b);
+  auto t0 = Clock::now();
+  for (int i = 0; i < 5; i++)
+    EXPECT_TRUE(within(15000ms, [&] { return blocklist(i) == want; }))
+        << "node " << i + 1 << " holds " << fmt::format("{}", fmt::join(blocklist(i), " ")) << "\n"
+        << nodes_[i]->agent.log();
+  std::printf(
+      "fleet: 5 nodes converged on %zu entries %lld ms after the last block\n", want.size(),
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()));
 }
 
 }  // namespace
