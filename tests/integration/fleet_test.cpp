@@ -161,6 +161,10 @@ TEST_F(FleetTest, ABlockOnOneNodeIsEnforcedOnTheOthers) {
   EXPECT_EQ(st["connected"], true) << st.dump();
   EXPECT_GE(st["applied"].get<uint64_t>(), 1u) << st.dump();
   EXPECT_GE(fleet_status(0)["published"].get<uint64_t>(), 1u) << fleet_status(0).dump();
+  auto text = nodes_[1]->pair.bpfgate("fleet status --socket " + nodes_[1]->agent.socket());
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_TRUE(contains(text.out, "connected to " + etcd_->endpoint(1))) << text.out;
+  EXPECT_TRUE(contains(text.out, "applied 1")) << text.out;
   // /metrics has the fleet's families, with samples.
   auto m = run(nodes_[1]->pair.gw().exec() + "curl -sf --max-time 3 http://127.0.0.1:9477/metrics");
   EXPECT_TRUE(contains(m.out, "bpfgate_fleet_applied_total 1")) << m.out.substr(0, 300);
