@@ -159,6 +159,9 @@ TEST_F(FleetTest, ABlockOnOneNodeIsEnforcedOnTheOthers) {
   EXPECT_EQ(listed(0, attacker)["reason"], "manual");
   auto st = fleet_status(1);
   EXPECT_EQ(st["connected"], true) << st.dump();
+  // The agent's own measure: node 1 learning the block to node 2 applying it.
+  std::printf("fleet: node 2's lag (node 1's block learned -> applied here): %.0f ms\n",
+              st["lag_s"].get<double>() * 1000);
   EXPECT_GE(st["applied"].get<uint64_t>(), 1u) << st.dump();
   EXPECT_GE(fleet_status(0)["published"].get<uint64_t>(), 1u) << fleet_status(0).dump();
   auto text = nodes_[1]->pair.bpfgate("fleet status --socket " + nodes_[1]->agent.socket());
