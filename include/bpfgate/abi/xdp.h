@@ -204,7 +204,7 @@ struct bg_rule {
 /* Blocklist (LPM trie): a prefix dropped until expires_ns. */
 enum bg_block_reason {
   BG_BLOCK_MANUAL = 1,
-  BG_BLOCK_AUTO = 2, /* stayed over its rate limit for block_after_ns */
+  BG_BLOCK_AUTO = 2,  /* stayed over its rate limit for block_after_ns */
   BG_BLOCK_FLEET = 3, /* learned from the fleet (etcd); origin in bg_fleet_origin (fleet.h) */
 };
 

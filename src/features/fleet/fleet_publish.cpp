@@ -45,8 +45,9 @@ std::map<std::string, FleetEntry> Fleet::local_entries() {
       bool manual = b.value.reason == BG_BLOCK_MANUAL, autob = b.value.reason == BG_BLOCK_AUTO;
       if (b.expired || !((manual && cfg_.share_manual) || (autob && cfg_.share_auto)))
         continue;
-      FleetEntry e{b.prefix, cfg_.node, manual ? "manual" : "auto",
-                   now_s - static_cast<double>(mono - std::min<uint64_t>(mono, b.value.added_ns)) * 1e-9, 0};
+      FleetEntry e{
+          b.prefix, cfg_.node, manual ? "manual" : "auto",
+          now_s - static_cast<double>(mono - std::min<uint64_t>(mono, b.value.added_ns)) * 1e-9, 0};
       if (b.value.expires_ns)
         e.expires = static_cast<int64_t>(std::ceil(now_s + b.remaining_ns * 1e-9));
       local.try_emplace(key_of(cfg_.prefix, e.prefix), e);
