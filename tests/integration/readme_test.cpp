@@ -323,8 +323,15 @@ const std::map<std::string, std::string> kChecked = {
     // Also shown inline; the forms above run them.
     {"bpfgate status", "UsingIt"},
     {"bpfgate events", "TheAgent"},
+    {"bpfgate lb list", "LbTraffic.TheReadmeCommandsWorkAsShown"},
+    {"bpfgate -j lb list", "LbTraffic.TheReadmeCommandsWorkAsShown"},
+    {"bpfgate lb drain web 198.18.12.2:80", "LbTraffic.TheReadmeCommandsWorkAsShown"},
+    {"bpfgate lb weight web 198.18.11.2:80 300", "LbTraffic.TheReadmeCommandsWorkAsShown"},
+    {"bpfgate lb add web 198.18.14.2:80 --weight 50", "LbTraffic.TheReadmeCommandsWorkAsShown"},
+    {"bpfgate lb remove web 198.18.14.2:80", "LbTraffic.TheReadmeCommandsWorkAsShown"},
     // Names of command families (headings, prose): each must begin a command checked here.
     {"bpfgate tc", kFamily},
+    {"bpfgate lb", kFamily},
     {"bpfgate class", kFamily},
     {"bpfgate accel", kFamily},
 };
