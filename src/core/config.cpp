@@ -88,10 +88,11 @@ const SectionParser kSections[] = {
 };
 
 void parse_root(Diag &d, const YAML::Node &root, Config &c, ConfigFor use) {
-  Section s(d, root, "the config",
-            {"interfaces", "limits", "unparsed", "allow", "allow_file", "deny", "deny_file",
-             "prefix_file_max", "rules", "auto_block", "sweep", "agent", "metrics", "events",
-             "services", "tcp_probes", "tc", "accel", "lb", "dry_run", "fleet"});
+  Section s(
+      d, root, "the config",
+      {"interfaces",      "limits",     "unparsed",   "allow", "allow_file", "deny",    "deny_file",
+       "prefix_file_max", "rules",      "auto_block", "sweep", "agent",      "metrics", "events",
+       "services",        "tcp_probes", "tc",         "accel", "lb",         "dry_run", "fleet"});
   if (!s)
     return;
   // interfaces, limits, unparsed, allow, deny (and their files), rules, auto_block.

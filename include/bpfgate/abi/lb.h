@@ -50,16 +50,16 @@
 /* Links of the interfaces where the balancer runs alone: link_<ifname>. */
 #define BG_PIN_LB_LINK_PREFIX "link_"
 
-#define BG_LB_SERVICES_MAX 64    /* per generation */
-#define BG_LB_BACKENDS_MAX 4096  /* ids 1..max-1; id 0 is "none" */
-#define BG_LB_RING_DEFAULT 4099  /* Maglev table size (prime) per service */
+#define BG_LB_SERVICES_MAX 64   /* per generation */
+#define BG_LB_BACKENDS_MAX 4096 /* ids 1..max-1; id 0 is "none" */
+#define BG_LB_RING_DEFAULT 4099 /* Maglev table size (prime) per service */
 #define BG_LB_RING_MAX 65537
 #define BG_LB_CONNS_DEFAULT 262144
 
 /* bg_lb_ctl[0]: which generation is live and the ring's geometry. */
 struct bg_lb_ctl {
-  __u32 active;    /* 0 or 1 */
-  __u32 ring_size; /* prime; fixed at load (the ring map is sized by it) */
+  __u32 active;       /* 0 or 1 */
+  __u32 ring_size;    /* prime; fixed at load (the ring map is sized by it) */
   __u64 conn_idle_ns; /* a connection entry idle longer is a new flow */
 };
 
@@ -147,31 +147,31 @@ struct bg_lb_rev {
  * saw of each backend, in its own path (frames it sends with XDP_TX or a
  * redirect never reach tc, so this is where latency is measured). */
 struct bg_lb_backend_stats {
-  __u64 packets;  /* client -> backend */
+  __u64 packets; /* client -> backend */
   __u64 bytes;
   __u64 rx_packets; /* backend -> client */
   __u64 rx_bytes;
   __u64 new_flows;
-  __u64 resets;        /* RSTs from the backend */
-  __u64 connect_ns;    /* sum of SYN -> SYN-ACK delays */
-  __u64 connects;      /* their count */
-  __u64 response_ns;   /* sum of first request payload -> first response payload */
-  __u64 responses;     /* their count */
+  __u64 resets;      /* RSTs from the backend */
+  __u64 connect_ns;  /* sum of SYN -> SYN-ACK delays */
+  __u64 connects;    /* their count */
+  __u64 response_ns; /* sum of first request payload -> first response payload */
+  __u64 responses;   /* their count */
 };
 
 /* counters (BPF_MAP_TYPE_PERCPU_ARRAY of struct bg_counter, abi/xdp.h). */
 enum bg_lb_counter {
-  BG_LB_NOT_SERVICE = 0,  /* not to a service, not a reply: passed untouched */
-  BG_LB_FORWARDED = 1,    /* to a backend, redirected or sent back out (XDP_TX) */
-  BG_LB_REPLIED = 2,      /* a backend's reply given the VIP as source and sent on */
-  BG_LB_TO_STACK = 3,     /* rewritten, then passed: the FIB had no neighbour yet */
-  BG_LB_NEW_FLOW = 4,     /* a flow placed by the ring */
-  BG_LB_NO_BACKEND = 5,   /* to a service without a backend up: dropped */
-  BG_LB_FRAGMENT = 6,     /* a fragment to a service: dropped (no ports to balance on) */
-  BG_LB_ICMP = 7,         /* an ICMP error about a flow, sent to the flow's backend */
-  BG_LB_TTL = 8,          /* TTL/hop limit exhausted: passed for the stack to answer */
-  BG_LB_UNROUTABLE = 9,   /* the FIB has no route to the backend or client: dropped */
-  BG_LB_CONNS_FULL = 10,  /* the connection table refused an entry: balanced statelessly */
+  BG_LB_NOT_SERVICE = 0, /* not to a service, not a reply: passed untouched */
+  BG_LB_FORWARDED = 1,   /* to a backend, redirected or sent back out (XDP_TX) */
+  BG_LB_REPLIED = 2,     /* a backend's reply given the VIP as source and sent on */
+  BG_LB_TO_STACK = 3,    /* rewritten, then passed: the FIB had no neighbour yet */
+  BG_LB_NEW_FLOW = 4,    /* a flow placed by the ring */
+  BG_LB_NO_BACKEND = 5,  /* to a service without a backend up: dropped */
+  BG_LB_FRAGMENT = 6,    /* a fragment to a service: dropped (no ports to balance on) */
+  BG_LB_ICMP = 7,        /* an ICMP error about a flow, sent to the flow's backend */
+  BG_LB_TTL = 8,         /* TTL/hop limit exhausted: passed for the stack to answer */
+  BG_LB_UNROUTABLE = 9,  /* the FIB has no route to the backend or client: dropped */
+  BG_LB_CONNS_FULL = 10, /* the connection table refused an entry: balanced statelessly */
   BG_LB_COUNTER_NR = 11,
 };
 
