@@ -81,18 +81,6 @@ class AgentOpsTest : public ::testing::Test {
 
   std::string agent_log() const { return agent_.log(); }
 
-  // Polls every 20 ms for at most `limit`; how long it took, or nullopt.
-  template <class F>
-  std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit, F &&ok) {
-    auto t0 = Clock::now();
-    while (Clock::now() - t0 < limit) {
-      if (ok())
-        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-      std::this_thread::sleep_for(20ms);
-    }
-    return std::nullopt;
-  }
-
   uint64_t counter(const char *verdict, const char *reason) const {
     return t_.counter(verdict, reason);
   }

@@ -102,18 +102,6 @@ class FleetTest : public ::testing::Test {
     return nlohmann::json::parse(r.out, nullptr, false);
   }
 
-  // Polls every 10 ms for at most `limit`: how long it took, or nullopt.
-  template <class F>
-  std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit, F &&ok) {
-    auto t0 = Clock::now();
-    while (Clock::now() - t0 < limit) {
-      if (ok())
-        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-      std::this_thread::sleep_for(10ms);
-    }
-    return std::nullopt;
-  }
-
   // The prefixes node i's filter lists.
   std::set<std::string> blocklist(int i) const {
     const auto &p = nodes_[i]->pair;
@@ -308,18 +296,18 @@ TEST_F(FleetTest, AnEtcdOutageIsSaidOnceAndResyncedAfter) {
 TEST_F(FleetTest, ManyBlocksAggregateAndAreRateBounded) {
   nodes_[0]->agent.stop();
   start_agent(0,
-              "  max_publish_rate: 5/s\n  aggregate: {threshold: 4}\n"
+              "  max_publish_rate: 2/s\n  aggregate: {threshold: 4}\n"
               "  never_block: [198.18.7.200]\n");
   for (int i = 1; i <= 6; i++) {
     ASSERT_EQ(on(0, "block", fmt::format("198.18.6.{}", i)), 0);
     ASSERT_EQ(on(0, "block", fmt::format("198.18.7.{}", i)), 0);
   }
   // 198.18.6.0/24 as one entry; 198.18.7.x one by one (198.18.7.200 is never to be covered).
-  EXPECT_TRUE(within(10000ms, [&] { return !listed(1, "198.18.6.0/24").is_null(); }))
+  EXPECT_TRUE(within(20000ms, [&] { return !listed(1, "198.18.6.0/24").is_null(); }))
       << nodes_[0]->agent.log();
   // Addresses published before the threshold was reached are taken back.
-  EXPECT_TRUE(within(10000ms, [&] { return listed(1, "198.18.6.1").is_null(); }));
-  EXPECT_TRUE(within(10000ms, [&] {
+  EXPECT_TRUE(within(20000ms, [&] { return listed(1, "198.18.6.1").is_null(); }));
+  EXPECT_TRUE(within(20000ms, [&] {
     for (int i = 1; i <= 6; i++)
       if (listed(1, fmt::format("198.18.7.{}", i)).is_null())
         return false;
@@ -327,11 +315,12 @@ TEST_F(FleetTest, ManyBlocksAggregateAndAreRateBounded) {
   })) << nodes_[0]->agent.log();
   EXPECT_TRUE(listed(1, "198.18.7.0/24").is_null());
   // In etcd: the prefix and the six addresses, nothing else.
-  EXPECT_TRUE(within(5000ms, [&] {
+  EXPECT_TRUE(within(20000ms, [&] {
     auto keys = etcd_->etcdctl("get --prefix /bpfgate/blocks/ --keys-only").out;
     return occurrences(keys, "/bpfgate/blocks/") == 7 && contains(keys, "198.18.6.0_24");
   })) << etcd_->etcdctl("get --prefix /bpfgate/blocks/ --keys-only").out;
-  // Over 5 writes a second from a full bucket: some waited, and were counted.
+  // 7 to 10 writes at 2 a second (the 12 blocks take about 1 s to make): some
+  // waited, and were counted.
   auto st = fleet_status(0);
   EXPECT_GE(st["held_back"].get<uint64_t>(), 1u) << st.dump();
   EXPECT_GE(st["published"].get<uint64_t>(), 7u) << st.dump();

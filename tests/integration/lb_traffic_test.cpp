@@ -83,17 +83,6 @@ class LbTraffic : public ::testing::Test {
     return lines.empty() ? nlohmann::json::object() : lines[0];
   }
 
-  template <class F>
-  std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit, F &&ok) {
-    auto t0 = Clock::now();
-    while (Clock::now() - t0 < limit) {
-      if (ok())
-        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-      std::this_thread::sleep_for(50ms);
-    }
-    return std::nullopt;
-  }
-
   void TearDown() override {
     if (agent_)
       agent_.stop();

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -101,6 +103,22 @@ class Process {
   explicit Process(pid_t pid) : pid_(pid) {}
   pid_t pid_ = -1;
 };
+
+// Polls `ok` every `every` for at most `limit`: how long it took to hold, or
+// nullopt if it never did.
+template <class F>
+std::optional<std::chrono::milliseconds> within(
+    std::chrono::milliseconds limit, F &&ok,
+    std::chrono::milliseconds every = std::chrono::milliseconds(20)) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < limit) {
+    if (ok())
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - t0);
+    std::this_thread::sleep_for(every);
+  }
+  return std::nullopt;
+}
 
 // True if `haystack` contains `needle`.
 bool contains(const std::string &haystack, const std::string &needle);
