@@ -254,8 +254,12 @@ TEST_F(LbTraffic, WhatTheFilterDropsIsNeverBalanced) {
   for (const auto &svc : list["services"])
     for (const auto &b : svc["backends"])
       new_flows += b.value("new_flows", 0);
-  EXPECT_EQ(new_flows, 30u) << list.dump();
-  EXPECT_EQ(list["counters"]["new_flow"]["packets"], 30) << list.dump();
+  // One entry per flow placed: the 30 allowed ones (the 20 denied ones, each
+  // a SYN and its retries, would add 20). A SYN always goes through the ring,
+  // so a retransmitted one counts as a placement again: at least 30, few more.
+  EXPECT_EQ(list["conns"], 30) << list.dump();
+  EXPECT_GE(new_flows, 30u) << list.dump();
+  EXPECT_LE(new_flows, 35u) << list.dump();
 }
 
 TEST_F(LbTraffic, ASlowBackendLosesItsShareOfNewFlowsAndRegainsIt) {
