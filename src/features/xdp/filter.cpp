@@ -321,6 +321,12 @@ Result<AttachReport> attach_direct(const AttachOptions &o, int ifindex, const st
 Status share_maps(bpf_object *to, const bpf_object *from) {
   bpf_map *m;
   bpf_object__for_each_map(m, to) {
+    // The program array of the hand-off stays the extension's own: the
+    // plain instance owns the shared one as an XDP program, and 6.1 refused
+    // the extension on it (EINVAL). The balancer is not chained behind a
+    // filter in the dispatcher.
+    if (std::string_view(bpf_map__name(m)) == "bg_xdp_next")
+      continue;
     const bpf_map *src = bpf_object__find_map_by_name(from, bpf_map__name(m));
     if (!src || bpf_map__fd(src) < 0)
       return make_error(ENOENT, "the loaded filter has no map {}", bpf_map__name(m));
