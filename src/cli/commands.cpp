@@ -1,5 +1,10 @@
 #include "cli/commands.hpp"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -8,6 +13,7 @@
 #include <vector>
 
 #include "features/xdp/replace.hpp"
+#include "bpf/fd.hpp"
 #include "cli/status_view.hpp"
 #include "util/audit.hpp"
 #include "util/log.hpp"
@@ -230,6 +236,29 @@ int cmd_status(const Globals &g, const std::string &only) {
   else if (ifaces->empty())
     fmt::print("bpfgate is not attached to any interface\n");
   return rc;
+}
+
+// One request line to the agent, its whole answer.
+Result<std::string> ask_agent(const std::string &path, const std::string &request) {
+  bpf::UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (!sock.valid() || connect(sock.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
+    return Error(errno, fmt::format("no agent answers on {}: is `bpfgate run` running (or give "
+                                    "its socket with --socket)?",
+                                    path));
+  std::string line = request + "\n";
+  (void)!send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = recv(sock.get(), buf, sizeof(buf), 0)) > 0;)
+    reply.append(buf, static_cast<size_t>(n));
+  while (!reply.empty() && reply.back() == '\n')
+    reply.pop_back();
+  if (reply.rfind("ok ", 0) == 0)
+    return reply.substr(3);
+  return Error(0, reply.rfind("error ", 0) == 0 ? reply.substr(6) : "agent: " + reply);
 }
 
 }  // namespace bpfgate::cli

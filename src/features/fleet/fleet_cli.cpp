@@ -1,42 +1,16 @@
 // The fleet's verbs: `bpfgate fleet status [-j]`, asked of the running agent
 // through its control socket (the counters live in the agent).
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include <cstring>
 
 #include "bpf/fd.hpp"
+#include "cli/commands.hpp"
 #include "cli/registry.hpp"
 
 namespace bpfgate::cli {
 
 namespace {
-
-// One request line to the agent, its whole answer.
-Result<std::string> ask_agent(const std::string &path, const std::string &request) {
-  bpf::UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  if (!sock.valid() || connect(sock.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
-    return Error(errno, fmt::format("no agent answers on {}: is `bpfgate run` running (or give "
-                                    "its socket with --socket)?",
-                                    path));
-  std::string line = request + "\n";
-  (void)!send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL);
-  std::string reply;
-  char buf[4096];
-  for (ssize_t n; (n = recv(sock.get(), buf, sizeof(buf), 0)) > 0;)
-    reply.append(buf, static_cast<size_t>(n));
-  while (!reply.empty() && reply.back() == '\n')
-    reply.pop_back();
-  if (reply.rfind("ok ", 0) == 0)
-    return reply.substr(3);
-  return Error(0, reply.rfind("error ", 0) == 0 ? reply.substr(6) : "agent: " + reply);
-}
 
 int cmd_fleet_status(const Globals &g, const std::string &socket) {
   auto r = ask_agent(socket, "fleet status");

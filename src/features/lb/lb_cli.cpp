@@ -1,14 +1,11 @@
 // The load balancer's subcommands: `bpfgate lb list` (from the pins, with the
 // agent's catalog) and `lb add|remove|drain|weight` (sent to the agent, which
 // applies each as a new generation).
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <nlohmann/json.hpp>
 
 #include <cstring>
 
-#include "bpf/fd.hpp"
+#include "cli/commands.hpp"
 #include "cli/registry.hpp"
 #include "core/duration.hpp"
 #include "features/lb/lb_plan.hpp"
@@ -126,27 +123,11 @@ int cmd_list(const Globals &g, const std::string &state_dir) {
 
 // Sends the request to the agent; prints its answer.
 int cmd_request(const std::string &socket_path, const lb::LbRequest &r) {
-  bpf::UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
-  if (!sock.valid() || connect(sock.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
-    return fail(Error(errno, fmt::format("no agent answers on {}: is `bpfgate run` running (or "
-                                         "give its socket with --socket)?",
-                                         socket_path)));
-  std::string line = lb::format_lb_request(r) + "\n";
-  (void)!send(sock.get(), line.data(), line.size(), MSG_NOSIGNAL);
-  std::string reply;
-  char buf[4096];
-  for (ssize_t n; (n = recv(sock.get(), buf, sizeof(buf), 0)) > 0;)
-    reply.append(buf, static_cast<size_t>(n));
-  while (!reply.empty() && reply.back() == '\n')
-    reply.pop_back();
-  if (reply.rfind("ok ", 0) == 0) {
-    fmt::print("{}\n", reply.substr(3));
-    return 0;
-  }
-  return fail(Error(0, reply.rfind("error ", 0) == 0 ? reply.substr(6) : "agent: " + reply));
+  auto reply = ask_agent(socket_path, lb::format_lb_request(r));
+  if (!reply)
+    return fail(reply.error());
+  fmt::print("{}\n", *reply);
+  return 0;
 }
 
 struct ChangeArgs {
