@@ -63,6 +63,14 @@ unsigned user_prefixlen(const Prefix &p) {
   return p.v4 ? p.key.prefixlen - 96 : p.key.prefixlen;
 }
 
+Prefix prefix_of(const bg_lpm_key &k) {
+  Prefix p;
+  p.key = k;
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  p.v4 = k.prefixlen >= 96 && std::equal(kMapped, kMapped + 12, k.addr);
+  return p;
+}
+
 std::string format_prefix(const Prefix &p) {
   char buf[INET6_ADDRSTRLEN] = {};
   if (p.v4)

@@ -23,6 +23,8 @@ struct Prefix {
 // Host bits past the prefix are an error, with the prefix meant suggested.
 Result<Prefix> parse_prefix(const std::string &text);
 std::string format_prefix(const Prefix &p);
+// The prefix a map key holds (IPv4 when it is v4-mapped, /96 or longer).
+Prefix prefix_of(const bg_lpm_key &k);
 // Prefix length as the operator writes it (IPv4: 0-32).
 unsigned user_prefixlen(const Prefix &p);
 

@@ -27,14 +27,6 @@ std::string first_line(const std::string &path) {
   return line;
 }
 
-core::Prefix prefix_of(const bg_lpm_key &k) {
-  core::Prefix p;
-  p.key = k;
-  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  p.v4 = k.prefixlen >= 96 && std::equal(kMapped, kMapped + 12, k.addr);
-  return p;
-}
-
 }  // namespace
 
 EtcdOptions etcd_options(const core::FleetConfig &c) {
@@ -112,7 +104,7 @@ void Fleet::restore_desired() {
   if (!all)
     return;
   for (const auto &[k, o] : *all) {
-    FleetEntry e{prefix_of(k), std::string(o.node, strnlen(o.node, sizeof(o.node))), "fleet",
+    FleetEntry e{core::prefix_of(k), std::string(o.node, strnlen(o.node, sizeof(o.node))), "fleet",
                  static_cast<double>(o.at_ms) / 1000, o.expires};
     desired_[key_of(cfg_.prefix, e.prefix)] = e;
   }

@@ -62,16 +62,6 @@ Result<bool> unblock(Datapath &dp, const core::Prefix &p) {
   return gone;
 }
 
-namespace {
-core::Prefix prefix_of(const bg_lpm_key &k) {
-  core::Prefix p;
-  p.key = k;
-  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  p.v4 = k.prefixlen >= 96 && std::equal(kMapped, kMapped + 12, k.addr);
-  return p;
-}
-}  // namespace
-
 Result<std::vector<BlockEntry>> list_blocks(const Datapath &dp) {
   auto all = dp.blocklist().dump();
   if (!all)
@@ -80,7 +70,7 @@ Result<std::vector<BlockEntry>> list_blocks(const Datapath &dp) {
   std::vector<BlockEntry> out;
   out.reserve(all->size());
   for (const auto &[k, v] : *all) {
-    BlockEntry e{prefix_of(k), v, 0, false};
+    BlockEntry e{core::prefix_of(k), v, 0, false};
     if (v.expires_ns) {
       e.expired = v.expires_ns <= now;
       e.remaining_ns = e.expired ? 0 : v.expires_ns - now;
