@@ -31,4 +31,32 @@ static __always_inline enum bg_gcra_result bg_gcra_take(__u64 *tat_ns, __u64 cos
   return BG_GCRA_CONTENDED;
 }
 
+/* As bg_gcra_take, taking up to `want` tokens at once where the bucket has
+ * room for them: never more than half the room, so that other users of a
+ * shared bucket are left their part. *taken says how many (1 when the bucket
+ * is nearly empty, as bg_gcra_take). */
+static __always_inline enum bg_gcra_result bg_gcra_take_n(__u64 *tat_ns, __u64 cost_ns,
+                                                          __u64 tolerance_ns, __u64 now, __u32 want,
+                                                          int tries, __u32 *taken) {
+  for (int i = 0; i < tries; i++) {
+    __u64 old = *(volatile __u64 *)tat_ns;
+    __u64 tat = old > now ? old : now;
+    if (tat - now > tolerance_ns)
+      return BG_GCRA_OVER;
+    __u64 n = 1;
+    if (want > 1 && cost_ns) {
+      n = ((tolerance_ns - (tat - now)) / cost_ns + 1) / 2;
+      if (n > want)
+        n = want;
+      if (n < 1)
+        n = 1;
+    }
+    if (__sync_val_compare_and_swap(tat_ns, old, tat + n * cost_ns) == old) {
+      *taken = (__u32)n;
+      return BG_GCRA_CONFORMS;
+    }
+  }
+  return BG_GCRA_CONTENDED;
+}
+
 #endif /* BPFGATE_BPF_GCRA_H */

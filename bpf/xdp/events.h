@@ -79,23 +79,11 @@ static __always_inline void bg_event_of(struct bg_event *e, __u32 type,
 /* The functions below are global (not inlined): the verifier checks each once,
  * whatever path of the pipeline calls it. */
 
-/* Counts a frame under its rule (not the default one) and reports the rule's
- * first hit in this generation. A report the buffer refuses is tried again
- * by the rule's next hit. */
-__noinline int bg_rule_hit(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 rule_id,
-                           __u32 generation, __u32 len) {
-  if (!pkt || rule_id == BG_RULE_DEFAULT)
+/* Reports a rule's first hit in its generation (see bg_rule_hit). */
+__noinline int bg_rule_report(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 rule_id,
+                              __u32 generation) {
+  if (!pkt)
     return 0;
-  struct bg_rule_stats *rs = bpf_map_lookup_elem(&bg_rule_stats, &rule_id);
-  if (rs) {
-    if (rs->generation != generation) {
-      rs->packets = 0;
-      rs->bytes = 0;
-      rs->generation = generation;
-    }
-    rs->packets++;
-    rs->bytes += len;
-  }
   __u32 *seen = bpf_map_lookup_elem(&bg_rule_seen, &rule_id);
   if (!seen)
     return 0;
@@ -112,6 +100,29 @@ __noinline int bg_rule_hit(struct xdp_md *ctx, const struct bg_packet *pkt, __u3
     return 0;
   }
   return 1;
+}
+
+/* Counts a frame under its rule (not the default one) and reports the rule's
+ * first hit in this generation. A report the buffer refuses is tried again
+ * by the rule's next hit. Inline up to the report: a call per frame costs
+ * more than the counting. */
+static __always_inline void bg_rule_hit(struct xdp_md *ctx, const struct bg_packet *pkt,
+                                        __u32 rule_id, __u32 generation, __u32 len) {
+  if (rule_id == BG_RULE_DEFAULT)
+    return;
+  struct bg_rule_stats *rs = bpf_map_lookup_elem(&bg_rule_stats, &rule_id);
+  if (rs) {
+    if (rs->generation != generation) {
+      rs->packets = 0;
+      rs->bytes = 0;
+      rs->generation = generation;
+    }
+    rs->packets++;
+    rs->bytes += len;
+  }
+  __u32 *seen = bpf_map_lookup_elem(&bg_rule_seen, &rule_id);
+  if (seen && *(volatile __u32 *)seen != generation)
+    bg_rule_report(ctx, pkt, rule_id, generation);
 }
 
 /* A source just went on the blocklist. */
@@ -133,17 +144,12 @@ __noinline int bg_event_blocked(struct xdp_md *ctx, const struct bg_packet *pkt,
  * sample the next BG_EVENT_SAMPLE_SKIP drops do not even read the clock, so a
  * flood costs an increment per frame. A sample the buffer refuses keeps its
  * count: the next sample stands for its drops too. */
-__noinline int bg_event_drop(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 reason,
-                             __u32 rule_id, __u32 len) {
+__noinline int bg_event_drop_sample(struct xdp_md *ctx, const struct bg_packet *pkt, __u32 reason,
+                                    __u32 rule_id, __u32 len) {
   __u32 zero = 0;
   struct bg_event_sampler *s = bpf_map_lookup_elem(&bg_event_sampler, &zero);
   if (!s || !pkt)
     return 0;
-  if (s->skip) {
-    s->skip--;
-    s->suppressed++;
-    return 0;
-  }
   const struct bg_event_config *cfg = bpf_map_lookup_elem(&bg_event_config, &zero);
   if (!cfg || !cfg->sample_interval_ns) {
     s->suppressed++;
@@ -169,6 +175,19 @@ __noinline int bg_event_drop(struct xdp_md *ctx, const struct bg_packet *pkt, __
   }
   s->suppressed = 0;
   return 1;
+}
+
+/* The skipped drops are counted inline: the call is for a sample. */
+static __always_inline void bg_event_drop(struct xdp_md *ctx, const struct bg_packet *pkt,
+                                          __u32 reason, __u32 rule_id, __u32 len) {
+  __u32 zero = 0;
+  struct bg_event_sampler *s = bpf_map_lookup_elem(&bg_event_sampler, &zero);
+  if (s && s->skip) {
+    s->skip--;
+    s->suppressed++;
+    return;
+  }
+  bg_event_drop_sample(ctx, pkt, reason, rule_id, len);
 }
 
 #endif /* BPFGATE_BPF_EVENTS_H */

@@ -22,7 +22,11 @@
  * cached in its entry is of the policy in force (see bg_take), and frames
  * whose buckets all span two kernel ticks read the coarse clock
  * (BG_RULE_COARSE_CLOCK): on a known source the pipeline costs one hash
- * lookup per bucket and one compare-and-swap each.
+ * lookup per bucket and one compare-and-swap each. A source whose frames
+ * come close together on one CPU costs neither: its buckets are charged up
+ * to BG_HOT_LEASE tokens ahead, and its drop decision and counts are kept,
+ * in that CPU's hot slot (struct bg_hot_slot, bg_hot_take) for a few
+ * milliseconds, under the policy in force.
  *
  * A source that stays over its limit for block_after_ns goes on the
  * blocklist for block_ttl_ns. Counters are per CPU, keyed verdict x reason.
@@ -60,6 +64,7 @@
 /* A stage's result: a verdict and its reason, or BG_NEXT to go on. */
 #define BG_RES(verdict, reason) ((int)((verdict) | ((reason) << 8)))
 #define BG_NEXT (-1)
+#define BG_BYPASS (-2) /* the interface's bypass switch is on (bg_config.bypass) */
 
 /* What the stages know of the frame, on the entry program's stack. */
 struct bg_work {
@@ -69,22 +74,30 @@ struct bg_work {
   /* The rule's limit (BG_ACTION_LIMIT), copied once by the policy stage. */
   __u64 emission_ns;
   __u64 tolerance_ns;
-  __u32 limited; /* the rule's limit has a rate */
-  __u32 action;  /* enum bg_action of the rule */
-  __u32 coarse;  /* BG_RULE_COARSE_CLOCK: w->now may come from the coarse clock */
-  __u32 len;
-  __u32 status; /* enum bg_parse_status */
-  __u32 gen;    /* the active policy generation: 0 or 1 */
-  __u32 generation;
-  __u32 rule_id;
-  __u32 listed;  /* BG_TAKE_LISTED: the ACL's or the blocklist's BG_RES */
-  __u32 blocked; /* the source went on the blocklist with this frame */
-  __u32 known;   /* the source's bucket is in bg_known: it proved itself */
-  __u32 young;   /* the source got its bucket less than BG_PROOF_WINDOW_NS ago */
-  __u32 dry;     /* enum bg_dry: what dry-run covers of this frame */
   /* The frame took a token of the unproven sources' share (its emission_ns,
    * what giving it back takes); 0 if it took none. */
   __u64 shared_ns;
+  __u64 over_until; /* the source's bucket refused the frame: it has a token again then */
+  __u32 len;
+  __u32 generation;
+  __u32 rule_id;
+  __u32 listed; /* BG_TAKE_LISTED: the ACL's or the blocklist's BG_RES */
+  /* Bytes, not words: the struct is on the entry program's stack, which
+   * Linux 6.1 counts with every call below it into one 512-byte bound. */
+  __u8 limited; /* the rule's limit has a rate */
+  __u8 action;  /* enum bg_action of the rule */
+  __u8 coarse;  /* BG_RULE_COARSE_CLOCK: w->now may come from the coarse clock */
+  __u8 status;  /* enum bg_parse_status */
+  __u8 gen;     /* the active policy generation: 0 or 1 */
+  __u8 blocked; /* the source went on the blocklist with this frame */
+  __u8 known;   /* the source's bucket is in bg_known: it proved itself */
+  __u8 young;   /* the source got its bucket less than BG_PROOF_WINDOW_NS ago */
+  __u8 dry;     /* enum bg_dry: what dry-run covers of this frame */
+  /* This CPU's hot slot (struct bg_hot_slot) holds the source and saw its
+   * previous frame within BG_HOT_HOT_NS: its buckets are charged ahead. */
+  __u8 hot;
+  __u8 lease;        /* tokens of the source's bucket taken ahead by this frame */
+  __u8 prefix_lease; /* and of its prefix's */
 };
 
 /* What dry-run covers of a frame: every drop (the generation's dry_run), or
@@ -173,13 +186,51 @@ static __always_inline void bg_unadmit(__u32 slot, __u64 emission_ns) {
  * a race is no evidence of being over the limit, and must never feed
  * auto-block. */
 static __always_inline int bg_conforms(struct bg_src_state *st, __u64 emission_ns,
-                                       __u64 tolerance_ns, __u64 now) {
-  enum bg_gcra_result r = bg_gcra_take(&st->tat_ns, emission_ns, tolerance_ns, now, BG_CAS_TRIES);
+                                       __u64 tolerance_ns, __u64 now, __u32 want, __u32 *taken) {
+  enum bg_gcra_result r =
+      bg_gcra_take_n(&st->tat_ns, emission_ns, tolerance_ns, now, want, BG_CAS_TRIES, taken);
   if (r == BG_GCRA_CONTENDED) {
     bg_stat(BG_STAT_CAS_CONTENDED);
+    *taken = 1;
     return 1;
   }
   return r == BG_GCRA_CONFORMS;
+}
+
+/* This CPU's hot slot of a source (struct bg_hot_slot): by a hash of its
+ * address and rule. */
+static __always_inline struct bg_hot_slot *bg_hot_of(const __u8 addr[16], __u32 rule) {
+  __u32 a[4];
+  __builtin_memcpy(a, addr, 16);
+  __u32 h = a[0] ^ a[1] ^ a[2] ^ a[3] ^ rule;
+  h ^= h >> 16;
+  h *= 0x45d9f3bU;
+  h ^= h >> 16;
+  __u32 i = h & (BG_HOT_SLOTS - 1);
+  return bpf_map_lookup_elem(&bg_hot, &i);
+}
+
+static __always_inline int bg_hot_holds(const struct bg_hot_slot *h, const __u8 addr[16],
+                                        __u32 rule) {
+  __u64 a[2], b[2];
+  __builtin_memcpy(a, h->key.addr, 16);
+  __builtin_memcpy(b, addr, 16);
+  return h->hot && a[0] == b[0] && a[1] == b[1] && h->key.rule == (__u16)rule;
+}
+
+/* Whether a hot slot may decide w's frames: exactly where the slow path
+ * would decide them by the source's bucket alone, i.e. a parsed frame of a
+ * source that proved itself, or of any source where there is no unproven
+ * share and no proof to look for (TCP under BG_SET_PROVE). */
+static __always_inline int bg_hot_fits(const struct bg_work *w, const struct bg_settings *s,
+                                       __u32 known) {
+  if (w->status != BG_PARSE_OK)
+    return 0;
+  if (known)
+    return 1;
+  if (s->flags & BG_SET_UNPROVEN)
+    return 0;
+  return !((s->flags & BG_SET_PROVE) && w->pkt.l4_proto == IPPROTO_TCP);
 }
 
 /* Auto-block: a source dropped at least once a second for block_after_ns
@@ -351,14 +402,50 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   }
   if (kind == BG_SRC_ADDR)
     w->young = now - st->first_seen_ns < BG_PROOF_WINDOW_NS;
-  __sync_fetch_and_add(&st->packets, 1);
-  __sync_fetch_and_add(&st->bytes, w->len);
+  /* What this CPU's hot slot of the source counted since its last visit
+   * here goes into the entry, and the tokens it took ahead and did not use
+   * go back (under the policy they were taken under). */
+  __u64 packets = 1, bytes = w->len, drops = 0, back = 0;
+  struct bg_hot_slot *h = bg_hot_of(w->pkt.src, w->rule_id);
+  if (h && bg_hot_holds(h, w->pkt.src, w->rule_id)) {
+    if (kind == BG_SRC_ADDR) {
+      packets += h->packets;
+      bytes += h->bytes;
+      drops = h->drops;
+      back = h->epoch == w->epoch ? h->tokens : 0;
+      h->packets = h->bytes = h->drops = 0;
+      h->tokens = 0;
+      w->hot = now - h->seen_ns < BG_HOT_HOT_NS && bg_hot_fits(w, s, w->known);
+    } else {
+      packets += h->prefix_packets;
+      bytes += h->prefix_bytes;
+      back = h->epoch == w->epoch ? h->prefix_tokens : 0;
+      h->prefix_packets = h->prefix_bytes = 0;
+      h->prefix_tokens = 0;
+    }
+  }
+  __sync_fetch_and_add(&st->packets, packets);
+  __sync_fetch_and_add(&st->bytes, bytes);
+  if (drops)
+    __sync_fetch_and_add(&st->drops, drops);
+  if (back && limited)
+    __sync_fetch_and_add(&st->tat_ns, -(back * emission_ns));
   st->last_seen_ns = now;
-  if (!limited || bg_conforms(st, emission_ns, tolerance_ns, now))
+  __u32 want = w->hot ? BG_HOT_LEASE : 1;
+  __u32 taken = want;
+  if (!limited || bg_conforms(st, emission_ns, tolerance_ns, now, want, &taken)) {
+    if (kind == BG_SRC_ADDR)
+      w->lease = taken - 1;
+    else
+      w->prefix_lease = taken - 1;
     return BG_TAKE_OK;
+  }
   __sync_fetch_and_add(&st->drops, 1);
-  if (kind == BG_SRC_ADDR && s->block_after_ns)
-    w->blocked = bg_streak(st, s, w->pkt.src, now, w->known, w->dry);
+  if (kind == BG_SRC_ADDR) {
+    w->over_until = *(volatile __u64 *)&st->tat_ns - tolerance_ns;
+    if (s->block_after_ns)
+      w->blocked = bg_streak(st, s, w->pkt.src, now, w->known, w->dry);
+  }
   return BG_TAKE_OVER;
 }
 
@@ -377,7 +464,112 @@ __noinline int bg_untake(struct bg_work *w, __u32 refund) {
     return 0;
   __sync_fetch_and_add(&st->drops, 1);
   if (refund && w->limited)
-    __sync_fetch_and_add(&st->tat_ns, -w->emission_ns);
+    __sync_fetch_and_add(&st->tat_ns, -((1 + (__u64)w->lease) * w->emission_ns));
+  if (refund)
+    w->lease = 0;
+  return 1;
+}
+
+/* The prefix bucket key of `addr` (kind BG_SRC_PREFIX). */
+static __always_inline void bg_prefix_key(struct bg_src_key *key, const __u8 addr[16], __u32 v4,
+                                          const struct bg_settings *s);
+
+/* Puts what an evicted hot slot still holds (counts not yet in the shared
+ * entries) into its source's and its prefix's entries. Its tokens taken
+ * ahead are not given back: it was idle for BG_HOT_LEASE_NS, and they are
+ * at most BG_HOT_LEASE - 1. */
+static __always_inline void bg_hot_flush(struct bg_hot_slot *h, const struct bg_settings *s) {
+  struct bg_src_key key = h->key;
+  if (h->packets) {
+    struct bg_src_state *st =
+        bpf_map_lookup_elem(h->known ? (void *)&bg_known : (void *)&bg_sources, &key);
+    if (st) {
+      __sync_fetch_and_add(&st->packets, h->packets);
+      __sync_fetch_and_add(&st->bytes, h->bytes);
+      __sync_fetch_and_add(&st->drops, h->drops);
+    }
+  }
+  if (h->prefix_packets) {
+    __u64 w0;
+    __u32 w2;
+    __builtin_memcpy(&w0, key.addr, 8);
+    __builtin_memcpy(&w2, key.addr + 8, 4);
+    __u32 v4 = !w0 && w2 == bpf_htonl(0xffff);
+    bg_prefix_key(&key, h->key.addr, v4, s);
+    struct bg_src_state *st = bpf_map_lookup_elem(&bg_sources, &key);
+    if (st) {
+      __sync_fetch_and_add(&st->packets, h->prefix_packets);
+      __sync_fetch_and_add(&st->bytes, h->prefix_bytes);
+    }
+  }
+}
+
+/* A hot slot's decision for w's frame: BG_NEXT where the slow path has to
+ * decide (no slot of this source, another policy, no token left, a drop
+ * decision that expired). */
+static __always_inline int bg_hot_take(struct bg_work *w, const struct bg_settings *s) {
+  struct bg_hot_slot *h = bg_hot_of(w->pkt.src, w->rule_id);
+  if (!h || !bg_hot_holds(h, w->pkt.src, w->rule_id) || h->epoch != w->epoch ||
+      !bg_hot_fits(w, s, h->known))
+    return BG_NEXT;
+  __u64 now = w->now;
+  __u64 len = w->len;
+  if (h->over_until_ns) {
+    if (now >= h->over_until_ns || now - h->decided_ns >= BG_HOT_DROP_NS)
+      return BG_NEXT;
+    h->seen_ns = now;
+    h->packets++;
+    h->bytes += len;
+    h->drops++;
+    w->known = h->known;
+    return BG_RES(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT);
+  }
+  __u32 prefix = s->prefix_limit.rate_pps != 0;
+  if (!h->tokens || (prefix && !h->prefix_tokens) || now - h->decided_ns >= BG_HOT_LEASE_NS)
+    return BG_NEXT;
+  h->tokens--;
+  h->seen_ns = now;
+  h->packets++;
+  h->bytes += len;
+  if (prefix) {
+    h->prefix_tokens--;
+    h->prefix_packets++;
+    h->prefix_bytes += len;
+  }
+  w->known = h->known;
+  return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+}
+
+/* After the slow path decided w's frame by the source's bucket (passed, or
+ * over its limit): this CPU's hot slot keeps the decision and the tokens
+ * taken ahead. A slot another source used within BG_HOT_LEASE_NS stays
+ * that source's, unless this one proved itself and that one did not. */
+__noinline int bg_hot_keep(struct bg_work *w) {
+  const struct bg_settings *s = w ? bg_work_settings(w) : NULL;
+  if (!s || !bg_hot_fits(w, s, w->known))
+    return 0;
+  struct bg_hot_slot *h = bg_hot_of(w->pkt.src, w->rule_id);
+  if (!h)
+    return 0;
+  __u64 now = w->now;
+  if (!bg_hot_holds(h, w->pkt.src, w->rule_id)) {
+    if (h->hot && now - h->seen_ns < BG_HOT_LEASE_NS && (h->known || !w->known))
+      return 0;
+    if (h->hot)
+      bg_hot_flush(h, s);
+    __builtin_memset(h, 0, sizeof(*h));
+    __builtin_memcpy(h->key.addr, w->pkt.src, 16);
+    h->key.rule = (__u16)w->rule_id;
+    h->key.kind = BG_SRC_ADDR;
+    h->hot = 1;
+  }
+  h->known = w->known != 0;
+  h->epoch = w->epoch;
+  h->decided_ns = now;
+  h->seen_ns = now;
+  h->over_until_ns = w->over_until;
+  h->tokens = w->lease;
+  h->prefix_tokens = w->prefix_lease;
   return 1;
 }
 
@@ -410,10 +602,16 @@ static __always_inline void bg_key_of(struct bg_src_key *key, const struct bg_wo
     __builtin_memcpy(key->addr, w->pkt.src, 16);
     return;
   }
-  __u32 plen = w->pkt.l3_proto == ETH_P_IP ? 96 + s->prefix_v4 : s->prefix_v6;
+  bg_prefix_key(key, w->pkt.src, w->pkt.l3_proto == ETH_P_IP, s);
+}
+
+static __always_inline void bg_prefix_key(struct bg_src_key *key, const __u8 addr[16], __u32 v4,
+                                          const struct bg_settings *s) {
+  __builtin_memset(key, 0, sizeof(*key));
+  __u32 plen = v4 ? 96 + s->prefix_v4 : s->prefix_v6;
   key->kind = BG_SRC_PREFIX;
   key->prefixlen = plen;
-  bg_mask(key->addr, w->pkt.src, plen);
+  bg_mask(key->addr, addr, plen);
 }
 
 /* The rule for this packet: by protocol and destination port, then by
@@ -856,10 +1054,11 @@ __noinline int bg_syn_answer(struct xdp_md *ctx, struct bg_work *w) {
   return BG_SYN_ANSWERED;
 }
 
-/* Stage 1: parse the frame into w->pkt. */
-__noinline int bg_stage_parse(struct xdp_md *ctx, struct bg_work *w) {
-  if (!w)
-    return 0;
+/* Stage 1: parse the frame into w->pkt. Inline: the parser's paths end in
+ * a few states of w that the stages after it, global functions, do not
+ * multiply, and a call per frame costs more here than in a stage that
+ * branches. */
+static __always_inline int bg_stage_parse(struct xdp_md *ctx, struct bg_work *w) {
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
   w->len = bg_frame_len(ctx);
@@ -877,6 +1076,8 @@ __noinline int bg_stage_policy(struct bg_work *w) {
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
   if (!cfg)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
+  if (cfg->bypass)
+    return BG_BYPASS;
   __u32 gen = cfg->active & 1;
   const struct bg_settings *s = bg_settings_of(cfg, gen);
   w->gen = gen;
@@ -904,7 +1105,7 @@ __noinline int bg_stage_policy(struct bg_work *w) {
   if (!rule)
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   w->action = rule->action;
-  w->coarse = rule->flags & BG_RULE_COARSE_CLOCK;
+  w->coarse = (rule->flags & BG_RULE_COARSE_CLOCK) != 0;
   if (rule->flags & BG_RULE_DRY_RUN)
     w->dry |= BG_DRY_RULE;
   w->limited = rule->limit.rate_pps != 0;
@@ -932,6 +1133,11 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
 
   if (!w->now)
     w->now = w->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
+  int hot = bg_hot_take(w, s);
+  if (hot != BG_NEXT) {
+    bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
+    return hot;
+  }
   int taken = bg_take(w, BG_SRC_ADDR);
   if (taken == BG_TAKE_LISTED)
     return w->listed;
@@ -978,6 +1184,8 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
   if (taken == BG_TAKE_OVER) {
     if (w->blocked)
       bg_event_blocked(ctx, &w->pkt, rule_id, s->block_ttl_ns, w->now);
+    else
+      bg_hot_keep(w);
     return BG_RES(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT);
   }
   int prefix = s->prefix_limit.rate_pps ? bg_take(w, BG_SRC_PREFIX) : BG_TAKE_OK;
@@ -994,6 +1202,8 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
       bg_untake(w, 0);
     return BG_RES(verdict, BG_REASON_UNPARSEABLE);
   }
+  if (taken == BG_TAKE_OK)
+    bg_hot_keep(w);
   return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
 }
 
@@ -1029,23 +1239,15 @@ static __always_inline int bg_dry_passes(const struct bg_work *w, __u32 reason) 
   return (w->dry & BG_DRY_RULE) && reason != BG_REASON_DENY && reason != BG_REASON_BLOCKLIST;
 }
 
-/* The interface's bypass switch (bg_config.bypass): every frame passes. */
-static __always_inline int bg_bypassed(struct xdp_md *ctx) {
-  __u32 zero = 0;
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!cfg || !cfg->bypass)
-    return 0;
-  bg_op_count(BG_OP_BYPASSED, bg_frame_len(ctx));
-  return 1;
-}
-
 /* The whole pipeline on one frame: returns an XDP action. */
 static __always_inline int bg_filter(struct xdp_md *ctx) {
-  if (bg_bypassed(ctx))
-    return XDP_PASS;
   struct bg_work w = {};
   bg_stage_parse(ctx, &w);
   int r = bg_stage_policy(&w);
+  if (r == BG_BYPASS) { /* every frame passes, counted */
+    bg_op_count(BG_OP_BYPASSED, w.len);
+    return XDP_PASS;
+  }
   if (r == BG_NEXT)
     r = bg_stage_limit(ctx, &w);
   __u32 verdict = r & 1;

@@ -161,6 +161,14 @@ struct {
   __array(values, struct bg_rules_map);
 } bg_rules SEC(".maps") = {.values = {&bg_rules_0, &bg_rules_1}};
 
+/* Hot sources' decisions and counts, per CPU (struct bg_hot_slot). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, BG_HOT_SLOTS);
+  __type(key, __u32);
+  __type(value, struct bg_hot_slot);
+} bg_hot SEC(".maps");
+
 /* The program the filter hands every frame it passes to (slot BG_NEXT_LB:
  * the load balancer, include/bpfgate/abi/lb.h), pinned as BG_PIN_NEXT. An
  * empty slot passes the frame: nothing changes without a balancer. */

@@ -155,6 +155,12 @@ class PerCpuMap {
     std::vector<V> v(ncpu_, value);
     return raw::update(fd_, &key, v.data(), BPF_ANY);
   }
+  // One value per possible CPU, in the order lookup() returns them.
+  Status update(const K &key, const std::vector<V> &per_cpu) {
+    if (per_cpu.size() != static_cast<size_t>(ncpu_))
+      return Error(EINVAL, "per-CPU update: one value per possible CPU is needed");
+    return raw::update(fd_, &key, per_cpu.data(), BPF_ANY);
+  }
 
  private:
   UniqueFd owned_;

@@ -29,6 +29,10 @@ static_assert(offsetof(bg_src_key, rule) == 16);
 static_assert(offsetof(bg_src_key, kind) == 18);
 static_assert(offsetof(bg_src_key, prefixlen) == 19);
 static_assert(sizeof(bg_src_state) == 72);
+static_assert(sizeof(bg_hot_slot) == 112);  // per-CPU values: a multiple of 8
+static_assert(offsetof(bg_hot_slot, epoch) == 24);
+static_assert(offsetof(bg_hot_slot, packets) == 64);
+static_assert(offsetof(bg_hot_slot, hot) == 104);
 static_assert(offsetof(bg_src_state, tat_ns) == 0);
 static_assert(offsetof(bg_src_state, last_seen_ns) == 8);
 static_assert(offsetof(bg_src_state, packets) == 16);

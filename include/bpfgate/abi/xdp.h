@@ -30,6 +30,7 @@
 #define BG_PIN_KNOWN "known"
 #define BG_PIN_NOBLOCK "noblock"
 #define BG_PIN_OPSTATS "opstats"
+#define BG_PIN_HOT "hot"
 #define BG_NOBLOCK_MAX 4096
 
 /* Upper bounds the control plane enforces on operator input. */
@@ -160,6 +161,39 @@ struct bg_src_state {
    * through (bg_work.epoch: generation << 32 | bg_runtime.block_epoch, top
    * bit set); while it is current the datapath skips both lookups. */
   __u64 policy_epoch;
+};
+
+/* A CPU's short-lived copy of what the filter decided for a hot source
+ * (hot map, BPF_MAP_TYPE_PERCPU_ARRAY of BG_HOT_SLOTS, the slot by a hash
+ * of the key): tokens of the source's bucket (and of its prefix's) taken
+ * ahead with one compare-and-swap, a drop decision valid until the bucket
+ * has a token again, and counts not yet added to the shared entries. A
+ * frame of a hot source then costs no hash lookup and no atomic operation.
+ * Valid only under the policy it was made under (epoch) and for a short
+ * time (BG_HOT_LEASE_NS for tokens, BG_HOT_DROP_NS for a drop); the counts
+ * reach the shared entries at the next visit of the slow path, and readers
+ * add them meanwhile (agent::Datapath::source_state). */
+#define BG_HOT_SLOTS 64
+#define BG_HOT_LEASE 8              /* tokens a hot source takes ahead, at most */
+#define BG_HOT_HOT_NS 1000000ULL    /* hot: its previous frame on this CPU within 1 ms */
+#define BG_HOT_LEASE_NS 10000000ULL /* tokens taken ahead are used within 10 ms, or given back */
+#define BG_HOT_DROP_NS 250000000ULL /* a drop decision is looked at again after 250 ms */
+struct bg_hot_slot {
+  struct bg_src_key key; /* kind BG_SRC_ADDR; hot == 0: the slot is empty */
+  __u64 epoch;           /* bg_work.epoch of the decision */
+  __u64 decided_ns;      /* when the slow path last decided for it */
+  __u64 seen_ns;         /* its last frame on this CPU */
+  __u64 over_until_ns;   /* over its limit until then (0: not over) */
+  __u32 tokens;          /* of the source's bucket, taken ahead */
+  __u32 prefix_tokens;   /* of its prefix's bucket, taken ahead */
+  __u64 packets;         /* not yet in the source's entry */
+  __u64 bytes;
+  __u64 drops;
+  __u64 prefix_packets; /* not yet in the prefix's entry */
+  __u64 prefix_bytes;
+  __u8 hot;   /* the slot holds a source */
+  __u8 known; /* its entry is in the known table (else the sources table) */
+  __u8 _pad[6];
 };
 
 /* ACL (LPM trie, allow and deny in one: the longest prefix wins). */

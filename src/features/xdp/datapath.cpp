@@ -123,6 +123,13 @@ bpf::PinSpec op_stats_pin() {
   return p;
 }
 
+bpf::PinSpec hot_pin() {
+  // Optional: pins of older versions have none (replace.cpp makes it).
+  bpf::PinSpec p = bpf::map_pin<__u32, bg_hot_slot>(BG_PIN_HOT, "bg_hot");
+  p.optional = true;
+  return p;
+}
+
 std::vector<bpf::PinSpec> Datapath::pin_specs() {
   using bpf::map_pin;
   return {
@@ -139,6 +146,7 @@ std::vector<bpf::PinSpec> Datapath::pin_specs() {
       map_pin<__u32, __u32>(BG_PIN_RULES, "bg_rules"),
       next_pin(),
       op_stats_pin(),
+      hot_pin(),
   };
 }
 
@@ -154,6 +162,8 @@ Datapath Datapath::from_set(bpf::PinSet &s) {
               bpf::Map<bg_lpm_key, __u32>(s.take(BG_PIN_NOBLOCK)));
   if (bpf::UniqueFd ops = s.take(BG_PIN_OPSTATS); ops.valid())
     dp.op_stats_.emplace(std::move(ops));
+  if (bpf::UniqueFd hot = s.take(BG_PIN_HOT); hot.valid())
+    dp.hot_.emplace(std::move(hot));
   return dp;
 }
 
@@ -614,13 +624,31 @@ Result<std::vector<SourceEntry>> Datapath::sources() const {
   auto known = known_.dump();
   if (!known)
     return known.error();
+  auto hot = hot_slots();
+  if (!hot)
+    return hot.error();
   std::vector<SourceEntry> out;
   out.reserve(entries->size() + known->size());
   for (const auto &[k, v] : *known)
     out.push_back(SourceEntry{k, v, true});
   for (const auto &[k, v] : *entries)
     out.push_back(SourceEntry{k, v, false});
+  for (SourceEntry &e : out)
+    add_hot_counts(*hot, e.key, e.state);
   return out;
+}
+
+Result<std::optional<bg_src_state>> Datapath::source(const bg_src_key &key) const {
+  auto v = known_.lookup(key);
+  if (v && !*v)
+    v = sources_.lookup(key);
+  if (!v || !*v)
+    return v;
+  auto hot = hot_slots();
+  if (!hot)
+    return hot.error();
+  add_hot_counts(*hot, key, **v);
+  return v;
 }
 
 Result<uint32_t> Datapath::max_sources() const {

@@ -24,6 +24,11 @@ class SourceSweeper;
 
 // The pin of the operator switches' counters (optional: older pins lack it).
 bpf::PinSpec op_stats_pin();
+bpf::PinSpec hot_pin();
+// Adds to `st` (the entry of `key`) what hot slots counted of it and have
+// not yet added: a source's own counts, or for a prefix bucket the counts of
+// the sources in it (bg_hot_slot).
+void add_hot_counts(const std::vector<bg_hot_slot> &slots, const bg_src_key &key, bg_src_state &st);
 
 // Counters summed over CPUs, indexed by bg_counter_key(verdict, reason).
 using CounterTotals = std::array<bg_counter, BG_COUNTER_NR>;
@@ -82,7 +87,16 @@ class Datapath {
   Result<OpTotals> op_stats() const;
   Result<CounterTotals> counters() const;
   Result<StatTotals> stats() const;
+  // Every source's entry, with what the CPUs' hot slots counted of it and
+  // have not yet added (bg_hot_slot): exact while no frame comes.
   Result<std::vector<SourceEntry>> sources() const;
+  // One entry (known table first), hot slots' counts added; nullopt if none.
+  Result<std::optional<bg_src_state>> source(const bg_src_key &key) const;
+  // The CPUs' hot slots in use (none with pins of older versions).
+  Result<std::vector<bg_hot_slot>> hot_slots() const;
+  // Moves every CPU's hot slots `ns` into the past, as if that much time
+  // had gone by (for tests that move an entry's clock by hand).
+  Status age_hot(uint64_t ns);
   Result<uint32_t> max_sources() const;
   // Sources in the known table (they proved themselves), counted in one walk
   // of the table, and its capacity.
@@ -134,6 +148,7 @@ class Datapath {
   bpf::Map<bg_src_key, bg_src_state> known_;  // sources that proved themselves
   bpf::Map<bg_lpm_key, __u32> noblock_;
   std::optional<bpf::PerCpuMap<__u32, bg_counter>> op_stats_;  // absent in older pins
+  std::optional<bpf::PerCpuMap<__u32, bg_hot_slot>> hot_;      // absent in older pins
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;
 };

@@ -139,22 +139,26 @@ Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running, i
 }
 
 // Maps this version pins that the running filter's pins lack (a filter
-// pinned by an older bpfgate: the opstats map), made by the load above and
-// pinned before the swap, so that a later adoption finds them.
+// pinned by an older bpfgate: the opstats and hot maps), made by the load
+// above and pinned before the swap, so that a later adoption finds them.
 // Returns the pins it made (to remove if the swap fails).
 Result<std::vector<std::string>> pin_new_maps(const bpf::XdpFilterSkel &skel,
                                               const std::string &dir) {
   std::vector<std::string> made;
-  bpf::PinSpec spec = op_stats_pin();
-  std::string path = bpf::pin_path(dir, spec.pin);
-  if (bpf::exists(path))
-    return made;
-  const bpf_map *m = bpf_object__find_map_by_name(skel->obj, spec.object.c_str());
-  if (!m)
-    return make_error(ENOENT, "the new program has no map {}", spec.object);
-  if (auto st = bpf::pin_fd(bpf_map__fd(m), path); !st)
-    return st.error().context("pin the new map " + spec.pin);
-  made.push_back(path);
+  for (const bpf::PinSpec &spec : {op_stats_pin(), hot_pin()}) {
+    std::string path = bpf::pin_path(dir, spec.pin);
+    if (bpf::exists(path))
+      continue;
+    const bpf_map *m = bpf_object__find_map_by_name(skel->obj, spec.object.c_str());
+    if (!m)
+      return make_error(ENOENT, "the new program has no map {}", spec.object);
+    if (auto st = bpf::pin_fd(bpf_map__fd(m), path); !st) {
+      for (const std::string &p : made)
+        (void)bpf::unpin(p);
+      return st.error().context("pin the new map " + spec.pin);
+    }
+    made.push_back(path);
+  }
   return made;
 }
 
