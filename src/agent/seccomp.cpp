@@ -49,10 +49,12 @@ const Group kAllowed[] = {
     {"event loop",
      {"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll",
       "timerfd_create", "timerfd_settime", "timerfd_gettime", "signalfd4", "eventfd2"}},
-    // socket() itself is allowed below for four families only.
-    {"sockets: control socket, /metrics, netlink (XDP, tc, libnl), accel probes",
+    // socket() itself is allowed below for four families only. sendmmsg:
+    // glibc's resolver sends a host name's A and AAAA queries in one call, so
+    // without it the fleet's etcd endpoints given by name never resolve.
+    {"sockets: control socket, /metrics, netlink (XDP, tc, libnl), accel probes, DNS",
      {"bind", "listen", "accept", "accept4", "connect", "getsockname", "getpeername", "getsockopt",
-      "setsockopt", "sendto", "sendmsg", "recvfrom", "recvmsg", "shutdown"}},
+      "setsockopt", "sendto", "sendmsg", "sendmmsg", "recvfrom", "recvmsg", "shutdown"}},
     // perf_event_open: the perf event buffer and tracepoint probes where the
     // kernel lacks ring buffers or BTF attach points.
     {"BPF (load, attach, pin, maps, iterators; libbpf's probes)",

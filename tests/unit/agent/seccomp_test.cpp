@@ -3,6 +3,7 @@
 // (and works without the filter), what it does still works.
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -132,6 +133,24 @@ TEST(Seccomp, WhatTheAgentDoesStillWorks) {
       if (fd >= 0)
         close(fd);
     }
+    // A host name's lookup (the fleet's etcd endpoints): glibc's resolver
+    // sends the A and AAAA queries together, with one sendmmsg.
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in to{.sin_family = AF_INET, .sin_port = htons(9), .sin_addr = {htonl(0x7f000001)}};
+    if (udp >= 0 && connect(udp, reinterpret_cast<sockaddr *>(&to), sizeof(to)) == 0) {
+      char query[2][12] = {};
+      iovec iov[2] = {{query[0], sizeof(query[0])}, {query[1], sizeof(query[1])}};
+      mmsghdr msgs[2] = {};
+      for (int i = 0; i < 2; ++i) {
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      out += works("sendmmsg", sendmmsg(udp, msgs, 2, MSG_NOSIGNAL));
+    } else {
+      out += "a UDP socket to 127.0.0.1:9: " + std::string(strerror(errno)) + "\n";
+    }
+    if (udp >= 0)
+      close(udp);
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     out += works("open", fd);
     if (fd >= 0)
