@@ -102,11 +102,11 @@ struct Mounts {
   YAML::Node container, pod;
   // The volume mount holding `path` (the longest mountPath above it) and its volume.
   std::optional<std::pair<YAML::Node, YAML::Node>> holding(const std::string &path) const {
-    std::optional<YAML::Node> best;
+    std::optional<YAML::Node> best;  // emplaced: a Node's operator= writes through to the document
     for (const auto &m : container["volumeMounts"])
       if (under(path, str(m["mountPath"])) &&
           (!best || str(m["mountPath"]).size() > str((*best)["mountPath"]).size()))
-        best = static_cast<const YAML::Node &>(m);
+        best.emplace(static_cast<const YAML::Node &>(m));
     if (!best)
       return std::nullopt;
     for (const auto &v : pod["volumes"])
