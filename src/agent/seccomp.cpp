@@ -32,7 +32,13 @@ const Group kAllowed[] = {
      {"getuid", "geteuid", "getgid", "getegid", "capget"}},
     {"time", {"clock_gettime", "clock_getres", "gettimeofday", "nanosleep", "clock_nanosleep"}},
     // tgkill is allowed below towards this process only (abort(), raise()).
-    {"signals", {"rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "sigaltstack"}},
+    // restart_syscall: the kernel resumes a sleep interrupted by a stop
+    // (SIGSTOP then SIGCONT, a cgroup freeze) with it; refused, a thread
+    // waiting on a futex with a timeout (the fleet's backoff) got EPERM and
+    // glibc aborted the agent ("The futex facility returned an unexpected
+    // error code").
+    {"signals",
+     {"rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "sigaltstack", "restart_syscall"}},
     // Configs and prefix files read at reload, pins and their lock under
     // bpffs (statfs: is it one?), the control socket's path, /sys and /proc
     // reads by libbpf, the cgroup accel attaches to, the state directory's

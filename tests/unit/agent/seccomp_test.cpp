@@ -133,6 +133,9 @@ TEST(Seccomp, WhatTheAgentDoesStillWorks) {
       if (fd >= 0)
         close(fd);
     }
+    // How the kernel resumes a sleep after a stop (SIGSTOP, SIGCONT): with
+    // nothing to resume, the kernel's EINTR, not the filter's EPERM.
+    out += works("restart_syscall", syscall(SYS_restart_syscall));
     // A host name's lookup (the fleet's etcd endpoints): glibc's resolver
     // sends the A and AAAA queries together, with one sendmmsg.
     int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
