@@ -359,7 +359,10 @@ snapshot() {
   for i in 1 2 3; do
     fwd=$((fwd + $(be ethtool -S "bglb-b$i" | awk '$1 == "rx_queue_0_xdp_packets:" {print $2}')))
   done
-  echo "$napi_ns $in $fwd"
+  # Frames the gateway sent towards the backends that their links' full rings refused.
+  local refused
+  refused=$(gw cat /proc/self/net/dev | awk '$1 ~ /^bglb-g[123]:$/ {s += $13} END {print s + 0}')
+  echo "$napi_ns $in $fwd $refused"
 }
 RAW="$TMP/raw.csv"
 : >"$RAW"
@@ -387,9 +390,10 @@ flood() {  # round contender
   gsecs=$(jq -r .seconds "$TMP/gen.json")
   awk -v r="$1" -v who="$2" -v s0="$s0" -v s1="$s1" -v sent="$sent" -v gs="$gsecs" 'BEGIN {
     split(s0, a, " "); split(s1, b, " "); napi = b[1] - a[1]; in_ = b[2] - a[2]; fwd = b[3] - a[3]
-    printf "flood,%s,%s,%.0f,%.0f,%.0f,%.1f,%.1f,%.1f\n", r, who, sent / gs, in_ / gs, fwd / gs,
-      in_ ? napi / in_ : 0, fwd ? napi / fwd : 0, 100 * napi / 1e9 / gs }' >>"$RAW"
-  tail -n 1 "$RAW" | awk -F, '{printf "lb:   flood %-9s offered %5.2f Mpps  in %5.2f  forwarded %5.2f Mpps  %7.1f ns/pkt in  %7.1f ns/pkt forwarded  NAPI %3.0f%% busy\n", $3, $4 / 1e6, $5 / 1e6, $6 / 1e6, $7, $8, $9}' >&2
+    ref = b[4] - a[4]
+    printf "flood,%s,%s,%.0f,%.0f,%.0f,%.1f,%.1f,%.1f,%.0f\n", r, who, sent / gs, in_ / gs, fwd / gs,
+      in_ ? napi / in_ : 0, fwd ? napi / fwd : 0, 100 * napi / 1e9 / gs, ref / gs }' >>"$RAW"
+  tail -n 1 "$RAW" | awk -F, '{printf "lb:   flood %-9s offered %5.2f Mpps  in %5.2f  forwarded %5.2f Mpps (%5.2f refused by the backends'"'"' rings)  %7.1f ns/pkt in  %7.1f ns/pkt forwarded  NAPI %3.0f%% busy\n", $3, $4 / 1e6, $5 / 1e6, $6 / 1e6, $10 / 1e6, $7, $8, $9}' >&2
 }
 
 # ---- part 2: TCP connections -----------------------------------------------------------------
