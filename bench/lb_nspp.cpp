@@ -436,7 +436,11 @@ Result<CaseResult> run_case(const CaseSpec &c, Env &env, const Options &o) {
     return after.error();
   for (auto &t : r.progs)
     t.s = stats_of(t.runs);
-  r.packets = static_cast<uint64_t>(r.progs[0].repeat) * o.runs;
+  // Every program that ends in the balancer forwards (both of them in the dispatcher case).
+  r.packets = 0;
+  for (const auto &t : r.progs)
+    if (t.prog.action == XDP_REDIRECT)
+      r.packets += static_cast<uint64_t>(t.repeat) * o.runs;
   r.forwarded = (*after)[BG_LB_FORWARDED] - (*before)[BG_LB_FORWARDED];
   r.new_flows = (*after)[BG_LB_NEW_FLOW] - (*before)[BG_LB_NEW_FLOW];
   bool ok = r.forwarded == r.packets &&
