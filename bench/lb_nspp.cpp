@@ -78,8 +78,8 @@
 #include "features/lb/lb_datapath.hpp"
 #include "features/lb/maglev.hpp"
 #include "features/xdp/datapath.hpp"
-#include "lb.skel.h"
 #include "lb_bench.skel.h"
+#include "lb_env.hpp"
 #include "util/log.hpp"
 #include "util/result.hpp"
 
@@ -93,9 +93,6 @@ using LbBenchSkel = bpf::Skeleton<
 constexpr double kAimRatio = 3.0;  // issue 15: the balancer within 3x of the empty XDP_TX
 constexpr size_t kFrame = 96;      // BG_LBB_FRAME in bench/bpf/lb_bench.bpf.c
 constexpr uint32_t kSlotTx = 0, kSlotLb = 1;
-constexpr const char *kVip4 = "198.18.2.1", *kVip6 = "2001:db8:2::1";
-constexpr const char *kBackends4[] = {"198.18.1.10", "198.18.1.11", "198.18.1.12"};
-constexpr const char *kBackends6[] = {"2001:db8:1::10", "2001:db8:1::11", "2001:db8:1::12"};
 
 struct Options {
   unsigned runs = 7;
@@ -123,158 +120,6 @@ double thread_cpu_ns() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-}
-
-Status sh(const std::string &cmd) {
-  log::debug("+ {}", cmd);
-  int rc = std::system(cmd.c_str());
-  if (rc != 0)
-    return make_error(EIO, "`{}` failed (status {})", cmd, rc);
-  return {};
-}
-
-// The namespace this process works in, and its removal (also on failure:
-// every return path of run() destroys it).
-class BenchNetns {
- public:
-  static Result<BenchNetns> make(const std::string &name) {
-    BenchNetns n;
-    n.name_ = name;
-    n.home_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (n.home_ < 0)
-      return Error(errno, "open this process's network namespace");
-    if (auto st = sh(fmt::format("ip netns add {}", name)); !st)
-      return st.error();
-    n.made_ = true;
-    int fd = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-      int e = errno;
-      if (fd >= 0)
-        ::close(fd);
-      return Error(e, "enter namespace " + name);
-    }
-    ::close(fd);
-    return n;
-  }
-  BenchNetns(BenchNetns &&o) noexcept
-      : name_(std::move(o.name_)),
-        home_(std::exchange(o.home_, -1)),
-        made_(std::exchange(o.made_, false)) {}
-  BenchNetns &operator=(BenchNetns &&) = delete;
-  ~BenchNetns() {
-    if (home_ >= 0) {
-      (void)setns(home_, CLONE_NEWNET);
-      ::close(home_);
-    }
-    if (made_)
-      (void)sh(fmt::format("ip netns del {}", name_));
-  }
-
- private:
-  BenchNetns() = default;
-  std::string name_;
-  int home_ = -1;
-  bool made_ = false;
-};
-
-// Inside the namespace: the clients' link (lbc0) and the backends' (lbb0),
-// forwarding on, permanent neighbours for the backends. No default route.
-Status wire() {
-  const char *cmds[] = {
-      "ip link set lo up",
-      "ip link add lbc0 type veth peer name lbc1",
-      "ip link add lbb0 type veth peer name lbb1",
-      "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
-      "ip link set lbc0 up",
-      "ip link set lbc1 up",
-      "ip link set lbb0 up",
-      "ip link set lbb1 up",
-      "ip addr add 198.18.0.1/24 dev lbc0",
-      "ip addr add 2001:db8::1/64 dev lbc0 nodad",
-      "ip addr add 198.18.1.1/24 dev lbb0",
-      "ip addr add 2001:db8:1::1/64 dev lbb0 nodad",
-  };
-  for (const char *c : cmds)
-    if (auto st = sh(c); !st)
-      return st;
-  for (int i = 0; i < 3; i++)
-    for (const char *a : {kBackends4[i], kBackends6[i]})
-      if (auto st = sh(fmt::format("ip neigh replace {} lladdr 02:00:00:01:00:{:02x} dev lbb0 "
-                                   "nud permanent",
-                                   a, 0x10 + i));
-          !st)
-        return st;
-  return {};
-}
-
-// The balancer in <dir>/bpfgate-lb, pinned by the control plane's code; the
-// pins (and dir) go when this goes.
-class PinnedBalancer {
- public:
-  static Result<PinnedBalancer> open(const std::string &dir) {
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-      return Error(errno, "mkdir " + dir);
-    PinnedBalancer p;
-    p.dir_ = dir;
-    auto b = agent::lb::Balancer::open(dir, agent::lb::Geometry{}, false);
-    if (!b)
-      return b.error();
-    p.b_.emplace(std::move(*b));
-    std::vector<agent::lb::PlannedService> services;
-    for (bool v6 : {false, true}) {
-      agent::lb::PlannedService s;
-      s.name = v6 ? "web6" : "web4";
-      auto vip = core::parse_lb_endpoint(
-          v6 ? fmt::format("[{}]:80", kVip6) : fmt::format("{}:80", kVip4), true);
-      if (!vip)
-        return vip.error();
-      s.vip = *vip;
-      s.proto = IPPROTO_TCP;
-      for (int i = 0; i < 3; i++) {
-        auto at = core::parse_lb_endpoint(v6 ? kBackends6[i] : kBackends4[i], false);
-        if (!at)
-          return at.error();
-        at->port = 80;
-        s.backends.push_back({.at = *at, .weight = 100});
-      }
-      services.push_back(std::move(s));
-    }
-    if (auto st = p.b_->apply(services); !st)
-      return st.error().context("apply the bench's services");
-    return p;
-  }
-  PinnedBalancer(PinnedBalancer &&o) noexcept
-      : dir_(std::exchange(o.dir_, "")), b_(std::move(o.b_)) {
-    o.b_.reset();
-  }
-  PinnedBalancer &operator=(PinnedBalancer &&) = delete;
-  ~PinnedBalancer() {
-    if (b_)
-      (void)b_->remove();
-    if (!dir_.empty())
-      (void)::rmdir(dir_.c_str());
-  }
-  int prog_fd() const { return b_->fd(BG_PIN_LB_PROG); }
-  int counters_fd() const { return b_->fd(BG_PIN_LB_COUNTERS); }
-  int fd(const std::string &pin) const { return b_->fd(pin.c_str()); }
-  const std::string &dir() const { return dir_; }
-
- private:
-  PinnedBalancer() = default;
-  std::string dir_;
-  std::optional<agent::lb::Balancer> b_;
-};
-
-Result<std::vector<uint64_t>> lb_counters(int fd) {
-  std::vector<uint64_t> out(BG_LB_COUNTER_NR);
-  std::vector<bg_counter> v(static_cast<size_t>(libbpf_num_possible_cpus()));
-  for (uint32_t k = 0; k < BG_LB_COUNTER_NR; k++) {
-    if (bpf_map_lookup_elem(fd, &k, v.data()) != 0)
-      return Error(errno, "read the balancer's counters");
-    for (const auto &c : v)
-      out[k] += c.packets;
-  }
-  return out;
 }
 
 struct Prog {
@@ -569,75 +414,120 @@ json case_json(const CaseResult &r, unsigned runs) {
   return j;
 }
 
-// The filter and the balancer as two extension programs in libxdp's dispatcher on `iface`
-// (filter first, going on when it passes), their maps the bench's and the pinned balancer's;
-// taken out again when this goes.
-class Dispatched {
- public:
-  static Result<std::unique_ptr<Dispatched>> make(LbBenchSkel &bench, const PinnedBalancer &lb,
-                                                  int ifindex, const std::string &iface) {
-    auto d = std::unique_ptr<Dispatched>(new Dispatched(ifindex, iface));
-    d->filter_ = lb_bench__open();
-    d->lb_ = lb__open();
-    if (!d->filter_ || !d->lb_)
-      return make_error(errno, "open the objects for the dispatcher");
-    bpf_map *m;
-    bpf_object__for_each_map(m, d->filter_->obj) {
-      const bpf_map *own = bpf_object__find_map_by_name(bench->obj, bpf_map__name(m));
-      if (!own || bpf_map__reuse_fd(m, bpf_map__fd(own)))
-        return make_error(EINVAL, "share the bench's map {} with the dispatched filter",
-                          bpf_map__name(m));
-    }
-    bpf_program *p;
-    bpf_object__for_each_program(p, d->filter_->obj)
-        bpf_program__set_autoload(p, p == d->filter_->progs.bg_lbb_filter_ext);
-    const auto set = agent::lb::pins(lb.dir());
-    for (const auto &spec : set.specs()) {
-      if (spec.kind != bpf::PinSpec::kMap)
-        continue;
-      bpf_map *lm = bpf_object__find_map_by_name(d->lb_->obj, spec.object.c_str());
-      if (!lm || bpf_map__reuse_fd(lm, lb.fd(spec.pin)))
-        return make_error(EINVAL, "share the balancer's map {} with the dispatched one",
-                          spec.object);
-    }
-    auto a = bpf::attach_dispatched(d->filter_->obj, "bg_lbb_filter_ext", ifindex, iface,
-                                    bpf::XdpMode::kNative, 10);
-    if (!a)
-      return a.error().context("the filter in the dispatcher");
-    d->attached_.push_back(std::move(*a));
-    auto b =
-        bpf::attach_dispatched(d->lb_->obj, "bg_xdp_lb", ifindex, iface, bpf::XdpMode::kNative, 20);
-    if (!b)
-      return b.error().context("the balancer in the dispatcher");
-    d->attached_.push_back(std::move(*b));
-    auto q = bpf::query_dispatcher(ifindex);
-    if (!q || !q->dispatcher || q->progs.size() != 2)
-      return make_error(EPROTO, "{} does not run a dispatcher of two programs", iface);
-    d->main_ = bpf_prog_get_fd_by_id(q->main_id);
-    if (d->main_ < 0)
-      return Error(errno, "open the dispatcher");
-    return d;
+// The cases under test_run, in the bench's namespace with the pinned balancer; 0 or 1.
+int run_kernel(const Options &o) {
+  std::vector<CaseResult> results;
+  std::string tag = fmt::format("bglbn-{}", ::getpid());
+  auto ns = BenchNetns::make(tag);
+  if (!ns) {
+    log::error("{}", ns.error().what());
+    return 1;
   }
-  ~Dispatched() {
-    if (main_ >= 0)
-      ::close(main_);
-    for (auto it = attached_.rbegin(); it != attached_.rend(); ++it)
-      if (auto st = bpf::detach_dispatched(it->prog.get(), ifindex_, iface_); !st)
-        log::warn("take {} out of the dispatcher: {}", it->prog_id, st.error().what());
-    lb_bench__destroy(filter_);
-    lb__destroy(lb_);
+  if (auto st = wire(); !st) {
+    log::error("{}", st.error().what());
+    return 1;
   }
-  int main_fd() const { return main_; }
-
- private:
-  Dispatched(int ifindex, std::string iface) : ifindex_(ifindex), iface_(std::move(iface)) {}
-  int ifindex_;
-  std::string iface_;
-  lb_bench *filter_ = nullptr;
-  struct lb *lb_ = nullptr;
-  std::vector<bpf::DispatchedAttachment> attached_;
-  int main_ = -1;
-};
+  int ifindex = static_cast<int>(if_nametoindex("lbc0"));
+  auto lb = PinnedBalancer::open("/sys/fs/bpf/" + tag);
+  if (!lb) {
+    log::error("the balancer: {}", lb.error().what());
+    return 1;
+  }
+  auto skel = LbBenchSkel::open("lb_bench");
+  if (!skel || !skel->load().ok()) {
+    log::error("load the lb bench object: {}",
+               skel ? skel->load().error().what() : skel.error().what());
+    return 1;
+  }
+  auto dp = agent::Datapath::from_object((*skel)->obj);
+  if (!dp) {
+    log::error("{}", dp.error().what());
+    return 1;
+  }
+  const core::Limits unlimited{.rate_pps = BG_RATE_MAX_PPS, .burst = BG_BURST_MAX};
+  if (auto st = dp->apply(core::default_policy(unlimited, BG_VERDICT_PASS)); !st) {
+    log::error("the filter's policy: {}", st.error().what());
+    return 1;
+  }
+  int jump = bpf_map__fd((*skel)->maps.bg_lbb_jump);
+  int next = bpf_map__fd((*skel)->maps.bg_xdp_next);
+  uint32_t tx = bpf_program__fd((*skel)->progs.bg_lbb_tx), lbp = lb->prog_fd(), k;
+  if (bpf_map_update_elem(jump, &(k = kSlotTx), &tx, BPF_ANY) ||
+      bpf_map_update_elem(jump, &(k = kSlotLb), &lbp, BPF_ANY) ||
+      bpf_map_update_elem(next, &(k = BG_NEXT_LB), &lbp, BPF_ANY)) {
+    log::error("fill the bench's program arrays: {}", std::strerror(errno));
+    return 1;
+  }
+  Env env{&*skel, &*lb, ifindex};
+  // The dispatcher case where freplace works; asked for by name, it must run.
+  bool asked = std::find(o.only.begin(), o.only.end(), "dispatch_v4") != o.only.end();
+  std::unique_ptr<Dispatched> dispatched;
+  std::string no_dispatch;
+  if (o.only.empty() || asked) {
+    if (auto st = bpf::freplace_support(); !st) {
+      no_dispatch = st.error().what();
+    } else if (auto d = Dispatched::make((*skel)->obj, *lb, ifindex, "lbc0"); !d) {
+      no_dispatch = d.error().what();
+    } else {
+      dispatched = std::move(*d);
+      env.dispatcher_fd = dispatched->main_fd();
+    }
+    if (asked && !dispatched) {
+      log::error("dispatch_v4: {}", no_dispatch);
+      return 1;
+    }
+  }
+  if (!o.json) {
+    utsname u{};
+    uname(&u);
+    fmt::print(
+        "lb_nspp: ns per 96-byte TCP frame through the XDP load balancer under "
+        "BPF_PROG_TEST_RUN, kernel {}, pinned to CPU {}\n"
+        "{} runs per program and case, interleaved; this thread's CPU time per repeat\n"
+        "lb: (balancer - floor) + empty XDP_TX, the balancer's own cost; aim: lb <= {:g}x "
+        "the empty XDP_TX\n\n",
+        u.release, o.cpu, o.runs, kAimRatio);
+    fmt::print("{:<16} {:^23}   {:>7} {:>7}   {:>8} {:>8}   {:>7}\n", "case", "contender ns/pkt",
+               "ref", "XDP_TX", "lb ns", "chain/", "lb/");
+    fmt::print("{:<16} {:>7} {:>7} {:>7}   {:>7} {:>7}   {:>8} {:>8}   {:>7}\n", "", "min", "med",
+               "max", "med", "med", "(+ns)", "filter", "XDP_TX");
+  }
+  static const auto cases = all_cases();  // results point into it
+  for (const auto &c : cases) {
+    if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), c.name) == o.only.end())
+      continue;
+    if (c.kind == Kind::kDispatch && !dispatched) {
+      if (o.json)
+        fmt::print("{}\n", json{{"name", "lb_" + c.name}, {"skipped", no_dispatch}}.dump());
+      else
+        fmt::print("{:<16} skipped: {}\n", c.name, no_dispatch);
+      continue;
+    }
+    auto r = run_case(c, env, o);
+    if (!r) {
+      log::error("{}", r.error().what());
+      return 1;
+    }
+    if (o.json)
+      fmt::print("{}\n", case_json(*r, o.runs).dump());
+    else
+      print_case(*r);
+    std::fflush(stdout);
+    results.push_back(std::move(*r));
+  }
+  if (!o.json && !results.empty()) {
+    fmt::print(
+        "\nref: the floor (restore the frame, tail call, empty XDP_TX); for chain_* the "
+        "filter alone; for dispatch_v4 the filter tail-calling the balancer\nchain_*: +ns is "
+        "what the balancer adds behind the filter (its tail call included), lb/XDP_TX that "
+        "plus the empty XDP_TX, against it;\ndispatch_v4: +ns and x are the dispatcher's "
+        "against the tail call\n");
+    for (const auto &r : results)
+      fmt::print("  {}: {}; {} packets timed, {} forwarded, {} new flows\n", r.spec->name,
+                 r.spec->about, r.packets, r.forwarded, r.new_flows);
+  }
+  return 0;
+}
 
 int run(Options o) {
   if (o.quick) {
@@ -653,118 +543,9 @@ int run(Options o) {
   auto moved = flows_moved(o.quick);
   bool want_kernel = o.only.empty() || std::any_of(o.only.begin(), o.only.end(),
                                                    [](auto &n) { return n != "flows_moved"; });
-  std::vector<CaseResult> results;
-  if (want_kernel) {
-    std::string tag = fmt::format("bglbn-{}", ::getpid());
-    auto ns = BenchNetns::make(tag);
-    if (!ns) {
-      log::error("{}", ns.error().what());
-      return 1;
-    }
-    if (auto st = wire(); !st) {
-      log::error("{}", st.error().what());
-      return 1;
-    }
-    int ifindex = static_cast<int>(if_nametoindex("lbc0"));
-    auto lb = PinnedBalancer::open("/sys/fs/bpf/" + tag);
-    if (!lb) {
-      log::error("the balancer: {}", lb.error().what());
-      return 1;
-    }
-    auto skel = LbBenchSkel::open("lb_bench");
-    if (!skel || !skel->load().ok()) {
-      log::error("load the lb bench object: {}",
-                 skel ? skel->load().error().what() : skel.error().what());
-      return 1;
-    }
-    auto dp = agent::Datapath::from_object((*skel)->obj);
-    if (!dp) {
-      log::error("{}", dp.error().what());
-      return 1;
-    }
-    const core::Limits unlimited{.rate_pps = BG_RATE_MAX_PPS, .burst = BG_BURST_MAX};
-    if (auto st = dp->apply(core::default_policy(unlimited, BG_VERDICT_PASS)); !st) {
-      log::error("the filter's policy: {}", st.error().what());
-      return 1;
-    }
-    int jump = bpf_map__fd((*skel)->maps.bg_lbb_jump);
-    int next = bpf_map__fd((*skel)->maps.bg_xdp_next);
-    uint32_t tx = bpf_program__fd((*skel)->progs.bg_lbb_tx), lbp = lb->prog_fd(), k;
-    if (bpf_map_update_elem(jump, &(k = kSlotTx), &tx, BPF_ANY) ||
-        bpf_map_update_elem(jump, &(k = kSlotLb), &lbp, BPF_ANY) ||
-        bpf_map_update_elem(next, &(k = BG_NEXT_LB), &lbp, BPF_ANY)) {
-      log::error("fill the bench's program arrays: {}", std::strerror(errno));
-      return 1;
-    }
-    Env env{&*skel, &*lb, ifindex};
-    // The dispatcher case where freplace works; asked for by name, it must run.
-    bool asked = std::find(o.only.begin(), o.only.end(), "dispatch_v4") != o.only.end();
-    std::unique_ptr<Dispatched> dispatched;
-    std::string no_dispatch;
-    if (o.only.empty() || asked) {
-      if (auto st = bpf::freplace_support(); !st) {
-        no_dispatch = st.error().what();
-      } else if (auto d = Dispatched::make(*skel, *lb, ifindex, "lbc0"); !d) {
-        no_dispatch = d.error().what();
-      } else {
-        dispatched = std::move(*d);
-        env.dispatcher_fd = dispatched->main_fd();
-      }
-      if (asked && !dispatched) {
-        log::error("dispatch_v4: {}", no_dispatch);
-        return 1;
-      }
-    }
-    if (!o.json) {
-      utsname u{};
-      uname(&u);
-      fmt::print(
-          "lb_nspp: ns per 96-byte TCP frame through the XDP load balancer under "
-          "BPF_PROG_TEST_RUN, kernel {}, pinned to CPU {}\n"
-          "{} runs per program and case, interleaved; this thread's CPU time per repeat\n"
-          "lb: (balancer - floor) + empty XDP_TX, the balancer's own cost; aim: lb <= {:g}x "
-          "the empty XDP_TX\n\n",
-          u.release, o.cpu, o.runs, kAimRatio);
-      fmt::print("{:<16} {:^23}   {:>7} {:>7}   {:>8} {:>8}   {:>7}\n", "case", "contender ns/pkt",
-                 "ref", "XDP_TX", "lb ns", "chain/", "lb/");
-      fmt::print("{:<16} {:>7} {:>7} {:>7}   {:>7} {:>7}   {:>8} {:>8}   {:>7}\n", "", "min", "med",
-                 "max", "med", "med", "(+ns)", "filter", "XDP_TX");
-    }
-    static const auto cases = all_cases();  // results point into it
-    for (const auto &c : cases) {
-      if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), c.name) == o.only.end())
-        continue;
-      if (c.kind == Kind::kDispatch && !dispatched) {
-        if (o.json)
-          fmt::print("{}\n", json{{"name", "lb_" + c.name}, {"skipped", no_dispatch}}.dump());
-        else
-          fmt::print("{:<16} skipped: {}\n", c.name, no_dispatch);
-        continue;
-      }
-      auto r = run_case(c, env, o);
-      if (!r) {
-        log::error("{}", r.error().what());
-        return 1;
-      }
-      if (o.json)
-        fmt::print("{}\n", case_json(*r, o.runs).dump());
-      else
-        print_case(*r);
-      std::fflush(stdout);
-      results.push_back(std::move(*r));
-    }
-    if (!o.json && !results.empty()) {
-      fmt::print(
-          "\nref: the floor (restore the frame, tail call, empty XDP_TX); for chain_* the "
-          "filter alone; for dispatch_v4 the filter tail-calling the balancer\nchain_*: +ns is "
-          "what the balancer adds behind the filter (its tail call included), lb/XDP_TX that "
-          "plus the empty XDP_TX, against it;\ndispatch_v4: +ns and x are the dispatcher's "
-          "against the tail call\n");
-      for (const auto &r : results)
-        fmt::print("  {}: {}; {} packets timed, {} forwarded, {} new flows\n", r.spec->name,
-                   r.spec->about, r.packets, r.forwarded, r.new_flows);
-    }
-  }
+  if (want_kernel)
+    if (int rc = run_kernel(o); rc != 0)
+      return rc;
   bool want_moved =
       o.only.empty() || std::find(o.only.begin(), o.only.end(), "flows_moved") != o.only.end();
   if (!want_moved)
