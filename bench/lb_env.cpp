@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <utility>
 
 #include <fmt/format.h>
@@ -34,6 +36,27 @@ Status sh(const std::string &cmd) {
 }
 
 }  // namespace
+
+int remove_leftovers() {
+  int removed = 0;
+  std::error_code ec;
+  for (const char *root : {"/run/netns", "/sys/fs/bpf"}) {
+    for (const auto &e : std::filesystem::directory_iterator(root, ec)) {
+      std::string name = e.path().filename();
+      if (name.rfind("bglbn-", 0) != 0)
+        continue;
+      int pid = std::atoi(name.c_str() + 6);
+      if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH)
+        continue;  // alive
+      if (std::string(root) == "/run/netns")
+        (void)sh("ip netns del " + name);
+      else
+        std::filesystem::remove_all(e.path(), ec);
+      removed++;
+    }
+  }
+  return removed;
+}
 
 Result<BenchNetns> BenchNetns::make(const std::string &name) {
   BenchNetns n;

@@ -25,6 +25,11 @@ constexpr const char *kVip4 = "198.18.2.1", *kVip6 = "2001:db8:2::1";
 constexpr const char *kBackends4[] = {"198.18.1.10", "198.18.1.11", "198.18.1.12"};
 constexpr const char *kBackends6[] = {"2001:db8:1::10", "2001:db8:1::11", "2001:db8:1::12"};
 
+// What runs of this bench left when they died without their destructors (a signal,
+// an abort): the namespaces bglbn-PID and bpffs directories /sys/fs/bpf/bglbn-PID
+// of processes no longer alive. Returns how many it removed.
+int remove_leftovers();
+
 // The namespace this process works in (entered by make), and its removal.
 class BenchNetns {
  public:

@@ -417,6 +417,8 @@ json case_json(const CaseResult &r, unsigned runs) {
 // The cases under test_run, in the bench's namespace with the pinned balancer; 0 or 1.
 int run_kernel(const Options &o) {
   std::vector<CaseResult> results;
+  if (int n = remove_leftovers(); n > 0)
+    log::info("removed {} namespace(s) and pin directories that earlier runs left", n);
   std::string tag = fmt::format("bglbn-{}", ::getpid());
   auto ns = BenchNetns::make(tag);
   if (!ns) {
