@@ -1,9 +1,10 @@
 // The fleet's shared blocklist end to end (issue 16): one etcd in a
 // namespace of its own and three nodes, each a gateway namespace with its
 // agent and XDP filter (and a peer namespace that floods it), joined to the
-// etcd namespace by a veth each. A block made on node 1 is enforced on nodes
-// 2 and 3 (its source's frames dropped there), an unblock and a TTL reach
-// them too, and a malformed entry put with etcdctl is refused by each.
+// etcd namespace by a veth each (fleet_support.hpp). A block made on node 1
+// is enforced on nodes 2 and 3 (its source's frames dropped there), an
+// unblock and a TTL reach them too, and a malformed entry put with etcdctl
+// is refused by each.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,9 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "support/agent.hpp"
-#include "support/etcd.hpp"
-#include "support/topology.hpp"
+#include "fleet_support.hpp"
 
 namespace bpfgate::test {
 namespace {
@@ -28,95 +27,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kNodes = 3;
-
-struct Node {
-  explicit Node(int i)
-      : name(unique_prefix() + "-n" + std::to_string(i)), dir(unique_prefix() + "-fleet-" + name) {}
-  GatewayPair pair;
-  std::string name;
-  ScratchDir dir;
-  AgentProcess agent{dir.path()};
-  std::string etcd_addr;  // the etcd namespace's end of this node's link
-};
-
-class FleetTest : public ::testing::Test {
- protected:
-  explicit FleetTest(int nodes = kNodes) {
-    std::vector<std::string> addrs;
-    for (int i = 0; i < nodes; i++) {
-      auto &n = *nodes_.emplace_back(std::make_unique<Node>(i + 1));
-      n.etcd_addr = fmt::format("198.18.{}.1", 101 + i);
-      make_veth(n.pair.gw(), unique_prefix() + "fl" + std::to_string(i),
-                fmt::format("198.18.{}.2/24", 101 + i), etcd_ns_,
-                unique_prefix() + "fe" + std::to_string(i), n.etcd_addr + "/24");
-      addrs.push_back(n.etcd_addr);
-    }
-    etcd_ = std::make_unique<EtcdProcess>(etcd_ns_, addrs);
-  }
-  ~FleetTest() override {
-    for (auto &n : nodes_)
-      if (n->agent)
-        n->agent.stop();
-    for (auto &n : nodes_)
-      run("rm -rf /sys/fs/bpf/bpfgate-fleet/" + n->name);
-    run("rmdir /sys/fs/bpf/bpfgate-fleet 2>/dev/null");
-  }
-
-  void SetUp() override {
-    ASSERT_TRUE(etcd_->start()) << etcd_->log();
-    for (size_t i = 0; i < nodes_.size(); i++)
-      start_agent(static_cast<int>(i));
-  }
-
-  void write_config(int i, const std::string &extra = "") {
-    auto &n = *nodes_[i];
-    std::ofstream(n.agent.config()) << fmt::format(
-        "interfaces: [{{name: {}, mode: native}}]\n"
-        "agent: {{control_socket: {}, state_dir: {}}}\n"
-        "fleet:\n  endpoints: [http://{}:2379]\n  node: {}\n{}",
-        n.pair.gw_if(), n.agent.socket(), n.dir.file("state"), n.etcd_addr, n.name, extra);
-  }
-  void start_agent(int i, const std::string &extra = "") {
-    write_config(i, extra);
-    auto &n = *nodes_[i];
-    ASSERT_TRUE(n.agent.start(n.pair.gw().exec() + bpfgate_bin())) << n.agent.log();
-  }
-
-  // `bpfgate -j list`'s entry of `prefix` on node i's filter (null: none).
-  nlohmann::json listed(int i, const std::string &prefix) const {
-    const auto &p = nodes_[i]->pair;
-    auto j = nlohmann::json::parse(p.bpfgate("-j list --iface " + p.gw_if()).out, nullptr, false);
-    if (!j.is_discarded())
-      for (const auto &e : j["blocked"])
-        if (e["prefix"] == prefix || e["prefix"] == prefix + "/32")
-          return e;
-    return nullptr;
-  }
-  // `bpfgate ARGS` on node i's filter alone (the nodes' filters share one bpffs).
-  int on(int i, const std::string &verb, const std::string &args) const {
-    const auto &p = nodes_[i]->pair;
-    return p.bpfgate(verb + " --iface " + p.gw_if() + " " + args).exit_code;
-  }
-  nlohmann::json fleet_status(int i) const {
-    auto r = nodes_[i]->pair.bpfgate("-j fleet status --socket " + nodes_[i]->agent.socket());
-    return nlohmann::json::parse(r.out, nullptr, false);
-  }
-
-  // The prefixes node i's filter lists.
-  std::set<std::string> blocklist(int i) const {
-    const auto &p = nodes_[i]->pair;
-    auto j = nlohmann::json::parse(p.bpfgate("-j list --iface " + p.gw_if()).out, nullptr, false);
-    std::set<std::string> out;
-    if (!j.is_discarded())
-      for (const auto &e : j["blocked"])
-        out.insert(e["prefix"].get<std::string>());
-    return out;
-  }
-
-  Netns etcd_ns_{unique_prefix() + "fetcd"};
-  std::unique_ptr<EtcdProcess> etcd_;
-  std::vector<std::unique_ptr<Node>> nodes_;
-};
 
 TEST_F(FleetTest, ABlockOnOneNodeIsEnforcedOnTheOthers) {
   const std::string attacker = "198.18.0.80";
@@ -187,6 +97,37 @@ TEST_F(FleetTest, ALocalBlockStaysWhenTheFleetEntryOfItGoes) {
   EXPECT_EQ(e["reason"], "manual");
 }
 
+// Each node has a key of its own for a CIDR: the fleet entry lasts while any
+// other node's key of it is there, with the latest expiry of them.
+TEST_F(FleetTest, ACidrBlockedByTwoNodesStaysUntilTheLastUnblocks) {
+  const std::string p = "198.18.0.89";
+  ASSERT_EQ(on(0, "block", p + " --ttl 60s"), 0);
+  ASSERT_EQ(on(1, "block", p), 0);  // no TTL: lasts longer
+  ASSERT_TRUE(within(5000ms, [&] {
+    auto keys = etcd_->etcdctl("get --prefix /bpfgate/blocks/ --keys-only").out;
+    return contains(keys, "/bpfgate/blocks/" + nodes_[0]->name + "/198.18.0.89_32") &&
+           contains(keys, "/bpfgate/blocks/" + nodes_[1]->name + "/198.18.0.89_32");
+  })) << etcd_->etcdctl("get --prefix /bpfgate/blocks/ --keys-only").out;
+  ASSERT_TRUE(within(5000ms, [&] {
+    auto e = listed(2, p);
+    return !e.is_null() && e["ttl_s"].is_null();
+  })) << listed(2, p).dump();
+  EXPECT_EQ(listed(2, p)["origin"], nodes_[1]->name);
+  ASSERT_EQ(on(1, "unblock", p), 0);
+  // Node 1's key is still there: node 3 keeps the entry, now with node 1's expiry.
+  EXPECT_TRUE(within(5000ms, [&] {
+    auto e = listed(2, p);
+    return !e.is_null() && !e["ttl_s"].is_null() && e["origin"] == nodes_[0]->name;
+  })) << listed(2, p).dump();
+  // And node 2, which unblocked it, takes it as node 1's fleet entry.
+  EXPECT_TRUE(within(5000ms, [&] { return listed(1, p)["reason"] == "fleet"; }))
+      << listed(1, p).dump();
+  ASSERT_EQ(on(0, "unblock", p), 0);
+  for (int i = 1; i < kNodes; i++)
+    EXPECT_TRUE(within(5000ms, [&] { return listed(i, p).is_null(); }))
+        << "node " << i + 1 << ": " << listed(i, p).dump();
+}
+
 TEST_F(FleetTest, ATtlBlockExpiresEverywhere) {
   const std::string p = "198.18.0.82";
   ASSERT_EQ(on(0, "block", p + " --ttl 3s"), 0);
@@ -206,12 +147,16 @@ TEST_F(FleetTest, ATtlBlockExpiresEverywhere) {
 
 TEST_F(FleetTest, AMalformedEntryIsRefusedAndCountedOnEveryNode) {
   const std::string bad[] = {
-      "put /bpfgate/blocks/198.18.0.90_32 'not json'",
+      "put /bpfgate/blocks/x/198.18.0.90_32 'not json'",
       // The value's CIDR is not the key's: a key for one address blocking a whole range.
-      "put /bpfgate/blocks/198.18.0.91_32 "
+      "put /bpfgate/blocks/x/198.18.0.91_32 "
       "'{\"cidr\":\"0.0.0.0/0\",\"node\":\"x\",\"reason\":\"manual\",\"at\":1,\"expires\":0}'",
-      "put /bpfgate/blocks/198.18.0.92_32 "
+      "put /bpfgate/blocks/x/198.18.0.92_32 "
       "'{\"cidr\":\"198.18.0.92/32\",\"node\":\"bad node;\",\"reason\":\"manual\",\"at\":1,"
+      "\"expires\":0}'",
+      // Under node x's keys, in another node's name.
+      "put /bpfgate/blocks/x/198.18.0.93_32 "
+      "'{\"cidr\":\"198.18.0.93/32\",\"node\":\"y\",\"reason\":\"manual\",\"at\":1,"
       "\"expires\":0}'",
   };
   for (const auto &b : bad)
@@ -219,9 +164,9 @@ TEST_F(FleetTest, AMalformedEntryIsRefusedAndCountedOnEveryNode) {
   for (int i = 0; i < kNodes; i++) {
     EXPECT_TRUE(within(5000ms, [&] {
       auto s = fleet_status(i);
-      return s.is_object() && s["refused"].get<uint64_t>() >= 3;
+      return s.is_object() && s["refused"].get<uint64_t>() >= 4;
     })) << fleet_status(i).dump();
-    for (auto a : {"198.18.0.90", "0.0.0.0/0", "198.18.0.92"})
+    for (auto a : {"198.18.0.90", "0.0.0.0/0", "198.18.0.92", "198.18.0.93"})
       EXPECT_TRUE(listed(i, a).is_null()) << a << " applied on node " << i + 1;
   }
   auto metrics_ok = contains(nodes_[0]->agent.log(), "fleet: refused");

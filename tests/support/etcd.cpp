@@ -8,7 +8,10 @@
 namespace bpfgate::test {
 
 EtcdProcess::EtcdProcess(const Netns &ns, std::vector<std::string> addrs, uint16_t port)
-    : ns_(ns), addrs_(std::move(addrs)), port_(port), dir_(unique_prefix() + "etcd" + ns.name()) {}
+    : ns_(ns),
+      addrs_(std::move(addrs)),
+      port_(port),
+      dir_(unique_prefix() + "etcd" + ns.name() + std::to_string(port)) {}
 
 EtcdProcess::~EtcdProcess() {
   kill();
@@ -25,21 +28,39 @@ std::string EtcdProcess::client_flags(const char *ca, const char *cert, const ch
                      tls_->client_key);
 }
 
-bool EtcdProcess::start(std::chrono::milliseconds limit) {
+std::string EtcdProcess::peer_url() const {
+  return fmt::format("http://{}:{}", addrs_[0], port_ + 1);
+}
+
+void EtcdProcess::spawn() {
   std::string clients;
   for (size_t i = 0; i < addrs_.size(); i++)
     clients += (i ? "," : "") + endpoint(i);
-  std::string peer = fmt::format("http://{}:{}", addrs_[0], port_ + 1);
+  std::string peer = peer_url();
+  std::string cluster = initial_cluster_.empty() ? name_ + "=" + peer : initial_cluster_;
   process_.reset();
   process_.emplace(Process::spawn(fmt::format(
-      "exec {}etcd --name m1 --data-dir {} --listen-client-urls {} --advertise-client-urls {} "
-      "--listen-peer-urls {} --initial-advertise-peer-urls {} --initial-cluster m1={} "
+      "exec {}etcd --name {} --data-dir {} --listen-client-urls {} --advertise-client-urls {} "
+      "--listen-peer-urls {} --initial-advertise-peer-urls {} --initial-cluster {} "
       "--log-outputs stderr {} >>{} 2>&1",
-      ns_.exec(), dir_.file("data"), clients, clients, peer, peer, peer,
+      ns_.exec(), name_, dir_.file("data"), clients, clients, peer, peer, cluster,
       tls_ ? fmt::format("--cert-file {} --key-file {} --trusted-ca-file {} --client-cert-auth",
                          tls_->cert, tls_->key, tls_->ca)
            : "",
       dir_.file("etcd.log"))));
+}
+
+void EtcdProcess::pause(bool stopped) {
+  if (process_)
+    process_->kill(stopped ? SIGSTOP : SIGCONT);
+}
+
+bool EtcdProcess::start(std::chrono::milliseconds limit) {
+  spawn();
+  return healthy_within(limit);
+}
+
+bool EtcdProcess::healthy_within(std::chrono::milliseconds limit) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
     auto r = run(ns_.exec() + "curl -s -m 1" + client_flags("--cacert", "--cert", "--key") +
@@ -65,12 +86,16 @@ CmdResult EtcdProcess::etcdctl(const std::string &args) const {
              args);
 }
 
-EtcdProcess::Tls make_test_certs(const std::string &dir, const std::string &server_ip) {
-  auto key = [&](const std::string &name) {
+EtcdProcess::Tls make_test_certs(const std::string &dir, const std::vector<std::string> &server_ips,
+                                 const std::string &client_subject) {
+  std::string sans;
+  for (const auto &ip : server_ips)
+    sans += (sans.empty() ? "IP:" : ",IP:") + ip;
+  auto key = [&](const std::string &name, const std::string &subject) {
     return fmt::format(
         "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-        "-keyout {0}/{1}.key -out {0}/{1}.csr -subj /CN={1} 2>/dev/null",
-        dir, name);
+        "-keyout {0}/{1}.key -out {0}/{1}.csr -subj {2} 2>/dev/null",
+        dir, name, subject);
   };
   auto sign = [&](const std::string &name, const std::string &ext) {
     return fmt::format(
@@ -84,10 +109,9 @@ EtcdProcess::Tls make_test_certs(const std::string &dir, const std::string &serv
                   "-keyout {0}/ca.key -out {0}/ca.pem -days 1 -subj /CN=bpfgate-test-ca "
                   "2>/dev/null",
                   dir));
-  run_ok(key("server") + " && " +
-         sign("server",
-              "subjectAltName=IP:" + server_ip + "\\nextendedKeyUsage=serverAuth,clientAuth"));
-  run_ok(key("client") + " && " + sign("client", "extendedKeyUsage=clientAuth"));
+  run_ok(key("server", "/CN=server") + " && " +
+         sign("server", "subjectAltName=" + sans + "\\nextendedKeyUsage=serverAuth,clientAuth"));
+  run_ok(key("client", client_subject) + " && " + sign("client", "extendedKeyUsage=clientAuth"));
   return {dir + "/ca.pem", dir + "/server.pem", dir + "/server.key", dir + "/client.pem",
           dir + "/client.key"};
 }

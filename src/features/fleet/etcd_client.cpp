@@ -240,12 +240,15 @@ Result<int64_t> EtcdClient::del(const std::string &key, bool prefix) {
   return num(*r, "deleted");
 }
 
-Result<RangeResult> EtcdClient::range(const std::string &key, bool prefix, int64_t revision) {
+Result<RangeResult> EtcdClient::range(const std::string &key, bool prefix, int64_t revision,
+                                      bool keys_only) {
   json b{{"key", base64_encode(key)}};
   if (prefix)
     b["range_end"] = base64_encode(prefix_end(key));
   if (revision)
     b["revision"] = std::to_string(revision);
+  if (keys_only)
+    b["keys_only"] = true;
   auto r = impl_->call("/v3/kv/range", b);
   if (!r)
     return r.error();

@@ -65,8 +65,9 @@ class EtcdClient {
   Result<int64_t> put(const std::string &key, const std::string &value, int64_t lease = 0);
   // How many keys went (prefix: every key beginning with `key`).
   Result<int64_t> del(const std::string &key, bool prefix = false);
-  // revision 0: the newest.
-  Result<RangeResult> range(const std::string &key, bool prefix, int64_t revision = 0);
+  // revision 0: the newest; keys_only: values left empty.
+  Result<RangeResult> range(const std::string &key, bool prefix, int64_t revision = 0,
+                            bool keys_only = false);
   // All of `ops` in one transaction (etcd's limit: 128 by default): its revision.
   Result<int64_t> txn(const std::vector<TxnOp> &ops);
   Result<int64_t> lease_grant(int64_t ttl_s);  // the lease's id

@@ -106,8 +106,45 @@ void Fleet::restore_desired() {
   for (const auto &[k, o] : *all) {
     FleetEntry e{core::prefix_of(k), std::string(o.node, strnlen(o.node, sizeof(o.node))), "fleet",
                  static_cast<double>(o.at_ms) / 1000, o.expires};
-    desired_[key_of(cfg_.prefix, e.prefix)] = e;
+    hold(key_of(cfg_.prefix, e.node, e.prefix), e);
   }
+}
+
+void Fleet::hold(const std::string &key, const FleetEntry &e) {
+  auto [it, added] = desired_.insert_or_assign(key, e);
+  (void)it;
+  if (added)
+    by_cidr_[e.prefix].insert(key);
+}
+
+void Fleet::drop(const std::string &key) {
+  auto it = desired_.find(key);
+  if (it == desired_.end())
+    return;
+  auto c = by_cidr_.find(it->second.prefix);
+  if (c != by_cidr_.end() && c->second.erase(key) && c->second.empty())
+    by_cidr_.erase(c);
+  desired_.erase(it);
+}
+
+FleetEntry Fleet::in_force(const core::Prefix &p) const {
+  FleetEntry best;
+  bool first = true;
+  for (const auto &key : by_cidr_.at(p)) {
+    const FleetEntry &e = desired_.at(key);
+    bool longer = best.expires != 0 && (e.expires == 0 || e.expires > best.expires);
+    if (first || longer)
+      best = e;
+    first = false;
+  }
+  return best;
+}
+
+void Fleet::settle(const core::Prefix &p) {
+  if (by_cidr_.count(p))
+    apply_entry(in_force(p));
+  else
+    remove_entry(p);
 }
 
 void Fleet::save() {
@@ -192,8 +229,6 @@ std::optional<FleetEntry> Fleet::receive(const KeyValue &kv) {
     refuse(kv.key, "it covers a fleet.never_block address");
     return std::nullopt;
   }
-  if (state_.published.erase(kv.key))  // another node wrote over our key: its now
-    dirty_ = true;
   return *e;
 }
 
@@ -204,8 +239,8 @@ void Fleet::on_event(const WatchEvent &ev) {
       return;
     if (e->expires && e->expires <= static_cast<int64_t>(wall_s()))
       return;  // expired on the way: its lease removes the key
-    desired_[ev.kv.key] = *e;
-    apply_entry(*e);
+    hold(ev.kv.key, *e);
+    apply_entry(in_force(e->prefix));
     double lag = std::max(0.0, wall_s() - e->at);
     update_stats([&](FleetStats &s) {
       s.applied++;
@@ -214,14 +249,40 @@ void Fleet::on_event(const WatchEvent &ev) {
     return;
   }
   update_stats([](FleetStats &s) { s.received++; });
-  if (state_.published.erase(ev.kv.key))
-    dirty_ = true;
+  on_our_key_gone(ev.kv.key);
   auto it = desired_.find(ev.kv.key);
   if (it == desired_.end())
     return;
-  remove_entry(it->second.prefix);
-  desired_.erase(it);
+  core::Prefix p = it->second.prefix;
+  drop(ev.kv.key);
+  settle(p);  // out with its last key; else as the keys left say
   update_stats([](FleetStats &s) { s.applied++; });
+}
+
+// A key of this node's deleted: by itself (a delete it queued), by its lease,
+// or by someone else: an operator's `fleet unblock`. Then the local block
+// stays local: not published again while it lasts here (withdrawn).
+void Fleet::on_our_key_gone(const std::string &key) {
+  bool own = false;
+  if (auto d = deleting_.find(key); d != deleting_.end()) {
+    own = true;
+    if (--d->second == 0)
+      deleting_.erase(d);
+  }
+  auto pub = state_.published.find(key);
+  if (pub == state_.published.end() || own)
+    return;  // own with a put queued again after it: that put restores it
+  int64_t now = static_cast<int64_t>(wall_s());
+  bool lapsed = pub->second && pub->second <= now + 2;  // its lease's doing
+  if (!lapsed) {
+    state_.withdrawn.insert(key);
+    log::info(
+        "fleet: {} was deleted by another (an operator's fleet unblock): this node's own block "
+        "stays here, not shared again until it is unblocked here",
+        key);
+  }
+  state_.published.erase(pub);
+  dirty_ = true;
 }
 
 void Fleet::on_snapshot(std::vector<KeyValue> &kvs, int64_t revision) {
@@ -235,17 +296,21 @@ void Fleet::on_snapshot(std::vector<KeyValue> &kvs, int64_t revision) {
   }
   // Ours no longer in etcd (expired, deleted): published again if still blocked.
   std::erase_if(state_.published, [&](const auto &p) { return !ours.count(p.first); });
+  auto before = std::move(by_cidr_);
+  desired_.clear();
+  by_cidr_.clear();
+  for (const auto &[key, e] : next)
+    hold(key, e);
   size_t changed = 0;
-  for (const auto &[key, e] : desired_)
-    if (!next.count(key)) {
-      remove_entry(e.prefix);
+  for (const auto &[p, keys] : before)
+    if (!by_cidr_.count(p)) {
+      remove_entry(p);
       changed++;
     }
-  for (const auto &[key, e] : next) {
-    apply_entry(e);
+  for (const auto &[p, keys] : by_cidr_) {
+    apply_entry(in_force(p));
     changed++;
   }
-  desired_ = std::move(next);
   state_.revision = revision;
   dirty_ = true;
   log::info("fleet: read {} entries at revision {}: {} of other nodes in force", kvs.size(),

@@ -5,7 +5,8 @@
 //   fleet.max_publish_rate writes a second; its keys deleted when its blocks go;
 // - apply: the other nodes' entries, checked on receipt, put into every
 //   filter's blocklist as fleet entries (BG_BLOCK_FLEET, origin pinned beside:
-//   origins.hpp) and taken out when their keys go; a local block of the same
+//   origins.hpp) while any other node's key of that CIDR is there (the latest
+//   expiry of them), taken out when the last goes; a local block of the same
 //   prefix is left as it is;
 // - resume: the last applied revision in <state_dir>/fleet (fleet_state.hpp).
 // etcd itself is spoken to on FleetSync's threads only.
@@ -53,8 +54,16 @@ class Fleet {
   // An entry received: checked, ours, or someone else's to apply (returned).
   std::optional<FleetEntry> receive(const KeyValue &kv);
   void refuse(const std::string &key, const std::string &why);
+  void on_our_key_gone(const std::string &key);
   void apply_entry(const FleetEntry &e);
   void remove_entry(const core::Prefix &p);
+  // desired_ and by_cidr_ together: a key held (or replaced), a key gone.
+  void hold(const std::string &key, const FleetEntry &e);
+  void drop(const std::string &key);
+  // What a CIDR is in force as: of its keys, the one that lasts longest.
+  FleetEntry in_force(const core::Prefix &p) const;
+  // After its keys changed: applied as in_force says, or removed with the last.
+  void settle(const core::Prefix &p);
   void restore_desired();
   void connection(bool up, const std::string &what);
   // What this node blocks now, as the fleet would hold it.
@@ -70,8 +79,10 @@ class Fleet {
   FleetState state_;
   int notify_fd_;
   bool dirty_ = false;
-  std::map<std::string, FleetEntry> desired_;  // other nodes' entries in force, by key
-  std::set<std::string> held_;                 // keys held back by the rate now
+  std::map<std::string, FleetEntry> desired_;              // other nodes' entries in force, by key
+  std::map<core::Prefix, std::set<std::string>> by_cidr_;  // their keys, by CIDR
+  std::set<std::string> held_;                             // keys held back by the rate now
+  std::map<std::string, int> deleting_;                    // our deletes queued, not yet seen back
   TokenBucket bucket_;
   bool connected_ = false, said_down_ = false;
   uint64_t refusals_logged_ = 0;

@@ -11,22 +11,22 @@ namespace bpfgate::fleet {
 
 using nlohmann::json;
 
-std::string key_of(const std::string &key_prefix, const core::Prefix &p) {
-  std::string cidr = core::format_prefix(p);
-  if (cidr.find('/') == std::string::npos)
-    cidr += p.v4 ? "/32" : "/128";
-  for (auto &c : cidr)
-    if (c == '/')
-      c = '_';
-  return key_prefix + cidr;
-}
-
 namespace {
 std::string full_cidr(const core::Prefix &p) {
   std::string s = core::format_prefix(p);
   return s.find('/') == std::string::npos ? s + (p.v4 ? "/32" : "/128") : s;
 }
 }  // namespace
+
+std::string node_prefix(const std::string &key_prefix, const std::string &node) {
+  return key_prefix + node + "/";
+}
+
+std::string key_of(const std::string &key_prefix, const std::string &node, const core::Prefix &p) {
+  std::string cidr = full_cidr(p);
+  cidr[cidr.find('/')] = '_';
+  return node_prefix(key_prefix, node) + cidr;
+}
 
 std::string encode_value(const FleetEntry &e) {
   return json{{"cidr", full_cidr(e.prefix)},
@@ -37,15 +37,27 @@ std::string encode_value(const FleetEntry &e) {
       .dump();
 }
 
-Result<core::Prefix> prefix_of_key(const std::string &key_prefix, const std::string &key) {
+Result<KeyName> parse_key(const std::string &key_prefix, const std::string &key) {
   if (key.size() > kMaxKeyBytes || key.rfind(key_prefix, 0) != 0)
     return make_error(EINVAL, "key not under {} or over {} bytes", key_prefix, kMaxKeyBytes);
-  std::string cidr = key.substr(key_prefix.size());
+  std::string rest = key.substr(key_prefix.size());
+  size_t slash = rest.find('/');
+  if (slash == std::string::npos)
+    return make_error(EINVAL, "key '{}' is not NODE/ADDR_LEN", rest.substr(0, 64));
+  KeyName k;
+  k.node = rest.substr(0, slash);
+  if (!core::valid_node_name(k.node))
+    return make_error(EINVAL, "the key's node is not 1-63 of [A-Za-z0-9._-]");
+  std::string cidr = rest.substr(slash + 1);
   size_t us = cidr.rfind('_');
-  if (us == std::string::npos)
-    return make_error(EINVAL, "key '{}' names no CIDR (ADDR_LEN)", cidr.substr(0, 64));
+  if (us == std::string::npos || cidr.find('/') != std::string::npos)
+    return make_error(EINVAL, "key '{}' names no CIDR (NODE/ADDR_LEN)", rest.substr(0, 64));
   cidr[us] = '/';
-  return core::parse_prefix(cidr);
+  auto p = core::parse_prefix(cidr);
+  if (!p)
+    return p.error();
+  k.prefix = *p;
+  return k;
 }
 
 namespace {
@@ -67,9 +79,9 @@ Status check_times(const json &j, FleetEntry &e, double now_s) {
 
 Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string &key,
                                 const std::string &value, double now_s) {
-  auto kp = prefix_of_key(key_prefix, key);
-  if (!kp)
-    return kp.error();
+  auto kn = parse_key(key_prefix, key);
+  if (!kn)
+    return kn.error();
   if (value.size() > kMaxValueBytes)
     return make_error(EINVAL, "value over {} bytes", kMaxValueBytes);
   json j = json::parse(value, nullptr, false);
@@ -80,12 +92,15 @@ Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string
   auto p = core::parse_prefix(j["cidr"].get<std::string>());
   if (!p)
     return p.error();
-  if (!(*p == *kp))
+  if (!(*p == kn->prefix))
     return make_error(EINVAL, "the value's cidr is not the key's");
   e.prefix = *p;
   e.node = j["node"].get<std::string>();
   if (!core::valid_node_name(e.node))
     return make_error(EINVAL, "node name is not 1-63 of [A-Za-z0-9._-]");
+  if (e.node != kn->node)
+    return make_error(EINVAL, "the value's node is not the key's ({}): a node writes its own keys",
+                      kn->node);
   e.reason = j["reason"].get<std::string>();
   if (e.reason != "manual" && e.reason != "auto" && e.reason != "aggregate")
     return make_error(EINVAL, "reason is not manual, auto or aggregate");

@@ -3,9 +3,12 @@
 // received must be to be applied, the never-block guard, aggregation of
 // addresses into prefixes, and the publish rate's token bucket.
 //
-//   key    PREFIX + the CIDR with '/' as '_'   /bpfgate/blocks/198.51.100.7_32
+//   key    PREFIX + NODE + '/' + the CIDR with '/' as '_'
+//          /bpfgate/blocks/gw-1/198.51.100.7_32   (one key per node and CIDR, so
+//          that etcd's roles can confine a node to PREFIX + NODE + '/')
 //   value  {"cidr":"198.51.100.7/32","node":"gw-1","reason":"auto",
-//           "at":1765000000.123,"expires":1765000600}   (unix s; expires 0: none)
+//           "at":1765000000.123,"expires":1765000600}   (unix s; expires 0: none;
+//          node: the key's)
 #pragma once
 
 #include <cstdint>
@@ -29,15 +32,22 @@ struct FleetEntry {
   int64_t expires = 0;  // unix s; 0: until removed
 };
 
-std::string key_of(const std::string &key_prefix, const core::Prefix &p);
+std::string key_of(const std::string &key_prefix, const std::string &node, const core::Prefix &p);
+// PREFIX + NODE + '/': the keys of one node (what its etcd role may write).
+std::string node_prefix(const std::string &key_prefix, const std::string &node);
 std::string encode_value(const FleetEntry &e);
 // A value received under `key`, checked whole: under the prefix, the key's
-// CIDR the value's, a node name, a known reason, times that make sense,
-// sizes capped. The error says why it is refused.
+// node and CIDR the value's, a node name, a known reason, times that make
+// sense, sizes capped. The error says why it is refused.
 Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string &key,
                                 const std::string &value, double now_s);
-// The CIDR a key names (the key's own, unchecked against any value).
-Result<core::Prefix> prefix_of_key(const std::string &key_prefix, const std::string &key);
+
+// What a key names (unchecked against any value).
+struct KeyName {
+  std::string node;
+  core::Prefix prefix;
+};
+Result<KeyName> parse_key(const std::string &key_prefix, const std::string &key);
 
 // Whether a and b share an address (one holds the other).
 bool overlaps(const core::Prefix &a, const core::Prefix &b);

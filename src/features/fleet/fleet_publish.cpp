@@ -50,7 +50,7 @@ std::map<std::string, FleetEntry> Fleet::local_entries() {
           now_s - static_cast<double>(mono - std::min<uint64_t>(mono, b.value.added_ns)) * 1e-9, 0};
       if (b.value.expires_ns)
         e.expires = static_cast<int64_t>(std::ceil(now_s + b.remaining_ns * 1e-9));
-      local.try_emplace(key_of(cfg_.prefix, e.prefix), e);
+      local.try_emplace(key_of(cfg_.prefix, cfg_.node, e.prefix), e);
     }
   }
   reapply(present);
@@ -61,7 +61,7 @@ std::map<std::string, FleetEntry> Fleet::local_entries() {
   Aggregation a{cfg_.ipv4_prefix, cfg_.ipv6_prefix, cfg_.aggregate_threshold};
   for (auto &e : aggregate(singles, a, cfg_.never_block))
     if (!touches_never_block(e.prefix, cfg_.never_block))  // never shared
-      want.emplace(key_of(cfg_.prefix, e.prefix), e);
+      want.emplace(key_of(cfg_.prefix, cfg_.node, e.prefix), e);
   return want;
 }
 
@@ -69,18 +69,18 @@ std::map<std::string, FleetEntry> Fleet::local_entries() {
 // same prefix gone) put back.
 void Fleet::reapply(std::map<std::string, std::set<KeyBytes>> &present) {
   int64_t now = static_cast<int64_t>(std::time(nullptr));
-  for (auto it = desired_.begin(); it != desired_.end();) {
-    if (it->second.expires && it->second.expires <= now) {
-      it = desired_.erase(it);  // expired: its lease takes the key away
-      continue;
-    }
-    for (const auto &[name, keys] : present)
-      if (!keys.count(bytes_of(it->second.prefix.key))) {
-        apply_entry(it->second);
+  std::vector<std::string> lapsed;  // expired: their leases take the keys away
+  for (const auto &[key, e] : desired_)
+    if (e.expires && e.expires <= now)
+      lapsed.push_back(key);
+  for (const auto &key : lapsed)
+    drop(key);
+  for (const auto &[p, keys] : by_cidr_)
+    for (const auto &[name, here] : present)
+      if (!here.count(bytes_of(p.key))) {
+        apply_entry(in_force(p));
         break;
       }
-    ++it;
-  }
 }
 
 void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
@@ -88,6 +88,8 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   uint64_t mono = agent::monotonic_ns();
   for (const auto &[key, e] : want) {
+    if (state_.withdrawn.count(key))
+      continue;  // the fleet took it away: it stays local
     auto it = state_.published.find(key);
     if (it != state_.published.end() && same_expiry(it->second, e.expires))
       continue;
@@ -110,8 +112,10 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
       ++it;
       continue;
     }
-    if (gone && !lapsed)
+    if (gone && !lapsed) {
       out.push_back({false, it->first, "", 0});
+      deleting_[it->first]++;
+    }
     if (gone) {
       held_.erase(it->first);
       it = state_.published.erase(it);
@@ -121,6 +125,9 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
     ++it;
   }
   std::erase_if(held_, [&](const std::string &k) { return !want.count(k); });
+  // A withdrawn block unblocked here: shared again when blocked again.
+  if (std::erase_if(state_.withdrawn, [&](const std::string &k) { return !want.count(k); }))
+    dirty_ = true;
 }
 
 void Fleet::scan() {

@@ -29,11 +29,18 @@ Result<FleetState> read_state(const std::string &path) {
     for (const auto &[k, v] : j["published"].items())
       if (v.is_number_integer())
         s.published[k] = v.get<int64_t>();
+  if (j.contains("withdrawn") && j["withdrawn"].is_array())
+    for (const auto &k : j["withdrawn"])
+      if (k.is_string())
+        s.withdrawn.insert(k.get<std::string>());
   return s;
 }
 
 Status write_state(const std::string &path, const FleetState &s) {
-  json j{{"prefix", s.prefix}, {"revision", s.revision}, {"published", s.published}};
+  json j{{"prefix", s.prefix},
+         {"revision", s.revision},
+         {"published", s.published},
+         {"withdrawn", s.withdrawn}};
   return util::write_file_atomic(path, j.dump() + "\n");
 }
 

@@ -1,12 +1,13 @@
 // What the fleet keeps in the agent's state directory (<state_dir>/fleet, JSON,
 // written whole: a temporary file, fsync, rename): the last revision it
 // applied, so that a restart watches on from there rather than reading
-// every key again, and the keys it published with their expiry, so that it
-// deletes them when its own blocks go.
+// every key again, the keys it published with their expiry, so that it
+// deletes them when its own blocks go, and those the fleet took back.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 
 #include "util/result.hpp"
@@ -17,6 +18,9 @@ struct FleetState {
   std::string prefix;  // the key prefix the revision is of
   int64_t revision = 0;
   std::map<std::string, int64_t> published;  // key -> expires (unix s, 0: none)
+  // Keys of ours another deleted (an operator's `fleet unblock`) while the
+  // block stays here: not published again until it goes here.
+  std::set<std::string> withdrawn;
 };
 
 // An absent file is an empty state; a bad one, an error.

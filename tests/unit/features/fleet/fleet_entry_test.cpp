@@ -22,10 +22,15 @@ FleetEntry entry(const std::string &cidr, int64_t expires = 0) {
 }
 
 TEST(FleetEntry, KeyAndValueRoundTrip) {
-  EXPECT_EQ(key_of(kP, pfx("198.51.100.7")), kP + "198.51.100.7_32");
-  EXPECT_EQ(key_of(kP, pfx("2001:db8::/64")), kP + "2001:db8::_64");
+  EXPECT_EQ(key_of(kP, "gw-1", pfx("198.51.100.7")), kP + "gw-1/198.51.100.7_32");
+  EXPECT_EQ(key_of(kP, "gw-1", pfx("2001:db8::/64")), kP + "gw-1/2001:db8::_64");
+  EXPECT_EQ(node_prefix(kP, "gw-1"), kP + "gw-1/");
+  auto k = parse_key(kP, kP + "gw.2/2001:db8::_64");
+  ASSERT_TRUE(k) << k.error().what();
+  EXPECT_EQ(k->node, "gw.2");
+  EXPECT_TRUE(k->prefix == pfx("2001:db8::/64"));
   auto e = entry("198.51.100.0/24", static_cast<int64_t>(kNow) + 60);
-  auto d = decode_entry(kP, key_of(kP, e.prefix), encode_value(e), kNow);
+  auto d = decode_entry(kP, key_of(kP, "gw-1", e.prefix), encode_value(e), kNow);
   ASSERT_TRUE(d) << d.error().what();
   EXPECT_TRUE(d->prefix == e.prefix);
   EXPECT_EQ(d->node, "gw-1");
@@ -39,13 +44,19 @@ TEST(FleetEntry, AHostileOrMalformedValueIsRefused) {
     return "{\"cidr\":\"" + cidr + "\",\"node\":\"" + node + "\",\"reason\":\"" + reason +
            "\",\"at\":" + at + ",\"expires\":" + expires + "}";
   };
-  std::string k = kP + "198.51.100.7_32";
+  std::string k = kP + "n/198.51.100.7_32";
   std::string at = std::to_string(kNow - 5);
   EXPECT_TRUE(decode_entry(kP, k, value("198.51.100.7/32", "n", "manual", at, "0"), kNow));
   const std::pair<std::string, std::string> bad[] = {
       {k, "not json"},
       {k, value("0.0.0.0/0", "n", "manual", at, "0")},  // not the key's
       {k, value("198.51.100.7/32", "a b", "manual", at, "0")},
+      // Another node's name in this node's key: a node writes as itself only.
+      {k, value("198.51.100.7/32", "m", "manual", at, "0")},
+      {kP + "a b/198.51.100.7_32", value("198.51.100.7/32", "a b", "manual", at, "0")},
+      // The old layout (no node), and a key deeper than NODE/CIDR.
+      {kP + "198.51.100.7_32", value("198.51.100.7/32", "n", "manual", at, "0")},
+      {kP + "n/x/198.51.100.7_32", value("198.51.100.7/32", "n", "manual", at, "0")},
       {k, value("198.51.100.7/32", std::string(64, 'n'), "manual", at, "0")},
       {k, value("198.51.100.7/32", "n", "because", at, "0")},
       {k, value("198.51.100.7/32", "n", "manual", std::to_string(kNow + 3600), "0")},
@@ -53,10 +64,10 @@ TEST(FleetEntry, AHostileOrMalformedValueIsRefused) {
       {k, value("198.51.100.7/32", "n", "manual", at, std::to_string(kNow + 400 * 86400))},
       {k, value("198.51.100.7/32", "n", "manual", at, "1.5")},
       {k, "{\"cidr\":\"198.51.100.7/32\"}"},
-      {kP + "198.51.100.7", value("198.51.100.7/32", "n", "manual", at, "0")},
-      {"/other/198.51.100.7_32", value("198.51.100.7/32", "n", "manual", at, "0")},
+      {kP + "n/198.51.100.7", value("198.51.100.7/32", "n", "manual", at, "0")},
+      {"/other/n/198.51.100.7_32", value("198.51.100.7/32", "n", "manual", at, "0")},
       {k, std::string(2000, ' ')},
-      {kP + "300.1.1.1_32", value("300.1.1.1/32", "n", "manual", at, "0")},
+      {kP + "n/300.1.1.1_32", value("300.1.1.1/32", "n", "manual", at, "0")},
   };
   for (const auto &[key, v] : bad)
     EXPECT_FALSE(decode_entry(kP, key, v, kNow)) << key << " " << v;
