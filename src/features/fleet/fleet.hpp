@@ -30,6 +30,9 @@ namespace bpfgate::fleet {
 
 EtcdOptions etcd_options(const core::FleetConfig &c);
 
+// Writes waiting for etcd at most (FleetSync's queue); past it, held back.
+inline constexpr size_t kMaxQueued = 10000;
+
 class Fleet {
  public:
   // state_path empty: no state kept (a full read at each start).
@@ -84,7 +87,7 @@ class Fleet {
   std::set<std::string> held_;                             // keys held back by the rate now
   std::map<std::string, int> deleting_;                    // our deletes queued, not yet seen back
   TokenBucket bucket_;
-  bool connected_ = false, said_down_ = false;
+  bool connected_ = false, said_down_ = false, said_full_ = false;
   uint64_t refusals_logged_ = 0;
 };
 

@@ -87,6 +87,22 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
                             std::vector<Publish> &out) {
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   uint64_t mono = agent::monotonic_ns();
+  // At most kMaxQueued writes wait for etcd (an outage during a storm): past
+  // that, changes are held back like those over the rate, and found again by
+  // a later scan (the blocklists hold them), so nothing is lost and the
+  // queue never grows without bound.
+  size_t room = kMaxQueued - std::min(kMaxQueued, sync_->queued());
+  bool full = false;
+  auto may_write = [&] {
+    if (room == 0) {
+      full = true;
+      return false;
+    }
+    if (!bucket_.take(mono))
+      return false;
+    room--;
+    return true;
+  };
   for (const auto &[key, e] : want) {
     if (state_.withdrawn.count(key))
       continue;  // the fleet took it away: it stays local
@@ -95,7 +111,7 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
       continue;
     if (e.expires && e.expires <= now)
       continue;
-    if (!bucket_.take(mono)) {
+    if (!may_write()) {
       if (held_.insert(key).second)
         update_stats([](FleetStats &s) { s.held_back++; });
       continue;
@@ -108,7 +124,7 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
   for (auto it = state_.published.begin(); it != state_.published.end();) {
     bool gone = !want.count(it->first);
     bool lapsed = it->second && it->second <= now;  // its lease removes it
-    if (gone && !lapsed && !bucket_.take(mono)) {
+    if (gone && !lapsed && !may_write()) {
       ++it;
       continue;
     }
@@ -125,6 +141,12 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
     ++it;
   }
   std::erase_if(held_, [&](const std::string &k) { return !want.count(k); });
+  if (full && !said_full_)
+    log::warn(
+        "fleet: {} writes wait for etcd, the bound: further changes are held back (counted) "
+        "until the queue drains, then published from the blocklists",
+        kMaxQueued);
+  said_full_ = full;
   // A withdrawn block unblocked here: shared again when blocked again.
   if (std::erase_if(state_.withdrawn, [&](const std::string &k) { return !want.count(k); }))
     dirty_ = true;
