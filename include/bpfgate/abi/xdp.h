@@ -174,7 +174,7 @@ struct bg_src_state {
  * reach the shared entries at the next visit of the slow path, and readers
  * add them meanwhile (agent::Datapath::source_state). */
 #define BG_HOT_SLOTS 64
-#define BG_HOT_LEASE 8              /* tokens a hot source takes ahead, at most */
+#define BG_HOT_LEASE 32             /* tokens a hot source takes ahead, at most */
 #define BG_HOT_HOT_NS 1000000ULL    /* hot: its previous frame on this CPU within 1 ms */
 #define BG_HOT_LEASE_NS 10000000ULL /* tokens taken ahead are used within 10 ms, or given back */
 #define BG_HOT_DROP_NS 250000000ULL /* a drop decision is looked at again after 250 ms */
