@@ -7,8 +7,9 @@
  *                                               the ring) -> backend's address
  *         -> else a reply?  (bg_lb_reverse)  -> the VIP's address as source
  *         -> ICMP error about a flow          -> its backend, inner packet too
- *         -> rewrite (checksums fixed up, TTL - 1) -> bpf_fib_lookup ->
- *            XDP_TX / redirect / the stack
+ *         -> rewrite (checksums fixed up, TTL - 1) -> the route the flow's
+ *            entry kept (a second at most), else bpf_fib_lookup (a success
+ *            kept there) -> XDP_TX / redirect / the stack
  *
  * Each frame is counted once by its outcome (NOT_SERVICE, FORWARDED,
  * REPLIED, TO_STACK, NO_BACKEND, FRAGMENT, TTL, UNROUTABLE); NEW_FLOW, ICMP
@@ -201,6 +202,7 @@ __noinline int bg_lb_request(struct bg_lb_work *w) {
   if (c && !bg_is_syn(w) && bg_conn_live(c, svc->id, ctl, w->now)) {
     id = c->backend;
     c->last_ns = w->now;
+    w->route = c->route;
     if (w->payload && !(c->flags & BG_LB_CONN_REQUEST)) {
       c->request_ns = w->now;
       __sync_fetch_and_or(&c->flags, BG_LB_CONN_REQUEST);
@@ -210,6 +212,7 @@ __noinline int bg_lb_request(struct bg_lb_work *w) {
     if (!id)
       return BG_LB_RES(XDP_DROP, BG_LB_NO_BACKEND);
   }
+  w->cached = BG_LB_KIND_REQUEST;
   const struct bg_lb_backend *b = bpf_map_lookup_elem(&bg_lb_backends, &id);
   if (!b)
     return BG_LB_RES(XDP_DROP, BG_LB_NO_BACKEND);
@@ -268,6 +271,8 @@ __noinline int bg_lb_reply(struct bg_lb_work *w) {
     return BG_LB_RES(XDP_PASS, BG_LB_TTL);
   w->now = bpf_ktime_get_ns();
   w->kind = BG_LB_KIND_REPLY;
+  w->cached = BG_LB_KIND_REPLY;
+  w->route = rev->route;
   __builtin_memcpy(w->addr, rev->vip, 16);
   w->port = rev->vport;
   __u32 id = rev->backend;
@@ -435,10 +440,81 @@ __noinline int bg_lb_rewrite_inner(struct xdp_md *ctx, struct bg_lb_work *w) {
   return 0;
 }
 
+/* The rewritten frame out of ifindex (XDP_TX if that is the one it came in
+ * by) with the next hop's MACs. */
+static __always_inline int bg_lb_send(struct xdp_md *ctx, __u32 ifindex, const __u8 *dmac,
+                                      const __u8 *smac, __u32 done) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  if ((void *)(eth + 1) > data_end)
+    return BG_LB_RES(XDP_PASS, BG_LB_TO_STACK);
+  __builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+  __builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+  if (ifindex == ctx->ingress_ifindex)
+    return BG_LB_RES(XDP_TX, done);
+  return BG_LB_RES(bpf_redirect(ifindex, 0) & 0xff, done);
+}
+
+/* The IP packet's length (what the route's MTU bounds), ~0 if out of the frame. */
+static __always_inline __u32 bg_l3_len(void *data, void *data_end, __u32 l3, int v4) {
+  if (v4) {
+    struct iphdr *iph = data + l3;
+    return (void *)(iph + 1) > data_end ? ~0U : bpf_ntohs(iph->tot_len);
+  }
+  struct ipv6hdr *ip6 = data + l3;
+  return (void *)(ip6 + 1) > data_end ? ~0U : sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+}
+
+/* The FIB's answer (a success) kept in the flow's entry for
+ * BG_LB_ROUTE_TTL_NS: a request's in its connection entry, if that still
+ * sends the flow to w's backend; a reply's in its reverse entry. The expiry
+ * is cleared while the rest is written, then set. */
+static __always_inline void bg_keep_in(struct bg_lb_route *r, struct xdp_md *ctx,
+                                       const struct bg_lb_work *w,
+                                       const struct bpf_fib_lookup *fib) {
+  r->until_ns = 0;
+  r->in_ifindex = ctx->ingress_ifindex;
+  r->ifindex = fib->ifindex;
+  __builtin_memcpy(r->dmac, fib->dmac, ETH_ALEN);
+  __builtin_memcpy(r->smac, fib->smac, ETH_ALEN);
+  r->mtu = fib->mtu_result;
+  r->until_ns = w->now + BG_LB_ROUTE_TTL_NS;
+}
+
+static __always_inline void bg_keep_route(struct xdp_md *ctx, const struct bg_lb_work *w,
+                                          const struct bpf_fib_lookup *fib) {
+  /* Both keys are the flow's addresses and ports in the frame's order; one
+   * slot of stack for either (the route stage sits at the stack's bound). */
+  union {
+    struct bg_lb_conn_key conn;
+    struct bg_lb_rev_key rev;
+  } k = {};
+  _Static_assert(sizeof(k.conn) == sizeof(k.rev), "one key layout");
+  k.conn.cport = w->pkt.sport; /* rev: bport, cport */
+  k.conn.vport = w->pkt.dport;
+  k.conn.proto = w->pkt.l4_proto;
+  __builtin_memcpy(k.conn.client, w->pkt.src, 16); /* rev: backend, client */
+  __builtin_memcpy(k.conn.vip, w->pkt.dst, 16);
+  if (w->cached == BG_LB_KIND_REPLY) {
+    struct bg_lb_rev *rev = bpf_map_lookup_elem(&bg_lb_reverse, &k.rev);
+    if (rev && rev->backend == w->backend)
+      bg_keep_in(&rev->route, ctx, w, fib);
+    return;
+  }
+  struct bg_lb_conn *c = bpf_map_lookup_elem(&bg_lb_conns, &k.conn);
+  if (c && c->backend == w->backend)
+    bg_keep_in(&c->route, ctx, w, fib);
+}
+
 /* Stage 6: where the rewritten frame goes, as the FIB says: out of the
  * interface it came in by (XDP_TX), out of another (redirect), or to the
  * stack where the FIB cannot say it all (no neighbour yet, forwarding off,
- * too big for the route's MTU): the stack routes what the balancer wrote. */
+ * too big for the route's MTU): the stack routes what the balancer wrote.
+ * A request or reply of a flow whose entry kept the FIB's answer less than
+ * BG_LB_ROUTE_TTL_NS ago, from the same interface and within the route's
+ * MTU, goes where that answer said without asking again (the lookup was
+ * most of the established path's cost). */
 __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
   if (!w)
     return BG_LB_RES(XDP_PASS, BG_LB_TO_STACK);
@@ -448,6 +524,9 @@ __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
   __u32 l3 = w->pkt.l3_off;
   if (w->pkt.vlan_depth || l3 > BG_LB_L3_MAX)
     return BG_LB_RES(XDP_PASS, BG_LB_TO_STACK);
+  if (w->cached && w->route.until_ns > w->now && w->route.in_ifindex == ctx->ingress_ifindex &&
+      bg_l3_len(data, data_end, l3, bg_is_v4(w)) <= w->route.mtu)
+    return bg_lb_send(ctx, w->route.ifindex, w->route.dmac, w->route.smac, done);
   struct bpf_fib_lookup fib = {};
   fib.ifindex = ctx->ingress_ifindex;
   fib.l4_protocol = w->pkt.l4_proto;
@@ -483,14 +562,9 @@ __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
   long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
   switch (rc) {
     case BPF_FIB_LKUP_RET_SUCCESS: {
-      struct ethhdr *eth = data;
-      if ((void *)(eth + 1) > data_end)
-        return BG_LB_RES(XDP_PASS, BG_LB_TO_STACK);
-      __builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-      __builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-      if (fib.ifindex == ctx->ingress_ifindex)
-        return BG_LB_RES(XDP_TX, done);
-      return BG_LB_RES(bpf_redirect(fib.ifindex, 0) & 0xff, done);
+      if (w->cached)
+        bg_keep_route(ctx, w, &fib);
+      return bg_lb_send(ctx, fib.ifindex, fib.dmac, fib.smac, done);
     }
     case BPF_FIB_LKUP_RET_BLACKHOLE:
     case BPF_FIB_LKUP_RET_UNREACHABLE:

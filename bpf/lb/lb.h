@@ -56,12 +56,10 @@ enum bg_lb_kind {
 /* What the stages know of the frame, on the entry program's stack. */
 struct bg_lb_work {
   struct bg_packet pkt;
-  __u8 ttl;        /* the TTL or hop limit as received */
-  __u8 in_proto;   /* an ICMP error's inner transport (TCP or UDP), 0: not one */
-  __u8 addr[16];   /* the address written: the backend's, or the VIP's for a reply */
-  __u8 in_src[16]; /* an ICMP error's inner source and destination (v4-mapped) */
-  __u8 in_dst[16];
-  __be16 port; /* the port written, 0: left as it is */
+  __u8 ttl;      /* the TTL or hop limit as received */
+  __u8 in_proto; /* an ICMP error's inner transport (TCP or UDP), 0: not one */
+  __u8 addr[16]; /* the address written: the backend's, or the VIP's for a reply */
+  __be16 port;   /* the port written, 0: left as it is */
   __be16 in_sport;
   __be16 in_dport;
   __u16 in_l3; /* an ICMP error's inner IP and transport headers, from the frame's start */
@@ -72,8 +70,17 @@ struct bg_lb_work {
   __u32 payload; /* TCP: bytes of payload */
   __u32 kind;    /* enum bg_lb_kind */
   __u32 backend; /* the backend's id */
-  __u32 _pad2;
+  __u32 cached;  /* enum bg_lb_kind of the flow's entry that may keep its route, 0: none */
   __u64 now;
+  /* One or the other (the stack is near the 512 bytes 6.1 allows a chain of
+   * calls): an ICMP error's, or a request's or reply's (w->cached set). */
+  union {
+    struct {
+      __u8 in_src[16]; /* an ICMP error's inner source and destination (v4-mapped) */
+      __u8 in_dst[16];
+    };
+    struct bg_lb_route route; /* the route the flow's entry kept */
+  };
 };
 
 static __always_inline void bg_lb_count(__u32 counter, __u64 bytes) {

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -132,6 +134,37 @@ TEST_F(LbFlowTest, AReplyGetsTheVipAsItsSourceAndGoesToTheClient) {
   EXPECT_EQ(ro.action, XDP_PASS);
   EXPECT_EQ(ro.out, other);
   EXPECT_EQ(lb_->counter(BG_LB_NOT_SERVICE), 1u);
+}
+
+// A reply's route to the client is kept in the flow's reverse entry for a
+// second, as a request's is in its connection entry (lb_test.cpp): the next
+// replies take the MACs from there, until it expires.
+TEST_F(LbFlowTest, AReplyKeepsItsRouteInTheReverseEntry) {
+  from_client(client4(40105, kSyn));
+  ASSERT_EQ(from_backend(backend4(40105, kSyn | kAck)).action, XDP_REDIRECT);
+  auto rev = lb_->reverse(N::kBackend4[0], kBport, N::kClient4, 40105, IPPROTO_TCP);
+  ASSERT_TRUE(rev);
+  EXPECT_GT(rev->route.until_ns, 0u);
+  EXPECT_EQ(rev->route.in_ifindex, static_cast<uint32_t>(net_->backend_ifindex()));
+  EXPECT_EQ(rev->route.ifindex, static_cast<uint32_t>(net_->client_ifindex()));
+  EXPECT_EQ(std::to_array(rev->route.dmac), N::client_mac());
+  EXPECT_EQ(std::to_array(rev->route.smac), net_->client_if_mac());
+  const core::Mac kept{0x02, 0, 0, 0, 0x5e, 0x98};
+  auto e = *rev;
+  std::copy(kept.begin(), kept.end(), e.route.dmac);
+  lb_->put_reverse(N::kBackend4[0], kBport, N::kClient4, 40105, IPPROTO_TCP, e);
+  auto r = from_backend(backend4(40105, kAck, 10));
+  EXPECT_EQ(r.action, XDP_REDIRECT);
+  EXPECT_EQ(FrameView{r.out}.eth_dst(), kept) << "the kept route was not used";
+  EXPECT_EQ(FrameView{r.out}.src(), N::kVip4);
+  e.route.until_ns = 1;
+  lb_->put_reverse(N::kBackend4[0], kBport, N::kClient4, 40105, IPPROTO_TCP, e);
+  r = from_backend(backend4(40105, kAck, 10));
+  EXPECT_EQ(FrameView{r.out}.eth_dst(), N::client_mac()) << "an expired route was used";
+  rev = lb_->reverse(N::kBackend4[0], kBport, N::kClient4, 40105, IPPROTO_TCP);
+  ASSERT_TRUE(rev);
+  EXPECT_GT(rev->route.until_ns, 1u) << "the FIB's answer was not kept again";
+  EXPECT_EQ(lb_->counter(BG_LB_REPLIED), 3u);
 }
 
 TEST_F(LbFlowTest, TheBackendsDelaysAndResetsLandInItsStats) {

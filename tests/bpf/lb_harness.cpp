@@ -263,9 +263,9 @@ void LbHarness::put_conn(const std::string &client, uint16_t cport, const std::s
   ASSERT_EQ(bpf_map_update_elem(fd("bg_lb_conns"), &k, &c, BPF_EXIST), 0);
 }
 
-std::optional<bg_lb_rev> LbHarness::reverse(const std::string &backend, uint16_t bport,
-                                            const std::string &client, uint16_t cport,
-                                            uint8_t proto) const {
+namespace {
+bg_lb_rev_key rev_key(const std::string &backend, uint16_t bport, const std::string &client,
+                      uint16_t cport, uint8_t proto) {
   bg_lb_rev_key k{};
   Addr b = addr16(backend), c = addr16(client);
   std::memcpy(k.backend, b.data(), 16);
@@ -273,6 +273,20 @@ std::optional<bg_lb_rev> LbHarness::reverse(const std::string &backend, uint16_t
   k.bport = htons(bport);
   k.cport = htons(cport);
   k.proto = proto;
+  return k;
+}
+}  // namespace
+
+void LbHarness::put_reverse(const std::string &backend, uint16_t bport, const std::string &client,
+                            uint16_t cport, uint8_t proto, const bg_lb_rev &r) {
+  bg_lb_rev_key k = rev_key(backend, bport, client, cport, proto);
+  ASSERT_EQ(bpf_map_update_elem(fd("bg_lb_reverse"), &k, &r, BPF_EXIST), 0);
+}
+
+std::optional<bg_lb_rev> LbHarness::reverse(const std::string &backend, uint16_t bport,
+                                            const std::string &client, uint16_t cport,
+                                            uint8_t proto) const {
+  bg_lb_rev_key k = rev_key(backend, bport, client, cport, proto);
   bg_lb_rev r{};
   if (bpf_map_lookup_elem(fd("bg_lb_reverse"), &k, &r) != 0)
     return std::nullopt;

@@ -101,6 +101,8 @@ class LbHarness {
                                    const std::string &client, uint16_t cport, uint8_t proto) const;
   void put_conn(const std::string &client, uint16_t cport, const std::string &vip, uint16_t vport,
                 uint8_t proto, const bg_lb_conn &c);
+  void put_reverse(const std::string &backend, uint16_t bport, const std::string &client,
+                   uint16_t cport, uint8_t proto, const bg_lb_rev &r);
 
  private:
   int fd(const char *map) const;

@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -217,6 +219,53 @@ TEST_F(LbTest, WithoutANeighbourTheStackGetsTheRewrittenFrame) {
   }
   EXPECT_EQ(lb_->counter(BG_LB_TO_STACK), 2u);
   EXPECT_EQ(lb_->counter(BG_LB_FORWARDED), 0u);
+}
+
+// The FIB's answer for a flow is kept in its entry for a second: the flow's
+// next frames take the MACs and interface from there (proven by a MAC only
+// the entry holds), and ask the FIB again once it expired, when the frame is
+// longer than the route's MTU kept or comes in by another interface.
+TEST_F(LbTest, AFlowKeepsItsRouteInItsEntryForASecond) {
+  lb_->fill_ring(0, {2});
+  ASSERT_EQ(from_client(tcp4(40030)).action, XDP_REDIRECT);
+  auto c = lb_->conn(N::kClient4, 40030, N::kVip4, kVport, IPPROTO_TCP);
+  ASSERT_TRUE(c);
+  EXPECT_GT(c->route.until_ns, c->last_ns);
+  EXPECT_LE(c->route.until_ns, c->last_ns + BG_LB_ROUTE_TTL_NS);
+  EXPECT_EQ(c->route.in_ifindex, static_cast<uint32_t>(net_->client_ifindex()));
+  EXPECT_EQ(c->route.ifindex, static_cast<uint32_t>(net_->backend_ifindex()));
+  EXPECT_EQ(std::to_array(c->route.dmac), N::backend_mac(1));
+  EXPECT_EQ(std::to_array(c->route.smac), net_->backend_if_mac());
+  EXPECT_GE(c->route.mtu, 1280);
+  const core::Mac kept{0x02, 0, 0, 0, 0x5e, 0x99};
+  auto keep = [&](uint64_t until, uint16_t mtu, uint32_t in_ifindex) {
+    auto e = *c;
+    std::copy(kept.begin(), kept.end(), e.route.dmac);
+    e.route.until_ns = until;
+    e.route.mtu = mtu;
+    e.route.in_ifindex = in_ifindex;
+    lb_->put_conn(N::kClient4, 40030, N::kVip4, kVport, IPPROTO_TCP, e);
+  };
+  auto next = [&] {
+    auto r = from_client(tcp4(40030, 0x10, 100));
+    EXPECT_EQ(r.action, XDP_REDIRECT);
+    EXPECT_EQ(FrameView{r.out}.dst(), N::kBackend4[1]);
+    return FrameView{r.out}.eth_dst();
+  };
+  auto in = static_cast<uint32_t>(net_->client_ifindex());
+  keep(c->route.until_ns, c->route.mtu, in);
+  EXPECT_EQ(next(), kept) << "the kept route was not used";
+  keep(1, c->route.mtu, in);
+  EXPECT_EQ(next(), N::backend_mac(1)) << "an expired route was used";
+  auto refreshed = lb_->conn(N::kClient4, 40030, N::kVip4, kVport, IPPROTO_TCP);
+  ASSERT_TRUE(refreshed);
+  EXPECT_GT(refreshed->route.until_ns, 1u) << "the FIB's answer was not kept again";
+  keep(c->route.until_ns + BG_LB_ROUTE_TTL_NS, 100, in);
+  EXPECT_EQ(next(), N::backend_mac(1)) << "a frame over the kept MTU skipped the FIB";
+  keep(c->route.until_ns + BG_LB_ROUTE_TTL_NS, c->route.mtu, in + 1000);
+  EXPECT_EQ(next(), N::backend_mac(1)) << "a frame from another interface skipped the FIB";
+  EXPECT_EQ(lb_->counter(BG_LB_FORWARDED), 5u);
+  EXPECT_EQ(lb_->counter(BG_LB_NEW_FLOW), 1u);
 }
 
 TEST_F(LbTest, ABackendBehindABlackholeIsDroppedAndCounted) {

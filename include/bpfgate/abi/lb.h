@@ -8,7 +8,8 @@
  * the chosen backend's address and port, its checksums fixed up
  * incrementally, and is routed with bpf_fib_lookup (redirected out of the
  * interface the FIB names, or passed to the stack when the FIB has no
- * neighbour yet). The backend's replies come back through this host (it is
+ * neighbour yet; a flow's entry keeps the FIB's answer for a second,
+ * bg_lb_route). The backend's replies come back through this host (it is
  * their route to the clients) and get the VIP back as their source
  * (bg_lb_rev). Addresses are 16 bytes, IPv4 stored v4-mapped
  * (::ffff:a.b.c.d) as in the filter's maps; a service and its backends are
@@ -118,12 +119,30 @@ enum bg_lb_conn_flags {
   BG_LB_CONN_RESPONDED = 8 /* the backend's first payload was seen */
 };
 
+/* What bpf_fib_lookup answered for a flow's frames (to its backend in the
+ * connection entry, to its client in the reverse one), kept in the flow's
+ * entry so that its next frames skip the lookup: a success only
+ * (no neighbour, an unroutable or a too big frame are asked again every
+ * time), for frames coming in by in_ifindex and no longer than mtu, for
+ * BG_LB_ROUTE_TTL_NS (a changed route or neighbour is seen within that). */
+#define BG_LB_ROUTE_TTL_NS 1000000000ULL
+struct bg_lb_route {
+  __u64 until_ns;   /* bpf_ktime_get_ns() it is good until; 0: none */
+  __u32 in_ifindex; /* the interface the frames came in by */
+  __u32 ifindex;    /* the FIB's egress interface */
+  __u8 dmac[6];     /* the next hop's MAC */
+  __u8 smac[6];     /* the egress interface's */
+  __u16 mtu;        /* the route's MTU */
+  __u16 _pad;
+};
+
 struct bg_lb_conn {
-  __u32 backend;    /* id */
-  __u32 flags;      /* enum bg_lb_conn_flags */
-  __u64 last_ns;    /* bpf_ktime_get_ns() of the flow's last frame */
-  __u64 opened_ns;  /* the SYN (or first frame) */
-  __u64 request_ns; /* the client's first payload */
+  __u32 backend;            /* id */
+  __u32 flags;              /* enum bg_lb_conn_flags */
+  __u64 last_ns;            /* bpf_ktime_get_ns() of the flow's last frame */
+  __u64 opened_ns;          /* the SYN (or first frame) */
+  __u64 request_ns;         /* the client's first payload */
+  struct bg_lb_route route; /* to the backend, filled by the datapath */
 };
 
 /* reverse (BPF_MAP_TYPE_LRU_HASH): backend -> client, the service it answers for. */
@@ -140,7 +159,8 @@ struct bg_lb_rev {
   __u8 vip[16];
   __be16 vport;
   __u16 _pad;
-  __u32 backend; /* id */
+  __u32 backend;            /* id */
+  struct bg_lb_route route; /* to the client, filled by the datapath */
 };
 
 /* stats (BPF_MAP_TYPE_PERCPU_ARRAY, index = backend id): what the balancer
