@@ -128,7 +128,8 @@ static __always_inline int bg_conn_live(const struct bg_lb_conn *c, __u32 servic
   if (!id || !b || !(b->flags & BG_LB_BACKEND_USED) || (b->flags & BG_LB_BACKEND_DOWN) ||
       b->service != service)
     return 0;
-  return !ctl->conn_idle_ns || now - c->last_ns <= ctl->conn_idle_ns;
+  /* now is the coarse clock, behind the fine one that stamped a new entry. */
+  return !ctl->conn_idle_ns || (__s64)(now - c->last_ns) <= (__s64)ctl->conn_idle_ns;
 }
 
 /* A new flow: its backend from the service's ring, and its entries in both
@@ -146,12 +147,13 @@ static __always_inline __u32 bg_place(struct bg_lb_work *w, const struct bg_lb_c
   const struct bg_lb_backend *b = id ? bpf_map_lookup_elem(&bg_lb_backends, &id) : NULL;
   if (!b || !(b->flags & BG_LB_BACKEND_USED))
     return 0;
-  struct bg_lb_conn c = {.backend = id, .last_ns = w->now, .opened_ns = w->now};
+  __u64 now = bpf_ktime_get_ns(); /* the fine clock: the delays measured start here */
+  struct bg_lb_conn c = {.backend = id, .last_ns = now, .opened_ns = now};
   if (bg_is_syn(w))
     c.flags = BG_LB_CONN_SYN;
   if (w->payload) {
     c.flags |= BG_LB_CONN_REQUEST;
-    c.request_ns = w->now;
+    c.request_ns = now;
   }
   struct bg_lb_rev_key rk = {
       .bport = b->port ? b->port : key->vport, .cport = key->cport, .proto = key->proto};
@@ -191,7 +193,7 @@ __noinline int bg_lb_request(struct bg_lb_work *w) {
     return BG_LB_RES(XDP_DROP, BG_LB_FRAGMENT);
   if (w->ttl <= 1)
     return BG_LB_RES(XDP_PASS, BG_LB_TTL);
-  w->now = bpf_ktime_get_ns();
+  w->now = bpf_ktime_get_coarse_ns();
   w->kind = BG_LB_KIND_REQUEST;
   struct bg_lb_conn_key key = {
       .cport = w->pkt.sport, .vport = w->pkt.dport, .proto = w->pkt.l4_proto};
@@ -204,7 +206,7 @@ __noinline int bg_lb_request(struct bg_lb_work *w) {
     c->last_ns = w->now;
     w->route = c->route;
     if (w->payload && !(c->flags & BG_LB_CONN_REQUEST)) {
-      c->request_ns = w->now;
+      c->request_ns = bpf_ktime_get_ns();
       __sync_fetch_and_or(&c->flags, BG_LB_CONN_REQUEST);
     }
   } else {
@@ -240,7 +242,7 @@ static __always_inline void bg_measure(const struct bg_lb_work *w, struct bg_lb_
     __u32 old = __sync_fetch_and_or(&c->flags, BG_LB_CONN_ANSWERED);
     if (st && !(old & BG_LB_CONN_ANSWERED) && (old & BG_LB_CONN_SYN) &&
         (f & (BG_TCP_SYN | BG_TCP_ACK | BG_TCP_RST)) == (BG_TCP_SYN | BG_TCP_ACK)) {
-      st->connect_ns += w->now - c->opened_ns;
+      st->connect_ns += bpf_ktime_get_ns() - c->opened_ns;
       st->connects++;
     }
   }
@@ -248,7 +250,7 @@ static __always_inline void bg_measure(const struct bg_lb_work *w, struct bg_lb_
       (c->flags & (BG_LB_CONN_REQUEST | BG_LB_CONN_RESPONDED)) == BG_LB_CONN_REQUEST) {
     __u32 old = __sync_fetch_and_or(&c->flags, BG_LB_CONN_RESPONDED);
     if (st && !(old & BG_LB_CONN_RESPONDED)) {
-      st->response_ns += w->now - c->request_ns;
+      st->response_ns += bpf_ktime_get_ns() - c->request_ns;
       st->responses++;
     }
   }
@@ -269,7 +271,7 @@ __noinline int bg_lb_reply(struct bg_lb_work *w) {
     return BG_LB_RES(XDP_DROP, BG_LB_FRAGMENT);
   if (w->ttl <= 1)
     return BG_LB_RES(XDP_PASS, BG_LB_TTL);
-  w->now = bpf_ktime_get_ns();
+  w->now = bpf_ktime_get_coarse_ns();
   w->kind = BG_LB_KIND_REPLY;
   w->cached = BG_LB_KIND_REPLY;
   w->route = rev->route;

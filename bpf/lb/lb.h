@@ -71,7 +71,7 @@ struct bg_lb_work {
   __u32 kind;    /* enum bg_lb_kind */
   __u32 backend; /* the backend's id */
   __u32 cached;  /* enum bg_lb_kind of the flow's entry that may keep its route, 0: none */
-  __u64 now;
+  __u64 now;     /* bpf_ktime_get_coarse_ns(): idleness, kept routes (delays: the fine clock) */
   /* One or the other (the stack is near the 512 bytes 6.1 allows a chain of
    * calls): an ICMP error's, or a request's or reply's (w->cached set). */
   union {

@@ -127,7 +127,7 @@ enum bg_lb_conn_flags {
  * BG_LB_ROUTE_TTL_NS (a changed route or neighbour is seen within that). */
 #define BG_LB_ROUTE_TTL_NS 1000000000ULL
 struct bg_lb_route {
-  __u64 until_ns;   /* bpf_ktime_get_ns() it is good until; 0: none */
+  __u64 until_ns;   /* bpf_ktime_get_coarse_ns() it is good until; 0: none */
   __u32 in_ifindex; /* the interface the frames came in by */
   __u32 ifindex;    /* the FIB's egress interface */
   __u8 dmac[6];     /* the next hop's MAC */
@@ -139,7 +139,7 @@ struct bg_lb_route {
 struct bg_lb_conn {
   __u32 backend;            /* id */
   __u32 flags;              /* enum bg_lb_conn_flags */
-  __u64 last_ns;            /* bpf_ktime_get_ns() of the flow's last frame */
+  __u64 last_ns;            /* the last frame: CLOCK_MONOTONIC, coarse (a tick behind at most) */
   __u64 opened_ns;          /* the SYN (or first frame) */
   __u64 request_ns;         /* the client's first payload */
   struct bg_lb_route route; /* to the backend, filled by the datapath */
