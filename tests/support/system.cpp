@@ -10,8 +10,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -99,15 +102,47 @@ size_t occurrences(const std::string &haystack, const std::string &needle) {
   return n;
 }
 
+namespace {
+
+// One file per namespace a test made, named as it and holding its owner's
+// pid: a process that dies without running its destructors (a crash, a
+// timeout's SIGKILL) leaves its namespaces, and the next test process to make
+// one removes those whose owner is gone.
+constexpr const char *kNetnsOwners = "/run/bpfgate-tests";
+
+void remove_orphan_namespaces() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::error_code ec;
+    for (const auto &e : std::filesystem::directory_iterator(kNetnsOwners, ec)) {
+      pid_t pid = 0;
+      std::ifstream(e.path()) >> pid;
+      if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM))
+        continue;  // its owner runs
+      run("ip netns del " + e.path().filename().string() + " 2>/dev/null");
+      std::filesystem::remove(e.path(), ec);
+    }
+  });
+}
+
+}  // namespace
+
 Netns::Netns(std::string name) : name_(std::move(name)) {
+  remove_orphan_namespaces();
   run("ip netns del " + name_ + " 2>/dev/null");  // a leftover of a killed run
   run_ok("ip netns add " + name_);
+  std::error_code ec;
+  std::filesystem::create_directories(kNetnsOwners, ec);
+  std::ofstream(std::string(kNetnsOwners) + "/" + name_) << ::getpid() << "\n";
   run_ok(exec() + "ip link set lo up");
 }
 
 Netns::~Netns() {
-  if (!name_.empty())
-    run("ip netns del " + name_);
+  if (name_.empty())
+    return;
+  run("ip netns del " + name_);
+  std::error_code ec;
+  std::filesystem::remove(std::string(kNetnsOwners) + "/" + name_, ec);
 }
 
 void Netns::within(const std::function<void()> &fn) const {
