@@ -18,14 +18,12 @@ bool Prefix::operator<(const Prefix &o) const {
   return c != 0 ? c < 0 : key.prefixlen < o.key.prefixlen;
 }
 
-namespace {
 void mask(uint8_t addr[16], unsigned len) {
   for (unsigned i = 0; i < 16; i++) {
     unsigned bits = len > i * 8 ? len - i * 8 : 0;
     addr[i] &= bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
   }
 }
-}  // namespace
 
 Result<Prefix> parse_prefix(const std::string &text) {
   auto slash = text.find('/');

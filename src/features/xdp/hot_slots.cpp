@@ -2,6 +2,8 @@
 // counted and have not yet added to the shared entries, for readers.
 #include "features/xdp/datapath.hpp"
 
+#include "core/cidr.hpp"
+
 #include <cstring>
 
 namespace bpfgate::agent {
@@ -10,13 +12,10 @@ namespace {
 
 // Whether addr lies in the prefix of `plen` bits (of 128) at `net`.
 bool in_prefix(const __u8 addr[16], const __u8 net[16], unsigned plen) {
-  for (unsigned i = 0; i < 16; i++) {
-    unsigned bits = plen >= 8 * (i + 1) ? 8 : (plen > 8 * i ? plen - 8 * i : 0);
-    auto mask = static_cast<__u8>(bits ? 0xff << (8 - bits) : 0);
-    if ((addr[i] & mask) != (net[i] & mask))
-      return false;
-  }
-  return true;
+  __u8 a[16];
+  std::memcpy(a, addr, 16);
+  core::mask(a, plen);
+  return std::memcmp(a, net, 16) == 0;
 }
 
 }  // namespace
