@@ -58,7 +58,7 @@ dir="${BUILD_DIR:-build}"
 
 # 1. The Debian package, from the binary alone (not the tests).
 [ -f "$dir/CMakeCache.txt" ] ||
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
 cmake --build "$dir" --target bpfgate -j"$(nproc)"
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$dir/CMakeCache.txt")
 arch=$(dpkg --print-architecture)
