@@ -139,7 +139,7 @@ TEST(UnprovenShare, TheRateComesBack) {
 // Two addresses on the loopback of a namespace made here, a TCP connection
 // between them: the server's side is the socket the filter finds.
 struct Connected {
-  Netns ns{"bgt-unpr"};
+  Netns ns{unique_prefix() + "unpr"};
   bpf::UniqueFd listener, client, server;
   uint16_t client_port = 0;
   static constexpr uint16_t kPort = 8080;

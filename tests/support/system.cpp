@@ -115,6 +115,8 @@ void remove_orphan_namespaces() {
   std::call_once(once, [] {
     std::error_code ec;
     for (const auto &e : std::filesystem::directory_iterator(kNetnsOwners, ec)) {
+      if (e.path().extension() == ".new")
+        continue;  // being written
       pid_t pid = 0;
       std::ifstream(e.path()) >> pid;
       if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM))
@@ -133,7 +135,10 @@ Netns::Netns(std::string name) : name_(std::move(name)) {
   run_ok("ip netns add " + name_);
   std::error_code ec;
   std::filesystem::create_directories(kNetnsOwners, ec);
-  std::ofstream(std::string(kNetnsOwners) + "/" + name_) << ::getpid() << "\n";
+  // Written whole, then renamed: another process's sweep never reads it empty.
+  std::string owner = std::string(kNetnsOwners) + "/" + name_;
+  std::ofstream(owner + ".new") << ::getpid() << "\n";
+  std::filesystem::rename(owner + ".new", owner, ec);
   run_ok(exec() + "ip link set lo up");
 }
 
