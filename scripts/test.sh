@@ -29,11 +29,21 @@ build="$(pwd)/build"
 if [ $# -gt 0 ]; then
   (cd "$build" && ctest --output-on-failure --timeout 600 "$@")
 else
-  # Unit and BPF tests two at a time (no namespaces, no clocks between
-  # processes); the integration tests one at a time (they time traffic).
+  # Unit and BPF tests two at a time (each test's namespaces and pins are its
+  # own; they count, they do not time); the integration tests one at a time
+  # (they time traffic), but for the fleet's, which run beside them: they wait
+  # on etcd and on each other far more than they compute. Their output follows.
   failed=0
   (cd "$build" && ctest --output-on-failure --timeout 600 -L 'unit|bpf' -j2) || failed=1
-  (cd "$build" && ctest --output-on-failure --timeout 600 -LE 'unit|bpf') || failed=1
+  fleet_log="$build/fleet-tests.log"
+  fleet='^(Fleet|Etcd)[A-Za-z0-9]*\.'  # tests/integration/integration_fleet's suites
+  (cd "$build" && ctest --output-on-failure --timeout 600 -L integration -R "$fleet" \
+    >"$fleet_log" 2>&1) &
+  fleet_pid=$!
+  (cd "$build" && ctest --output-on-failure --timeout 600 -L integration -E "$fleet") || failed=1
+  wait "$fleet_pid" || failed=1
+  echo "test: the fleet's tests, run beside the others:"
+  cat "$fleet_log"
   [ "$failed" -eq 0 ] || exit 1
 fi
 phase "the tests on this kernel"
@@ -56,7 +66,7 @@ fi
 # about 10x slower.
 per_feature='XdpAttach\.NativeModeCarriesRealUdpAndTcp|TcTraffic\.AMirrorInterfaceReceivesTheSampledCopies|Observe\.ScrapeMatchesTheTrafficSent|AccelSockets\.AKernelWhoseFionreadMissesRedirectsIsRefusedUnlessTheOperatorSaysSo'
 scripts/kernel-matrix.sh --timeout 1500 -- sh -c \
-  "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; cd '$build' && ctest -L bpf --output-on-failure --timeout 600; bpf=\$?; BPFGATE_REQUIRE_FREPLACE=1 ctest -R '^XdpCoexist\\.' --output-on-failure --timeout 300 || exit 1; ctest -R '^($per_feature)\$' --output-on-failure --timeout 300 || exit 1; exit \$bpf"
+  "mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; cd '$build' && ctest -L bpf -j2 --output-on-failure --timeout 600; bpf=\$?; BPFGATE_REQUIRE_FREPLACE=1 ctest -R '^XdpCoexist\\.' --output-on-failure --timeout 300 || exit 1; ctest -R '^($per_feature)\$' --output-on-failure --timeout 300 || exit 1; exit \$bpf"
 phase "the BPF tests on Debian 12's kernel (qemu)"
 # The per-source bucket shared by 8 CPUs (this host may have 2): one source
 # sent from every CPU at once gets its limit once (tests/bpf/shared_bucket_test.cpp).
