@@ -39,3 +39,20 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
   systemctl stop nginx || true
 fi
+# promtool, for the alert rules' test (tests/unit/deploy/alert_rules_test.cpp), taken from
+# Debian's prometheus package unpacked, not installed: installing it would start a server.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: promtool is missing; run as root (sudo) to unpack it from Debian's prometheus" >&2
+    exit 1
+  fi
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  if ! (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+    apt-get update -q >/dev/null
+    (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1)
+  fi
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+  echo "deps: promtool unpacked from Debian's prometheus into /usr/local/bin"
+fi

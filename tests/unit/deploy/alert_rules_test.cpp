@@ -98,8 +98,8 @@ TEST(AlertRules, CoverWhatAnOperatorMustHearOf) {
 // alert firing (and not) on the series of prometheus-bpfgate-rules.test.yaml.
 TEST(AlertRules, PromtoolChecksAndFiresThem) {
   if (run("command -v promtool").exit_code != 0)
-    GTEST_SKIP() << "promtool is not installed (Debian's prometheus package; scripts/deps.sh "
-                    "leaves it out: 96 MB installed, and it starts a server)";
+    GTEST_SKIP() << "promtool is not installed (scripts/deps.sh unpacks it from Debian's "
+                    "prometheus package)";
   auto dir = std::filesystem::path(BPFGATE_SOURCE_DIR);
   auto check =
       run("promtool check rules " + (dir / "deploy/prometheus-bpfgate-rules.yaml").string());
