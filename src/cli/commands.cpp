@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf/pin.hpp"
 #include "features/xdp/replace.hpp"
 #include "bpf/fd.hpp"
 #include "cli/status_view.hpp"
@@ -215,6 +216,11 @@ int cmd_status(const Globals &g, const std::string &only) {
   int rc = 0;
   for (const auto &name : *ifaces) {
     auto f = agent::PinnedFilter::open(g.bpffs, name);
+    // Its pin directory gone between the listing and here (detached by
+    // another operator, or by an agent whose link went): no longer attached,
+    // so not shown, and not an error of this listing.
+    if (!f && only.empty() && !bpf::exists(bpf::pin_dir(g.bpffs, name)))
+      continue;
     if (!f) {
       rc = 1;
       report(f.error().context(name));

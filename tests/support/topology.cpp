@@ -86,7 +86,7 @@ uint64_t GatewayPair::counter(const char *verdict, const char *reason) const {
 }
 
 nlohmann::json GatewayPair::status() const {
-  auto r = bpfgate("-j status");
+  auto r = bpfgate("-j status " + gw_if_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   EXPECT_FALSE(j.is_discarded()) << r.out;
