@@ -326,5 +326,38 @@ TEST_F(LbAgent, ARestartedAgentAdoptsThePinsIdsAndOverlay) {
   EXPECT_FALSE(fs::exists(pins())) << log();
 }
 
+// An agent of an earlier version left its pins with a connection table of
+// another layout (32-byte entries before the route cache): a new agent
+// starting says so and replaces the balancer, whose flows the hash places
+// again, instead of adopting maps it would misread or refusing to start.
+TEST_F(LbAgent, PinsOfAnOlderLayoutAreReplacedAtStartAndSaidSo) {
+  ASSERT_NO_FATAL_FAILURE(start(config("", true)));
+  uint32_t prog = list()["prog_id"];
+  agent_->kill(SIGTERM);
+  ASSERT_EQ(agent_->wait(5000ms), 0) << log();
+  agent_.reset();
+  run_ok("rm " + pins() + "/conns");
+  run_ok(
+      fmt::format("bpftool map create {}/conns type lru_hash key {} value 32 entries 4096 "
+                  "name bg_lb_conns",
+                  pins(), sizeof(bg_lb_conn_key)));
+
+  ASSERT_NO_FATAL_FAILURE(start(config("", true)));
+  EXPECT_TRUE(contains(
+      log(), fmt::format("key/value size {}/32, expected {}/{}: built by another "
+                         "version of bpfgate",
+                         sizeof(bg_lb_conn_key), sizeof(bg_lb_conn_key), sizeof(bg_lb_conn))))
+      << log();
+  EXPECT_TRUE(contains(log(), "its connection table is lost")) << log();
+  EXPECT_FALSE(contains(log(), "audit: action=lb_adopt")) << log();
+  EXPECT_NE(list()["prog_id"], prog) << "a program of this version";
+  auto conns = bpf::open_pinned(pins() + "/conns");
+  ASSERT_TRUE(conns) << conns.error().what();
+  auto info = bpf::map_info(conns->get());
+  ASSERT_TRUE(info) << info.error().what();
+  EXPECT_EQ(info->value_size, sizeof(bg_lb_conn));
+  EXPECT_EQ(web_ring().size(), 3u) << "the services are in the new maps";
+}
+
 }  // namespace
 }  // namespace bpfgate::test
