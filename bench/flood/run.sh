@@ -75,6 +75,7 @@ usage: bench/run flood [--quick] [--rounds N] [--window S] [--scenarios LIST]
   --out DIR        where raw.csv and table.md go (default \$BUILD_DIR/bench/flood-results)
   -j, --json       one JSON object per phase (raw.csv's rows) on stdout; the tables to stderr
   --syn-proxy      bpfgate answers held SYNs itself (attach --syn-proxy; default: its defaults)
+  --attach-args A  more options for \`bpfgate attach\` (one word list, e.g. "--new-sources 1000")
   --no-boost       the generator, the clients, nginx and the NAPI kthread at nice 0
                    (default -10, each in an autogroup of its own; every mode alike)
   --keep-conns N --new-conns N --think-ms N
@@ -88,7 +89,8 @@ while [ $# -gt 0 ]; do
     --rounds | --runs) rounds="${2:?}"; shift ;;
     --window | --seconds) window="${2:?}"; shift ;;
     --scenarios) scenarios="${2:?}"; scenarios="${scenarios//,/ }"; shift ;;
-    --syn-proxy) attach_extra="--syn-proxy" ;;
+    --syn-proxy) attach_extra+=" --syn-proxy" ;;
+    --attach-args) attach_extra+=" ${2:?}"; shift ;;
     --bound-seconds) bound_secs="${2:?}"; shift ;;
     --out) out="${2:?}"; shift ;;
     --no-boost) nice=0 ;;
