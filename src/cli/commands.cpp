@@ -262,6 +262,8 @@ Result<std::string> ask_agent(const std::string &path, const std::string &reques
     reply.append(buf, static_cast<size_t>(n));
   while (!reply.empty() && reply.back() == '\n')
     reply.pop_back();
+  if (reply == "ok")
+    return std::string();
   if (reply.rfind("ok ", 0) == 0)
     return reply.substr(3);
   return Error(0, reply.rfind("error ", 0) == 0 ? reply.substr(6) : "agent: " + reply);

@@ -43,7 +43,8 @@ int cmd_top(const Globals &g, const TopOptions &opts);
 int fail(const Error &e);
 
 // One request line to the agent on its control socket `path`: what follows
-// its "ok ", or the error it gave (or that no agent answers there).
+// its "ok " (empty for a bare "ok"), or the error it gave (or that no agent
+// answers there).
 Result<std::string> ask_agent(const std::string &path, const std::string &request);
 void set_json_errors(bool on);
 // The same without returning: one of several errors of a command.

@@ -1,15 +1,12 @@
 // The agent and the policy: run, check, reload, block, unblock, list.
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
-#include <cstring>
-
 #include "features/fleet/origins.hpp"
 #include "features/xdp/blocklist.hpp"
 #include "agent/daemon.hpp"
+#include "cli/commands.hpp"
 #include "cli/registry.hpp"
 #include "core/duration.hpp"
 #include "util/audit.hpp"
@@ -53,28 +50,11 @@ int cmd_check(const Globals &g, const std::string &file) {
 
 // Sends one command to the agent's control socket; prints its answer.
 int cmd_control(const std::string &path, const std::string &cmd) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  bpf::UniqueFd sock(fd);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
-    return fail(Error(errno, fmt::format("no agent answers on {}: is `bpfgate run` running "
-                                         "(or give its socket with --socket)?",
-                                         path)));
-  std::string line = cmd + "\n";
-  (void)!send(fd, line.data(), line.size(), MSG_NOSIGNAL);
-  std::string reply;
-  char buf[4096];
-  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;)
-    reply.append(buf, n);
-  while (!reply.empty() && reply.back() == '\n')
-    reply.pop_back();
-  if (reply.rfind("ok", 0) == 0) {
-    fmt::print("{}\n", reply.size() > 3 ? reply.substr(3) : "ok");
-    return 0;
-  }
-  return fail(Error(0, reply.rfind("error ", 0) == 0 ? reply.substr(6) : "agent: " + reply));
+  auto reply = ask_agent(path, cmd);
+  if (!reply)
+    return fail(reply.error());
+  fmt::print("{}\n", reply->empty() ? "ok" : *reply);
+  return 0;
 }
 
 // The filters a block/unblock/list works on: one interface, or all attached.
