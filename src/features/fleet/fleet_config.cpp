@@ -66,9 +66,10 @@ void parse_auth(Diag &d, const YAML::Node &n, FleetConfig &c) {
 }
 
 void parse_share(Diag &d, const YAML::Node &n, FleetConfig &c) {
-  Section s(d, n, "fleet.share", {"auto_blocks", "manual_blocks"});
+  Section s(d, n, "fleet.share", {"auto_blocks", "manual_blocks", "deny_lists"});
   s.on_off("auto_blocks", c.share_auto, "fleet.share.auto_blocks");
   s.on_off("manual_blocks", c.share_manual, "fleet.share.manual_blocks");
+  s.on_off("deny_lists", c.share_deny, "fleet.share.deny_lists");
 }
 
 void parse_aggregate(Diag &d, const YAML::Node &n, FleetConfig &c) {

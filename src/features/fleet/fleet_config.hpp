@@ -34,6 +34,7 @@ struct FleetConfig {
   std::optional<FleetTlsConfig> tls;
   std::optional<FleetAuthConfig> auth;
   bool share_auto = true, share_manual = true;
+  bool share_deny = false;         // share.deny_lists: the XDP filter's deny prefixes published
   uint64_t max_publish_rate = 50;  // writes a second (token bucket, burst as much)
   unsigned ipv4_prefix = 24, ipv6_prefix = 64;
   unsigned aggregate_threshold = 8;  // blocked addresses in one prefix: publish the prefix

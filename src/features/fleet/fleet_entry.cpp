@@ -22,10 +22,42 @@ std::string node_prefix(const std::string &key_prefix, const std::string &node) 
   return key_prefix + node + "/";
 }
 
-std::string key_of(const std::string &key_prefix, const std::string &node, const core::Prefix &p) {
+namespace {
+std::string key_cidr(const core::Prefix &p) {
   std::string cidr = full_cidr(p);
   cidr[cidr.find('/')] = '_';
-  return node_prefix(key_prefix, node) + cidr;
+  return cidr;
+}
+
+// The CIDR a key's last part names (ADDR_LEN).
+Result<core::Prefix> cidr_of_key(std::string cidr, const std::string &shown) {
+  size_t us = cidr.rfind('_');
+  if (us == std::string::npos || cidr.find('/') != std::string::npos)
+    return make_error(EINVAL, "key '{}' names no CIDR (ADDR_LEN)", shown.substr(0, 64));
+  cidr[us] = '/';
+  return core::parse_prefix(cidr);
+}
+}  // namespace
+
+std::string key_of(const std::string &key_prefix, const std::string &node, const core::Prefix &p) {
+  return node_prefix(key_prefix, node) + key_cidr(p);
+}
+
+std::string never_prefix(const std::string &key_prefix) {
+  return key_prefix + kNeverDir;
+}
+
+std::string never_key(const std::string &key_prefix, const core::Prefix &p) {
+  return never_prefix(key_prefix) + key_cidr(p);
+}
+
+bool is_never_key(const std::string &key_prefix, const std::string &key) {
+  return key.rfind(never_prefix(key_prefix), 0) == 0;
+}
+
+std::string encode_never(const NeverEntry &e) {
+  return json{{"cidr", full_cidr(e.prefix)}, {"by", e.by}, {"at", std::round(e.at * 1000) / 1000}}
+      .dump();
 }
 
 std::string encode_value(const FleetEntry &e) {
@@ -48,12 +80,7 @@ Result<KeyName> parse_key(const std::string &key_prefix, const std::string &key)
   k.node = rest.substr(0, slash);
   if (!core::valid_node_name(k.node))
     return make_error(EINVAL, "the key's node is not 1-63 of [A-Za-z0-9._-]");
-  std::string cidr = rest.substr(slash + 1);
-  size_t us = cidr.rfind('_');
-  if (us == std::string::npos || cidr.find('/') != std::string::npos)
-    return make_error(EINVAL, "key '{}' names no CIDR (NODE/ADDR_LEN)", rest.substr(0, 64));
-  cidr[us] = '/';
-  auto p = core::parse_prefix(cidr);
+  auto p = cidr_of_key(rest.substr(slash + 1), rest);
   if (!p)
     return p.error();
   k.prefix = *p;
@@ -102,10 +129,37 @@ Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string
     return make_error(EINVAL, "the value's node is not the key's ({}): a node writes its own keys",
                       kn->node);
   e.reason = j["reason"].get<std::string>();
-  if (e.reason != "manual" && e.reason != "auto" && e.reason != "aggregate")
-    return make_error(EINVAL, "reason is not manual, auto or aggregate");
+  if (e.reason != "manual" && e.reason != "auto" && e.reason != "aggregate" && e.reason != "deny")
+    return make_error(EINVAL, "reason is not manual, auto, aggregate or deny");
   if (auto st = check_times(j, e, now_s); !st)
     return st.error();
+  return e;
+}
+
+Result<NeverEntry> decode_never(const std::string &key_prefix, const std::string &key,
+                                const std::string &value, double now_s) {
+  if (key.size() > kMaxKeyBytes || !is_never_key(key_prefix, key))
+    return make_error(EINVAL, "key not under {} or over {} bytes", never_prefix(key_prefix),
+                      kMaxKeyBytes);
+  auto kp = cidr_of_key(key.substr(never_prefix(key_prefix).size()), key);
+  if (!kp)
+    return kp.error();
+  if (value.size() > kMaxValueBytes)
+    return make_error(EINVAL, "value over {} bytes", kMaxValueBytes);
+  json j = json::parse(value, nullptr, false);
+  if (!j.is_object() || !j.contains("cidr") || !j["cidr"].is_string() || !j.contains("by") ||
+      !j["by"].is_string() || !j.contains("at") || !j["at"].is_number())
+    return make_error(EINVAL, "value is no JSON object with cidr and by strings and an at");
+  auto p = core::parse_prefix(j["cidr"].get<std::string>());
+  if (!p)
+    return p.error();
+  if (!(*p == *kp))
+    return make_error(EINVAL, "the value's cidr is not the key's");
+  NeverEntry e{*p, j["by"].get<std::string>(), j["at"].get<double>()};
+  if (!core::valid_node_name(e.by))
+    return make_error(EINVAL, "'by' is not 1-63 of [A-Za-z0-9._-]");
+  if (!(e.at > 0) || e.at > now_s + 300)
+    return make_error(EINVAL, "'at' {} is not a time up to now", e.at);
   return e;
 }
 

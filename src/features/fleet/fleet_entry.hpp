@@ -8,7 +8,11 @@
 //          that etcd's roles can confine a node to PREFIX + NODE + '/')
 //   value  {"cidr":"198.51.100.7/32","node":"gw-1","reason":"auto",
 //           "at":1765000000.123,"expires":1765000600}   (unix s; expires 0: none;
-//          node: the key's)
+//          node: the key's; reason "deny": a prefix of the node's deny list)
+//
+// The fleet's never-block list, an operator's (the node roles cannot write it):
+//   key    PREFIX + "@never/" + the CIDR with '/' as '_'  ('@' is no node name)
+//   value  {"cidr":"10.0.0.0/8","by":"operator","at":1765000000.123}
 #pragma once
 
 #include <cstdint>
@@ -27,7 +31,7 @@ inline constexpr int64_t kMaxTtlS = 366 * 24 * 3600;
 struct FleetEntry {
   core::Prefix prefix;
   std::string node;
-  std::string reason;   // manual | auto | aggregate
+  std::string reason;   // manual | auto | aggregate | deny
   double at = 0;        // unix s: when the publishing node learned it
   int64_t expires = 0;  // unix s; 0: until removed
 };
@@ -48,6 +52,27 @@ struct KeyName {
   core::Prefix prefix;
 };
 Result<KeyName> parse_key(const std::string &key_prefix, const std::string &key);
+
+// The fleet's never-block list: where its keys live, and one entry.
+inline constexpr const char *kNeverDir = "@never/";
+// The fleet's never-block entries a node holds at most (past it: refused).
+inline constexpr size_t kMaxNever = 4096;
+
+struct NeverEntry {
+  core::Prefix prefix;
+  std::string by;  // who added it (the operator's etcd user, or the CLI's caller)
+  double at = 0;   // unix s
+};
+
+// PREFIX + "@never/": the never-block list's keys.
+std::string never_prefix(const std::string &key_prefix);
+std::string never_key(const std::string &key_prefix, const core::Prefix &p);
+bool is_never_key(const std::string &key_prefix, const std::string &key);
+std::string encode_never(const NeverEntry &e);
+// Checked whole as decode_entry: the key's CIDR the value's, `by` a name of
+// 1-63 of [A-Za-z0-9._-], `at` a time up to now, sizes capped.
+Result<NeverEntry> decode_never(const std::string &key_prefix, const std::string &key,
+                                const std::string &value, double now_s);
 
 // Whether a and b share an address (one holds the other).
 bool overlaps(const core::Prefix &a, const core::Prefix &b);

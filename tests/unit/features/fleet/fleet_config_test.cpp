@@ -39,13 +39,14 @@ TEST(FleetConfig, DefaultsAndEveryKey) {
   EXPECT_TRUE(valid_node_name(c->fleet->node)) << c->fleet->node;  // the host's name
   EXPECT_EQ(c->fleet->max_publish_rate, 50u);
   EXPECT_TRUE(c->fleet->share_auto && c->fleet->share_manual);
+  EXPECT_FALSE(c->fleet->share_deny);  // deny lists: only when asked
   EXPECT_EQ(c->fleet->aggregate_threshold, 8u);
 
   c = parse(
       "  endpoints: [http://10.0.0.1:2379, https://etcd-2:2379]\n  prefix: /gw/b/\n  node: gw-1\n"
       "  tls: {ca: /etc/ca.pem, cert: /etc/c.pem, key: /etc/k.pem}\n"
       "  auth: {user: gw, password_file: /etc/pw}\n"
-      "  share: {auto_blocks: off, manual_blocks: on}\n  max_publish_rate: 20/s\n"
+      "  share: {auto_blocks: off, manual_blocks: on, deny_lists: on}\n  max_publish_rate: 20/s\n"
       "  aggregate: {ipv4_prefix: 16, ipv6_prefix: 48, threshold: 4}\n"
       "  never_block: [10.0.0.0/8, 2001:db8::/32]\n");
   ASSERT_TRUE(c) << c.error().what();
@@ -56,6 +57,7 @@ TEST(FleetConfig, DefaultsAndEveryKey) {
   EXPECT_EQ(f.tls->key, "/etc/k.pem");
   EXPECT_EQ(f.auth->user, "gw");
   EXPECT_FALSE(f.share_auto);
+  EXPECT_TRUE(f.share_deny);
   EXPECT_EQ(f.max_publish_rate, 20u);
   EXPECT_EQ(f.ipv4_prefix, 16u);
   EXPECT_EQ(f.ipv6_prefix, 48u);
@@ -78,6 +80,9 @@ TEST(FleetConfig, EachErrorNamesItsLine) {
   EXPECT_TRUE(has(errors("  endpoints: [http://e:1]\n  aggregate: {threshold: 1}\n"),
                   "fleet.aggregate.threshold"));
   EXPECT_TRUE(has(errors("  endpoints: [http://e:1]\n  colour: blue\n"), "colour"));
+  EXPECT_TRUE(has(errors("  endpoints: [http://e:1]\n  share:\n    deny_lists: maybe\n"),
+                  "gw.yaml:5: fleet.share.deny_lists"));
+  EXPECT_TRUE(has(errors("  endpoints: [http://e:1]\n  share: {deny_list: on}\n"), "gw.yaml:4:"));
 }
 
 }  // namespace

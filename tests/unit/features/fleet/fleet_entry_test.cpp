@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "features/fleet/etcd_client.hpp"
+#include "features/fleet/fleet_config.hpp"
 
 namespace bpfgate::fleet {
 namespace {
@@ -71,6 +72,54 @@ TEST(FleetEntry, AHostileOrMalformedValueIsRefused) {
   };
   for (const auto &[key, v] : bad)
     EXPECT_FALSE(decode_entry(kP, key, v, kNow)) << key << " " << v;
+}
+
+TEST(FleetEntry, ADenyEntryIsAReasonOfItsOwn) {
+  auto e = entry("198.51.100.0/24");
+  e.reason = "deny";
+  auto d = decode_entry(kP, key_of(kP, "gw-1", e.prefix), encode_value(e), kNow);
+  ASSERT_TRUE(d) << d.error().what();
+  EXPECT_EQ(d->reason, "deny");
+  EXPECT_EQ(d->expires, 0);
+}
+
+TEST(FleetEntry, TheFleetsNeverBlockKeysAreApartFromEveryNodes) {
+  EXPECT_EQ(never_key(kP, pfx("10.0.0.0/8")), kP + "@never/10.0.0.0_8");
+  EXPECT_EQ(never_key(kP, pfx("2001:db8::/32")), kP + "@never/2001:db8::_32");
+  EXPECT_TRUE(is_never_key(kP, kP + "@never/10.0.0.0_8"));
+  EXPECT_FALSE(is_never_key(kP, kP + "gw-1/10.0.0.0_8"));
+  // '@' is no node name: no node's key is one, and a never key is no node's.
+  EXPECT_FALSE(core::valid_node_name("@never"));
+  EXPECT_FALSE(parse_key(kP, kP + "@never/10.0.0.0_8"));
+  NeverEntry n{pfx("10.0.0.0/8"), "operator", kNow - 1};
+  auto d = decode_never(kP, never_key(kP, n.prefix), encode_never(n), kNow);
+  ASSERT_TRUE(d) << d.error().what();
+  EXPECT_TRUE(d->prefix == n.prefix);
+  EXPECT_EQ(d->by, "operator");
+  EXPECT_NEAR(d->at, kNow - 1, 0.01);
+
+  std::string k = kP + "@never/10.0.0.0_8";
+  std::string at = std::to_string(kNow - 5);
+  auto value = [&](const std::string &cidr, const std::string &by, const std::string &t) {
+    return "{\"cidr\":\"" + cidr + "\",\"by\":\"" + by + "\",\"at\":" + t + "}";
+  };
+  EXPECT_TRUE(decode_never(kP, k, value("10.0.0.0/8", "op", at), kNow));
+  const std::pair<std::string, std::string> bad[] = {
+      {k, "not json"},
+      {k, value("0.0.0.0/0", "op", at)},  // not the key's
+      {k, value("10.0.0.0/8", "a b", at)},
+      {k, value("10.0.0.0/8", "", at)},
+      {k, value("10.0.0.0/8", "op", std::to_string(kNow + 3600))},
+      {k, value("10.0.0.0/8", "op", "0")},
+      {k, "{\"cidr\":\"10.0.0.0/8\",\"by\":\"op\"}"},
+      {kP + "@never/10.0.0.0", value("10.0.0.0/8", "op", at)},
+      {kP + "@never/x/10.0.0.0_8", value("10.0.0.0/8", "op", at)},
+      {kP + "@never/300.0.0.0_8", value("300.0.0.0/8", "op", at)},
+      {kP + "gw-1/10.0.0.0_8", value("10.0.0.0/8", "op", at)},
+      {k, std::string(2000, ' ')},
+  };
+  for (const auto &[key, v] : bad)
+    EXPECT_FALSE(decode_never(kP, key, v, kNow)) << key << " " << v;
 }
 
 TEST(FleetEntry, NeverBlockIsTouchedByWhatHoldsItOrIsInIt) {
