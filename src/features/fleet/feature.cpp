@@ -63,7 +63,7 @@ Status FleetFeature::converge(const core::Config *running, const core::Config &n
     return {};
   }
   if (fleet_ && same_join(fleet_->config(), *next.fleet)) {
-    fleet_->reconfigure(*next.fleet);  // what to share and how fast: in place
+    fleet_->reconfigure(*next.fleet, next.deny);  // what to share and how fast: in place
     return {};
   }
   fleet_.reset();
@@ -72,8 +72,8 @@ Status FleetFeature::converge(const core::Config *running, const core::Config &n
     std::error_code ec;
     std::filesystem::create_directories(next.state_dir, ec);
   }
-  auto f =
-      std::make_unique<fleet::Fleet>(*next.fleet, bpffs_, state, xdp_.filters(), reports_.get());
+  auto f = std::make_unique<fleet::Fleet>(*next.fleet, next.deny, bpffs_, state, xdp_.filters(),
+                                          reports_.get());
   if (auto st = f->start(); !st)
     return st;
   fleet_ = std::move(f);

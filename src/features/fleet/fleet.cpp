@@ -44,14 +44,17 @@ EtcdOptions etcd_options(const core::FleetConfig &c) {
   return o;
 }
 
-Fleet::Fleet(const core::FleetConfig &c, std::string bpffs, std::string state_path,
-             agent::Filters &filters, int notify_fd)
+Fleet::Fleet(const core::FleetConfig &c, std::vector<core::Prefix> deny, std::string bpffs,
+             std::string state_path, agent::Filters &filters, int notify_fd)
     : cfg_(c),
       bpffs_(std::move(bpffs)),
       state_path_(std::move(state_path)),
       filters_(filters),
       notify_fd_(notify_fd),
-      bucket_(c.max_publish_rate) {}
+      bucket_(c.max_publish_rate),
+      deny_(std::move(deny)),
+      deny_at_(wall_s()),
+      never_all_(c.never_block) {}
 
 Fleet::~Fleet() {
   sync_.reset();
@@ -77,6 +80,7 @@ Status Fleet::start() {
     state_.revision = 0;
   state_.prefix = cfg_.prefix;
   restore_desired();
+  load_never();
   log::info("fleet: node {} on {} (prefix {}), {}", cfg_.node, fmt::join(cfg_.endpoints, ", "),
             cfg_.prefix,
             state_.revision ? fmt::format("resuming after revision {}", state_.revision)
@@ -89,13 +93,19 @@ Status Fleet::start() {
     s.node = cfg_.node;
     s.revision = state_.revision;
     s.entries = desired_.size();
+    s.never_fleet = never_.size();
+    s.never_config = cfg_.never_block.size();
   });
   return {};
 }
 
-void Fleet::reconfigure(const core::FleetConfig &c) {
+void Fleet::reconfigure(const core::FleetConfig &c, std::vector<core::Prefix> deny) {
   cfg_ = c;
   bucket_.set_rate(c.max_publish_rate);
+  if (deny != deny_)
+    deny_at_ = wall_s();
+  deny_ = std::move(deny);
+  never_changed();
 }
 
 // The entries applied before a restart, from the pinned origins.
@@ -203,6 +213,8 @@ void Fleet::on_reports() {
     s.entries = desired_.size();
     s.queued = sync_->queued();
   });
+  if (std::exchange(rescan_, false))
+    scan();  // a never-block entry came or went: withdraw (or publish) at once
   save();
 }
 
@@ -216,6 +228,8 @@ void Fleet::refuse(const std::string &key, const std::string &why) {
 
 std::optional<FleetEntry> Fleet::receive(const KeyValue &kv) {
   update_stats([](FleetStats &s) { s.received++; });
+  if (kept_out_.erase(kv.key))
+    state_.kept_out.erase(kv.key);
   auto e = decode_entry(cfg_.prefix, kv.key, kv.value, wall_s());
   if (!e) {
     refuse(kv.key, e.error().what());
@@ -225,14 +239,21 @@ std::optional<FleetEntry> Fleet::receive(const KeyValue &kv) {
     state_.published.try_emplace(kv.key, e->expires);
     return std::nullopt;
   }
-  if (touches_never_block(e->prefix, cfg_.never_block)) {
-    refuse(kv.key, "it covers a fleet.never_block address");
+  if (touches_never_block(e->prefix, never_all_)) {
+    refuse(kv.key, "it touches a never-block prefix (fleet.never_block or the fleet's list)");
+    kept_out_[kv.key] = *e;  // let in if the list stops covering it
+    state_.kept_out[kv.key] = kv.value;
+    dirty_ = true;
     return std::nullopt;
   }
   return *e;
 }
 
 void Fleet::on_event(const WatchEvent &ev) {
+  if (is_never_key(cfg_.prefix, ev.kv.key)) {
+    on_never_event(ev.kv, ev.put);
+    return;
+  }
   if (ev.put) {
     auto e = receive(ev.kv);
     if (!e)
@@ -249,6 +270,10 @@ void Fleet::on_event(const WatchEvent &ev) {
     return;
   }
   update_stats([](FleetStats &s) { s.received++; });
+  if (kept_out_.erase(ev.kv.key)) {
+    state_.kept_out.erase(ev.kv.key);
+    dirty_ = true;
+  }
   on_our_key_gone(ev.kv.key);
   auto it = desired_.find(ev.kv.key);
   if (it == desired_.end())
@@ -288,7 +313,18 @@ void Fleet::on_our_key_gone(const std::string &key) {
 void Fleet::on_snapshot(std::vector<KeyValue> &kvs, int64_t revision) {
   std::map<std::string, FleetEntry> next;
   std::set<std::string> ours;
+  // The never-block list first: what it covers is kept out of what follows.
+  never_.clear();
+  kept_out_.clear();
+  state_.never.clear();
+  state_.kept_out.clear();
+  for (const auto &kv : kvs)
+    if (is_never_key(cfg_.prefix, kv.key))
+      (void)on_never(kv, true);
+  join_never();  // what it touches is not in `next`: removed below
   for (const auto &kv : kvs) {
+    if (is_never_key(cfg_.prefix, kv.key))
+      continue;
     if (auto e = receive(kv))
       next[kv.key] = *e;
     else if (state_.published.count(kv.key))

@@ -8,6 +8,15 @@
 //   origins.hpp) while any other node's key of that CIDR is there (the latest
 //   expiry of them), taken out when the last goes; a local block of the same
 //   prefix is left as it is;
+// - deny lists (share.deny_lists): the XDP filter's deny prefixes published
+//   as entries of reason "deny", without lease or expiry, deleted when a
+//   reload drops them;
+// - never-block: the config's fleet.never_block and the fleet's own list
+//   (PREFIX@never/, an operator's) together: nothing touching them is
+//   published (a key already published is deleted), received entries
+//   touching them are refused and kept out (let in again when the list no
+//   longer covers them), and those applied are taken out, as an entry of the
+//   list arrives;
 // - resume: the last applied revision in <state_dir>/fleet (fleet_state.hpp).
 // etcd itself is spoken to on FleetSync's threads only.
 #pragma once
@@ -37,8 +46,9 @@ class Fleet {
  public:
   // state_path empty: no state kept (a full read at each start).
   // notify_fd: the eventfd the loop watches for the etcd threads' reports.
-  Fleet(const core::FleetConfig &c, std::string bpffs, std::string state_path,
-        agent::Filters &filters, int notify_fd);
+  // deny: the XDP filter's deny list (published with share.deny_lists).
+  Fleet(const core::FleetConfig &c, std::vector<core::Prefix> deny, std::string bpffs,
+        std::string state_path, agent::Filters &filters, int notify_fd);
   ~Fleet();
   Status start();
   // What the etcd threads reported.
@@ -48,12 +58,23 @@ class Fleet {
   void save();
   const core::FleetConfig &config() const { return cfg_; }
   // A reload that keeps the same cluster, prefix and node: shares, rate,
-  // aggregation and never-block taken at the next scan.
-  void reconfigure(const core::FleetConfig &c);
+  // aggregation and deny list taken at the next scan; never-block at once.
+  void reconfigure(const core::FleetConfig &c, std::vector<core::Prefix> deny);
 
  private:
   void on_snapshot(std::vector<KeyValue> &kvs, int64_t revision);
   void on_event(const WatchEvent &e);
+  // A key of the fleet's never-block list put (value) or deleted: the
+  // prefix it added to the list, if any.
+  std::optional<core::Prefix> on_never(const KeyValue &kv, bool put);
+  void on_never_event(const KeyValue &kv, bool put);
+  // The effective never-block list anew: applied entries touching `against`
+  // (null: the whole list) taken out, entries kept out that it no longer
+  // covers let in.
+  void never_changed(const std::vector<core::Prefix> *against = nullptr);
+  // never_all_ anew from the config's and the fleet's.
+  void join_never();
+  void load_never();
   // An entry received: checked, ours, or someone else's to apply (returned).
   std::optional<FleetEntry> receive(const KeyValue &kv);
   void refuse(const std::string &key, const std::string &why);
@@ -89,6 +110,12 @@ class Fleet {
   TokenBucket bucket_;
   bool connected_ = false, said_down_ = false, said_full_ = false;
   uint64_t refusals_logged_ = 0;
+  std::vector<core::Prefix> deny_;              // the XDP filter's deny list
+  double deny_at_ = 0;                          // when it was last changed
+  std::map<std::string, NeverEntry> never_;     // the fleet's never-block list, by key
+  std::vector<core::Prefix> never_all_;         // the config's and the fleet's
+  std::map<std::string, FleetEntry> kept_out_;  // other nodes' entries it covers
+  bool rescan_ = false;                         // never-block changed: scan at once
 };
 
 }  // namespace bpfgate::fleet

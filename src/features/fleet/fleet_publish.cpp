@@ -59,9 +59,16 @@ std::map<std::string, FleetEntry> Fleet::local_entries() {
     singles.push_back(e);
   std::map<std::string, FleetEntry> want;
   Aggregation a{cfg_.ipv4_prefix, cfg_.ipv6_prefix, cfg_.aggregate_threshold};
-  for (auto &e : aggregate(singles, a, cfg_.never_block))
-    if (!touches_never_block(e.prefix, cfg_.never_block))  // never shared
+  for (auto &e : aggregate(singles, a, never_all_))
+    if (!touches_never_block(e.prefix, never_all_))  // never shared
       want.emplace(key_of(cfg_.prefix, cfg_.node, e.prefix), e);
+  // The deny list's prefixes, as they are (never aggregated), without expiry:
+  // over a block of the same CIDR.
+  if (cfg_.share_deny)
+    for (const auto &p : deny_)
+      if (!touches_never_block(p, never_all_))
+        want.insert_or_assign(key_of(cfg_.prefix, cfg_.node, p),
+                              FleetEntry{p, cfg_.node, "deny", deny_at_, 0});
   return want;
 }
 

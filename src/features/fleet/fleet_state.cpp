@@ -33,14 +33,17 @@ Result<FleetState> read_state(const std::string &path) {
     for (const auto &k : j["withdrawn"])
       if (k.is_string())
         s.withdrawn.insert(k.get<std::string>());
+  for (auto [name, field] : {std::pair{"never", &s.never}, {"kept_out", &s.kept_out}})
+    if (j.contains(name) && j[name].is_object())
+      for (const auto &[k, v] : j[name].items())
+        if (v.is_string())
+          (*field)[k] = v.get<std::string>();
   return s;
 }
 
 Status write_state(const std::string &path, const FleetState &s) {
-  json j{{"prefix", s.prefix},
-         {"revision", s.revision},
-         {"published", s.published},
-         {"withdrawn", s.withdrawn}};
+  json j{{"prefix", s.prefix},       {"revision", s.revision}, {"published", s.published},
+         {"withdrawn", s.withdrawn}, {"never", s.never},       {"kept_out", s.kept_out}};
   return util::write_file_atomic(path, j.dump() + "\n");
 }
 

@@ -21,6 +21,11 @@ struct FleetState {
   // Keys of ours another deleted (an operator's `fleet unblock`) while the
   // block stays here: not published again until it goes here.
   std::set<std::string> withdrawn;
+  // The fleet's never-block list (key -> value as etcd holds it), and the
+  // entries of other nodes it keeps out (key -> value): a restart that
+  // resumes from `revision` sees neither again, yet must guard with the one
+  // and let the others in once the list no longer covers them.
+  std::map<std::string, std::string> never, kept_out;
 };
 
 // An absent file is an empty state; a bad one, an error.

@@ -52,6 +52,14 @@ void write_metrics(core::prom::Writer &w, const FleetStats &s) {
   w.family("bpfgate_fleet_connected", "gauge", "1 while the fleet's etcd watch is in place");
   if (s.enabled)
     w.sample("bpfgate_fleet_connected", {{"endpoint", s.endpoint}}, s.connected ? 1 : 0);
+  w.family("bpfgate_fleet_never_block_entries", "gauge",
+           "Prefixes never blocked through the fleet: the fleet's list (etcd) and the config's");
+  if (s.enabled) {
+    w.sample("bpfgate_fleet_never_block_entries", {{"source", "fleet"}},
+             static_cast<double>(s.never_fleet));
+    w.sample("bpfgate_fleet_never_block_entries", {{"source", "config"}},
+             static_cast<double>(s.never_config));
+  }
   w.family("bpfgate_fleet_lag_seconds", "histogram",
            "From the publishing node learning an entry to its apply here");
   if (s.enabled)
@@ -72,6 +80,8 @@ std::string status_json(const FleetStats &s) {
                         {"held_back", s.held_back},
                         {"queued", s.queued},
                         {"entries", s.entries},
+                        {"never_block", s.never_fleet},
+                        {"never_block_config", s.never_config},
                         {"lag_s", s.lag_s}}
       .dump();
 }

@@ -23,7 +23,9 @@ struct FleetStats {
   uint64_t published = 0, received = 0, applied = 0, refused = 0, held_back = 0;
   uint64_t queued = 0;   // writes waiting for etcd
   uint64_t entries = 0;  // fleet entries in force on this node
-  double lag_s = 0;      // the last applied entry: its node's learning to this apply
+  // The never-block list: the fleet's entries (PREFIX@never/), the config's.
+  uint64_t never_fleet = 0, never_config = 0;
+  double lag_s = 0;  // the last applied entry: its node's learning to this apply
   // Every applied entry's lag, by the bounds of kLagBounds (one more: above).
   std::vector<uint64_t> lag_counts = std::vector<uint64_t>(kLagBounds.size() + 1);
   double lag_sum = 0;
@@ -35,8 +37,8 @@ void update_stats(const std::function<void(FleetStats &)> &fn);
 FleetStats stats();
 
 // bpfgate_fleet_{published,received,applied,refused,held_back}_total,
-// bpfgate_fleet_connected and the histogram bpfgate_fleet_lag_seconds
-// (samples only while the fleet is on).
+// bpfgate_fleet_connected, bpfgate_fleet_never_block_entries{source} and the histogram
+// bpfgate_fleet_lag_seconds (samples only while the fleet is on).
 void write_metrics(core::prom::Writer &w, const FleetStats &s);
 std::string status_json(const FleetStats &s);
 
