@@ -1,10 +1,13 @@
 // The fleet's verbs: `bpfgate fleet status [-j]`, asked of the running agent
 // through its control socket (the counters live in the agent), and `bpfgate
 // fleet unblock CIDR`, an operator's action spoken to etcd directly with an
-// operator's credential: every node's key of CIDR deleted in one transaction.
+// operator's credential: every node's key of CIDR deleted in one transaction;
+// `bpfgate fleet never-block add|remove CIDR` and `list`, the fleet's
+// never-block list (PREFIX@never/), an operator's too, the same way.
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <set>
 
@@ -39,13 +42,16 @@ int cmd_fleet_status(const Globals &g, const std::string &socket) {
              j.value("revision", 0));
   fmt::print(
       "  published {}  received {}  applied {}  refused {}  held back {}  queued {}\n"
-      "  entries of other nodes in force {}  last lag {:.3f} s\n",
+      "  entries of other nodes in force {}  last lag {:.3f} s\n"
+      "  never-block prefixes: {} of the fleet, {} of the config\n",
       j.value("published", 0), j.value("received", 0), j.value("applied", 0), j.value("refused", 0),
-      j.value("held_back", 0), j.value("queued", 0), j.value("entries", 0), j.value("lag_s", 0.0));
+      j.value("held_back", 0), j.value("queued", 0), j.value("entries", 0), j.value("lag_s", 0.0),
+      j.value("never_block", 0), j.value("never_block_config", 0));
   return 0;
 }
 
-struct UnblockOptions {
+// What the etcd verbs share: the CIDR, and where etcd is and as whom.
+struct EtcdTargetOptions {
   std::string cidr, config;
   std::vector<std::string> endpoints;
   std::string prefix, ca, cert, key, user, password_file;
@@ -56,7 +62,7 @@ constexpr size_t kMaxTxnOps = 128;  // etcd's --max-txn-ops default
 
 // etcd's options and the key prefix: the config's fleet: section (when
 // --config is given, or no --endpoints), then the flags over it.
-Result<std::pair<fleet::EtcdOptions, std::string>> unblock_target(const UnblockOptions &u) {
+Result<std::pair<fleet::EtcdOptions, std::string>> etcd_target(const EtcdTargetOptions &u) {
   fleet::EtcdOptions o;
   std::string prefix = "/bpfgate/blocks/";
   if (!u.config.empty() || u.endpoints.empty()) {
@@ -91,11 +97,22 @@ Result<std::pair<fleet::EtcdOptions, std::string>> unblock_target(const UnblockO
   return std::pair{o, prefix};
 }
 
-int cmd_fleet_unblock(const Globals &g, const UnblockOptions &u) {
+// etcd's `permission denied` said as what to do about it.
+Error refused_by_etcd(const Error &e, const std::string &did, const fleet::EtcdOptions &o,
+                      const std::string &prefix) {
+  if (e.what().find("permission denied") == std::string::npos)
+    return e.context(did);
+  return Error(EACCES, fmt::format("{} ({}): {} may not write there; use an operator credential "
+                                   "(--user, --password-file: a user whose role has readwrite "
+                                   "on {})",
+                                   did, e.what(), o.user.empty() ? "no user" : o.user, prefix));
+}
+
+int cmd_fleet_unblock(const Globals &g, const EtcdTargetOptions &u) {
   auto p = core::parse_prefix(u.cidr);
   if (!p)
     return fail(p.error().context("fleet unblock " + u.cidr));
-  auto target = unblock_target(u);
+  auto target = etcd_target(u);
   if (!target)
     return fail(target.error().context("fleet unblock"));
   auto &[o, prefix] = *target;
@@ -118,16 +135,12 @@ int cmd_fleet_unblock(const Globals &g, const UnblockOptions &u) {
         ops.begin() + static_cast<long>(i),
         ops.begin() + static_cast<long>(std::min(ops.size(), i + kMaxTxnOps)));
     auto r = c.txn(part);
-    if (!r && r.error().what().find("permission denied") != std::string::npos)
-      return fail(Error(
-          EACCES, fmt::format("fleet unblock {}: etcd refused to delete the keys of {} ({}): "
-                              "{} may not write other nodes' keys; use an operator "
-                              "credential (--user, --password-file: a user whose role "
-                              "has readwrite on {})",
-                              core::format_prefix(*p), fmt::join(nodes, ", "), r.error().what(),
-                              o.user.empty() ? "no user" : o.user, prefix)));
     if (!r)
-      return fail(r.error().context("fleet unblock " + core::format_prefix(*p)));
+      return fail(refused_by_etcd(r.error(),
+                                  fmt::format("fleet unblock {}: etcd refused to delete the keys "
+                                              "of {}",
+                                              core::format_prefix(*p), fmt::join(nodes, ", ")),
+                                  o, prefix));
     rev = *r;
   }
   if (!ops.empty())
@@ -153,6 +166,112 @@ int cmd_fleet_unblock(const Globals &g, const UnblockOptions &u) {
   return 0;
 }
 
+// `fleet never-block add|remove CIDR`: the fleet's never-block key of CIDR
+// put (as who, when) or deleted.
+int cmd_fleet_never_change(const Globals &g, const EtcdTargetOptions &u, bool add) {
+  std::string verb = add ? "add" : "remove";
+  std::string did = "fleet never-block " + verb + " " + u.cidr;
+  auto p = core::parse_prefix(u.cidr);
+  if (!p)
+    return fail(p.error().context(did));
+  auto target = etcd_target(u);
+  if (!target)
+    return fail(target.error().context(did));
+  auto &[o, prefix] = *target;
+  fleet::EtcdClient c(o);
+  std::string key = fleet::never_key(prefix, *p);
+  std::string by = o.user.empty() ? "cli" : o.user;
+  if (!core::valid_node_name(by))
+    by = "operator";
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  double at = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+  // A put (its revision), or a delete (how many keys went: 0, it was not there).
+  auto r = add ? c.put(key, fleet::encode_never({*p, by, at})) : c.del(key);
+  if (!r)
+    return fail(refused_by_etcd(r.error(), did + ": etcd refused to write " + key, o, prefix));
+  bool changed = add || *r > 0;
+  if (changed)
+    audit::Entry("fleet-never-block-" + verb, audit::by_cli())
+        .set("prefix", core::format_prefix(*p))
+        .set("etcd_user", o.user)
+        .write();
+  if (g.json)
+    fmt::print("{}\n", nlohmann::json{{"prefix", core::format_prefix(*p)},
+                                      {"key", key},
+                                      {"action", verb},
+                                      {"changed", changed}}
+                           .dump());
+  else if (!changed)
+    fmt::print("fleet: {} is not in the never-block list under {}: nothing to remove\n",
+               core::format_prefix(*p), fleet::never_prefix(prefix));
+  else
+    fmt::print("fleet: {} {} the fleet's never-block list: every node {}\n",
+               core::format_prefix(*p), add ? "in" : "out of",
+               add ? "stops sharing and applying blocks that touch it"
+                   : "may share and apply blocks of it again");
+  return 0;
+}
+
+int cmd_fleet_never_list(const Globals &g, const EtcdTargetOptions &u) {
+  auto target = etcd_target(u);
+  if (!target)
+    return fail(target.error().context("fleet never-block list"));
+  auto &[o, prefix] = *target;
+  fleet::EtcdClient c(o);
+  auto r = c.range(fleet::never_prefix(prefix), true);
+  if (!r)
+    return fail(r.error().context("fleet never-block list: read " + fleet::never_prefix(prefix)));
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  auto out = nlohmann::json::array();
+  for (const auto &kv : r->kvs) {
+    auto e = fleet::decode_never(prefix, kv.key, kv.value, static_cast<double>(now.tv_sec));
+    if (!e) {
+      out.push_back({{"key", kv.key}, {"error", e.error().what()}});
+      continue;
+    }
+    out.push_back({{"prefix", core::format_prefix(e->prefix)}, {"by", e->by}, {"at", e->at}});
+  }
+  if (g.json) {
+    fmt::print("{}\n", nlohmann::json{{"never_block", out}, {"revision", r->revision}}.dump());
+    return 0;
+  }
+  if (out.empty())
+    fmt::print("fleet: the never-block list under {} is empty\n", fleet::never_prefix(prefix));
+  for (const auto &e : out) {
+    if (e.contains("error")) {
+      fmt::print("{}  (malformed, every node refuses it: {})\n", e["key"].get<std::string>(),
+                 e["error"].get<std::string>());
+      continue;
+    }
+    std::time_t t = static_cast<std::time_t>(e["at"].get<double>());
+    char when[32] = "";
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    fmt::print("{}  by {}  at {}\n", e["prefix"].get<std::string>(), e["by"].get<std::string>(),
+               when);
+  }
+  return 0;
+}
+
+// The options every etcd verb takes: the CIDR (when `cidr`), where etcd is, as whom.
+void add_etcd_target_options(CLI::App *cmd, EtcdTargetOptions &u, bool cidr) {
+  if (cidr)
+    cmd->add_option("cidr", u.cidr, "the address or prefix")->required();
+  cmd->add_option("--config", u.config,
+                  fmt::format("take endpoints, prefix, TLS and auth from this config's fleet: "
+                              "(default {} when no --endpoints)",
+                              kDefaultConfig));
+  cmd->add_option("--endpoints", u.endpoints, "etcd's endpoints, http(s)://host:port")
+      ->delimiter(',');
+  cmd->add_option("--prefix", u.prefix, "the fleet's key prefix (default /bpfgate/blocks/)");
+  cmd->add_option("--ca", u.ca, "TLS: the CA's PEM file");
+  cmd->add_option("--cert", u.cert, "TLS: the client certificate's PEM file");
+  cmd->add_option("--key", u.key, "TLS: the client key's PEM file");
+  cmd->add_option("--user", u.user, "etcd user (an operator's: readwrite on the prefix)");
+  cmd->add_option("--password-file", u.password_file, "its password: the file's first line");
+}
+
 }  // namespace
 
 void add_fleet_commands(Registry &r) {
@@ -165,24 +284,28 @@ void add_fleet_commands(Registry &r) {
   st->add_option("--socket", socket, "the agent's control socket")->capture_default_str();
   r.add(st, [&socket, &g = r.globals()] { return cmd_fleet_status(g, socket); });
 
-  auto &u = r.keep<UnblockOptions>();
+  auto &u = r.keep<EtcdTargetOptions>();
   auto *ub = fleet->add_subcommand(
       "unblock",
       "an operator's fleet-wide unblock: every node's etcd key of CIDR deleted (talks to etcd)");
-  ub->add_option("cidr", u.cidr, "the address or prefix")->required();
-  ub->add_option("--config", u.config,
-                 fmt::format("take endpoints, prefix, TLS and auth from this config's fleet: "
-                             "(default {} when no --endpoints)",
-                             kDefaultConfig));
-  ub->add_option("--endpoints", u.endpoints, "etcd's endpoints, http(s)://host:port")
-      ->delimiter(',');
-  ub->add_option("--prefix", u.prefix, "the fleet's key prefix (default /bpfgate/blocks/)");
-  ub->add_option("--ca", u.ca, "TLS: the CA's PEM file");
-  ub->add_option("--cert", u.cert, "TLS: the client certificate's PEM file");
-  ub->add_option("--key", u.key, "TLS: the client key's PEM file");
-  ub->add_option("--user", u.user, "etcd user (an operator's: readwrite on the prefix)");
-  ub->add_option("--password-file", u.password_file, "its password: the file's first line");
+  add_etcd_target_options(ub, u, true);
   r.add(ub, [&u, &g = r.globals()] { return cmd_fleet_unblock(g, u); });
+
+  auto *nb = fleet->add_subcommand(
+      "never-block",
+      "the fleet's never-block list, an operator's: no node shares, applies or aggregates "
+      "over its prefixes (talks to etcd)");
+  nb->require_subcommand(1);
+  auto &nu = r.keep<EtcdTargetOptions>();
+  auto *add = nb->add_subcommand("add", "put CIDR in the list (every node at once)");
+  add_etcd_target_options(add, nu, true);
+  r.add(add, [&nu, &g = r.globals()] { return cmd_fleet_never_change(g, nu, true); });
+  auto *rm = nb->add_subcommand("remove", "take CIDR out of the list");
+  add_etcd_target_options(rm, nu, true);
+  r.add(rm, [&nu, &g = r.globals()] { return cmd_fleet_never_change(g, nu, false); });
+  auto *ls = nb->add_subcommand("list", "the list's prefixes, who added each and when");
+  add_etcd_target_options(ls, nu, false);
+  r.add(ls, [&nu, &g = r.globals()] { return cmd_fleet_never_list(g, nu); });
 }
 
 }  // namespace bpfgate::cli
