@@ -131,6 +131,21 @@ class FleetRoles : public FleetTest {
     EXPECT_TRUE(contains(keys(), key(0, "198.18.0.80_32"))) << keys();
   }
 
+  // A README command run as written on node 1, with /etc/bpfgate holding
+  // node 1's config and the operator's password (an overlay on /etc in a
+  // mount namespace of its own).
+  CmdResult as_written(const std::string &cmd) const {
+    ScratchDir etc(unique_prefix() + "-fleet-etc");
+    std::string bindir = std::filesystem::path(bpfgate_bin()).parent_path().string();
+    std::string script = fmt::format(
+        "mkdir -p {0}/upper {0}/work && mount -t overlay overlay -o "
+        "lowerdir=/etc,upperdir={0}/upper,workdir={0}/work /etc && mkdir -p /etc/bpfgate && "
+        "cp {1} /etc/bpfgate/bpfgate.yaml && cp {2} /etc/bpfgate/operator.password && "
+        "PATH={3}:$PATH {4}",
+        etc.string(), nodes_[0]->agent.config(), secrets_.file("operator.password"), bindir, cmd);
+    return run(nodes_[0]->pair.gw().exec() + "unshare -m sh -c '" + script + "'");
+  }
+
   ScratchDir secrets_{unique_prefix() + "-fleet-secrets"};
   std::optional<EtcdProcess::Tls> tls_;
 };
@@ -206,16 +221,8 @@ TEST_F(FleetRoles, AnOperatorUnblocksEverywhere) {
       "/etc/bpfgate/operator.password";
   ASSERT_TRUE(contains(readme_text(), shown)) << "README.md no longer shows `" << shown << "`";
   std::string cmd = std::regex_replace(shown, std::regex("198\\.51\\.100\\.7"), x);
-  ScratchDir etc(unique_prefix() + "-fleet-etc");
-  std::string bindir = std::filesystem::path(bpfgate_bin()).parent_path().string();
-  std::string script = fmt::format(
-      "mkdir -p {0}/upper {0}/work && mount -t overlay overlay -o "
-      "lowerdir=/etc,upperdir={0}/upper,workdir={0}/work /etc && mkdir -p /etc/bpfgate && "
-      "cp {1} /etc/bpfgate/bpfgate.yaml && cp {2} /etc/bpfgate/operator.password && "
-      "PATH={3}:$PATH {4}",
-      etc.string(), nodes_[0]->agent.config(), secrets_.file("operator.password"), bindir, cmd);
   auto t0 = Clock::now();
-  auto r = run(nodes_[0]->pair.gw().exec() + "unshare -m sh -c '" + script + "'");
+  auto r = as_written(cmd);
   ASSERT_EQ(r.exit_code, 0) << cmd << ": " << r.out << r.err;
   EXPECT_TRUE(contains(r.out, nodes_[0]->name) && contains(r.out, nodes_[1]->name)) << r.out;
   EXPECT_TRUE(contains(r.err, "action=fleet-unblock")) << r.err;
@@ -246,6 +253,53 @@ TEST_F(FleetRoles, AnOperatorUnblocksEverywhere) {
   ASSERT_EQ(on(0, "block", x), 0);
   EXPECT_TRUE(within(5000ms, [&] { return listed(2, x)["origin"] == nodes_[0]->name; }))
       << listed(2, x).dump() << nodes_[0]->agent.log();
+}
+
+// The fleet's never-block list is the operator's: a node's credential may
+// read it (its agent watches it) but not write it; the README's commands, as
+// written, keep it.
+class FleetRolesPair : public FleetRoles {
+ protected:
+  FleetRolesPair() : FleetRoles(2) {}
+};
+
+TEST_F(FleetRolesPair, OnlyAnOperatorWritesTheNeverBlockList) {
+  const std::string shown_add =
+      "bpfgate fleet never-block add 198.51.100.0/24 --user operator --password-file "
+      "/etc/bpfgate/operator.password";
+  const std::string shown_remove =
+      "bpfgate fleet never-block remove 198.51.100.0/24 --user operator --password-file "
+      "/etc/bpfgate/operator.password";
+  for (const auto &shown : {shown_add, shown_remove, std::string("bpfgate fleet never-block list")})
+    ASSERT_TRUE(contains(readme_text(), shown)) << "README.md no longer shows `" << shown << "`";
+  const std::string never = kPrefix + "@never/198.51.100.0_24";
+  // A node's credential (its config's auth:): refused, said, nothing written.
+  auto refused = nodes_[0]->pair.bpfgate("fleet never-block add 198.51.100.0/24 --config " +
+                                         nodes_[0]->agent.config());
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_TRUE(contains(refused.err, "permission denied")) << refused.err;
+  EXPECT_TRUE(contains(refused.err, "operator credential")) << refused.err;
+  EXPECT_FALSE(contains(keys(), never)) << keys();
+  // The operator's, as the README shows it.
+  auto r = as_written(shown_add);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "action=fleet-never-block-add")) << r.err;
+  EXPECT_TRUE(contains(r.err, "etcd_user=operator")) << r.err;
+  EXPECT_TRUE(contains(keys(), never)) << keys();
+  // Every node's agent, reading with its own credential, has it.
+  for (int i = 0; i < 2; i++)
+    EXPECT_TRUE(within(3000ms, [&] { return fleet_status(i)["never_block"] == 1; }))
+        << fleet_status(i).dump();
+  // Listed with the config's (a node's) credential: reading is the nodes' right.
+  r = as_written("bpfgate fleet never-block list");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "198.51.100.0/24  by operator")) << r.out;
+  r = as_written(shown_remove);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(contains(keys(), never)) << keys();
+  for (int i = 0; i < 2; i++)
+    EXPECT_TRUE(within(3000ms, [&] { return fleet_status(i)["never_block"] == 0; }))
+        << fleet_status(i).dump();
 }
 
 // TLS with client certificates (etcd's --client-cert-auth) and auth together.

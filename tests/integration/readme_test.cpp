@@ -356,6 +356,13 @@ const std::map<std::string, std::string> kChecked = {
     {"bpfgate fleet unblock 198.51.100.7 --user operator --password-file "
      "/etc/bpfgate/operator.password",
      "FleetRoles.AnOperatorUnblocksEverywhere"},
+    {"bpfgate fleet never-block add 198.51.100.0/24 --user operator --password-file "
+     "/etc/bpfgate/operator.password",
+     "FleetRolesPair.OnlyAnOperatorWritesTheNeverBlockList"},
+    {"bpfgate fleet never-block list", "FleetRolesPair.OnlyAnOperatorWritesTheNeverBlockList"},
+    {"bpfgate fleet never-block remove 198.51.100.0/24 --user operator --password-file "
+     "/etc/bpfgate/operator.password",
+     "FleetRolesPair.OnlyAnOperatorWritesTheNeverBlockList"},
     // Names of command families (headings, prose): each must begin a command checked here.
     {"bpfgate tc", kFamily},
     {"bpfgate lb", kFamily},
