@@ -511,8 +511,9 @@ TEST_F(FaultTest, ARestartedAgentReplacesAnotherVersionsProgramInPlace) {
     bpf_map *m;
     bpf_object__for_each_map(m, other.get()) {
       if (!bpf_map__is_internal(m) &&
-          std::string(bpf_map__name(m)).substr(0, BPF_OBJ_NAME_LEN - 1) == mi.name)
+          std::string(bpf_map__name(m)).substr(0, BPF_OBJ_NAME_LEN - 1) == mi.name) {
         ASSERT_EQ(bpf_map__reuse_fd(m, fd.get()), 0) << mi.name;
+      }
     }
     held.push_back(std::move(fd));
   }

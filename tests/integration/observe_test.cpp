@@ -353,11 +353,13 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   // Conventions: counters end in _total, durations are _seconds histograms
   // (points in time, start_time and _timestamp_seconds, are gauges).
   for (const auto &[family, type] : p.types) {
-    if (type == "counter")
+    if (type == "counter") {
       EXPECT_TRUE(family.ends_with("_total")) << family;
+    }
     if (family.find("seconds") != std::string::npos &&
-        family.find("start_time") == std::string::npos && !family.ends_with("_timestamp_seconds"))
+        family.find("start_time") == std::string::npos && !family.ends_with("_timestamp_seconds")) {
       EXPECT_EQ(type, "histogram") << family;
+    }
   }
   EXPECT_EQ(p.types["bpfgate_service_request_duration_seconds"], "histogram");
   // Every metric the Grafana dashboard queries, and every one the alert rules
@@ -414,9 +416,11 @@ TEST_F(Observe, ScrapeMatchesTheTrafficSent) {
   EXPECT_EQ(prom::value_of(p, "bpfgate_events_lost_total", iface), 0);
   EXPECT_EQ(prom::value_of(p, "bpfgate_agent_event_log_lines_suppressed_total", {}), 0);
   // ... and it has panels for the tc classes and the datapath's events.
-  for (const auto &[family, type] : p.types)
-    if (family.starts_with("bpfgate_tc_class_") || family.starts_with("bpfgate_fleet_"))
+  for (const auto &[family, type] : p.types) {
+    if (family.starts_with("bpfgate_tc_class_") || family.starts_with("bpfgate_fleet_")) {
       EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
+    }
+  }
   for (uint32_t e = 0; e < BG_STAT_NR; e++) {
     auto family = fmt::format("bpfgate_{}_total", agent::stat_name(static_cast<bg_stat>(e)).name);
     EXPECT_TRUE(text.find(family) != std::string::npos) << "no panel shows " << family;
