@@ -9,14 +9,6 @@
 
 namespace bpfgate::fleet {
 
-namespace {
-double now_s() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-}  // namespace
-
 std::optional<core::Prefix> Fleet::on_never(const KeyValue &kv, bool put) {
   update_stats([](FleetStats &s) { s.received++; });
   bool had = never_.erase(kv.key) > 0;
@@ -28,7 +20,7 @@ std::optional<core::Prefix> Fleet::on_never(const KeyValue &kv, bool put) {
                 kv.key.substr(never_prefix(cfg_.prefix).size()));
     return std::nullopt;
   }
-  auto e = decode_never(cfg_.prefix, kv.key, kv.value, now_s());
+  auto e = decode_never(cfg_.prefix, kv.key, kv.value, wall_s());
   if (e && never_.size() >= kMaxNever)
     e = make_error(ENOSPC, "the fleet's never-block list holds {} already", kMaxNever);
   if (!e) {
@@ -45,7 +37,7 @@ std::optional<core::Prefix> Fleet::on_never(const KeyValue &kv, bool put) {
 // The list kept in <state_dir>/fleet: a restart resuming from its revision
 // sees neither the list nor the entries it kept out again.
 void Fleet::load_never() {
-  double now = now_s();
+  double now = wall_s();
   for (const auto &[key, value] : state_.never)
     if (auto e = decode_never(cfg_.prefix, key, value, now))
       never_[key] = *e;
@@ -94,7 +86,7 @@ void Fleet::never_changed(const std::vector<core::Prefix> *against) {
     drop(key);
   }
   // In: those kept out that it covers no more (and that last still).
-  int64_t now = static_cast<int64_t>(now_s());
+  int64_t now = static_cast<int64_t>(wall_s());
   for (auto it = kept_out_.begin(); it != kept_out_.end();) {
     const FleetEntry &e = it->second;
     bool lapsed = e.expires && e.expires <= now;
