@@ -12,12 +12,6 @@
 
 namespace bpfgate::fleet {
 
-double wall_s() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 namespace {
 
 std::string first_line(const std::string &path) {

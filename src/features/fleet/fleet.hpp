@@ -42,9 +42,6 @@ EtcdOptions etcd_options(const core::FleetConfig &c);
 // Writes waiting for etcd at most (FleetSync's queue); past it, held back.
 inline constexpr size_t kMaxQueued = 10000;
 
-// The wall clock in seconds (entries carry unix times).
-double wall_s();
-
 class Fleet {
  public:
   // state_path empty: no state kept (a full read at each start).

@@ -6,6 +6,7 @@
 // never-block list (PREFIX@never/), an operator's too, the same way.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -183,9 +184,7 @@ int cmd_fleet_never_change(const Globals &g, const EtcdTargetOptions &u, bool ad
   std::string by = o.user.empty() ? "cli" : o.user;
   if (!core::valid_node_name(by))
     by = "operator";
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
-  double at = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+  double at = fleet::wall_s();
   // A put (its revision), or a delete (how many keys went: 0, it was not there).
   auto r = add ? c.put(key, fleet::encode_never({*p, by, at})) : c.del(key);
   if (!r)
@@ -222,11 +221,10 @@ int cmd_fleet_never_list(const Globals &g, const EtcdTargetOptions &u) {
   auto r = c.range(fleet::never_prefix(prefix), true);
   if (!r)
     return fail(r.error().context("fleet never-block list: read " + fleet::never_prefix(prefix)));
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
+  double now = std::floor(fleet::wall_s());  // whole seconds, as before
   auto out = nlohmann::json::array();
   for (const auto &kv : r->kvs) {
-    auto e = fleet::decode_never(prefix, kv.key, kv.value, static_cast<double>(now.tv_sec));
+    auto e = fleet::decode_never(prefix, kv.key, kv.value, now);
     if (!e) {
       out.push_back({{"key", kv.key}, {"error", e.error().what()}});
       continue;

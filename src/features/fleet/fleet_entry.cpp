@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <ctime>
 #include <map>
 
 #include "features/fleet/fleet_config.hpp"
@@ -38,6 +39,12 @@ Result<core::Prefix> cidr_of_key(std::string cidr, const std::string &shown) {
   return core::parse_prefix(cidr);
 }
 }  // namespace
+
+double wall_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 std::string key_of(const std::string &key_prefix, const std::string &node, const core::Prefix &p) {
   return node_prefix(key_prefix, node) + key_cidr(p);

@@ -28,6 +28,9 @@ inline constexpr size_t kMaxKeyBytes = 256, kMaxValueBytes = 1024;
 // An entry that says it expires further away than this is refused.
 inline constexpr int64_t kMaxTtlS = 366 * 24 * 3600;
 
+// The wall clock in unix seconds, as entries carry their times.
+double wall_s();
+
 struct FleetEntry {
   core::Prefix prefix;
   std::string node;

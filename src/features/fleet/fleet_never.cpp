@@ -1,7 +1,6 @@
 // The never-block half of the fleet (fleet.hpp): the fleet's own list, an
 // operator's, under PREFIX@never/ (the node roles cannot write there), joined
 // with the config's fleet.never_block into the list every decision uses.
-#include <ctime>
 
 #include "features/fleet/fleet.hpp"
 #include "features/fleet/metrics.hpp"

@@ -31,9 +31,7 @@ bool same_expiry(int64_t a, int64_t b) {
 std::map<std::string, FleetEntry> Fleet::local_entries() {
   std::map<std::string, FleetEntry> local;
   std::map<std::string, std::set<KeyBytes>> present;
-  timespec wall{};
-  clock_gettime(CLOCK_REALTIME, &wall);
-  double now_s = static_cast<double>(wall.tv_sec) + wall.tv_nsec * 1e-9;
+  double now_s = wall_s();
   uint64_t mono = agent::monotonic_ns();
   for (auto &[name, f] : filters_) {
     auto blocks = agent::list_blocks(f.datapath());
