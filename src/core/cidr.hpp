@@ -19,11 +19,11 @@ struct Prefix {
   bool operator<(const Prefix &o) const;
 };
 
-// "198.18.0.0/15", "2001:db8::/32", or a bare address (a /32 or /128).
-// Host bits past the prefix are an error, with the prefix meant suggested.
 // Clears every bit of addr past the first `len` (of 128).
 void mask(uint8_t addr[16], unsigned len);
 
+// "198.18.0.0/15", "2001:db8::/32", or a bare address (a /32 or /128).
+// Host bits past the prefix are an error, with the prefix meant suggested.
 Result<Prefix> parse_prefix(const std::string &text);
 std::string format_prefix(const Prefix &p);
 // The prefix a map key holds (IPv4 when it is v4-mapped, /96 or longer).

@@ -12,10 +12,12 @@ namespace {
 
 // Whether addr lies in the prefix of `plen` bits (of 128) at `net`.
 bool in_prefix(const __u8 addr[16], const __u8 net[16], unsigned plen) {
-  __u8 a[16];
+  __u8 a[16], n[16];
   std::memcpy(a, addr, 16);
+  std::memcpy(n, net, 16);
   core::mask(a, plen);
-  return std::memcmp(a, net, 16) == 0;
+  core::mask(n, plen);  // both sides, as the loop it replaced compared them
+  return std::memcmp(a, n, 16) == 0;
 }
 
 }  // namespace
