@@ -60,7 +60,12 @@ void WeightController::gather(Backend &b, const WeightInput &in) const {
   p.responses += d.responses, p.response_ns += d.response_ns;
   p.resets += d.resets, p.new_flows += d.new_flows;
   b.pending_intervals++;
-  uint64_t m = std::max<uint32_t>(spec_.min_samples, 1);
+  // A backend with few flows (one at its floor) has until the last interval
+  // samples are kept to gather min_samples; then what it has is its evidence,
+  // so it is never left without any (it would hold its weight, at the floor,
+  // for as long as its traffic stays thin).
+  uint64_t m =
+      b.pending_intervals >= kMaxPendingIntervals ? 1 : std::max<uint32_t>(spec_.min_samples, 1);
   if (p.responses >= m) {
     b.response_ns = static_cast<double>(p.response_ns) / static_cast<double>(p.responses);
     b.fresh_response = true, b.response_age = 0;

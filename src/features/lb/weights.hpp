@@ -10,9 +10,9 @@
 //   in a service where no backend has responses (not request/response
 //   traffic), the mean connect latency (SYN -> SYN-ACK); and the share of
 //   its flows the backend reset. Samples below min_samples are kept and
-//   added to the next interval's (up to kMaxPendingIntervals), so a backend
-//   at its floor, which sees few flows, still gathers evidence to recover;
-//   until then its weight holds.
+//   added to the next interval's (up to kMaxPendingIntervals, when whatever
+//   samples it has count), so a backend at its floor, which sees few flows,
+//   still gathers evidence to recover; until then its weight holds.
 // - score: reference / latency, the reference being the lower median of the
 //   service's up backends' latest latencies (a slow backend does not move
 //   it; with two backends it is the faster one), times 1 - 2 * reset share.

@@ -144,7 +144,8 @@ TEST(LbWeights, NoSamplesNoChange) {
     s.step();
   EXPECT_EQ(s.weights, (std::vector<uint32_t>{100, 100, 25}));
   EXPECT_TRUE(s.c.take_changes().empty());
-  // Fewer than min_samples responses in all: held, whatever their latency.
+  // Fewer than min_samples responses within the intervals samples are kept
+  // for: held, whatever their latency.
   WeightController c(defaults());
   BackendCounters few{.responses = 4, .response_ns = 4 * 500'000'000ULL, .new_flows = 4};
   BackendCounters fast{.responses = 50, .response_ns = 50 * 1'000'000ULL, .new_flows = 50};
@@ -163,6 +164,38 @@ TEST(LbWeights, FewSamplesAddUpOverIntervalsToEvidence) {
   EXPECT_EQ(w[2], 100u);  // 3 < 5: held
   w = c.update({{"a", 100, true, fast}, {"b", 100, true, fast}, {"c", 100, true, three}});
   EXPECT_EQ(w[2], 75u);  // 6 over two intervals: evidence
+}
+
+// A backend at its floor sees a flow every other interval: fewer than
+// min_samples whenever samples are kept. What it gathered in that time is
+// its evidence, so it climbs back once fast (it was held at the floor for good
+// when its pending samples were dropped short of min_samples).
+TEST(LbWeights, ABackendWithAFlowEveryOtherIntervalStillGetsEvidenceAndRecovers) {
+  auto spec = defaults();
+  spec.floor_pct = 5;
+  WeightController c(spec);
+  BackendCounters fast{.responses = 50, .response_ns = 50 * 1'000'000ULL, .new_flows = 50};
+  // Its flows: one every other interval at the floor, a fifth of its weight above.
+  auto flows = [](uint32_t weight, int i, double ms) {
+    uint64_t n = weight > 5 ? weight / 5 : static_cast<uint64_t>(i % 2);
+    return BackendCounters{
+        .responses = n, .response_ns = n * static_cast<uint64_t>(ms * 1e6), .new_flows = n};
+  };
+  std::vector<uint32_t> w{100, 100, 100};
+  for (int i = 0; i < 40 && w[2] > 5; i++)
+    w = c.update(
+        {{"a", 100, true, fast}, {"b", 100, true, fast}, {"c", 100, true, flows(w[2], i, 50)}});
+  ASSERT_EQ(w[2], 5u);
+  int regained_at = -1;
+  for (int i = 1; i <= 20 && regained_at < 0; i++) {
+    w = c.update(
+        {{"a", 100, true, fast}, {"b", 100, true, fast}, {"c", 100, true, flows(w[2], i, 1)}});
+    if (w[2] == 100)
+      regained_at = i;
+  }
+  // Five intervals to gather evidence, then up by 25 an interval.
+  EXPECT_GT(regained_at, 0) << "held at " << w[2];
+  EXPECT_LE(regained_at, 9);
 }
 
 TEST(LbWeights, TheFloorIsRespected) {
