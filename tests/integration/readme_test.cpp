@@ -253,7 +253,10 @@ class ReadmeCommands : public ::testing::Test {
   // must exit 0 on it. Its standard output.
   std::string gw_until_interrupted(const std::string &cmd, std::chrono::milliseconds for_ = 2500ms,
                                    const std::string &until = "") {
-    auto out = dir_ / "bg.out";
+    // A file of its own: in one left by the command before, `until` could be
+    // found before this one's shell truncated it, and SIGINT sent before the
+    // command set its handler (it died of it, and its output was the other's).
+    auto out = dir_ / fmt::format("bg-{}.out", ++background_runs_);
     auto p = Process::spawn("exec " + gw_.exec() + cmd + " >" + out.string() + " 2>&1");
     if (until.empty())
       std::this_thread::sleep_for(for_);
@@ -281,6 +284,7 @@ class ReadmeCommands : public ::testing::Test {
 
   Netns gw_, peer_;
   fs::path dir_;
+  int background_runs_ = 0;  // gw_until_interrupted's output files
 };
 
 // What each command the README shows is checked by. A command the README
