@@ -83,6 +83,16 @@ TEST_F(FleetTest, ABlockOnOneNodeIsEnforcedOnTheOthers) {
   for (int i = 1; i < kNodes; i++)
     EXPECT_TRUE(within(5000ms, [&] { return listed(i, attacker).is_null(); }))
         << "node " << i + 1 << " kept the entry: " << nodes_[i]->agent.log();
+
+  // Blocklists that do not change are read again only to reconcile (every
+  // 2 s): not at every tick of the scan timer (25 ms).
+  std::this_thread::sleep_for(500ms);
+  auto scans = [&](int i) { return fleet_status(i)["scans"].get<uint64_t>(); };
+  uint64_t before0 = scans(0), before1 = scans(1);
+  std::this_thread::sleep_for(3s);
+  EXPECT_LE(scans(0) - before0, 2u) << fleet_status(0).dump();
+  EXPECT_LE(scans(1) - before1, 2u) << fleet_status(1).dump();
+  EXPECT_TRUE(contains(text.out, "blocklists scanned")) << text.out;
 }
 
 TEST_F(FleetTest, ALocalBlockStaysWhenTheFleetEntryOfItGoes) {

@@ -365,8 +365,10 @@ struct bg_runtime {
    * is always seen: its flag store follows its insert). */
   __u32 blocklist_live;
   /* Bumped after every change of the blocklist (atomically, by the datapath
-   * after an auto-block and by the control plane through the map's mmap):
-   * a source entry that cached "not listed" under an older value looks again. */
+   * after an auto-block and by the control plane through the map's mmap, after
+   * adding or removing entries): a source entry that cached "not listed" under
+   * an older value looks again, and a reader of the blocklist (the fleet's
+   * scan) that saw this value need not read it again. */
   __u32 block_epoch;
 };
 

@@ -14,7 +14,13 @@
 namespace bpfgate::agent {
 
 namespace {
-constexpr uint64_t kScanEveryNs = 200'000'000;  // at least; 10 scans' cost when more
+// The publishing scan (fleet.hpp): looked for every kTickNs; made when the
+// blocklists changed, at most every kBusyFactor times its cost (a quarter of
+// the loop's time while blocks keep coming), and otherwise every
+// kReconcileNs (10 times its cost when more), to reconcile.
+constexpr uint64_t kTickNs = 25'000'000;
+constexpr uint64_t kBusyFactor = 4;
+constexpr uint64_t kReconcileNs = 2'000'000'000;
 
 bool same_join(const core::FleetConfig &a, const core::FleetConfig &b) {
   auto tls = [](const core::FleetConfig &c) {
@@ -84,7 +90,7 @@ Status FleetFeature::converge(const core::Config *running, const core::Config &n
 void FleetFeature::arm(bool on) {
   itimerspec its{};
   if (on)
-    its.it_interval.tv_nsec = its.it_value.tv_nsec = static_cast<long>(kScanEveryNs);
+    its.it_interval.tv_nsec = its.it_value.tv_nsec = static_cast<long>(kTickNs);
   timerfd_settime(timer_.get(), 0, &its, nullptr);
 }
 
@@ -94,11 +100,18 @@ std::vector<int> FleetFeature::fds() const {
 
 void FleetFeature::scan_when_due() {
   uint64_t now = monotonic_ns();
-  if (now - last_scan_ns_ < std::max(kScanEveryNs, 10 * scan_cost_ns_))
+  uint64_t busy_gap = std::max(kTickNs, kBusyFactor * scan_cost_ns_);
+  uint64_t gap = fleet_->wants_scan() ? busy_gap : std::max(kReconcileNs, 10 * scan_cost_ns_);
+  if (now - last_scan_ns_ < gap)
     return;
   fleet_->scan();
   last_scan_ns_ = monotonic_ns();
   scan_cost_ns_ = last_scan_ns_ - now;
+  fleet::update_stats([&](fleet::FleetStats &s) {
+    s.scans++;
+    s.scan_s = static_cast<double>(scan_cost_ns_) * 1e-9;
+    s.scan_every_s = static_cast<double>(std::max(kTickNs, kBusyFactor * scan_cost_ns_)) * 1e-9;
+  });
 }
 
 void FleetFeature::on_readable(int fd) {

@@ -1,7 +1,7 @@
 // The fleet as the agent runs it (features/feature.hpp): started, restarted
 // or stopped as the config's fleet: section comes, changes or goes; its etcd
 // threads' reports read when their eventfd is readable; this node's blocks
-// scanned on its own timer (fleet_publish.cpp); `bpfgate fleet status`
+// scanned on its own timer when they changed (fleet_publish.cpp); `bpfgate fleet status`
 // answered on the control socket.
 #pragma once
 

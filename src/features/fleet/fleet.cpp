@@ -99,6 +99,7 @@ void Fleet::reconfigure(const core::FleetConfig &c, std::vector<core::Prefix> de
   if (deny != deny_)
     deny_at_ = wall_s();
   deny_ = std::move(deny);
+  shares_changed_ = true;
   never_changed();
 }
 
@@ -169,6 +170,8 @@ void Fleet::connection(bool up, const std::string &what) {
         "fleet: etcd: {}; filtering goes on with the entries in force, retrying with backoff "
         "(said once until it is back)",
         what);
+  if (up && !connected_)
+    shares_changed_ = true;  // what was held back while it was away: published at the next scan
   connected_ = up;
   said_down_ = !up;
   update_stats([&](FleetStats &s) {
@@ -348,6 +351,18 @@ void Fleet::on_snapshot(std::vector<KeyValue> &kvs, int64_t revision) {
   update_stats([&](FleetStats &s) { s.applied += changed; });
 }
 
+template <typename Write>
+void Fleet::own_write(const std::string &name, const agent::Datapath &dp, Write &&write) {
+  uint64_t before = dp.block_version();
+  if (!write())
+    return;
+  // One bump, from the value the last scan saw: the blocklist is as that
+  // scan saw it but for this entry, which is not this node's to publish.
+  auto seen = scanned_versions_.find(name);
+  if (seen != scanned_versions_.end() && seen->second == before && dp.block_version() == before + 1)
+    seen->second = before + 1;
+}
+
 void Fleet::apply_entry(const FleetEntry &e) {
   int64_t now = static_cast<int64_t>(wall_s());
   if (e.expires && e.expires <= now)
@@ -358,7 +373,12 @@ void Fleet::apply_entry(const FleetEntry &e) {
     auto cur = dp.blocklist().lookup(e.prefix.key);
     if (cur && *cur && (*cur)->reason != BG_BLOCK_FLEET)
       continue;  // this node's own block of it stays as it is
-    if (auto st = agent::block(dp, e.prefix, ttl_ns, BG_BLOCK_FLEET); !st)
+    Status st;
+    own_write(name, dp, [&] {
+      st = agent::block(dp, e.prefix, ttl_ns, BG_BLOCK_FLEET);
+      return static_cast<bool>(st);
+    });
+    if (!st)
       log::warn("{}: fleet entry {} from {}: {}", name, core::format_prefix(e.prefix), e.node,
                 st.error().what());
     else if (!(cur && *cur))
@@ -378,7 +398,12 @@ void Fleet::remove_entry(const core::Prefix &p) {
     auto cur = dp.blocklist().lookup(p.key);
     if (!cur || !*cur || (*cur)->reason != BG_BLOCK_FLEET)
       continue;  // a local block of it stays
-    if (auto gone = agent::unblock(dp, p); gone && *gone)
+    bool gone = false;
+    own_write(name, dp, [&] {
+      auto r = agent::unblock(dp, p);
+      return gone = r && *r;
+    });
+    if (gone)
       audit::Entry("unblock", "fleet")
           .set("iface", name)
           .set("prefix", core::format_prefix(p))

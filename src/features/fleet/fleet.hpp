@@ -55,6 +55,11 @@ class Fleet {
   void on_reports();
   // This node's blocks published; fleet entries a filter lacks put back.
   void scan();
+  // Whether a scan has work now: a filter's blocklist changed since the last
+  // scan (its block version moved, not by this fleet's own writes), a filter
+  // came or went, changes wait for the publish rate, or the shares changed.
+  // Otherwise a scan only reconciles (lapsed entries, a filter made anew).
+  bool wants_scan() const;
   void save();
   const core::FleetConfig &config() const { return cfg_; }
   // A reload that keeps the same cluster, prefix and node: shares, rate,
@@ -94,6 +99,13 @@ class Fleet {
   std::map<std::string, FleetEntry> local_entries();
   void publish_changes(const std::map<std::string, FleetEntry> &want, std::vector<Publish> &out);
   void reapply(std::map<std::string, std::set<std::vector<uint8_t>>> &present);
+  // Each filter's blocklist version now (agent::Datapath::block_version).
+  std::map<std::string, uint64_t> block_versions() const;
+  // A fleet entry put into or taken out of filter `name` by `write`, which
+  // returns whether it changed the blocklist: the version that write moves is
+  // not news to the next scan (unless something else moved it as well).
+  template <typename Write>
+  void own_write(const std::string &name, const agent::Datapath &dp, Write &&write);
 
   core::FleetConfig cfg_;
   std::string bpffs_, state_path_;
@@ -110,12 +122,14 @@ class Fleet {
   TokenBucket bucket_;
   bool connected_ = false, said_down_ = false, said_full_ = false;
   uint64_t refusals_logged_ = 0;
-  std::vector<core::Prefix> deny_;              // the XDP filter's deny list
-  double deny_at_ = 0;                          // when it was last changed
-  std::map<std::string, NeverEntry> never_;     // the fleet's never-block list, by key
-  std::vector<core::Prefix> never_all_;         // the config's and the fleet's
-  std::map<std::string, FleetEntry> kept_out_;  // other nodes' entries it covers
-  bool rescan_ = false;                         // never-block changed: scan at once
+  std::vector<core::Prefix> deny_;                    // the XDP filter's deny list
+  double deny_at_ = 0;                                // when it was last changed
+  std::map<std::string, NeverEntry> never_;           // the fleet's never-block list, by key
+  std::vector<core::Prefix> never_all_;               // the config's and the fleet's
+  std::map<std::string, FleetEntry> kept_out_;        // other nodes' entries it covers
+  bool rescan_ = false;                               // never-block changed: scan at once
+  bool shares_changed_ = false;                       // a reload or reconnect: scan when due
+  std::map<std::string, uint64_t> scanned_versions_;  // the filters' as the last scan read them
 };
 
 }  // namespace bpfgate::fleet

@@ -44,10 +44,12 @@ int cmd_fleet_status(const Globals &g, const std::string &socket) {
   fmt::print(
       "  published {}  received {}  applied {}  refused {}  held back {}  queued {}\n"
       "  entries of other nodes in force {}  last lag {:.3f} s\n"
-      "  never-block prefixes: {} of the fleet, {} of the config\n",
+      "  never-block prefixes: {} of the fleet, {} of the config\n"
+      "  blocklists scanned {} times, the last in {:.1f} ms (at most every {:.0f} ms)\n",
       j.value("published", 0), j.value("received", 0), j.value("applied", 0), j.value("refused", 0),
       j.value("held_back", 0), j.value("queued", 0), j.value("entries", 0), j.value("lag_s", 0.0),
-      j.value("never_block", 0), j.value("never_block_config", 0));
+      j.value("never_block", 0), j.value("never_block_config", 0), j.value("scans", 0),
+      j.value("scan_ms", 0.0), j.value("scan_every_ms", 0.0));
   return 0;
 }
 

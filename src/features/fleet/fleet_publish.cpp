@@ -157,9 +157,24 @@ void Fleet::publish_changes(const std::map<std::string, FleetEntry> &want,
     dirty_ = true;
 }
 
+std::map<std::string, uint64_t> Fleet::block_versions() const {
+  std::map<std::string, uint64_t> e;
+  for (const auto &[name, f] : filters_)
+    e[name] = f.datapath().block_version();
+  return e;
+}
+
+bool Fleet::wants_scan() const {
+  return sync_ && (shares_changed_ || !held_.empty() || block_versions() != scanned_versions_);
+}
+
 void Fleet::scan() {
   if (!sync_)
     return;
+  // Read before the lists: a change made while they are read moves a version
+  // past what is kept, and is scanned for again.
+  scanned_versions_ = block_versions();
+  shares_changed_ = false;
   std::vector<Publish> out;
   publish_changes(local_entries(), out);
   if (!out.empty())

@@ -82,7 +82,10 @@ std::string status_json(const FleetStats &s) {
                         {"entries", s.entries},
                         {"never_block", s.never_fleet},
                         {"never_block_config", s.never_config},
-                        {"lag_s", s.lag_s}}
+                        {"lag_s", s.lag_s},
+                        {"scans", s.scans},
+                        {"scan_ms", s.scan_s * 1e3},
+                        {"scan_every_ms", s.scan_every_s * 1e3}}
       .dump();
 }
 

@@ -26,6 +26,10 @@ struct FleetStats {
   // The never-block list: the fleet's entries (PREFIX@never/), the config's.
   uint64_t never_fleet = 0, never_config = 0;
   double lag_s = 0;  // the last applied entry: its node's learning to this apply
+  // Scans of this node's blocklists (publishing); the last one's cost, and
+  // the least time between two that follows from it.
+  uint64_t scans = 0;
+  double scan_s = 0, scan_every_s = 0;
   // Every applied entry's lag, by the bounds of kLagBounds (one more: above).
   std::vector<uint64_t> lag_counts = std::vector<uint64_t>(kLagBounds.size() + 1);
   double lag_sum = 0;

@@ -266,9 +266,15 @@ void Observer::on_sweep(const std::string &iface, const Datapath &dp, const Swee
     state_.update([&](AgentSnapshot &s) {
       s.sources_after_sweep[iface] = r.sources_seen - r.sources_removed;
     });
+  // The blocklist as last read (its version has not moved): no block is new.
+  uint64_t version = dp.block_version();
+  auto known = manual_versions_.find(iface);
+  if (known != manual_versions_.end() && known->second == version)
+    return;
   auto blocks = list_blocks(dp);
   if (!blocks)
     return;
+  manual_versions_[iface] = version;
   std::set<std::string> now;
   auto &seen = manual_blocks_[iface];
   for (const auto &b : *blocks) {

@@ -82,6 +82,8 @@ class Observer {
   bpf::UniqueFd epoll_;
   std::map<std::string, Source> sources_;
   std::map<std::string, std::set<std::string>> manual_blocks_;  // iface -> prefixes seen
+  std::map<std::string, uint64_t>
+      manual_versions_;  // iface -> its blocklist's version when they were
   std::map<std::string, std::vector<std::string>> rule_names_;
   std::vector<Subscriber> subscribers_;
   std::unique_ptr<ServiceProbes> probes_;

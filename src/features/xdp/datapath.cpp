@@ -606,8 +606,10 @@ Status Datapath::blocklist_added() {
 }
 
 Status Datapath::blocklist_removed() {
-  // A removal makes no cached "not listed" wrong: no epoch bump.
-  if (auto st = with_runtime(runtime_.fd(), 0, false); !st)
+  // A removal makes no cached "not listed" wrong, but the epoch is also what
+  // tells a reader of the blocklist (the fleet's publishing scan) that it
+  // changed: bumped too (a source entry looks up the blocklist once more).
+  if (auto st = with_runtime(runtime_.fd(), 0, true); !st)
     return st;
   // An auto-block stores the flag after its insert: one that raced the clear
   // above is in the map now, and found here.
@@ -615,6 +617,14 @@ Status Datapath::blocklist_removed() {
   if (bpf_map_get_next_key(blocklist_.fd(), nullptr, &first) == 0)
     return with_runtime(runtime_.fd(), 1, false);
   return {};
+}
+
+uint64_t Datapath::block_version() const {
+  auto info = bpf::map_info(blocklist_.fd());
+  auto rt = runtime_.lookup(0);
+  if (!info || !rt || !*rt)
+    return 0;
+  return static_cast<uint64_t>(info->id) << 32 | (*rt)->block_epoch;
 }
 
 Result<std::vector<SourceEntry>> Datapath::sources() const {

@@ -110,6 +110,11 @@ class Datapath {
   // adding entries, and after removing some.
   Status blocklist_added();
   Status blocklist_removed();
+  // The blocklist's version: its map's id and bg_runtime.block_epoch, which
+  // moves at every change of it (an auto-block, a block or removal by the
+  // control plane), so a reader that saw the same version need not list the
+  // blocklist again (a filter made anew has another map id). 0 if unreadable.
+  uint64_t block_version() const;
   // The in-kernel sweeper of the sources map, loaded at the first call;
   // nullptr (and said once) where the kernel refuses it.
   SourceSweeper *source_sweeper();

@@ -99,6 +99,9 @@ class XdpFeature final : public Feature {
   std::string blocks_path_;        // empty: state_dir off
   std::vector<SavedBlock> saved_;  // the manual blocks as the file holds them
   std::string save_error_;         // the last write's error, said once
+  // The blocklists' versions (Datapath::block_version) when saved_ was last
+  // found up to date: unchanged, they need not be read again.
+  std::map<std::string, uint64_t> saved_versions_;
 };
 
 }  // namespace bpfgate::agent

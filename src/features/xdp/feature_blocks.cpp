@@ -70,6 +70,12 @@ void XdpFeature::restore_blocks(const std::string &iface, Datapath &dp) {
 void XdpFeature::save_blocks(const core::Config &c) {
   if (blocks_path_.empty())
     return;
+  std::map<std::string, uint64_t> versions;
+  for (const auto &i : c.interfaces)
+    if (auto f = filters_.find(i.name); f != filters_.end())
+      versions[i.name] = f->second.datapath().block_version();
+  if (versions == saved_versions_)
+    return;  // the same blocklists as when the file was last found up to date
   int64_t now_s = static_cast<int64_t>(std::time(nullptr));
   std::vector<SavedBlock> now;
   for (const auto &i : c.interfaces) {
@@ -101,8 +107,10 @@ void XdpFeature::save_blocks(const core::Config &c) {
       now.push_back(s);
     }
   }
-  if (now == saved_)
+  if (now == saved_) {
+    saved_versions_ = std::move(versions);
     return;
+  }
   if (auto st = write_block_file(blocks_path_, now); !st) {
     if (st.error().what() != save_error_)
       log::error("manual blocks: {} (they are not kept across a reboot until this works)",
@@ -113,6 +121,7 @@ void XdpFeature::save_blocks(const core::Config &c) {
   save_error_.clear();
   log::debug("manual blocks: {} entries written to {}", now.size(), blocks_path_);
   saved_ = std::move(now);
+  saved_versions_ = std::move(versions);
 }
 
 }  // namespace bpfgate::agent
