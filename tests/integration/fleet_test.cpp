@@ -201,6 +201,42 @@ TEST_F(FleetTest, ARestartedNodeResumesFromItsRevision) {
   EXPECT_EQ(occurrences(log, "fleet: read "), 1u) << log;  // the first start's only
 }
 
+// A CIDR two nodes blocked has two keys: a node restarted in between knows
+// both (pinned beside the origins, which keep one node per CIDR), so the
+// first unblock leaves its entry in force and the second takes it out.
+TEST_F(FleetTest, ARestartedNodeKnowsEveryKeyOfACidr) {
+  const std::string p = "198.18.0.90";
+  ASSERT_EQ(on(0, "block", p), 0);                 // no TTL: in force as node 1's
+  ASSERT_EQ(on(1, "block", p + " --ttl 60s"), 0);  // a second key
+  ASSERT_TRUE(within(5000ms, [&] {
+    return contains(etcd_->etcdctl("get --prefix /bpfgate/blocks/ --keys-only").out,
+                    "/bpfgate/blocks/" + nodes_[1]->name + "/198.18.0.90_32");
+  }));
+  // (In force as node 1's: without TTL. The origin `list` shows is not
+  // looked at: the test's nodes share one bpffs, and so their origins maps.)
+  auto untimed = [&] {
+    auto e = listed(2, p);
+    return !e.is_null() && e["ttl_s"].is_null();
+  };
+  ASSERT_TRUE(within(5000ms, untimed)) << listed(2, p).dump();
+  nodes_[2]->agent.stop();
+  start_agent(2);
+  ASSERT_TRUE(within(5000ms, untimed)) << listed(2, p).dump() << nodes_[2]->agent.log();
+  ASSERT_EQ(on(0, "unblock", p), 0);
+  // Node 2's key is still there: the entry stays, now node 2's (with its TTL).
+  EXPECT_TRUE(within(5000ms,
+                     [&] {
+                       auto e = listed(2, p);
+                       return !e.is_null() && !e["ttl_s"].is_null();
+                     }))
+      << listed(2, p).dump() << nodes_[2]->agent.log();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(listed(2, p).is_null()) << "node 3 forgot node 2's key: " << nodes_[2]->agent.log();
+  ASSERT_EQ(on(1, "unblock", p), 0);
+  EXPECT_TRUE(within(5000ms, [&] { return listed(2, p).is_null(); })) << listed(2, p).dump();
+  EXPECT_EQ(occurrences(nodes_[2]->agent.log(), "fleet: read "), 1u);  // resumed, not reread
+}
+
 TEST_F(FleetTest, ANodeBehindACompactionReadsEverythingAgain) {
   ASSERT_EQ(on(0, "block", "198.18.0.85"), 0);
   ASSERT_TRUE(within(5000ms, [&] { return !listed(2, "198.18.0.85").is_null(); }));

@@ -22,4 +22,18 @@ struct bg_fleet_origin {
   __s64 expires;                /* unix s; 0: until its key is deleted */
 };
 
+/* Every other node's key in force on this node, in a hash map pinned beside
+ * the origins (BG_PIN_FLEET_KEYS), keyed by the CIDR and the node, its value
+ * the key's origin: a CIDR several nodes blocked has a key of each, and the
+ * origins map holds one node per CIDR, so a restarted agent that resumes
+ * from its revision reads what it holds from here. */
+#define BG_PIN_FLEET_KEYS "keys"
+#define BG_FLEET_KEYS_MAX (1U << 20)
+
+struct bg_fleet_key {
+  __u32 prefixlen; /* as struct bg_lpm_key (xdp.h) */
+  __u8 addr[16];
+  char node[BG_FLEET_NODE_MAX];
+};
+
 #endif

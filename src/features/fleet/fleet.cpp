@@ -1,6 +1,7 @@
 #include "features/fleet/fleet.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 
@@ -62,6 +63,11 @@ Status Fleet::start() {
   if (!m)
     return m.error().context("fleet");
   origins_ = std::move(*m);
+  bool keys_made = false;
+  auto k = open_or_create_keys(bpffs_, cfg_.node, keys_made);
+  if (!k)
+    return k.error().context("fleet");
+  keys_ = std::move(*k);
   if (!state_path_.empty()) {
     auto s = read_state(state_path_);
     if (!s)
@@ -73,7 +79,7 @@ Status Fleet::start() {
   if (!had_origins)
     state_.revision = 0;
   state_.prefix = cfg_.prefix;
-  restore_desired();
+  restore_desired(keys_made);
   load_never();
   log::info("fleet: node {} on {} (prefix {}), {}", cfg_.node, fmt::join(cfg_.endpoints, ", "),
             cfg_.prefix,
@@ -104,28 +110,55 @@ void Fleet::reconfigure(const core::FleetConfig &c, std::vector<core::Prefix> de
 }
 
 // The entries applied before a restart, from the pinned origins.
-void Fleet::restore_desired() {
-  auto all = origins_->dump();
-  if (!all)
+void Fleet::restore_desired(bool from_origins) {
+  auto entry = [](const bg_lpm_key &k, const bg_fleet_origin &o) {
+    return FleetEntry{core::prefix_of(k), std::string(o.node, strnlen(o.node, sizeof(o.node))),
+                      "fleet", static_cast<double>(o.at_ms) / 1000, o.expires};
+  };
+  if (from_origins) {
+    auto all = origins_->dump();
+    if (!all)
+      return;
+    for (const auto &[k, o] : *all) {
+      FleetEntry e = entry(k, o);
+      hold(key_of(cfg_.prefix, e.node, e.prefix), e);
+    }
     return;
+  }
+  auto all = keys_->dump();
+  if (!all) {
+    log::warn("fleet: read {}: {} (a restart reads every entry again)", BG_PIN_FLEET_KEYS,
+              all.error().what());
+    state_.revision = 0;
+    return;
+  }
   for (const auto &[k, o] : *all) {
-    FleetEntry e{core::prefix_of(k), std::string(o.node, strnlen(o.node, sizeof(o.node))), "fleet",
-                 static_cast<double>(o.at_ms) / 1000, o.expires};
-    hold(key_of(cfg_.prefix, e.node, e.prefix), e);
+    bg_lpm_key lk{};
+    lk.prefixlen = k.prefixlen;
+    std::memcpy(lk.addr, k.addr, sizeof(lk.addr));
+    FleetEntry e = entry(lk, o);
+    hold(key_of(cfg_.prefix, e.node, e.prefix), e, false);
   }
 }
 
-void Fleet::hold(const std::string &key, const FleetEntry &e) {
-  auto [it, added] = desired_.insert_or_assign(key, e);
-  (void)it;
-  if (added)
-    by_cidr_[e.prefix].insert(key);
+void Fleet::hold(const std::string &key, const FleetEntry &e, bool pin) {
+  desired_.insert_or_assign(key, e);
+  by_cidr_[e.prefix].insert(key);
+  if (pin)
+    if (auto st =
+            keys_->update(make_fleet_key(e.prefix, e.node), make_origin(e.node, e.at, e.expires));
+        !st && !said_keys_full_) {
+      log::warn("fleet: pin {} of {}: {} (a restart may not know every key of it)",
+                core::format_prefix(e.prefix), e.node, st.error().what());
+      said_keys_full_ = true;
+    }
 }
 
 void Fleet::drop(const std::string &key) {
   auto it = desired_.find(key);
   if (it == desired_.end())
     return;
+  (void)keys_->erase(make_fleet_key(it->second.prefix, it->second.node));
   auto c = by_cidr_.find(it->second.prefix);
   if (c != by_cidr_.end() && c->second.erase(key) && c->second.empty())
     by_cidr_.erase(c);
@@ -330,6 +363,9 @@ void Fleet::on_snapshot(std::vector<KeyValue> &kvs, int64_t revision) {
   // Ours no longer in etcd (expired, deleted): published again if still blocked.
   std::erase_if(state_.published, [&](const auto &p) { return !ours.count(p.first); });
   auto before = std::move(by_cidr_);
+  for (const auto &[key, e] : desired_)
+    if (!next.count(key))
+      (void)keys_->erase(make_fleet_key(e.prefix, e.node));
   desired_.clear();
   by_cidr_.clear();
   for (const auto &[key, e] : next)

@@ -86,14 +86,17 @@ class Fleet {
   void on_our_key_gone(const std::string &key);
   void apply_entry(const FleetEntry &e);
   void remove_entry(const core::Prefix &p);
-  // desired_ and by_cidr_ together: a key held (or replaced), a key gone.
-  void hold(const std::string &key, const FleetEntry &e);
+  // desired_, by_cidr_ and keys_ together: a key held (or replaced), a key
+  // gone. `pin` false: restored from keys_, which holds it already.
+  void hold(const std::string &key, const FleetEntry &e, bool pin = true);
   void drop(const std::string &key);
   // What a CIDR is in force as: of its keys, the one that lasts longest.
   FleetEntry in_force(const core::Prefix &p) const;
   // After its keys changed: applied as in_force says, or removed with the last.
   void settle(const core::Prefix &p);
-  void restore_desired();
+  // desired_ as before a restart: from keys_, or, where an older bpfgate
+  // pinned only the origins (`from_origins`), one key per CIDR from them.
+  void restore_desired(bool from_origins);
   void connection(bool up, const std::string &what);
   // What this node blocks now, as the fleet would hold it.
   std::map<std::string, FleetEntry> local_entries();
@@ -111,6 +114,7 @@ class Fleet {
   std::string bpffs_, state_path_;
   agent::Filters &filters_;
   std::optional<OriginMap> origins_;
+  std::optional<KeyMap> keys_;  // desired_ as pinned: what a restart resumes with
   std::unique_ptr<FleetSync> sync_;
   FleetState state_;
   int notify_fd_;
@@ -120,7 +124,7 @@ class Fleet {
   std::set<std::string> held_;                             // keys held back by the rate now
   std::map<std::string, int> deleting_;                    // our deletes queued, not yet seen back
   TokenBucket bucket_;
-  bool connected_ = false, said_down_ = false, said_full_ = false;
+  bool connected_ = false, said_down_ = false, said_full_ = false, said_keys_full_ = false;
   uint64_t refusals_logged_ = 0;
   std::vector<core::Prefix> deny_;                    // the XDP filter's deny list
   double deny_at_ = 0;                                // when it was last changed

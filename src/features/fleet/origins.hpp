@@ -28,4 +28,12 @@ std::vector<OriginMap> open_origins(const std::string &bpffs);
 std::string origin_of(const std::vector<OriginMap> &maps, const core::Prefix &p);
 bg_fleet_origin make_origin(const std::string &node, double at_s, int64_t expires);
 
+// The other nodes' keys in force here (bg_fleet_key), pinned beside the
+// origins; `created` says it was made now (an agent of an older bpfgate left
+// only the origins).
+using KeyMap = bpf::Map<bg_fleet_key, bg_fleet_origin>;
+Result<KeyMap> open_or_create_keys(const std::string &bpffs, const std::string &node,
+                                   bool &created);
+bg_fleet_key make_fleet_key(const core::Prefix &p, const std::string &node);
+
 }  // namespace bpfgate::fleet
