@@ -270,7 +270,10 @@ TEST(SharedBucket, OneSourceOnEveryCpuGetsItsLimitOnce) {
   EXPECT_LE(static_cast<double>(contended), 0.01 * static_cast<double>(passed) + 2.0);
 
   // Not under-served: the bucket ended empty, its arrival time a whole
-  // tolerance ahead of the last packets (within 2 % and a few tokens), so
+  // tolerance ahead of the last packets (within 5 % and a few tokens: in the
+  // 8-CPU qemu guest, TCG on 2 host cores, the last packets can follow a
+  // stall of every vCPU, 20 ms or 4 % in one CI run, during which tokens came
+  // back that nothing was sent to take), so
   // the refusals at the end were for tokens that were not there. (Tokens
   // lost while the bucket was full, before the CPUs got going, are the
   // load's, not the bucket's.) Only meaningful if the CPUs offered well over
@@ -278,7 +281,7 @@ TEST(SharedBucket, OneSourceOnEveryCpuGetsItsLimitOnce) {
   if (static_cast<double>(run.sent) < 1.5 * (limit.burst + limit.rate_pps * secs))
     GTEST_SKIP() << "SKIPPED the under-served check (the others ran): the CPUs sent " << run.sent
                  << " in " << secs << " s, under 1.5 times the limit; the host is too busy";
-  EXPECT_GE(static_cast<double>(st->tat_ns) + 0.02 * lim.tolerance_ns + 8 * e,
+  EXPECT_GE(static_cast<double>(st->tat_ns) + 0.05 * lim.tolerance_ns + 8 * e,
             static_cast<double>(st->last_seen_ns + lim.tolerance_ns))
       << "tokens left unused under load";
 }

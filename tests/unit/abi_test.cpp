@@ -68,7 +68,7 @@ static_assert(offsetof(bg_config, generation) == 8);
 // Where older versions had padding (zero): pins of those keep working.
 static_assert(offsetof(bg_config, bypass) == 12);
 static_assert(offsetof(bg_config, frags) == 13);
-static_assert(BG_OP_WOULD_DROP + BG_REASON_NR <= BG_OP_SLOTS);
+static_assert(static_cast<unsigned>(BG_OP_WOULD_DROP) + BG_REASON_NR <= BG_OP_SLOTS);
 static_assert(offsetof(bg_config, gen) == 16);
 
 // Events and per-service probes (issue 5).

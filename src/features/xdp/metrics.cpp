@@ -198,7 +198,7 @@ void write_operations(Writer &w, const std::vector<FilterStatus> &filters) {
     for (const auto &[v, r] : kVerdictReasons)
       if (v == BG_VERDICT_DROP)
         w.sample("bpfgate_would_drop_total", {{"interface", f.iface}, {"reason", to_string(r)}},
-                 static_cast<double>(f.ops[BG_OP_WOULD_DROP + r].packets));
+                 static_cast<double>(f.ops[BG_OP_WOULD_DROP + static_cast<unsigned>(r)].packets));
   w.family("bpfgate_would_autoblocks_total", "counter",
            "Auto-blocks dry-run did not make (a source over its limit for auto_block.after)");
   for (const auto &f : filters)

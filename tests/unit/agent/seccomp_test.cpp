@@ -139,7 +139,10 @@ TEST(Seccomp, WhatTheAgentDoesStillWorks) {
     // A host name's lookup (the fleet's etcd endpoints): glibc's resolver
     // sends the A and AAAA queries together, with one sendmmsg.
     int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in to{.sin_family = AF_INET, .sin_port = htons(9), .sin_addr = {htonl(0x7f000001)}};
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9);
+    to.sin_addr.s_addr = htonl(0x7f000001);
     if (udp >= 0 && connect(udp, reinterpret_cast<sockaddr *>(&to), sizeof(to)) == 0) {
       char query[2][12] = {};
       iovec iov[2] = {{query[0], sizeof(query[0])}, {query[1], sizeof(query[1])}};

@@ -16,8 +16,9 @@ TEST(Prometheus, ParserRejectsWhatIsNotTheFormat) {
        {"name{a=\"b\" 1\n", "name{a=b} 1\n", "name\n", "name{a=\"b\"} x\n", "{a=\"b\"} 1\n"}) {
     auto p = parse(bad);
     EXPECT_FALSE(p.ok()) << bad;
-    if (!p.ok())
+    if (!p.ok()) {
       EXPECT_NE(p.error().message().find("line 1"), std::string::npos) << p.error().message();
+    }
   }
   auto ok = parse("# a comment\n\nname 1 1700000000000\nname2{} +Inf\n");
   ASSERT_TRUE(ok.ok()) << ok.error().what();

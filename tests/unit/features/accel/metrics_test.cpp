@@ -69,9 +69,11 @@ TEST(MetricsAccel, FallbacksByReasonAndRefusedSockets) {
   EXPECT_EQ(prom::value_of(*p, "bpfgate_accel_messages_total", {{"event", "sockets_add_failed"}}),
             3);
   EXPECT_EQ(prom::value_of(*p, "bpfgate_accel_bytes_total", {{"event", "redirected"}}), 1 << 20);
-  for (const auto &[family, type] : p->types)
-    if (type == "counter")
+  for (const auto &[family, type] : p->types) {
+    if (type == "counter") {
       EXPECT_TRUE(family.ends_with("_total")) << family;
+    }
+  }
 }
 
 TEST(MetricsAccel, DrainingIsAHalf) {

@@ -54,9 +54,11 @@ TEST(MetricsLb, BackendsLatencyAndReasons) {
   EXPECT_EQ(p->types["bpfgate_lb_backend_connect_seconds"], "histogram");
   EXPECT_EQ(prom::value_of(*p, "bpfgate_lb_packets_total", {{"reason", "forwarded"}}), 10);
   EXPECT_EQ(prom::value_of(*p, "bpfgate_lb_connections"), 7);
-  for (const auto &[family, type] : p->types)
-    if (type == "counter")
+  for (const auto &[family, type] : p->types) {
+    if (type == "counter") {
       EXPECT_TRUE(family.ends_with("_total")) << family;
+    }
+  }
 }
 
 TEST(MetricsLb, DeclaredWithoutSamplesWhenOff) {

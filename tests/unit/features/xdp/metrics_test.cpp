@@ -54,8 +54,8 @@ TEST(MetricsOperations, BypassGaugeAndWouldDropByReason) {
   filters[1].iface = "eth1";
   filters[0].bypass = true;
   filters[0].ops[BG_OP_BYPASSED].packets = 9;
-  filters[1].ops[BG_OP_WOULD_DROP + BG_REASON_DENY].packets = 3;
-  filters[1].ops[BG_OP_WOULD_DROP + BG_REASON_RATE_LIMIT].packets = 4;
+  filters[1].ops[BG_OP_WOULD_DROP + static_cast<unsigned>(BG_REASON_DENY)].packets = 3;
+  filters[1].ops[BG_OP_WOULD_DROP + static_cast<unsigned>(BG_REASON_RATE_LIMIT)].packets = 4;
   filters[1].ops[BG_OP_WOULD_AUTOBLOCK].packets = 2;
   Writer w;
   write_operations(w, filters);
