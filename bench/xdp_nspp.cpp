@@ -142,7 +142,7 @@ struct CaseSpec {
   bool stages = false;         // also time the pipeline's first stages alone (one-source feed)
   // The one source proved itself (a SYN cookie, a connection) before the run: its bucket is in
   // the known table, under this rule, and it is not charged to the unproven sources' share.
-  std::optional<uint16_t> proven_rule;
+  std::optional<uint16_t> proven_rule = std::nullopt;
 };
 
 // 100,000 prefixes in the ACL: 50,000 allowed and 50,000 denied IPv6 /64s,
@@ -544,6 +544,8 @@ Result<CaseResult> run_case(const CaseSpec &c, const Prog &drop_floor, const Opt
     key.kind = BG_SRC_ADDR;
     const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2};
     std::memcpy(key.addr, mapped, 16);
+    if (auto st = dp->mark_known({key}); !st)
+      return st.error().context(c.name + ": mark the source known");
     if (auto st = dp->known_map().update(key, bg_src_state{}); !st)
       return st.error().context(c.name + ": prove the source");
   }

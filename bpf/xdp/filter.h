@@ -281,6 +281,23 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
   return 1;
 }
 
+/* 0: the pipeline without the known_bits map, as bpfgate built it before
+ * (tests/bpf/known_bits_off_filter.bpf.c: an upgrade from such a program). */
+#ifndef BG_KNOWN_BITS_ON
+#define BG_KNOWN_BITS_ON 1
+#endif
+
+/* Whether `key` may be in the known table: its bit in bg_known_bits (an
+ * unreadable word says "look"). */
+static __always_inline int bg_maybe_known(const struct bg_src_key *key) {
+  if (!BG_KNOWN_BITS_ON)
+    return 1;
+  __u32 bit = bg_known_bit(key);
+  __u32 word = bit >> 6;
+  const __u64 *w = bpf_map_lookup_elem(&bg_known_bits, &word);
+  return !w || (*w >> (bit & 63)) & 1;
+}
+
 /* The bucket key of w's source (BG_SRC_ADDR, under its rule) or of its
  * prefix (BG_SRC_PREFIX). */
 static __always_inline void bg_key_of(struct bg_src_key *key, const struct bg_work *w,
@@ -354,7 +371,7 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
      * a frame the share refuses costs no lookup of the (large) table of
      * admitted sources and touches no state. (Without the share, admitted
      * sources are looked up first, below: one lookup for them.) */
-    st = bpf_map_lookup_elem(&bg_known, &key);
+    st = bg_maybe_known(&key) ? bpf_map_lookup_elem(&bg_known, &key) : NULL;
     w->known = st != NULL;
     if (!st) {
       if (!bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, now)) {
@@ -374,7 +391,7 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
     st = bpf_map_lookup_elem(&bg_sources, &key);
   if (kind == BG_SRC_ADDR) {
     if (!st && !(s->flags & BG_SET_UNPROVEN)) {
-      st = bpf_map_lookup_elem(&bg_known, &key);
+      st = bg_maybe_known(&key) ? bpf_map_lookup_elem(&bg_known, &key) : NULL;
       w->known = st != NULL;
     }
     __u64 epoch = w->epoch;
@@ -732,6 +749,12 @@ __noinline int bg_promote(struct bg_work *w) {
   if (old)
     __builtin_memcpy(&init, old, sizeof(init));
   init.over_since_ns = 0;
+  /* Its bit first: a CPU that finds the entry finds the bit set. */
+  __u32 bit = bg_known_bit(&key);
+  __u32 word = bit >> 6;
+  __u64 *bits = BG_KNOWN_BITS_ON ? bpf_map_lookup_elem(&bg_known_bits, &word) : NULL;
+  if (bits)
+    __sync_fetch_and_or(bits, 1ULL << (bit & 63));
   long err = bpf_map_update_elem(&bg_known, &key, &init, BPF_NOEXIST);
   if (err && err != -17 /* EEXIST: another CPU promoted it */) {
     bg_stat(BG_STAT_KNOWN_FULL);

@@ -161,6 +161,15 @@ struct {
   __array(values, struct bg_rules_map);
 } bg_rules SEC(".maps") = {.values = {&bg_rules_0, &bg_rules_1}};
 
+/* Which sources may be known (BG_KNOWN_WORDS, bg_known_bit). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, BG_KNOWN_WORDS);
+  __uint(map_flags, BPF_F_MMAPABLE); /* the control plane sets bits atomically */
+  __type(key, __u32);
+  __type(value, __u64);
+} bg_known_bits SEC(".maps");
+
 /* Hot sources' decisions and counts, per CPU (struct bg_hot_slot). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -28,7 +28,7 @@ std::vector<uint8_t> udp4(const std::string &src, uint16_t dport = 9000) {
 uint64_t would(FilterHarness &h, bg_reason r) {
   auto ops = h.datapath().op_stats();
   EXPECT_TRUE(ops) << ops.error().what();
-  return ops ? (*ops)[BG_OP_WOULD_DROP + r].packets : 0;
+  return ops ? (*ops)[BG_OP_WOULD_DROP + static_cast<unsigned>(r)].packets : 0;
 }
 
 uint64_t op(FilterHarness &h, bg_op_stat s) {
@@ -53,7 +53,7 @@ TEST(DryRun, GlobalPassesWhatItWouldDropAndCountsItByReason) {
   EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT), 0u);
   auto ops = h.datapath().op_stats();
   ASSERT_TRUE(ops);
-  EXPECT_EQ((*ops)[BG_OP_WOULD_DROP + BG_REASON_DENY].bytes, 100u);
+  EXPECT_EQ((*ops)[BG_OP_WOULD_DROP + static_cast<unsigned>(BG_REASON_DENY)].bytes, 100u);
 }
 
 TEST(DryRun, OffDropsAsBefore) {

@@ -484,51 +484,13 @@ TEST_F(FaultTest, ARestartedAgentReplacesAnotherVersionsProgramInPlace) {
   write_config("limits: {rate: 100, burst: 100}\ndeny: [198.18.0.66]\n");
   start_agent();
   uint32_t link = t_.status()["link_id"];
-  auto pinned_link = bpf::open_pinned(t_.pin_dir() + "/" + BG_PIN_LINK);
-  ASSERT_TRUE(pinned_link.ok()) << pinned_link.error().what();
   uint32_t ours = t_.status()["prog_id"];
   // The other build, on the running program's maps (by name, from its map ids).
-  std::shared_ptr<bpf_object> other(
-      bpf_object__open_file((std::string(BPFGATE_BPF_DIR) + "/cas_lost_filter.bpf.o").c_str(),
-                            nullptr),
-      bpf_object__close);
-  ASSERT_TRUE(other);
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  int running = bpf_prog_get_fd_by_id(ours);
-  ASSERT_GE(running, 0);
-  std::vector<uint32_t> ids(64);
-  info.nr_map_ids = static_cast<uint32_t>(ids.size());
-  info.map_ids = reinterpret_cast<uint64_t>(ids.data());
-  ASSERT_EQ(bpf_obj_get_info_by_fd(running, &info, &len), 0);
-  ids.resize(info.nr_map_ids);
-  std::vector<bpf::UniqueFd> held;
-  for (uint32_t id : ids) {
-    bpf::UniqueFd fd(bpf_map_get_fd_by_id(id));
-    bpf_map_info mi{};
-    uint32_t ml = sizeof(mi);
-    ASSERT_EQ(bpf_obj_get_info_by_fd(fd.get(), &mi, &ml), 0);
-    bpf_map *m;
-    bpf_object__for_each_map(m, other.get()) {
-      if (!bpf_map__is_internal(m) &&
-          std::string(bpf_map__name(m)).substr(0, BPF_OBJ_NAME_LEN - 1) == mi.name) {
-        ASSERT_EQ(bpf_map__reuse_fd(m, fd.get()), 0) << mi.name;
-      }
-    }
-    held.push_back(std::move(fd));
-  }
-  ASSERT_EQ(bpf_object__load(other.get()), 0);
-  int other_fd =
-      bpf_program__fd(bpf_object__find_program_by_name(other.get(), "bg_cas_lost_filter"));
-  LIBBPF_OPTS(bpf_link_update_opts, opts, .flags = BPF_F_REPLACE,
-              .old_prog_fd = static_cast<__u32>(running));
-  ASSERT_EQ(bpf_link_update(pinned_link->get(), other_fd, &opts), 0) << strerror(errno);
-  ::close(running);
+  ASSERT_NE(t_.run_other_build("cas_lost_filter.bpf.o", "bg_cas_lost_filter"), 0u);
   uint32_t theirs = t_.xdp_prog_id();
   ASSERT_NE(theirs, ours);
   ASSERT_EQ(t_.flood("198.18.0.66", 100, 20000), 100u);
   ASSERT_EQ(counter("drop", "deny"), 100u) << "the other build does not filter";
-  other.reset();  // the link holds its program now
   // As a bpfgate older than the load balancer left its pins: no program array
   // to hand frames on with (the other build's program uses none either).
   ASSERT_EQ(::unlink((t_.pin_dir() + "/" BG_PIN_NEXT).c_str()), 0);

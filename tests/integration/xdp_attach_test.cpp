@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "bpfgate/abi/xdp.h"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -402,6 +403,38 @@ TEST(XdpAttach, FilterOutlivesItsProcessAndANewProcessChangesIt) {
   EXPECT_EQ(src[GatewayPair::kAttackerAddr]["drops"].get<uint64_t>(), before)
       << "the new limits did not take effect";
   EXPECT_EQ(src[GatewayPair::kAttackerAddr]["packets"], 4000);
+}
+
+// A filter of a version before the known_bits map (a bitmap of the sources
+// that may be in the known table) proved a client; `upgrade` brings the map,
+// sets the bits of the known table's sources before and after the swap, and
+// the client stays known: its frames are counted in its known entry, and no
+// entry is made for it as a new source (its bit clear, the new program would
+// not look it up in the known table).
+TEST(XdpAttach, AnUpgradeBringingTheKnownBitsKeepsProvenClientsKnown) {
+  GatewayPair t;
+  run_ok(t.gw().exec() + "sysctl -qw net.ipv4.tcp_syncookies=2");
+  ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --mode native").exit_code, 0);
+  const std::string bits = t.pin_dir() + "/" BG_PIN_KNOWN_BITS;
+  ASSERT_TRUE(std::filesystem::exists(bits));
+  ASSERT_NE(t.run_other_build("known_bits_off_filter.bpf.o", "bg_known_bits_off_filter"), 0u);
+  std::filesystem::remove(bits);  // as that version left its pins
+  auto lfd = t.tcp_listen(8088);
+  ASSERT_TRUE(t.tcp_connect(8088));
+  ASSERT_EQ(pinned_entries(t, "known"), 1u) << "the handshake did not prove the client";
+  ASSERT_EQ(pinned_entries(t, "sources"), 0u);
+
+  auto up = t.bpfgate("upgrade " + t.gw_if());
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_TRUE(contains(up.out, "replaced by")) << up.out;
+  EXPECT_TRUE(std::filesystem::exists(bits));
+  ASSERT_EQ(t.flood(GatewayPair::kClientAddr, 20, 20000), 20u);
+  EXPECT_EQ(pinned_entries(t, "sources"), 0u)
+      << "the upgraded filter did not find the client known";
+  EXPECT_EQ(pinned_entries(t, "known"), 1u);
+  auto s = t.status();
+  EXPECT_EQ(s["known_sources"]["entries"], 1) << s.dump();
+  EXPECT_TRUE(t.tcp_connect(8088));
 }
 
 // A filter pinned before the opstats map (the dry-run and bypass counters)

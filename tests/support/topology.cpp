@@ -1,15 +1,23 @@
 #include "support/topology.hpp"
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
+#include <memory>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "bpf/map.hpp"
+#include "bpfgate/abi/xdp.h"
 
 namespace bpfgate::test {
 
@@ -109,6 +117,52 @@ uint32_t GatewayPair::xdp_prog_id() const {
   if (x.contains("attached") && !x["attached"].empty())
     return x["attached"][0]["prog"]["id"].get<uint32_t>();
   return 0;
+}
+
+uint32_t GatewayPair::run_other_build(const std::string &object, const std::string &prog) const {
+  auto link = bpf::open_pinned(pin_dir() + "/" BG_PIN_LINK);
+  EXPECT_TRUE(link.ok()) << link.error().what();
+  if (!link)
+    return 0;
+  bpf::UniqueFd running(bpf_prog_get_fd_by_id(xdp_prog_id()));
+  EXPECT_GE(running.get(), 0);
+  std::shared_ptr<bpf_object> other(
+      bpf_object__open_file((std::string(BPFGATE_BPF_DIR) + "/" + object).c_str(), nullptr),
+      bpf_object__close);
+  EXPECT_TRUE(other) << object;
+  if (running.get() < 0 || !other)
+    return 0;
+  std::vector<uint32_t> ids(64);
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  info.nr_map_ids = static_cast<uint32_t>(ids.size());
+  info.map_ids = reinterpret_cast<uint64_t>(ids.data());
+  EXPECT_EQ(bpf_obj_get_info_by_fd(running.get(), &info, &len), 0);
+  ids.resize(info.nr_map_ids);
+  std::vector<bpf::UniqueFd> held;  // until the load has taken them
+  for (uint32_t id : ids) {
+    bpf::UniqueFd fd(bpf_map_get_fd_by_id(id));
+    bpf_map_info mi{};
+    uint32_t ml = sizeof(mi);
+    EXPECT_EQ(bpf_obj_get_info_by_fd(fd.get(), &mi, &ml), 0);
+    bpf_map *m;
+    bpf_object__for_each_map(m, other.get()) {
+      if (!bpf_map__is_internal(m) &&
+          std::string(bpf_map__name(m)).substr(0, BPF_OBJ_NAME_LEN - 1) == mi.name) {
+        EXPECT_EQ(bpf_map__reuse_fd(m, fd.get()), 0) << mi.name;
+      }
+    }
+    held.push_back(std::move(fd));
+  }
+  EXPECT_EQ(bpf_object__load(other.get()), 0) << object;
+  const bpf_program *p = bpf_object__find_program_by_name(other.get(), prog.c_str());
+  EXPECT_NE(p, nullptr) << prog;
+  if (!p)
+    return 0;
+  LIBBPF_OPTS(bpf_link_update_opts, opts, .flags = BPF_F_REPLACE,
+              .old_prog_fd = static_cast<__u32>(running.get()));
+  EXPECT_EQ(bpf_link_update(link->get(), bpf_program__fd(p), &opts), 0) << strerror(errno);
+  return xdp_prog_id();  // the link holds the program now
 }
 
 bpf::UniqueFd GatewayPair::tcp_listen(uint16_t port) const {

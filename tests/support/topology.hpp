@@ -50,6 +50,11 @@ class GatewayPair {
   uint64_t counter(const char *verdict, const char *reason) const;
   // The XDP program id attached to the gateway interface (0: none).
   uint32_t xdp_prog_id() const;
+  // Swaps the program of the pinned XDP link for program `prog` of another
+  // build (an object under BPFGATE_BPF_DIR), loaded on the running program's
+  // maps (by name, from its map ids), as another version would run: its
+  // program id (a gtest failure and 0 if that fails).
+  uint32_t run_other_build(const std::string &object, const std::string &prog) const;
   // A TCP listener on the gateway's address, and a connection to it from the
   // peer namespace (true: the handshake completed).
   bpf::UniqueFd tcp_listen(uint16_t port) const;

@@ -123,6 +123,14 @@ bpf::PinSpec op_stats_pin() {
   return p;
 }
 
+bpf::PinSpec known_bits_pin() {
+  // Optional: pins of older versions have none (replace.cpp makes it and
+  // sets the bits of the known table's sources).
+  bpf::PinSpec p = bpf::map_pin<__u32, __u64>(BG_PIN_KNOWN_BITS, "bg_known_bits");
+  p.optional = true;
+  return p;
+}
+
 bpf::PinSpec hot_pin() {
   // Optional: pins of older versions have none (replace.cpp makes it).
   bpf::PinSpec p = bpf::map_pin<__u32, bg_hot_slot>(BG_PIN_HOT, "bg_hot");
@@ -147,6 +155,7 @@ std::vector<bpf::PinSpec> Datapath::pin_specs() {
       next_pin(),
       op_stats_pin(),
       hot_pin(),
+      known_bits_pin(),
   };
 }
 
@@ -164,6 +173,8 @@ Datapath Datapath::from_set(bpf::PinSet &s) {
     dp.op_stats_.emplace(std::move(ops));
   if (bpf::UniqueFd hot = s.take(BG_PIN_HOT); hot.valid())
     dp.hot_.emplace(std::move(hot));
+  if (bpf::UniqueFd bits = s.take(BG_PIN_KNOWN_BITS); bits.valid())
+    dp.known_bits_ = std::move(bits);
   return dp;
 }
 
@@ -617,6 +628,44 @@ Status Datapath::blocklist_removed() {
   if (bpf_map_get_next_key(blocklist_.fd(), nullptr, &first) == 0)
     return with_runtime(runtime_.fd(), 1, false);
   return {};
+}
+
+namespace {
+
+// Sets the bits of `keys` in the known_bits map `fd`, through its mmap.
+Status set_known_bits(int fd, const std::vector<bg_src_key> &keys) {
+  const size_t len = BG_KNOWN_WORDS * sizeof(__u64);
+  void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return make_error(errno, "map the filter's known_bits map");
+  auto *words = static_cast<__u64 *>(p);
+  for (const auto &k : keys) {
+    __u32 bit = bg_known_bit(&k);
+    // Atomically: the datapath sets bits of its own meanwhile.
+    __atomic_fetch_or(&words[bit >> 6], 1ULL << (bit & 63), __ATOMIC_SEQ_CST);
+  }
+  munmap(p, len);
+  return {};
+}
+
+}  // namespace
+
+Status Datapath::mark_known(const std::vector<bg_src_key> &keys) {
+  if (!known_bits_.valid())
+    return {};  // a filter of an older bpfgate: its program looks every source up
+  return set_known_bits(known_bits_.get(), keys);
+}
+
+Status mark_known_table(int known_fd, int bits_fd) {
+  bpf::Map<bg_src_key, bg_src_state> known(known_fd);
+  auto all = known.dump();
+  if (!all)
+    return all.error();
+  std::vector<bg_src_key> keys;
+  keys.reserve(all->size());
+  for (const auto &[k, v] : *all)
+    keys.push_back(k);
+  return set_known_bits(bits_fd, keys);
 }
 
 uint64_t Datapath::block_version() const {

@@ -25,6 +25,11 @@ class SourceSweeper;
 // The pin of the operator switches' counters (optional: older pins lack it).
 bpf::PinSpec op_stats_pin();
 bpf::PinSpec hot_pin();
+bpf::PinSpec known_bits_pin();
+// Sets, in the known_bits map `bits_fd`, the bit of every source in the
+// known table `known_fd`: a program loaded beside a running one (replace)
+// gets a new, empty bitmap, which must cover the table before it runs.
+Status mark_known_table(int known_fd, int bits_fd);
 // Adds to `st` (the entry of `key`) what hot slots counted of it and have
 // not yet added: a source's own counts, or for a prefix bucket the counts of
 // the sources in it (bg_hot_slot).
@@ -115,6 +120,9 @@ class Datapath {
   // control plane), so a reader that saw the same version need not list the
   // blocklist again (a filter made anew has another map id). 0 if unreadable.
   uint64_t block_version() const;
+  // Sets the known_bits of `keys` (bpfgate/abi/xdp.h), before they go into
+  // the known table by the control plane.
+  Status mark_known(const std::vector<bg_src_key> &keys);
   // The in-kernel sweeper of the sources map, loaded at the first call;
   // nullptr (and said once) where the kernel refuses it.
   SourceSweeper *source_sweeper();
@@ -154,6 +162,7 @@ class Datapath {
   bpf::Map<bg_lpm_key, __u32> noblock_;
   std::optional<bpf::PerCpuMap<__u32, bg_counter>> op_stats_;  // absent in older pins
   std::optional<bpf::PerCpuMap<__u32, bg_hot_slot>> hot_;      // absent in older pins
+  bpf::UniqueFd known_bits_;                                   // absent in older pins
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;
 };
