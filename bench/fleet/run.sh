@@ -296,10 +296,10 @@ if [[ " $parts " == *" sync "* ]]; then
   [ -n "$line" ] || die "node 1 never published $cidr under $PREFIX"
   key=$(jq -r '.[0]' <<<"$line"); value=$(jq -r '.[1]' <<<"$line")
   enc=${cidr//\//_}
-  if [[ "$key" == *"$enc"* ]]; then KEY_T=${key/"$enc"/@C@}; KEY_SLASH=0
-  elif [[ "$key" == *"$cidr"* ]]; then KEY_T=${key/"$cidr"/@C@}; KEY_SLASH=1
+  if [[ "$key" == *"$enc"* ]]; then KEY_T=${key/"$enc"/%C%}; KEY_SLASH=0
+  elif [[ "$key" == *"$cidr"* ]]; then KEY_T=${key/"$cidr"/%C%}; KEY_SLASH=1
   else die "cannot find $cidr in the key $key: the bench does not know this layout"; fi
-  VAL_T=${value//"$cidr"/@C@}
+  VAL_T=${value//"$cidr"/%C%}
   # From a node that is not running: node 1 owns its own keys and deletes those it does not
   # hold (as it should), so the copies name another node, in the key too if the key has it.
   KEY_T=${KEY_T//bgfl-n1/bgfl-gone}
@@ -310,7 +310,7 @@ if [[ " $parts " == *" sync "* ]]; then
     n=$((entries - start)); [ "$n" -gt 10000 ] && n=10000
     for j in $(seq "$start" $((start + n - 1))); do printf '2001:db8:%x:%x::/64\n' $((0x8000 + j / 65535)) $((j % 65535 + 1)); done |
       jq -Rn --arg kt "$KEY_T" --arg vt "$VAL_T" --argjson slash "$KEY_SLASH" \
-        '{success: [inputs as $c | {requestPut: {key: ($kt | sub("@C@"; (if $slash == 1 then $c else ($c | gsub("/"; "_")) end)) | @base64), value: ($vt | gsub("@C@"; $c) | @base64)}}]}' \
+        '{success: [inputs as $c | {requestPut: {key: ($kt | sub("%C%"; (if $slash == 1 then $c else ($c | gsub("/"; "_")) end)) | @base64), value: ($vt | gsub("%C%"; $c) | @base64)}}]}' \
         >"$TMP/txn.json"
     in_ns "$NS_ETCD" curl -sf --max-time 60 -X POST -d @"$TMP/txn.json" "$ETCD_URL/v3/kv/txn" >/dev/null ||
       die "etcd refused a transaction of $n puts"

@@ -15,11 +15,16 @@ namespace bpfgate::agent {
 
 namespace {
 // The publishing scan (fleet.hpp): looked for every kTickNs; made when the
-// blocklists changed, at most every kBusyFactor times its cost (a quarter of
-// the loop's time while blocks keep coming), and otherwise every
-// kReconcileNs (10 times its cost when more), to reconcile.
+// blocklists changed, at most every kBusyFactor times its cost (a fifth of
+// the loop's time while blocks keep coming one by one), kStormFactor times
+// after a scan that found more than kStormChanges changes (an auto-block
+// storm: scanning a growing table that often took the CPU etcd and the
+// publisher needed, and the publish rate holds most of it back anyway), and
+// otherwise every kReconcileNs (10 times its cost when more), to reconcile.
 constexpr uint64_t kTickNs = 25'000'000;
 constexpr uint64_t kBusyFactor = 4;
+constexpr uint64_t kStormFactor = 10;
+constexpr size_t kStormChanges = 64;
 constexpr uint64_t kReconcileNs = 2'000'000'000;
 
 bool same_join(const core::FleetConfig &a, const core::FleetConfig &b) {
@@ -100,17 +105,19 @@ std::vector<int> FleetFeature::fds() const {
 
 void FleetFeature::scan_when_due() {
   uint64_t now = monotonic_ns();
-  uint64_t busy_gap = std::max(kTickNs, kBusyFactor * scan_cost_ns_);
+  uint64_t factor = last_scan_changes_ > kStormChanges ? kStormFactor : kBusyFactor;
+  uint64_t busy_gap = std::max(kTickNs, factor * scan_cost_ns_);
   uint64_t gap = fleet_->wants_scan() ? busy_gap : std::max(kReconcileNs, 10 * scan_cost_ns_);
   if (now - last_scan_ns_ < gap)
     return;
-  fleet_->scan();
+  last_scan_changes_ = fleet_->scan();
   last_scan_ns_ = monotonic_ns();
   scan_cost_ns_ = last_scan_ns_ - now;
+  factor = last_scan_changes_ > kStormChanges ? kStormFactor : kBusyFactor;
   fleet::update_stats([&](fleet::FleetStats &s) {
     s.scans++;
     s.scan_s = static_cast<double>(scan_cost_ns_) * 1e-9;
-    s.scan_every_s = static_cast<double>(std::max(kTickNs, kBusyFactor * scan_cost_ns_)) * 1e-9;
+    s.scan_every_s = static_cast<double>(std::max(kTickNs, factor * scan_cost_ns_)) * 1e-9;
   });
 }
 

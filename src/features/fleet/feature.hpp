@@ -39,6 +39,7 @@ class FleetFeature final : public Feature {
   std::unique_ptr<fleet::Fleet> fleet_;
   bpf::UniqueFd reports_, timer_;
   uint64_t last_scan_ns_ = 0, scan_cost_ns_ = 0;
+  size_t last_scan_changes_ = 0;
 };
 
 }  // namespace bpfgate::agent

@@ -54,7 +54,8 @@ class Fleet {
   // What the etcd threads reported.
   void on_reports();
   // This node's blocks published; fleet entries a filter lacks put back.
-  void scan();
+  // Returns the changes it found: keys written or deleted, and held back.
+  size_t scan();
   // Whether a scan has work now: a filter's blocklist changed since the last
   // scan (its block version moved, not by this fleet's own writes), a filter
   // came or went, changes wait for the publish rate, or the shares changed.

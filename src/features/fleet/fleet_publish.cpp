@@ -168,18 +168,20 @@ bool Fleet::wants_scan() const {
   return sync_ && (shares_changed_ || !held_.empty() || block_versions() != scanned_versions_);
 }
 
-void Fleet::scan() {
+size_t Fleet::scan() {
   if (!sync_)
-    return;
+    return 0;
   // Read before the lists: a change made while they are read moves a version
   // past what is kept, and is scanned for again.
   scanned_versions_ = block_versions();
   shares_changed_ = false;
   std::vector<Publish> out;
   publish_changes(local_entries(), out);
+  size_t changes = out.size() + held_.size();
   if (!out.empty())
     sync_->publish(std::move(out));
   save();
+  return changes;
 }
 
 }  // namespace bpfgate::fleet
