@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <initializer_list>
 #include <map>
 
 #include "features/fleet/fleet_config.hpp"
@@ -96,6 +97,32 @@ Result<KeyName> parse_key(const std::string &key_prefix, const std::string &key)
 
 namespace {
 
+// A value's JSON, as both kinds of entry begin to read it: at most
+// kMaxValueBytes, an object whose `strings` are strings (and whose "at" is a
+// number, with `at`); `what` names them in the error.
+Result<json> value_object(const std::string &value, std::initializer_list<const char *> strings,
+                          bool at, const char *what) {
+  if (value.size() > kMaxValueBytes)
+    return make_error(EINVAL, "value over {} bytes", kMaxValueBytes);
+  json j = json::parse(value, nullptr, false);
+  bool ok = j.is_object() && (!at || (j.contains("at") && j["at"].is_number()));
+  for (const char *f : strings)
+    ok = ok && j.contains(f) && j[f].is_string();
+  if (!ok)
+    return make_error(EINVAL, "value is no JSON object with {}", what);
+  return j;
+}
+
+// The value's cidr, which must be its key's.
+Result<core::Prefix> value_cidr(const json &j, const core::Prefix &of_key) {
+  auto p = core::parse_prefix(j["cidr"].get<std::string>());
+  if (!p)
+    return p.error();
+  if (!(*p == of_key))
+    return make_error(EINVAL, "the value's cidr is not the key's");
+  return *p;
+}
+
 Status check_times(const json &j, FleetEntry &e, double now_s) {
   if (!j.contains("at") || !j["at"].is_number() || !j.contains("expires") ||
       !j["expires"].is_number_integer())
@@ -116,18 +143,15 @@ Result<FleetEntry> decode_entry(const std::string &key_prefix, const std::string
   auto kn = parse_key(key_prefix, key);
   if (!kn)
     return kn.error();
-  if (value.size() > kMaxValueBytes)
-    return make_error(EINVAL, "value over {} bytes", kMaxValueBytes);
-  json j = json::parse(value, nullptr, false);
-  if (!j.is_object() || !j.contains("cidr") || !j["cidr"].is_string() || !j.contains("node") ||
-      !j["node"].is_string() || !j.contains("reason") || !j["reason"].is_string())
-    return make_error(EINVAL, "value is no JSON object with cidr, node and reason strings");
-  FleetEntry e;
-  auto p = core::parse_prefix(j["cidr"].get<std::string>());
+  auto obj =
+      value_object(value, {"cidr", "node", "reason"}, false, "cidr, node and reason strings");
+  if (!obj)
+    return obj.error();
+  const json &j = *obj;
+  auto p = value_cidr(j, kn->prefix);
   if (!p)
     return p.error();
-  if (!(*p == kn->prefix))
-    return make_error(EINVAL, "the value's cidr is not the key's");
+  FleetEntry e;
   e.prefix = *p;
   e.node = j["node"].get<std::string>();
   if (!core::valid_node_name(e.node))
@@ -151,17 +175,13 @@ Result<NeverEntry> decode_never(const std::string &key_prefix, const std::string
   auto kp = cidr_of_key(key.substr(never_prefix(key_prefix).size()), key);
   if (!kp)
     return kp.error();
-  if (value.size() > kMaxValueBytes)
-    return make_error(EINVAL, "value over {} bytes", kMaxValueBytes);
-  json j = json::parse(value, nullptr, false);
-  if (!j.is_object() || !j.contains("cidr") || !j["cidr"].is_string() || !j.contains("by") ||
-      !j["by"].is_string() || !j.contains("at") || !j["at"].is_number())
-    return make_error(EINVAL, "value is no JSON object with cidr and by strings and an at");
-  auto p = core::parse_prefix(j["cidr"].get<std::string>());
+  auto obj = value_object(value, {"cidr", "by"}, true, "cidr and by strings and an at");
+  if (!obj)
+    return obj.error();
+  const json &j = *obj;
+  auto p = value_cidr(j, *kp);
   if (!p)
     return p.error();
-  if (!(*p == *kp))
-    return make_error(EINVAL, "the value's cidr is not the key's");
   NeverEntry e{*p, j["by"].get<std::string>(), j["at"].get<double>()};
   if (!core::valid_node_name(e.by))
     return make_error(EINVAL, "'by' is not 1-63 of [A-Za-z0-9._-]");
