@@ -103,21 +103,23 @@ std::vector<int> FleetFeature::fds() const {
   return {reports_.get(), timer_.get()};
 }
 
+uint64_t FleetFeature::busy_gap_ns() const {
+  uint64_t factor = last_scan_changes_ > kStormChanges ? kStormFactor : kBusyFactor;
+  return std::max(kTickNs, factor * scan_cost_ns_);
+}
+
 void FleetFeature::scan_when_due() {
   uint64_t now = monotonic_ns();
-  uint64_t factor = last_scan_changes_ > kStormChanges ? kStormFactor : kBusyFactor;
-  uint64_t busy_gap = std::max(kTickNs, factor * scan_cost_ns_);
-  uint64_t gap = fleet_->wants_scan() ? busy_gap : std::max(kReconcileNs, 10 * scan_cost_ns_);
+  uint64_t gap = fleet_->wants_scan() ? busy_gap_ns() : std::max(kReconcileNs, 10 * scan_cost_ns_);
   if (now - last_scan_ns_ < gap)
     return;
   last_scan_changes_ = fleet_->scan();
   last_scan_ns_ = monotonic_ns();
   scan_cost_ns_ = last_scan_ns_ - now;
-  factor = last_scan_changes_ > kStormChanges ? kStormFactor : kBusyFactor;
   fleet::update_stats([&](fleet::FleetStats &s) {
     s.scans++;
     s.scan_s = static_cast<double>(scan_cost_ns_) * 1e-9;
-    s.scan_every_s = static_cast<double>(std::max(kTickNs, factor * scan_cost_ns_)) * 1e-9;
+    s.scan_every_s = static_cast<double>(busy_gap_ns()) * 1e-9;
   });
 }
 

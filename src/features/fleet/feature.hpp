@@ -32,6 +32,8 @@ class FleetFeature final : public Feature {
 
  private:
   void scan_when_due();
+  // The least time between two scans while the blocklists change.
+  uint64_t busy_gap_ns() const;
   void arm(bool on);  // the scan timer
 
   std::string bpffs_;

@@ -669,11 +669,16 @@ Status mark_known_table(int known_fd, int bits_fd) {
 }
 
 uint64_t Datapath::block_version() const {
-  auto info = bpf::map_info(blocklist_.fd());
+  if (!blocklist_id_) {  // the map's id, read once: it stays while the fd does
+    auto info = bpf::map_info(blocklist_.fd());
+    if (!info)
+      return 0;
+    blocklist_id_ = info->id;
+  }
   auto rt = runtime_.lookup(0);
-  if (!info || !rt || !*rt)
+  if (!rt || !*rt)
     return 0;
-  return static_cast<uint64_t>(info->id) << 32 | (*rt)->block_epoch;
+  return static_cast<uint64_t>(blocklist_id_) << 32 | (*rt)->block_epoch;
 }
 
 Result<std::vector<SourceEntry>> Datapath::sources() const {

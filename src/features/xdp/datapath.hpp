@@ -163,6 +163,7 @@ class Datapath {
   std::optional<bpf::PerCpuMap<__u32, bg_counter>> op_stats_;  // absent in older pins
   std::optional<bpf::PerCpuMap<__u32, bg_hot_slot>> hot_;      // absent in older pins
   bpf::UniqueFd known_bits_;                                   // absent in older pins
+  mutable uint32_t blocklist_id_ = 0;                          // block_version(): read once
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;
 };
