@@ -287,23 +287,15 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
 #define BG_KNOWN_BITS_ON 1
 #endif
 
-/* The word of bg_known_bits that holds `key`'s bit, and the bit in it
- * (`mask`); NULL without the map. */
-static __always_inline __u64 *bg_known_word(const struct bg_src_key *key, __u64 *mask) {
+/* Whether `key` may be in the known table: its bit in bg_known_bits (an
+ * unreadable word says "look"). */
+static __always_inline int bg_maybe_known(const struct bg_src_key *key) {
   if (!BG_KNOWN_BITS_ON)
-    return NULL;
+    return 1;
   __u32 bit = bg_known_bit(key);
   __u32 word = bit >> 6;
-  *mask = 1ULL << (bit & 63);
-  return bpf_map_lookup_elem(&bg_known_bits, &word);
-}
-
-/* Whether `key` may be in the known table: its bit in bg_known_bits (no
- * word to read says "look"). */
-static __always_inline int bg_maybe_known(const struct bg_src_key *key) {
-  __u64 mask = 0;
-  const __u64 *w = bg_known_word(key, &mask);
-  return !w || (*w & mask);
+  const __u64 *w = bpf_map_lookup_elem(&bg_known_bits, &word);
+  return !w || (*w >> (bit & 63)) & 1;
 }
 
 /* The bucket key of w's source (BG_SRC_ADDR, under its rule) or of its
@@ -758,10 +750,11 @@ __noinline int bg_promote(struct bg_work *w) {
     __builtin_memcpy(&init, old, sizeof(init));
   init.over_since_ns = 0;
   /* Its bit first: a CPU that finds the entry finds the bit set. */
-  __u64 mask = 0;
-  __u64 *bits = bg_known_word(&key, &mask);
+  __u32 bit = bg_known_bit(&key);
+  __u32 word = bit >> 6;
+  __u64 *bits = BG_KNOWN_BITS_ON ? bpf_map_lookup_elem(&bg_known_bits, &word) : NULL;
   if (bits)
-    __sync_fetch_and_or(bits, mask);
+    __sync_fetch_and_or(bits, 1ULL << (bit & 63));
   long err = bpf_map_update_elem(&bg_known, &key, &init, BPF_NOEXIST);
   if (err && err != -17 /* EEXIST: another CPU promoted it */) {
     bg_stat(BG_STAT_KNOWN_FULL);
