@@ -3,6 +3,7 @@
  * bpfgate XDP load balancer: DNAT to the backend a Maglev ring chose, routed
  * by the FIB (include/bpfgate/abi/lb.h says what each map holds).
  *
+ *   hot slot of the flow on this CPU still good? (bg_lb_hot) -> rewrite, send
  *   parse -> to a service?  (bg_lb_vips)     -> place the flow (bg_lb_conns,
  *                                               the ring) -> backend's address
  *         -> else a reply?  (bg_lb_reverse)  -> the VIP's address as source
@@ -19,7 +20,10 @@
  * not of the one XDP runs on).
  *
  * Stages are global functions, verified once each (as in bpf/xdp/filter.h);
- * they share their state through struct bg_lb_work on the entry's stack.
+ * they share their state through struct bg_lb_work on the entry's stack. The
+ * hot slot (stage 0) runs first, on the frame itself: an established flow's
+ * frame that its slot serves never builds that state (abi/lb.h, struct
+ * bg_lb_hot, says what the slot must still agree with).
  */
 #include "lb/lb.h"
 
@@ -188,6 +192,8 @@ __noinline int bg_lb_request(struct bg_lb_work *w) {
   const struct bg_lb_service *svc = bpf_map_lookup_elem(&bg_lb_vips, &vk);
   if (!svc)
     return BG_LB_NOT_VIP;
+  w->active = ctl->active & 1;
+  w->moved = *(volatile __u32 *)&bg_lb_moved; /* before the entry: see struct bg_lb_hot */
   /* A later fragment has no ports: an entry of port 0 marks its address. */
   if (w->pkt.fragment)
     return BG_LB_RES(XDP_DROP, BG_LB_FRAGMENT);
@@ -209,10 +215,14 @@ __noinline int bg_lb_request(struct bg_lb_work *w) {
       c->request_ns = bpf_ktime_get_ns();
       __sync_fetch_and_or(&c->flags, BG_LB_CONN_REQUEST);
     }
+    w->hot = BG_LB_HOT_FILL | ((c->flags & BG_LB_CONN_REQUEST) ? 0 : BG_LB_HOT_PAYLOAD_SLOW);
   } else {
+    __u32 was = c ? c->backend : 0;
     id = bg_place(w, &key, svc, ctl);
     if (!id)
       return BG_LB_RES(XDP_DROP, BG_LB_NO_BACKEND);
+    if (was && was != id) /* hot slots of the flow, on any CPU, are stale */
+      __sync_fetch_and_add(&bg_lb_moved, 1);
   }
   w->cached = BG_LB_KIND_REQUEST;
   const struct bg_lb_backend *b = bpf_map_lookup_elem(&bg_lb_backends, &id);
@@ -271,6 +281,10 @@ __noinline int bg_lb_reply(struct bg_lb_work *w) {
     return BG_LB_RES(XDP_DROP, BG_LB_FRAGMENT);
   if (w->ttl <= 1)
     return BG_LB_RES(XDP_PASS, BG_LB_TTL);
+  __u32 zero = 0;
+  const struct bg_lb_ctl *ctl = bpf_map_lookup_elem(&bg_lb_ctl, &zero);
+  w->active = ctl ? ctl->active & 1 : 0;
+  w->moved = *(volatile __u32 *)&bg_lb_moved;
   w->now = bpf_ktime_get_coarse_ns();
   w->kind = BG_LB_KIND_REPLY;
   w->cached = BG_LB_KIND_REPLY;
@@ -295,6 +309,8 @@ __noinline int bg_lb_reply(struct bg_lb_work *w) {
   }
   if (w->pkt.l4_proto == IPPROTO_TCP)
     bg_measure(w, c, st);
+  w->hot =
+      BG_LB_HOT_FILL | ((!c || (c->flags & BG_LB_CONN_RESPONDED)) ? 0 : BG_LB_HOT_PAYLOAD_SLOW);
   return BG_LB_GO;
 }
 
@@ -578,6 +594,203 @@ __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
   }
 }
 
+/* The hot slot index of a flow: a multiplicative mix of its addresses (each
+ * folded to a word, as the maps hold them: an IPv4 address v4-mapped), ports
+ * and protocol. src and dst point to 4 words each. */
+static __always_inline __u32 bg_lb_hot_index(const __u32 *src, const __u32 *dst, __be16 sport,
+                                             __be16 dport, __u8 proto) {
+  __u32 h = (src[0] ^ src[1] ^ src[2] ^ src[3]) * 0x9e3779b1U;
+  h = (h ^ dst[0] ^ dst[1] ^ dst[2] ^ dst[3]) * 0x9e3779b1U;
+  h = (h ^ ((__u32)sport << 16 | dport) ^ proto) * 0x9e3779b1U;
+  return h >> (32 - BG_LB_HOT_BITS);
+}
+
+/* The words of ::ffff:0.0.0.0 in memory order, and their fold. */
+#define BG_V4MAP_W2 bpf_htonl(0x0000ffff)
+
+static __always_inline int bg_lb_words_eq(const __u8 *a, const __u32 *b) {
+  const __u32 *x = (const __u32 *)a;
+  return !((x[0] ^ b[0]) | (x[1] ^ b[1]) | (x[2] ^ b[2]) | (x[3] ^ b[3]));
+}
+
+/* Stage 0, before any other: a TCP or UDP frame of an established flow whose
+ * hot slot on this CPU still holds (abi/lb.h says when) is rewritten and
+ * sent as the slot says, read straight from the frame (untagged Ethernet,
+ * IPv4 without options and unfragmented, or IPv6 without extension headers;
+ * anything else misses). Returns the outcome and its counter (BG_LB_RES), or
+ * BG_LB_MISS for the stages, having written nothing. */
+__noinline int bg_lb_fast(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  if ((void *)(eth + 1) > data_end)
+    return BG_LB_MISS;
+  __u32 src[4], dst[4];
+  __u8 *ttl, proto;
+  __u32 l4, ip_len, v4;
+  if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr *iph = (void *)(eth + 1);
+    if ((void *)(iph + 1) > data_end || iph->ihl != 5 ||
+        (iph->frag_off & bpf_htons(BG_IP_MF | BG_IP_OFFSET)))
+      return BG_LB_MISS;
+    src[0] = src[1] = dst[0] = dst[1] = 0;
+    src[2] = dst[2] = BG_V4MAP_W2;
+    src[3] = iph->saddr;
+    dst[3] = iph->daddr;
+    ttl = &iph->ttl;
+    proto = iph->protocol;
+    l4 = sizeof(*eth) + sizeof(*iph);
+    ip_len = bpf_ntohs(iph->tot_len);
+    v4 = 1;
+  } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr *ip6 = (void *)(eth + 1);
+    if ((void *)(ip6 + 1) > data_end)
+      return BG_LB_MISS;
+    __builtin_memcpy(src, &ip6->saddr, 16);
+    __builtin_memcpy(dst, &ip6->daddr, 16);
+    ttl = &ip6->hop_limit;
+    proto = ip6->nexthdr;
+    l4 = sizeof(*eth) + sizeof(*ip6);
+    ip_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+    v4 = 0;
+  } else {
+    return BG_LB_MISS;
+  }
+  if (*ttl <= 1)
+    return BG_LB_MISS;
+  __be16 *ports = data + l4;
+  __u16 *csum;
+  __u32 hdr; /* IP and transport headers' length */
+  if (proto == IPPROTO_TCP) {
+    struct tcphdr *th = data + l4;
+    if ((void *)(th + 1) > data_end || th->syn || th->rst)
+      return BG_LB_MISS;
+    csum = &th->check;
+    hdr = l4 - sizeof(*eth) + th->doff * 4;
+  } else if (proto == IPPROTO_UDP) {
+    struct udphdr *uh = data + l4;
+    if ((void *)(uh + 1) > data_end)
+      return BG_LB_MISS;
+    csum = &uh->check;
+    hdr = ip_len; /* no payload timed for UDP */
+  } else {
+    return BG_LB_MISS;
+  }
+  __u32 idx = bg_lb_hot_index(src, dst, ports[0], ports[1], proto);
+  struct bg_lb_hot *h = bpf_map_lookup_elem(&bg_lb_hot, &idx);
+  if (!h || !h->kind || h->sport != ports[0] || h->dport != ports[1] || h->proto != proto ||
+      !bg_lb_words_eq(h->src, src) || !bg_lb_words_eq(h->dst, dst))
+    return BG_LB_MISS;
+  if ((h->flags & BG_LB_HOT_PAYLOAD_SLOW) && ip_len > hdr)
+    return BG_LB_MISS; /* a payload the slow path may time */
+  __u32 zero = 0;
+  const struct bg_lb_ctl *ctl = bpf_map_lookup_elem(&bg_lb_ctl, &zero);
+  if (!ctl || (ctl->active & 1) != h->active || h->moved != *(volatile __u32 *)&bg_lb_moved)
+    return BG_LB_MISS;
+  __u64 now = bpf_ktime_get_coarse_ns();
+  if (now >= h->route.until_ns || h->route.in_ifindex != ctx->ingress_ifindex ||
+      ip_len > h->route.mtu)
+    return BG_LB_MISS;
+  __u32 id = h->backend;
+  int reply = h->kind == BG_LB_KIND_REPLY;
+  if (!reply) {
+    const struct bg_lb_backend *b = bpf_map_lookup_elem(&bg_lb_backends, &id);
+    if (!b || !(b->flags & BG_LB_BACKEND_USED) || (b->flags & BG_LB_BACKEND_DOWN) ||
+        b->service != h->service || b->port != h->port ||
+        !bg_lb_words_eq(h->addr, (const __u32 *)b->addr))
+      return BG_LB_MISS;
+  }
+  /* The rewrite (as bg_lb_rewrite): the address and port, TTL - 1, checksums. */
+  __be16 *port = reply ? &ports[0] : &ports[1];
+  __u32 l4d;
+  if (v4) {
+    struct iphdr *iph = data + sizeof(*eth);
+    if ((void *)(iph + 1) > data_end)
+      return BG_LB_MISS;
+    __be32 *a = reply ? &iph->saddr : &iph->daddr;
+    l4d = bg_csum_diff(a, h->addr + 12, 2, 0);
+    __u16 old = *(__u16 *)&iph->ttl;
+    iph->ttl--;
+    __u32 ipd = bg_csum_diff(&old, &iph->ttl, 1, l4d);
+    __builtin_memcpy(a, h->addr + 12, 4);
+    iph->check = bg_csum_update(iph->check, ipd);
+  } else {
+    struct ipv6hdr *ip6 = data + sizeof(*eth);
+    if ((void *)(ip6 + 1) > data_end)
+      return BG_LB_MISS;
+    struct in6_addr *a = reply ? &ip6->saddr : &ip6->daddr;
+    l4d = bg_csum_diff(a, h->addr, 8, 0);
+    ip6->hop_limit--;
+    __builtin_memcpy(a, h->addr, 16);
+  }
+  if (h->port) {
+    l4d = bg_csum_diff(port, &h->port, 1, l4d);
+    *port = h->port;
+  }
+  if (proto == IPPROTO_TCP)
+    *csum = bg_csum_update(*csum, l4d);
+  else if (*csum || !v4)
+    *csum = bg_udp_csum_update(*csum, l4d);
+  __u32 len = data_end - data;
+  struct bg_lb_backend_stats *st = bg_lb_stats_of(id);
+  if (st) {
+    if (reply) {
+      st->rx_packets++;
+      st->rx_bytes += len;
+    } else {
+      st->packets++;
+      st->bytes += len;
+    }
+  }
+  return bg_lb_send(ctx, h->route.ifindex, h->route.dmac, h->route.smac,
+                    reply ? BG_LB_REPLIED : BG_LB_FORWARDED);
+}
+
+/* After the stages sent a frame where its flow's entry and kept route said:
+ * its flow's hot slot on this CPU takes that decision. */
+__noinline int bg_lb_hot_fill(struct xdp_md *ctx, const struct bg_lb_work *w) {
+  if (!w || !(w->hot & BG_LB_HOT_FILL) || !w->cached || w->route.until_ns <= w->now ||
+      w->route.in_ifindex != ctx->ingress_ifindex)
+    return 0;
+  __u32 zero = 0;
+  const struct bg_lb_ctl *ctl = bpf_map_lookup_elem(&bg_lb_ctl, &zero);
+  __u32 idx = bg_lb_hot_index((const __u32 *)w->pkt.src, (const __u32 *)w->pkt.dst, w->pkt.sport,
+                              w->pkt.dport, w->pkt.l4_proto);
+  struct bg_lb_hot *h = bpf_map_lookup_elem(&bg_lb_hot, &idx);
+  if (!ctl || !h)
+    return 0;
+  /* A request's backend: the stage found it live, so of the flow's service. */
+  __u32 service = 0;
+  if (w->kind == BG_LB_KIND_REQUEST) {
+    __u32 id = w->backend;
+    const struct bg_lb_backend *b = bpf_map_lookup_elem(&bg_lb_backends, &id);
+    if (!b)
+      return 0;
+    service = b->service;
+  }
+  /* Half the idle time at most: the slow path refreshes the entry's last
+   * frame before it could look idle. */
+  __u64 until = w->route.until_ns;
+  if (ctl->conn_idle_ns && w->now + ctl->conn_idle_ns / 2 < until)
+    until = w->now + ctl->conn_idle_ns / 2;
+  __builtin_memcpy(h->src, w->pkt.src, 16);
+  __builtin_memcpy(h->dst, w->pkt.dst, 16);
+  h->sport = w->pkt.sport;
+  h->dport = w->pkt.dport;
+  h->proto = w->pkt.l4_proto;
+  h->flags = w->hot;
+  h->active = w->active;
+  h->moved = w->moved;
+  h->backend = w->backend;
+  h->service = service;
+  __builtin_memcpy(h->addr, w->addr, 16);
+  h->port = w->port;
+  h->route = w->route;
+  h->route.until_ns = until;
+  h->kind = w->kind;
+  return 0;
+}
+
 /* The balancer's part of a frame the stages classified: an XDP action and
  * its counter (BG_LB_RES). */
 static __always_inline int bg_lb_classify(struct xdp_md *ctx, struct bg_lb_work *w) {
@@ -597,9 +810,15 @@ static __always_inline int bg_lb_classify(struct xdp_md *ctx, struct bg_lb_work 
 
 SEC("xdp")
 int bg_xdp_lb(struct xdp_md *ctx) {
+  int r = bg_lb_fast(ctx);
+  if (r != BG_LB_MISS) {
+    __u32 len = (long)ctx->data_end - (long)ctx->data;
+    bg_lb_count((r >> 8) & 0xff, len);
+    return r & 0xff;
+  }
   struct bg_lb_work w = {};
   bg_lb_parse(ctx, &w);
-  int r = bg_lb_classify(ctx, &w);
+  r = bg_lb_classify(ctx, &w);
   if (r == BG_LB_GO) {
     /* The rewrites check every bound before they write (bg_lb_parse proved
      * them already): a failure leaves the frame as it came, but for an ICMP
@@ -610,6 +829,8 @@ int bg_xdp_lb(struct xdp_md *ctx) {
       r = BG_LB_RES(XDP_DROP, BG_LB_UNROUTABLE);
     else
       r = bg_lb_route(ctx, &w);
+    if (w.hot && ((r & 0xff) == XDP_TX || (r & 0xff) == XDP_REDIRECT))
+      bg_lb_hot_fill(ctx, &w);
   }
   bg_lb_count((r >> 8) & 0xff, w.len);
   return r & 0xff;

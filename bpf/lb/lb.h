@@ -39,6 +39,7 @@
 #define BG_LB_RES(action, counter) ((int)((action) | ((counter) << 8)))
 #define BG_LB_GO (-1)      /* rewrite and route the frame as w says */
 #define BG_LB_NOT_VIP (-2) /* not to a service: maybe a backend's reply */
+#define BG_LB_MISS (-3)    /* not served from a hot slot: the stages decide */
 
 /* What the frame is to the balancer, once classified. */
 enum bg_lb_kind {
@@ -64,14 +65,20 @@ struct bg_lb_work {
   __be16 in_dport;
   __u16 in_l3; /* an ICMP error's inner IP and transport headers, from the frame's start */
   __u16 in_l4;
-  __u16 _pad;
+  __u8 hot;      /* enum bg_lb_hot_flags: whether and how the frame may fill its hot slot */
+  __u8 active;   /* bg_lb_ctl.active (0 or 1) as the stage read it (the hot slot keeps it) */
   __u32 status;  /* enum bg_parse_status */
   __u32 len;     /* the frame's length */
   __u32 payload; /* TCP: bytes of payload */
-  __u32 kind;    /* enum bg_lb_kind */
+  __u8 kind;     /* enum bg_lb_kind */
+  __u8 cached;   /* enum bg_lb_kind of the flow's entry that may keep its route, 0: none */
+  __u16 _pad;
   __u32 backend; /* the backend's id */
-  __u32 cached;  /* enum bg_lb_kind of the flow's entry that may keep its route, 0: none */
-  __u64 now;     /* bpf_ktime_get_coarse_ns(): idleness, kept routes (delays: the fine clock) */
+  __u32
+      moved; /* bg_lb_moved as the stage read it, before the flow's entry (the hot slot keeps it) */
+  /* (6.1 counts this struct in the 512 bytes of stack a chain of calls may
+   * use, in 32-byte steps: it is 144 bytes, as before the hot slots.) */
+  __u64 now; /* bpf_ktime_get_coarse_ns(): idleness, kept routes (delays: the fine clock) */
   /* One or the other (the stack is near the 512 bytes 6.1 allows a chain of
    * calls): an ICMP error's, or a request's or reply's (w->cached set). */
   union {

@@ -69,4 +69,17 @@ struct {
   __type(value, struct bg_counter);
 } bg_lb_counters SEC(".maps");
 
+/* Each CPU's last decisions for established flows (abi/lb.h, struct
+ * bg_lb_hot); not pinned: a new program starts with every slot empty. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, BG_LB_HOT_SLOTS);
+  __type(key, __u32);
+  __type(value, struct bg_lb_hot);
+} bg_lb_hot SEC(".maps");
+
+/* How many times a flow with an entry was placed on another backend than the
+ * entry's: a hot slot filled before such a move is stale on every CPU. */
+__u32 bg_lb_moved;
+
 #endif /* BPFGATE_BPF_LB_MAPS_H */

@@ -159,12 +159,49 @@ TEST_F(LbFlowTest, AReplyKeepsItsRouteInTheReverseEntry) {
   EXPECT_EQ(FrameView{r.out}.src(), N::kVip4);
   e.route.until_ns = 1;
   lb_->put_reverse(N::kBackend4[0], kBport, N::kClient4, 40105, IPPROTO_TCP, e);
+  lb_->forget_hot();  // a slot copied the route the entry kept before
   r = from_backend(backend4(40105, kAck, 10));
   EXPECT_EQ(FrameView{r.out}.eth_dst(), N::client_mac()) << "an expired route was used";
   rev = lb_->reverse(N::kBackend4[0], kBport, N::kClient4, 40105, IPPROTO_TCP);
   ASSERT_TRUE(rev);
   EXPECT_GT(rev->route.until_ns, 1u) << "the FIB's answer was not kept again";
   EXPECT_EQ(lb_->counter(BG_LB_REPLIED), 3u);
+}
+
+// A backend's replies are served from their flow's hot slot once the
+// stages have nothing left to time (the first response payload): the VIP as
+// source, counted as replies; an RST still goes to the stages, which count it.
+TEST_F(LbFlowTest, RepliesAreServedFromTheirHotSlotOnceNothingIsLeftToTime) {
+  from_client(client4(40120, kSyn));
+  from_backend(backend4(40120, kSyn | kAck));
+  from_client(client4(40120, kAck | kPsh, 100));
+  from_backend(backend4(40120, kAck | kPsh, 200));  // the first response: timed
+  auto h = lb_->hot(N::kBackend4[0], kBport, N::kClient4, 40120, IPPROTO_TCP);
+  ASSERT_TRUE(h) << "no reply slot after a frame by the kept route";
+  EXPECT_EQ(h->kind, 2u);  // BG_LB_KIND_REPLY
+  EXPECT_FALSE(h->flags & BG_LB_HOT_PAYLOAD_SLOW);
+  const core::Mac mark{0x02, 0, 0, 0, 0x5e, 0x79};
+  ASSERT_TRUE(
+      lb_->edit_hot(N::kBackend4[0], kBport, N::kClient4, 40120, IPPROTO_TCP,
+                    [&](bg_lb_hot &x) { std::copy(mark.begin(), mark.end(), x.route.dmac); }));
+  auto f = backend4(40120, kAck | kPsh, 300);
+  auto r = from_backend(f);
+  EXPECT_EQ(r.action, XDP_REDIRECT);
+  FrameView v{r.out};
+  EXPECT_EQ(v.eth_dst(), mark) << "not served from the slot";
+  EXPECT_EQ(v.src(), N::kVip4);
+  EXPECT_EQ(v.sport(), kVport);
+  EXPECT_EQ(v.dst(), N::kClient4);
+  EXPECT_EQ(v.ttl(), 63);
+  EXPECT_TRUE(ipv4_csum_ok(r.out, 14));
+  EXPECT_TRUE(l4_csum_ok(r.out, 14));
+  auto rst = from_backend(backend4(40120, kRst | kAck));
+  EXPECT_NE(FrameView{rst.out}.eth_dst(), mark) << "an RST used the slot";
+  auto st = lb_->stats(1);
+  EXPECT_EQ(st.resets, 1u);
+  EXPECT_EQ(st.responses, 1u);
+  EXPECT_EQ(st.rx_packets, 4u);
+  EXPECT_EQ(lb_->counter(BG_LB_REPLIED), 4u);
 }
 
 TEST_F(LbFlowTest, TheBackendsDelaysAndResetsLandInItsStats) {

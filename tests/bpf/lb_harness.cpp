@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -112,6 +113,15 @@ LbNet::LbNet() : ns_(unique_prefix() + "lb") {
 XdpRun run_in(const Netns &ns, int prog_fd, int ifindex, const std::vector<uint8_t> &frame) {
   XdpRun r;
   ns.within([&] {
+    // On one CPU, so that a flow's frames find the hot slots (per CPU) the
+    // ones before them filled.
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    if (sched_setaffinity(0, sizeof(one), &one) != 0) {
+      ADD_FAILURE() << "sched_setaffinity: " << std::strerror(errno);
+      return;
+    }
     std::vector<uint8_t> out(frame.size() + 256);
     xdp_md ctx{};
     ctx.data_end = static_cast<uint32_t>(frame.size());
@@ -276,6 +286,59 @@ bg_lb_rev_key rev_key(const std::string &backend, uint16_t bport, const std::str
   return k;
 }
 }  // namespace
+
+namespace {
+// Every CPU's copy of hot slot `index`.
+std::vector<bg_lb_hot> hot_slots(int fd, uint32_t index) {
+  std::vector<bg_lb_hot> v(static_cast<size_t>(libbpf_num_possible_cpus()));
+  EXPECT_EQ(bpf_map_lookup_elem(fd, &index, v.data()), 0);
+  return v;
+}
+
+bool hot_holds(const bg_lb_hot &h, const Addr &src, uint16_t sport, const Addr &dst, uint16_t dport,
+               uint8_t proto) {
+  return h.kind != 0 && std::memcmp(h.src, src.data(), 16) == 0 &&
+         std::memcmp(h.dst, dst.data(), 16) == 0 && h.sport == htons(sport) &&
+         h.dport == htons(dport) && h.proto == proto;
+}
+}  // namespace
+
+std::optional<bg_lb_hot> LbHarness::hot(const std::string &src, uint16_t sport,
+                                        const std::string &dst, uint16_t dport,
+                                        uint8_t proto) const {
+  Addr s = addr16(src), d = addr16(dst);
+  for (uint32_t i = 0; i < BG_LB_HOT_SLOTS; i++)
+    for (const auto &h : hot_slots(fd("bg_lb_hot"), i))
+      if (hot_holds(h, s, sport, d, dport, proto))
+        return h;
+  return std::nullopt;
+}
+
+bool LbHarness::edit_hot(const std::string &src, uint16_t sport, const std::string &dst,
+                         uint16_t dport, uint8_t proto,
+                         const std::function<void(bg_lb_hot &)> &edit) {
+  Addr s = addr16(src), d = addr16(dst);
+  for (uint32_t i = 0; i < BG_LB_HOT_SLOTS; i++) {
+    auto v = hot_slots(fd("bg_lb_hot"), i);
+    bool found = false;
+    for (auto &h : v)
+      if (hot_holds(h, s, sport, d, dport, proto)) {
+        edit(h);
+        found = true;
+      }
+    if (found) {
+      EXPECT_EQ(bpf_map_update_elem(fd("bg_lb_hot"), &i, v.data(), BPF_ANY), 0);
+      return true;
+    }
+  }
+  return false;
+}
+
+void LbHarness::forget_hot() {
+  std::vector<bg_lb_hot> v(static_cast<size_t>(libbpf_num_possible_cpus()));
+  for (uint32_t i = 0; i < BG_LB_HOT_SLOTS; i++)
+    ASSERT_EQ(bpf_map_update_elem(fd("bg_lb_hot"), &i, v.data(), BPF_ANY), 0);
+}
 
 void LbHarness::put_reverse(const std::string &backend, uint16_t bport, const std::string &client,
                             uint16_t cport, uint8_t proto, const bg_lb_rev &r) {

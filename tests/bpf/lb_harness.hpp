@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -103,6 +104,16 @@ class LbHarness {
                 uint8_t proto, const bg_lb_conn &c);
   void put_reverse(const std::string &backend, uint16_t bport, const std::string &client,
                    uint16_t cport, uint8_t proto, const bg_lb_rev &r);
+
+  // The hot slot (struct bg_lb_hot) holding the flow of frames from src:sport
+  // to dst:dport, on whichever CPU holds it; edit_hot changes it in place
+  // (false if no CPU holds it); forget_hot empties every slot, as after a
+  // by-hand change of the entries the slots were filled from.
+  std::optional<bg_lb_hot> hot(const std::string &src, uint16_t sport, const std::string &dst,
+                               uint16_t dport, uint8_t proto) const;
+  bool edit_hot(const std::string &src, uint16_t sport, const std::string &dst, uint16_t dport,
+                uint8_t proto, const std::function<void(bg_lb_hot &)> &edit);
+  void forget_hot();
 
  private:
   int fd(const char *map) const;

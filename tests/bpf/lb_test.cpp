@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <set>
 #include <thread>
@@ -245,6 +246,7 @@ TEST_F(LbTest, AFlowKeepsItsRouteInItsEntryForASecond) {
     e.route.mtu = mtu;
     e.route.in_ifindex = in_ifindex;
     lb_->put_conn(N::kClient4, 40030, N::kVip4, kVport, IPPROTO_TCP, e);
+    lb_->forget_hot();  // the slot copied the route the entry kept before
   };
   auto next = [&] {
     auto r = from_client(tcp4(40030, 0x10, 100));
@@ -321,6 +323,151 @@ TEST_F(LbTest, ASynADownBackendOrAnIdleEntryPlacesTheFlowAgain) {
   lb_->fill_ring(0, {3});
   lb_->set_backend(1, N::kBackend4[0], kBport, 0, kService);
   EXPECT_EQ(FrameView{from_client(tcp4(40020, 0x10)).out}.dst(), N::kBackend4[2]);
+}
+
+// The hot slot (abi/lb.h, struct bg_lb_hot): from the frame after the one
+// that went by its kept route, a flow's frames are served from its slot on
+// the CPU (a MAC only the slot holds proves it), rewritten and counted as the
+// stages would, in both families and for TCP and UDP.
+TEST_F(LbTest, AnEstablishedFlowIsServedFromItsHotSlotAsTheStagesWould) {
+  lb_->fill_ring(0, {2});
+  lb_->fill_ring(1, {5});
+  const core::Mac mark{0x02, 0, 0, 0, 0x5e, 0x77};
+  struct Case {
+    std::vector<uint8_t> first, next;
+    std::string client, vip;
+    uint8_t proto;
+    uint32_t backend;
+  };
+  std::vector<Case> cases = {
+      {tcp4(40040), tcp4(40040, 0x10, 50), N::kClient4, N::kVip4, IPPROTO_TCP, 2},
+      {tcp6(40040), tcp6(40040, 0x10, 50), N::kClient6, N::kVip6, IPPROTO_TCP, 5},
+      {udp4(40040), udp4(40040, 60), N::kClient4, N::kVip4, IPPROTO_UDP, 2},
+      {udp6(40040), udp6(40040, 60), N::kClient6, N::kVip6, IPPROTO_UDP, 5}};
+  uint64_t frames = 0, bytes2 = 0, bytes5 = 0;
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.client + " " + std::to_string(c.proto));
+    auto count = [&](const std::vector<uint8_t> &f) {
+      frames++;
+      (c.backend == 2 ? bytes2 : bytes5) += f.size();
+    };
+    ASSERT_EQ(from_client(c.first).action, XDP_REDIRECT);  // placed, routed by the FIB
+    count(c.first);
+    EXPECT_FALSE(lb_->hot(c.client, 40040, c.vip, kVport, c.proto)) << "filled by the FIB's answer";
+    auto slow = from_client(c.next);  // by the route its entry kept: fills the slot
+    count(c.next);
+    auto h = lb_->hot(c.client, 40040, c.vip, kVport, c.proto);
+    ASSERT_TRUE(h) << "no slot after a frame by the kept route";
+    EXPECT_EQ(h->kind, 1u);  // BG_LB_KIND_REQUEST
+    EXPECT_EQ(h->backend, c.backend);
+    auto fast = from_client(c.next);
+    count(c.next);
+    EXPECT_EQ(fast.action, XDP_REDIRECT);
+    EXPECT_EQ(fast.out, slow.out) << "the slot rewrote the frame otherwise than the stages";
+    expect_to_backend(fast, c.next, c.backend, 40040);
+    ASSERT_TRUE(lb_->edit_hot(c.client, 40040, c.vip, kVport, c.proto, [&](bg_lb_hot &x) {
+      std::copy(mark.begin(), mark.end(), x.route.dmac);
+    }));
+    auto marked = from_client(c.next);
+    count(c.next);
+    EXPECT_EQ(FrameView{marked.out}.eth_dst(), mark) << "not served from the slot";
+    expect_to_backend(marked, c.next, c.backend, 40040);
+  }
+  EXPECT_EQ(lb_->counter(BG_LB_FORWARDED), frames);
+  EXPECT_EQ(lb_->counter(BG_LB_NEW_FLOW), 4u);
+  EXPECT_EQ(lb_->stats(2).packets + lb_->stats(5).packets, frames);
+  EXPECT_EQ(lb_->stats(2).bytes, bytes2);
+  EXPECT_EQ(lb_->stats(5).bytes, bytes5);
+}
+
+// What the stages would see differently, the slot gives way to: each of
+// these fails if the frame is still served from the slot (a marked MAC).
+TEST_F(LbTest, AHotSlotGivesWayToWhatTheStagesWouldSee) {
+  const core::Mac mark{0x02, 0, 0, 0, 0x5e, 0x78};
+  lb_->fill_ring(0, {1});
+  auto warm = [&](uint16_t cport) {
+    from_client(tcp4(cport));
+    from_client(tcp4(cport, 0x10));
+    ASSERT_TRUE(lb_->edit_hot(N::kClient4, cport, N::kVip4, kVport, IPPROTO_TCP, [&](bg_lb_hot &x) {
+      std::copy(mark.begin(), mark.end(), x.route.dmac);
+    }));
+    ASSERT_EQ(FrameView{from_client(tcp4(cport, 0x10)).out}.eth_dst(), mark);
+  };
+  auto next = [&](uint16_t cport, size_t payload = 0) {
+    auto r = from_client(tcp4(cport, 0x10, payload));
+    EXPECT_EQ(r.action, XDP_REDIRECT);
+    return r;
+  };
+  auto edit = [&](uint16_t cport, const std::function<void(bg_lb_hot &)> &f) {
+    ASSERT_TRUE(lb_->edit_hot(N::kClient4, cport, N::kVip4, kVport, IPPROTO_TCP, f));
+  };
+
+  // Its backend goes down: the ring places the flow again.
+  warm(40050);
+  lb_->fill_ring(0, {3});
+  lb_->set_backend(1, N::kBackend4[0], kBport, kUsed | BG_LB_BACKEND_DOWN, kService);
+  auto r = next(40050);
+  EXPECT_EQ(FrameView{r.out}.dst(), N::kBackend4[2]) << "a backend down kept its flow";
+  EXPECT_NE(FrameView{r.out}.eth_dst(), mark);
+  lb_->set_backend(1, N::kBackend4[0], kBport, kUsed, kService);
+  lb_->fill_ring(0, {1});
+
+  // A SYN reusing the 5-tuple is placed on another backend: the slot (still
+  // naming a backend that is up) would send its next frames to the old one,
+  // as a slot on another CPU would.
+  warm(40051);
+  lb_->fill_ring(0, {2});
+  EXPECT_EQ(FrameView{from_client(tcp4(40051)).out}.dst(), N::kBackend4[1]);
+  r = next(40051);
+  EXPECT_EQ(FrameView{r.out}.dst(), N::kBackend4[1]) << "the slot outlived a move";
+  lb_->fill_ring(0, {1});
+
+  // A new generation.
+  warm(40052);
+  lb_->add_service(1, N::kVip4, kVport, IPPROTO_TCP, kService, BG_LB_SERVICES_MAX);
+  lb_->fill_ring(BG_LB_SERVICES_MAX, {1});
+  lb_->set_ctl(1, 0);
+  EXPECT_NE(FrameView{next(40052).out}.eth_dst(), mark) << "the slot outlived a generation";
+
+  // The kept route expired; a frame over its MTU; from another interface.
+  warm(40053);
+  edit(40053, [](bg_lb_hot &x) { x.route.until_ns = 1; });
+  EXPECT_NE(FrameView{next(40053).out}.eth_dst(), mark) << "an expired slot was used";
+  warm(40054);
+  edit(40054, [](bg_lb_hot &x) { x.route.mtu = 39; });  // the frame: 40 bytes of IP
+  EXPECT_NE(FrameView{next(40054).out}.eth_dst(), mark) << "a frame over the MTU used the slot";
+  warm(40055);
+  edit(40055, [](bg_lb_hot &x) { x.route.in_ifindex += 1000; });
+  EXPECT_NE(FrameView{next(40055).out}.eth_dst(), mark) << "another interface used the slot";
+
+  // The backend no longer configured, or given to another service.
+  warm(40056);
+  lb_->set_backend(1, N::kBackend4[0], kBport, kUsed, kService + 5);
+  EXPECT_NE(FrameView{next(40056).out}.eth_dst(), mark) << "another service's backend";
+  lb_->set_backend(1, N::kBackend4[0], kBport, kUsed, kService);
+
+  // An RST and a TTL of one never use a slot (a SYN: above).
+  warm(40057);
+  EXPECT_NE(FrameView{from_client(tcp4(40057, 0x14)).out}.eth_dst(), mark) << "an RST";
+  warm(40058);
+  auto ttl1 = PacketBuilder().ipv4(N::kClient4, N::kVip4).ttl(1).tcp(40058, kVport, 0x10).build();
+  EXPECT_EQ(from_client(ttl1).action, XDP_PASS);
+  EXPECT_EQ(lb_->counter(BG_LB_TTL), 1u);
+
+  // The first payload of a request is timed by the stages, whose entry then
+  // says so and whose slot is filled again without the payload rule.
+  warm(40059);
+  auto h = lb_->hot(N::kClient4, 40059, N::kVip4, kVport, IPPROTO_TCP);
+  ASSERT_TRUE(h);
+  EXPECT_TRUE(h->flags & BG_LB_HOT_PAYLOAD_SLOW);
+  EXPECT_NE(FrameView{next(40059, 200).out}.eth_dst(), mark) << "a first payload used the slot";
+  auto c = lb_->conn(N::kClient4, 40059, N::kVip4, kVport, IPPROTO_TCP);
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->flags & BG_LB_CONN_REQUEST);
+  EXPECT_GT(c->request_ns, 0u);
+  h = lb_->hot(N::kClient4, 40059, N::kVip4, kVport, IPPROTO_TCP);
+  ASSERT_TRUE(h);
+  EXPECT_FALSE(h->flags & BG_LB_HOT_PAYLOAD_SLOW);
 }
 
 TEST_F(LbTest, AServiceWithoutBackendDropsNewFlows) {

@@ -179,6 +179,54 @@ struct bg_lb_backend_stats {
   __u64 responses;   /* their count */
 };
 
+/* hot (BPF_MAP_TYPE_PERCPU_ARRAY, BG_LB_HOT_SLOTS entries; not pinned): each
+ * CPU's last decisions for established flows, so that a flow's next frames
+ * skip the VIP and connection lookups. A slot is indexed by a hash of the
+ * frame's addresses, ports and protocol, holds them in full (a frame of
+ * another flow misses) and is filled by the slow path from a frame that went
+ * where its flow's entry and kept route said. A frame is served from its slot
+ * only while everything the slow path would have read says the same:
+ *  - the generation (`active`) is the one the slot was filled under;
+ *  - no flow was moved to another backend since (`moved`, the datapath's
+ *    count of re-placements: a SYN reusing a 5-tuple, or a flow whose backend
+ *    went down, may be placed on another CPU than the one holding its slot);
+ *  - a request's backend is still configured, up and of the slot's service
+ *    (read at each frame: health and drains apply at once);
+ *  - the kept route is still good (`until_ns`: at most BG_LB_ROUTE_TTL_NS, and
+ *    half the connection idle time, after the fill, so the slow path refreshes
+ *    the entry's idleness well before it could expire);
+ *  - the frame comes in by the route's interface, fits its MTU, has no SYN or
+ *    RST and, if the slot says so, no payload (the first request and response
+ *    payloads are timed by the slow path), no VLAN tag, TTL above 1.
+ * The frame is then rewritten and counted exactly as the slow path would. */
+#define BG_LB_HOT_BITS 10
+#define BG_LB_HOT_SLOTS (1U << BG_LB_HOT_BITS)
+
+enum bg_lb_hot_flags {
+  BG_LB_HOT_FILL = 1,         /* (the slow path's) this frame may fill its slot */
+  BG_LB_HOT_PAYLOAD_SLOW = 2, /* a frame with payload takes the slow path (still timed) */
+};
+
+struct bg_lb_hot {
+  __u8 src[16]; /* the frame's, as the filter's maps hold addresses */
+  __u8 dst[16];
+  __be16 sport;
+  __be16 dport;
+  __u8 proto;
+  __u8 kind;  /* BG_LB_KIND_REQUEST or _REPLY (bpf/lb/lb.h); 0: empty */
+  __u8 flags; /* enum bg_lb_hot_flags */
+  __u8 _pad;
+  __u32 active;  /* bg_lb_ctl.active at the fill */
+  __u32 moved;   /* the datapath's re-placement count at the fill */
+  __u32 backend; /* id */
+  __u32 service; /* a request's: its backend must still serve it */
+  __u8 addr[16]; /* a reply's VIP (a request's backend address is read at each frame) */
+  __be16 port;   /* a reply's VIP port */
+  __u16 _pad2;
+  __u32 _pad3;
+  struct bg_lb_route route;
+};
+
 /* counters (BPF_MAP_TYPE_PERCPU_ARRAY of struct bg_counter, abi/xdp.h). */
 enum bg_lb_counter {
   BG_LB_NOT_SERVICE = 0, /* not to a service, not a reply: passed untouched */
