@@ -594,23 +594,20 @@ __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
   }
 }
 
-/* The hot slot index of a flow: a multiplicative mix of its addresses (each
- * folded to a word, as the maps hold them: an IPv4 address v4-mapped), ports
- * and protocol. src and dst point to 4 words each. */
-static __always_inline __u32 bg_lb_hot_index(const __u32 *src, const __u32 *dst, __be16 sport,
-                                             __be16 dport, __u8 proto) {
-  __u32 h = (src[0] ^ src[1] ^ src[2] ^ src[3]) * 0x9e3779b1U;
-  h = (h ^ dst[0] ^ dst[1] ^ dst[2] ^ dst[3]) * 0x9e3779b1U;
-  h = (h ^ ((__u32)sport << 16 | dport) ^ proto) * 0x9e3779b1U;
-  return h >> (32 - BG_LB_HOT_BITS);
-}
-
 /* The words of ::ffff:0.0.0.0 in memory order, and their fold. */
 #define BG_V4MAP_W2 bpf_htonl(0x0000ffff)
 
 static __always_inline int bg_lb_words_eq(const __u8 *a, const __u32 *b) {
   const __u32 *x = (const __u32 *)a;
   return !((x[0] ^ b[0]) | (x[1] ^ b[1]) | (x[2] ^ b[2]) | (x[3] ^ b[3]));
+}
+
+/* Whether slot h holds the flow of these addresses (4 words each), ports
+ * (source, destination) and protocol. */
+static __always_inline int bg_lb_hot_holds(const struct bg_lb_hot *h, const __u32 *src,
+                                           const __u32 *dst, const __be16 *ports, __u8 proto) {
+  return h->kind && h->sport == ports[0] && h->dport == ports[1] && h->proto == proto &&
+         bg_lb_words_eq(h->src, src) && bg_lb_words_eq(h->dst, dst);
 }
 
 /* Stage 0, before any other: a TCP or UDP frame of an established flow whose
@@ -678,9 +675,14 @@ __noinline int bg_lb_fast(struct xdp_md *ctx) {
   }
   __u32 idx = bg_lb_hot_index(src, dst, ports[0], ports[1], proto);
   struct bg_lb_hot *h = bpf_map_lookup_elem(&bg_lb_hot, &idx);
-  if (!h || !h->kind || h->sport != ports[0] || h->dport != ports[1] || h->proto != proto ||
-      !bg_lb_words_eq(h->src, src) || !bg_lb_words_eq(h->dst, dst))
+  if (!h)
     return BG_LB_MISS;
+  if (!bg_lb_hot_holds(h, src, dst, ports, proto)) {
+    idx ^= 1; /* the pair's other slot */
+    h = bpf_map_lookup_elem(&bg_lb_hot, &idx);
+    if (!h || !bg_lb_hot_holds(h, src, dst, ports, proto))
+      return BG_LB_MISS;
+  }
   if ((h->flags & BG_LB_HOT_PAYLOAD_SLOW) && ip_len > hdr)
     return BG_LB_MISS; /* a payload the slow path may time */
   __u32 zero = 0;
@@ -691,6 +693,7 @@ __noinline int bg_lb_fast(struct xdp_md *ctx) {
   if (now >= h->route.until_ns || h->route.in_ifindex != ctx->ingress_ifindex ||
       ip_len > h->route.mtu)
     return BG_LB_MISS;
+  h->seen = (__u32)(now >> 20);
   __u32 id = h->backend;
   int reply = h->kind == BG_LB_KIND_REPLY;
   if (!reply) {
@@ -754,11 +757,29 @@ __noinline int bg_lb_hot_fill(struct xdp_md *ctx, const struct bg_lb_work *w) {
     return 0;
   __u32 zero = 0;
   const struct bg_lb_ctl *ctl = bpf_map_lookup_elem(&bg_lb_ctl, &zero);
-  __u32 idx = bg_lb_hot_index((const __u32 *)w->pkt.src, (const __u32 *)w->pkt.dst, w->pkt.sport,
-                              w->pkt.dport, w->pkt.l4_proto);
+  const __u32 *src = (const __u32 *)w->pkt.src, *dst = (const __u32 *)w->pkt.dst;
+  __be16 ports[2] = {w->pkt.sport, w->pkt.dport};
+  __u32 idx = bg_lb_hot_index(src, dst, ports[0], ports[1], w->pkt.l4_proto);
   struct bg_lb_hot *h = bpf_map_lookup_elem(&bg_lb_hot, &idx);
-  if (!ctl || !h)
+  idx ^= 1;
+  struct bg_lb_hot *o = bpf_map_lookup_elem(&bg_lb_hot, &idx);
+  if (!ctl || !h || !o)
     return 0;
+  __u32 seen = (__u32)(w->now >> 20);
+  /* Which of the pair: the flow's own, an empty or expired one, else the one
+   * seen longer ago if that was long enough ago. */
+  if (bg_lb_hot_holds(h, src, dst, ports, w->pkt.l4_proto)) {
+  } else if (bg_lb_hot_holds(o, src, dst, ports, w->pkt.l4_proto)) {
+    h = o;
+  } else if (!h->kind || w->now >= h->route.until_ns) {
+  } else if (!o->kind || w->now >= o->route.until_ns) {
+    h = o;
+  } else {
+    if ((__s32)(o->seen - h->seen) < 0)
+      h = o;
+    if ((__s32)(seen - h->seen) < BG_LB_HOT_KEEP_MS)
+      return 0; /* both in use */
+  }
   /* A request's backend: the stage found it live, so of the flow's service. */
   __u32 service = 0;
   if (w->kind == BG_LB_KIND_REQUEST) {
@@ -787,6 +808,7 @@ __noinline int bg_lb_hot_fill(struct xdp_md *ctx, const struct bg_lb_work *w) {
   h->port = w->port;
   h->route = w->route;
   h->route.until_ns = until;
+  h->seen = seen;
   h->kind = w->kind;
   return 0;
 }

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <set>
@@ -468,6 +469,53 @@ TEST_F(LbTest, AHotSlotGivesWayToWhatTheStagesWouldSee) {
   h = lb_->hot(N::kClient4, 40059, N::kVip4, kVport, IPPROTO_TCP);
   ASSERT_TRUE(h);
   EXPECT_FALSE(h->flags & BG_LB_HOT_PAYLOAD_SLOW);
+}
+
+// A flow may sit in either slot of its pair: two flows of one pair are both
+// served from slots; a third takes the slow path without pushing out either
+// while both were seen within BG_LB_HOT_KEEP_MS, and then takes the slot of
+// the one seen longer ago.
+TEST_F(LbTest, FlowsThatKeepComingKeepTheirHotSlots) {
+  lb_->fill_ring(0, {1});
+  Addr client = addr16(N::kClient4), vip = addr16(N::kVip4);
+  auto pair_of = [&](uint16_t cport) {
+    uint32_t c[4], v[4];
+    std::memcpy(c, client.data(), 16);
+    std::memcpy(v, vip.data(), 16);
+    return bg_lb_hot_index(c, v, htons(cport), htons(kVport), IPPROTO_TCP) >> 1;
+  };
+  std::vector<uint16_t> same;
+  for (uint32_t p = 41000; same.size() < 3 && p < 65536; p++)
+    if (pair_of(static_cast<uint16_t>(p)) == pair_of(41000))
+      same.push_back(static_cast<uint16_t>(p));
+  ASSERT_EQ(same.size(), 3u);
+  auto hot = [&](uint16_t cport) {
+    return lb_->hot(N::kClient4, cport, N::kVip4, kVport, IPPROTO_TCP).has_value();
+  };
+  auto seen = [&](uint16_t cport, int64_t by) {  // moves its last use by `by` units
+    ASSERT_TRUE(lb_->edit_hot(N::kClient4, cport, N::kVip4, kVport, IPPROTO_TCP,
+                              [&](bg_lb_hot &x) { x.seen += static_cast<uint32_t>(by); }));
+  };
+  for (uint16_t p : {same[0], same[1]}) {
+    from_client(tcp4(p));
+    from_client(tcp4(p, 0x10));
+    ASSERT_TRUE(hot(p)) << p;
+  }
+  // Both in use (their last use set ahead, so however slow this host is).
+  seen(same[0], 1000);
+  seen(same[1], 1000);
+  from_client(tcp4(same[2]));
+  auto r = from_client(tcp4(same[2], 0x10));
+  EXPECT_EQ(FrameView{r.out}.dst(), N::kBackend4[0]);
+  EXPECT_FALSE(hot(same[2])) << "pushed out a flow in use";
+  EXPECT_TRUE(hot(same[0]));
+  EXPECT_TRUE(hot(same[1]));
+  // The second one's last use long ago: the third takes its slot.
+  seen(same[1], -100000);
+  from_client(tcp4(same[2], 0x10));
+  EXPECT_TRUE(hot(same[2]));
+  EXPECT_TRUE(hot(same[0]));
+  EXPECT_FALSE(hot(same[1]));
 }
 
 TEST_F(LbTest, AServiceWithoutBackendDropsNewFlows) {

@@ -200,6 +200,7 @@ static_assert(sizeof(bg_lb_hot) == 112);
 static_assert(offsetof(bg_lb_hot, sport) == 32);
 static_assert(offsetof(bg_lb_hot, active) == 40);
 static_assert(offsetof(bg_lb_hot, addr) == 56);
+static_assert(offsetof(bg_lb_hot, seen) == 76);
 static_assert(offsetof(bg_lb_hot, route) == 80);
 static_assert(offsetof(bg_lb_rev, route) == 24);
 static_assert(offsetof(bg_lb_rev, vport) == 16);

@@ -181,10 +181,14 @@ struct bg_lb_backend_stats {
 
 /* hot (BPF_MAP_TYPE_PERCPU_ARRAY, BG_LB_HOT_SLOTS entries; not pinned): each
  * CPU's last decisions for established flows, so that a flow's next frames
- * skip the VIP and connection lookups. A slot is indexed by a hash of the
- * frame's addresses, ports and protocol, holds them in full (a frame of
- * another flow misses) and is filled by the slow path from a frame that went
- * where its flow's entry and kept route said. A frame is served from its slot
+ * skip the VIP and connection lookups. A flow may sit in one of two slots (a
+ * hash of the frame's addresses, ports and protocol picks the pair), which
+ * hold those in full (a frame of another flow misses). The slow path fills one
+ * from a frame that went where its flow's entry and kept route said: the
+ * flow's own, else an empty or expired one, else the one seen longer ago if
+ * that was BG_LB_HOT_KEEP_MS ago (flows that keep coming are not pushed out
+ * by others of their pair, which then take the slow path without the cost of
+ * a fill at each frame). A frame is served from its slot
  * only while everything the slow path would have read says the same:
  *  - the generation (`active`) is the one the slot was filled under;
  *  - no flow was moved to another backend since (`moved`, the datapath's
@@ -199,13 +203,26 @@ struct bg_lb_backend_stats {
  *    RST and, if the slot says so, no payload (the first request and response
  *    payloads are timed by the slow path), no VLAN tag, TTL above 1.
  * The frame is then rewritten and counted exactly as the slow path would. */
-#define BG_LB_HOT_BITS 10
-#define BG_LB_HOT_SLOTS (1U << BG_LB_HOT_BITS)
+#define BG_LB_HOT_BITS 11
+#define BG_LB_HOT_SLOTS (1U << BG_LB_HOT_BITS) /* 224 KiB per CPU */
+#define BG_LB_HOT_KEEP_MS 8                    /* in units of 2^20 ns */
 
 enum bg_lb_hot_flags {
   BG_LB_HOT_FILL = 1,         /* (the slow path's) this frame may fill its slot */
   BG_LB_HOT_PAYLOAD_SLOW = 2, /* a frame with payload takes the slow path (still timed) */
 };
+
+/* The first slot of a flow's pair (the other is its index ^ 1): a
+ * multiplicative mix of its addresses (each folded to a word, as the maps hold
+ * them: an IPv4 address v4-mapped), ports and protocol. src and dst point to
+ * 4 words each; the ports in network order as in the frame. */
+static inline __u32 bg_lb_hot_index(const __u32 *src, const __u32 *dst, __be16 sport, __be16 dport,
+                                    __u8 proto) {
+  __u32 h = (src[0] ^ src[1] ^ src[2] ^ src[3]) * 0x9e3779b1U;
+  h = (h ^ dst[0] ^ dst[1] ^ dst[2] ^ dst[3]) * 0x9e3779b1U;
+  h = (h ^ ((__u32)sport << 16 | dport) ^ proto) * 0x9e3779b1U;
+  return h >> (32 - BG_LB_HOT_BITS);
+}
 
 struct bg_lb_hot {
   __u8 src[16]; /* the frame's, as the filter's maps hold addresses */
@@ -223,7 +240,7 @@ struct bg_lb_hot {
   __u8 addr[16]; /* a reply's VIP (a request's backend address is read at each frame) */
   __be16 port;   /* a reply's VIP port */
   __u16 _pad2;
-  __u32 _pad3;
+  __u32 seen; /* the last fill or frame served, coarse clock >> 20 (about ms) */
   struct bg_lb_route route;
 };
 
