@@ -614,8 +614,9 @@ static __always_inline int bg_lb_hot_holds(const struct bg_lb_hot *h, const __u3
  * hot slot on this CPU still holds (abi/lb.h says when) is rewritten and
  * sent as the slot says, read straight from the frame (untagged Ethernet,
  * IPv4 without options and unfragmented, or IPv6 without extension headers;
- * anything else misses). Returns the outcome and its counter (BG_LB_RES), or
- * BG_LB_MISS for the stages, having written nothing. */
+ * anything else misses, and so does every frame the stages' parser would
+ * refuse). Returns the outcome and its counter (BG_LB_RES), or BG_LB_MISS for
+ * the stages, having written nothing. */
 __noinline int bg_lb_fast(struct xdp_md *ctx) {
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
@@ -627,7 +628,7 @@ __noinline int bg_lb_fast(struct xdp_md *ctx) {
   __u32 l4, ip_len, v4;
   if (eth->h_proto == bpf_htons(ETH_P_IP)) {
     struct iphdr *iph = (void *)(eth + 1);
-    if ((void *)(iph + 1) > data_end || iph->ihl != 5 ||
+    if ((void *)(iph + 1) > data_end || iph->version != 4 || iph->ihl != 5 ||
         (iph->frag_off & bpf_htons(BG_IP_MF | BG_IP_OFFSET)))
       return BG_LB_MISS;
     src[0] = src[1] = dst[0] = dst[1] = 0;
@@ -638,10 +639,12 @@ __noinline int bg_lb_fast(struct xdp_md *ctx) {
     proto = iph->protocol;
     l4 = sizeof(*eth) + sizeof(*iph);
     ip_len = bpf_ntohs(iph->tot_len);
+    if (ip_len < sizeof(*iph))
+      return BG_LB_MISS; /* malformed: the stages' parser refuses it */
     v4 = 1;
   } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr *ip6 = (void *)(eth + 1);
-    if ((void *)(ip6 + 1) > data_end)
+    if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
       return BG_LB_MISS;
     __builtin_memcpy(src, &ip6->saddr, 16);
     __builtin_memcpy(dst, &ip6->daddr, 16);
@@ -660,7 +663,7 @@ __noinline int bg_lb_fast(struct xdp_md *ctx) {
   __u32 hdr; /* IP and transport headers' length */
   if (proto == IPPROTO_TCP) {
     struct tcphdr *th = data + l4;
-    if ((void *)(th + 1) > data_end || th->syn || th->rst)
+    if ((void *)(th + 1) > data_end || th->doff < 5 || th->syn || th->rst)
       return BG_LB_MISS;
     csum = &th->check;
     hdr = l4 - sizeof(*eth) + th->doff * 4;

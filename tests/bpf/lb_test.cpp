@@ -471,6 +471,57 @@ TEST_F(LbTest, AHotSlotGivesWayToWhatTheStagesWouldSee) {
   EXPECT_FALSE(h->flags & BG_LB_HOT_PAYLOAD_SLOW);
 }
 
+// A malformed frame of a flow that has a hot slot gets what the stages give
+// it (their parser refuses it: passed untouched), never the slot's rewrite.
+TEST_F(LbTest, AMalformedFrameOfAHotFlowGetsTheStagesVerdict) {
+  lb_->fill_ring(0, {1});
+  lb_->fill_ring(1, {4});
+  // Past its first request (timed), so that frames with payload use the slot too.
+  for (uint8_t flags : {0x02, 0x18, 0x10}) {
+    from_client(tcp4(40070, flags, flags == 0x18 ? 20 : 0));
+    from_client(tcp6(40070, flags, flags == 0x18 ? 20 : 0));
+  }
+  auto h4 = lb_->hot(N::kClient4, 40070, N::kVip4, kVport, IPPROTO_TCP);
+  auto h6 = lb_->hot(N::kClient6, 40070, N::kVip6, kVport, IPPROTO_TCP);
+  ASSERT_TRUE(h4 && h6);
+  ASSERT_FALSE(h4->flags & BG_LB_HOT_PAYLOAD_SLOW);
+  ASSERT_FALSE(h6->flags & BG_LB_HOT_PAYLOAD_SLOW);
+  ASSERT_EQ(FrameView{from_client(tcp4(40070, 0x10)).out}.dst(), N::kBackend4[0]);
+  ASSERT_EQ(FrameView{from_client(tcp6(40070, 0x10)).out}.dst(), N::kBackend6[0]);
+  struct Bad {
+    const char *what;
+    std::vector<uint8_t> frame;
+  };
+  auto v4 = [&](size_t off, uint8_t value) {
+    auto f = tcp4(40070, 0x10, 20);
+    f.at(off) = value;
+    return f;
+  };
+  auto v6 = [&](size_t off, uint8_t value) {
+    auto f = tcp6(40070, 0x10, 20);
+    f.at(off) = value;
+    return f;
+  };
+  std::vector<Bad> bad = {
+      {"IPv4 header of version 5", v4(14, 0x55)},
+      {"IPv4 total length 19",
+       [&] {
+         auto f = v4(16, 0);
+         f.at(17) = 19;
+         return f;
+       }()},
+      {"TCP data offset 4", v4(14 + 20 + 12, 0x40)},
+      {"IPv6 header of version 7", v6(14, 0x70)},
+      {"TCP data offset 4 over IPv6", v6(14 + 40 + 12, 0x40)},
+  };
+  for (const auto &b : bad) {
+    auto r = from_client(b.frame);
+    EXPECT_EQ(r.action, XDP_PASS) << b.what;
+    EXPECT_EQ(r.out, b.frame) << b.what << ": rewritten";
+  }
+  EXPECT_EQ(lb_->counter(BG_LB_NOT_SERVICE), bad.size());
+}
+
 // A flow may sit in either slot of its pair: two flows of one pair are both
 // served from slots; a third takes the slow path without pushing out either
 // while both were seen within BG_LB_HOT_KEEP_MS, and then takes the slot of
