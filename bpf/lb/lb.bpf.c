@@ -594,7 +594,7 @@ __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
   }
 }
 
-/* The words of ::ffff:0.0.0.0 in memory order, and their fold. */
+/* The third word of a v4-mapped address (::ffff:a.b.c.d), in memory order. */
 #define BG_V4MAP_W2 bpf_htonl(0x0000ffff)
 
 static __always_inline int bg_lb_words_eq(const __u8 *a, const __u32 *b) {
