@@ -164,7 +164,8 @@ TEST(TcTraffic, TcpThroughAPolicedClassGetsCloseToItsRate) {
 }
 
 // A bulk TCP flow fills a 40 Mbit/s HTB; pings classified with priority 0 keep
-// their idle latency (within 2x), pings left in the bulk's class wait behind it.
+// their idle latency (within 2x, and one bulk frame's time), pings left in
+// the bulk's class wait behind it.
 TEST(TcTraffic, APrioritisedFlowKeepsItsLatencyBesideBulk) {
   GatewayPair t;
   auto under_load = [&](const std::string &classes, int port) {
@@ -195,7 +196,12 @@ TEST(TcTraffic, APrioritisedFlowKeepsItsLatencyBesideBulk) {
   RecordProperty("idle_ms", fmt::format("{:.3f}", idle_p));
   RecordProperty("prioritised_ms", fmt::format("{:.3f}", loaded_p));
   RecordProperty("not_prioritised_ms", fmt::format("{:.3f}", loaded_n));
-  EXPECT_LE(loaded_p, 2 * idle_p) << "idle " << idle_p << " ms, under load " << loaded_p << " ms";
+  // Within 2x its idle time plus one bulk frame's time at the rate (1,500
+  // bytes at 40 Mbit/s, 0.3 ms: the frame already on the wire): idle is
+  // ~30 us here, and the busy CPUs alone moved the median by a few us over 2x
+  // in one CI run.
+  EXPECT_LE(loaded_p, 2 * idle_p + 0.3)
+      << "idle " << idle_p << " ms, under load " << loaded_p << " ms";
   EXPECT_GT(loaded_n, 4 * loaded_p) << "without the priority: " << loaded_n << " ms vs " << loaded_p
                                     << " ms with it (idle " << idle_n << " ms)";
 }
