@@ -356,6 +356,41 @@ static __always_inline __u16 *bg_l4_csum(void *data, void *data_end, __u32 l4, _
   return (void *)(ih + 2) > data_end ? NULL : ih + 1;
 }
 
+/* Writes addr (16 bytes, an IPv4 one v4-mapped) into the IP header at ip as
+ * its destination, or its source when `src`, and port (0: left as it is) at
+ * port_at; the TTL or hop limit one less; the IPv4 header's checksum and the
+ * transport's (*csum; over IPv4 an ICMP checksum covers no pseudo header, a
+ * UDP one of 0 means none) fixed up. The caller proved every bound. */
+static __always_inline void bg_lb_write(void *ip, int v4, int src, __u8 proto, const __u8 *addr,
+                                        __be16 port, __be16 *port_at, __u16 *csum) {
+  __u32 l4d = 0; /* what changes in the transport checksum */
+  if (v4) {
+    struct iphdr *iph = ip;
+    __be32 *a = src ? &iph->saddr : &iph->daddr;
+    __u32 ipd = bg_csum_diff(a, addr + 12, 2, 0);
+    if (proto != IPPROTO_ICMP)
+      l4d = ipd;                     /* the pseudo header */
+    __u16 old = *(__u16 *)&iph->ttl; /* TTL and protocol */
+    iph->ttl--;
+    ipd = bg_csum_diff(&old, &iph->ttl, 1, ipd);
+    __builtin_memcpy(a, addr + 12, 4);
+    iph->check = bg_csum_update(iph->check, ipd);
+  } else {
+    struct ipv6hdr *ip6 = ip;
+    struct in6_addr *a = src ? &ip6->saddr : &ip6->daddr;
+    l4d = bg_csum_diff(a, addr, 8, 0);
+    ip6->hop_limit--;
+    __builtin_memcpy(a, addr, 16);
+  }
+  if (port) {
+    l4d = bg_csum_diff(port_at, &port, 1, l4d);
+    *port_at = port;
+  }
+  if (proto == IPPROTO_UDP && !*csum && v4)
+    return; /* no checksum */
+  *csum = proto == IPPROTO_UDP ? bg_udp_csum_update(*csum, l4d) : bg_csum_update(*csum, l4d);
+}
+
 /* Stage 5: the outer headers: w->addr as destination (source for a reply)
  * and w->port as the transport's, TTL or hop limit one less, checksums fixed
  * up. Writes nothing unless it can write everything; returns 0 on success. */
@@ -375,36 +410,20 @@ __noinline int bg_lb_rewrite(struct xdp_md *ctx, struct bg_lb_work *w) {
   __be16 *port = data + l4 + (src ? 0 : 2);
   if ((void *)(port + 1) > data_end)
     return -1;
-  __u32 l4d = 0; /* what changes in the transport checksum */
+  /* One call per family, each with its header's bounds (6.1's verifier
+   * does not tie a family flag to the bounds proven for it). */
+  __be16 to = w->kind == BG_LB_KIND_ICMP ? 0 : w->port;
   if (bg_is_v4(w)) {
     struct iphdr *iph = data + l3;
     if ((void *)(iph + 1) > data_end)
       return -1;
-    __be32 *a = src ? &iph->saddr : &iph->daddr;
-    __u32 ipd = bg_csum_diff(a, w->addr + 12, 2, 0);
-    if (proto != IPPROTO_ICMP)
-      l4d = ipd;                     /* the pseudo header */
-    __u16 old = *(__u16 *)&iph->ttl; /* TTL and protocol */
-    iph->ttl--;
-    ipd = bg_csum_diff(&old, &iph->ttl, 1, ipd);
-    __builtin_memcpy(a, w->addr + 12, 4);
-    iph->check = bg_csum_update(iph->check, ipd);
+    bg_lb_write(iph, 1, src, proto, w->addr, to, port, csum);
   } else {
     struct ipv6hdr *ip6 = data + l3;
     if ((void *)(ip6 + 1) > data_end)
       return -1;
-    struct in6_addr *a = src ? &ip6->saddr : &ip6->daddr;
-    l4d = bg_csum_diff(a, w->addr, 8, 0);
-    ip6->hop_limit--;
-    __builtin_memcpy(a, w->addr, 16);
+    bg_lb_write(ip6, 0, src, proto, w->addr, to, port, csum);
   }
-  if (w->port && w->kind != BG_LB_KIND_ICMP) {
-    l4d = bg_csum_diff(port, &w->port, 1, l4d);
-    *port = w->port;
-  }
-  if (proto == IPPROTO_UDP && !*csum && bg_is_v4(w))
-    return 0; /* no checksum */
-  *csum = proto == IPPROTO_UDP ? bg_udp_csum_update(*csum, l4d) : bg_csum_update(*csum, l4d);
   return 0;
 }
 
@@ -597,17 +616,12 @@ __noinline int bg_lb_route(struct xdp_md *ctx, struct bg_lb_work *w) {
 /* The third word of a v4-mapped address (::ffff:a.b.c.d), in memory order. */
 #define BG_V4MAP_W2 bpf_htonl(0x0000ffff)
 
-static __always_inline int bg_lb_words_eq(const __u8 *a, const __u32 *b) {
-  const __u32 *x = (const __u32 *)a;
-  return !((x[0] ^ b[0]) | (x[1] ^ b[1]) | (x[2] ^ b[2]) | (x[3] ^ b[3]));
-}
-
 /* Whether slot h holds the flow of these addresses (4 words each), ports
  * (source, destination) and protocol. */
 static __always_inline int bg_lb_hot_holds(const struct bg_lb_hot *h, const __u32 *src,
                                            const __u32 *dst, const __be16 *ports, __u8 proto) {
   return h->kind && h->sport == ports[0] && h->dport == ports[1] && h->proto == proto &&
-         bg_lb_words_eq(h->src, src) && bg_lb_words_eq(h->dst, dst);
+         bg_addr_eq(h->src, (const __u8 *)src) && bg_addr_eq(h->dst, (const __u8 *)dst);
 }
 
 /* Stage 0, before any other: a TCP or UDP frame of an established flow whose
@@ -702,41 +716,21 @@ __noinline int bg_lb_fast(struct xdp_md *ctx) {
   if (!reply) {
     const struct bg_lb_backend *b = bpf_map_lookup_elem(&bg_lb_backends, &id);
     if (!b || !(b->flags & BG_LB_BACKEND_USED) || (b->flags & BG_LB_BACKEND_DOWN) ||
-        b->service != h->service || b->port != h->port ||
-        !bg_lb_words_eq(h->addr, (const __u32 *)b->addr))
+        b->service != h->service || b->port != h->port || !bg_addr_eq(h->addr, b->addr))
       return BG_LB_MISS;
   }
-  /* The rewrite (as bg_lb_rewrite): the address and port, TTL - 1, checksums. */
   __be16 *port = reply ? &ports[0] : &ports[1];
-  __u32 l4d;
   if (v4) {
-    struct iphdr *iph = data + sizeof(*eth);
+    struct iphdr *iph = (void *)(eth + 1);
     if ((void *)(iph + 1) > data_end)
       return BG_LB_MISS;
-    __be32 *a = reply ? &iph->saddr : &iph->daddr;
-    l4d = bg_csum_diff(a, h->addr + 12, 2, 0);
-    __u16 old = *(__u16 *)&iph->ttl;
-    iph->ttl--;
-    __u32 ipd = bg_csum_diff(&old, &iph->ttl, 1, l4d);
-    __builtin_memcpy(a, h->addr + 12, 4);
-    iph->check = bg_csum_update(iph->check, ipd);
+    bg_lb_write(iph, 1, reply, proto, h->addr, h->port, port, csum);
   } else {
-    struct ipv6hdr *ip6 = data + sizeof(*eth);
+    struct ipv6hdr *ip6 = (void *)(eth + 1);
     if ((void *)(ip6 + 1) > data_end)
       return BG_LB_MISS;
-    struct in6_addr *a = reply ? &ip6->saddr : &ip6->daddr;
-    l4d = bg_csum_diff(a, h->addr, 8, 0);
-    ip6->hop_limit--;
-    __builtin_memcpy(a, h->addr, 16);
+    bg_lb_write(ip6, 0, reply, proto, h->addr, h->port, port, csum);
   }
-  if (h->port) {
-    l4d = bg_csum_diff(port, &h->port, 1, l4d);
-    *port = h->port;
-  }
-  if (proto == IPPROTO_TCP)
-    *csum = bg_csum_update(*csum, l4d);
-  else if (*csum || !v4)
-    *csum = bg_udp_csum_update(*csum, l4d);
   __u32 len = data_end - data;
   struct bg_lb_backend_stats *st = bg_lb_stats_of(id);
   if (st) {
