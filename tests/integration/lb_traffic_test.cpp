@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -305,6 +306,12 @@ TEST_F(LbTraffic, ASlowBackendLosesItsShareOfNewFlowsAndRegainsIt) {
   double before = mean(2, 5), slow = mean(14, 17), after = mean(35, 38);
   std::cerr << "b2's share: " << before << " before, " << slow << " 8-11 s into its slowness, "
             << after << " 17-20 s after it recovered\n";
+  {  // the agent's weight changes, to read a failure by
+    std::istringstream log(agent_.log());
+    for (std::string line; std::getline(log, line);)
+      if (contains(line, " weight "))
+        std::cerr << line << "\n";
+  }
   // Its share is a third (three backends of one weight). The share measured
   // before it slowed down moves with the other backends' latencies, which a
   // loaded host spreads (0.246 in one CI run): the test holds it to a third.

@@ -50,6 +50,7 @@ flb::WeightSpec weight_spec(const core::LbDynamicWeights &w) {
   s.floor_pct = w.floor_pct;
   s.max_step_pct = w.max_step_pct;
   s.hysteresis_pct = w.hysteresis_pct;
+  s.tolerance_ns = w.tolerance_ns;
   return s;
 }
 

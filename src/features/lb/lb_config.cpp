@@ -148,7 +148,7 @@ void parse_health(Diag &d, const YAML::Node &n, const std::string &svc, LbHealth
 
 void parse_dynamic(Diag &d, const YAML::Node &n, const std::string &svc, LbDynamicWeights &w) {
   std::string what = svc + ".dynamic_weights";
-  Section s(d, n, what, {"enabled", "interval", "floor", "max_step", "hysteresis"});
+  Section s(d, n, what, {"enabled", "interval", "floor", "max_step", "hysteresis", "tolerance"});
   if (!s)
     return;
   w.line = s.line();
@@ -159,6 +159,7 @@ void parse_dynamic(Diag &d, const YAML::Node &n, const std::string &svc, LbDynam
   read_pct(s, "floor", w.floor_pct, 0, 100, what + ".floor");
   read_pct(s, "max_step", w.max_step_pct, 1, 100, what + ".max_step");
   read_pct(s, "hysteresis", w.hysteresis_pct, 0, 100, what + ".hysteresis");
+  s.duration_ns("tolerance", w.tolerance_ns, (what + ".tolerance").c_str());
 }
 
 // One backend: {address: A[:P], weight: W}, or the address alone.

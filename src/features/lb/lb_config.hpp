@@ -58,6 +58,7 @@ struct LbDynamicWeights {
   uint32_t floor_pct = 10;       // no backend below this share of its configured weight
   uint32_t max_step_pct = 25;    // most a weight changes per interval, of the configured weight
   uint32_t hysteresis_pct = 10;  // changes smaller than this are not made
+  uint64_t tolerance_ns = 1'000'000ULL;  // latency this much above the median is as fast
   int line = 0;
   bool operator==(const LbDynamicWeights &) const = default;
 };

@@ -119,7 +119,7 @@ std::optional<double> WeightController::score(const Backend &b, Kind kind,
   double h = spec_.hysteresis_pct / 100.0;
   double s = 1;
   if (fresh && lat && ref && *lat > 0) {
-    s = std::min(1.0, *ref / *lat);
+    s = std::min(1.0, (*ref + static_cast<double>(spec_.tolerance_ns)) / *lat);
     why = fmt::format("{} {:.1f} ms vs {:.1f} ms median", kind_name(response), *lat / 1e6,
                       *ref / 1e6);
   }

@@ -13,9 +13,13 @@
 //   added to the next interval's (up to kMaxPendingIntervals, when whatever
 //   samples it has count), so a backend at its floor, which sees few flows,
 //   still gathers evidence to recover; until then its weight holds.
-// - score: reference / latency, the reference being the lower median of the
-//   service's up backends' latest latencies (a slow backend does not move
-//   it; with two backends it is the faster one), times 1 - 2 * reset share.
+// - score: (reference + tolerance) / latency, the reference being the lower
+//   median of the service's up backends' latest latencies (a slow backend
+//   does not move it; with two backends it is the faster one), times
+//   1 - 2 * reset share. The tolerance (1 ms by default) is what a host's
+//   scheduling adds to a mean now and then: backends that answer in 0.2 and
+//   0.3 ms are equally fast (one CI run moved weights 100 -> 50 on that
+//   difference alone), one 50 ms slow is not.
 //   A score within hysteresis of 1 (latency at most hysteresis_pct above
 //   the reference) is 1: noise does not move weights.
 // - move: the factor goes toward clamp(score, floor, 1) by at most
@@ -43,6 +47,7 @@ struct WeightSpec {
   uint32_t floor_pct = 10;
   uint32_t max_step_pct = 25;
   uint32_t hysteresis_pct = 10;
+  uint64_t tolerance_ns = 1'000'000;
   uint32_t min_samples = 5;
 };
 

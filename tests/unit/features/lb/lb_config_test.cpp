@@ -41,7 +41,8 @@ const char *kFull = R"(  table_size: 4099
         - {address: 198.18.2.3, weight: 0}
         - 198.18.2.4:9090
       health: {check: http, path: /healthz, expect: 200, interval: 1s, timeout: 500ms, rise: 2, fall: 3}
-      dynamic_weights: {enabled: on, interval: 2s, floor: 10%, max_step: 25%, hysteresis: 5}
+      dynamic_weights: {enabled: on, interval: 2s, floor: 10%, max_step: 25%, hysteresis: 5,
+                        tolerance: 2ms}
     - name: dns6
       vip: "[2001:db8::1]:53/udp"
       backends: [{address: "[2001:db8::2]:5353"}]
@@ -82,6 +83,7 @@ TEST(LbConfig, FullSectionParses) {
   EXPECT_EQ(web.dynamic_weights.floor_pct, 10u);
   EXPECT_EQ(web.dynamic_weights.max_step_pct, 25u);
   EXPECT_EQ(web.dynamic_weights.hysteresis_pct, 5u);
+  EXPECT_EQ(web.dynamic_weights.tolerance_ns, 2'000'000u);
   const auto &dns = lb.services[1];
   EXPECT_TRUE(dns.vip.v6);
   EXPECT_EQ(dns.proto, IPPROTO_UDP);
