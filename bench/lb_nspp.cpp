@@ -21,6 +21,12 @@
 //                                    each packet: Maglev lookup, inserts in the
 //                                    connection and reverse tables (LRU, full
 //                                    after the warm-up: each insert evicts)
+//   v4_minimal                       v4_established's frames through a minimal
+//                                    DNAT, not the balancer (bench/bpf/
+//                                    lb_bench.bpf.c: one array lookup, the
+//                                    rewrite, a redirect, nothing else): what
+//                                    an established path costs at the least,
+//                                    against the same floor and XDP_TX
 //   chain_v4, chain_v6               the filter (`bpfgate attach`'s policy, one
 //                                    source under its limit) tail-calling the
 //                                    balancer through its bg_xdp_next array, as
@@ -34,13 +40,15 @@
 //                                    slot (not this host's: Debian 12's 6.1 in
 //                                    scripts/kernel-matrix.sh does)
 // Each case checks the balancer's counters over its timed runs: every packet
-// forwarded, and (new flow cases) every packet a new flow, (established) none.
+// forwarded, and (new flow cases) every packet a new flow, (established) none;
+// every case checks each run's action (v4_minimal: XDP_REDIRECT, its flow found).
 //
 // Flows moved (no kernel): Maglev tables of the control plane's builder
 // (agent::lb::maglev_table) for N backends of equal weight, then one removed
 // or one added: the share of table entries (hence of uniformly hashed new
 // flows) whose backend changed, against 1/N (removed) or 1/(N+1) (added).
 #include <bpf/bpf.h>
+#include <arpa/inet.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -78,6 +86,7 @@
 #include "features/lb/lb_datapath.hpp"
 #include "features/lb/maglev.hpp"
 #include "features/xdp/datapath.hpp"
+#include "bpf/lb_bench.h"
 #include "lb_bench.skel.h"
 #include "lb_env.hpp"
 #include "util/log.hpp"
@@ -92,7 +101,7 @@ using LbBenchSkel = bpf::Skeleton<
 
 constexpr double kAimRatio = 3.0;  // issue 15: the balancer within 3x of the empty XDP_TX
 constexpr size_t kFrame = 96;      // BG_LBB_FRAME in bench/bpf/lb_bench.bpf.c
-constexpr uint32_t kSlotTx = 0, kSlotLb = 1;
+constexpr uint32_t kSlotTx = 0, kSlotLb = 1, kSlotMin = 3;  // BG_LBB_* in lb_bench.bpf.c
 
 struct Options {
   unsigned runs = 7;
@@ -157,7 +166,7 @@ Result<double> test_run(const Prog &p, const std::vector<uint8_t> &frame, int if
   return (end - start) / repeat;
 }
 
-enum class Kind { kEstablished, kNewFlow, kChain, kDispatch };
+enum class Kind { kEstablished, kNewFlow, kChain, kDispatch, kMinimal };
 
 struct CaseSpec {
   std::string name, about;
@@ -173,6 +182,11 @@ std::vector<CaseSpec> all_cases() {
       {"v6_established", "IPv6, one flow's ACKs: connection-table hit", Kind::kEstablished, true},
       {"v6_new_flow", "IPv6, a SYN from a new address:port each packet: Maglev + inserts",
        Kind::kNewFlow, true},
+      {"v4_minimal",
+       "IPv4, the same flow's ACKs through a minimal DNAT (one array lookup, the rewrite, a "
+       "redirect; no counters, health, expiry or generation checks): the reference for the "
+       "least an established path costs",
+       Kind::kMinimal, false},
       {"chain_v4", "IPv4, filter tail-calling the balancer (established flow) vs the filter alone",
        Kind::kChain, false},
       {"chain_v6", "IPv6, filter tail-calling the balancer (established flow) vs the filter alone",
@@ -249,6 +263,9 @@ Result<CaseResult> run_case(const CaseSpec &c, Env &env, const Options &o) {
   } else if (c.kind == Kind::kDispatch) {
     add({"xdp_dispatcher", env.dispatcher_fd, XDP_REDIRECT});
     add({"bg_lbb_filter_lb", fd(s->progs.bg_lbb_filter_lb), XDP_REDIRECT});
+  } else if (c.kind == Kind::kMinimal) {
+    add({"bg_lbb_minimal", fd(s->progs.bg_lbb_minimal), XDP_REDIRECT});
+    add({"bg_lbb_floor", fd(s->progs.bg_lbb_floor), XDP_TX});
   } else {
     add({"bg_lbb_lb", fd(s->progs.bg_lbb_lb), XDP_REDIRECT});
     add({"bg_lbb_floor", fd(s->progs.bg_lbb_floor), XDP_TX});
@@ -281,6 +298,8 @@ Result<CaseResult> run_case(const CaseSpec &c, Env &env, const Options &o) {
     return after.error();
   for (auto &t : r.progs)
     t.s = stats_of(t.runs);
+  if (c.kind == Kind::kMinimal)
+    return r;  // not the balancer: each run's XDP_REDIRECT says the flow was found
   // Every program that ends in the balancer forwards (both of them in the dispatcher case).
   r.packets = 0;
   for (const auto &t : r.progs)
@@ -406,12 +425,33 @@ json case_json(const CaseResult &r, unsigned runs) {
       j["aim_ratio"] = kAimRatio;
       j["within_aim"] = r.ratio() <= kAimRatio;
   }
+  if (r.spec->kind == Kind::kMinimal)
+    j["reference"] = "minimal DNAT, not the balancer";
   j["packets"] = r.packets;
   j["forwarded"] = r.forwarded;
   j["new_flows"] = r.new_flows;
   j["runs"] = runs;
   j["repeat"] = r.progs[0].repeat;
   return j;
+}
+
+// The minimal DNAT's one flow (v4_minimal): the IPv4 established case's, to
+// the first backend by the backends' link; its slot by the program's hash.
+bool fill_minimal(int map) {
+  auto f = frame_for({"", "", Kind::kMinimal, false});
+  bg_lbb_min_flow v{};
+  std::memcpy(&v.saddr, &f[26], 4);
+  std::memcpy(&v.daddr, &f[30], 4);
+  std::memcpy(&v.sport, &f[34], 2);
+  std::memcpy(&v.dport, &f[36], 2);
+  if (inet_pton(AF_INET, kBackends4[0], &v.to_addr) != 1)
+    return false;
+  v.to_port = htons(80);
+  v.ifindex = if_nametoindex("lbb0");
+  std::memset(v.dmac, 0x02, sizeof(v.dmac));
+  std::memset(v.smac, 0x04, sizeof(v.smac));
+  uint32_t idx = bg_lbb_min_hash(v.saddr, v.daddr, v.sport, v.dport);
+  return v.ifindex != 0 && bpf_map_update_elem(map, &idx, &v, BPF_ANY) == 0;
 }
 
 // The cases under test_run, in the bench's namespace with the pinned balancer; 0 or 1.
@@ -454,8 +494,11 @@ int run_kernel(const Options &o) {
   int jump = bpf_map__fd((*skel)->maps.bg_lbb_jump);
   int next = bpf_map__fd((*skel)->maps.bg_xdp_next);
   uint32_t tx = bpf_program__fd((*skel)->progs.bg_lbb_tx), lbp = lb->prog_fd(), k;
+  uint32_t minp = bpf_program__fd((*skel)->progs.bg_lbb_min_dnat);
   if (bpf_map_update_elem(jump, &(k = kSlotTx), &tx, BPF_ANY) ||
       bpf_map_update_elem(jump, &(k = kSlotLb), &lbp, BPF_ANY) ||
+      bpf_map_update_elem(jump, &(k = kSlotMin), &minp, BPF_ANY) ||
+      !fill_minimal(bpf_map__fd((*skel)->maps.bg_lbb_min_flows)) ||
       bpf_map_update_elem(next, &(k = BG_NEXT_LB), &lbp, BPF_ANY)) {
     log::error("fill the bench's program arrays: {}", std::strerror(errno));
     return 1;
@@ -525,8 +568,12 @@ int run_kernel(const Options &o) {
         "plus the empty XDP_TX, against it;\ndispatch_v4: +ns and x are the dispatcher's "
         "against the tail call\n");
     for (const auto &r : results)
-      fmt::print("  {}: {}; {} packets timed, {} forwarded, {} new flows\n", r.spec->name,
-                 r.spec->about, r.packets, r.forwarded, r.new_flows);
+      if (r.spec->kind == Kind::kMinimal)
+        fmt::print("  {}: {}; every run redirected (the flow found)\n", r.spec->name,
+                   r.spec->about);
+      else
+        fmt::print("  {}: {}; {} packets timed, {} forwarded, {} new flows\n", r.spec->name,
+                   r.spec->about, r.packets, r.forwarded, r.new_flows);
   }
   return 0;
 }

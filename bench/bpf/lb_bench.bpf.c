@@ -21,13 +21,24 @@
  *                      chain as the agent builds it;
  *  - bg_lbb_filter_ext: restore, the filter, its verdict: the first of two
  *                      programs in libxdp's dispatcher (the balancer the second,
- *                      run for what the filter passes), where freplace works.
+ *                      run for what the filter passes), where freplace works;
+ *  - bg_lbb_minimal:   restore, tail call into bg_lbb_min_dnat (slot
+ *                      BG_LBB_MIN): the least any DNAT balancer with a table of
+ *                      flows does for an IPv4 TCP frame of a known flow (one
+ *                      array lookup by a hash of the 5-tuple, the compare, the
+ *                      destination address and port written with both
+ *                      checksums and the TTL, the MACs, a redirect), and
+ *                      nothing else (no counters, health, expiry or generation
+ *                      checks): a reference for what the balancer's
+ *                      established path could cost at best.
  */
 #include "xdp/filter.h"
 
+#include "lb_bench.h"
+
 #define BG_LBB_FRAME 96 /* every case's frame is this long */
 
-enum { BG_LBB_TX = 0, BG_LBB_LB = 1, BG_LBB_EMPTY = 2, BG_LBB_SLOTS = 3 };
+enum { BG_LBB_TX = 0, BG_LBB_LB = 1, BG_LBB_EMPTY = 2, BG_LBB_MIN = 3, BG_LBB_SLOTS = 4 };
 
 /* The case's frame, written over the packet before each repeat. */
 __u8 bg_lbb_frame[BG_LBB_FRAME];
@@ -97,6 +108,69 @@ int bg_lbb_lb(struct xdp_md *ctx) {
   if (bg_lbb_restore(ctx))
     return XDP_ABORTED;
   bpf_tail_call_static(ctx, &bg_lbb_jump, BG_LBB_LB);
+  return XDP_ABORTED;
+}
+
+/* One's complement arithmetic as the balancer does it (bpf/lb/lb.h, which
+ * this object does not include: its maps would come with it). */
+static __always_inline __u32 bg_lbb_csum_diff(const void *old, const void *new, int n, __u32 acc) {
+  const __u16 *o = old, *w = new;
+#pragma unroll
+  for (int i = 0; i < n; i++)
+    acc += (__u16)~o[i] + (__u32)w[i];
+  return acc;
+}
+
+static __always_inline __u16 bg_lbb_csum_update(__u16 csum, __u32 d) {
+  d = (d & 0xffff) + (d >> 16);
+  d = (d & 0xffff) + (d >> 16);
+  __u32 s = (__u32)(__u16)~csum + d;
+  s = (s & 0xffff) + (s >> 16);
+  s = (s & 0xffff) + (s >> 16);
+  return (__u16)~s;
+}
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1 << BG_LBB_MIN_BITS);
+  __type(key, __u32);
+  __type(value, struct bg_lbb_min_flow);
+} bg_lbb_min_flows SEC(".maps");
+
+SEC("xdp")
+int bg_lbb_min_dnat(struct xdp_md *ctx) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  struct ethhdr *eth = data;
+  struct iphdr *iph = (void *)(eth + 1);
+  struct tcphdr *th = (void *)(iph + 1);
+  if ((void *)(th + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || iph->ihl != 5 ||
+      iph->protocol != IPPROTO_TCP)
+    return XDP_PASS;
+  __u32 idx = bg_lbb_min_hash(iph->saddr, iph->daddr, th->source, th->dest);
+  struct bg_lbb_min_flow *f = bpf_map_lookup_elem(&bg_lbb_min_flows, &idx);
+  if (!f || f->saddr != iph->saddr || f->daddr != iph->daddr || f->sport != th->source ||
+      f->dport != th->dest)
+    return XDP_PASS;
+  __u32 d = bg_lbb_csum_diff(&iph->daddr, &f->to_addr, 2, 0);
+  __u32 l4d = bg_lbb_csum_diff(&th->dest, &f->to_port, 1, d);
+  __u16 old = *(__u16 *)&iph->ttl;
+  iph->ttl--;
+  d = bg_lbb_csum_diff(&old, &iph->ttl, 1, d);
+  iph->daddr = f->to_addr;
+  th->dest = f->to_port;
+  iph->check = bg_lbb_csum_update(iph->check, d);
+  th->check = bg_lbb_csum_update(th->check, l4d);
+  __builtin_memcpy(eth->h_dest, f->dmac, ETH_ALEN);
+  __builtin_memcpy(eth->h_source, f->smac, ETH_ALEN);
+  return bpf_redirect(f->ifindex, 0);
+}
+
+SEC("xdp")
+int bg_lbb_minimal(struct xdp_md *ctx) {
+  if (bg_lbb_restore(ctx))
+    return XDP_ABORTED;
+  bpf_tail_call_static(ctx, &bg_lbb_jump, BG_LBB_MIN);
   return XDP_ABORTED;
 }
 

@@ -49,7 +49,7 @@ TEST(Bench, TheBalancersTestRunCasesRunOnce) {
     }
   }
   for (const char *c : {"lb_v4_established", "lb_v4_new_flow", "lb_v6_established",
-                        "lb_v6_new_flow", "lb_chain_v4", "lb_chain_v6"})
+                        "lb_v6_new_flow", "lb_v4_minimal", "lb_chain_v4", "lb_chain_v6"})
     EXPECT_TRUE(names.count(c)) << c << " missing:\n" << r.out;
   EXPECT_TRUE(names.count("lb_flows_moved_n3_remove_4099")) << r.out;
 }
