@@ -169,6 +169,9 @@ TEST(LbConfig, RefusesBadWeightsAddressesAndUnknownKeys) {
                   "the timeout must not be longer than the interval"));
   EXPECT_TRUE(has(errors(svc("      dynamic_weights: {floor: 120%}\n")),
                   "gw.yaml:6: lb.services.web.dynamic_weights.floor '120%' must be a percentage"));
+  EXPECT_TRUE(has(errors(svc("      dynamic_weights: {tolerance: 500us}\n")),
+                  "gw.yaml:6: lb.services.web.dynamic_weights.tolerance: '500us' has an unknown "
+                  "unit 'us'"));
   EXPECT_TRUE(has(errors("  services:\n    - name: web\n      vip: 198.18.1.1:80\n"),
                   "gw.yaml:5: lb.services.web.vip: '198.18.1.1:80' has no protocol"));
   EXPECT_TRUE(has(errors("  services:\n    - name: web\n      vip: 198.18.1.1/tcp\n"),
