@@ -35,6 +35,7 @@
 #include "xdp/filter.h"
 
 #include "lb_bench.h"
+#include "lib/csum.h"
 
 #define BG_LBB_FRAME 96 /* every case's frame is this long */
 
@@ -111,25 +112,6 @@ int bg_lbb_lb(struct xdp_md *ctx) {
   return XDP_ABORTED;
 }
 
-/* One's complement arithmetic as the balancer does it (bpf/lb/lb.h, which
- * this object does not include: its maps would come with it). */
-static __always_inline __u32 bg_lbb_csum_diff(const void *old, const void *new, int n, __u32 acc) {
-  const __u16 *o = old, *w = new;
-#pragma unroll
-  for (int i = 0; i < n; i++)
-    acc += (__u16)~o[i] + (__u32)w[i];
-  return acc;
-}
-
-static __always_inline __u16 bg_lbb_csum_update(__u16 csum, __u32 d) {
-  d = (d & 0xffff) + (d >> 16);
-  d = (d & 0xffff) + (d >> 16);
-  __u32 s = (__u32)(__u16)~csum + d;
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  return (__u16)~s;
-}
-
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 1 << BG_LBB_MIN_BITS);
@@ -152,15 +134,15 @@ int bg_lbb_min_dnat(struct xdp_md *ctx) {
   if (!f || f->saddr != iph->saddr || f->daddr != iph->daddr || f->sport != th->source ||
       f->dport != th->dest)
     return XDP_PASS;
-  __u32 d = bg_lbb_csum_diff(&iph->daddr, &f->to_addr, 2, 0);
-  __u32 l4d = bg_lbb_csum_diff(&th->dest, &f->to_port, 1, d);
+  __u32 d = bg_csum_diff(&iph->daddr, &f->to_addr, 2, 0);
+  __u32 l4d = bg_csum_diff(&th->dest, &f->to_port, 1, d);
   __u16 old = *(__u16 *)&iph->ttl;
   iph->ttl--;
-  d = bg_lbb_csum_diff(&old, &iph->ttl, 1, d);
+  d = bg_csum_diff(&old, &iph->ttl, 1, d);
   iph->daddr = f->to_addr;
   th->dest = f->to_port;
-  iph->check = bg_lbb_csum_update(iph->check, d);
-  th->check = bg_lbb_csum_update(th->check, l4d);
+  iph->check = bg_csum_update(iph->check, d);
+  th->check = bg_csum_update(th->check, l4d);
   __builtin_memcpy(eth->h_dest, f->dmac, ETH_ALEN);
   __builtin_memcpy(eth->h_source, f->smac, ETH_ALEN);
   return bpf_redirect(f->ifindex, 0);

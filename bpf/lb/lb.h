@@ -1,14 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The load balancer's internals (bpf/lb/lb.bpf.c): what its stages share
- * about a frame, the incremental checksum arithmetic of the rewrite, and the
- * counters.
- *
- * Checksums are fixed up incrementally (RFC 1624: HC' = ~(~HC + ~m + m') for
- * every 16-bit word m that becomes m'), over words read and written in
- * network order: the one's complement sum does not depend on byte order, so
- * no word is swapped. Every field the balancer rewrites lies at an even
- * offset from the start of the header whose checksum covers it.
+ * about a frame, and the counters. The rewrite's checksum arithmetic is
+ * bpf/lib/csum.h's; every field the balancer rewrites lies at an even offset
+ * from the start of the header whose checksum covers it.
  */
 #ifndef BPFGATE_BPF_LB_H
 #define BPFGATE_BPF_LB_H
@@ -24,6 +19,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lb/lb_maps.h"
+#include "lib/csum.h"
 #include "lib/parse.h"
 
 #define BG_AF_INET 2
@@ -96,33 +92,6 @@ static __always_inline void bg_lb_count(__u32 counter, __u64 bytes) {
     c->packets++;
     c->bytes += bytes;
   }
-}
-
-/* Adds to acc what replacing the n 16-bit words at old by those at new does
- * to a one's complement sum. */
-static __always_inline __u32 bg_csum_diff(const void *old, const void *new, int n, __u32 acc) {
-  const __u16 *o = old, *w = new;
-#pragma unroll
-  for (int i = 0; i < n; i++)
-    acc += (__u16)~o[i] + (__u32)w[i];
-  return acc;
-}
-
-static __always_inline __u16 bg_csum_fold(__u32 s) {
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  return (__u16)s;
-}
-
-/* The checksum field csum after words changed by delta (bg_csum_diff). */
-static __always_inline __u16 bg_csum_update(__u16 csum, __u32 delta) {
-  return (__u16)~bg_csum_fold((__u32)(__u16)~csum + bg_csum_fold(delta));
-}
-
-/* A UDP checksum of 0 means "none" (IPv4 only): a computed 0 is sent as 0xffff. */
-static __always_inline __u16 bg_udp_csum_update(__u16 csum, __u32 delta) {
-  __u16 c = bg_csum_update(csum, delta);
-  return c ? c : 0xffff;
 }
 
 static __always_inline int bg_is_v4(const struct bg_lb_work *w) {
