@@ -1137,10 +1137,39 @@ __noinline int bg_stage_policy(struct bg_work *w) {
   return BG_NEXT;
 }
 
+/* Whether w is IPv6 neighbour discovery from the link: an ICMPv6 router or
+ * neighbour solicitation or advertisement, or a redirect (types 133-137, code
+ * 0), unfragmented, with hop limit 255, which no router forwards (RFC 4861
+ * 6.1.2, 7.1.1: receivers discard any other). It is IPv6's ARP, and ARP is
+ * never charged (BG_REASON_NOT_IP): a host's first frames are its neighbour
+ * discovery, and the gateway's own solicitation of a host is answered from
+ * an address the filter has never seen, which under a flood the new-source
+ * and unproven shares held back for seconds (bench/RESULTS.md: a newcomer's
+ * first request took 2-2.5 s under IPv6 floods, 2 ms under IPv4's). */
+static __always_inline int bg_is_ndp(struct xdp_md *ctx, const struct bg_work *w) {
+  if (w->status != BG_PARSE_OK || w->pkt.l4_proto != IPPROTO_ICMPV6 || w->pkt.fragment ||
+      w->pkt.l3_proto != ETH_P_IPV6)
+    return 0;
+  __u16 type_code = bpf_ntohs(w->pkt.dport); /* the parser's type << 8 | code */
+  if (type_code < (133 << 8) || type_code > (137 << 8) || (type_code & 0xff))
+    return 0;
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  __u32 l3 = w->pkt.l3_off;
+  if (l3 > 64) /* Ethernet and at most two VLAN tags: 22 */
+    return 0;
+  struct ipv6hdr *ip6 = data + l3;
+  if ((void *)(ip6 + 1) > data_end)
+    return 0;
+  return ip6->hop_limit == 255;
+}
+
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
  * has one; for a source not known, after the unproven sources' share), the
  * rule's action, then the per-source and per-prefix buckets. A frame the
- * prefix refuses gives back its source's token. */
+ * prefix refuses gives back its source's token. Neighbour discovery from
+ * the link (bg_is_ndp) goes through the lists only, and passes counted as
+ * allowed. */
 static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
                                           const struct bg_settings *s) {
   __u32 rule_id = w->rule_id;
@@ -1154,6 +1183,13 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
     return BG_RES(BG_VERDICT_PASS, BG_REASON_RULE);
   }
 
+  if (bg_is_ndp(ctx, w)) {
+    int r = bg_check_lists(w);
+    if (r != BG_NEXT)
+      return r;
+    bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
+    return BG_RES(BG_VERDICT_PASS, BG_REASON_ALLOW);
+  }
   if (!w->now)
     w->now = w->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
   int hot = bg_hot_take(w, s);

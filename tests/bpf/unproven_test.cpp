@@ -78,6 +78,46 @@ TEST(UnprovenShare, AnAllowListedSourceIsNeverHeldBackNorCharged) {
   EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 2u);
 }
 
+// IPv6 neighbour discovery from the link (hop limit 255) is IPv6's ARP: a new
+// host's solicitations and advertisements pass while a flood has used up the
+// new-source and unproven shares (a host the gateway cannot resolve cannot
+// connect), through the ACL and the blocklist, counted as allowed, leaving
+// no state; anything else of ICMPv6, or with another hop limit (not from the
+// link: RFC 4861 has receivers discard it), waits for the shares as before.
+TEST(UnprovenShare, NeighbourDiscoveryFromTheLinkIsNeverHeldBack) {
+  OneCpu pin;
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("deny: [2001:db8:66::/48]\nlimits: {{rate: 100, new_sources: "
+                                   "{{rate: 1, burst: 1}}, unproven: {{rate: 1, burst: {}}}}}\n",
+                                   cpus)),
+      4096);
+  auto icmp6 = [](const std::string &src, uint8_t type, uint8_t code, uint8_t hops) {
+    return PacketBuilder().ipv6(src, "2001:db8::1").ttl(hops).icmp(type, code).build();
+  };
+  for (int i = 0; i < 20; i++)  // a flood of new sources uses up both shares
+    h.run(PacketBuilder()
+              .ipv6(fmt::format("2001:db8:99::{:x}", i + 1), "2001:db8::1")
+              .udp(40000, 9)
+              .build());
+  ASSERT_GT(h.packets(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE) +
+                h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN),
+            15u);
+  for (uint8_t type : {133, 134, 135, 136, 137})
+    EXPECT_EQ(h.run(icmp6("2001:db8:5::7", type, 0, 255)), XDP_PASS) << "type " << int(type);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 5u);
+  EXPECT_FALSE(h.source("2001:db8:5::7").has_value()) << "no state for neighbour discovery";
+  // Not neighbour discovery from the link: the shares decide, and they are used up.
+  EXPECT_EQ(h.run(icmp6("2001:db8:5::8", 135, 0, 254)), XDP_DROP) << "routed: not from the link";
+  EXPECT_EQ(h.run(icmp6("2001:db8:5::9", 135, 1, 255)), XDP_DROP) << "code 1";
+  EXPECT_EQ(h.run(icmp6("2001:db8:5::a", 128, 0, 255)), XDP_DROP) << "an echo request";
+  EXPECT_EQ(h.run(icmp6("2001:db8:5::b", 138, 0, 255)), XDP_DROP) << "router renumbering";
+  // The lists still apply.
+  EXPECT_EQ(h.run(icmp6("2001:db8:66::1", 135, 0, 255)), XDP_DROP);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_DENY), 1u);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 5u);
+}
+
 // A source over its own limit gives its share tokens back, so one heavy
 // source cannot hold every other one back; a new source refused admission
 // keeps its token used, so a flood of new sources exhausts the share and is
