@@ -40,6 +40,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <iostream>
 #include <latch>
 #include <thread>
 
@@ -104,6 +105,9 @@ std::vector<int> usable_cpus() {
 struct Lane {
   uint64_t sent = 0;
   uint64_t busy_ns = 0;  // time in the program, as the kernel measured it
+  // The longest the lane was away from the program (preempted, in or between
+  // calls), over two calls: a pause that began in one call ends in the next.
+  uint64_t max_pause_ns = 0;
   std::string error;
 };
 
@@ -125,6 +129,8 @@ void drive(int prog_fd, int cpu, const std::vector<uint8_t> &f, std::latch &go,
   go.arrive_and_wait();
   ProgRunner r(prog_fd);
   uint32_t repeat = 64;
+  auto last = Clock::now();
+  uint64_t last_away = 0;
   for (;;) {
     const auto now = Clock::now();
     if (now - start >= kRunAtMost || (now - start >= kRunFor && enough(all.load(), now - start)))
@@ -134,9 +140,17 @@ void drive(int prog_fd, int cpu, const std::vector<uint8_t> &f, std::latch &go,
       lane.error = "cpu " + std::to_string(cpu) + ": " + res.error().what();
       return;
     }
+    const auto done = Clock::now();
+    const uint64_t in_prog = static_cast<uint64_t>(res->duration_ns) * repeat;
+    const auto wall = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(done - last).count());
+    const uint64_t away = wall > in_prog ? wall - in_prog : 0;
+    lane.max_pause_ns = std::max(lane.max_pause_ns, away + last_away);
+    last_away = away;
+    last = done;
     lane.sent += repeat;
     all += repeat;
-    lane.busy_ns += static_cast<uint64_t>(res->duration_ns) * repeat;
+    lane.busy_ns += in_prog;
     uint64_t per = std::max<uint64_t>(res->duration_ns, 1);
     repeat = static_cast<uint32_t>(std::clamp<uint64_t>(5'000'000 / per, 64, 1u << 16));
   }
@@ -148,6 +162,9 @@ struct Hammered {
   uint64_t start_ns = 0, end_ns = 0;  // CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
   uint64_t start_coarse_ns = 0;       // CLOCK_MONOTONIC_COARSE, bpf_ktime_get_coarse_ns()'s
   size_t cpus = 0;
+  // At most how long every lane was away from the program at once: the
+  // shortest of the lanes' longest pauses.
+  uint64_t all_paused_ns = 0;
 };
 
 uint64_t monotonic_ns() {
@@ -179,11 +196,13 @@ Hammered hammer_from_every_cpu(int prog_fd, const Enough &enough) {
                            std::cref(enough), std::ref(all), std::ref(lanes[i]));
   }
   run.end_ns = monotonic_ns();
+  run.all_paused_ns = UINT64_MAX;
   for (const auto &l : lanes) {
     EXPECT_TRUE(l.error.empty()) << l.error;
     EXPECT_GT(l.sent, 0u) << "a CPU sent nothing";
     run.sent += l.sent;
     run.busy_ns += l.busy_ns;
+    run.all_paused_ns = std::min(run.all_paused_ns, l.max_pause_ns);
   }
   return run;
 }
@@ -240,8 +259,12 @@ TEST(SharedBucket, OneSourceOnEveryCpuGetsItsLimitOnce) {
                                   << " pps burst " << limit.burst << ": sent " << run.sent
                                   << ", passed " << passed << ", refused " << refused
                                   << ", contended " << contended << ", CPUs busy at once "
-                                  << static_cast<double>(run.busy_ns) / 1e9 / secs);
+                                  << static_cast<double>(run.busy_ns) / 1e9 / secs
+                                  << ", every CPU away at once at most "
+                                  << static_cast<double>(run.all_paused_ns) / 1e6 << " ms");
 
+  std::cerr << "every CPU away from the program at once: at most "
+            << static_cast<double>(run.all_paused_ns) / 1e6 << " ms\n";
   // The limit was hit.
   ASSERT_GT(refused, 0u);
 
@@ -275,10 +298,11 @@ TEST(SharedBucket, OneSourceOnEveryCpuGetsItsLimitOnce) {
   EXPECT_LE(static_cast<double>(contended), 0.01 * static_cast<double>(passed) + 2.0);
 
   // Not under-served: the bucket ended empty, its arrival time a whole
-  // tolerance ahead of the last packets (within 5 % and a few tokens: in the
-  // 8-CPU qemu guest, TCG on 2 host cores, the last packets can follow a
-  // stall of every vCPU, 20 ms or 4 % in one CI run, during which tokens came
-  // back that nothing was sent to take), so
+  // tolerance ahead of the last packets (within 5 % and a few tokens, and the
+  // time every CPU was away from the program at once, which the last packets
+  // can follow: tokens came back then that nothing was sent to take; in the
+  // 8-CPU qemu guest, TCG on 2 host cores, a stall of every vCPU took 20 ms
+  // in one CI run, and beside another test on this host's 2 CPUs ~55 ms), so
   // the refusals at the end were for tokens that were not there. (Tokens
   // lost while the bucket was full, before the CPUs got going, are the
   // load's, not the bucket's.) Only meaningful if the CPUs offered well over
@@ -286,7 +310,8 @@ TEST(SharedBucket, OneSourceOnEveryCpuGetsItsLimitOnce) {
   if (static_cast<double>(run.sent) < 1.5 * (limit.burst + limit.rate_pps * secs))
     GTEST_SKIP() << "SKIPPED the under-served check (the others ran): the CPUs sent " << run.sent
                  << " in " << secs << " s, under 1.5 times the limit; the host is too busy";
-  EXPECT_GE(static_cast<double>(st->tat_ns) + 0.05 * lim.tolerance_ns + 8 * e,
+  EXPECT_GE(static_cast<double>(st->tat_ns) + 0.05 * lim.tolerance_ns + 8 * e +
+                static_cast<double>(run.all_paused_ns),
             static_cast<double>(st->last_seen_ns + lim.tolerance_ns))
       << "tokens left unused under load";
 }
