@@ -366,8 +366,10 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   struct bg_src_key key;
   bg_key_of(&key, w, s, kind);
   struct bg_src_state *st = NULL;
-  if (kind == BG_SRC_ADDR && (s->flags & BG_SET_UNPROVEN)) {
-    /* Known sources first: they are not charged to the unproven share, and
+  if (kind == BG_SRC_ADDR && (s->flags & BG_SET_UNPROVEN) && !w->shared_ns) {
+    /* (Where w->shared_ns is set, bg_unproven_first found the source not
+     * known and took its token of the share.)
+     * Known sources first: they are not charged to the unproven share, and
      * a frame the share refuses costs no lookup of the (large) table of
      * admitted sources and touches no state. (Without the share, admitted
      * sources are looked up first, below: one lookup for them.) */
@@ -1164,6 +1166,37 @@ static __always_inline int bg_is_ndp(struct xdp_md *ctx, const struct bg_work *w
   return ip6->hop_limit == 255;
 }
 
+/* A source under the unproven sources' share whose bit in bg_known_bits is
+ * clear never proved itself (the bit is set before a proof's insert and never
+ * cleared): no hot slot holds it for the share (bg_hot_fits), and over the
+ * share its frame is held back here, inline, as bg_take would hold it. On a
+ * flood of spoofed sources that is most frames, and the bucket stage's call
+ * cost them more than its work (bench/run live). Returns BG_NEXT where
+ * bg_take decides (the source may be known, or there is no share); else
+ * BG_TAKE_UNPROVEN or BG_TAKE_LISTED, or BG_TAKE_OK with w->shared_ns set:
+ * not known, and a token of the share taken, which bg_take then skips. */
+static __always_inline int bg_unproven_first(struct bg_work *w, const struct bg_settings *s) {
+  if (!BG_KNOWN_BITS_ON || !(s->flags & BG_SET_UNPROVEN) || !s->unproven_limit.rate_pps)
+    return BG_NEXT;
+  struct bg_src_key key;
+  bg_key_of(&key, w, s, BG_SRC_ADDR);
+  if (bg_maybe_known(&key))
+    return BG_NEXT;
+  w->known = 0;
+  if (bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, w->now)) {
+    w->shared_ns = s->unproven_limit.emission_ns; /* given back if the frame is dropped */
+    return BG_TAKE_OK;
+  }
+  /* An allow-listed source is never held back (a denied or blocked one is
+   * dropped either way: counted here as unproven). */
+  int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
+  if (r != BG_NEXT) {
+    w->listed = r;
+    return BG_TAKE_LISTED;
+  }
+  return BG_TAKE_UNPROVEN;
+}
+
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
  * has one; for a source not known, after the unproven sources' share), the
  * rule's action, then the per-source and per-prefix buckets. A frame the
@@ -1192,12 +1225,16 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
   }
   if (!w->now)
     w->now = w->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
-  int hot = bg_hot_take(w, s);
-  if (hot != BG_NEXT) {
-    bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
-    return hot;
+  int taken = bg_unproven_first(w, s);
+  if (taken == BG_NEXT) {
+    int hot = bg_hot_take(w, s);
+    if (hot != BG_NEXT) {
+      bg_rule_hit(ctx, &w->pkt, rule_id, w->generation, w->len);
+      return hot;
+    }
   }
-  int taken = bg_take(w, BG_SRC_ADDR);
+  if (taken == BG_NEXT || taken == BG_TAKE_OK)
+    taken = bg_take(w, BG_SRC_ADDR);
   if (taken == BG_TAKE_LISTED)
     return w->listed;
   if (taken == BG_TAKE_NOSTATE)
