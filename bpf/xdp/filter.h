@@ -338,6 +338,24 @@ __noinline int bg_check_lists(struct bg_work *w) {
   return BG_NEXT;
 }
 
+/* A source not known, under the unproven sources' share: BG_TAKE_OK with a
+ * token of the share taken (w->shared_ns, given back if the frame is
+ * dropped), else held back: BG_TAKE_UNPROVEN, or BG_TAKE_LISTED where the
+ * lists decide, as an allow-listed source is never held back (a denied or
+ * blocked one is dropped either way: counted here as unproven). */
+static __always_inline int bg_hold_unproven(struct bg_work *w, const struct bg_settings *s) {
+  if (bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, w->now)) {
+    w->shared_ns = s->unproven_limit.emission_ns;
+    return BG_TAKE_OK;
+  }
+  int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
+  if (r != BG_NEXT) {
+    w->listed = r;
+    return BG_TAKE_LISTED;
+  }
+  return BG_TAKE_UNPROVEN;
+}
+
 /* Charges the frame to its source's bucket (kind BG_SRC_ADDR: the rule's
  * limit, made if missing and admitted; auto-block) or to its prefix's
  * (BG_SRC_PREFIX); returns an enum bg_take_result.
@@ -367,26 +385,19 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
   bg_key_of(&key, w, s, kind);
   struct bg_src_state *st = NULL;
   if (kind == BG_SRC_ADDR && (s->flags & BG_SET_UNPROVEN) && !w->shared_ns) {
-    /* (Where w->shared_ns is set, bg_unproven_first found the source not
-     * known and took its token of the share.)
-     * Known sources first: they are not charged to the unproven share, and
+    /* Known sources first: they are not charged to the unproven share, and
      * a frame the share refuses costs no lookup of the (large) table of
      * admitted sources and touches no state. (Without the share, admitted
-     * sources are looked up first, below: one lookup for them.) */
-    st = bg_maybe_known(&key) ? bpf_map_lookup_elem(&bg_known, &key) : NULL;
+     * sources are looked up first, below: one lookup for them.) The limit
+     * stage's bg_unproven_first came first and found the source's known bit
+     * set, or it would have decided (w->shared_ns set: not known, a token of
+     * the share taken): the bit is not looked at again. */
+    st = bpf_map_lookup_elem(&bg_known, &key);
     w->known = st != NULL;
     if (!st) {
-      if (!bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, now)) {
-        /* An allow-listed source is never held back (a denied or blocked
-         * one is dropped either way: counted here as unproven). */
-        int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
-        if (r != BG_NEXT) {
-          w->listed = r;
-          return BG_TAKE_LISTED;
-        }
-        return BG_TAKE_UNPROVEN;
-      }
-      w->shared_ns = s->unproven_limit.emission_ns; /* given back if the frame is dropped */
+      int held = bg_hold_unproven(w, s);
+      if (held != BG_TAKE_OK)
+        return held;
     }
   }
   if (!st)
@@ -1183,18 +1194,7 @@ static __always_inline int bg_unproven_first(struct bg_work *w, const struct bg_
   if (bg_maybe_known(&key))
     return BG_NEXT;
   w->known = 0;
-  if (bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, w->now)) {
-    w->shared_ns = s->unproven_limit.emission_ns; /* given back if the frame is dropped */
-    return BG_TAKE_OK;
-  }
-  /* An allow-listed source is never held back (a denied or blocked one is
-   * dropped either way: counted here as unproven). */
-  int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
-  if (r != BG_NEXT) {
-    w->listed = r;
-    return BG_TAKE_LISTED;
-  }
-  return BG_TAKE_UNPROVEN;
+  return bg_hold_unproven(w, s);
 }
 
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
