@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <csignal>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,12 @@ namespace bpfgate::cli {
 using nlohmann::json;
 
 namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_stop_signal(int) {
+  g_stop = 1;
+}
+
 bool g_json_errors = false;
 }  // namespace
 
@@ -267,6 +274,19 @@ Result<std::string> ask_agent(const std::string &path, const std::string &reques
   if (reply.rfind("ok ", 0) == 0)
     return reply.substr(3);
   return Error(0, reply.rfind("error ", 0) == 0 ? reply.substr(6) : "agent: " + reply);
+}
+
+void stop_on_signals() {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+
+bool stop_requested() {
+  return g_stop != 0;
+}
+
+void request_stop() {
+  g_stop = 1;
 }
 
 }  // namespace bpfgate::cli

@@ -50,4 +50,11 @@ void set_json_errors(bool on);
 // The same without returning: one of several errors of a command.
 void report(const Error &e);
 
+// Commands that run until interrupted (top, events, accel watch): after
+// stop_on_signals(), SIGINT and SIGTERM make stop_requested() true, as
+// request_stop() does (top's q key).
+void stop_on_signals();
+bool stop_requested();
+void request_stop();
+
 }  // namespace bpfgate::cli

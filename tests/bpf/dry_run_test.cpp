@@ -12,7 +12,7 @@
 #include "core/packet.hpp"
 #include "support/filter_harness.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::dry_run {
 namespace {
 
 using core::PacketBuilder;
@@ -129,4 +129,4 @@ TEST(Bypass, PassesEveryFrameCountedAndStopsWhenOff) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::dry_run

@@ -17,7 +17,7 @@
 #include "support/filter_harness.hpp"
 #include "support/prog_runner.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::filter_accounting {
 namespace {
 
 using core::PacketBuilder;
@@ -142,4 +142,4 @@ TEST(FilterAccounting, AnAutoBlockTheBlocklistRefusesIsCountedAndRetried) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::filter_accounting

@@ -28,7 +28,7 @@
 #include "lb_harness.hpp"
 #include "support/filter_harness.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::lb_flow {
 namespace {
 
 using core::PacketBuilder;
@@ -426,4 +426,4 @@ TEST(LbChain, AFilterPinnedWithoutItsProgramArrayIsAdopted) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::lb_flow

@@ -19,7 +19,7 @@
 #include "core/policy.hpp"
 #include "support/filter_harness.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::policy {
 namespace {
 
 using core::PacketBuilder;
@@ -413,4 +413,4 @@ TEST(Policy, SwitchingUnderTrafficNeverMisverdicts) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::policy

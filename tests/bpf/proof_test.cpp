@@ -22,7 +22,7 @@
 #include "support/prog_runner.hpp"
 #include "syncookie_gen.skel.h"
 
-namespace bpfgate::test {
+namespace bpfgate::test::proof {
 namespace {
 
 using core::PacketBuilder;
@@ -157,4 +157,4 @@ TEST(Proof, AutoBlockSparesProvenAndNeverBlockSourcesAndIsCapped) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::proof

@@ -22,7 +22,7 @@
 #include "support/prog_runner.hpp"
 #include "support/system.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::syn_proxy {
 namespace {
 
 using core::PacketBuilder;
@@ -393,4 +393,4 @@ TEST(SynProxy, AClosedPortASynWithoutOptionsAndAnOldHostEachGetWhatTheyShould) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::syn_proxy

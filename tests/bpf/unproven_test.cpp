@@ -20,7 +20,7 @@
 #include "support/one_cpu.hpp"
 #include "support/system.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::unproven {
 namespace {
 
 using core::PacketBuilder;
@@ -247,4 +247,4 @@ TEST(ConnectedProof, ASynOverTheShareGoesToTheSynBudget) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::unproven

@@ -19,7 +19,7 @@
 #include "bpf/features.hpp"
 #include "support/topology.hpp"
 
-namespace bpfgate::test {
+namespace bpfgate::test::jumbo {
 namespace {
 
 using nlohmann::json;
@@ -148,4 +148,4 @@ TEST_F(Jumbo, BypassPassesTheBlockedUntilOff) {
 }
 
 }  // namespace
-}  // namespace bpfgate::test
+}  // namespace bpfgate::test::jumbo

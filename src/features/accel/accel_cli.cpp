@@ -2,7 +2,6 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <csignal>
 #include <thread>
 
 #include "features/accel/accel.hpp"
@@ -208,8 +207,6 @@ int cmd_status(const Globals &g) {
   return 0;
 }
 
-volatile std::sig_atomic_t g_stop = 0;
-
 struct WatchArgs {
   double interval_s = 0.5;
   uint64_t limit = 0;  // 0: the default (tcp_rmem's maximum)
@@ -221,12 +218,11 @@ int cmd_watch(const Globals &g, const WatchArgs &a) {
   if (!hk)
     return fail(hk.error());
   uint64_t limit = a.limit ? a.limit : accel::default_backlog_limit();
-  std::signal(SIGINT, [](int) { g_stop = 1; });
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  stop_on_signals();
   if (!g.json)
     fmt::print("watching accelerated sockets every {} s: backlog limit {}, Ctrl-C to stop\n",
                a.interval_s, bytes_text(limit));
-  for (uint64_t n = 0; !g_stop && (a.count == 0 || n < a.count); n++) {
+  for (uint64_t n = 0; !stop_requested() && (a.count == 0 || n < a.count); n++) {
     if (n > 0)
       std::this_thread::sleep_for(std::chrono::duration<double>(a.interval_s));
     if (!bpf::exists(accel::pin_dir(g.bpffs) + "/" BG_ACCEL_PIN_SOCKETS)) {

@@ -3,13 +3,11 @@
 // such as released blocks, and fans them out); with --direct, from the
 // pinned event buffers themselves, for filters attached without an agent.
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <csignal>
 #include <cstring>
 
 #include "features/observe/events.hpp"
@@ -23,11 +21,6 @@
 namespace bpfgate::cli {
 
 namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) {
-  g_stop = 1;
-}
 
 struct EventsOptions {
   std::string socket = "/run/bpfgate/agent.sock";
@@ -66,7 +59,7 @@ int from_agent(const Globals &g, const EventsOptions &o) {
   bool greeted = false;
   uint64_t seen = 0;
   char chunk[4096];
-  while (!g_stop) {
+  while (!stop_requested()) {
     int left = ms_left(o, start);
     if (left == 0)
       break;
@@ -141,7 +134,7 @@ int direct(const Globals &g, const EventsOptions &o) {
       "reading the event buffers directly: do not run this beside an agent (you would split its "
       "events); released blocks are reported by the agent only");
   auto start = Clock::now();
-  while (!g_stop && !done) {
+  while (!stop_requested() && !done) {
     int left = ms_left(o, start);
     if (left == 0)
       break;
@@ -168,8 +161,7 @@ void add_observe_commands(Registry &r) {
   e->add_flag("--direct", o.direct,
               "read the pinned event buffers, not the agent (for filters attached without one)");
   r.add(e, [&o, &g = r.globals()] {
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    stop_on_signals();
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     return o.direct ? direct(g, o) : from_agent(g, o);
   });

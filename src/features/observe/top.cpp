@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -23,11 +22,6 @@ namespace bpfgate::cli {
 using nlohmann::json;
 
 namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) {
-  g_stop = 1;
-}
 
 // Rows are per address (or prefix): the buckets a source has for rules with
 // their own limits are summed into its row.
@@ -184,12 +178,12 @@ Result<std::vector<Watched>> watch(const Globals &g, const std::vector<std::stri
 // Until `interval_s` has passed, or a stop (a signal, q on the full screen).
 void wait_interval(const Screen &screen, double interval_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval_s);
-  while (!g_stop && std::chrono::steady_clock::now() < deadline) {
+  while (!stop_requested() && std::chrono::steady_clock::now() < deadline) {
     pollfd in{STDIN_FILENO, POLLIN, 0};
     char key = 0;
     if (screen.full() && poll(&in, 1, 20) > 0 && read(STDIN_FILENO, &key, 1) == 1 &&
         (key == 'q' || key == 'Q'))
-      g_stop = 1;
+      request_stop();
     else if (!screen.full())
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -227,8 +221,7 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
   auto watched = watch(g, *names);
   if (!watched)
     return fail(watched.error());
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  stop_on_signals();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   auto svc_before = agent::read_services(g.bpffs);
   if (!svc_before)
@@ -237,7 +230,7 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
   Screen screen(!g.json && !opts.plain && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO));
 
   uint64_t last = monotonic_ns();
-  for (uint64_t frame = 0; !g_stop && (opts.count == 0 || frame < opts.count); frame++) {
+  for (uint64_t frame = 0; !stop_requested() && (opts.count == 0 || frame < opts.count); frame++) {
     wait_interval(screen, opts.interval_s);
     uint64_t now = monotonic_ns();
     double seconds = (now - last) / 1e9;
@@ -258,7 +251,7 @@ int cmd_top(const Globals &g, const TopOptions &opts) {
       screen.show(text);
     }
     *svc_before = std::move(*svc);
-    if (g_stop)
+    if (stop_requested())
       break;
   }
   return 0;

@@ -16,7 +16,7 @@
 #include "core/config.hpp"
 #include "core/input_guard.hpp"
 
-namespace bpfgate::core {
+namespace bpfgate::core::input_guard {
 namespace {
 
 namespace fs = std::filesystem;
@@ -179,4 +179,4 @@ TEST(InputGuard, YamlThatStopsTheParserIsRefusedInBoundedTime) {
 }
 
 }  // namespace
-}  // namespace bpfgate::core
+}  // namespace bpfgate::core::input_guard
