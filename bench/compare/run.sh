@@ -82,6 +82,9 @@ usage: bench/run compare [--quick] [--runs N] [--seconds S] [-j|--json] [--out D
   --no-boost     run the generator, the client, nginx and the NAPI kthread at nice 0 (default
                  -10, each in an autogroup of its own: other load on a shared machine disturbs
                  them less; all contenders alike)
+  --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
+                 next (gro_flush_timeout, napi_defer_hard_irqs 1), as a NIC's interrupt
+                 coalescing does; default 0: a veth wakes its NAPI for every few frames
   --conns N      client connections (default $conns), each waits --think-ms (default $think_ms)
                  between requests: a fixed population of users, not a load test
 EOF
@@ -98,6 +101,7 @@ while [ $# -gt 0 ]; do
     --gen) gen="${2:?}"; shift ;;
     --capped-rate) capped_rate="${2:?}"; shift ;;
     --no-boost) nice=0 ;;
+    --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
     --conns) conns="${2:?}"; shift ;;
     --think-ms) think_ms="${2:?}"; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -108,6 +112,8 @@ done
 if [ "$quick" = 1 ]; then runs=3 secs=2 floods="${floods:-one spoof}"; fi
 floods="${floods:-one capped spoof}"
 bad_arg() { echo "compare: $*" >&2; usage >&2; exit 2; }
+[[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
+  bad_arg "--coalesce-us: 0 to 1000 microseconds"
 [[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] && [ "$runs" -le 50 ] || bad_arg "--runs: 1 to 50"
 [[ "$secs" =~ ^[0-9]+$ ]] && [ "$secs" -ge 2 ] && [ "$secs" -le 60 ] || bad_arg "--seconds: 2 to 60"
 [[ "$conns" =~ ^[0-9]+$ ]] && [ "$conns" -ge 1 ] && [ "$conns" -le 1000 ] || bad_arg "--conns: 1 to 1000"
@@ -445,7 +451,7 @@ awk -f "$REPO/bench/compare/summarize.awk" -v summary="$SUMMARY" -v jsonfile="$T
 {
   echo "bpfgate against the alternatives: $(uname -r), $(nproc) CPUs, load $LOAD_BEFORE (before) / $LOAD_AFTER (after)"
   echo "priority: nice $nice for the generator, the client, nginx and the NAPI kthread (--no-boost: 0)"
-  echo "generator: $gen ($( [ "$gen" = xdp ] && echo "bgcmp-flood, XDP live frames" || echo "bpfgate-gen, AF_PACKET")) on CPU $GEN_CPU; gateway NAPI kthread + nginx on CPU $GW_CPU; $runs round(s) x ${secs}s phases; ${ELAPSED}s in all"
+  echo "generator: $gen ($( [ "$gen" = xdp ] && echo "bgcmp-flood, XDP live frames" || echo "bpfgate-gen, AF_PACKET")) on CPU $GEN_CPU; gateway NAPI kthread + nginx on CPU $GW_CPU; $runs round(s) x ${secs}s phases; NAPI coalescing ${NAPI_COALESCE_US:-0} us; ${ELAPSED}s in all"
   echo "limit for every limiter: $RATE pps per source, burst $BURST, $MAX_SOURCES sources; client: wrk, $conns connections, ${think_ms} ms think time"
   echo
   cat "$TMP/table.txt"

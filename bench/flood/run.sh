@@ -76,6 +76,9 @@ usage: bench/run flood [--quick] [--rounds N] [--window S] [--scenarios LIST]
   -j, --json       one JSON object per phase (raw.csv's rows) on stdout; the tables to stderr
   --syn-proxy      bpfgate answers held SYNs itself (attach --syn-proxy; default: its defaults)
   --attach-args A  more options for \`bpfgate attach\` (one word list, e.g. "--new-sources 1000")
+  --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
+                 next (gro_flush_timeout with napi_defer_hard_irqs 1), as a NIC's interrupt
+                 coalescing does; default 0: a veth wakes its NAPI for every few frames
   --no-boost       the generator, the clients, nginx and the NAPI kthread at nice 0
                    (default -10, each in an autogroup of its own; every mode alike)
   --keep-conns N --new-conns N --think-ms N
@@ -94,6 +97,7 @@ while [ $# -gt 0 ]; do
     --bound-seconds) bound_secs="${2:?}"; shift ;;
     --out) out="${2:?}"; shift ;;
     --no-boost) nice=0 ;;
+    --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
     --flood-rate) rate="${2:?}"; shift ;;
     --keep-conns) keep_conns="${2:?}"; shift ;;
     --new-conns) new_conns="${2:?}"; shift ;;
@@ -115,6 +119,8 @@ for n in "$keep_conns" "$new_conns"; do
 done
 [[ "$think_ms" =~ ^[0-9]+$ ]] || bad_arg "--think-ms: milliseconds"
 [[ "$rate" =~ ^[0-9]+$ ]] || bad_arg "--flood-rate: packets/s"
+[[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
+  bad_arg "--coalesce-us: 0 to 1000 microseconds"
 for s in $scenarios; do [[ " $ALL_SCENARIOS " == *" $s "* ]] || bad_arg "no scenario '$s'"; done
 out="${out:-$BUILD_DIR/bench/flood-results}"
 
@@ -465,7 +471,7 @@ ELAPSED=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b - a
 
 {
   echo "Legitimate clients under spoofed floods, bpfgate vs the oracle: $(date -u +%Y-%m-%d), $(uname -r), $(nproc) CPUs, load $LOAD_BEFORE (before) / $LOAD_AFTER (after)"
-  echo "$rounds round(s), ${window}s windows after a 1s lead, ${ELAPSED}s in all; clients: keep = wrk $keep_conns connections kept, new = wrk $new_conns connections, one per request; think time ${think_ms} ms"
+  echo "$rounds round(s), ${window}s windows after a 1s lead, ${ELAPSED}s in all; clients: keep = wrk $keep_conns connections kept, new = wrk $new_conns connections, one per request; think time ${think_ms} ms; gateway NAPI coalescing ${NAPI_COALESCE_US:-0} us"
   echo
   awk -F, -v bound_secs="$bound_secs" -f "$REPO/bench/flood/summarize.awk" "$RAW"
 } >"$out/table.md"

@@ -45,12 +45,22 @@ ns_expect_no_default_route() {
 # (so XDP redirects and skbs from the peer queue up there), threaded NAPI runs
 # it in a kthread. Arguments: switch namespace, switch-side port, gateway
 # namespace, gateway interface.
+# NAPI_COALESCE_US (default 0: off), when set, makes the NAPI wait that many
+# microseconds after a poll before it takes frames again (gro_flush_timeout
+# with napi_defer_hard_irqs), as a NIC's interrupt coalescing does: a veth
+# otherwise wakes its NAPI for every few frames.
+NAPI_COALESCE_US="${NAPI_COALESCE_US:-0}"
 threaded_napi() {
   in_ns "$1" ethtool -K "$2" tso off >/dev/null
   in_ns "$3" ethtool -K "$4" gro on >/dev/null
+  [[ "$NAPI_COALESCE_US" =~ ^[0-9]+$ ]] || die "NAPI_COALESCE_US: microseconds"
+  local defer=0
+  [ "$NAPI_COALESCE_US" -gt 0 ] && defer=1
   # /sys/class/net shows the namespace of whoever mounted sysfs: mount one privately.
   in_ns "$3" unshare --mount --propagation private \
-    sh -c "mount -t sysfs sysfs /sys && echo 1 > /sys/class/net/$4/threaded"
+    sh -c "mount -t sysfs sysfs /sys && echo 1 > /sys/class/net/$4/threaded &&
+      echo $((NAPI_COALESCE_US * 1000)) > /sys/class/net/$4/gro_flush_timeout &&
+      echo $defer > /sys/class/net/$4/napi_defer_hard_irqs"
 }
 
 # Finds the NAPI kthread of interface $1 (again after an XDP attach, which may

@@ -46,13 +46,16 @@ rounds=5 phase=2 rate=800000 proto=udp family=4 ab="" json=0
 usage() {
   cat <<EOF
 usage: bench/run live [--rounds N] [--phase S] [--rate PPS] [--proto udp|tcp] [--family 4|6]
-                      [--ab BIN] [-j|--json]
+                      [--ab BIN] [--coalesce-us N] [-j|--json]
   --rounds N   rounds, each every program for one phase (default $rounds; --runs N too)
   --phase S    seconds measured per phase, 1 to 30 (default $phase)
   --rate PPS   the flood's packets/s (default $rate; 0: as fast as the generator goes)
   --proto P    udp (to a closed port) or tcp (SYNs to port 80); default $proto
   --family F   4 (sources in 198.19.0.0/16) or 6 (in 2001:db8:8000::/33); default $family
   --ab BIN     another bpfgate binary (another build) to take turns with this one
+  --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
+               next (gro_flush_timeout, napi_defer_hard_irqs 1), as a NIC's interrupt
+               coalescing does; default 0: a veth wakes its NAPI for every few frames
   -j, --json   one JSON object per phase on stdout; the table to stderr
 EOF
 }
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
     --proto) proto="${2:?}"; shift ;;
     --family) family="${2:?}"; shift ;;
     --ab) ab="${2:?}"; shift ;;
+    --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
     -j | --json) json=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "live: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -73,6 +77,8 @@ done
 bad_arg() { echo "live: $*" >&2; usage >&2; exit 2; }
 [[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] && [ "$rounds" -le 100 ] || bad_arg "--rounds: 1 to 100"
 [[ "$phase" =~ ^[0-9]+$ ]] && [ "$phase" -ge 1 ] && [ "$phase" -le 30 ] || bad_arg "--phase: 1 to 30 seconds"
+[[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
+  bad_arg "--coalesce-us: 0 to 1000 microseconds"
 [[ "$rate" =~ ^[0-9]+$ ]] || bad_arg "--rate: packets/s"
 [ "$proto" = udp ] || [ "$proto" = tcp ] || bad_arg "--proto: udp or tcp"
 [ "$family" = 4 ] || [ "$family" = 6 ] || bad_arg "--family: 4 or 6"
@@ -181,7 +187,7 @@ cpu_ticks() {  # the gateway CPU's "busy total" ticks
   awk -v c="cpu$GW_CPU" '$1 == c {b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6}' /proc/stat
 }
 
-log "$rounds round(s) x ${#modes[@]} programs (${modes[*]}), ${phase}s phases; flood: IPv$family $proto from $spoof at ${rate} pps"
+log "$rounds round(s) x ${#modes[@]} programs (${modes[*]}), ${phase}s phases; flood: IPv$family $proto from $spoof at ${rate} pps; NAPI coalescing ${NAPI_COALESCE_US:-0} us"
 RAW=$(mktemp /tmp/bglive.XXXXXX)
 for r in $(seq 1 "$rounds"); do
   # A rotating order: each program follows each other one across the rounds.
