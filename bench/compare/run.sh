@@ -62,6 +62,7 @@ FLOOR_OBJ="$BUILD_DIR/bpf/xdp_drop.bpf.o"
 ALL_CONTENDERS="none floor bpfgate iptables nftables xdp-filter"
 runs=5 secs=4 quick=0 json=0 gen=xdp out="" only="$ALL_CONTENDERS" floods=""
 conns=16 think_ms=20 capped_rate=1000000 nice=-10
+NAPI_FIFO=0 NAPI_COALESCE_US=0
 usage() {
   cat <<EOF
 usage: bench/run compare [--quick] [--runs N] [--seconds S] [-j|--json] [--out DIR]
@@ -85,6 +86,7 @@ usage: bench/run compare [--quick] [--runs N] [--seconds S] [-j|--json] [--out D
   --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
                  next (gro_flush_timeout, napi_defer_hard_irqs 1), as a NIC's interrupt
                  coalescing does; default 0: a veth wakes its NAPI for every few frames
+  --napi-fifo P  the gateway's NAPI kthread at SCHED_FIFO priority P (default 0: none)
   --conns N      client connections (default $conns), each waits --think-ms (default $think_ms)
                  between requests: a fixed population of users, not a load test
 EOF
@@ -102,6 +104,7 @@ while [ $# -gt 0 ]; do
     --capped-rate) capped_rate="${2:?}"; shift ;;
     --no-boost) nice=0 ;;
     --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
+    --napi-fifo) NAPI_FIFO="${2:?}"; shift ;;
     --conns) conns="${2:?}"; shift ;;
     --think-ms) think_ms="${2:?}"; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -114,6 +117,8 @@ floods="${floods:-one capped spoof}"
 bad_arg() { echo "compare: $*" >&2; usage >&2; exit 2; }
 [[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
   bad_arg "--coalesce-us: 0 to 1000 microseconds"
+[[ "${NAPI_FIFO:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_FIFO:-0}" -le 99 ] ||
+  bad_arg "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
 [[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] && [ "$runs" -le 50 ] || bad_arg "--runs: 1 to 50"
 [[ "$secs" =~ ^[0-9]+$ ]] && [ "$secs" -ge 2 ] && [ "$secs" -le 60 ] || bad_arg "--seconds: 2 to 60"
 [[ "$conns" =~ ^[0-9]+$ ]] && [ "$conns" -ge 1 ] && [ "$conns" -le 1000 ] || bad_arg "--conns: 1 to 1000"
@@ -451,7 +456,7 @@ awk -f "$REPO/bench/compare/summarize.awk" -v summary="$SUMMARY" -v jsonfile="$T
 {
   echo "bpfgate against the alternatives: $(uname -r), $(nproc) CPUs, load $LOAD_BEFORE (before) / $LOAD_AFTER (after)"
   echo "priority: nice $nice for the generator, the client, nginx and the NAPI kthread (--no-boost: 0)"
-  echo "generator: $gen ($( [ "$gen" = xdp ] && echo "bgcmp-flood, XDP live frames" || echo "bpfgate-gen, AF_PACKET")) on CPU $GEN_CPU; gateway NAPI kthread + nginx on CPU $GW_CPU; $runs round(s) x ${secs}s phases; NAPI coalescing ${NAPI_COALESCE_US:-0} us; ${ELAPSED}s in all"
+  echo "generator: $gen ($( [ "$gen" = xdp ] && echo "bgcmp-flood, XDP live frames" || echo "bpfgate-gen, AF_PACKET")) on CPU $GEN_CPU; gateway NAPI kthread + nginx on CPU $GW_CPU; $runs round(s) x ${secs}s phases; NAPI coalescing ${NAPI_COALESCE_US:-0} us, SCHED_FIFO priority ${NAPI_FIFO:-0}; ${ELAPSED}s in all"
   echo "limit for every limiter: $RATE pps per source, burst $BURST, $MAX_SOURCES sources; client: wrk, $conns connections, ${think_ms} ms think time"
   echo
   cat "$TMP/table.txt"

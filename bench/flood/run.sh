@@ -39,6 +39,13 @@
 # with nginx; the generator and the clients run on CPU 0 (see /work/shared/BENCH-NOTES.md
 # and bench/compare/run.sh). On veth the ring in front of any XDP program drops the
 # clients' frames with the flood's, whatever the program decides: hence the oracle.
+# That ring has 256 slots, 0.3 ms of a 0.8 Mpps flood: a NAPI kthread that takes turns
+# with nginx as an ordinary task lets it overflow whenever nginx runs longer, and each
+# client SYN lost so costs a second (the oracle's own connection-per-request client lost
+# 30-50 % of its rate that way, bench/RESULTS.md). So the kthread runs at SCHED_FIFO
+# priority 10 (--napi-fifo), above nginx, as a NIC's receive softirq runs above the
+# tasks it interrupts and a NIC's ring of 1,024-4,096 slots rides out a busy moment;
+# --napi-fifo 0 gives the old rig.
 #
 # bench/run flood [--quick] [--rounds N] ... runs it from the build directory
 # (configured there as bench/flood_bench). Honours BUILD_DIR.
@@ -58,6 +65,7 @@ ORACLE_OBJ="$BUILD_DIR/bpf/flood_oracle.bpf.o"
 
 # ---- options ------------------------------------------------------------------------------
 rounds=5 window=4 lead=1 bound_secs=15 quick=0 json=0 out="" scenarios="" nice=-10 rate=0
+NAPI_FIFO=10 NAPI_COALESCE_US=0
 attach_extra=""
 ALL_SCENARIOS="v4-udp v4-syn v6-udp v6-syn"
 keep_conns=16 new_conns=8 think_ms=20
@@ -79,6 +87,8 @@ usage: bench/run flood [--quick] [--rounds N] [--window S] [--scenarios LIST]
   --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
                  next (gro_flush_timeout with napi_defer_hard_irqs 1), as a NIC's interrupt
                  coalescing does; default 0: a veth wakes its NAPI for every few frames
+  --napi-fifo P    the gateway's NAPI kthread at SCHED_FIFO priority P (default $NAPI_FIFO; 0:
+                   none, it then takes turns with nginx as a task of nice -10 does)
   --no-boost       the generator, the clients, nginx and the NAPI kthread at nice 0
                    (default -10, each in an autogroup of its own; every mode alike)
   --keep-conns N --new-conns N --think-ms N
@@ -98,6 +108,7 @@ while [ $# -gt 0 ]; do
     --out) out="${2:?}"; shift ;;
     --no-boost) nice=0 ;;
     --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
+    --napi-fifo) NAPI_FIFO="${2:?}"; shift ;;
     --flood-rate) rate="${2:?}"; shift ;;
     --keep-conns) keep_conns="${2:?}"; shift ;;
     --new-conns) new_conns="${2:?}"; shift ;;
@@ -121,6 +132,8 @@ done
 [[ "$rate" =~ ^[0-9]+$ ]] || bad_arg "--flood-rate: packets/s"
 [[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
   bad_arg "--coalesce-us: 0 to 1000 microseconds"
+[[ "${NAPI_FIFO:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_FIFO:-0}" -le 99 ] ||
+  bad_arg "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
 for s in $scenarios; do [[ " $ALL_SCENARIOS " == *" $s "* ]] || bad_arg "no scenario '$s'"; done
 out="${out:-$BUILD_DIR/bench/flood-results}"
 
@@ -471,7 +484,7 @@ ELAPSED=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b - a
 
 {
   echo "Legitimate clients under spoofed floods, bpfgate vs the oracle: $(date -u +%Y-%m-%d), $(uname -r), $(nproc) CPUs, load $LOAD_BEFORE (before) / $LOAD_AFTER (after)"
-  echo "$rounds round(s), ${window}s windows after a 1s lead, ${ELAPSED}s in all; clients: keep = wrk $keep_conns connections kept, new = wrk $new_conns connections, one per request; think time ${think_ms} ms; gateway NAPI coalescing ${NAPI_COALESCE_US:-0} us"
+  echo "$rounds round(s), ${window}s windows after a 1s lead, ${ELAPSED}s in all; clients: keep = wrk $keep_conns connections kept, new = wrk $new_conns connections, one per request; think time ${think_ms} ms; gateway NAPI coalescing ${NAPI_COALESCE_US:-0} us, SCHED_FIFO priority $NAPI_FIFO (0: none)"
   echo
   awk -F, -v bound_secs="$bound_secs" -f "$REPO/bench/flood/summarize.awk" "$RAW"
 } >"$out/table.md"

@@ -64,7 +64,9 @@ threaded_napi() {
 }
 
 # Finds the NAPI kthread of interface $1 (again after an XDP attach, which may
-# renew it), pins it to CPU $2 at nice $3; its pid in NAPI_PID.
+# renew it), pins it to CPU $2 at nice $3; its pid in NAPI_PID. NAPI_FIFO (a
+# SCHED_FIFO priority, 1-99; 0 or unset: none) puts it above the CPU's tasks,
+# as a NIC's softirq is: see bench/flood/run.sh.
 NAPI_PID=""
 pin_napi_of() {
   local pids
@@ -73,5 +75,7 @@ pin_napi_of() {
   [ "$(wc -w <<<"$pids")" -eq 1 ] || die "several NAPI kthreads for $1: $pids"
   taskset -pc "$2" "$pids" >/dev/null
   renice -n "$3" -p "$pids" >/dev/null
+  if [ "${NAPI_FIFO:-0}" -gt 0 ]; then chrt -f -p "$NAPI_FIFO" "$pids" >/dev/null; fi
+  return 0
   NAPI_PID=$pids
 }

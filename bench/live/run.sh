@@ -43,10 +43,11 @@ ORACLE_OBJ="$BUILD_DIR/bpf/flood_oracle.bpf.o"
 UPLINK_OBJ="$BUILD_DIR/bpf/flood_uplink.bpf.o"
 
 rounds=5 phase=2 rate=800000 proto=udp family=4 ab="" json=0
+NAPI_FIFO=0 NAPI_COALESCE_US=0
 usage() {
   cat <<EOF
 usage: bench/run live [--rounds N] [--phase S] [--rate PPS] [--proto udp|tcp] [--family 4|6]
-                      [--ab BIN] [--coalesce-us N] [-j|--json]
+                      [--ab BIN] [--coalesce-us N] [--napi-fifo P] [-j|--json]
   --rounds N   rounds, each every program for one phase (default $rounds; --runs N too)
   --phase S    seconds measured per phase, 1 to 30 (default $phase)
   --rate PPS   the flood's packets/s (default $rate; 0: as fast as the generator goes)
@@ -56,6 +57,7 @@ usage: bench/run live [--rounds N] [--phase S] [--rate PPS] [--proto udp|tcp] [-
   --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
                next (gro_flush_timeout, napi_defer_hard_irqs 1), as a NIC's interrupt
                coalescing does; default 0: a veth wakes its NAPI for every few frames
+  --napi-fifo P  the gateway's NAPI kthread at SCHED_FIFO priority P (default 0: none)
   -j, --json   one JSON object per phase on stdout; the table to stderr
 EOF
 }
@@ -68,6 +70,7 @@ while [ $# -gt 0 ]; do
     --family) family="${2:?}"; shift ;;
     --ab) ab="${2:?}"; shift ;;
     --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
+    --napi-fifo) NAPI_FIFO="${2:?}"; shift ;;
     -j | --json) json=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "live: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -79,6 +82,8 @@ bad_arg() { echo "live: $*" >&2; usage >&2; exit 2; }
 [[ "$phase" =~ ^[0-9]+$ ]] && [ "$phase" -ge 1 ] && [ "$phase" -le 30 ] || bad_arg "--phase: 1 to 30 seconds"
 [[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
   bad_arg "--coalesce-us: 0 to 1000 microseconds"
+[[ "${NAPI_FIFO:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_FIFO:-0}" -le 99 ] ||
+  bad_arg "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
 [[ "$rate" =~ ^[0-9]+$ ]] || bad_arg "--rate: packets/s"
 [ "$proto" = udp ] || [ "$proto" = tcp ] || bad_arg "--proto: udp or tcp"
 [ "$family" = 4 ] || [ "$family" = 6 ] || bad_arg "--family: 4 or 6"
@@ -187,7 +192,7 @@ cpu_ticks() {  # the gateway CPU's "busy total" ticks
   awk -v c="cpu$GW_CPU" '$1 == c {b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6}' /proc/stat
 }
 
-log "$rounds round(s) x ${#modes[@]} programs (${modes[*]}), ${phase}s phases; flood: IPv$family $proto from $spoof at ${rate} pps; NAPI coalescing ${NAPI_COALESCE_US:-0} us"
+log "$rounds round(s) x ${#modes[@]} programs (${modes[*]}), ${phase}s phases; flood: IPv$family $proto from $spoof at ${rate} pps; NAPI coalescing ${NAPI_COALESCE_US:-0} us, SCHED_FIFO priority ${NAPI_FIFO:-0}"
 RAW=$(mktemp /tmp/bglive.XXXXXX)
 for r in $(seq 1 "$rounds"); do
   # A rotating order: each program follows each other one across the rounds.

@@ -32,17 +32,20 @@ TEST(Bench, EachPartAnswersHelpAndRefusesABadArgument) {
   EXPECT_EQ(run(bench_bin("fleet_bench") + " --sizes 1,x").exit_code, 2);
   EXPECT_EQ(run(bench_bin("live_bench") + " --family 5").exit_code, 2);
   EXPECT_EQ(run(bench_bin("live_bench") + " --ab /nonexistent").exit_code, 2);
-  for (const char *name : {"live_bench", "flood_bench", "compare_bench"})
+  for (const char *name : {"live_bench", "flood_bench", "compare_bench"}) {
     EXPECT_EQ(run(bench_bin(name) + " --coalesce-us 2000").exit_code, 2) << name;
+    EXPECT_EQ(run(bench_bin(name) + " --napi-fifo 100").exit_code, 2) << name;
+  }
 }
 
 // One round at a low rate, this build taking turns with itself (--ab), the gateway's NAPI
-// coalescing its polls: every program ran on the flood's frames and has a run time, and the
-// bench leaves no namespace, pin or bpf_stats setting behind.
+// coalescing its polls at SCHED_FIFO priority 10: every program ran on the flood's frames and has a
+// run time, and the bench leaves no namespace, pin or bpf_stats setting behind.
 TEST(Bench, TheLiveFloodRoundMeasuresEveryProgram) {
   std::string stats_before = run("sysctl -n kernel.bpf_stats_enabled").out;
   auto r = run(bench_bin("live_bench") +
-               " --rounds 1 --phase 1 --rate 50000 --coalesce-us 50 --json --ab " + BPFGATE_BINARY);
+               " --rounds 1 --phase 1 --rate 50000 --coalesce-us 50 --napi-fifo 10 --json --ab " +
+               BPFGATE_BINARY);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   std::set<std::string> modes;
   std::istringstream in(r.out);
@@ -55,7 +58,8 @@ TEST(Bench, TheLiveFloodRoundMeasuresEveryProgram) {
   }
   EXPECT_EQ(modes, (std::set<std::string>{"drop", "oracle", "bpfgate", "ab"})) << r.out;
   EXPECT_NE(r.err.find("| bpfgate |"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("NAPI coalescing 50 us"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("NAPI coalescing 50 us, SCHED_FIFO priority 10"), std::string::npos)
+      << r.err;
   EXPECT_EQ(run("sysctl -n kernel.bpf_stats_enabled").out, stats_before);
   EXPECT_FALSE(std::filesystem::exists("/run/netns/bglv-gw"));
   EXPECT_FALSE(std::filesystem::exists("/run/netns/bglv-net"));
