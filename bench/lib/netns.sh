@@ -76,6 +76,5 @@ pin_napi_of() {
   taskset -pc "$2" "$pids" >/dev/null
   renice -n "$3" -p "$pids" >/dev/null
   if [ "${NAPI_FIFO:-0}" -gt 0 ]; then chrt -f -p "$NAPI_FIFO" "$pids" >/dev/null; fi
-  return 0
   NAPI_PID=$pids
 }
