@@ -110,8 +110,8 @@ struct Lane {
   // A lane that has stopped is away until the run ends: its last call's
   // pause and the time after it count as one (see hammer_from_every_cpu()).
   uint64_t max_pause_ns = 0;
-  uint64_t last_away_ns = 0;
-  Clock::time_point last_done{};
+  uint64_t last_away_ns = 0;      // away during the last call
+  Clock::time_point last_done{};  // when the last call returned
   std::string error;
 };
 
@@ -133,9 +133,7 @@ void drive(int prog_fd, int cpu, const std::vector<uint8_t> &f, std::latch &go,
   go.arrive_and_wait();
   ProgRunner r(prog_fd);
   uint32_t repeat = 64;
-  auto last = Clock::now();
-  uint64_t last_away = 0;
-  lane.last_done = last;
+  lane.last_done = Clock::now();
   for (;;) {
     const auto now = Clock::now();
     if (now - start >= kRunAtMost || (now - start >= kRunFor && enough(all.load(), now - start)))
@@ -148,11 +146,9 @@ void drive(int prog_fd, int cpu, const std::vector<uint8_t> &f, std::latch &go,
     const auto done = Clock::now();
     const uint64_t in_prog = static_cast<uint64_t>(res->duration_ns) * repeat;
     const auto wall = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(done - last).count());
+        std::chrono::duration_cast<std::chrono::nanoseconds>(done - lane.last_done).count());
     const uint64_t away = wall > in_prog ? wall - in_prog : 0;
-    lane.max_pause_ns = std::max(lane.max_pause_ns, away + last_away);
-    last_away = away;
-    last = done;
+    lane.max_pause_ns = std::max(lane.max_pause_ns, away + lane.last_away_ns);
     lane.last_away_ns = away;
     lane.last_done = done;
     lane.sent += repeat;
