@@ -115,10 +115,9 @@ done
 if [ "$quick" = 1 ]; then runs=3 secs=2 floods="${floods:-one spoof}"; fi
 floods="${floods:-one capped spoof}"
 bad_arg() { echo "compare: $*" >&2; usage >&2; exit 2; }
-[[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
-  bad_arg "--coalesce-us: 0 to 1000 microseconds"
-[[ "${NAPI_FIFO:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_FIFO:-0}" -le 99 ] ||
-  bad_arg "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
+# shellcheck source=bench/lib/netns.sh
+. "$REPO/bench/lib/netns.sh"
+napi_err=$(napi_rig_check) || bad_arg "$napi_err"
 [[ "$runs" =~ ^[0-9]+$ ]] && [ "$runs" -ge 1 ] && [ "$runs" -le 50 ] || bad_arg "--runs: 1 to 50"
 [[ "$secs" =~ ^[0-9]+$ ]] && [ "$secs" -ge 2 ] && [ "$secs" -le 60 ] || bad_arg "--seconds: 2 to 60"
 [[ "$conns" =~ ^[0-9]+$ ]] && [ "$conns" -ge 1 ] && [ "$conns" -le 1000 ] || bad_arg "--conns: 1 to 1000"
@@ -153,8 +152,6 @@ GEN_CPU=0 GW_CPU=1
 RATE=10000 BURST=10000 MAX_SOURCES=65536  # bpfgate attach's defaults, given to every limiter
 PIN_DIR=/sys/fs/bpf/bpfgate/$GW_IF
 
-# shellcheck source=bench/lib/netns.sh
-. "$REPO/bench/lib/netns.sh"
 gw() { in_ns "$NS_GW" "$@"; }  # fails if the namespace is gone: never the root namespace's firewall
 
 # ---- cleanup: on exit, failure and interrupt ------------------------------------------------
@@ -456,7 +453,7 @@ awk -f "$REPO/bench/compare/summarize.awk" -v summary="$SUMMARY" -v jsonfile="$T
 {
   echo "bpfgate against the alternatives: $(uname -r), $(nproc) CPUs, load $LOAD_BEFORE (before) / $LOAD_AFTER (after)"
   echo "priority: nice $nice for the generator, the client, nginx and the NAPI kthread (--no-boost: 0)"
-  echo "generator: $gen ($( [ "$gen" = xdp ] && echo "bgcmp-flood, XDP live frames" || echo "bpfgate-gen, AF_PACKET")) on CPU $GEN_CPU; gateway NAPI kthread + nginx on CPU $GW_CPU; $runs round(s) x ${secs}s phases; NAPI coalescing ${NAPI_COALESCE_US:-0} us, SCHED_FIFO priority ${NAPI_FIFO:-0}; ${ELAPSED}s in all"
+  echo "generator: $gen ($( [ "$gen" = xdp ] && echo "bgcmp-flood, XDP live frames" || echo "bpfgate-gen, AF_PACKET")) on CPU $GEN_CPU; gateway NAPI kthread + nginx on CPU $GW_CPU; $runs round(s) x ${secs}s phases; $(napi_rig_desc); ${ELAPSED}s in all"
   echo "limit for every limiter: $RATE pps per source, burst $BURST, $MAX_SOURCES sources; client: wrk, $conns connections, ${think_ms} ms think time"
   echo
   cat "$TMP/table.txt"

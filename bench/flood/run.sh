@@ -130,10 +130,9 @@ for n in "$keep_conns" "$new_conns"; do
 done
 [[ "$think_ms" =~ ^[0-9]+$ ]] || bad_arg "--think-ms: milliseconds"
 [[ "$rate" =~ ^[0-9]+$ ]] || bad_arg "--flood-rate: packets/s"
-[[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
-  bad_arg "--coalesce-us: 0 to 1000 microseconds"
-[[ "${NAPI_FIFO:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_FIFO:-0}" -le 99 ] ||
-  bad_arg "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
+# shellcheck source=bench/lib/netns.sh
+. "$REPO/bench/lib/netns.sh"
+napi_err=$(napi_rig_check) || bad_arg "$napi_err"
 for s in $scenarios; do [[ " $ALL_SCENARIOS " == *" $s "* ]] || bad_arg "no scenario '$s'"; done
 out="${out:-$BUILD_DIR/bench/flood-results}"
 
@@ -157,8 +156,6 @@ SPOOF4=198.19.0.0/16 SPOOF6=2001:db8:8000::/33  # off the gateway's /24 and /64
 GEN_CPU=0 GW_CPU=1
 PIN_DIR=/sys/fs/bpf/bpfgate/$GW_IF
 
-# shellcheck source=bench/lib/netns.sh
-. "$REPO/bench/lib/netns.sh"
 gw() { in_ns "$NS_GW" "$@"; }  # fails if the namespace is gone: never the root namespace
 
 # ---- cleanup: on exit, failure and interrupt ------------------------------------------------
@@ -484,7 +481,7 @@ ELAPSED=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b - a
 
 {
   echo "Legitimate clients under spoofed floods, bpfgate vs the oracle: $(date -u +%Y-%m-%d), $(uname -r), $(nproc) CPUs, load $LOAD_BEFORE (before) / $LOAD_AFTER (after)"
-  echo "$rounds round(s), ${window}s windows after a 1s lead, ${ELAPSED}s in all; clients: keep = wrk $keep_conns connections kept, new = wrk $new_conns connections, one per request; think time ${think_ms} ms; gateway NAPI coalescing ${NAPI_COALESCE_US:-0} us, SCHED_FIFO priority $NAPI_FIFO (0: none)"
+  echo "$rounds round(s), ${window}s windows after a 1s lead, ${ELAPSED}s in all; clients: keep = wrk $keep_conns connections kept, new = wrk $new_conns connections, one per request; think time ${think_ms} ms; $(napi_rig_desc)"
   echo
   awk -F, -v bound_secs="$bound_secs" -f "$REPO/bench/flood/summarize.awk" "$RAW"
 } >"$out/table.md"

@@ -41,20 +41,38 @@ ns_expect_no_default_route() {
   return 0
 }
 
+# The gateway's NAPI rig: the benches' --coalesce-us (NAPI_COALESCE_US, see
+# threaded_napi) and --napi-fifo (NAPI_FIFO, see pin_napi_of); 0: off.
+NAPI_COALESCE_US="${NAPI_COALESCE_US:-0}" NAPI_FIFO="${NAPI_FIFO:-0}"
+# Prints what is wrong with them and fails, if anything is.
+napi_rig_check() {
+  if ! [[ "$NAPI_COALESCE_US" =~ ^[0-9]+$ ]] || [ "$NAPI_COALESCE_US" -gt 1000 ]; then
+    echo "--coalesce-us: 0 to 1000 microseconds"
+    return 1
+  fi
+  if ! [[ "$NAPI_FIFO" =~ ^[0-9]+$ ]] || [ "$NAPI_FIFO" -gt 99 ]; then
+    echo "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
+    return 1
+  fi
+}
+# The rig, as the benches' tables give it.
+napi_rig_desc() {
+  echo "gateway NAPI coalescing $NAPI_COALESCE_US us, SCHED_FIFO priority $NAPI_FIFO (0: none)"
+}
+
 # The gateway's receive path in a kthread of its own: GRO gives its veth NAPI
 # (so XDP redirects and skbs from the peer queue up there), threaded NAPI runs
 # it in a kthread. Arguments: switch namespace, switch-side port, gateway
 # namespace, gateway interface.
-# NAPI_COALESCE_US (default 0: off), when set, makes the NAPI wait that many
+# NAPI_COALESCE_US (0: off), when set, makes the NAPI wait that many
 # microseconds after a poll before it takes frames again (gro_flush_timeout
 # with napi_defer_hard_irqs), as a NIC's interrupt coalescing does: a veth
 # otherwise wakes its NAPI for every few frames.
-NAPI_COALESCE_US="${NAPI_COALESCE_US:-0}"
 threaded_napi() {
   in_ns "$1" ethtool -K "$2" tso off >/dev/null
   in_ns "$3" ethtool -K "$4" gro on >/dev/null
-  [[ "$NAPI_COALESCE_US" =~ ^[0-9]+$ ]] || die "NAPI_COALESCE_US: microseconds"
-  local defer=0
+  local err defer=0
+  err=$(napi_rig_check) || die "$err"
   [ "$NAPI_COALESCE_US" -gt 0 ] && defer=1
   # /sys/class/net shows the namespace of whoever mounted sysfs: mount one privately.
   in_ns "$3" unshare --mount --propagation private \
@@ -75,6 +93,6 @@ pin_napi_of() {
   [ "$(wc -w <<<"$pids")" -eq 1 ] || die "several NAPI kthreads for $1: $pids"
   taskset -pc "$2" "$pids" >/dev/null
   renice -n "$3" -p "$pids" >/dev/null
-  if [ "${NAPI_FIFO:-0}" -gt 0 ]; then chrt -f -p "$NAPI_FIFO" "$pids" >/dev/null; fi
+  if [ "$NAPI_FIFO" -gt 0 ]; then chrt -f -p "$NAPI_FIFO" "$pids" >/dev/null; fi
   NAPI_PID=$pids
 }

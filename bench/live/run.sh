@@ -80,10 +80,9 @@ done
 bad_arg() { echo "live: $*" >&2; usage >&2; exit 2; }
 [[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] && [ "$rounds" -le 100 ] || bad_arg "--rounds: 1 to 100"
 [[ "$phase" =~ ^[0-9]+$ ]] && [ "$phase" -ge 1 ] && [ "$phase" -le 30 ] || bad_arg "--phase: 1 to 30 seconds"
-[[ "${NAPI_COALESCE_US:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_COALESCE_US:-0}" -le 1000 ] ||
-  bad_arg "--coalesce-us: 0 to 1000 microseconds"
-[[ "${NAPI_FIFO:-0}" =~ ^[0-9]+$ ]] && [ "${NAPI_FIFO:-0}" -le 99 ] ||
-  bad_arg "--napi-fifo: a SCHED_FIFO priority, 1 to 99, or 0 for none"
+# shellcheck source=bench/lib/netns.sh
+. "$REPO/bench/lib/netns.sh"
+napi_err=$(napi_rig_check) || bad_arg "$napi_err"
 [[ "$rate" =~ ^[0-9]+$ ]] || bad_arg "--rate: packets/s"
 [ "$proto" = udp ] || [ "$proto" = tcp ] || bad_arg "--proto: udp or tcp"
 [ "$family" = 4 ] || [ "$family" = 6 ] || bad_arg "--family: 4 or 6"
@@ -105,8 +104,6 @@ NS_NET=bglv-net NS_GW=bglv-gw
 SW_GW=bglv-sgw GW_IF=bglv-gw0
 GEN_CPU=0 GW_CPU=1
 PIN_DIR=/sys/fs/bpf/bpfgate/$GW_IF
-# shellcheck source=bench/lib/netns.sh
-. "$REPO/bench/lib/netns.sh"
 gw() { in_ns "$NS_GW" "$@"; }
 
 STATS_WAS="" GEN_PID="" LOCK_FD=""
@@ -192,7 +189,7 @@ cpu_ticks() {  # the gateway CPU's "busy total" ticks
   awk -v c="cpu$GW_CPU" '$1 == c {b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6}' /proc/stat
 }
 
-log "$rounds round(s) x ${#modes[@]} programs (${modes[*]}), ${phase}s phases; flood: IPv$family $proto from $spoof at ${rate} pps; NAPI coalescing ${NAPI_COALESCE_US:-0} us, SCHED_FIFO priority ${NAPI_FIFO:-0}"
+log "$rounds round(s) x ${#modes[@]} programs (${modes[*]}), ${phase}s phases; flood: IPv$family $proto from $spoof at ${rate} pps; $(napi_rig_desc)"
 RAW=$(mktemp /tmp/bglive.XXXXXX)
 for r in $(seq 1 "$rounds"); do
   # A rotating order: each program follows each other one across the rounds.
