@@ -10,7 +10,8 @@
  *         -> verdict
  *
  * A source that has not proved itself (a TCP ACK with a valid SYN cookie,
- * or a frame of a connection the host has, moves it to bg_known) shares one
+ * or that completes a handshake the host keeps a request socket for, or a
+ * frame of a connection the host has, moves it to bg_known) shares one
  * rate with every other such source (settings.unproven_limit), checked
  * right after the known table and before the table of admitted sources: a
  * spoofed flood spread over many addresses, each under its own limit,
@@ -697,11 +698,6 @@ static __always_inline int bg_cookie_ok(struct xdp_md *ctx, const struct bg_work
   return err == 0;
 }
 
-/* Whether the frame belongs to a TCP connection of this host that is past
- * its handshake (a full socket that is no listener, in the interface's
- * network namespace): a source that completed a handshake with the host,
- * with or without cookies, or whose connection predates the filter. A
- * forged frame finds one only by naming a real peer's address and port. */
 /* The socket tuple of w's frame, as the socket lookup helpers take it;
  * returns its size. */
 static __always_inline __u32 bg_tuple_of(struct bpf_sock_tuple *t, const struct bg_work *w) {
@@ -719,20 +715,60 @@ static __always_inline __u32 bg_tuple_of(struct bpf_sock_tuple *t, const struct 
   return sizeof(t->ipv6);
 }
 
+/* The one field of the kernel's request socket the proof reads, relocated
+ * against the running kernel's BTF (CO-RE): the ISN of the SYN-ACK it sent. */
+struct tcp_request_sock {
+  __u32 snt_isn;
+} __attribute__((preserve_access_index));
+
+/* The TCP header's acknowledgment number (host order) of w's frame; 0 where
+ * the header is out of reach (no handshake ACK acknowledges ISN 2^32 - 1). */
+static __always_inline __u32 bg_ack_seq(struct xdp_md *ctx, const struct bg_work *w) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  __u32 l4 = w->pkt.l4_off;
+  if (l4 > 512)
+    return 0;
+  struct tcphdr *th = data + l4;
+  if ((void *)(th + 1) > data_end)
+    return 0;
+  return bpf_ntohl(th->ack_seq);
+}
+
+/* Whether the frame belongs to a TCP connection of this host, in the
+ * interface's network namespace: one past its handshake (a full socket that
+ * is no listener: a source that completed a handshake with the host, with or
+ * without cookies, or whose connection predates the filter), or the ACK that
+ * completes a handshake the host's kernel keeps a request socket for (a SYN
+ * that went to the stack while the kernel was not sending cookies,
+ * net.ipv4.tcp_syncookies=1 or 0): its acknowledgment number is the ISN of the
+ * host's SYN-ACK plus one, which only the host and the real peer know. A
+ * forged frame finds a connection only by naming a real peer's address and
+ * port, and a request socket's only by guessing 32 bits as well. */
 static __always_inline int bg_connected(struct xdp_md *ctx, const struct bg_work *w) {
   struct bpf_sock_tuple t = {};
   __u32 size = bg_tuple_of(&t, w);
-  struct bpf_sock *sk = bpf_sk_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+  struct bpf_sock *sk = bpf_skc_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
   if (!sk)
     return 0;
-  int ok = sk->state != BPF_TCP_LISTEN;
+  int ok = 0;
+  __u32 state = sk->state;
+  if (state == BPF_TCP_NEW_SYN_RECV) {
+    struct tcp_request_sock *req = bpf_skc_to_tcp_request_sock(sk);
+    if (req && (w->pkt.tcp_flags & 0x17) == 0x10)
+      ok = bg_ack_seq(ctx, w) == req->snt_isn + 1;
+  } else {
+    ok = state != BPF_TCP_LISTEN && state != BPF_TCP_TIME_WAIT;
+  }
   bpf_sk_release(sk);
   return ok;
 }
 
 /* Whether the TCP frame of an unproven source proves its address is not
- * forged: an ACK carrying this host's SYN cookie, or any frame of a
- * connection the host has established. Counted by which proof held. */
+ * forged: an ACK carrying this host's SYN cookie, the ACK completing a
+ * handshake the host keeps a request socket for, or any frame of a
+ * connection the host has established. Counted by which proof held (the
+ * last two as connected). */
 __noinline int bg_prove(struct xdp_md *ctx, struct bg_work *w) {
   if (!w)
     return 0;

@@ -5,6 +5,7 @@
 // has established, which a connection older than the filter can do too.
 #include <arpa/inet.h>
 #include <linux/bpf.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -233,6 +234,86 @@ TEST(ConnectedProof, AFrameOfAnEstablishedConnectionProvesItsSourceOverTheShare)
       EXPECT_EQ(h.run(udp("198.18.0.2")), XDP_PASS) << i;
   });
   EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 20u);
+}
+
+// A handshake the host's kernel has not finished: a listener that waits for
+// data (TCP_DEFER_ACCEPT) keeps its request socket after the client's ACK, so
+// the socket a frame's lookup finds is that request socket, as it is between
+// a SYN that went to the stack (tcp_syncookies=1 while the SYN queue does not
+// overflow, or 0) and the handshake's ACK. `ack` is what the client's ACK
+// acknowledges: the ISN of the host's SYN-ACK plus one.
+struct HalfOpen {
+  Netns ns{unique_prefix() + "half"};
+  bpf::UniqueFd listener, client;
+  uint16_t client_port = 0;
+  uint32_t ack = 0;
+  static constexpr uint16_t kPort = 8081;
+
+  HalfOpen() {
+    run_ok(ns.exec() + "ip link set lo up");
+    run_ok(ns.exec() + "ip addr add 198.18.0.1/32 dev lo");
+    run_ok(ns.exec() + "ip addr add 198.18.0.2/32 dev lo");
+    run_ok(ns.exec() + "sysctl -qw net.ipv4.tcp_syncookies=1");
+    ns.within([&] {
+      listener = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      int defer = 30;
+      ASSERT_EQ(::setsockopt(listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)),
+                0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(kPort);
+      inet_pton(AF_INET, kServer, &a.sin_addr);
+      ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+      ASSERT_EQ(::listen(listener.get(), 4), 0);
+      client = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in c{};
+      c.sin_family = AF_INET;
+      inet_pton(AF_INET, "198.18.0.2", &c.sin_addr);
+      ASSERT_EQ(::bind(client.get(), reinterpret_cast<sockaddr *>(&c), sizeof(c)), 0);
+      ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+      socklen_t len = sizeof(c);
+      ::getsockname(client.get(), reinterpret_cast<sockaddr *>(&c), &len);
+      client_port = ntohs(c.sin_port);
+      // The client's next expected byte (rcv_nxt), read in repair mode; the
+      // socket then closes without a FIN or a reset.
+      int on = 1, queue = TCP_RECV_QUEUE;
+      ASSERT_EQ(::setsockopt(client.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)), 0)
+          << strerror(errno);
+      ASSERT_EQ(::setsockopt(client.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)),
+                0);
+      len = sizeof(ack);
+      ASSERT_EQ(::getsockopt(client.get(), IPPROTO_TCP, TCP_QUEUE_SEQ, &ack, &len), 0);
+    });
+  }
+};
+
+std::vector<uint8_t> tcp_ack(uint16_t sport, uint16_t dport, uint32_t ack, uint8_t flags = kAck) {
+  return PacketBuilder()
+      .ipv4("198.18.0.2", kServer)
+      .tcp(sport, dport, flags)
+      .tcp_seq(1000, ack)
+      .build();
+}
+
+TEST(ConnectedProof, TheAckThatCompletesAHandshakeProvesItsSourceAndAGuessedOneDoesNot) {
+  OneCpu pin;
+  HalfOpen half;
+  ASSERT_NE(half.client_port, 0);
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(1)), 4096);
+  half.ns.within([&] {
+    EXPECT_EQ(spread_flood(h, 20), 1u) << "the share is used up";
+    // The request socket's tuple with any other acknowledgment number, or
+    // with the right one on a reset, proves nothing: held back.
+    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack + 1)), XDP_DROP);
+    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack - 1)), XDP_DROP);
+    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack, kAck | 0x04)), XDP_DROP);
+    EXPECT_EQ(h.stat(BG_STAT_PROOF_FAILED), 3u);
+    EXPECT_FALSE(h.known("198.18.0.2"));
+    // The client's ACK: it acknowledges the host's SYN-ACK, so it is no forgery.
+    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack)), XDP_PASS);
+    EXPECT_EQ(h.stat(BG_STAT_PROVEN_CONNECTED), 1u);
+    EXPECT_TRUE(h.known("198.18.0.2"));
+  });
 }
 
 TEST(ConnectedProof, ASynOverTheShareGoesToTheSynBudget) {

@@ -2,6 +2,7 @@
 // TCP sockets and by floods from bpfgate-gen; every process is the real CLI.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bpfgate/abi/xdp.h"
+#include "support/one_cpu.hpp"
 #include "support/topology.hpp"
 
 namespace bpfgate::test {
@@ -327,6 +329,79 @@ TEST(XdpAttach, AProvenClientKeepsItsEntryThroughASpoofedFloodThatFillsTheTable)
   EXPECT_EQ(pinned_entries(t, "known"), 1u) << "the flood evicted the proven client";
   EXPECT_EQ(t.status()["known_sources"]["entries"], 1);
   EXPECT_TRUE(t.tcp_connect(8088)) << "the client lost its service";
+}
+
+// One request on a new TCP connection to an echo server on `lfd`: connect,
+// send 4 bytes, read them back, each within `timeout`; true if they came.
+bool tcp_request(const GatewayPair &t, int lfd, uint32_t i, std::chrono::seconds timeout) {
+  std::thread server([&] {
+    pollfd p{lfd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout.count() * 1000)) != 1)
+      return;
+    bpf::UniqueFd c(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC));
+    if (c.get() < 0)
+      return;
+    set_timeout(c.get(), timeout);
+    uint32_t got = 0;
+    if (recv(c.get(), &got, sizeof(got), MSG_WAITALL) == sizeof(got))
+      send(c.get(), &got, sizeof(got), MSG_NOSIGNAL);
+  });
+  bool ok = false;
+  auto fd = t.peer().socket(AF_INET, SOCK_STREAM);
+  timeval tv{static_cast<time_t>(timeout.count()), 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  set_timeout(fd.get(), timeout);
+  auto a = addr_of(GatewayPair::kGatewayAddr, 8089);
+  if (connect(fd.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0 &&
+      send(fd.get(), &i, sizeof(i), MSG_NOSIGNAL) == sizeof(i)) {
+    uint32_t got = ~i;
+    ok = recv(fd.get(), &got, sizeof(got), MSG_WAITALL) == sizeof(got) && got == i;
+  }
+  server.join();
+  return ok;
+}
+
+// One source flooding within its own limit takes the whole unproven share of
+// the CPU that receives its frames. With the kernel's default
+// tcp_syncookies=1 (no cookies while the SYN queue has room), a new TCP
+// client's SYN passes on the SYN budget and the kernel keeps a request socket
+// for it; its handshake ACK, which acknowledges the host's SYN-ACK, proves it,
+// so it connects and is served through the flood. Everything runs on CPU 0
+// (the threads and processes started here inherit it), so the client's frames
+// and the flood's meet on one CPU's share, as they do behind one NIC queue.
+TEST(XdpAttach, ANewTcpClientIsServedWhileOneSourceHoldsTheUnprovenShare) {
+  OneCpu pin;
+  GatewayPair t;
+  run_ok(t.gw().exec() + "sysctl -qw net.ipv4.tcp_syncookies=1");
+  // The share: one frame a second on each CPU, which the flood takes as it
+  // comes back; the flooder's own limit is far above that.
+  ASSERT_EQ(
+      t.bpfgate("attach " + t.gw_if() + " --mode native --rate 2000 --burst 2000 --unproven 2")
+          .exit_code,
+      0);
+  auto lfd = t.tcp_listen(8089);
+  uint64_t flood_sent = 0;
+  std::atomic<bool> flood_done{false};
+  std::thread flood([&] {
+    flood_sent = t.flood(GatewayPair::kAttackerAddr, 300000, 50000);
+    flood_done = true;
+  });
+  std::this_thread::sleep_for(300ms);
+  int served = 0;
+  for (uint32_t i = 0; i < 3; i++)
+    served += tcp_request(t, lfd.get(), i, 3s);
+  const bool during = !flood_done;
+  flood.join();
+
+  auto s = t.status();
+  EXPECT_EQ(served, 3) << s.dump();
+  EXPECT_TRUE(during) << "the requests outlasted the flood";
+  ASSERT_GT(flood_sent, 200000u);
+  EXPECT_GE(t.counter("drop", "unproven"), flood_sent * 95 / 100) << s.dump();
+  EXPECT_EQ(s["events"]["sources_proven_connected"], 1) << s.dump();
+  EXPECT_EQ(s["events"]["sources_proven"], 0) << "no cookie was sent: " << s.dump();
+  EXPECT_GE(s["events"]["syns_passed_stateless"].get<uint64_t>(), 1u) << s.dump();
+  EXPECT_EQ(s["known_sources"]["entries"], 1) << "the client, not the flooder: " << s.dump();
 }
 
 TEST(XdpAttach, TopJsonCountsMatchWhatWasSent) {

@@ -85,7 +85,7 @@ enum bg_stat {
   BG_STAT_PROOF_FAILED = 5,     /* TCP frames of unproven sources checked that proved nothing */
   BG_STAT_KNOWN_FULL = 6,       /* proofs the known table had no room for */
   BG_STAT_SYN_PASSED = 7,       /* SYNs of sources without state passed statelessly */
-  BG_STAT_PROVEN_CONNECTED = 8, /* sources proved by a frame of a connection the host has */
+  BG_STAT_PROVEN_CONNECTED = 8, /* proved by a connection of the host, or a handshake's ACK */
   BG_STAT_SYN_ANSWERED = 9,     /* held SYNs answered from XDP with a cookie SYN-ACK */
   BG_STAT_SYN_REFRESH = 10,     /* held SYNs passed so the listener accepts cookies again */
   BG_STAT_EVENTS_LOST = 11,     /* events the event buffer refused (full: the agent is behind) */

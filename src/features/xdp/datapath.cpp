@@ -228,19 +228,21 @@ Status with_runtime(int fd, int live, bool bump) {
 }
 
 // Why new TCP clients may not prove themselves during a flood, if they may
-// not: this namespace's kernel answers SYNs with cookies only while its SYN
-// queue overflows unless net.ipv4.tcp_syncookies is 2.
+// not. They prove themselves with their handshake's ACK: one that carries the
+// kernel's SYN cookie (tcp_syncookies=2, or 1 while the SYN queue overflows),
+// or that completes a handshake the kernel keeps a request socket for. With
+// 0 the kernel never sends cookies: spoofed SYNs passed on the SYN budget
+// fill its SYN queue, and a new client's SYN is then dropped.
 std::optional<std::string> syncookies_note(int mode) {
   if (mode < 0)
     return "unproven sources share limits.unproven, and net.ipv4.tcp_syncookies cannot be read: "
-           "new TCP clients prove themselves with SYN cookies only where it is 2";
-  if (mode == 2)
+           "new TCP clients get through a SYN flood to prove themselves only where it is 1 or 2";
+  if (mode != 0)
     return std::nullopt;
-  return fmt::format(
-      "unproven sources share limits.unproven, but net.ipv4.tcp_syncookies is {} in this network "
-      "namespace, not 2: new TCP clients prove themselves only once connected, and may not "
-      "get connected while a flood uses up that share (sysctl net.ipv4.tcp_syncookies=2)",
-      mode);
+  return std::string(
+      "unproven sources share limits.unproven, but net.ipv4.tcp_syncookies is 0 in this network "
+      "namespace: under a SYN flood the kernel's SYN queue fills and new TCP clients cannot "
+      "connect to prove themselves (sysctl net.ipv4.tcp_syncookies=1, the kernel's default, or 2)");
 }
 
 // One integer sysctl of this network namespace (net.ipv4.*, net.core.*), or

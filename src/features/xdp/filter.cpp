@@ -69,13 +69,14 @@ const StatName &stat_name(bg_stat s) {
        "Auto-blocks not made: a source that proved itself or a prefix in auto_block.never"},
       {"sources_proven", "Sources that proved themselves with a valid SYN cookie"},
       {"proofs_failed",
-       "TCP frames of unproven sources checked for a proof (a SYN cookie, or a connection of "
-       "the host) that carried none"},
+       "TCP frames of unproven sources checked for a proof (a SYN cookie, a connection of "
+       "the host, or the ACK of its handshake) that carried none"},
       {"proofs_refused", "Valid proofs the known table had no room for (full)"},
       {"syns_passed_stateless",
        "SYNs of sources without state passed without creating any (SYN admission budget)"},
       {"sources_proven_connected",
-       "Sources that proved themselves with a frame of a TCP connection the host has established"},
+       "Sources that proved themselves with a frame of a TCP connection the host has established, "
+       "or with the ACK that completes a handshake the host keeps a request socket for"},
       {"syns_answered",
        "Held SYNs answered by the datapath with a SYN-ACK carrying the kernel's cookie "
        "(limits.syn_proxy)"},
