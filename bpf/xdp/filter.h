@@ -339,6 +339,53 @@ __noinline int bg_check_lists(struct bg_work *w) {
   return BG_NEXT;
 }
 
+/* One unproven source's part of this CPU's unproven share: half its rate and
+ * half its burst, in a slot of the admission map by a hash of the source's
+ * address (two sources in one slot, 1 in BG_ADMIT_ONE_SOURCE_SLOTS, share
+ * its half). A source flooding within its own limit from a real address so
+ * leaves the other half to every other unproven source this CPU receives
+ * frames of. Its frames over that part are held back before any lookup of
+ * the admitted table, as frames over the share are (bg_hold_unproven), and
+ * never reach its bucket: it goes over its own limit only with what its part
+ * lets through, and is then counted and auto-blocked as before. */
+static __always_inline __u32 bg_one_source_slot(const struct bg_work *w) {
+  __u32 a[4];
+  __builtin_memcpy(a, w->pkt.src, 16);
+  __u32 h = a[0] ^ a[1] ^ a[2] ^ a[3];
+  h ^= h >> 16;
+  h *= 0x45d9f3bU;
+  h ^= h >> 16;
+  return BG_ADMIT_ONE_SOURCE + (h & (BG_ADMIT_ONE_SOURCE_SLOTS - 1));
+}
+
+static __always_inline void bg_one_source_limit(struct bg_limit *half,
+                                                const struct bg_limit *share) {
+  half->rate_pps = share->rate_pps;
+  half->emission_ns = 2 * share->emission_ns;
+  half->tolerance_ns =
+      share->tolerance_ns > share->emission_ns ? share->tolerance_ns - share->emission_ns : 0;
+}
+
+/* Whether w's source has room in its part now (nothing taken). */
+static __always_inline int bg_one_source_room(const struct bg_work *w,
+                                              const struct bg_settings *s) {
+  struct bg_limit half;
+  bg_one_source_limit(&half, &s->unproven_limit);
+  __u32 slot = bg_one_source_slot(w);
+  const struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &slot);
+  if (!adm)
+    return 1;
+  return adm->tat_ns <= w->now || adm->tat_ns - w->now <= half.tolerance_ns;
+}
+
+/* Takes a token of w's source's part: its frame passes on the share. */
+static __always_inline void bg_one_source_take(const struct bg_work *w,
+                                               const struct bg_settings *s) {
+  struct bg_limit half;
+  bg_one_source_limit(&half, &s->unproven_limit);
+  bg_admit(bg_one_source_slot(w), &half, w->now);
+}
+
 /* A source not known, under the unproven sources' share: BG_TAKE_OK with a
  * token of the share taken (w->shared_ns, given back if the frame is
  * dropped), else held back: BG_TAKE_UNPROVEN, or BG_TAKE_LISTED where the
@@ -346,8 +393,11 @@ __noinline int bg_check_lists(struct bg_work *w) {
  * blocked one is dropped either way: counted here as unproven). */
 static __always_inline int bg_hold_unproven(struct bg_work *w, const struct bg_settings *s) {
   if (bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, w->now)) {
-    w->shared_ns = s->unproven_limit.emission_ns;
-    return BG_TAKE_OK;
+    if (bg_one_source_room(w, s)) {
+      w->shared_ns = s->unproven_limit.emission_ns;
+      return BG_TAKE_OK;
+    }
+    bg_unadmit(BG_ADMIT_UNPROVEN, s->unproven_limit.emission_ns);
   }
   int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
   if (r != BG_NEXT) {
@@ -1328,6 +1378,8 @@ static __always_inline int bg_limit_frame(struct xdp_md *ctx, struct bg_work *w,
       bg_untake(w, 1); /* the source keeps the token its prefix refused */
     return BG_RES(BG_VERDICT_DROP, BG_REASON_PREFIX_LIMIT);
   }
+  if (taken == BG_TAKE_OK && w->shared_ns && !w->known)
+    bg_one_source_take(w, s); /* it keeps the share's token: one of its part too */
   if (w->status == BG_PARSE_BAD_L4) {
     __u32 verdict = s->unparsed_verdict & 1;
     if (verdict == BG_VERDICT_DROP && charged)

@@ -177,6 +177,26 @@ TEST(UnprovenShare, TheRateComesBack) {
   EXPECT_EQ(h.run(udp("198.19.1.3")), XDP_PASS);
 }
 
+// One source within its own limit takes at most half of a CPU's share: the
+// rest of its frames are held back as unproven before its bucket (which they
+// do not reach), and the other half is left to every other source.
+TEST(UnprovenShare, OneSourceTakesAtMostHalfOfACpusShare) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(10)), 4096);
+  int passed = 0;
+  for (int i = 0; i < 20; i++)
+    passed += h.run(udp("198.19.9.9")) == XDP_PASS;
+  EXPECT_EQ(passed, 5) << "half of the 10 frames the share lets through at once";
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 15u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT), 0u) << "it is within its limit";
+  auto st = h.source("198.19.9.9");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->packets, 5u);
+  EXPECT_EQ(st->drops, 0u);
+  // The other half is the other sources'.
+  EXPECT_EQ(spread_flood(h, 20), 5u);
+}
+
 // Two addresses on the loopback of a namespace made here, a TCP connection
 // between them: the server's side is the socket the filter finds.
 struct Connected {

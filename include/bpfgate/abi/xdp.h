@@ -366,8 +366,12 @@ enum bg_admission_slot {
   BG_ADMIT_SYN = 1,      /* a SYN of a source without state passes without any (the same rate) */
   BG_ADMIT_BLOCK = 2,    /* an auto-block (settings.block_limit) */
   BG_ADMIT_UNPROVEN = 3, /* a frame of an unproven source (settings.unproven_limit) */
-  BG_ADMIT_NR = 4,
+  /* The first of BG_ADMIT_ONE_SOURCE_SLOTS: one unproven source's part of
+   * the unproven share (half of it), the source by a hash of its address. */
+  BG_ADMIT_ONE_SOURCE = 4,
+  BG_ADMIT_NR = BG_ADMIT_ONE_SOURCE + 64,
 };
+#define BG_ADMIT_ONE_SOURCE_SLOTS 64
 
 /* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */
 struct bg_config {
