@@ -197,23 +197,27 @@ TEST(UnprovenShare, OneSourceTakesAtMostHalfOfACpusShare) {
   EXPECT_EQ(spread_flood(h, 20), 5u);
 }
 
-// Two addresses on the loopback of a namespace made here, a TCP connection
-// between them: the server's side is the socket the filter finds.
-struct Connected {
-  Netns ns{unique_prefix() + "unpr"};
-  bpf::UniqueFd listener, client, server;
+// Two addresses on the loopback of a namespace made here (`name`), a listener
+// on kServer:`port` (waiting `defer` s for data before it accepts, 0: not)
+// and a client from 198.18.0.2 that connected to it.
+struct LoopbackPair {
+  Netns ns;
+  bpf::UniqueFd listener, client;
   uint16_t client_port = 0;
-  static constexpr uint16_t kPort = 8080;
 
-  Connected() {
+  LoopbackPair(const std::string &name, uint16_t port, int defer) : ns(unique_prefix() + name) {
     run_ok(ns.exec() + "ip link set lo up");
     run_ok(ns.exec() + "ip addr add 198.18.0.1/32 dev lo");
     run_ok(ns.exec() + "ip addr add 198.18.0.2/32 dev lo");
+    run_ok(ns.exec() + "sysctl -qw net.ipv4.tcp_syncookies=1");
     ns.within([&] {
       listener = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      if (defer)
+        ASSERT_EQ(
+            ::setsockopt(listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)), 0);
       sockaddr_in a{};
       a.sin_family = AF_INET;
-      a.sin_port = htons(kPort);
+      a.sin_port = htons(port);
       inet_pton(AF_INET, kServer, &a.sin_addr);
       ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
       ASSERT_EQ(::listen(listener.get(), 4), 0);
@@ -223,12 +227,22 @@ struct Connected {
       inet_pton(AF_INET, "198.18.0.2", &c.sin_addr);
       ASSERT_EQ(::bind(client.get(), reinterpret_cast<sockaddr *>(&c), sizeof(c)), 0);
       ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
-      server = bpf::UniqueFd(::accept(listener.get(), nullptr, nullptr));
-      ASSERT_GE(server.get(), 0);
       socklen_t len = sizeof(c);
       ::getsockname(client.get(), reinterpret_cast<sockaddr *>(&c), &len);
       client_port = ntohs(c.sin_port);
     });
+  }
+};
+
+// A TCP connection between the pair: the server's side is the socket the
+// filter finds.
+struct Connected : LoopbackPair {
+  bpf::UniqueFd server;
+  static constexpr uint16_t kPort = 8080;
+
+  Connected() : LoopbackPair("unpr", kPort, 0) {
+    ns.within([&] { server = bpf::UniqueFd(::accept(listener.get(), nullptr, nullptr)); });
+    EXPECT_GE(server.get(), 0);
   }
 };
 
@@ -262,38 +276,12 @@ TEST(ConnectedProof, AFrameOfAnEstablishedConnectionProvesItsSourceOverTheShare)
 // a SYN that went to the stack (tcp_syncookies=1 while the SYN queue does not
 // overflow, or 0) and the handshake's ACK. `ack` is what the client's ACK
 // acknowledges: the ISN of the host's SYN-ACK plus one.
-struct HalfOpen {
-  Netns ns{unique_prefix() + "half"};
-  bpf::UniqueFd listener, client;
-  uint16_t client_port = 0;
+struct HalfOpen : LoopbackPair {
   uint32_t ack = 0;
   static constexpr uint16_t kPort = 8081;
 
-  HalfOpen() {
-    run_ok(ns.exec() + "ip link set lo up");
-    run_ok(ns.exec() + "ip addr add 198.18.0.1/32 dev lo");
-    run_ok(ns.exec() + "ip addr add 198.18.0.2/32 dev lo");
-    run_ok(ns.exec() + "sysctl -qw net.ipv4.tcp_syncookies=1");
+  HalfOpen() : LoopbackPair("half", kPort, 30) {
     ns.within([&] {
-      listener = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      int defer = 30;
-      ASSERT_EQ(::setsockopt(listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)),
-                0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(kPort);
-      inet_pton(AF_INET, kServer, &a.sin_addr);
-      ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
-      ASSERT_EQ(::listen(listener.get(), 4), 0);
-      client = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_in c{};
-      c.sin_family = AF_INET;
-      inet_pton(AF_INET, "198.18.0.2", &c.sin_addr);
-      ASSERT_EQ(::bind(client.get(), reinterpret_cast<sockaddr *>(&c), sizeof(c)), 0);
-      ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
-      socklen_t len = sizeof(c);
-      ::getsockname(client.get(), reinterpret_cast<sockaddr *>(&c), &len);
-      client_port = ntohs(c.sin_port);
       // The client's next expected byte (rcv_nxt), read in repair mode; the
       // socket then closes without a FIN or a reset.
       int on = 1, queue = TCP_RECV_QUEUE;
@@ -301,7 +289,7 @@ struct HalfOpen {
           << strerror(errno);
       ASSERT_EQ(::setsockopt(client.get(), IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)),
                 0);
-      len = sizeof(ack);
+      socklen_t len = sizeof(ack);
       ASSERT_EQ(::getsockopt(client.get(), IPPROTO_TCP, TCP_QUEUE_SEQ, &ack, &len), 0);
     });
   }
