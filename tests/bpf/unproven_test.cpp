@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "bpf/fd.hpp"
@@ -197,39 +199,64 @@ TEST(UnprovenShare, OneSourceTakesAtMostHalfOfACpusShare) {
   EXPECT_EQ(spread_flood(h, 20), 5u);
 }
 
-// Two addresses on the loopback of a namespace made here (`name`), a listener
-// on kServer:`port` (waiting `defer` s for data before it accepts, 0: not)
-// and a client from 198.18.0.2 that connected to it.
+// The client's address on the pair's loopback, by family.
+const char *client_of(bool v6) {
+  return v6 ? "2001:db8::2" : "198.18.0.2";
+}
+
+// `ip` and `port` as a socket address of its family; `len` gets its size.
+sockaddr_storage sockaddr_of(const char *ip, uint16_t port, socklen_t *len) {
+  sockaddr_storage ss{};
+  if (std::strchr(ip, ':')) {
+    auto *a = reinterpret_cast<sockaddr_in6 *>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip, &a->sin6_addr);
+    *len = sizeof(*a);
+  } else {
+    auto *a = reinterpret_cast<sockaddr_in *>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, ip, &a->sin_addr);
+    *len = sizeof(*a);
+  }
+  return ss;
+}
+
+// Two addresses (IPv4, or IPv6 with `v6`) on the loopback of a namespace made
+// here (`name`), a listener on the first at `port` (waiting `defer` s for
+// data before it accepts, 0: not) and a client from the second that
+// connected to it.
 struct LoopbackPair {
   Netns ns;
   bpf::UniqueFd listener, client;
   uint16_t client_port = 0;
 
-  LoopbackPair(const std::string &name, uint16_t port, int defer) : ns(unique_prefix() + name) {
+  LoopbackPair(const std::string &name, uint16_t port, int defer, bool v6 = false)
+      : ns(unique_prefix() + name) {
     run_ok(ns.exec() + "ip link set lo up");
     run_ok(ns.exec() + "ip addr add 198.18.0.1/32 dev lo");
     run_ok(ns.exec() + "ip addr add 198.18.0.2/32 dev lo");
+    run_ok(ns.exec() + "ip addr add 2001:db8::1/128 dev lo");
+    run_ok(ns.exec() + "ip addr add 2001:db8::2/128 dev lo");
     run_ok(ns.exec() + "sysctl -qw net.ipv4.tcp_syncookies=1");
+    const int family = v6 ? AF_INET6 : AF_INET;
     ns.within([&] {
-      listener = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      listener = bpf::UniqueFd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
       if (defer)
         ASSERT_EQ(
             ::setsockopt(listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)), 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      inet_pton(AF_INET, kServer, &a.sin_addr);
-      ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+      socklen_t alen = 0, clen = 0;
+      auto a = sockaddr_of(v6 ? "2001:db8::1" : kServer, port, &alen);
+      ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), alen), 0);
       ASSERT_EQ(::listen(listener.get(), 4), 0);
-      client = bpf::UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_in c{};
-      c.sin_family = AF_INET;
-      inet_pton(AF_INET, "198.18.0.2", &c.sin_addr);
-      ASSERT_EQ(::bind(client.get(), reinterpret_cast<sockaddr *>(&c), sizeof(c)), 0);
-      ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
-      socklen_t len = sizeof(c);
-      ::getsockname(client.get(), reinterpret_cast<sockaddr *>(&c), &len);
-      client_port = ntohs(c.sin_port);
+      client = bpf::UniqueFd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      auto c = sockaddr_of(client_of(v6), 0, &clen);
+      ASSERT_EQ(::bind(client.get(), reinterpret_cast<sockaddr *>(&c), clen), 0);
+      ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr *>(&a), alen), 0);
+      ::getsockname(client.get(), reinterpret_cast<sockaddr *>(&c), &clen);
+      client_port = ntohs(v6 ? reinterpret_cast<sockaddr_in6 *>(&c)->sin6_port
+                             : reinterpret_cast<sockaddr_in *>(&c)->sin_port);
     });
   }
 };
@@ -280,7 +307,7 @@ struct HalfOpen : LoopbackPair {
   uint32_t ack = 0;
   static constexpr uint16_t kPort = 8081;
 
-  HalfOpen() : LoopbackPair("half", kPort, 30) {
+  explicit HalfOpen(bool v6) : LoopbackPair("half", kPort, 30, v6) {
     ns.within([&] {
       // The client's next expected byte (rcv_nxt), read in repair mode; the
       // socket then closes without a FIN or a reset.
@@ -295,33 +322,39 @@ struct HalfOpen : LoopbackPair {
   }
 };
 
-std::vector<uint8_t> tcp_ack(uint16_t sport, uint16_t dport, uint32_t ack, uint8_t flags = kAck) {
-  return PacketBuilder()
-      .ipv4("198.18.0.2", kServer)
-      .tcp(sport, dport, flags)
-      .tcp_seq(1000, ack)
-      .build();
+std::vector<uint8_t> tcp_ack(bool v6, uint16_t sport, uint16_t dport, uint32_t ack,
+                             uint8_t flags = kAck) {
+  PacketBuilder b;
+  if (v6)
+    b.ipv6(client_of(true), "2001:db8::1");
+  else
+    b.ipv4(client_of(false), kServer);
+  return b.tcp(sport, dport, flags).tcp_seq(1000, ack).build();
 }
 
 TEST(ConnectedProof, TheAckThatCompletesAHandshakeProvesItsSourceAndAGuessedOneDoesNot) {
   OneCpu pin;
-  HalfOpen half;
-  ASSERT_NE(half.client_port, 0);
-  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(1)), 4096);
-  half.ns.within([&] {
-    EXPECT_EQ(spread_flood(h, 20), 1u) << "the share is used up";
-    // The request socket's tuple with any other acknowledgment number, or
-    // with the right one on a reset, proves nothing: held back.
-    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack + 1)), XDP_DROP);
-    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack - 1)), XDP_DROP);
-    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack, kAck | 0x04)), XDP_DROP);
-    EXPECT_EQ(h.stat(BG_STAT_PROOF_FAILED), 3u);
-    EXPECT_FALSE(h.known("198.18.0.2"));
-    // The client's ACK: it acknowledges the host's SYN-ACK, so it is no forgery.
-    EXPECT_EQ(h.run(tcp_ack(half.client_port, HalfOpen::kPort, half.ack)), XDP_PASS);
-    EXPECT_EQ(h.stat(BG_STAT_PROVEN_CONNECTED), 1u);
-    EXPECT_TRUE(h.known("198.18.0.2"));
-  });
+  for (bool v6 : {false, true}) {
+    SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+    HalfOpen half(v6);
+    ASSERT_NE(half.client_port, 0);
+    const uint16_t p = half.client_port;
+    auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(1)), 4096);
+    half.ns.within([&] {
+      EXPECT_EQ(spread_flood(h, 20), 1u) << "the share is used up";
+      // The request socket's tuple with any other acknowledgment number, or
+      // with the right one on a reset, proves nothing: held back.
+      EXPECT_EQ(h.run(tcp_ack(v6, p, HalfOpen::kPort, half.ack + 1)), XDP_DROP);
+      EXPECT_EQ(h.run(tcp_ack(v6, p, HalfOpen::kPort, half.ack - 1)), XDP_DROP);
+      EXPECT_EQ(h.run(tcp_ack(v6, p, HalfOpen::kPort, half.ack, kAck | 0x04)), XDP_DROP);
+      EXPECT_EQ(h.stat(BG_STAT_PROOF_FAILED), 3u);
+      EXPECT_FALSE(h.known(client_of(v6)));
+      // The client's ACK: it acknowledges the host's SYN-ACK, so it is no forgery.
+      EXPECT_EQ(h.run(tcp_ack(v6, p, HalfOpen::kPort, half.ack)), XDP_PASS);
+      EXPECT_EQ(h.stat(BG_STAT_PROVEN_CONNECTED), 1u);
+      EXPECT_TRUE(h.known(client_of(v6)));
+    });
+  }
 }
 
 TEST(ConnectedProof, ASynOverTheShareGoesToTheSynBudget) {
