@@ -346,8 +346,10 @@ __noinline int bg_check_lists(struct bg_work *w) {
  * leaves the other half to every other unproven source this CPU receives
  * frames of. Its frames over that part are held back before any lookup of
  * the admitted table, as frames over the share are (bg_hold_unproven), and
- * never reach its bucket: it goes over its own limit only with what its part
- * lets through, and is then counted and auto-blocked as before. */
+ * never reach its bucket, which sees only what the part lets through: where
+ * its own limit is above the part it never goes over that limit, and is
+ * counted as unproven, not rate-limited nor auto-blocked (its address is
+ * unproven, as on a host whose share per CPU is below the limit anyway). */
 static __always_inline __u32 bg_one_source_slot(const struct bg_work *w) {
   __u32 a[4];
   __builtin_memcpy(a, w->pkt.src, 16);

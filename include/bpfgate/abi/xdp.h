@@ -361,6 +361,7 @@ enum bg_settings_flags {
 
 /* Slots of the admission map: one GCRA per CPU for each kind of stateless
  * admission, so that one kind's flood cannot use up another's. */
+#define BG_ADMIT_ONE_SOURCE_SLOTS 64
 enum bg_admission_slot {
   BG_ADMIT_SOURCE = 0,   /* a source without state gets some (settings.new_source_limit) */
   BG_ADMIT_SYN = 1,      /* a SYN of a source without state passes without any (the same rate) */
@@ -369,9 +370,8 @@ enum bg_admission_slot {
   /* The first of BG_ADMIT_ONE_SOURCE_SLOTS: one unproven source's part of
    * the unproven share (half of it), the source by a hash of its address. */
   BG_ADMIT_ONE_SOURCE = 4,
-  BG_ADMIT_NR = BG_ADMIT_ONE_SOURCE + 64,
+  BG_ADMIT_NR = BG_ADMIT_ONE_SOURCE + BG_ADMIT_ONE_SOURCE_SLOTS,
 };
-#define BG_ADMIT_ONE_SOURCE_SLOTS 64
 
 /* Runtime settings (config map, BPF_MAP_TYPE_ARRAY, one entry at index 0). */
 struct bg_config {
