@@ -200,14 +200,19 @@ static __always_inline int bg_conforms(struct bg_src_state *st, __u64 emission_n
 
 /* This CPU's hot slot of a source (struct bg_hot_slot): by a hash of its
  * address and rule. */
-static __always_inline struct bg_hot_slot *bg_hot_of(const __u8 addr[16], __u32 rule) {
+/* A hash of a source address (and `salt`) for picking a per-CPU slot. */
+static __always_inline __u32 bg_addr_hash(const __u8 addr[16], __u32 salt) {
   __u32 a[4];
   __builtin_memcpy(a, addr, 16);
-  __u32 h = a[0] ^ a[1] ^ a[2] ^ a[3] ^ rule;
+  __u32 h = a[0] ^ a[1] ^ a[2] ^ a[3] ^ salt;
   h ^= h >> 16;
   h *= 0x45d9f3bU;
   h ^= h >> 16;
-  __u32 i = h & (BG_HOT_SLOTS - 1);
+  return h;
+}
+
+static __always_inline struct bg_hot_slot *bg_hot_of(const __u8 addr[16], __u32 rule) {
+  __u32 i = bg_addr_hash(addr, rule) & (BG_HOT_SLOTS - 1);
   return bpf_map_lookup_elem(&bg_hot, &i);
 }
 
@@ -351,13 +356,7 @@ __noinline int bg_check_lists(struct bg_work *w) {
  * counted as unproven, not rate-limited nor auto-blocked (its address is
  * unproven, as on a host whose share per CPU is below the limit anyway). */
 static __always_inline __u32 bg_one_source_slot(const struct bg_work *w) {
-  __u32 a[4];
-  __builtin_memcpy(a, w->pkt.src, 16);
-  __u32 h = a[0] ^ a[1] ^ a[2] ^ a[3];
-  h ^= h >> 16;
-  h *= 0x45d9f3bU;
-  h ^= h >> 16;
-  return BG_ADMIT_ONE_SOURCE + (h & (BG_ADMIT_ONE_SOURCE_SLOTS - 1));
+  return BG_ADMIT_ONE_SOURCE + (bg_addr_hash(w->pkt.src, 0) & (BG_ADMIT_ONE_SOURCE_SLOTS - 1));
 }
 
 static __always_inline void bg_one_source_limit(struct bg_limit *half,
@@ -720,6 +719,19 @@ static __always_inline __u32 bg_rule_id(__u32 gen, const struct bg_packet *pkt) 
   return BG_RULE_DEFAULT;
 }
 
+/* The TCP header of w's frame, or NULL where it is out of reach. */
+static __always_inline struct tcphdr *bg_tcphdr(struct xdp_md *ctx, const struct bg_work *w) {
+  void *data = (void *)(long)ctx->data;
+  void *data_end = (void *)(long)ctx->data_end;
+  __u32 l4 = w->pkt.l4_off;
+  if (l4 > 512)
+    return NULL;
+  struct tcphdr *th = data + l4;
+  if ((void *)(th + 1) > data_end)
+    return NULL;
+  return th;
+}
+
 /* Whether the frame is a TCP ACK (no SYN, RST or FIN) that carries a SYN
  * cookie of this host's kernel: only a source that received the host's
  * SYN-ACK can send one, so its address is not forged. Needs the kernel to
@@ -729,11 +741,8 @@ static __always_inline int bg_cookie_ok(struct xdp_md *ctx, const struct bg_work
   void *data = (void *)(long)ctx->data;
   void *data_end = (void *)(long)ctx->data_end;
   __u32 l3 = w->pkt.l3_off;
-  __u32 l4 = w->pkt.l4_off;
-  if (l3 > 64 || l4 > 512)
-    return 0;
-  struct tcphdr *th = data + l4;
-  if ((void *)(th + 1) > data_end)
+  struct tcphdr *th = bg_tcphdr(ctx, w);
+  if (l3 > 64 || !th)
     return 0;
   long err;
   if (w->pkt.l3_proto == ETH_P_IP) {
@@ -776,15 +785,8 @@ struct tcp_request_sock {
 /* The TCP header's acknowledgment number (host order) of w's frame; 0 where
  * the header is out of reach (no handshake ACK acknowledges ISN 2^32 - 1). */
 static __always_inline __u32 bg_ack_seq(struct xdp_md *ctx, const struct bg_work *w) {
-  void *data = (void *)(long)ctx->data;
-  void *data_end = (void *)(long)ctx->data_end;
-  __u32 l4 = w->pkt.l4_off;
-  if (l4 > 512)
-    return 0;
-  struct tcphdr *th = data + l4;
-  if ((void *)(th + 1) > data_end)
-    return 0;
-  return bpf_ntohl(th->ack_seq);
+  const struct tcphdr *th = bg_tcphdr(ctx, w);
+  return th ? bpf_ntohl(th->ack_seq) : 0;
 }
 
 /* Whether the frame belongs to a TCP connection of this host, in the
