@@ -42,17 +42,19 @@ DROP_OBJ="$BUILD_DIR/bpf/xdp_drop.bpf.o"
 ORACLE_OBJ="$BUILD_DIR/bpf/flood_oracle.bpf.o"
 UPLINK_OBJ="$BUILD_DIR/bpf/flood_uplink.bpf.o"
 
-rounds=5 phase=2 rate=800000 proto=udp family=4 ab="" json=0
+rounds=5 phase=2 rate=800000 proto=udp family=4 one=0 ab="" json=0
 NAPI_FIFO=0 NAPI_COALESCE_US=0
 usage() {
   cat <<EOF
 usage: bench/run live [--rounds N] [--phase S] [--rate PPS] [--proto udp|tcp] [--family 4|6]
-                      [--ab BIN] [--coalesce-us N] [--napi-fifo P] [-j|--json]
+                      [--one-source] [--ab BIN] [--coalesce-us N] [--napi-fifo P] [-j|--json]
   --rounds N   rounds, each every program for one phase (default $rounds; --runs N too)
   --phase S    seconds measured per phase, 1 to 30 (default $phase)
   --rate PPS   the flood's packets/s (default $rate; 0: as fast as the generator goes)
   --proto P    udp (to a closed port) or tcp (SYNs to port 80); default $proto
   --family F   4 (sources in 198.19.0.0/16) or 6 (in 2001:db8:8000::/33); default $family
+  --one-source every frame from one source (198.19.0.66 or 2001:db8:8000::66), as the
+               compare bench's one-source flood, in place of random ones
   --ab BIN     another bpfgate binary (another build) to take turns with this one
   --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
                next (gro_flush_timeout, napi_defer_hard_irqs 1), as a NIC's interrupt
@@ -68,6 +70,7 @@ while [ $# -gt 0 ]; do
     --rate) rate="${2:?}"; shift ;;
     --proto) proto="${2:?}"; shift ;;
     --family) family="${2:?}"; shift ;;
+    --one-source) one=1 ;;
     --ab) ab="${2:?}"; shift ;;
     --coalesce-us) NAPI_COALESCE_US="${2:?}"; shift ;;
     --napi-fifo) NAPI_FIFO="${2:?}"; shift ;;
@@ -149,6 +152,9 @@ STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled=1
 
 if [ "$family" = 4 ]; then spoof=198.19.0.0/16 dst=198.18.0.1; else spoof=2001:db8:8000::/33 dst=2001:db8::1; fi
+if [ "$one" = 1 ]; then
+  if [ "$family" = 4 ]; then spoof=198.19.0.66; else spoof=2001:db8:8000::66; fi
+fi
 dport=9
 [ "$proto" = tcp ] && dport=80
 modes=(drop oracle bpfgate)

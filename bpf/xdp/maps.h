@@ -170,6 +170,14 @@ struct {
   __type(value, __u64);
 } bg_known_bits SEC(".maps");
 
+/* Per CPU: what lets bg_hold_early decide a frame (struct bg_early). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct bg_early);
+} bg_early SEC(".maps");
+
 /* Hot sources' decisions and counts, per CPU (struct bg_hot_slot). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -368,5 +368,108 @@ TEST(ConnectedProof, ASynOverTheShareGoesToTheSynBudget) {
   EXPECT_EQ(h.stat(BG_STAT_SYN_PASSED), 1u);
 }
 
+// A frame of a source not known under the default rule is held back before
+// the policy stage once the full pipeline has brought one such frame to the
+// unproven share in the policy's generation on its CPU (bg_early): the same
+// verdicts and counts, for less. The generation a CPU armed for ends with the
+// next apply, whose policy then decides from its first frame; a frame another
+// rule takes is never held there.
+TEST(EarlyHold, TheFirstFrameOfAGenerationArmsItsCpu) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(10)), 4096);
+  EXPECT_FALSE(h.early(0).armed);
+  EXPECT_EQ(h.run(udp("198.18.77.1")), XDP_PASS);
+  auto cfg = h.datapath().config();
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_TRUE(h.early(0).armed);
+  EXPECT_EQ(h.early(0).generation, cfg->generation);
+  EXPECT_EQ(spread_flood(h, 59), 9u) << "the share's other 9 tokens";
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 50u);
+  EXPECT_EQ(h.source_count(), 10u) << "a frame held back touches no state";
+}
+
+TEST(EarlyHold, ANewPolicyDecidesFromItsFirstFrame) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(policy_from_yaml(share_policy(10)), 4096);
+  EXPECT_EQ(spread_flood(h, 50), 10u);
+  ASSERT_TRUE(h.early(0).armed);
+  // Dry-run: the held frames pass, counted as what they would have been.
+  ASSERT_TRUE(h.datapath().apply(policy_from_yaml("dry_run: on\n" + share_policy(10))).ok());
+  EXPECT_EQ(spread_flood(h, 20), 20u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 40u) << "none more dropped";
+  EXPECT_FALSE(h.early(0).armed && h.early(0).generation == h.datapath().config()->generation)
+      << "a dry-run generation is never armed";
+  // No share: every source under its limit passes.
+  ASSERT_TRUE(h.datapath()
+                  .apply(policy_from_yaml(
+                      "limits: {rate: 100, burst: 100, new_sources: off, unproven: off}\n"))
+                  .ok());
+  EXPECT_EQ(spread_flood(h, 20), 20u);
+  // A rule of the protocol's passes every UDP frame.
+  ASSERT_TRUE(
+      h.datapath()
+          .apply(policy_from_yaml(share_policy(10) + "rules: [{match: udp, action: pass}]\n"))
+          .ok());
+  EXPECT_EQ(spread_flood(h, 20), 20u);
+  // The share again: used up, as the admission map kept it.
+  ASSERT_TRUE(h.datapath().apply(policy_from_yaml(share_policy(10))).ok());
+  EXPECT_EQ(spread_flood(h, 20), 0u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 60u);
+}
+
+TEST(EarlyHold, AFrameOfAnotherRuleIsDecidedByIt) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml(share_policy(10) + "rules: [{match: udp/53, action: pass}, {match: "
+                                          "udp/54, action: drop}, {match: udp/55, rate: 1000}]\n"),
+      4096);
+  EXPECT_EQ(spread_flood(h, 50), 10u);
+  ASSERT_TRUE(h.early(0).armed);
+  auto to = [](const std::string &src, uint16_t port) {
+    return PacketBuilder().ipv4(src, kServer).udp(40000, port).build();
+  };
+  EXPECT_EQ(h.run(to("198.19.50.1", 53)), XDP_PASS);
+  EXPECT_EQ(h.run(to("198.19.50.2", 54)), XDP_DROP);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_RULE), 1u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_RULE), 1u);
+  // A limiting rule of its own: its sources share the unproven share too.
+  EXPECT_EQ(h.run(to("198.19.50.3", 55)), XDP_DROP);
+  EXPECT_EQ(h.run(to("198.19.50.4", 9)), XDP_DROP);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 42u);
+}
+
+TEST(EarlyHold, TheListsStillDecideAHeldFrame) {
+  OneCpu pin;
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml("allow: [198.18.9.0/24]\ndeny: [198.18.10.0/24]\n" + share_policy(10)),
+      4096);
+  EXPECT_EQ(spread_flood(h, 50), 10u);
+  ASSERT_TRUE(h.early(0).armed);
+  EXPECT_EQ(h.run(udp("198.18.9.5")), XDP_PASS);
+  EXPECT_EQ(h.run(udp("198.18.10.5")), XDP_DROP);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 1u);
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_DENY), 1u);
+}
+
+TEST(EarlyHold, ASynStillGoesToTheSynBudgetAndAnAckToItsProof) {
+  OneCpu pin;
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("limits: {{rate: 100, burst: 100, new_sources: {{rate: 1, "
+                                   "burst: {}}}, unproven: {{rate: 1, burst: {}}}}}\n",
+                                   3 * cpus, 10 * cpus)),
+      4096);
+  spread_flood(h, 50);
+  ASSERT_TRUE(h.early(0).armed);
+  int passed = 0;
+  for (int i = 0; i < 5; i++)
+    passed += h.run(tcp(fmt::format("198.19.60.{}", i + 1), 40000, 80, kSyn)) == XDP_PASS;
+  EXPECT_EQ(passed, 3) << "the SYN budget: 3 at once on this CPU";
+  EXPECT_EQ(h.stat(BG_STAT_SYN_PASSED), 3u);
+  // A bare ACK without a cookie or a socket tries its proof, and fails.
+  EXPECT_EQ(h.run(tcp("198.19.60.9", 40000, 80, kAck)), XDP_DROP);
+  EXPECT_EQ(h.stat(BG_STAT_PROOF_FAILED), 1u);
+}
+
 }  // namespace
 }  // namespace bpfgate::test::unproven

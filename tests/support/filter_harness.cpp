@@ -9,6 +9,7 @@
 #include "core/config.hpp"
 
 #include <cstring>
+#include <vector>
 
 namespace bpfgate::test {
 
@@ -154,6 +155,15 @@ uint64_t FilterHarness::stat(bg_stat s) const {
   auto v = dp_.stats();
   EXPECT_TRUE(v.ok());
   return v.ok() ? (*v)[s] : 0;
+}
+
+bg_early FilterHarness::early(unsigned cpu) const {
+  const auto *skel = static_cast<const bpf::XdpFilterSkel *>(skel_.get());
+  std::vector<bg_early> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
+  uint32_t zero = 0;
+  int err = bpf_map_lookup_elem(bpf_map__fd((*skel)->maps.bg_early), &zero, per_cpu.data());
+  EXPECT_EQ(err, 0) << "read bg_early";
+  return err || cpu >= per_cpu.size() ? bg_early{} : per_cpu[cpu];
 }
 
 size_t FilterHarness::source_count() const {

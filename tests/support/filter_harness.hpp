@@ -45,6 +45,8 @@ class FilterHarness {
   // Whether addr's bucket (of rule `rule`) is in the known table: it proved itself.
   bool known(const std::string &addr, uint16_t rule = 0) const;
   uint64_t stat(bg_stat s) const;
+  // This CPU's bg_early (what lets a frame be held back before the policy stage).
+  bg_early early(unsigned cpu) const;
 
   // The one seam for time: GCRA depends only on (tat - now), so moving a
   // source's theoretical arrival time back by `ns` is exactly `ns` passing for

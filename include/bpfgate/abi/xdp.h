@@ -336,6 +336,19 @@ struct bg_admission {
   __u64 tat_ns;
 };
 
+/* early: PERCPU_ARRAY, one entry: what lets a frame of a source not known be
+ * held back before the policy stage (bg_hold_early in bpf/xdp/filter.h): that
+ * the default rule of policy generation `generation` limits, outside dry-run,
+ * with an unproven sources' share. Set on a CPU by the first frame of a
+ * source not known that the full pipeline brings to the share in a
+ * generation; not pinned. */
+struct bg_early {
+  __u32 generation; /* bg_config.generation it holds for */
+  __u8 armed;       /* 1: that generation's default rule is as said above */
+  __u8 coarse;      /* the default rule reads the coarse clock */
+  __u8 pad[2];
+};
+
 /* What a generation's tables hold, so that the datapath skips lookups that
  * cannot match (each costs 20-40 ns). */
 enum bg_settings_flags {
