@@ -13,6 +13,8 @@
 #   oracle   bench/flood/oracle.bpf.c: drops exactly the flood, looking at the source only
 #   bpfgate  `bpfgate attach IFACE` with its defaults (a fresh attach each phase)
 #   ab       with --ab BIN: another build's `BIN attach`, the same way
+#   xdp-filter  with --one-source: xdp-tools' filter denying the one source, as in bench/run
+#            compare (the run time of the program attached: libxdp's dispatcher where it used one)
 # Per phase: the program's run time per frame from the kernel's own counters
 # (kernel.bpf_stats_enabled, on for the bench and restored after: it adds its two clock
 # reads to every program alike) and the gateway CPU's busy share (the NAPI kthread is
@@ -54,7 +56,8 @@ usage: bench/run live [--rounds N] [--phase S] [--rate PPS] [--proto udp|tcp] [-
   --proto P    udp (to a closed port) or tcp (SYNs to port 80); default $proto
   --family F   4 (sources in 198.19.0.0/16) or 6 (in 2001:db8:8000::/33); default $family
   --one-source every frame from one source (198.19.0.66 or 2001:db8:8000::66), as the
-               compare bench's one-source flood, in place of random ones
+               compare bench's one-source flood, in place of random ones; xdp-tools'
+               xdp-filter denying that source takes turns too (its dispatcher's run time)
   --ab BIN     another bpfgate binary (another build) to take turns with this one
   --coalesce-us N  after a poll that took frames, the gateway's NAPI waits N us before the
                next (gro_flush_timeout, napi_defer_hard_irqs 1), as a NIC's interrupt
@@ -109,13 +112,17 @@ GEN_CPU=0 GW_CPU=1
 PIN_DIR=/sys/fs/bpf/bpfgate/$GW_IF
 gw() { in_ns "$NS_GW" "$@"; }
 
-STATS_WAS="" GEN_PID="" LOCK_FD=""
+STATS_WAS="" GEN_PID="" LOCK_FD="" XDPF_PINS_OURS=0
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
   [ -n "$GEN_PID" ] && kill "$GEN_PID" 2>/dev/null
   if [ -e "/run/netns/$NS_GW" ] && [ -d "$PIN_DIR" ]; then gw "$BG" detach "$GW_IF" >/dev/null 2>&1; fi
+  if [ "$XDPF_PINS_OURS" = 1 ]; then
+    [ -e "/run/netns/$NS_GW" ] && gw xdp-filter unload "$GW_IF" >/dev/null 2>&1
+    [ -d /sys/fs/bpf/xdp-filter ] && rm -rf /sys/fs/bpf/xdp-filter
+  fi
   [ -d "$PIN_DIR" ] && rm -rf "$PIN_DIR"
   ns_remove_all "$NS_NET" "$NS_GW"
   [ -n "$STATS_WAS" ] && sysctl -qw kernel.bpf_stats_enabled="$STATS_WAS"
@@ -159,6 +166,13 @@ dport=9
 [ "$proto" = tcp ] && dport=80
 modes=(drop oracle bpfgate)
 [ -n "$ab" ] && modes+=(ab)
+if [ "$one" = 1 ]; then
+  command -v xdp-filter >/dev/null || die "xdp-filter not found (scripts/deps.sh installs xdp-tools)"
+  # xdp-filter keeps one set of maps per host, pinned there: someone else's would be shared.
+  [ -d /sys/fs/bpf/xdp-filter ] && die "xdp-filter is in use on this host (/sys/fs/bpf/xdp-filter)"
+  XDPF_PINS_OURS=1
+  modes+=(xdp-filter)
+fi
 secs=$((rounds * ${#modes[@]} * (phase + 3) + 10))
 taskset -c "$GEN_CPU" nsenter --net="/run/netns/$NS_NET" "$FLOOD" -i "$SW_GW" --dst-mac "$GW_MAC" \
   --proto "$proto" --src "$spoof" --dst "$dst" --dport "$dport" --rate "$rate" -n 4000000000 \
@@ -169,6 +183,7 @@ prog_name() {
   case "$1" in
     drop) echo bg_xdp_drop ;;
     oracle) echo flood_oracle ;;
+    xdp-filter) echo "" ;; # libxdp names it by its features: the program attached
     *) echo bg_xdp_filter ;;
   esac
 }
@@ -178,6 +193,10 @@ attach() {
     oracle) gw ip link set dev "$GW_IF" xdpdrv obj "$ORACLE_OBJ" sec xdp ;;
     bpfgate) gw "$BG" attach "$GW_IF" >/dev/null 2>&1 ;;
     ab) gw "$ab" attach "$GW_IF" >/dev/null 2>&1 ;;
+    xdp-filter)
+      gw xdp-filter load -m native -f ipv4,ipv6 "$GW_IF" >/dev/null 2>&1 &&
+        gw xdp-filter ip -m src "$spoof" >/dev/null
+      ;;
   esac
 }
 detach() {
@@ -185,11 +204,16 @@ detach() {
     drop | oracle) gw ip link set dev "$GW_IF" xdpdrv off ;;
     bpfgate) gw "$BG" detach "$GW_IF" >/dev/null 2>&1 ;;
     ab) gw "$ab" detach "$GW_IF" >/dev/null 2>&1 ;;
+    xdp-filter) gw xdp-filter unload "$GW_IF" >/dev/null 2>&1 ;;
   esac
 }
 prog_stats() {  # program name -> "run_time_ns run_cnt" of the newest program of that name
-  bpftool prog show -j | jq -r --arg n "$1" \
-    '[.[] | select(.name == $n)] | max_by(.id) | "\(.run_time_ns // 0) \(.run_cnt // 0)"'
+  # (""): of the program attached to the gateway's veth (libxdp's dispatcher, if it used one)
+  local id=-1
+  [ -z "$1" ] && id=$(gw ip -j -d link show dev "$GW_IF" | jq '.[0].xdp.prog.id // -1')
+  bpftool prog show -j | jq -r --arg n "$1" --argjson id "$id" \
+    '[.[] | select(if $id >= 0 then .id == $id else .name == $n end)] | max_by(.id)
+     | "\(.run_time_ns // 0) \(.run_cnt // 0)"'
 }
 cpu_ticks() {  # the gateway CPU's "busy total" ticks
   awk -v c="cpu$GW_CPU" '$1 == c {b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6}' /proc/stat
@@ -236,7 +260,7 @@ jq -s -r --argjson rounds "$rounds" '
   | (map(.mode) | unique) as $modes
   | "| program | ns per frame, median [min-max] | / floor | / oracle | gateway CPU busy % | frames/s |",
     "|---|---:|---:|---:|---:|---:|",
-    ($modes | sort_by({drop: 0, oracle: 1, bpfgate: 2, ab: 3}[.]) | .[] as $m
+    ($modes | sort_by({drop: 0, oracle: 1, bpfgate: 2, ab: 3, "xdp-filter": 4}[.]) | .[] as $m
      | [$by_round[] | .[$m]] as $x
      | "| \($m) | \($x | map(.ns_per_frame) | median | r1) [\($x | map(.ns_per_frame) | min)-\($x | map(.ns_per_frame) | max)]"
        + " | x\([$by_round[] | .[$m].ns_per_frame / .drop.ns_per_frame] | median | r1)"

@@ -375,16 +375,17 @@ static __always_inline void bg_one_source_limit(struct bg_limit *half,
       share->tolerance_ns > share->emission_ns ? share->tolerance_ns - share->emission_ns : 0;
 }
 
-/* Whether w's source has room in its part now (nothing taken). */
-static __always_inline int bg_one_source_room(const struct bg_work *w,
-                                              const struct bg_settings *s) {
+/* 0 where w's source has room in its part now (nothing taken), else the
+ * time it has room again. */
+static __always_inline __u64 bg_one_source_wait(const struct bg_work *w,
+                                                const struct bg_settings *s) {
   struct bg_limit half;
   bg_one_source_limit(&half, &s->unproven_limit);
   __u32 slot = bg_one_source_slot(w);
   const struct bg_admission *adm = bpf_map_lookup_elem(&bg_admission, &slot);
-  if (!adm)
-    return 1;
-  return adm->tat_ns <= w->now || adm->tat_ns - w->now <= half.tolerance_ns;
+  if (!adm || adm->tat_ns <= w->now || adm->tat_ns - w->now <= half.tolerance_ns)
+    return 0;
+  return adm->tat_ns - half.tolerance_ns;
 }
 
 /* Takes a token of w's source's part: its frame passes on the share. */
@@ -399,14 +400,19 @@ static __always_inline void bg_one_source_take(const struct bg_work *w,
  * token of the share taken (w->shared_ns, given back if the frame is
  * dropped), else held back: BG_TAKE_UNPROVEN, or BG_TAKE_LISTED where the
  * lists decide, as an allow-listed source is never held back (a denied or
- * blocked one is dropped either way: counted here as unproven). */
-static __always_inline int bg_hold_unproven(struct bg_work *w, const struct bg_settings *s) {
+ * blocked one is dropped either way: counted here as unproven). Where the
+ * source's part alone held it back (the share had room), *wait is set to the
+ * time the part has room again. */
+static __always_inline int bg_hold_unproven(struct bg_work *w, const struct bg_settings *s,
+                                            __u64 *wait) {
   if (bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, w->now)) {
-    if (bg_one_source_room(w, s)) {
+    __u64 part = bg_one_source_wait(w, s);
+    if (!part) {
       w->shared_ns = s->unproven_limit.emission_ns;
       return BG_TAKE_OK;
     }
     bg_unadmit(BG_ADMIT_UNPROVEN, s->unproven_limit.emission_ns);
+    *wait = part;
   }
   int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
   if (r != BG_NEXT) {
@@ -455,7 +461,8 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
     st = bpf_map_lookup_elem(&bg_known, &key);
     w->known = st != NULL;
     if (!st) {
-      int held = bg_hold_unproven(w, s);
+      __u64 wait;
+      int held = bg_hold_unproven(w, s, &wait);
       if (held != BG_TAKE_OK)
         return held;
     }
@@ -1298,7 +1305,23 @@ static __always_inline void bg_early_arm(const struct bg_work *w) {
     e->generation = w->generation;
     e->coarse = w->coarse;
     e->armed = 1;
+    e->held_until_ns = 0; /* held under the policy before: the new one decides */
   }
+}
+
+/* Whether w's source is the one this CPU's part of the share last held
+ * back, and its part has no room yet: held without a look at the known bit,
+ * the share or the lists (a source that proves itself meanwhile, or that a
+ * block lists, waits for that time, at most its part's emission interval and
+ * a tick: the frame is dropped either way). One source flooding so costs a
+ * frame one compare. */
+static __always_inline int bg_early_held(const struct bg_early *e, const struct bg_work *w) {
+  if (e->held_until_ns <= w->now)
+    return 0;
+  __u64 a[2], b[2];
+  __builtin_memcpy(a, e->held_addr, 16);
+  __builtin_memcpy(b, w->pkt.src, 16);
+  return a[0] == b[0] && a[1] == b[1];
 }
 
 /* The unproven share's decision on a frame before the policy stage, for a
@@ -1317,7 +1340,7 @@ __noinline int bg_hold_early(struct bg_work *w) {
   if (!w || !BG_KNOWN_BITS_ON || !bg_early_fits(w))
     return BG_NEXT;
   __u32 zero = 0;
-  const struct bg_early *e = bpf_map_lookup_elem(&bg_early, &zero);
+  struct bg_early *e = bpf_map_lookup_elem(&bg_early, &zero);
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
   if (!e || !cfg || !e->armed || e->generation != cfg->generation || cfg->bypass)
     return BG_NEXT;
@@ -1329,21 +1352,30 @@ __noinline int bg_hold_early(struct bg_work *w) {
   if ((s->flags & BG_SET_RULES) && bg_rule_id(gen, &w->pkt) != BG_RULE_DEFAULT)
     return BG_NEXT;
   w->gen = gen;
-  struct bg_src_key key;
-  bg_key_of(&key, w, s, BG_SRC_ADDR);
-  if (bg_maybe_known(&key)) {
-    w->early = BG_EARLY_KNOWN;
-    return BG_NEXT;
+  if (!w->now)
+    w->now = e->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
+  int taken = BG_TAKE_UNPROVEN;
+  if (!bg_early_held(e, w)) {
+    struct bg_src_key key;
+    bg_key_of(&key, w, s, BG_SRC_ADDR);
+    if (bg_maybe_known(&key)) {
+      w->early = BG_EARLY_KNOWN;
+      return BG_NEXT;
+    }
+    w->known = 0;
+    __u64 wait = 0;
+    taken = bg_hold_unproven(w, s, &wait);
+    if (taken == BG_TAKE_OK) {
+      w->early = BG_EARLY_TAKEN;
+      return BG_NEXT;
+    }
+    if (taken == BG_TAKE_LISTED)
+      return w->listed;
+    if (wait) { /* its part held it back: the next frames until then are held here */
+      __builtin_memcpy(e->held_addr, w->pkt.src, 16);
+      e->held_until_ns = wait;
+    }
   }
-  w->known = 0;
-  w->now = e->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
-  int taken = bg_hold_unproven(w, s);
-  if (taken == BG_TAKE_OK) {
-    w->early = BG_EARLY_TAKEN;
-    return BG_NEXT;
-  }
-  if (taken == BG_TAKE_LISTED)
-    return w->listed;
   /* A held SYN passes on the SYN budget (bg_limit_frame). */
   if (tcp && (w->pkt.tcp_flags & 0x17) == 0x02 && (s->flags & BG_SET_PROVE) &&
       bg_admit(BG_ADMIT_SYN, &s->new_source_limit, w->now)) {
@@ -1351,6 +1383,24 @@ __noinline int bg_hold_early(struct bg_work *w) {
     return BG_RES(BG_VERDICT_PASS, BG_REASON_OK);
   }
   return BG_RES(BG_VERDICT_DROP, BG_REASON_UNPROVEN);
+}
+
+/* bg_early_held before the call, for a frame neither TCP nor under rules
+ * (bg_hold_early looks up its rule): BG_RES of a frame held back, else
+ * BG_NEXT, with w->now read where the memo was live. Inline: for one source
+ * flooding, the call cost as much as the rest. */
+static __always_inline int bg_early_memo(struct bg_work *w) {
+  if (!BG_KNOWN_BITS_ON || !bg_early_fits(w) || w->pkt.l4_proto == IPPROTO_TCP)
+    return BG_NEXT;
+  __u32 zero = 0;
+  const struct bg_early *e = bpf_map_lookup_elem(&bg_early, &zero);
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!e || !cfg || !e->held_until_ns || e->generation != cfg->generation || cfg->bypass)
+    return BG_NEXT;
+  if (bg_settings_of(cfg, cfg->active & 1)->flags & BG_SET_RULES)
+    return BG_NEXT;
+  w->now = e->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
+  return bg_early_held(e, w) ? BG_RES(BG_VERDICT_DROP, BG_REASON_UNPROVEN) : BG_NEXT;
 }
 
 /* A source under the unproven sources' share whose bit in bg_known_bits is
@@ -1375,7 +1425,8 @@ static __always_inline int bg_unproven_first(struct bg_work *w, const struct bg_
     return BG_NEXT;
   w->known = 0;
   bg_early_arm(w);
-  return bg_hold_unproven(w, s);
+  __u64 wait;
+  return bg_hold_unproven(w, s, &wait);
 }
 
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
@@ -1522,7 +1573,9 @@ static __always_inline int bg_dry_passes(const struct bg_work *w, __u32 reason) 
 static __always_inline int bg_filter(struct xdp_md *ctx) {
   struct bg_work w = {};
   bg_stage_parse(ctx, &w);
-  int r = bg_hold_early(&w);
+  int r = bg_early_memo(&w);
+  if (r == BG_NEXT)
+    r = bg_hold_early(&w);
   if (r == BG_NEXT) {
     r = bg_stage_policy(&w);
     if (r == BG_BYPASS) { /* every frame passes, counted */

@@ -471,5 +471,44 @@ TEST(EarlyHold, ASynStillGoesToTheSynBudgetAndAnAckToItsProof) {
   EXPECT_EQ(h.stat(BG_STAT_PROOF_FAILED), 1u);
 }
 
+// One source its part of the share held back (the share had room) is held
+// back on its CPU at the cost of a compare until its part has room again
+// (bg_early.held_until_ns), then its part lets it through as before.
+TEST(EarlyHold, OneSourceHeldByItsPartIsHeldUntilItsPartHasRoom) {
+  OneCpu pin;
+  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
+  // 20 a second on each CPU, 2 at once: its part is 10 a second, 1 at once.
+  auto h = FilterHarness::load_or_abort(
+      policy_from_yaml(fmt::format("limits: {{rate: 100, new_sources: off, unproven: {{rate: {}, "
+                                   "burst: {}}}}}\n",
+                                   20 * cpus, 2 * cpus)),
+      4096);
+  EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_PASS);
+  EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_DROP);
+  const bg_early e = h.early(0);
+  EXPECT_GT(e.held_until_ns, 0u);
+  EXPECT_EQ(std::memcmp(e.held_addr + 12, "\xc6\x13\x09\x09", 4), 0) << "198.19.9.9";
+  for (int i = 0; i < 5; i++)
+    EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_DROP);
+  EXPECT_EQ(h.run(udp("198.19.9.10")), XDP_PASS) << "another source: the other half";
+  EXPECT_EQ(h.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 6u);
+  usleep(250 * 1000);  // its part's token comes back in 100 ms
+  EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_PASS);
+  EXPECT_EQ(h.source("198.19.9.9")->packets, 2u);
+
+  // Held again; then a policy that allows it decides its next frame.
+  EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_DROP);
+  ASSERT_GT(h.early(0).held_until_ns, 0u);
+  ASSERT_TRUE(h.datapath()
+                  .apply(policy_from_yaml(fmt::format(
+                      "allow: [198.19.9.9/32]\nlimits: {{rate: 100, new_sources: off, unproven: "
+                      "{{rate: {}, burst: {}}}}}\n",
+                      20 * cpus, 2 * cpus)))
+                  .ok());
+  EXPECT_EQ(h.run(udp("198.19.9.11")), XDP_PASS) << "arms the new generation";
+  EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_PASS);
+  EXPECT_EQ(h.packets(BG_VERDICT_PASS, BG_REASON_ALLOW), 1u);
+}
+
 }  // namespace
 }  // namespace bpfgate::test::unproven

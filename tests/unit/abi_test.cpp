@@ -63,7 +63,7 @@ static_assert(offsetof(bg_settings, unparsed_verdict) == 84);
 static_assert(sizeof(bg_config) == 336);
 static_assert(sizeof(bg_runtime) == 8);
 static_assert(sizeof(bg_admission) == 8);
-static_assert(sizeof(bg_early) == 8);  // per-CPU values: a multiple of 8
+static_assert(sizeof(bg_early) == 32);  // per-CPU values: a multiple of 8
 static_assert(offsetof(bg_config, active) == 0);
 static_assert(offsetof(bg_config, generation) == 8);
 // Where older versions had padding (zero): pins of those keep working.

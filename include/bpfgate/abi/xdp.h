@@ -347,6 +347,11 @@ struct bg_early {
   __u8 armed;       /* 1: that generation's default rule is as said above */
   __u8 coarse;      /* the default rule reads the coarse clock */
   __u8 pad[2];
+  /* The source its part of the share last held back on this CPU (the share
+   * had room), and until when its part has none: its frames are held back
+   * till then at the cost of a compare. */
+  __u8 held_addr[16];
+  __u64 held_until_ns;
 };
 
 /* What a generation's tables hold, so that the datapath skips lookups that
