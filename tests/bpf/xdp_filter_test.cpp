@@ -12,6 +12,7 @@
 
 #include "core/packet.hpp"
 #include "support/filter_harness.hpp"
+#include "support/one_cpu.hpp"
 
 namespace bpfgate::test {
 namespace {
@@ -109,8 +110,12 @@ TEST(XdpFilter, TwoSourcesAreIndependent) {
 // A source whose frames come close together is decided on its CPU from a
 // hot slot (bg_hot_slot: tokens taken ahead, counts kept there) until the
 // slot goes to another source. Nothing it counted is lost on the way, and it
-// never passes more than its bucket holds.
+// never passes more than its bucket holds. On one CPU: a source whose frames
+// move to another CPU meanwhile finds the tokens its slot took ahead on the
+// first one there until that slot turns over, so it may pass fewer of its 20
+// for that while (seen once in CI's 6.1 guest under load: 11).
 TEST(XdpFilter, HotSourcesAreCountedExactlyThroughSlotTurnover) {
+  OneCpu pin;
   auto h = load({1, 12});  // 12 of each source's 20 frames pass (a token a second: none refills)
   bool hot_seen = false;
   for (int i = 0; i < 200; i++) {
