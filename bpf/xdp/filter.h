@@ -107,6 +107,7 @@ enum bg_early_state {
   BG_EARLY_NONE = 0,  /* nothing: bg_unproven_first looks */
   BG_EARLY_KNOWN = 1, /* its source's known bit is set: bg_unproven_first says BG_NEXT */
   BG_EARLY_TAKEN = 2, /* not known, and a token of the unproven share taken (w->shared_ns) */
+  BG_EARLY_ARMED = 3, /* bg_early_memo: this CPU is armed for the policy in force (bg_early_gate) */
 };
 
 /* What dry-run covers of a frame: every drop (the generation's dry_run), or
@@ -401,8 +402,8 @@ static __always_inline void bg_one_source_take(const struct bg_work *w,
  * dropped), else held back: BG_TAKE_UNPROVEN, or BG_TAKE_LISTED where the
  * lists decide, as an allow-listed source is never held back (a denied or
  * blocked one is dropped either way: counted here as unproven). Where the
- * source's part alone held it back (the share had room), *wait is set to the
- * time the part has room again. */
+ * source's part alone held it back (the share had room), *wait (where not
+ * NULL) is set to the time the part has room again. */
 static __always_inline int bg_hold_unproven(struct bg_work *w, const struct bg_settings *s,
                                             __u64 *wait) {
   if (bg_admit(BG_ADMIT_UNPROVEN, &s->unproven_limit, w->now)) {
@@ -412,7 +413,8 @@ static __always_inline int bg_hold_unproven(struct bg_work *w, const struct bg_s
       return BG_TAKE_OK;
     }
     bg_unadmit(BG_ADMIT_UNPROVEN, s->unproven_limit.emission_ns);
-    *wait = part;
+    if (wait)
+      *wait = part;
   }
   int r = s->flags & BG_SET_ACL ? bg_check_lists(w) : BG_NEXT;
   if (r != BG_NEXT) {
@@ -461,8 +463,7 @@ __noinline int bg_take(struct bg_work *w, __u32 kind) {
     st = bpf_map_lookup_elem(&bg_known, &key);
     w->known = st != NULL;
     if (!st) {
-      __u64 wait;
-      int held = bg_hold_unproven(w, s, &wait);
+      int held = bg_hold_unproven(w, s, NULL);
       if (held != BG_TAKE_OK)
         return held;
     }
@@ -1324,6 +1325,20 @@ static __always_inline int bg_early_held(const struct bg_early *e, const struct 
   return a[0] == b[0] && a[1] == b[1];
 }
 
+/* This CPU's bg_early (*e) and the active generation (*gen) with its
+ * settings, where the CPU is armed for the policy in force and the bypass
+ * switch is off; else NULL: bg_hold_early and its memo decide nothing. */
+static __always_inline const struct bg_settings *bg_early_gate(struct bg_early **e, __u32 *gen) {
+  __u32 zero = 0;
+  struct bg_early *ce = bpf_map_lookup_elem(&bg_early, &zero);
+  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
+  if (!ce || !cfg || !ce->armed || ce->generation != cfg->generation || cfg->bypass)
+    return NULL;
+  *e = ce;
+  *gen = cfg->active & 1;
+  return bg_settings_of(cfg, *gen);
+}
+
 /* The unproven share's decision on a frame before the policy stage, for a
  * frame the full pipeline would bring to bg_unproven_first under the default
  * rule of an armed generation (bg_early_arm): a BG_RES where the frame is
@@ -1339,13 +1354,11 @@ static __always_inline int bg_early_held(const struct bg_early *e, const struct 
 __noinline int bg_hold_early(struct bg_work *w) {
   if (!w || !BG_KNOWN_BITS_ON || !bg_early_fits(w))
     return BG_NEXT;
-  __u32 zero = 0;
-  struct bg_early *e = bpf_map_lookup_elem(&bg_early, &zero);
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!e || !cfg || !e->armed || e->generation != cfg->generation || cfg->bypass)
+  struct bg_early *e;
+  __u32 gen;
+  const struct bg_settings *s = bg_early_gate(&e, &gen);
+  if (!s)
     return BG_NEXT;
-  __u32 gen = cfg->active & 1;
-  const struct bg_settings *s = bg_settings_of(cfg, gen);
   __u32 tcp = w->pkt.l4_proto == IPPROTO_TCP;
   if (tcp && (s->flags & BG_SET_SYN_PROXY)) /* a held SYN may be answered */
     return BG_NEXT;
@@ -1385,19 +1398,22 @@ __noinline int bg_hold_early(struct bg_work *w) {
   return BG_RES(BG_VERDICT_DROP, BG_REASON_UNPROVEN);
 }
 
-/* bg_early_held before the call, for a frame neither TCP nor under rules
- * (bg_hold_early looks up its rule): BG_RES of a frame held back, else
+/* Before the call to bg_hold_early, inline: whether it may decide (this
+ * CPU armed for the policy in force: w->early = BG_EARLY_ARMED, else the
+ * call is not made), and for a frame neither TCP nor under rules (the call
+ * looks up its rule), bg_early_held: BG_RES of a frame held back, else
  * BG_NEXT, with w->now read where the memo was live. Inline: for one source
  * flooding, the call cost as much as the rest. */
 static __always_inline int bg_early_memo(struct bg_work *w) {
-  if (!BG_KNOWN_BITS_ON || !bg_early_fits(w) || w->pkt.l4_proto == IPPROTO_TCP)
+  if (!BG_KNOWN_BITS_ON || !bg_early_fits(w))
     return BG_NEXT;
-  __u32 zero = 0;
-  const struct bg_early *e = bpf_map_lookup_elem(&bg_early, &zero);
-  const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
-  if (!e || !cfg || !e->held_until_ns || e->generation != cfg->generation || cfg->bypass)
+  struct bg_early *e;
+  __u32 gen;
+  const struct bg_settings *s = bg_early_gate(&e, &gen);
+  if (!s)
     return BG_NEXT;
-  if (bg_settings_of(cfg, cfg->active & 1)->flags & BG_SET_RULES)
+  w->early = BG_EARLY_ARMED;
+  if (w->pkt.l4_proto == IPPROTO_TCP || !e->held_until_ns || (s->flags & BG_SET_RULES))
     return BG_NEXT;
   w->now = e->coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
   return bg_early_held(e, w) ? BG_RES(BG_VERDICT_DROP, BG_REASON_UNPROVEN) : BG_NEXT;
@@ -1425,8 +1441,7 @@ static __always_inline int bg_unproven_first(struct bg_work *w, const struct bg_
     return BG_NEXT;
   w->known = 0;
   bg_early_arm(w);
-  __u64 wait;
-  return bg_hold_unproven(w, s, &wait);
+  return bg_hold_unproven(w, s, NULL);
 }
 
 /* Stage 3: the ACL and the blocklist (through the source's entry where it
@@ -1574,7 +1589,7 @@ static __always_inline int bg_filter(struct xdp_md *ctx) {
   struct bg_work w = {};
   bg_stage_parse(ctx, &w);
   int r = bg_early_memo(&w);
-  if (r == BG_NEXT)
+  if (r == BG_NEXT && w.early == BG_EARLY_ARMED)
     r = bg_hold_early(&w);
   if (r == BG_NEXT) {
     r = bg_stage_policy(&w);

@@ -37,13 +37,14 @@ std::vector<uint8_t> tcp(const std::string &src, uint16_t sport, uint16_t dport,
   return PacketBuilder().ipv4(src, kServer).tcp(sport, dport, flags).tcp_seq(1000, 2000).build();
 }
 
-// A policy whose unproven share lets `per_cpu` frames through on each CPU at
-// once and then one every 100 s: no token comes back while a test runs.
-std::string share_policy(unsigned per_cpu, const std::string &extra = "") {
+// A policy whose unproven share lets `burst` frames through on each CPU at
+// once, then `rate` a second on each (0: one every 100 s for all of them, so
+// no token comes back while a test runs); `others` are its other limits.
+std::string share_policy(unsigned burst, unsigned rate = 0,
+                         const std::string &others = "rate: 100, burst: 100, new_sources: off") {
   const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
-  return fmt::format(
-      "limits: {{rate: 100, burst: 100, new_sources: off, unproven: {{rate: 1, burst: {}}}{}}}\n",
-      per_cpu * cpus, extra);
+  return fmt::format("limits: {{{}, unproven: {{rate: {}, burst: {}}}}}\n", others,
+                     rate ? rate * cpus : 1, burst * cpus);
 }
 
 // 200 sources, one frame each: every one under its own limit.
@@ -67,11 +68,9 @@ TEST(UnprovenShare, ManySourcesEachUnderItsLimitShareOneRate) {
 
 TEST(UnprovenShare, AnAllowListedSourceIsNeverHeldBackNorCharged) {
   OneCpu pin;
-  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
   auto h = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("allow: [198.18.9.0/24]\nlimits: {{rate: 100, new_sources: "
-                                   "off, unproven: {{rate: 1, burst: {}}}}}\n",
-                                   cpus)),
+      policy_from_yaml("allow: [198.18.9.0/24]\n" +
+                       share_policy(1, 0, "rate: 100, new_sources: off")),
       4096);
   // While the share has its token, an allowed frame gives back what it took.
   EXPECT_EQ(h.run(udp("198.18.9.5")), XDP_PASS);
@@ -89,11 +88,9 @@ TEST(UnprovenShare, AnAllowListedSourceIsNeverHeldBackNorCharged) {
 // link: RFC 4861 has receivers discard it), waits for the shares as before.
 TEST(UnprovenShare, NeighbourDiscoveryFromTheLinkIsNeverHeldBack) {
   OneCpu pin;
-  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
   auto h = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("deny: [2001:db8:66::/48]\nlimits: {{rate: 100, new_sources: "
-                                   "{{rate: 1, burst: 1}}, unproven: {{rate: 1, burst: {}}}}}\n",
-                                   cpus)),
+      policy_from_yaml("deny: [2001:db8:66::/48]\n" +
+                       share_policy(1, 0, "rate: 100, new_sources: {rate: 1, burst: 1}")),
       4096);
   auto icmp6 = [](const std::string &src, uint8_t type, uint8_t code, uint8_t hops) {
     return PacketBuilder().ipv6(src, "2001:db8::1").ttl(hops).icmp(type, code).build();
@@ -127,22 +124,15 @@ TEST(UnprovenShare, NeighbourDiscoveryFromTheLinkIsNeverHeldBack) {
 // then dropped before the admitted table is looked up.
 TEST(UnprovenShare, OneHeavySourceLeavesTheShareButANewSourceFloodUsesItUp) {
   OneCpu pin;
-  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
   auto heavy = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("limits: {{rate: 1, burst: 1, new_sources: off, unproven: "
-                                   "{{rate: 1, burst: {}}}}}\n",
-                                   10 * cpus)),
-      4096);
+      policy_from_yaml(share_policy(10, 0, "rate: 1, burst: 1, new_sources: off")), 4096);
   for (int i = 0; i < 100; i++)
     heavy.run(udp("198.19.9.9"));
   EXPECT_EQ(heavy.packets(BG_VERDICT_DROP, BG_REASON_RATE_LIMIT), 99u);
   EXPECT_EQ(spread_flood(heavy, 20), 9u) << "the heavy source used one token of 10";
 
   auto fresh = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("limits: {{rate: 100, new_sources: {{rate: 1, burst: 1}}, "
-                                   "unproven: {{rate: 1, burst: {}}}}}\n",
-                                   10 * cpus)),
-      4096);
+      policy_from_yaml(share_policy(10, 0, "rate: 100, new_sources: {rate: 1, burst: 1}")), 4096);
   EXPECT_EQ(spread_flood(fresh, 50), 1u) << "one new source admitted on this CPU";
   EXPECT_EQ(fresh.packets(BG_VERDICT_DROP, BG_REASON_NEW_SOURCE), 9u);
   EXPECT_EQ(fresh.packets(BG_VERDICT_DROP, BG_REASON_UNPROVEN), 40u);
@@ -155,8 +145,9 @@ TEST(UnprovenShare, OffOrWithoutProofsNothingIsShared) {
   EXPECT_EQ(spread_flood(off), 200u);
   // With proofs off no source could ever leave the class: the share is not
   // enforced (status says so), rather than every client capped.
-  auto noproof =
-      FilterHarness::load_or_abort(policy_from_yaml(share_policy(10, ", prove: off")), 4096);
+  auto noproof = FilterHarness::load_or_abort(
+      policy_from_yaml(share_policy(10, 0, "rate: 100, burst: 100, new_sources: off, prove: off")),
+      4096);
   EXPECT_EQ(spread_flood(noproof), 200u);
   auto cfg = noproof.datapath().config();
   ASSERT_TRUE(cfg.ok());
@@ -167,12 +158,8 @@ TEST(UnprovenShare, OffOrWithoutProofsNothingIsShared) {
 TEST(UnprovenShare, TheRateComesBack) {
   OneCpu pin;
   // 10 a second on each CPU, 1 at once: a token every 100 ms (wide enough for a slow VM).
-  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
   auto h = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("limits: {{rate: 100, new_sources: off, unproven: {{rate: {}, "
-                                   "burst: {}}}}}\n",
-                                   10 * cpus, cpus)),
-      4096);
+      policy_from_yaml(share_policy(1, 10, "rate: 100, new_sources: off")), 4096);
   EXPECT_EQ(h.run(udp("198.19.1.1")), XDP_PASS);
   EXPECT_EQ(h.run(udp("198.19.1.2")), XDP_DROP);
   usleep(250'000);  // two tokens' time and more
@@ -243,9 +230,10 @@ struct LoopbackPair {
     const int family = v6 ? AF_INET6 : AF_INET;
     ns.within([&] {
       listener = bpf::UniqueFd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      if (defer)
+      if (defer) {
         ASSERT_EQ(
             ::setsockopt(listener.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)), 0);
+      }
       socklen_t alen = 0, clen = 0;
       auto a = sockaddr_of(v6 ? "2001:db8::1" : kServer, port, &alen);
       ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr *>(&a), alen), 0);
@@ -455,9 +443,9 @@ TEST(EarlyHold, ASynStillGoesToTheSynBudgetAndAnAckToItsProof) {
   OneCpu pin;
   const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
   auto h = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("limits: {{rate: 100, burst: 100, new_sources: {{rate: 1, "
-                                   "burst: {}}}, unproven: {{rate: 1, burst: {}}}}}\n",
-                                   3 * cpus, 10 * cpus)),
+      policy_from_yaml(share_policy(
+          10, 0,
+          fmt::format("rate: 100, burst: 100, new_sources: {{rate: 1, burst: {}}}", 3 * cpus))),
       4096);
   spread_flood(h, 50);
   ASSERT_TRUE(h.early(0).armed);
@@ -476,13 +464,9 @@ TEST(EarlyHold, ASynStillGoesToTheSynBudgetAndAnAckToItsProof) {
 // (bg_early.held_until_ns), then its part lets it through as before.
 TEST(EarlyHold, OneSourceHeldByItsPartIsHeldUntilItsPartHasRoom) {
   OneCpu pin;
-  const unsigned cpus = static_cast<unsigned>(libbpf_num_possible_cpus());
   // 20 a second on each CPU, 2 at once: its part is 10 a second, 1 at once.
   auto h = FilterHarness::load_or_abort(
-      policy_from_yaml(fmt::format("limits: {{rate: 100, new_sources: off, unproven: {{rate: {}, "
-                                   "burst: {}}}}}\n",
-                                   20 * cpus, 2 * cpus)),
-      4096);
+      policy_from_yaml(share_policy(2, 20, "rate: 100, new_sources: off")), 4096);
   EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_PASS);
   EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_DROP);
   const bg_early e = h.early(0);
@@ -500,10 +484,8 @@ TEST(EarlyHold, OneSourceHeldByItsPartIsHeldUntilItsPartHasRoom) {
   EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_DROP);
   ASSERT_GT(h.early(0).held_until_ns, 0u);
   ASSERT_TRUE(h.datapath()
-                  .apply(policy_from_yaml(fmt::format(
-                      "allow: [198.19.9.9/32]\nlimits: {{rate: 100, new_sources: off, unproven: "
-                      "{{rate: {}, burst: {}}}}}\n",
-                      20 * cpus, 2 * cpus)))
+                  .apply(policy_from_yaml("allow: [198.19.9.9/32]\n" +
+                                          share_policy(2, 20, "rate: 100, new_sources: off")))
                   .ok());
   EXPECT_EQ(h.run(udp("198.19.9.11")), XDP_PASS) << "arms the new generation";
   EXPECT_EQ(h.run(udp("198.19.9.9")), XDP_PASS);
