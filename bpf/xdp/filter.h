@@ -302,12 +302,33 @@ static __always_inline int bg_streak(struct bg_src_state *st, const struct bg_se
 #define BG_KNOWN_BITS_ON 1
 #endif
 
-/* Whether `key` may be in the known table: its bit in bg_known_bits (an
- * unreadable word says "look"). */
+/* 0: the pipeline without the known_sum map, as bpfgate built it before
+ * (tests/bpf/known_sum_off_filter.bpf.c: an upgrade from such a program). */
+#ifndef BG_KNOWN_SUM_ON
+#define BG_KNOWN_SUM_ON BG_KNOWN_BITS_ON
+#endif
+
+/* Sets `bit` of a 64-bit word array map, atomically. */
+static __always_inline void bg_set_bit(void *map, __u32 bit) {
+  __u32 word = bit >> 6;
+  __u64 *w = bpf_map_lookup_elem(map, &word);
+  if (w)
+    __sync_fetch_and_or(w, 1ULL << (bit & 63));
+}
+
+/* Whether `key` may be in the known table: its bit in bg_known_sum, then in
+ * bg_known_bits (an unreadable word says "look"). */
 static __always_inline int bg_maybe_known(const struct bg_src_key *key) {
   if (!BG_KNOWN_BITS_ON)
     return 1;
   __u32 bit = bg_known_bit(key);
+  if (BG_KNOWN_SUM_ON) {
+    __u32 sbit = bit >> BG_KNOWN_SUM_SHIFT;
+    __u32 sword = sbit >> 6;
+    const __u64 *sw = bpf_map_lookup_elem(&bg_known_sum, &sword);
+    if (sw && !((*sw >> (sbit & 63)) & 1))
+      return 0;
+  }
   __u32 word = bit >> 6;
   const __u64 *w = bpf_map_lookup_elem(&bg_known_bits, &word);
   return !w || (*w >> (bit & 63)) & 1;
@@ -868,12 +889,13 @@ __noinline int bg_promote(struct bg_work *w) {
   if (old)
     __builtin_memcpy(&init, old, sizeof(init));
   init.over_since_ns = 0;
-  /* Its bit first: a CPU that finds the entry finds the bit set. */
-  __u32 bit = bg_known_bit(&key);
-  __u32 word = bit >> 6;
-  __u64 *bits = BG_KNOWN_BITS_ON ? bpf_map_lookup_elem(&bg_known_bits, &word) : NULL;
-  if (bits)
-    __sync_fetch_and_or(bits, 1ULL << (bit & 63));
+  /* Its bits first: a CPU that finds the entry finds them set. */
+  if (BG_KNOWN_BITS_ON) {
+    __u32 bit = bg_known_bit(&key);
+    if (BG_KNOWN_SUM_ON)
+      bg_set_bit(&bg_known_sum, bit >> BG_KNOWN_SUM_SHIFT);
+    bg_set_bit(&bg_known_bits, bit);
+  }
   long err = bpf_map_update_elem(&bg_known, &key, &init, BPF_NOEXIST);
   if (err && err != -17 /* EEXIST: another CPU promoted it */) {
     bg_stat(BG_STAT_KNOWN_FULL);

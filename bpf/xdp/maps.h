@@ -170,6 +170,15 @@ struct {
   __type(value, __u64);
 } bg_known_bits SEC(".maps");
 
+/* Its summary (BG_KNOWN_SUM_WORDS, BG_KNOWN_SUM_SHIFT). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, BG_KNOWN_SUM_WORDS);
+  __uint(map_flags, BPF_F_MMAPABLE); /* the control plane sets bits atomically */
+  __type(key, __u32);
+  __type(value, __u64);
+} bg_known_sum SEC(".maps");
+
 /* Per CPU: what lets bg_hold_early decide a frame (struct bg_early). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -480,19 +480,19 @@ TEST(XdpAttach, FilterOutlivesItsProcessAndANewProcessChangesIt) {
   EXPECT_EQ(src[GatewayPair::kAttackerAddr]["packets"], 4000);
 }
 
-// A filter of a version before the known_bits map (a bitmap of the sources
-// that may be in the known table) proved a client; `upgrade` brings the map,
-// sets the bits of the known table's sources before and after the swap, and
-// the client stays known: its frames are counted in its known entry, and no
-// entry is made for it as a new source (its bit clear, the new program would
-// not look it up in the known table).
-TEST(XdpAttach, AnUpgradeBringingTheKnownBitsKeepsProvenClientsKnown) {
+// A filter of an older version (`object`'s program `prog`, whose pins lack
+// `pin`) proved a client; `upgrade` brings the map, sets the known table's
+// sources' bits before and after the swap, and the client stays known: its
+// frames are counted in its known entry, and no entry is made for it as a
+// new source (its bit clear, the new program would not look it up in the
+// known table).
+void upgrade_keeps_proven_clients_known(const char *object, const char *prog, const char *pin) {
   GatewayPair t;
   run_ok(t.gw().exec() + "sysctl -qw net.ipv4.tcp_syncookies=2");
   ASSERT_EQ(t.bpfgate("attach " + t.gw_if() + " --mode native").exit_code, 0);
-  const std::string bits = t.pin_dir() + "/" BG_PIN_KNOWN_BITS;
+  const std::string bits = t.pin_dir() + "/" + pin;
   ASSERT_TRUE(std::filesystem::exists(bits));
-  ASSERT_NE(t.run_other_build("known_bits_off_filter.bpf.o", "bg_known_bits_off_filter"), 0u);
+  ASSERT_NE(t.run_other_build(object, prog), 0u);
   std::filesystem::remove(bits);  // as that version left its pins
   auto lfd = t.tcp_listen(8088);
   ASSERT_TRUE(t.tcp_connect(8088));
@@ -510,6 +510,18 @@ TEST(XdpAttach, AnUpgradeBringingTheKnownBitsKeepsProvenClientsKnown) {
   auto s = t.status();
   EXPECT_EQ(s["known_sources"]["entries"], 1) << s.dump();
   EXPECT_TRUE(t.tcp_connect(8088));
+}
+
+// Before the known_bits map (a bitmap of the sources that may be in the known table).
+TEST(XdpAttach, AnUpgradeBringingTheKnownBitsKeepsProvenClientsKnown) {
+  upgrade_keeps_proven_clients_known("known_bits_off_filter.bpf.o", "bg_known_bits_off_filter",
+                                     BG_PIN_KNOWN_BITS);
+}
+
+// Before its summary (known_sum): the older program set only the bitmap's bit.
+TEST(XdpAttach, AnUpgradeBringingTheKnownSummaryKeepsProvenClientsKnown) {
+  upgrade_keeps_proven_clients_known("known_sum_off_filter.bpf.o", "bg_known_sum_off_filter",
+                                     BG_PIN_KNOWN_SUM);
 }
 
 // A filter pinned before the opstats map (the dry-run and bypass counters)

@@ -131,6 +131,14 @@ bpf::PinSpec known_bits_pin() {
   return p;
 }
 
+bpf::PinSpec known_sum_pin() {
+  // Optional: pins of older versions have none (replace.cpp makes it and
+  // sets the bits of the known table's sources).
+  bpf::PinSpec p = bpf::map_pin<__u32, __u64>(BG_PIN_KNOWN_SUM, "bg_known_sum");
+  p.optional = true;
+  return p;
+}
+
 bpf::PinSpec hot_pin() {
   // Optional: pins of older versions have none (replace.cpp makes it).
   bpf::PinSpec p = bpf::map_pin<__u32, bg_hot_slot>(BG_PIN_HOT, "bg_hot");
@@ -156,6 +164,7 @@ std::vector<bpf::PinSpec> Datapath::pin_specs() {
       op_stats_pin(),
       hot_pin(),
       known_bits_pin(),
+      known_sum_pin(),
   };
 }
 
@@ -175,6 +184,8 @@ Datapath Datapath::from_set(bpf::PinSet &s) {
     dp.hot_.emplace(std::move(hot));
   if (bpf::UniqueFd bits = s.take(BG_PIN_KNOWN_BITS); bits.valid())
     dp.known_bits_ = std::move(bits);
+  if (bpf::UniqueFd sum = s.take(BG_PIN_KNOWN_SUM); sum.valid())
+    dp.known_sum_ = std::move(sum);
   return dp;
 }
 
@@ -634,20 +645,32 @@ Status Datapath::blocklist_removed() {
 
 namespace {
 
-// Sets the bits of `keys` in the known_bits map `fd`, through its mmap.
-Status set_known_bits(int fd, const std::vector<bg_src_key> &keys) {
-  const size_t len = BG_KNOWN_WORDS * sizeof(__u64);
+// Sets the bits of `keys` in a word array map `fd` of `words` words (the
+// known_bits map, or with `shift` its summary), through its mmap.
+Status set_bits(int fd, size_t words, unsigned shift, const std::vector<bg_src_key> &keys,
+                const char *what) {
+  const size_t len = words * sizeof(__u64);
   void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED)
-    return make_error(errno, "map the filter's known_bits map");
-  auto *words = static_cast<__u64 *>(p);
+    return make_error(errno, "map the filter's {} map", what);
+  auto *w = static_cast<__u64 *>(p);
   for (const auto &k : keys) {
-    __u32 bit = bg_known_bit(&k);
+    __u32 bit = bg_known_bit(&k) >> shift;
     // Atomically: the datapath sets bits of its own meanwhile.
-    __atomic_fetch_or(&words[bit >> 6], 1ULL << (bit & 63), __ATOMIC_SEQ_CST);
+    __atomic_fetch_or(&w[bit >> 6], 1ULL << (bit & 63), __ATOMIC_SEQ_CST);
   }
   munmap(p, len);
   return {};
+}
+
+// The summary first, as the datapath: a reader that finds a bitmap bit set
+// finds its summary bit set. `sum_fd` -1: a filter without the summary.
+Status set_known_bits(int bits_fd, int sum_fd, const std::vector<bg_src_key> &keys) {
+  if (sum_fd >= 0) {
+    if (auto st = set_bits(sum_fd, BG_KNOWN_SUM_WORDS, BG_KNOWN_SUM_SHIFT, keys, "known_sum"); !st)
+      return st;
+  }
+  return set_bits(bits_fd, BG_KNOWN_WORDS, 0, keys, "known_bits");
 }
 
 }  // namespace
@@ -655,10 +678,10 @@ Status set_known_bits(int fd, const std::vector<bg_src_key> &keys) {
 Status Datapath::mark_known(const std::vector<bg_src_key> &keys) {
   if (!known_bits_.valid())
     return {};  // a filter of an older bpfgate: its program looks every source up
-  return set_known_bits(known_bits_.get(), keys);
+  return set_known_bits(known_bits_.get(), known_sum_.valid() ? known_sum_.get() : -1, keys);
 }
 
-Status mark_known_table(int known_fd, int bits_fd) {
+Status mark_known_table(int known_fd, int bits_fd, int sum_fd) {
   bpf::Map<bg_src_key, bg_src_state> known(known_fd);
   auto all = known.dump();
   if (!all)
@@ -667,7 +690,7 @@ Status mark_known_table(int known_fd, int bits_fd) {
   keys.reserve(all->size());
   for (const auto &[k, v] : *all)
     keys.push_back(k);
-  return set_known_bits(bits_fd, keys);
+  return set_known_bits(bits_fd, sum_fd, keys);
 }
 
 uint64_t Datapath::block_version() const {

@@ -26,10 +26,12 @@ class SourceSweeper;
 bpf::PinSpec op_stats_pin();
 bpf::PinSpec hot_pin();
 bpf::PinSpec known_bits_pin();
-// Sets, in the known_bits map `bits_fd`, the bit of every source in the
-// known table `known_fd`: a program loaded beside a running one (replace)
-// gets a new, empty bitmap, which must cover the table before it runs.
-Status mark_known_table(int known_fd, int bits_fd);
+bpf::PinSpec known_sum_pin();
+// Sets, in the known_bits map `bits_fd` and its summary `sum_fd` (-1: none),
+// the bits of every source in the known table `known_fd`: a program loaded
+// beside a running one (replace) gets a new, empty bitmap or summary, which
+// must cover the table before it runs.
+Status mark_known_table(int known_fd, int bits_fd, int sum_fd);
 // Adds to `st` (the entry of `key`) what hot slots counted of it and have
 // not yet added: a source's own counts, or for a prefix bucket the counts of
 // the sources in it (bg_hot_slot).
@@ -163,6 +165,7 @@ class Datapath {
   std::optional<bpf::PerCpuMap<__u32, bg_counter>> op_stats_;  // absent in older pins
   std::optional<bpf::PerCpuMap<__u32, bg_hot_slot>> hot_;      // absent in older pins
   bpf::UniqueFd known_bits_;                                   // absent in older pins
+  bpf::UniqueFd known_sum_;                                    // absent in older pins
   mutable uint32_t blocklist_id_ = 0;                          // block_version(): read once
   std::shared_ptr<SourceSweeper> sweeper_;
   bool sweeper_tried_ = false;

@@ -139,13 +139,13 @@ Result<bpf::XdpFilterSkel> load_on(std::map<std::string, RunningMap> &running, i
 }
 
 // Maps this version pins that the running filter's pins lack (a filter
-// pinned by an older bpfgate: the opstats, hot and known_bits maps), made by the load
+// pinned by an older bpfgate: the opstats, hot, known_bits and known_sum maps), made by the load
 // above and pinned before the swap, so that a later adoption finds them.
 // Returns the pins it made (to remove if the swap fails).
 Result<std::vector<std::string>> pin_new_maps(const bpf::XdpFilterSkel &skel,
                                               const std::string &dir) {
   std::vector<std::string> made;
-  for (const bpf::PinSpec &spec : {op_stats_pin(), hot_pin(), known_bits_pin()}) {
+  for (const bpf::PinSpec &spec : {op_stats_pin(), hot_pin(), known_bits_pin(), known_sum_pin()}) {
     std::string path = bpf::pin_path(dir, spec.pin);
     if (bpf::exists(path))
       continue;
@@ -246,12 +246,14 @@ Result<ReplaceReport> replace_program(const std::string &bpffs, const std::strin
   // The new program skips the known table for a source whose bit is clear:
   // a bitmap it brings (the running one had none) covers the table before
   // the swap, and again after it for sources the old program proved meanwhile.
-  bool new_bits = !running->count(kernel_name("bg_known_bits"));
+  bool new_bits =
+      !running->count(kernel_name("bg_known_bits")) || !running->count(kernel_name("bg_known_sum"));
   auto mark_known = [&]() -> Status {
     if (!new_bits)
       return {};
     return mark_known_table(bpf_map__fd((*skel)->maps.bg_known),
-                            bpf_map__fd((*skel)->maps.bg_known_bits));
+                            bpf_map__fd((*skel)->maps.bg_known_bits),
+                            bpf_map__fd((*skel)->maps.bg_known_sum));
   };
   if (auto st = mark_known(); !st)
     return st.error().context("set the new program's known_bits");
