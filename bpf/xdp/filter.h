@@ -1348,9 +1348,13 @@ static __always_inline int bg_early_held(const struct bg_early *e, const struct 
 }
 
 /* This CPU's bg_early (*e) and the active generation (*gen) with its
- * settings, where the CPU is armed for the policy in force and the bypass
- * switch is off; else NULL: bg_hold_early and its memo decide nothing. */
-static __always_inline const struct bg_settings *bg_early_gate(struct bg_early **e, __u32 *gen) {
+ * settings, where w's frame fits (bg_early_fits), the CPU is armed for the
+ * policy in force and the bypass switch is off; else NULL: bg_hold_early and
+ * its memo decide nothing. */
+static __always_inline const struct bg_settings *bg_early_gate(const struct bg_work *w,
+                                                               struct bg_early **e, __u32 *gen) {
+  if (!BG_KNOWN_BITS_ON || !bg_early_fits(w))
+    return NULL;
   __u32 zero = 0;
   struct bg_early *ce = bpf_map_lookup_elem(&bg_early, &zero);
   const struct bg_config *cfg = bpf_map_lookup_elem(&bg_config, &zero);
@@ -1374,11 +1378,11 @@ static __always_inline const struct bg_settings *bg_early_gate(struct bg_early *
  * global function: inline, its stack would take Linux 6.1's combined bound
  * (512 bytes) over on the way to the SYN answer. */
 __noinline int bg_hold_early(struct bg_work *w) {
-  if (!w || !BG_KNOWN_BITS_ON || !bg_early_fits(w))
+  if (!w)
     return BG_NEXT;
   struct bg_early *e;
   __u32 gen;
-  const struct bg_settings *s = bg_early_gate(&e, &gen);
+  const struct bg_settings *s = bg_early_gate(w, &e, &gen);
   if (!s)
     return BG_NEXT;
   __u32 tcp = w->pkt.l4_proto == IPPROTO_TCP;
@@ -1427,11 +1431,9 @@ __noinline int bg_hold_early(struct bg_work *w) {
  * BG_NEXT, with w->now read where the memo was live. Inline: for one source
  * flooding, the call cost as much as the rest. */
 static __always_inline int bg_early_memo(struct bg_work *w) {
-  if (!BG_KNOWN_BITS_ON || !bg_early_fits(w))
-    return BG_NEXT;
   struct bg_early *e;
   __u32 gen;
-  const struct bg_settings *s = bg_early_gate(&e, &gen);
+  const struct bg_settings *s = bg_early_gate(w, &e, &gen);
   if (!s)
     return BG_NEXT;
   w->early = BG_EARLY_ARMED;
